@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: run test unit integration e2e bench lint venv clean
+
+$(STAMP): requirements.in requirements-dev.in constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
+		-r requirements.in -r requirements-dev.in
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)  ## start the whole mesh (Ctrl-C stops it)
+	$(PY) -m shared.mesh run
+
+test: $(STAMP)  ## unit, integration and e2e tests against real servers
+	$(PY) -m shared.mesh check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP)
+	$(PY) -m shared.mesh check
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(PY) -m shared.mesh check
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var/log var/db

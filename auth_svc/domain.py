@@ -1,0 +1,1 @@
+"""Rules of the auth service, with no I/O."""

@@ -1,0 +1,1 @@
+"""Rules of the employees service, with no I/O."""

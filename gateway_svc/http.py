@@ -1,0 +1,271 @@
+"""The gateway's HTTP machinery, on top of nameko's ``@http``.
+
+``@api(method, path, auth=True, limit="default")`` registers a route under
+``/api/v1``. Before a worker is spawned the entrypoint authenticates the
+caller (``request.user_id``) and applies the route class's rate limit (per
+user when authenticated, else per IP). Handlers return a JSON-able value,
+``(status, value)`` or ``(status, headers, value)``; every error becomes
+problem+json (``gateway_svc.problems``). The WSGI layer adds X-Request-ID,
+security headers and CORS to every response, routing errors included, and
+refuses oversize bodies before they are read.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from functools import partial
+from typing import Any
+
+import marshmallow
+from eventlet.event import Event
+from nameko.extensions import SharedExtension
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.wrappers import Request, Response
+
+from gateway_svc.identity import Identity
+from gateway_svc.problems import PROBLEM_TYPE, from_exception, problem_response
+from shared.errors import (
+    AppError,
+    BadRequest,
+    PayloadTooLarge,
+    RateLimited,
+    UnsupportedMediaType,
+    validation_error,
+)
+from shared.redis import Limit, RateLimiter, make_client
+from shared.telemetry import CORRELATION_KEY, bind_correlation_id
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+REQUEST_ID_HEADER = "X-Request-ID"
+DEFAULT_MAX_BODY = 1024 * 1024
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def _valid_request_id(value: str | None) -> bool:
+    return bool(value) and len(value) <= 128 and value.isascii() and value.isprintable()
+
+
+class ApiWsgiApp(WsgiApp):
+    def __init__(self, server: "ApiServer"):
+        super().__init__(server)
+        config = server.container.config
+        self.max_body = int(config.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY))
+        origins = config.get("CORS_ORIGINS") or []
+        self.cors_origins = {o.strip() for o in (origins.split(",") if isinstance(origins, str)
+                                                 else origins) if o.strip()}
+
+    def __call__(self, environ, start_response):
+        request_id = environ.get("HTTP_X_REQUEST_ID")
+        if not _valid_request_id(request_id):
+            request_id = uuid.uuid4().hex
+        environ["workforce.request_id"] = request_id
+        bind_correlation_id(request_id)
+        response = self._dispatch(environ)
+        self._decorate(environ, response, request_id)
+        return response(environ, start_response)
+
+    def _dispatch(self, environ) -> Response:
+        request = Request(environ, shallow=True)
+        if request.method == "OPTIONS" and self._cors_origin(environ):
+            return Response(status=204)
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            return from_exception(PayloadTooLarge(
+                f"The body is {length} bytes; the limit is {self.max_body}."))
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+        except NotFound:
+            return problem_response(404, "Not found", "No such route.", slug="not-found")
+        except MethodNotAllowed as exc:
+            return problem_response(405, "Method not allowed",
+                                    f"Allowed: {', '.join(sorted(exc.valid_methods or []))}.",
+                                    slug="method-not-allowed",
+                                    headers={"Allow": ", ".join(exc.valid_methods or [])})
+        except HTTPException as exc:
+            return from_exception(exc)
+        request.path_values = values
+        request.max_content_length = self.max_body
+        return provider.handle_request(request)
+
+    def _cors_origin(self, environ) -> str | None:
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and ("*" in self.cors_origins or origin in self.cors_origins):
+            return origin
+        return None
+
+    def _decorate(self, environ, response: Response, request_id: str) -> None:
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = request_id
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
+        if environ.get("PATH_INFO", "").startswith(f"{API_PREFIX}/auth") or \
+                environ.get("PATH_INFO", "").startswith(f"{API_PREFIX}/users"):
+            headers["Cache-Control"] = "no-store"
+        origin = self._cors_origin(environ)
+        if origin:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
+            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-ID"
+            headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+            headers["Access-Control-Expose-Headers"] = (
+                "X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After")
+
+
+class ApiServer(WebServer):
+    def get_wsgi_app(self):
+        return ApiWsgiApp(self)
+
+    def context_data_from_headers(self, request) -> dict:
+        data = {CORRELATION_KEY: request.environ.get("workforce.request_id")}
+        if getattr(request, "user_id", None):
+            data["user_id"] = request.user_id
+        return data
+
+
+class Guard(SharedExtension):
+    """Authentication and rate limits, shared by every ``@api`` route."""
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.redis = make_client(config)
+        self.limiter = RateLimiter(self.redis, self.container.service_name)
+        self.limits = {name: Limit.parse(text)
+                       for name, text in (config.get("RATE_LIMITS") or {}).items()}
+        self.limits.setdefault("default", Limit(600, 60))
+        self.identity = Identity(config, self.redis)
+
+    def stop(self) -> None:
+        self.redis.close()
+
+    def check(self, request, route: str, auth: bool, limit: str | None) -> dict[str, str]:
+        """Authenticate and count the request; returns rate-limit headers."""
+        request.user_id = None
+        request.token_claims = None
+        if auth:
+            request.token_claims = self.identity.authenticate(request)
+            request.user_id = request.token_claims["sub"]
+        if limit is None:
+            return {}
+        rule = self.limits.get(limit, self.limits["default"])
+        who = f"user:{request.user_id}" if request.user_id else f"ip:{client_ip(request)}"
+        decision = self.limiter.hit(f"gateway:ratelimit:{who}:{limit}", rule)
+        if not decision.allowed:
+            raise RateLimited("Too many requests; slow down.", headers=decision.headers())
+        return decision.headers()
+
+
+def client_ip(request) -> str:
+    return request.remote_addr or "unknown"
+
+
+class ApiEntrypoint(HttpRequestHandler):
+    server = ApiServer()
+    guard = Guard()
+
+    def __init__(self, method: str, url: str, auth: bool = True, limit: str | None = "default",
+                 **kwargs):
+        self.auth = auth
+        self.limit = limit
+        full_url = url if url.startswith(API_PREFIX) else f"{API_PREFIX}{url}"
+        super().__init__(method, full_url, expected_exceptions=(AppError,), **kwargs)
+
+    def handle_request(self, request):
+        request.shallow = False
+        rate_headers: dict[str, str] = {}
+        try:
+            rate_headers = self.guard.check(request, self.url, self.auth, self.limit)
+            context_data = self.server.context_data_from_headers(request)
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            event = Event()
+            self.container.spawn_worker(self, args, kwargs, context_data=context_data,
+                                        handle_result=partial(self.handle_result, event))
+            result = event.wait()
+            response = self.response_from_result(result)
+        except Exception as exc:
+            response = self.response_from_exception(exc)
+        for name, value in rate_headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    def response_from_result(self, result: Any) -> Response:
+        if isinstance(result, Response):
+            return result
+        status, headers = 200, None
+        if isinstance(result, tuple):
+            if len(result) == 3:
+                status, headers, result = result
+            else:
+                status, result = result
+        if status == 204 or result is None:
+            return Response(status=status, headers=headers)
+        return Response(json.dumps(result, default=str), status=status, headers=headers,
+                        content_type="application/json")
+
+    def response_from_exception(self, exc: BaseException) -> Response:
+        return from_exception(exc)
+
+
+api = ApiEntrypoint.decorator
+
+
+def read_body(request) -> bytes:
+    """The raw body, at most ``MAX_BODY_BYTES`` (413 past it), chunked or not."""
+    if request.content_length is not None:
+        try:
+            return request.get_data(cache=True)
+        except HTTPException as exc:
+            if exc.code == 413:
+                raise PayloadTooLarge("The body is too large.") from None
+            raise
+    # chunked: werkzeug will not read a body of unknown length; read it bounded
+    limit = request.max_content_length or DEFAULT_MAX_BODY
+    raw = request.environ["wsgi.input"].read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+    return raw
+
+
+def read_json(request, schema=None, *, partial_load: bool = False) -> Any:
+    """The request body as JSON (validated by a marshmallow schema if given).
+
+    415 unless the body is JSON, 413 over the size limit, 400 when it does not
+    parse, 422 with per-field messages when the schema refuses it."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType("Send the body as application/json.")
+    raw = read_body(request)
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from None
+    if schema is None:
+        return data
+    if not isinstance(data, dict) and not getattr(schema, "many", False):
+        raise BadRequest("The body must be a JSON object.")
+    try:
+        return schema.load(data, partial=partial_load)
+    except marshmallow.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def query_args(request, schema) -> dict:
+    """Query string validated by a marshmallow schema (422 on bad values)."""
+    try:
+        return schema.load(request.args.to_dict())
+    except marshmallow.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+__all__ = ["api", "read_json", "query_args", "PROBLEM_TYPE", "API_PREFIX"]

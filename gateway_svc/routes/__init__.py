@@ -1,0 +1,2 @@
+"""The gateway's routes, one module per service they front. Each module
+defines a mixin of ``@api`` entrypoints; ``gateway_svc.service`` composes them."""

@@ -1,0 +1,1 @@
+"""Wire shapes of the notifications service (marshmallow)."""

@@ -1,0 +1,1 @@
+"""Rules of the organizations service, with no I/O."""

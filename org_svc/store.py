@@ -1,0 +1,6 @@
+"""The organizations service's MongoDB collections: indexes beside the queries."""
+from shared.mongo import BaseStore
+
+
+class OrganizationStore(BaseStore):
+    INDEXES: dict = {}

@@ -1,0 +1,1 @@
+"""Code every service of the mesh uses, and nothing service-specific."""

@@ -1,0 +1,248 @@
+"""Events: the envelope, the dispatcher, and handlers that never lose a message.
+
+Publishing: ``self.events.publish("task.assigned", data, org_id=..., actor_id=...)``
+wraps ``data`` in the envelope of architecture.md and publishes it on the
+service's ``{service}.events`` exchange with the event type as routing key.
+
+Consuming: ``@handles("auth", "user.registered")`` declares a durable
+SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (stack.md):
+
+* **idempotency**: before running, the handler claims the event id in the
+  service's MongoDB (``handled_events``: unique ``_id``, TTL); an id already
+  handled is acked and skipped; an id another worker is handling right now
+  (a concurrent redelivery) is looked at again when that worker's lease
+  ends, so a crashed worker's claim cannot swallow the event;
+* **retries with back-off**: a failing handler's message is re-published to a
+  per-delay retry queue whose TTL dead-letters it back to the handler queue
+  (``{queue}.retry.{ms}``), ``EVENT_RETRY_BASE_MS * 2**(attempt-1)`` apart;
+* **dead letters**: after ``EVENT_MAX_ATTEMPTS`` attempts the message is
+  parked in ``{queue}.dlq`` with the error, the attempt count and when.
+
+The original message is acked only once its successor (retry or dead letter)
+is safely published; if that publish fails it is requeued instead, so nothing
+is dropped.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any
+
+from kombu import Exchange, Queue
+from nameko.amqp.publish import Publisher as AmqpPublisher
+from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
+from nameko.extensions import DependencyProvider
+
+from shared.mongo import Mongo
+from shared.telemetry import CORRELATION_KEY, EVENT_DEAD_LETTERS, EVENT_DUPLICATES, EVENT_RETRIES
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_VERSION = 1
+ATTEMPT_HEADER = "x-attempt"
+DEFAULT_EXCHANGE = Exchange("", type="direct")
+
+
+def utcnow_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def make_envelope(event_type: str, data: dict, *, producer: str, org_id: str | None = None,
+                  actor_id: str | None = None, correlation_id: str | None = None,
+                  version: int = ENVELOPE_VERSION, event_id: str | None = None) -> dict:
+    return {
+        "event_id": event_id or uuid.uuid4().hex,
+        "event_type": event_type,
+        "version": version,
+        "occurred_at": utcnow_iso(),
+        "producer": producer,
+        "org_id": org_id,
+        "actor_id": actor_id,
+        "correlation_id": correlation_id,
+        "data": data,
+    }
+
+
+class EventBus:
+    """What a worker gets from :class:`Events`."""
+
+    def __init__(self, dispatch, producer: str, correlation_id: str | None):
+        self._dispatch = dispatch
+        self.producer = producer
+        self.correlation_id = correlation_id
+
+    def envelope(self, event_type: str, data: dict, **fields: Any) -> dict:
+        return make_envelope(event_type, data, producer=self.producer,
+                             correlation_id=self.correlation_id, **fields)
+
+    def publish(self, event_type: str, data: dict, *, org_id: str | None = None,
+                actor_id: str | None = None, event_id: str | None = None) -> dict:
+        envelope = self.envelope(event_type, data, org_id=org_id, actor_id=actor_id,
+                                 event_id=event_id)
+        self.publish_envelope(envelope)
+        return envelope
+
+    def publish_envelope(self, envelope: dict) -> None:
+        self._dispatch(envelope["event_type"], envelope)
+
+
+class Events(EventDispatcher):
+    """Publishes enveloped events on ``{service}.events``."""
+
+    def get_dependency(self, worker_ctx) -> EventBus:
+        return EventBus(super().get_dependency(worker_ctx), self.container.service_name,
+                        worker_ctx.data.get(CORRELATION_KEY))
+
+
+def retry_delay_ms(attempt: int, base_ms: int, max_ms: int) -> int:
+    """Back-off before attempt ``attempt + 1`` (attempt counts from 1)."""
+    return int(min(max_ms, base_ms * 2 ** (attempt - 1)))
+
+
+def next_step(attempt: int, max_attempts: int) -> str:
+    """After a failed ``attempt``: ``"retry"`` or ``"dead_letter"``."""
+    return "retry" if attempt < max_attempts else "dead_letter"
+
+
+def dlq_name(queue_name: str) -> str:
+    return f"{queue_name}.dlq"
+
+
+def retry_queue(queue_name: str, delay_ms: int) -> Queue:
+    # x-expires lets an idle retry queue go, but only after every message in
+    # it has dead-lettered back (its TTL is far shorter than the expiry).
+    return Queue(f"{queue_name}.retry.{delay_ms}", exchange=DEFAULT_EXCHANGE,
+                 routing_key=f"{queue_name}.retry.{delay_ms}", durable=True,
+                 queue_arguments={"x-message-ttl": delay_ms,
+                                  "x-dead-letter-exchange": "",
+                                  "x-dead-letter-routing-key": queue_name,
+                                  "x-expires": delay_ms + 300_000})
+
+
+def dead_letter_queue(queue_name: str) -> Queue:
+    return Queue(dlq_name(queue_name), exchange=DEFAULT_EXCHANGE,
+                 routing_key=dlq_name(queue_name), durable=True)
+
+
+class ReliableEventHandler(EventHandler):
+    """See the module docstring. Always SERVICE_POOL with reliable delivery."""
+
+    def __init__(self, source_service: str, event_type: str, **kwargs):
+        super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
+                         reliable_delivery=True, requeue_on_error=False, **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        config = self.container.config
+        self.max_attempts = int(config.get("EVENT_MAX_ATTEMPTS", 5))
+        self.base_ms = int(config.get("EVENT_RETRY_BASE_MS", 1000))
+        self.max_delay_ms = int(config.get("EVENT_RETRY_MAX_MS", 60_000))
+        self.lease_ms = int(config.get("EVENT_LEASE_MS", 30_000))
+        self.handler_key = f"{self.container.service_name}.{self.method_name}"
+        self.publisher = AmqpPublisher(config["AMQP_URI"])
+        self.mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
+        if self.mongo is None:
+            raise RuntimeError(f"{self.handler_key}: @handles needs a Mongo dependency "
+                               "to record handled event ids")
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue.name
+
+    def handle_message(self, body, message) -> None:
+        # The duplicate check talks to MongoDB: keep it off the consumer loop.
+        self.container.spawn_managed_thread(partial(self._process, body, message))
+
+    def _event_id(self, body) -> str | None:
+        return body.get("event_id") if isinstance(body, dict) else None
+
+    def _process(self, body, message) -> None:
+        event_id = self._event_id(body)
+        if event_id is not None:
+            try:
+                state, lease_left_ms = self.mongo.store.claim_event(
+                    self.handler_key, event_id, self.lease_ms)
+            except Exception as exc:  # database down: back off, keep the message
+                log.warning("%s: could not claim event %s: %s", self.handler_key, event_id, exc)
+                self._settle(message, lambda: self._delay(message, self.base_ms, count=False))
+                return
+            if state == "done":
+                EVENT_DUPLICATES.labels(self.container.service_name, self.method_name).inc()
+                self.queue_consumer.ack_message(message)
+                return
+            if state == "busy":  # another worker holds it: look again when its lease ends
+                delay = min(lease_left_ms, self.max_delay_ms)
+                self._settle(message, lambda: self._delay(message, delay, count=False))
+                return
+        super().handle_message(body, message)
+
+    def handle_result(self, message, worker_ctx, result=None, exc_info=None):
+        event_id = self._event_id(message.payload)
+        if exc_info is None:
+            self._settle(message, lambda: event_id and self.mongo.store.finish_event(
+                self.handler_key, event_id))
+        else:
+            self._settle(message, lambda: self._retry_or_park(message, exc_info, event_id))
+        return result, exc_info
+
+    def _settle(self, message, step) -> None:
+        """Run ``step`` (record, retry, park), then ack; requeue if it fails,
+        so the message is never dropped."""
+        try:
+            step()
+        except Exception:
+            log.exception("%s: could not settle message; requeueing it", self.handler_key)
+            self.queue_consumer.requeue_message(message)
+            return
+        self.queue_consumer.ack_message(message)
+
+    def _delay(self, message, delay_ms: int, count: bool) -> None:
+        headers = dict(message.headers or {})
+        if count:
+            headers[ATTEMPT_HEADER] = int(headers.get(ATTEMPT_HEADER, 1)) + 1
+        queue = retry_queue(self.queue_name, delay_ms)
+        self.publisher.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+                               routing_key=queue.name, headers=headers, declare=[queue])
+
+    def _retry_or_park(self, message, exc_info, event_id: str | None) -> None:
+        if event_id:
+            self.mongo.store.release_event(self.handler_key, event_id)
+        attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
+        service = self.container.service_name
+        if next_step(attempt, self.max_attempts) == "retry":
+            delay = retry_delay_ms(attempt, self.base_ms, self.max_delay_ms)
+            self._delay(message, delay, count=True)
+            EVENT_RETRIES.labels(service, self.method_name).inc()
+            log.warning("%s failed (attempt %s/%s), retrying in %s ms: %s", self.handler_key,
+                        attempt, self.max_attempts, delay, exc_info[1])
+            return
+        queue = dead_letter_queue(self.queue_name)
+        headers = dict(message.headers or {})
+        headers.pop(ATTEMPT_HEADER, None)
+        headers.update({
+            "x-attempts": attempt,
+            "x-error": "".join(traceback.format_exception_only(*exc_info[:2])).strip()[:2000],
+            "x-failed-at": utcnow_iso(),
+            "x-original-queue": self.queue_name,
+            "x-handler": self.handler_key,
+        })
+        self.publisher.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+                               routing_key=queue.name, headers=headers, declare=[queue])
+        EVENT_DEAD_LETTERS.labels(service, self.method_name).inc()
+        log.error("%s failed %s times, parked in %s: %s", self.handler_key, attempt,
+                  queue.name, exc_info[1])
+
+
+handles = ReliableEventHandler.decorator
+
+
+class HandlerQueues(DependencyProvider):
+    """Tells a worker the queues of its service's ``@handles`` entrypoints
+    (used by the dead-letter RPCs)."""
+
+    def get_dependency(self, worker_ctx) -> list[str]:
+        return sorted(ep.queue.name for ep in self.container.entrypoints
+                      if isinstance(ep, ReliableEventHandler))

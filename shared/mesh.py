@@ -1,0 +1,266 @@
+"""Start the whole mesh locally, the way ``make run`` does (and the e2e tests).
+
+* checks that RabbitMQ and Redis answer at the configured URIs, starts local
+  ones if they are installed but stopped, otherwise stops with one line
+  saying what to install or set;
+* starts SecantusDB (a MongoDB-wire server, stack.md) when ``MONGODB_URI`` is
+  not set: on disk under ./var/db for ``run``, in memory for tests;
+* starts every service as its own ``nameko run --config config.yaml
+  <pkg>.service`` process (each in its own process group) and stops them all,
+  and nothing else, on Ctrl-C or exit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+SERVICES = {  # nameko name -> package
+    "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
+    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
+    "gateway": "gateway_svc",
+}
+METRICS_BASE_PORT = 9101
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise RuntimeError(f"{what} did not come up within {timeout:g} s")
+
+
+def _host_port(uri: str, default_port: int) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(uri.replace("pyamqp://", "amqp://", 1))
+    return parsed.hostname or "127.0.0.1", parsed.port or default_port
+
+
+def ensure_rabbitmq(amqp_uri: str) -> None:
+    host, port = _host_port(amqp_uri, 5672)
+    if port_open(host, port):
+        return
+    if host in ("127.0.0.1", "localhost") and shutil.which("rabbitmq-server"):
+        subprocess.run(["rabbitmq-server", "-detached"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: port_open(host, port), 60, "RabbitMQ")
+        return
+    sys.exit(f"RabbitMQ is not answering at {host}:{port}: install it (apt-get install "
+             "rabbitmq-server) or set AMQP_URI to a running broker.")
+
+
+def ensure_rabbitmq_management() -> None:
+    """The operator CLI and the tests use the management API (:15672)."""
+    if port_open("127.0.0.1", 15672) or not shutil.which("rabbitmq-plugins"):
+        return
+    subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"], check=False,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: port_open("127.0.0.1", 15672), 60, "RabbitMQ management")
+
+
+def ensure_redis(redis_uri: str) -> None:
+    host, port = _host_port(redis_uri, 6379)
+    if port_open(host, port):
+        return
+    if host in ("127.0.0.1", "localhost") and shutil.which("redis-server"):
+        subprocess.run(["redis-server", "--daemonize", "yes", "--bind", host, "--port",
+                        str(port), "--save", "", "--appendonly", "no"], check=False,
+                       stdout=subprocess.DEVNULL)
+        wait_for(lambda: port_open(host, port), 20, "Redis")
+        return
+    sys.exit(f"Redis is not answering at {host}:{port}: install it (apt-get install "
+             "redis-server) or set REDIS_URI to a running server.")
+
+
+def mongo_uri_for(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false"
+
+
+def start_secantus(storage: str, port: int | None = None, log_path: Path | None = None
+                   ) -> tuple[subprocess.Popen, str]:
+    """A SecantusDB server (storage a directory or ``:memory:``); returns
+    (process, uri) once it answers."""
+    port = port or free_port()
+    if storage != ":memory:":
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen([str(VENV_BIN / "secantusd-py"), "--host", "127.0.0.1", "--port",
+                             str(port), "--storage-path", storage],
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: proc.poll() is None and port_open("127.0.0.1", port), 30, "SecantusDB")
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc, mongo_uri_for(port)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM the process group, SIGKILL what is left after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+
+@dataclass
+class Mesh:
+    """The seven services as separate processes."""
+
+    env: dict
+    log_dir: Path
+    gateways: int = 1
+    procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
+
+    def start_service(self, name: str) -> None:
+        copies = self.gateways if name == "gateway" else 1
+        self.procs[name] = [self._spawn(name, i) for i in range(copies)]
+
+    def _spawn(self, name: str, index: int) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
+        env = dict(self.env)
+        if index:  # only the first copy serves the gateway's metrics port
+            env[f"METRICS_PORT_{name.upper()}"] = "0"
+        return subprocess.Popen(
+            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
+             f"{SERVICES[name]}.service"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self) -> None:
+        for name in SERVICES:
+            self.start_service(name)
+
+    def stop_service(self, name: str, kill: bool = False) -> None:
+        for proc in self.procs.pop(name, []):
+            if kill:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+            else:
+                stop_process(proc)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.stop_service(name)
+
+    def dead(self) -> list[str]:
+        return [name for name, procs in self.procs.items() if any(p.poll() is not None
+                                                                    for p in procs)]
+
+
+def base_env(mongo_uri: str, **overrides: str) -> dict:
+    env = dict(os.environ)
+    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+    env["MONGODB_URI"] = mongo_uri
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(overrides)
+    return env
+
+
+def metrics_env() -> dict:
+    return {f"METRICS_PORT_{name.upper()}": str(METRICS_BASE_PORT + i)
+            for i, name in enumerate(SERVICES) if name != "gateway"}
+
+
+def run(gateways: int) -> None:
+    amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
+    redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
+    ensure_rabbitmq(amqp_uri)
+    ensure_redis(redis_uri)
+    var = ROOT / "var"
+    db_proc = None
+    mongo_uri = os.environ.get("MONGODB_URI")
+    if not mongo_uri:
+        port = int(os.environ.get("SECANTUS_PORT", "27017"))
+        if port_open("127.0.0.1", port):
+            sys.exit(f"Port {port} is taken and MONGODB_URI is not set: set MONGODB_URI to "
+                     "that server, or SECANTUS_PORT to a free port.")
+        db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
+    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways)
+
+    def shutdown(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        mesh.start()
+        api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
+        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes), "
+              f"logs in {var / 'log'}")
+        print(f"  API      {api}/api/v1")
+        print(f"  docs     {api}/api/v1/docs")
+        print(f"  health   {api}/api/v1/health")
+        print(f"  metrics  {api}/api/v1/metrics (services: ports "
+              f"{METRICS_BASE_PORT}-{METRICS_BASE_PORT + len(SERVICES) - 2})")
+        print(f"  MongoDB  {mongo_uri}")
+        print("Ctrl-C stops everything.", flush=True)
+        while True:
+            dead = mesh.dead()
+            if dead:
+                print(f"stopped unexpectedly: {', '.join(dead)} (see var/log)", flush=True)
+                for name in dead:
+                    mesh.stop_service(name)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    finally:
+        mesh.stop()
+        if db_proc is not None:
+            stop_process(db_proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="start the whole mesh")
+    run_p.add_argument("--gateways", type=int, default=int(os.environ.get("GATEWAYS", "2")))
+    sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.gateways)
+    else:
+        ensure_rabbitmq(os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1"))
+        ensure_rabbitmq_management()
+        ensure_redis(os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""MongoDB for a service: one client per container, the service's own database.
+
+Each service's ``store.py`` defines a :class:`BaseStore` subclass that declares
+its indexes next to its queries; ``Mongo(StoreClass)`` builds the client in
+``setup()``, creates the indexes idempotently at start, and hands every worker
+the same store (pymongo clients are thread- and greenlet-safe).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+
+import pymongo
+from nameko.extensions import DependencyProvider
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+log = logging.getLogger(__name__)
+
+HANDLED_EVENTS_TTL = 7 * 24 * 3600
+
+
+def database_name(config: dict, service_name: str) -> str:
+    return f"{config.get('MONGODB_DB_PREFIX', 'workforce')}_{service_name}"
+
+
+class BaseStore:
+    """A service's collections. Subclasses list ``INDEXES`` as
+    ``{collection: [IndexModel, ...]}`` beside the queries that need them."""
+
+    INDEXES: dict[str, list[IndexModel]] = {
+        # ids of events each handler has handled (see shared.events)
+        "handled_events": [IndexModel("at", expireAfterSeconds=HANDLED_EVENTS_TTL)],
+    }
+
+    def __init__(self, db: pymongo.database.Database):
+        self.db = db
+
+    def ensure_indexes(self) -> None:
+        for collection, indexes in self.all_indexes().items():
+            if indexes:
+                self.db[collection].create_indexes(indexes)
+
+    @classmethod
+    def all_indexes(cls) -> dict[str, list[IndexModel]]:
+        merged: dict[str, list[IndexModel]] = {}
+        for klass in reversed(cls.__mro__):
+            for collection, indexes in getattr(klass, "INDEXES", {}).items():
+                merged.setdefault(collection, []).extend(indexes)
+        return merged
+
+    # Idempotent event handling (shared.events): a handler claims an event id
+    # before running, with a lease so a crashed worker's claim expires.
+    def claim_event(self, handler: str, event_id: str, lease_ms: int) -> tuple[str, int]:
+        """``("claimed", 0)``, ``("done", 0)`` or ``("busy", ms left on the lease)``."""
+        key, now = f"{handler}:{event_id}", datetime.now(timezone.utc)
+        until = now + timedelta(milliseconds=lease_ms)
+        events = self.db.handled_events
+        try:
+            events.insert_one({"_id": key, "state": "processing", "lease_until": until, "at": now})
+            return "claimed", 0
+        except DuplicateKeyError:
+            pass
+        if events.find_one_and_update({"_id": key, "state": "processing",
+                                       "lease_until": {"$lt": now}},
+                                      {"$set": {"lease_until": until}}):
+            return "claimed", 0
+        doc = events.find_one({"_id": key}) or {}
+        if doc.get("state") == "done":
+            return "done", 0
+        left = (doc["lease_until"] - now).total_seconds() * 1000 if doc else 0
+        return "busy", max(1, int(left))
+
+    def finish_event(self, handler: str, event_id: str) -> None:
+        self.db.handled_events.update_one(
+            {"_id": f"{handler}:{event_id}"},
+            {"$set": {"state": "done", "at": datetime.now(timezone.utc)},
+             "$unset": {"lease_until": ""}}, upsert=True)
+
+    def release_event(self, handler: str, event_id: str) -> None:
+        self.db.handled_events.delete_one({"_id": f"{handler}:{event_id}",
+                                           "state": "processing"})
+
+    def ping(self) -> float:
+        started = time.perf_counter()
+        self.db.client.admin.command("ping")
+        return (time.perf_counter() - started) * 1000
+
+
+class Mongo(DependencyProvider):
+    def __init__(self, store_cls: type[BaseStore] = BaseStore):
+        self.store_cls = store_cls
+        self.client: pymongo.MongoClient | None = None
+        self.store: BaseStore | None = None
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.client = pymongo.MongoClient(
+            config["MONGODB_URI"],
+            serverSelectionTimeoutMS=int(config.get("MONGODB_TIMEOUT_MS", 3000)),
+            connectTimeoutMS=int(config.get("MONGODB_TIMEOUT_MS", 3000)),
+            tz_aware=True,
+        )
+        db = self.client[database_name(config, self.container.service_name)]
+        self.store = self.store_cls(db)
+
+    def start(self) -> None:
+        try:
+            self.store.ensure_indexes()
+        except PyMongoError as exc:  # health shows it; the service still starts
+            log.error("could not create indexes: %s", exc)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx) -> BaseStore:
+        return self.store
+

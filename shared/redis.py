@@ -1,0 +1,225 @@
+"""Redis for a service: the client, and on top of it a JSON cache, locks and
+an atomic rate limiter.
+
+Redis is a cache and a coordinator here, never the only copy of anything. The
+cache therefore *fails open*: a Redis error is logged and counted and the
+caller goes to the database. Rate limits fail open too (architecture.md);
+callers that must fail closed (the token blacklist) use the client directly
+and let ``redis.RedisError`` become a 503.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import redis
+from nameko.extensions import DependencyProvider
+
+from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+_MISS = object()
+
+
+class Cache:
+    """JSON values with a TTL, grouped by tags so events can drop them.
+
+    A tag is a Redis set of the keys cached under it (``{service}:tag:{tag}``);
+    ``invalidate_tags`` deletes every key in the sets and the sets themselves.
+    Every key has a TTL too, so an invalidation missed while Redis was down
+    cannot outlive the TTL.
+    """
+
+    def __init__(self, client: redis.Redis, service: str, default_ttl: int = 300):
+        self.client = client
+        self.service = service
+        self.default_ttl = default_ttl
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        REDIS_ERRORS.labels(self.service, what).inc()
+        log.warning("redis %s failed, bypassing cache: %s", what, exc)
+
+    def get(self, key: str) -> Any:
+        """The cached value, or ``_MISS`` (see :meth:`get_or_set`) as None."""
+        value = self._get(key)
+        return None if value is _MISS else value
+
+    def _get(self, key: str) -> Any:
+        try:
+            raw = self.client.get(key)
+        except redis.RedisError as exc:
+            self._failed("cache_get", exc)
+            CACHE_REQUESTS.labels(self.service, "error").inc()
+            return _MISS
+        CACHE_REQUESTS.labels(self.service, "miss" if raw is None else "hit").inc()
+        return _MISS if raw is None else json.loads(raw)
+
+    def set(self, key: str, value: Any, ttl: int | None = None, tags: Iterable[str] = ()) -> None:
+        ttl = ttl or self.default_ttl
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(key, json.dumps(value, default=str), ex=ttl)
+            for tag in tags:
+                tag_key = self.tag_key(tag)
+                pipe.sadd(tag_key, key)
+                pipe.expire(tag_key, ttl + 60)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._failed("cache_set", exc)
+
+    def get_or_set(self, key: str, compute: Callable[[], Any], ttl: int | None = None,
+                   tags: Iterable[str] = ()) -> Any:
+        value = self._get(key)
+        if value is _MISS:
+            value = compute()
+            self.set(key, value, ttl=ttl, tags=tags)
+        return value
+
+    def delete(self, *keys: str) -> None:
+        if not keys:
+            return
+        try:
+            self.client.delete(*keys)
+        except redis.RedisError as exc:
+            self._failed("cache_delete", exc)
+
+    def tag_key(self, tag: str) -> str:
+        return f"{self.service}:tag:{tag}"
+
+    def invalidate_tags(self, *tags: str) -> None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for tag in tags:
+                pipe.smembers(self.tag_key(tag))
+            members = pipe.execute()
+            keys = {k for group in members for k in group}
+            keys.update(self.tag_key(tag) for tag in tags)
+            self.client.delete(*keys)
+        except redis.RedisError as exc:
+            self._failed("cache_invalidate", exc)
+
+
+# GCRA (generic cell rate algorithm) in one atomic script: no read-then-write
+# race between concurrent callers. KEYS[1] holds the "theoretical arrival
+# time" in milliseconds. ARGV: limit, period_ms. Returns
+# {allowed, remaining, retry_after_ms, reset_after_ms}.
+GCRA_LUA = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local interval = period / limit
+local tat = tonumber(redis.call('GET', key) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - period
+if allow_at > now then
+  return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+end
+redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now))
+local remaining = math.floor((now - allow_at) / interval)
+return {1, remaining, 0, math.ceil(new_tat - now)}
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """``limit`` requests per ``period`` seconds, written ``"100/60"``."""
+
+    limit: int
+    period: float
+
+    @classmethod
+    def parse(cls, text: str) -> "Limit":
+        count, _, period = str(text).partition("/")
+        limit, seconds = int(count), float(period or 60)
+        if limit <= 0 or seconds <= 0:
+            raise ValueError(f"bad rate limit {text!r}")
+        return cls(limit, seconds)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float  # seconds
+
+    @classmethod
+    def from_script(cls, limit: Limit, reply: list) -> "Decision":
+        allowed, remaining, retry_ms = int(reply[0]), int(reply[1]), int(reply[2])
+        return cls(bool(allowed), limit.limit, max(0, min(remaining, limit.limit)), retry_ms / 1000)
+
+    def headers(self) -> dict[str, str]:
+        headers = {"X-RateLimit-Limit": str(self.limit),
+                   "X-RateLimit-Remaining": str(self.remaining)}
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return headers
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, service: str):
+        self.client = client
+        self.service = service
+        self._script = client.register_script(GCRA_LUA)
+
+    def hit(self, key: str, limit: Limit) -> Decision:
+        """Count one request against ``key``; fails open when Redis is down."""
+        try:
+            reply = self._script(keys=[key], args=[limit.limit, int(limit.period * 1000)])
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels(self.service, "ratelimit").inc()
+            log.warning("rate limiter unavailable, failing open: %s", exc)
+            return Decision(True, limit.limit, limit.limit, 0)
+        return Decision.from_script(limit, reply)
+
+
+class RedisTools:
+    """What a worker gets: the raw client plus cache, limiter and locks."""
+
+    def __init__(self, client: redis.Redis, service: str, default_ttl: int):
+        self.client = client
+        self.service = service
+        self.cache = Cache(client, service, default_ttl)
+        self.limiter = RateLimiter(client, service)
+
+    def lock(self, name: str, timeout: float = 10, blocking_timeout: float = 5):
+        """A distributed lock (redis-py's, token-checked release)."""
+        return self.client.lock(f"{self.service}:lock:{name}", timeout=timeout,
+                                blocking_timeout=blocking_timeout)
+
+    def ping(self) -> float:
+        started = time.perf_counter()
+        self.client.ping()
+        return (time.perf_counter() - started) * 1000
+
+
+def make_client(config: dict) -> redis.Redis:
+    return redis.Redis.from_url(
+        config["REDIS_URI"], decode_responses=True,
+        socket_timeout=float(config.get("REDIS_TIMEOUT", 1.0)),
+        socket_connect_timeout=float(config.get("REDIS_TIMEOUT", 1.0)),
+        health_check_interval=30)
+
+
+class Redis(DependencyProvider):
+    def setup(self) -> None:
+        config = self.container.config
+        self.client = make_client(config)
+        self.tools = RedisTools(self.client, self.container.service_name,
+                                int(config.get("CACHE_TTL", 300)))
+
+    def stop(self) -> None:
+        self.client.close()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx) -> RedisTools:
+        return self.tools

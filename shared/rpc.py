@@ -1,0 +1,114 @@
+"""RPC both ways: entrypoints that report our errors cleanly, and proxies
+that never wait forever (nameko 2's RpcProxy has no timeout: stack.md)."""
+from __future__ import annotations
+
+import eventlet
+import marshmallow
+import pymongo.errors
+import redis
+from kombu.exceptions import OperationalError
+from nameko.exceptions import UnknownService
+from nameko.rpc import Rpc, RpcProxy
+
+from shared.errors import AppError, Timeout, Unavailable, validation_error
+from shared.telemetry import RPC_TIMEOUTS
+
+DEFAULT_TIMEOUT = 5.0
+
+
+def as_app_error(exc: BaseException) -> BaseException:
+    """Failures of our own dependencies become 503s, bad input a 422."""
+    if isinstance(exc, marshmallow.ValidationError):
+        return validation_error(exc)
+    if isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError)):
+        return Unavailable("The database is unavailable.")
+    if isinstance(exc, redis.ConnectionError):
+        return Unavailable("The cache is unavailable.")
+    return exc
+
+
+class AppRpc(Rpc):
+    """``@rpc``: AppErrors are expected (logged as such, not sent to Sentry);
+    dependency failures are turned into ``Unavailable`` for the caller."""
+
+    def __init__(self, expected_exceptions=(), sensitive_arguments=(), **kwargs):
+        super().__init__(expected_exceptions=(AppError, *tuple(expected_exceptions or ())),
+                         sensitive_arguments=sensitive_arguments, **kwargs)
+
+    def handle_result(self, message, worker_ctx, result, exc_info):
+        if exc_info is not None:
+            mapped = as_app_error(exc_info[1])
+            if mapped is not exc_info[1]:
+                exc_info = (type(mapped), mapped, exc_info[2])
+        return super().handle_result(message, worker_ctx, result, exc_info)
+
+
+rpc = AppRpc.decorator
+
+
+class _Method:
+    def __init__(self, method_proxy, target: str, timeout: float, service: str):
+        self._proxy = method_proxy
+        self._target = target
+        self._timeout = timeout
+        self._service = service
+
+    def __call__(self, *args, **kwargs):
+        return self.call_async(*args, **kwargs).result()
+
+    def call_async(self, *args, **kwargs) -> "_Reply":
+        try:
+            reply = self._proxy.call_async(*args, **kwargs)
+        except UnknownService:
+            raise Unavailable(f"The {self._target} service is not running.") from None
+        except (OperationalError, OSError) as exc:
+            raise Unavailable("The message broker is unavailable.") from exc
+        return _Reply(reply, self)
+
+
+class _Reply:
+    def __init__(self, reply, method: _Method):
+        self._reply = reply
+        self._method = method
+
+    def result(self, timeout: float | None = None):
+        method = self._method
+        timeout = timeout or method._timeout
+        try:
+            with eventlet.Timeout(timeout):
+                return self._reply.result()
+        except eventlet.Timeout:
+            RPC_TIMEOUTS.labels(method._service, method._target).inc()
+            raise Timeout(f"The {method._target} service did not answer within "
+                          f"{timeout:g} s.") from None
+
+
+class _Service:
+    def __init__(self, proxy, target: str, timeout: float, service: str):
+        self._proxy, self._target, self._timeout, self._service = proxy, target, timeout, service
+
+    def __getattr__(self, name: str) -> _Method:
+        return _Method(getattr(self._proxy, name), self._target, self._timeout, self._service)
+
+
+class ServiceRpc(RpcProxy):
+    """``RpcProxy`` whose calls time out (``RPC_TIMEOUT`` seconds, default 5)
+    with :class:`shared.errors.Timeout`; an undeliverable call becomes
+    :class:`shared.errors.Unavailable`. Requests expire in the queue after the
+    same time, so a service that comes back does not work through stale calls."""
+
+    def __init__(self, target_service: str, timeout: float | None = None, **options):
+        self._timeout = timeout
+        super().__init__(target_service, **options)
+
+    def setup(self) -> None:
+        super().setup()
+        self.timeout = float(self._timeout or self.container.config.get("RPC_TIMEOUT",
+                                                                       DEFAULT_TIMEOUT))
+        self.options.setdefault("expiration", self.timeout)
+
+    def get_dependency(self, worker_ctx) -> _Service:
+        return _Service(super().get_dependency(worker_ctx), self.target_service, self.timeout,
+                        self.container.service_name)
+
+

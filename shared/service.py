@@ -1,0 +1,53 @@
+"""What every service of the mesh has: telemetry, Redis, and the operator
+RPCs (``health``, dead letters). A service subclasses :class:`ServiceBase`,
+sets ``name`` and ``store = Mongo(ItsStore)``, and adds its own entrypoints."""
+from __future__ import annotations
+
+import time
+
+from nameko.dependency_providers import Config
+
+from shared import deadletters
+from shared.events import HandlerQueues
+from shared.mongo import Mongo
+from shared.redis import Redis
+from shared.rpc import rpc
+from shared.telemetry import Telemetry
+
+
+def _probe(check) -> dict:
+    try:
+        return {"ok": True, "latency_ms": round(check(), 3)}
+    except Exception as exc:  # health reports failures, it does not raise them
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+class ServiceBase:
+    name: str = ""
+
+    config = Config()
+    telemetry = Telemetry()
+    redis = Redis()
+    store = Mongo()
+    handler_queues = HandlerQueues()
+
+    @rpc
+    def health(self) -> dict:
+        """MongoDB and Redis pings with their latency; AMQP is up if this answers."""
+        started = time.perf_counter()
+        checks = {"mongodb": _probe(self.store.ping), "redis": _probe(self.redis.ping),
+                  "amqp": {"ok": True}}
+        return {"service": self.name, "ok": all(c["ok"] for c in checks.values()),
+                "checks": checks, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+
+    @rpc
+    def dead_letters(self, limit: int = 100) -> list[dict]:
+        return deadletters.list_dead_letters(self.config['AMQP_URI'], self.handler_queues, limit)
+
+    @rpc
+    def replay_dead_letters(self, event_id: str | None = None) -> int:
+        return deadletters.replay_dead_letters(self.config['AMQP_URI'], self.handler_queues, event_id)
+
+    @rpc
+    def purge_dead_letters(self) -> int:
+        return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues)

@@ -1,0 +1,135 @@
+"""Structured logs, Prometheus metrics and Sentry for every service.
+
+``Telemetry`` is a DependencyProvider that every service has (through
+``shared.service.ServiceBase``). Around each entrypoint call it
+
+* binds the request's correlation id (the gateway's X-Request-ID, carried in
+  nameko's context data over RPC and events) to the current green thread so
+  every log line of that call carries it;
+* writes one JSON log line: service, entrypoint, duration, outcome;
+* observes the entrypoint counter and latency histogram;
+* reports unexpected errors to Sentry (expected ones are not).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+
+import eventlet.corolocal
+from nameko.extensions import DependencyProvider
+from prometheus_client import Counter, Histogram, start_http_server
+
+CORRELATION_KEY = "correlation_id"
+_local = eventlet.corolocal.local()
+
+ENTRYPOINT_CALLS = Counter(
+    "entrypoint_calls_total", "Entrypoint calls", ["service", "entrypoint", "outcome"])
+ENTRYPOINT_LATENCY = Histogram(
+    "entrypoint_duration_seconds", "Entrypoint latency", ["service", "entrypoint"],
+    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+EVENT_RETRIES = Counter("event_retries_total", "Event handler retries scheduled",
+                        ["service", "handler"])
+EVENT_DEAD_LETTERS = Counter("event_dead_letters_total", "Events parked in a dead-letter queue",
+                             ["service", "handler"])
+EVENT_DUPLICATES = Counter("event_duplicates_total", "Redelivered events skipped",
+                           ["service", "handler"])
+CACHE_REQUESTS = Counter("cache_requests_total", "Cache look-ups", ["service", "result"])
+RPC_TIMEOUTS = Counter("rpc_timeouts_total", "RPC calls that timed out", ["service", "target"])
+REDIS_ERRORS = Counter("redis_errors_total", "Redis failures tolerated (fail open)",
+                       ["service", "what"])
+
+
+def current_correlation_id() -> str | None:
+    return getattr(_local, "correlation_id", None)
+
+
+def bind_correlation_id(value: str | None) -> None:
+    _local.correlation_id = value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; correlation id of the current call included."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "correlation_id": current_correlation_id(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+_log = logging.getLogger("workforce.entrypoint")
+
+
+def init_sentry(config: dict, service_name: str) -> None:
+    dsn = config.get("SENTRY_DSN")
+    if not dsn:
+        return
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=dsn, environment=config.get("ENVIRONMENT", "development"),
+                    release=config.get("RELEASE") or os.environ.get("RELEASE"),
+                    server_name=service_name, traces_sample_rate=0)
+
+
+class Telemetry(DependencyProvider):
+    """Per-call logging, metrics and error reporting (see module docstring)."""
+
+    _metrics_started: set = set()
+
+    def setup(self) -> None:
+        config = self.container.config
+        init_sentry(config, self.container.service_name)
+        port = int((config.get("METRICS_PORTS") or {}).get(self.container.service_name) or 0)
+        if port and port not in Telemetry._metrics_started:
+            start_http_server(port, addr=config.get("METRICS_ADDRESS", "127.0.0.1"))
+            Telemetry._metrics_started.add(port)
+        self._started: dict = {}
+
+    def worker_setup(self, worker_ctx) -> None:
+        cid = worker_ctx.data.get(CORRELATION_KEY)
+        if not cid:
+            cid = uuid.uuid4().hex
+            worker_ctx.data[CORRELATION_KEY] = cid
+        bind_correlation_id(cid)
+        self._started[worker_ctx] = time.perf_counter()
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
+        duration = time.perf_counter() - self._started.pop(worker_ctx, time.perf_counter())
+        service = self.container.service_name
+        entrypoint = worker_ctx.entrypoint.method_name
+        expected = getattr(worker_ctx.entrypoint, "expected_exceptions", ())
+        if exc_info is None:
+            outcome = "ok"
+        elif expected and isinstance(exc_info[1], expected):
+            outcome = "expected_error"
+        else:
+            outcome = "error"
+        ENTRYPOINT_CALLS.labels(service, entrypoint, outcome).inc()
+        ENTRYPOINT_LATENCY.labels(service, entrypoint).observe(duration)
+        fields = {"service": service, "entrypoint": entrypoint, "outcome": outcome,
+                  "duration_ms": round(duration * 1000, 3)}
+        if exc_info is not None:
+            fields["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
+        _log.info("%s.%s %s", service, entrypoint, outcome, extra={"fields": fields})
+        if outcome == "error" and self.container.config.get("SENTRY_DSN"):
+            import sentry_sdk
+
+            with sentry_sdk.new_scope() as scope:
+                scope.set_tag("service", service)
+                scope.set_tag("entrypoint", entrypoint)
+                scope.set_tag(CORRELATION_KEY, worker_ctx.data.get(CORRELATION_KEY))
+                sentry_sdk.capture_exception(exc_info[1])
+
+    def get_dependency(self, worker_ctx):
+        return worker_ctx.data.get(CORRELATION_KEY)

@@ -1,0 +1,1 @@
+"""Rules of the tasks service, with no I/O."""

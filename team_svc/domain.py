@@ -1,0 +1,1 @@
+"""Rules of the teams service, with no I/O."""

@@ -1,0 +1,97 @@
+"""Test servers, started once per test session.
+
+* SecantusDB in memory on a free port (MongoDB wire protocol, stack.md);
+* a RabbitMQ vhost of its own for each test (so no test, and no parallel
+  session, sees another's messages), removed at the end;
+* the machine's Redis; tests use unique keys and never flush it.
+
+``make_config()`` gives each test its own MongoDB database prefix.
+"""
+import eventlet
+
+eventlet.monkey_patch()  # noqa: E402  must run before anything else imports sockets
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+
+import pytest  # noqa: E402
+import requests  # noqa: E402
+
+from shared import mesh  # noqa: E402
+
+RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+RABBIT_AUTH = ("guest", "guest")
+REDIS_URI = os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9")
+
+
+@pytest.fixture(scope="session")
+def mongo_uri():
+    if os.environ.get("TEST_MONGODB_URI"):
+        yield os.environ["TEST_MONGODB_URI"]
+        return
+    proc, uri = mesh.start_secantus(":memory:")
+    yield uri
+    mesh.stop_process(proc)
+
+
+def _create_vhost(name):
+    requests.put(f"{RABBIT_MGMT}/api/vhosts/{name}", auth=RABBIT_AUTH,
+                 timeout=10).raise_for_status()
+    requests.put(f"{RABBIT_MGMT}/api/permissions/{name}/guest", auth=RABBIT_AUTH, timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    return f"pyamqp://guest:guest@127.0.0.1:5672/{name}"
+
+
+def _delete_vhost(name):
+    requests.delete(f"{RABBIT_MGMT}/api/vhosts/{name}", auth=RABBIT_AUTH, timeout=10)
+
+
+@pytest.fixture
+def vhost_factory():
+    """Fresh RabbitMQ vhosts (removed afterwards): no queue or message of one
+    test is ever seen by another, or by a parallel test session."""
+    created = []
+
+    def make():
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        created.append(name)
+        return _create_vhost(name)
+
+    yield make
+    for name in created:
+        _delete_vhost(name)
+
+
+@pytest.fixture
+def make_config(mongo_uri, vhost_factory):
+    """A fresh config: own database prefix, fast retries, short RPC timeouts."""
+
+    def make(**overrides):
+        config = {
+            "AMQP_URI": vhost_factory(),
+            "REDIS_URI": REDIS_URI,
+            "MONGODB_URI": mongo_uri,
+            "MONGODB_DB_PREFIX": f"t{uuid.uuid4().hex[:12]}",
+            "MONGODB_TIMEOUT_MS": 2000,
+            "RPC_TIMEOUT": 3,
+            "EVENT_MAX_ATTEMPTS": 3,
+            "EVENT_RETRY_BASE_MS": 20,
+            "EVENT_RETRY_MAX_MS": 200,
+            "WEB_SERVER_ADDRESS": f"127.0.0.1:{mesh.free_port()}",
+            "RATE_LIMITS": {"default": "1000/60", "auth": "1000/60", "bulk": "1000/60"},
+            "max_workers": 10,
+        }
+        config.update(overrides)
+        return config
+
+    return make
+
+
+@pytest.fixture
+def config(make_config):
+    return make_config()
+
+
+@pytest.fixture
+def unique():
+    return uuid.uuid4().hex[:12]

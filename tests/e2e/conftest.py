@@ -1,0 +1,63 @@
+"""The whole mesh as separate processes, started once per test session the
+way ``make run`` starts it (shared.mesh), against the test servers."""
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared import mesh as mesh_mod
+from tests.conftest import _create_vhost, _delete_vhost
+from tests.helpers import wait_until
+
+
+class RunningMesh:
+    def __init__(self, mesh, base_url, env):
+        self.mesh = mesh
+        self.base_url = base_url
+        self.api = f"{base_url}/api/v1"
+        self.env = env
+
+    def get(self, path, **kwargs):
+        return requests.get(f"{self.api}{path}", timeout=15, **kwargs)
+
+    def request(self, method, path, **kwargs):
+        return requests.request(method, f"{self.api}{path}", timeout=15, **kwargs)
+
+    def wait_healthy(self, timeout=90):
+        def healthy():
+            try:
+                return self.get("/health").status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(healthy, timeout=timeout, interval=0.25, what="the mesh to be healthy")
+
+
+@pytest.fixture(scope="session")
+def running_mesh(mongo_uri, tmp_path_factory):
+    vhost = f"e2e-{uuid.uuid4().hex[:10]}"
+    amqp_uri = _create_vhost(vhost)
+    port = mesh_mod.free_port()
+    env = mesh_mod.base_env(
+        mongo_uri,
+        AMQP_URI=amqp_uri,
+        REDIS_URI=os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9"),
+        MONGODB_DB_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
+        GATEWAY_ADDRESS=f"127.0.0.1:{port}",
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
+        EVENT_RETRY_BASE_MS="100",
+        RPC_TIMEOUT="5",
+        LOG_LEVEL="INFO",
+    )
+    log_dir = Path(tmp_path_factory.mktemp("mesh-logs"))
+    mesh = mesh_mod.Mesh(env, log_dir, gateways=2)
+    running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env)
+    try:
+        mesh.start()
+        running.wait_healthy()
+        yield running
+    finally:
+        mesh.stop()
+        _delete_vhost(vhost)

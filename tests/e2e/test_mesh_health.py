@@ -1,0 +1,44 @@
+"""The mesh as `make run` starts it: health, request ids, problem+json."""
+from tests.helpers import wait_until
+
+SERVICES = {"auth", "organizations", "employees", "teams", "tasks", "notifications", "gateway"}
+
+
+def test_health_lists_every_service_and_names_the_one_that_stops(running_mesh):
+    response = running_mesh.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body["services"]) == SERVICES and body["down"] == []
+    for name in SERVICES - {"gateway"}:
+        checks = body["services"][name]["checks"]
+        assert checks["mongodb"]["ok"] and checks["redis"]["ok"]
+
+    running_mesh.mesh.stop_service("teams")
+    try:
+        response = running_mesh.get("/health")
+        assert response.status_code == 503
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["down"] == ["teams"]
+    finally:
+        running_mesh.mesh.start_service("teams")
+        running_mesh.wait_healthy()
+
+
+def test_every_answer_carries_a_request_id_and_errors_are_problem_json(running_mesh):
+    mine = running_mesh.get("/health", headers={"X-Request-ID": "abc-123"})
+    assert mine.headers["X-Request-ID"] == "abc-123"
+    assert mine.headers["X-Content-Type-Options"] == "nosniff"
+    for method, path, status in [("GET", "/no/such/route", 404), ("DELETE", "/health", 405)]:
+        response = running_mesh.request(method, path)
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert response.json()["status"] == status and response.headers["X-Request-ID"]
+
+
+def test_gateway_metrics_are_prometheus_text(running_mesh):
+    running_mesh.get("/health")
+    response = running_mesh.get("/metrics")
+    assert response.status_code == 200
+    assert "text/plain" in response.headers["Content-Type"]
+    wait_until(lambda: 'entrypoint_calls_total{entrypoint="health"' in
+               running_mesh.get("/metrics").text, timeout=5, what="health in metrics")

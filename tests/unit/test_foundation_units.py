@@ -1,0 +1,129 @@
+"""Pure pieces of shared/: envelope, retry schedule, limiter arithmetic,
+error crossing and mapping, and the idempotency skip of @handles."""
+import json
+from unittest.mock import MagicMock
+
+import marshmallow
+import pytest
+from nameko.exceptions import deserialize, serialize
+
+from gateway_svc.problems import from_exception
+from shared import errors
+from shared.events import (
+    ReliableEventHandler,
+    make_envelope,
+    next_step,
+    retry_delay_ms,
+    retry_queue,
+)
+from shared.redis import Decision, Limit
+
+
+def test_envelope_has_every_field_of_architecture_md():
+    env = make_envelope("task.assigned", {"task_id": "t1"}, producer="tasks", org_id="o1",
+                        actor_id="u1", correlation_id="req-1")
+    assert set(env) == {"event_id", "event_type", "version", "occurred_at", "producer",
+                        "org_id", "actor_id", "correlation_id", "data"}
+    assert env["event_type"] == "task.assigned" and env["version"] == 1
+    assert len(env["event_id"]) == 32 and env["occurred_at"].endswith("Z")
+    assert env["data"] == {"task_id": "t1"}
+    assert make_envelope("x", {}, producer="p")["event_id"] != env["event_id"]
+
+
+def test_retry_schedule_doubles_and_is_capped():
+    assert [retry_delay_ms(a, 1000, 60_000) for a in range(1, 6)] == [1000, 2000, 4000, 8000,
+                                                                      16000]
+    assert retry_delay_ms(10, 1000, 60_000) == 60_000
+    assert [next_step(a, 5) for a in range(1, 6)] == ["retry"] * 4 + ["dead_letter"]
+
+
+def test_retry_queue_dead_letters_back_to_the_handler_queue():
+    queue = retry_queue("evt-a-b--c.d", 2000)
+    assert queue.name == "evt-a-b--c.d.retry.2000"
+    assert queue.queue_arguments["x-message-ttl"] == 2000
+    assert queue.queue_arguments["x-dead-letter-routing-key"] == "evt-a-b--c.d"
+    assert queue.queue_arguments["x-expires"] > 2000
+
+
+def test_limit_parsing_and_decision_headers():
+    assert Limit.parse("100/60") == Limit(100, 60.0)
+    with pytest.raises(ValueError):
+        Limit.parse("0/60")
+    allowed = Decision.from_script(Limit(10, 60), [1, 7, 0, 6000])
+    assert allowed.allowed and allowed.headers() == {"X-RateLimit-Limit": "10",
+                                                     "X-RateLimit-Remaining": "7"}
+    refused = Decision.from_script(Limit(10, 60), [0, 0, 1500, 6000])
+    assert not refused.allowed and refused.headers()["Retry-After"] == "2"
+
+
+def test_app_errors_cross_rpc_with_their_field_errors():
+    exc = errors.ValidationFailed("bad", errors={"email": ["Not a valid email address."]})
+    back = deserialize(serialize(exc))
+    assert isinstance(back, errors.ValidationFailed)
+    assert back.errors == {"email": ["Not a valid email address."]} and back.detail == "bad"
+
+
+@pytest.mark.parametrize("exc,status", [
+    (errors.NotFound("x"), 404), (errors.Conflict("x"), 409), (errors.Forbidden("x"), 403),
+    (errors.Unauthorized("x"), 401), (errors.PlanLimitExceeded("x"), 403),
+    (errors.RateLimited("x", headers={"Retry-After": "3"}), 429),
+    (errors.Unavailable("x"), 503), (errors.Timeout("x"), 504),
+    (errors.ValidationFailed("x", errors={"a": ["b"]}), 422),
+    (marshmallow.ValidationError({"name": ["Missing data for required field."]}), 422),
+    (RuntimeError("secret internals"), 500),
+])
+def test_error_mapping_gives_problem_json(exc, status):
+    response = from_exception(exc)
+    body = json.loads(response.get_data())
+    assert response.status_code == status and body["status"] == status
+    assert response.content_type == "application/problem+json"
+    assert {"type", "title", "detail"} <= set(body)
+    assert "secret internals" not in response.get_data(as_text=True)
+    if status == 429:
+        assert response.headers["Retry-After"] == "3" and "headers" not in body
+    if status == 422:
+        assert body["errors"]
+
+
+def _handler_with(claim: tuple):
+    handler = ReliableEventHandler("src", "thing.done")
+    handler.container = MagicMock()
+    handler.container.service_name = "svc"
+    handler.method_name = "on_thing"
+    handler.handler_key = "svc.on_thing"
+    handler.mongo = MagicMock()
+    handler.mongo.store.claim_event.return_value = claim
+    handler.queue_consumer = MagicMock()
+    handler.publisher = MagicMock()
+    handler.queue = MagicMock()
+    handler.queue.name = "evt-src-thing.done--svc.on_thing"
+    handler.lease_ms, handler.base_ms, handler.max_delay_ms = 30_000, 1000, 60_000
+    return handler
+
+
+def test_an_event_already_handled_is_acked_and_skipped():
+    handler = _handler_with(("done", 0))
+    message = MagicMock()
+    handler._process({"event_id": "e1", "data": {}}, message)
+    handler.mongo.store.claim_event.assert_called_once_with("svc.on_thing", "e1", 30_000)
+    handler.queue_consumer.ack_message.assert_called_once_with(message)
+    handler.container.spawn_worker.assert_not_called()
+
+
+def test_a_new_event_reaches_a_worker():
+    handler = _handler_with(("claimed", 0))
+    message = MagicMock(headers={})
+    handler._process({"event_id": "e2", "data": {}}, message)
+    handler.container.spawn_worker.assert_called_once()
+    handler.queue_consumer.ack_message.assert_not_called()
+
+
+def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
+    handler = _handler_with(("busy", 4000))
+    message = MagicMock(headers={"x-attempt": 2}, payload={"event_id": "e3"})
+    handler._process({"event_id": "e3", "data": {}}, message)
+    handler.container.spawn_worker.assert_not_called()
+    kwargs = handler.publisher.publish.call_args.kwargs
+    assert kwargs["routing_key"] == "evt-src-thing.done--svc.on_thing.retry.4000"
+    assert kwargs["headers"]["x-attempt"] == 2  # waiting is not a failed attempt
+    handler.queue_consumer.ack_message.assert_called_once_with(message)
