@@ -2,7 +2,8 @@
 
 Publishing: ``self.events.publish("task.assigned", data, org_id=..., actor_id=...)``
 wraps ``data`` in the envelope of architecture.md and publishes it on the
-service's ``{service}.events`` exchange with the event type as routing key.
+service's ``{service}.events`` exchange with the event type as routing key,
+through the service's outbox (see :class:`EventBus`).
 
 Consuming: ``@handles("auth", "user.registered")`` declares a durable
 SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (stack.md):
@@ -67,34 +68,109 @@ def make_envelope(event_type: str, data: dict, *, producer: str, org_id: str | N
 
 
 class EventBus:
-    """What a worker gets from :class:`Events`."""
+    """What a worker gets from :class:`Events`.
 
-    def __init__(self, dispatch, producer: str, correlation_id: str | None):
-        self._dispatch = dispatch
-        self.producer = producer
-        self.correlation_id = correlation_id
+    ``publish()`` records the event in the service's outbox and sends it when
+    the entrypoint has returned successfully (before an RPC reply goes out),
+    batching the outbox writes of one call. Pass ``session=`` (a MongoDB
+    transaction of the state change) to write the outbox entry in that same
+    transaction: then a crash anywhere after the commit cannot lose the event,
+    because the relay (``ServiceBase.relay_outbox``) sends whatever is pending.
+    """
+
+    def __init__(self, provider: "Events", worker_ctx):
+        self._provider = provider
+        self._worker_ctx = worker_ctx
+        self.producer = provider.container.service_name
+        self.correlation_id = worker_ctx.data.get(CORRELATION_KEY)
+        self.pending: list[dict] = []      # to record and send after the call
+        self.recorded: list[dict] = []     # already in the outbox (in a transaction)
 
     def envelope(self, event_type: str, data: dict, **fields: Any) -> dict:
         return make_envelope(event_type, data, producer=self.producer,
                              correlation_id=self.correlation_id, **fields)
 
     def publish(self, event_type: str, data: dict, *, org_id: str | None = None,
-                actor_id: str | None = None, event_id: str | None = None) -> dict:
+                actor_id: str | None = None, event_id: str | None = None,
+                session=None) -> dict:
         envelope = self.envelope(event_type, data, org_id=org_id, actor_id=actor_id,
                                  event_id=event_id)
-        self.publish_envelope(envelope)
+        if session is not None:
+            self._provider.store.outbox_add([envelope], session=session)
+            self.recorded.append(envelope)
+        else:
+            self.pending.append(envelope)
         return envelope
 
-    def publish_envelope(self, envelope: dict) -> None:
-        self._dispatch(envelope["event_type"], envelope)
+    def relay(self, older_than_s: float) -> int:
+        return self._provider.relay(older_than_s)
 
 
 class Events(EventDispatcher):
-    """Publishes enveloped events on ``{service}.events``."""
+    """Publishes enveloped events on ``{service}.events`` through an outbox
+    (see :class:`EventBus`)."""
+
+    def setup(self) -> None:
+        super().setup()
+        mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
+        if mongo is None:
+            raise RuntimeError("Events needs a Mongo dependency for its outbox")
+        self._mongo = mongo
+        self._buses: dict = {}
+
+    @property
+    def store(self):
+        return self._mongo.store
 
     def get_dependency(self, worker_ctx) -> EventBus:
-        return EventBus(super().get_dependency(worker_ctx), self.container.service_name,
-                        worker_ctx.data.get(CORRELATION_KEY))
+        bus = EventBus(self, worker_ctx)
+        self._buses[worker_ctx] = bus
+        return bus
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
+        bus = self._buses.get(worker_ctx)
+        if bus is None or exc_info is not None:
+            return  # a failed call publishes nothing it buffered; recorded ones go via the relay
+        try:  # an exception here would take the whole container down
+            if bus.pending:
+                try:
+                    self.store.outbox_add(bus.pending)
+                except Exception as exc:  # still publish: better unrecorded than lost
+                    log.warning("could not record %d events in the outbox: %s",
+                                len(bus.pending), exc)
+            self.send([*bus.recorded, *bus.pending], self.get_message_headers(worker_ctx))
+        except Exception:
+            log.exception("publishing the events of %s failed", worker_ctx)
+
+    def worker_teardown(self, worker_ctx) -> None:
+        self._buses.pop(worker_ctx, None)
+
+    def send(self, envelopes: list[dict], headers: dict | None = None) -> None:
+        """Publish outbox entries and mark them sent. A publish that fails
+        leaves them pending for the relay; it does not fail the call."""
+        sent = []
+        try:
+            for envelope in envelopes:
+                self.publisher.publish(envelope, exchange=self.exchange,
+                                       routing_key=envelope["event_type"],
+                                       extra_headers=headers or {})
+                sent.append(envelope["event_id"])
+        except Exception as exc:
+            log.warning("could not publish %d events now, the relay will: %s",
+                        len(envelopes) - len(sent), exc)
+        if sent:
+            try:
+                self.store.outbox_mark_sent(sent)
+            except Exception as exc:  # the relay may send them again; consumers dedupe
+                log.warning("could not mark %d events sent: %s", len(sent), exc)
+
+    def relay(self, older_than_s: float, limit: int = 500) -> int:
+        """Send outbox entries left pending (a crash, a broker outage)."""
+        envelopes = self.store.outbox_claim_pending(older_than_s, limit)
+        if envelopes:
+            self.send(envelopes, {f"nameko.{CORRELATION_KEY}": e.get("correlation_id")
+                                  for e in envelopes[:1] if e.get("correlation_id")})
+        return len(envelopes)
 
 
 def retry_delay_ms(attempt: int, base_ms: int, max_ms: int) -> int:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pymongo
 from nameko.extensions import DependencyProvider
 from pymongo import IndexModel
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 log = logging.getLogger(__name__)
 
 HANDLED_EVENTS_TTL = 7 * 24 * 3600
+OUTBOX_SENT_TTL = 24 * 3600
 
 
 def database_name(config: dict, service_name: str) -> str:
@@ -32,6 +34,9 @@ class BaseStore:
     INDEXES: dict[str, list[IndexModel]] = {
         # ids of events each handler has handled (see shared.events)
         "handled_events": [IndexModel("at", expireAfterSeconds=HANDLED_EVENTS_TTL)],
+        # events waiting to be published (shared.events.EventBus); sent ones expire
+        "outbox": [IndexModel([("state", 1), ("created_at", 1)]),
+                   IndexModel("sent_at", expireAfterSeconds=OUTBOX_SENT_TTL)],
     }
 
     def __init__(self, db: pymongo.database.Database):
@@ -81,6 +86,45 @@ class BaseStore:
     def release_event(self, handler: str, event_id: str) -> None:
         self.db.handled_events.delete_one({"_id": f"{handler}:{event_id}",
                                            "state": "processing"})
+
+    @contextmanager
+    def transaction(self):
+        """A MongoDB transaction: pass the session to every write, and to
+        ``events.publish(..., session=...)``, so state and events commit together."""
+        with self.db.client.start_session() as session:
+            with session.start_transaction():
+                yield session
+
+    # The outbox (shared.events)
+    def outbox_add(self, envelopes: list[dict], session=None) -> None:
+        now = datetime.now(timezone.utc)
+        try:
+            self.db.outbox.insert_many(
+                [{"_id": e["event_id"], "state": "pending", "created_at": now, "envelope": e}
+                 for e in envelopes], ordered=False, session=session)
+        except BulkWriteError as exc:
+            # an id published again (a re-run handler's deterministic ids) is sent again
+            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+                raise
+
+    def outbox_mark_sent(self, event_ids: list[str]) -> None:
+        self.db.outbox.update_many({"_id": {"$in": event_ids}},
+                                   {"$set": {"state": "sent", "sent_at": datetime.now(timezone.utc)}})
+
+    def outbox_claim_pending(self, older_than_s: float, limit: int) -> list[dict]:
+        """Pending entries older than ``older_than_s``, claimed for a while so two
+        relays rarely send the same one (consumers dedupe if they do)."""
+        now = datetime.now(timezone.utc)
+        cutoff = now - timedelta(seconds=older_than_s)
+        claimed = []
+        for doc in self.db.outbox.find({"state": "pending", "created_at": {"$lt": cutoff}},
+                                       {"_id": 1}).sort("created_at", 1).limit(limit):
+            got = self.db.outbox.find_one_and_update(
+                {"_id": doc["_id"], "state": "pending", "created_at": {"$lt": cutoff}},
+                {"$set": {"created_at": now}})  # re-arms the grace period: the claim
+            if got:
+                claimed.append(got["envelope"])
+        return claimed
 
     def ping(self) -> float:
         started = time.perf_counter()

@@ -6,9 +6,10 @@ from __future__ import annotations
 import time
 
 from nameko.dependency_providers import Config
+from nameko.timer import timer
 
 from shared import deadletters
-from shared.events import HandlerQueues
+from shared.events import Events, HandlerQueues
 from shared.mongo import Mongo
 from shared.redis import Redis
 from shared.rpc import rpc
@@ -22,6 +23,9 @@ def _probe(check) -> dict:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
+OUTBOX_RELAY_INTERVAL = 2
+
+
 class ServiceBase:
     name: str = ""
 
@@ -30,6 +34,7 @@ class ServiceBase:
     redis = Redis()
     store = Mongo()
     handler_queues = HandlerQueues()
+    events = Events()
 
     @rpc
     def health(self) -> dict:
@@ -51,3 +56,8 @@ class ServiceBase:
     @rpc
     def purge_dead_letters(self) -> int:
         return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues)
+
+    @timer(interval=OUTBOX_RELAY_INTERVAL)
+    def relay_outbox(self) -> None:
+        """Publish events a crash or a broker outage left in the outbox."""
+        self.events.relay(float(self.config.get("OUTBOX_GRACE_SECONDS", 5)))

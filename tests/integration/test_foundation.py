@@ -25,6 +25,15 @@ class Producer(ServiceBase):
         return self.events.publish(event_type, data, event_id=event_id)
 
 
+    @rpc
+    def emit_in_transaction(self, key, abort=False):
+        with self.store.transaction() as session:
+            self.store.db.things.insert_one({"_id": key}, session=session)
+            self.events.publish("thing.happened", {"key": key}, session=session)
+            if abort:
+                raise ValueError("changed my mind")
+
+
 class Consumer(ServiceBase):
     """Counts deliveries in MongoDB; data["fail_times"] decides how often to fail."""
 
@@ -101,6 +110,35 @@ def test_the_same_event_delivered_twice_changes_state_once(mesh):
     wait_until(lambda: db.attempts.find_one({"_id": "dup"}) is not None)
     assert effects(db, "dup") == 1
     assert db.attempts.find_one({"_id": "dup"})["n"] == 1
+
+
+def test_events_commit_with_the_state_change_or_not_at_all(mesh):
+    producer, _, db = mesh
+    with entrypoint_hook(producer, "emit_in_transaction") as hook, pytest.raises(ValueError):
+        hook("aborted", abort=True)
+    with entrypoint_hook(producer, "emit_in_transaction") as hook:
+        hook("committed")
+    emit(producer, "marker2")
+    wait_until(lambda: effects(db, "marker2") == 1 and effects(db, "committed") == 1)
+    assert effects(db, "aborted") == 0
+
+
+def test_an_event_left_in_the_outbox_by_a_crash_is_relayed(container_factory, make_config):
+    config = make_config(OUTBOX_GRACE_SECONDS=0.1)
+    consumer = container_factory(Consumer, config)
+    consumer.start()
+    client = pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)
+    producer_db = client[f"{config['MONGODB_DB_PREFIX']}_producer"]
+    # what a producer that died between its commit and the publish leaves behind
+    from shared.events import make_envelope
+    from shared.mongo import BaseStore
+
+    envelope = make_envelope("thing.happened", {"key": "orphan"}, producer="producer")
+    BaseStore(producer_db).outbox_add([envelope])
+    container_factory(Producer, config).start()  # its relay finds it
+    consumer_db = client[f"{config['MONGODB_DB_PREFIX']}_consumer"]
+    wait_until(lambda: effects(consumer_db, "orphan") == 1, timeout=10, what="the relayed event")
+    wait_until(lambda: producer_db.outbox.find_one({"_id": envelope["event_id"]})["state"] == "sent")
 
 
 class Caller(ServiceBase):
