@@ -42,3 +42,21 @@ def test_gateway_metrics_are_prometheus_text(running_mesh):
     assert "text/plain" in response.headers["Content-Type"]
     wait_until(lambda: 'entrypoint_calls_total{entrypoint="health"' in
                running_mesh.get("/metrics").text, timeout=5, what="health in metrics")
+
+
+def run_cli(running_mesh, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=running_mesh.env,
+                          capture_output=True, text=True, timeout=60,
+                          cwd=running_mesh.env["PYTHONPATH"])
+
+
+def test_operator_cli_reports_health_and_queues(running_mesh):
+    result = run_cli(running_mesh, "health")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for service in SERVICES - {"gateway"}:
+        assert f"{service:<14} up" in result.stdout
+    queues = run_cli(running_mesh, "queues")
+    assert queues.returncode == 0 and "rpc-tasks" in queues.stdout

@@ -1,0 +1,184 @@
+"""What one hop costs, measured in one run on the same broker:
+
+  (a) a raw kombu request/reply round trip (the floor)
+  (b) a nameko RPC call (standalone client -> service)
+  (c) an HTTP GET through a gateway built on gateway_svc.http that makes one RPC
+  (d) the same kind of HTTP GET answered from the gateway's Redis cache (no RPC)
+
+Prints p50/p99 latency (sequential calls) and throughput (CONCURRENCY client
+threads) for each, and the ratios b/a, c/a (p50) and d/c (throughput).
+Targets (issue 2): c/a <= 3 at p50; d >= 4x the throughput of c.
+
+    .venv/bin/python bench/rpc_roundtrip.py [--calls 1000] [--seconds 5]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared import mesh  # noqa: E402
+
+AMQP = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672//").replace("pyamqp", "amqp")
+CONCURRENCY = 16
+
+KOMBU_SERVER = r"""
+import sys
+from kombu import Connection, Consumer, Producer, Queue
+conn = Connection(sys.argv[1])
+queue = Queue("bench-kombu-rpc", auto_delete=True)
+producer = Producer(conn.channel())
+def on_request(body, message):
+    producer.publish(body, routing_key=message.properties["reply_to"],
+                     correlation_id=message.properties["correlation_id"], serializer="json")
+    message.ack()
+with Consumer(conn.channel(), queues=[queue], callbacks=[on_request], accept=["json"]):
+    print("ready", flush=True)
+    while True:
+        conn.drain_events()
+"""
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarise(name: str, latencies: list[float], throughput: float) -> dict:
+    row = {"name": name, "p50": statistics.median(latencies) * 1000,
+           "p99": percentile(latencies, 0.99) * 1000, "rps": throughput}
+    print(f"{name:<44} p50 {row['p50']:7.2f} ms   p99 {row['p99']:7.2f} ms   "
+          f"{row['rps']:8.0f} calls/s", flush=True)
+    return row
+
+
+def timed(call, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def throughput(make_caller, seconds: float) -> float:
+    """Calls/s with CONCURRENCY threads, each with its own client."""
+    counts = [0] * CONCURRENCY
+    stop = time.monotonic() + seconds
+
+    def work(i):
+        call = make_caller()
+        while time.monotonic() < stop:
+            call()
+            counts[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(CONCURRENCY)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+class KombuClient:
+    def __init__(self):
+        self.conn = Connection(AMQP)
+        self.channel = self.conn.channel()
+        self.reply_queue = Queue(f"bench-reply-{uuid.uuid4().hex}", exclusive=True,
+                                 auto_delete=True)
+        self.producer = Producer(self.channel)
+        self.replies: dict = {}
+        self.consumer = Consumer(self.channel, queues=[self.reply_queue], accept=["json"],
+                                 callbacks=[self._on_reply], no_ack=True)
+        self.consumer.consume()
+
+    def _on_reply(self, body, message):
+        self.replies[message.properties["correlation_id"]] = body
+
+    def __call__(self):
+        cid = uuid.uuid4().hex
+        self.producer.publish({"value": "ping"}, routing_key="bench-kombu-rpc",
+                              exchange=Exchange(""), reply_to=self.reply_queue.name,
+                              correlation_id=cid, serializer="json")
+        while cid not in self.replies:
+            self.conn.drain_events(timeout=5)
+        return self.replies.pop(cid)
+
+
+def nameko_client():
+    from nameko.standalone.rpc import ServiceRpcProxy
+
+    proxy = ServiceRpcProxy("bench_echo", {"AMQP_URI": AMQP}).start()
+    return lambda: proxy.echo("pong")
+
+
+def http_client(port: int, path: str):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+
+    def call():
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200, body
+        return body
+
+    return call
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=5)
+    args = parser.parse_args()
+    port = mesh.free_port()
+    env = mesh.base_env("mongodb://unused", AMQP_URI=AMQP, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
+                        LOG_LEVEL="WARNING", MAX_WORKERS="40")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", KOMBU_SERVER, AMQP], stdout=subprocess.PIPE,
+                         start_new_session=True),
+        subprocess.Popen([str(mesh.VENV_BIN / "nameko"), "run", "--config",
+                          str(ROOT / "config.yaml"), "bench.bench_services"], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True),
+    ]
+    try:
+        procs[0].stdout.readline()
+        mesh.wait_for(lambda: mesh.port_open("127.0.0.1", port), 30, "bench gateway")
+        time.sleep(1)  # let the RPC consumers attach
+        for warm in (KombuClient(), nameko_client(), http_client(port, "/api/v1/bench/rpc"),
+                     http_client(port, "/api/v1/bench/cached")):
+            timed(warm, 50)
+        print(f"{args.calls} sequential calls each; throughput with {CONCURRENCY} client "
+              f"threads for {args.seconds:g} s; 2-core machine shared by client and servers\n")
+        a = summarise("(a) raw kombu request/reply", timed(KombuClient(), args.calls),
+                      throughput(KombuClient, args.seconds))
+        b = summarise("(b) nameko RPC", timed(nameko_client(), args.calls),
+                      throughput(nameko_client, args.seconds))
+        c = summarise("(c) HTTP GET via gateway, one RPC",
+                      timed(http_client(port, "/api/v1/bench/rpc"), args.calls),
+                      throughput(lambda: http_client(port, "/api/v1/bench/rpc"), args.seconds))
+        d = summarise("(d) HTTP GET via gateway, Redis cache",
+                      timed(http_client(port, "/api/v1/bench/cached"), args.calls),
+                      throughput(lambda: http_client(port, "/api/v1/bench/cached"), args.seconds))
+        print(f"\nb/a p50 {b['p50'] / a['p50']:.2f}   c/a p50 {c['p50'] / a['p50']:.2f} "
+              f"(target <= 3)   d/c throughput {d['rps'] / c['rps']:.2f} (target >= 4)")
+    finally:
+        for proc in procs:
+            mesh.stop_process(proc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Operator CLI: ``python -m shared.cli --help``.
+
+Talks to the mesh the way an operator would: RPC over AMQP (nameko's
+standalone proxy) and RabbitMQ's management API. Reads config.yaml with the
+same environment substitution as ``nameko run``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("auth", "organizations", "employees", "teams", "tasks", "notifications")
+
+
+def load_config(path: str) -> dict:
+    from nameko.cli.main import setup_yaml_parser
+
+    setup_yaml_parser()
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def management(config: dict):
+    """(base_url, auth, vhost) of the RabbitMQ management API."""
+    import urllib.parse
+
+    base = urllib.parse.urlsplit(config.get("RABBITMQ_MANAGEMENT_URL") or "http://guest:guest@127.0.0.1:15672")
+    amqp = urllib.parse.urlsplit(config["AMQP_URI"].replace("pyamqp", "amqp", 1))
+    vhost = urllib.parse.unquote(amqp.path[1:]) if amqp.path not in ("", "/") else "/"
+    return (f"{base.scheme}://{base.hostname}:{base.port or 15672}",
+            (base.username or "guest", base.password or "guest"), vhost)
+
+
+def list_queues(config: dict) -> list[dict]:
+    import urllib.parse
+
+    url, auth, vhost = management(config)
+    response = requests.get(f"{url}/api/queues/{urllib.parse.quote(vhost, safe='')}",
+                            auth=auth, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def rpc_call(config: dict, service: str, method: str, *args, timeout: float = 5, **kwargs):
+    from nameko.standalone.rpc import ServiceRpcProxy
+
+    with ServiceRpcProxy(service, config, timeout=timeout) as proxy:
+        return getattr(proxy, method)(*args, **kwargs)
+
+
+@click.group()
+@click.option("--config", "config_path", default=str(ROOT / "config.yaml"), show_default=True)
+@click.pass_context
+def cli(ctx, config_path):
+    """Operate the workforce mesh."""
+    ctx.obj = load_config(config_path)
+
+
+@cli.command()
+@click.option("--timeout", default=3.0, show_default=True)
+@click.pass_obj
+def health(config, timeout):
+    """Health of every service (MongoDB, Redis, AMQP). Exit 1 if any is down."""
+    down = []
+    for service in SERVICES:
+        try:
+            report = rpc_call(config, service, "health", timeout=timeout)
+            ok = report.get("ok")
+            detail = ", ".join(f"{name} {'ok' if c['ok'] else 'DOWN'}"
+                               + (f" {c['latency_ms']:.1f}ms" if c.get("latency_ms") is not None else "")
+                               for name, c in report["checks"].items())
+        except Exception as exc:  # an operator tool reports, it does not crash
+            ok, detail = False, f"no answer ({type(exc).__name__})"
+        click.echo(f"{service:<14} {'up' if ok else 'DOWN':<5} {detail}")
+        if not ok:
+            down.append(service)
+    sys.exit(1 if down else 0)
+
+
+@cli.command()
+@click.option("--service", envvar="SERVICE_NAME", help="nameko name; default from $SERVICE (package)")
+@click.option("--timeout", default=5.0)
+@click.pass_obj
+def ping(config, service, timeout):
+    """Exit 0 if one service answers health (container health checks)."""
+    import os
+
+    packages = {"auth_svc": "auth", "org_svc": "organizations", "employee_svc": "employees",
+                "team_svc": "teams", "task_svc": "tasks", "notify_svc": "notifications"}
+    service = service or packages.get(os.environ.get("SERVICE", ""), "")
+    if not service:
+        raise click.UsageError("which service? --service or $SERVICE")
+    try:
+        ok = rpc_call(config, service, "health", timeout=timeout).get("ok")
+    except Exception:
+        ok = False
+    sys.exit(0 if ok else 1)
+
+
+@cli.command()
+@click.pass_obj
+def queues(config):
+    """Queue depths and consumers (RabbitMQ management API)."""
+    rows = sorted(list_queues(config), key=lambda q: q["name"])
+    click.echo(f"{'queue':<72} {'ready':>7} {'unacked':>8} {'consumers':>9}")
+    for q in rows:
+        click.echo(f"{q['name']:<72} {q.get('messages_ready', 0):>7} "
+                   f"{q.get('messages_unacknowledged', 0):>8} {q.get('consumers', 0):>9}")
+
+
+def _dlq_handler_queues(config, service: str | None) -> list[str]:
+    names = [q["name"][: -len(".dlq")] for q in list_queues(config) if q["name"].endswith(".dlq")]
+    return [n for n in names if service is None or f"--{service}." in n]
+
+
+@cli.group("dead-letters")
+def dead_letters():
+    """List, replay or purge events parked after their retries."""
+
+
+@dead_letters.command("list")
+@click.option("--service", help="only this service's handlers (nameko name)")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def dl_list(config, service, limit, as_json):
+    from shared import deadletters
+
+    found = deadletters.list_dead_letters(config["AMQP_URI"], _dlq_handler_queues(config, service), limit)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+        return
+    for item in found:
+        click.echo(f"{item['failed_at']}  {item['handler']}  {item['event_type']}  {item['event_id']}  "
+                   f"attempts={item['attempts']}\n    {item['error']}")
+    click.echo(f"{len(found)} dead letter(s)")
+
+
+@dead_letters.command("replay")
+@click.option("--service")
+@click.option("--event-id", help="only this event")
+@click.pass_obj
+def dl_replay(config, service, event_id):
+    from shared import deadletters
+
+    moved = deadletters.replay_dead_letters(config["AMQP_URI"], _dlq_handler_queues(config, service),
+                                            event_id)
+    click.echo(f"replayed {moved} message(s)")
+
+
+@dead_letters.command("purge")
+@click.option("--service")
+@click.confirmation_option(prompt="Drop these dead letters for good?")
+@click.pass_obj
+def dl_purge(config, service):
+    from shared import deadletters
+
+    purged = deadletters.purge_dead_letters(config["AMQP_URI"], _dlq_handler_queues(config, service))
+    click.echo(f"purged {purged} message(s)")
+
+
+if __name__ == "__main__":
+    cli()
