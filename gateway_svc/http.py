@@ -1,9 +1,10 @@
 """The gateway's HTTP machinery, on top of nameko's ``@http``.
 
-``@api(method, path, auth=True, limit="default")`` registers a route under
-``/api/v1``. Before a worker is spawned the entrypoint authenticates the
-caller (``request.user_id``) and applies the route class's rate limit (per
-user when authenticated, else per IP). Handlers return a JSON-able value,
+``@api(method, path, auth=True, limit="default", body=Schema, response=Schema)``
+registers a route under ``/api/v1`` (the schemas document it in OpenAPI).
+Before a worker is spawned the entrypoint authenticates the caller
+(``request.user_id``) and applies the route class's rate limit (per user
+when authenticated, else per IP). Handlers return a JSON-able value,
 ``(status, value)`` or ``(status, headers, value)``; every error becomes
 problem+json (``gateway_svc.problems``). The WSGI layer adds X-Request-ID,
 security headers and CORS to every response, routing errors included, and
@@ -174,9 +175,14 @@ class ApiEntrypoint(HttpRequestHandler):
     guard = Guard()
 
     def __init__(self, method: str, url: str, auth: bool = True, limit: str | None = "default",
-                 **kwargs):
+                 *, body=None, query=None, response=None, status: int | None = None,
+                 summary: str | None = None, errors: tuple[int, ...] = (), **kwargs):
         self.auth = auth
         self.limit = limit
+        # for the OpenAPI document (gateway_svc.openapi): marshmallow schemas
+        # (classes or instances) of the body, the query string and the answer
+        self.doc = {"body": body, "query": query, "response": response, "status": status,
+                    "summary": summary, "errors": tuple(errors)}
         full_url = url if url.startswith(API_PREFIX) else f"{API_PREFIX}{url}"
         super().__init__(method, full_url, expected_exceptions=(AppError,), **kwargs)
 

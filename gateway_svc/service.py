@@ -3,19 +3,35 @@
 operational routes and the RPC proxies every route uses."""
 from __future__ import annotations
 
+import mimetypes
+from pathlib import Path
+
+import swagger_ui_bundle
 from nameko.dependency_providers import Config
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
+from gateway_svc.openapi import cached_spec
 from gateway_svc.routes import auth, notifications, orgs, tasks, teams
-from shared.errors import AppError
+from shared.errors import AppError, NotFound
 from shared.redis import Redis
 from shared.rpc import ServiceRpc
 from shared.telemetry import Telemetry
 
 SERVICES = ("auth", "organizations", "employees", "teams", "tasks", "notifications")
 HEALTH_TIMEOUT = 2.0
+SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Workforce mesh API</title>
+<link rel="stylesheet" href="docs/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script src="docs/swagger-init.js"></script>
+</body></html>"""
+# a separate file, not inline, so a strict Content-Security-Policy can forbid inline scripts
+DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagger-ui",
+  deepLinking: true, persistAuthorization: true});"""
 
 
 # Route mixins are referenced through their modules: nameko run treats every
@@ -62,3 +78,25 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
     @api("GET", "/metrics", auth=False, limit=None)
     def metrics(self, request):
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    @api("GET", "/openapi.json", auth=False, limit=None)
+    def openapi(self, request):
+        """The OpenAPI 3.1 document of this API."""
+        return cached_spec(type(self))
+
+    @api("GET", "/docs", auth=False, limit=None)
+    def docs(self, request):
+        """Swagger UI (served from the packaged copy: no CDN)."""
+        return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
+
+    @api("GET", "/docs/<asset>", auth=False, limit=None)
+    def docs_asset(self, request, asset):
+        """Swagger UI's files."""
+        if asset == "swagger-init.js":
+            return Response(DOCS_INIT, content_type="text/javascript")
+        if asset not in {"swagger-ui.css", "swagger-ui-bundle.js"}:
+            raise NotFound("No such file.")
+        content_type = mimetypes.guess_type(asset)[0] or "application/octet-stream"
+        response = Response((SWAGGER_DIR / asset).read_bytes(), content_type=content_type)
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response

@@ -1,0 +1,137 @@
+"""The OpenAPI 3.1 document, generated (apispec + its marshmallow plugin)
+from the gateway's route table and the marshmallow schemas each ``@api``
+names. ``build_spec(GatewayService)`` walks the class's ``@api``
+entrypoints, so a route cannot exist without a spec entry."""
+from __future__ import annotations
+
+import inspect
+import re
+from functools import lru_cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+
+from gateway_svc.http import API_PREFIX, ApiEntrypoint
+
+TITLE = "Workforce mesh API"
+VERSION = "1.0.0"
+_CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-zA-Z_]+)>")
+
+ERROR_TEXT = {
+    400: "Malformed request (e.g. the body is not valid JSON)",
+    401: "Missing, invalid, expired or revoked access token",
+    403: "Allowed in the organization but not this action",
+    404: "Not found, or in an organization you do not belong to",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Body too large",
+    415: "The body is not JSON",
+    422: "Invalid fields (`errors` names each)",
+    423: "Account locked",
+    429: "Rate limited (see Retry-After)",
+    503: "A dependency is down",
+    504: "A service timed out",
+}
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details."""
+
+    type = fields.String(metadata={"example": "https://errors.workforce.dev/validation"})
+    title = fields.String(metadata={"example": "Validation failed"})
+    status = fields.Integer(metadata={"example": 422})
+    detail = fields.String()
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                         metadata={"example": {"email": ["Not a valid email address."]}})
+
+
+def api_entrypoints(service_cls) -> list[tuple[str, ApiEntrypoint]]:
+    found = []
+    for name, method in inspect.getmembers(service_cls, inspect.isfunction):
+        for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+            if isinstance(entrypoint, ApiEntrypoint):
+                found.append((name, entrypoint))
+    return sorted(found, key=lambda item: (item[1].url, item[1].method))
+
+
+def openapi_path(url: str) -> str:
+    return _CONVERTER.sub(r"{\1}", url)
+
+
+def _tag(method_fn) -> str:
+    """Routes are grouped by the module they live in (gateway_svc/routes/<tag>.py)."""
+    module = getattr(method_fn, "__module__", "") or ""
+    return module.rsplit(".", 1)[-1] if ".routes." in module else "operations"
+
+
+def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
+    doc = entrypoint.doc
+    text = inspect.getdoc(method_fn) or name.replace("_", " ").capitalize()
+    summary, _, description = text.partition("\n")
+    status = doc["status"] or (201 if entrypoint.method == "POST" else 200)
+    op: dict = {"operationId": name, "summary": doc["summary"] or summary.strip(),
+                "tags": [_tag(method_fn)], "responses": {}}
+    if description.strip():
+        op["description"] = description.strip()
+    params = [{"in": "path", "name": p, "required": True, "schema": {"type": "string"}}
+              for p in _CONVERTER.findall(entrypoint.url)]
+    if doc["query"] is not None:
+        params.append({"in": "query", "schema": doc["query"]})
+    if params:
+        op["parameters"] = params
+    if doc["body"] is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": doc["body"]}}}
+    success: dict = {"description": "Success"}
+    if doc["response"] is not None and status != 204:
+        success["content"] = {"application/json": {"schema": doc["response"]}}
+    op["responses"][str(status)] = success
+    codes = set(doc["errors"]) | {404, 503, 504}
+    if entrypoint.auth:
+        op["security"] = [{"bearerAuth": []}]
+        codes.add(401)
+    else:
+        op["security"] = []
+    if doc["body"] is not None:
+        codes |= {400, 413, 415, 422}
+    if doc["query"] is not None:
+        codes.add(422)
+    if entrypoint.limit:
+        codes.add(429)
+    for code in sorted(codes):
+        op["responses"][str(code)] = {"$ref": f"#/components/responses/Problem{code}"}
+    return op
+
+
+def build_spec(service_cls, server_url: str = "/") -> dict:
+    spec = APISpec(title=TITLE, version=VERSION, openapi_version="3.1.0",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "The HTTP API of the workforce mesh gateway. Errors are "
+                                        "RFC 9457 problem details (application/problem+json)."},
+                   servers=[{"url": server_url}])
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
+                                                   "bearerFormat": "JWT"})
+    spec.components.schema("Problem", schema=ProblemSchema)
+    for code, text in ERROR_TEXT.items():
+        spec.components.response(f"Problem{code}", {
+            "description": text,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}})
+    by_path: dict[str, dict] = {}
+    for name, entrypoint in api_entrypoints(service_cls):
+        method_fn = getattr(service_cls, name)
+        for http_method in entrypoint.method.split(","):
+            by_path.setdefault(openapi_path(entrypoint.url), {})[http_method.lower()] = \
+                operation(name, entrypoint, method_fn)
+    for path, operations in by_path.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+@lru_cache(maxsize=1)
+def cached_spec(service_cls) -> dict:
+    return build_spec(service_cls)
+
+
+__all__ = ["build_spec", "cached_spec", "api_entrypoints", "openapi_path", "API_PREFIX"]
