@@ -38,6 +38,7 @@ from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
 from nameko.extensions import DependencyProvider
 
 from shared.mongo import Mongo
+from shared.redis import Redis, org_version_key
 from shared.telemetry import CORRELATION_KEY, EVENT_DEAD_LETTERS, EVENT_DUPLICATES, EVENT_RETRIES
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class Events(EventDispatcher):
         if mongo is None:
             raise RuntimeError("Events needs a Mongo dependency for its outbox")
         self._mongo = mongo
+        self._redis = next((d for d in self.container.dependencies if isinstance(d, Redis)), None)
         self._buses: dict = {}
 
     @property
@@ -138,7 +140,12 @@ class Events(EventDispatcher):
                 except Exception as exc:  # still publish: better unrecorded than lost
                     log.warning("could not record %d events in the outbox: %s",
                                 len(bus.pending), exc)
-            self.send([*bus.recorded, *bus.pending], self.get_message_headers(worker_ctx))
+            envelopes = [*bus.recorded, *bus.pending]
+            if self._redis is not None:  # cached reads of these orgs are now stale
+                self._redis.tools.bump_versions(
+                    {org_version_key(self.container.service_name, e["org_id"])
+                     for e in envelopes if e.get("org_id")})
+            self.send(envelopes, self.get_message_headers(worker_ctx))
         except Exception:
             log.exception("publishing the events of %s failed", worker_ctx)
 

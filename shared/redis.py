@@ -181,6 +181,15 @@ class RateLimiter:
         return Decision.from_script(limit, reply)
 
 
+VERSION_TTL = 24 * 3600
+
+
+def org_version_key(service: str, org_id: str) -> str:
+    """A counter bumped whenever ``service`` changes anything in ``org_id``:
+    cache keys that include it go stale at once (see gateway_svc.cache)."""
+    return f"{service}:ver:org:{org_id}"
+
+
 class RedisTools:
     """What a worker gets: the raw client plus cache, limiter and locks."""
 
@@ -194,6 +203,21 @@ class RedisTools:
         """A distributed lock (redis-py's, token-checked release)."""
         return self.client.lock(f"{self.service}:lock:{name}", timeout=timeout,
                                 blocking_timeout=blocking_timeout)
+
+    def bump_versions(self, keys: Iterable[str]) -> None:
+        """Advance version counters (fails open: the cache TTL bounds staleness)."""
+        keys = list(keys)
+        if not keys:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, VERSION_TTL)
+            pipe.execute()
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels(self.service, "version_bump").inc()
+            log.warning("could not bump cache versions %s: %s", keys, exc)
 
     def ping(self) -> float:
         started = time.perf_counter()

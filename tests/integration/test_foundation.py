@@ -241,3 +241,33 @@ def test_rpc_proxy_without_timeout_is_not_used_by_services():
     offenders = [str(p) for p in pathlib.Path(".").glob("*_svc/**/*.py")
                  if "RpcProxy(" in p.read_text()]
     assert offenders == [] and RpcProxy  # noqa: B015
+
+
+class OrgWriter(ServiceBase):
+    name = "writer"
+
+    @rpc
+    def change(self, org_id):
+        self.events.publish("thing.changed", {"org_id": org_id}, org_id=org_id)
+
+
+def test_publishing_an_org_event_makes_cached_answers_for_that_org_stale(
+        container_factory, config, unique):
+    from gateway_svc.cache import ResponseCache
+    from shared.redis import RedisTools, make_client, org_version_key
+
+    writer = container_factory(OrgWriter, config)
+    writer.start()
+    cache = ResponseCache(RedisTools(make_client(config), "gateway", 60))
+    computed = []
+
+    def read(org):
+        return cache.get_or_compute(f"things:{org}:{unique}", [org_version_key("writer", org)],
+                                    lambda: computed.append(org) or len(computed))
+
+    org_a, org_b = f"a{unique}", f"b{unique}"
+    assert read(org_a) == 1 and read(org_a) == 1 and read(org_b) == 2  # second read: a hit
+    with entrypoint_hook(writer, "change") as change:
+        change(org_a)
+    assert read(org_a) == 3  # the write is visible to the very next read
+    assert read(org_b) == 2  # other orgs keep their cached answers

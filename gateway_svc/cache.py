@@ -1,0 +1,56 @@
+"""Cached GET answers at the gateway, with no RPC on a hit.
+
+A cached answer's key includes the current values of version counters
+(``shared.redis.org_version_key``) that the owning service bumps whenever it
+changes something in that scope (every event it publishes with an org_id
+does). Reading the counters and the entry is one Lua call; a bumped counter
+makes every older entry unreachable at once, and the TTL removes it. A
+counter bump missed while Redis was unreachable is bounded by that TTL.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+import redis
+
+from shared.redis import RedisTools
+from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+
+LOOKUP_LUA = """
+local parts = {ARGV[1]}
+for i, key in ipairs(KEYS) do parts[#parts + 1] = redis.call('GET', key) or '0' end
+local key = table.concat(parts, '|')
+return {key, redis.call('GET', key)}
+"""
+
+
+class ResponseCache:
+    def __init__(self, tools: RedisTools, default_ttl: int = 60):
+        self.tools = tools
+        self.default_ttl = default_ttl
+        self._lookup = tools.client.register_script(LOOKUP_LUA)
+
+    def get_or_compute(self, key: str, version_keys: list[str], compute: Callable[[], Any],
+                       ttl: int | None = None) -> Any:
+        service = self.tools.service
+        try:
+            full_key, raw = self._lookup(keys=version_keys, args=[f"gateway:cache:{key}"])
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels(service, "response_cache").inc()
+            log.warning("response cache unavailable, answering from the service: %s", exc)
+            return compute()
+        if raw is not None:
+            CACHE_REQUESTS.labels(service, "hit").inc()
+            return json.loads(raw)
+        CACHE_REQUESTS.labels(service, "miss").inc()
+        value = compute()
+        try:
+            self.tools.client.set(full_key, json.dumps(value, default=str), ex=ttl or self.default_ttl)
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels(service, "response_cache").inc()
+            log.warning("could not cache an answer: %s", exc)
+        return value
