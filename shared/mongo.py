@@ -11,6 +11,7 @@ import logging
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from typing import Callable
 
 import pymongo
 from nameko.extensions import DependencyProvider
@@ -39,8 +40,36 @@ class BaseStore:
                    IndexModel("sent_at", expireAfterSeconds=OUTBOX_SENT_TTL)],
     }
 
+    # Versioned, idempotent data migrations run at start after the indexes:
+    # [("0001_what_it_does", function(db)), ...], applied once each, in order,
+    # and recorded in the service's ``migrations`` collection.
+    MIGRATIONS: list[tuple[str, Callable[[pymongo.database.Database], None]]] = []
+
     def __init__(self, db: pymongo.database.Database):
         self.db = db
+
+    def migrate(self) -> list[str]:
+        """Apply the migrations not yet recorded; returns the ids applied now.
+        A migration another instance is applying is left to it."""
+        applied = []
+        for migration_id, function in self.MIGRATIONS:
+            try:
+                self.db.migrations.insert_one({"_id": migration_id, "state": "running",
+                                               "started_at": datetime.now(timezone.utc)})
+            except DuplicateKeyError:
+                continue
+            try:
+                function(self.db)
+            except Exception:
+                self.db.migrations.delete_one({"_id": migration_id})  # retried at next start
+                raise
+            self.db.migrations.update_one({"_id": migration_id}, {"$set": {
+                "state": "done", "finished_at": datetime.now(timezone.utc)}})
+            applied.append(migration_id)
+        return applied
+
+    def applied_migrations(self) -> list[dict]:
+        return list(self.db.migrations.find({}, {"_id": 1, "state": 1, "finished_at": 1}).sort("_id"))
 
     def ensure_indexes(self) -> None:
         for collection, indexes in self.all_indexes().items():
@@ -152,8 +181,11 @@ class Mongo(DependencyProvider):
     def start(self) -> None:
         try:
             self.store.ensure_indexes()
+            applied = self.store.migrate()
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
         except PyMongoError as exc:  # health shows it; the service still starts
-            log.error("could not create indexes: %s", exc)
+            log.error("could not create indexes or migrate: %s", exc)
 
     def stop(self) -> None:
         if self.client is not None:

@@ -46,6 +46,11 @@ class ServiceBase:
                 "checks": checks, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
     @rpc
+    def migrations(self) -> list[dict]:
+        """Data migrations applied to this service's database."""
+        return self.store.applied_migrations()
+
+    @rpc
     def dead_letters(self, limit: int = 100) -> list[dict]:
         return deadletters.list_dead_letters(self.config['AMQP_URI'], self.handler_queues, limit)
 

@@ -220,18 +220,33 @@ def test_cache_tags_invalidate_what_was_cached_under_them(config, unique):
     assert 0 < client.ttl(f"k2:{unique}") <= 300
 
 
-def test_indexes_are_created_at_start(container_factory, config):
+def test_indexes_and_migrations_are_applied_at_start_once(container_factory, make_config):
+    def backfill(db):
+        db.things.update_many({"size": {"$exists": False}}, {"$set": {"size": 0}})
+        db.runs.insert_one({"ran": True})
+
     class ThingStore(BaseStore):
         INDEXES = {"things": [pymongo.IndexModel("name", unique=True, name="name_unique")]}
+        MIGRATIONS = [("0001_backfill_size", backfill)]
 
     class Indexed(ServiceBase):
         name = "indexed"
         store = Mongo(ThingStore)
 
-    container_factory(Indexed, config).start()
+    config = make_config()
     db = pymongo.MongoClient(config["MONGODB_URI"])[f"{config['MONGODB_DB_PREFIX']}_indexed"]
+    db.things.insert_one({"name": "old"})
+    first = container_factory(Indexed, config)
+    first.start()
     assert "name_unique" in db.things.index_information()
     assert any("at" in dict(i["key"]) for i in db.handled_events.index_information().values())
+    assert db.things.find_one({"name": "old"})["size"] == 0
+    first.stop()
+    second = container_factory(Indexed, config)
+    second.start()  # a restart does not run it again
+    assert db.runs.count_documents({}) == 1
+    with entrypoint_hook(second, "migrations") as migrations:
+        assert [(m["_id"], m["state"]) for m in migrations()] == [("0001_backfill_size", "done")]
 
 
 def test_rpc_proxy_without_timeout_is_not_used_by_services():
