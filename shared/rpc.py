@@ -106,6 +106,9 @@ class ServiceRpc(RpcProxy):
         self.timeout = float(self._timeout or self.container.config.get("RPC_TIMEOUT",
                                                                        DEFAULT_TIMEOUT))
         self.options.setdefault("expiration", self.timeout)
+        # a broker outage must fail the call quickly (503), not hang on reconnects
+        self.options.setdefault("retry_policy", {"max_retries": 1, "interval_start": 0,
+                                                 "interval_step": 0.2, "interval_max": 0.2})
 
     def get_dependency(self, worker_ctx) -> _Service:
         return _Service(super().get_dependency(worker_ctx), self.target_service, self.timeout,

@@ -1,0 +1,99 @@
+"""Private RabbitMQ and Redis servers for the fault tests, which stop and
+restart them: the machine's own servers are never touched."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from shared import mesh
+
+
+def _wait_port(port: int, up: bool, timeout: float, what: str) -> None:
+    state = "up" if up else "down"
+    mesh.wait_for(lambda: mesh.port_open("127.0.0.1", port) is up, timeout, f"{what} {state}")
+
+
+class PrivateRedis:
+    def __init__(self):
+        self.port = mesh.free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+        _wait_port(self.port, True, 10, "redis")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        _wait_port(self.port, False, 10, "redis")
+
+
+class PrivateRabbit:
+    """A second RabbitMQ node on its own ports and data directory."""
+
+    def __init__(self):
+        self.port = mesh.free_port()
+        self.dist_port = mesh.free_port()
+        self.node = f"fault{os.getpid()}@localhost"
+        self.dir = Path(tempfile.mkdtemp(prefix="rabbit-"))
+        for sub in ("mnesia", "log"):
+            (self.dir / sub).mkdir()
+        (self.dir / "plugins").write_text("[].")
+        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        os.chmod(self.dir, 0o777)
+        for path in self.dir.rglob("*"):
+            os.chmod(path, 0o777)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"pyamqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def start(self) -> None:
+        env = dict(os.environ, RABBITMQ_CONFIG_FILE=str(self.dir / "rabbitmq.conf"),
+                   RABBITMQ_NODENAME=self.node, RABBITMQ_DIST_PORT=str(self.dist_port),
+                   RABBITMQ_MNESIA_BASE=str(self.dir / "mnesia"),
+                   RABBITMQ_LOG_BASE=str(self.dir / "log"),
+                   RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "plugins"),
+                   RABBITMQ_FEATURE_FLAGS_FILE=str(self.dir / "feature_flags"))
+        self.proc = subprocess.Popen([shutil.which("rabbitmq-server")], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        _wait_port(self.port, True, 60, "rabbitmq")
+
+    def stop(self) -> None:
+        """Stop the node (its Erlang VM runs in a session of its own, as the
+        rabbitmq user, so it is asked to stop rather than signalled)."""
+        if self.proc is None:
+            return
+        subprocess.run(["rabbitmqctl", "-n", self.node, "stop"], check=False, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc = None
+        _wait_port(self.port, False, 30, "rabbitmq")
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def available() -> bool:
+    return bool(shutil.which("rabbitmq-server")) and bool(shutil.which("redis-server"))
+
+
+__all__ = ["PrivateRabbit", "PrivateRedis", "available", "time"]
