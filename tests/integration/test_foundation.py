@@ -1,8 +1,13 @@
 """shared/ against real RabbitMQ, Redis and SecantusDB."""
+import json
+import subprocess
+import sys
+
 import eventlet
 import pymongo
 import pytest
 import redis
+import yaml
 from nameko.rpc import RpcProxy
 from nameko.testing.services import entrypoint_hook
 
@@ -79,8 +84,8 @@ def test_handler_failing_twice_then_succeeding_is_handled_once(mesh):
     assert effects(db, "k1") == 1
 
 
-def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh, config):
-    producer, consumer, db = mesh
+def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh, config, tmp_path):
+    producer, _, db = mesh
     poison = emit(producer, "poison", fail_times=99)
     emit(producer, "after-poison")
     wait_until(lambda: effects(db, "after-poison") == 1, what="the next event")
@@ -92,12 +97,25 @@ def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh
     assert parked[0]["attempts"] == config["EVENT_MAX_ATTEMPTS"]
     assert "boom" in parked[0]["error"]
     assert db.attempts.find_one({"_id": "poison"})["n"] == config["EVENT_MAX_ATTEMPTS"]
-    # looking did not consume it; replaying hands it back to the handler
+    # looking did not consume it; after a fix, the operator replays it and it is handled
     assert len(deadletters.list_dead_letters(config["AMQP_URI"], [queue])) == 1
-    with entrypoint_hook(consumer, "replay_dead_letters") as replay:
-        assert replay(poison["event_id"]) == 1
-    wait_until(lambda: db.attempts.find_one({"_id": "poison"})["n"] >= 4,
-               what="the replayed attempt")
+    db.attempts.update_one({"_id": "poison"}, {"$set": {"n": 1000}})  # "the fix"
+    listed = run_cli(config, tmp_path, "dead-letters", "list", "--service", "consumer", "--json")
+    assert [item["event_id"] for item in json.loads(listed)] == [poison["event_id"]]
+    assert "replayed 1 message" in run_cli(config, tmp_path, "dead-letters", "replay",
+                                           "--event-id", poison["event_id"])
+    wait_until(lambda: effects(db, "poison") == 1, what="the replayed event to be handled")
+    assert deadletters.list_dead_letters(config["AMQP_URI"], [queue]) == []
+
+
+def run_cli(config, tmp_path, *args):
+    """The operator CLI, as a separate process, against this test's broker."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in config.items() if k != "RATE_LIMITS"}))
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "--config", str(path), *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def test_the_same_event_delivered_twice_changes_state_once(mesh):
