@@ -1,0 +1,232 @@
+"""Every event of the mesh: producer, version and the schema of its ``data``.
+
+The single source for the event documentation: ``python -m shared.event_catalogue``
+prints docs/events.md (a test keeps that file, the producers' ``publish``
+calls and the consumers' ``@handles`` in step with this module). Consumers
+are found by walking the services' ``@handles`` entrypoints.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+
+from marshmallow import Schema, fields
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
+
+Str, Bool, Int = fields.String, fields.Boolean, fields.Integer
+Dict, List = fields.Dict, fields.List
+
+SERVICE_PACKAGES = {"auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
+                    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc"}
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    producer: str
+    schema: type[Schema]
+    description: str
+    version: int = 1
+
+
+def _schema(schema_name: str, **declared) -> type[Schema]:
+    return Schema.from_dict(declared, name=schema_name)
+
+
+def _req(field_cls, **kw):
+    return field_cls(required=True, **kw)
+
+
+def _opt(field_cls, **kw):
+    return field_cls(allow_none=True, load_default=None, **kw)
+
+
+_org_team = {"org_id": _req(Str), "team_id": _req(Str), "name": _opt(Str)}
+_member = {"org_id": _req(Str), "team_id": _req(Str), "team_name": _opt(Str),
+           "employee_id": _req(Str), "user_id": _opt(Str), "role": _opt(Str)}
+_permission = {"org_id": _req(Str), "team_id": _req(Str), "employee_id": _req(Str),
+               "permission": _req(Str)}
+_notification = {"notification_id": _req(Str), "user_id": _req(Str), "channel": _opt(Str),
+                 "kind": _opt(Str)}
+_employee_change = {"org_id": _req(Str), "employee_id": _req(Str), "user_id": _opt(Str)}
+
+CATALOGUE: list[EventSpec] = [
+    EventSpec("user.registered", "auth", _schema(
+        "UserRegistered", user_id=_req(Str), email=_req(Str), name=_req(Str),
+        verification_token=_req(Str), verify_url=_req(Str)),
+        "An account was created; carries the email-verification link."),
+    EventSpec("user.email.verified", "auth", _schema(
+        "UserEmailVerified", user_id=_req(Str), email=_req(Str)), "A user proved their email."),
+    EventSpec("user.email.verification_requested", "auth", _schema(
+        "UserVerificationRequested", user_id=_req(Str), email=_req(Str), name=_opt(Str),
+        verification_token=_req(Str), verify_url=_req(Str)),
+        "A new verification link (re-send, or a changed email)."),
+    EventSpec("user.login", "auth", _schema(
+        "UserLogin", user_id=_req(Str), session_id=_req(Str), ip=_opt(Str), user_agent=_opt(Str)),
+        "A session was started."),
+    EventSpec("user.logout", "auth", _schema(
+        "UserLogout", user_id=_req(Str), session_id=_req(Str)), "A session was ended."),
+    EventSpec("user.password.reset", "auth", _schema(
+        "UserPasswordReset", user_id=_req(Str), email=_req(Str), name=_opt(Str),
+        reset_token=_req(Str), reset_url=_req(Str)), "A password reset was asked for."),
+    EventSpec("user.password.changed", "auth", _schema(
+        "UserPasswordChanged", user_id=_req(Str), email=_req(Str), name=_opt(Str)),
+        "A password was changed; every session was revoked."),
+    EventSpec("user.updated", "auth", _schema(
+        "UserUpdated", user_id=_req(Str), email=_req(Str), name=_opt(Str),
+        email_verified=_opt(Bool)), "Profile fields changed."),
+    EventSpec("user.deleted", "auth", _schema(
+        "UserDeleted", user_id=_req(Str), email=_opt(Str)), "An account was (soft) deleted."),
+    EventSpec("organization.created", "organizations", _schema(
+        "OrganizationCreated", org_id=_req(Str), name=_req(Str), owner_user_id=_req(Str),
+        owner_email=_opt(Str), owner_name=_opt(Str), personal=_opt(Bool)),
+        "An organization exists; its owner becomes its first employee."),
+    EventSpec("organization.updated", "organizations", _schema(
+        "OrganizationUpdated", org_id=_req(Str), name=_opt(Str), changes=_opt(Dict)),
+        "Organization fields changed."),
+    EventSpec("organization.deleted", "organizations", _schema(
+        "OrganizationDeleted", org_id=_req(Str)), "An organization was soft-deleted."),
+    EventSpec("organization.owner.changed", "organizations", _schema(
+        "OrganizationOwnerChanged", org_id=_req(Str), old_owner_user_id=_opt(Str),
+        new_owner_user_id=_req(Str)), "Ownership was transferred."),
+    EventSpec("organization.settings.updated", "organizations", _schema(
+        "OrganizationSettingsUpdated", org_id=_req(Str), settings=_req(Dict)),
+        "Organization settings changed."),
+    EventSpec("employee.added", "employees", _schema(
+        "EmployeeAdded", org_id=_req(Str), employee_id=_req(Str), user_id=_req(Str),
+        email=_opt(Str), name=_opt(Str), role=_req(Str), job_title=_opt(Str), org_name=_opt(Str)),
+        "A user became an employee of an organization."),
+    EventSpec("employee.invited", "employees", _schema(
+        "EmployeeInvited", org_id=_req(Str), invitation_id=_req(Str), email=_req(Str),
+        role=_req(Str), token=_req(Str), accept_url=_req(Str), invited_by_user_id=_opt(Str),
+        org_name=_opt(Str)), "An unknown email was invited."),
+    EventSpec("employee.updated", "employees", _schema(
+        "EmployeeUpdated", **_employee_change, changes=_opt(Dict)), "Employee fields changed."),
+    EventSpec("employee.role.changed", "employees", _schema(
+        "EmployeeRoleChanged", **_employee_change, old_role=_opt(Str), new_role=_req(Str)),
+        "An employee's role changed."),
+    EventSpec("employee.status.changed", "employees", _schema(
+        "EmployeeStatusChanged", **_employee_change, old_status=_opt(Str), new_status=_req(Str)),
+        "An employee became active or inactive."),
+    EventSpec("employee.removed", "employees", _schema(
+        "EmployeeRemoved", **_employee_change, email=_opt(Str), name=_opt(Str),
+        org_name=_opt(Str), removed_by_user_id=_opt(Str)), "An employee was removed (soft)."),
+    EventSpec("team.created", "teams", _schema("TeamCreated", **_org_team), "A team was created."),
+    EventSpec("team.updated", "teams", _schema("TeamUpdated", **_org_team), "A team changed."),
+    EventSpec("team.deleted", "teams", _schema("TeamDeleted", **_org_team), "A team was deleted."),
+    EventSpec("team.member.added", "teams", _schema("TeamMemberAdded", **_member),
+              "An employee joined a team."),
+    EventSpec("team.member.removed", "teams", _schema("TeamMemberRemoved", **_member),
+              "An employee left a team."),
+    EventSpec("team.leader.changed", "teams", _schema(
+        "TeamLeaderChanged", org_id=_req(Str), team_id=_req(Str), old_leader_id=_opt(Str),
+        new_leader_id=_opt(Str)), "A team's leader changed (employee ids)."),
+    EventSpec("team.permission.granted", "teams", _schema("TeamPermissionGranted", **_permission),
+              "A team permission was granted to a member."),
+    EventSpec("team.permission.revoked", "teams", _schema("TeamPermissionRevoked", **_permission),
+              "A team permission was revoked."),
+    EventSpec("task.created", "tasks", _schema(
+        "TaskCreated", org_id=_req(Str), task_id=_req(Str), title=_req(Str),
+        creator_user_id=_opt(Str), assignee_id=_opt(Str), team_id=_opt(Str), status=_opt(Str),
+        priority=_opt(Str), due_at=_opt(Str)), "A task was created."),
+    EventSpec("task.bulk.created", "tasks", _schema(
+        "TaskBulkCreated", org_id=_req(Str), job_id=_req(Str), chunk=_opt(Int),
+        assignee_ids=_req(List, cls_or_instance=Str()), task=_req(Dict)),
+        "A chunk of a bulk job, for the tasks service's own workers."),
+    EventSpec("task.assigned", "tasks", _schema(
+        "TaskAssigned", org_id=_req(Str), task_id=_req(Str), title=_req(Str),
+        assignee_id=_req(Str), assignee_user_id=_opt(Str), assigned_by_user_id=_opt(Str),
+        due_at=_opt(Str), priority=_opt(Str), job_id=_opt(Str)), "A task got an assignee."),
+    EventSpec("task.reassigned", "tasks", _schema(
+        "TaskReassigned", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        old_assignee_id=_opt(Str), new_assignee_id=_opt(Str), new_assignee_user_id=_opt(Str),
+        reason=_opt(Str)), "A task moved to another assignee (or to none)."),
+    EventSpec("task.updated", "tasks", _schema(
+        "TaskUpdated", org_id=_req(Str), task_id=_req(Str), changes=_opt(Dict)),
+        "Task fields changed."),
+    EventSpec("task.status.changed", "tasks", _schema(
+        "TaskStatusChanged", org_id=_req(Str), task_id=_req(Str), old_status=_opt(Str),
+        new_status=_req(Str), assignee_id=_opt(Str)), "A task moved in its status machine."),
+    EventSpec("task.completed", "tasks", _schema(
+        "TaskCompleted", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        assignee_id=_opt(Str), creator_user_id=_opt(Str), completed_by_user_id=_opt(Str)),
+        "A task was done."),
+    EventSpec("task.overdue", "tasks", _schema(
+        "TaskOverdue", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        assignee_id=_opt(Str), assignee_user_id=_opt(Str), due_at=_opt(Str)),
+        "A task passed its due date without being done (published once)."),
+    EventSpec("task.deleted", "tasks", _schema(
+        "TaskDeleted", org_id=_req(Str), task_id=_req(Str), assignee_id=_opt(Str),
+        status=_opt(Str)), "A task was deleted (soft)."),
+    EventSpec("task.comment.added", "tasks", _schema(
+        "TaskCommentAdded", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        comment_id=_req(Str), author_user_id=_opt(Str), assignee_user_id=_opt(Str),
+        watcher_user_ids=_opt(List, cls_or_instance=Str()), preview=_opt(Str)),
+        "A comment was added to a task."),
+    EventSpec("notification.sent", "notifications", _schema("NotificationSent", **_notification),
+              "A notification was delivered on a channel."),
+    EventSpec("notification.failed", "notifications", _schema("NotificationFailed", **_notification),
+              "A delivery failed for good."),
+    EventSpec("notification.read", "notifications", _schema("NotificationRead", **_notification),
+              "An in-app notification was read."),
+    EventSpec("notification.deleted", "notifications", _schema(
+        "NotificationDeleted", **_notification), "An in-app notification was deleted."),
+]
+BY_NAME = {spec.name: spec for spec in CATALOGUE}
+
+
+def consumers() -> dict[str, list[str]]:
+    """event name -> ["service.handler", ...] from every service's @handles."""
+    from shared.events import ReliableEventHandler
+
+    found: dict[str, list[str]] = {}
+    for service, package in SERVICE_PACKAGES.items():
+        module = importlib.import_module(f"{package}.service")
+        for cls in vars(module).values():
+            if not (inspect.isclass(cls) and getattr(cls, "name", None) == service):
+                continue
+            for method_name, method in inspect.getmembers(cls, inspect.isfunction):
+                for ep in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+                    if isinstance(ep, ReliableEventHandler):
+                        found.setdefault(ep.event_type, []).append(f"{service}.{method_name}")
+    return found
+
+
+def _field_type(field) -> str:
+    name = type(field).__name__.lower()
+    if isinstance(field, fields.List):
+        return f"list of {_field_type(field.inner)}"
+    return {"string": "string", "boolean": "bool", "integer": "int", "dict": "object"}.get(name, name)
+
+
+def markdown() -> str:
+    used_by = consumers()
+    lines = [
+        "# Events",
+        "",
+        "Generated by `python -m shared.event_catalogue > docs/events.md` from",
+        "`shared/event_catalogue.py`; a test keeps it in step with the code.",
+        "",
+        "Every event is published on the producer's `{producer}.events` topic exchange with",
+        "the event name as routing key, wrapped in the envelope `{event_id, event_type,",
+        "version, occurred_at, producer, org_id, actor_id, correlation_id, data}`. Ids are",
+        "strings; `*_user_id` are auth user ids, `employee_id`/`assignee_id` employee ids.",
+        "",
+        "| event | version | producer | consumers | what |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in CATALOGUE:
+        who = ", ".join(f"`{c}`" for c in sorted(used_by.get(spec.name, []))) or "—"
+        lines.append(f"| `{spec.name}` | {spec.version} | {spec.producer} | {who} | {spec.description} |")
+    lines += ["", "## Payloads (`data`)", ""]
+    for spec in CATALOGUE:
+        lines += [f"### `{spec.name}`", "", "| field | type | required |", "|---|---|---|"]
+        for name, field in spec.schema().fields.items():
+            lines.append(f"| `{name}` | {_field_type(field)} | {'yes' if field.required else ''} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())
