@@ -9,7 +9,10 @@ import requests
 
 from shared import mesh as mesh_mod
 from tests.conftest import _create_vhost, _delete_vhost
+from tests.e2e.mailbox import Mailbox
 from tests.helpers import wait_until
+
+BULK_LIMIT = 5  # bulk requests per minute per user in the e2e mesh
 
 
 class RunningMesh:
@@ -36,7 +39,15 @@ class RunningMesh:
 
 
 @pytest.fixture(scope="session")
-def running_mesh(mongo_uri, tmp_path_factory):
+def mailbox():
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
+def running_mesh(mongo_uri, tmp_path_factory, mailbox):
     vhost = f"e2e-{uuid.uuid4().hex[:10]}"
     amqp_uri = _create_vhost(vhost)
     port = mesh_mod.free_port()
@@ -50,6 +61,12 @@ def running_mesh(mongo_uri, tmp_path_factory):
         EVENT_RETRY_BASE_MS="100",
         RPC_TIMEOUT="5",
         LOG_LEVEL="INFO",
+        SMTP_URL=mailbox.url,
+        JWT_KEYS_DIR=str(tmp_path_factory.mktemp("keys")),
+        TASK_FILES_DIR=str(tmp_path_factory.mktemp("files")),
+        BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
+        RATE_LIMIT_AUTH="100000/60",
+        RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
     )
     log_dir = Path(tmp_path_factory.mktemp("mesh-logs"))
     mesh = mesh_mod.Mesh(env, log_dir, gateways=2)
