@@ -12,6 +12,7 @@ refuses oversize bodies before they are read.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -38,6 +39,7 @@ from shared.errors import (
 )
 from shared.redis import Limit, RateLimiter, make_client
 from shared.telemetry import CORRELATION_KEY, bind_correlation_id
+from shared.tenancy import require_member
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,27 @@ class ApiEntrypoint(HttpRequestHandler):
         return from_exception(exc)
 
 
-api = ApiEntrypoint.decorator
+def api(method: str, url: str, **kwargs):
+    """Register a route (see ``ApiEntrypoint``). On an authenticated route with
+    ``<org_id>`` in its path the caller must first be an active employee of
+    that org (``shared.tenancy.require_member``: 404 otherwise) before anything
+    else, body validation included, happens; their membership is on
+    ``request.membership``."""
+    register = ApiEntrypoint.decorator(method, url, **kwargs)
+
+    def decorate(fn):
+        if not kwargs.get("auth", True) or "<org_id>" not in url:
+            return register(fn)
+
+        @functools.wraps(fn)
+        def member_only(self, request, *args, **kw):
+            request.membership = require_member(self.redis, self.rpc_employees, kw["org_id"],
+                                                request.user_id)
+            return fn(self, request, *args, **kw)
+
+        return register(member_only)
+
+    return decorate
 
 
 def read_body(request) -> bytes:
