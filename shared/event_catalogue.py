@@ -58,7 +58,7 @@ CATALOGUE: list[EventSpec] = [
         "An account was created; carries the email-verification link."),
     EventSpec("user.email.verified", "auth", _schema(
         "UserEmailVerified", user_id=_req(Str), email=_req(Str)), "A user proved their email."),
-    EventSpec("user.email.verification_requested", "auth", _schema(
+    EventSpec("user.email.verification.requested", "auth", _schema(
         "UserVerificationRequested", user_id=_req(Str), email=_req(Str), name=_opt(Str),
         verification_token=_req(Str), verify_url=_req(Str)),
         "A new verification link (re-send, or a changed email)."),
