@@ -162,7 +162,7 @@ class Guard(SharedExtension):
             return {}
         rule = self.limits.get(limit, self.limits["default"])
         who = f"user:{request.user_id}" if request.user_id else f"ip:{client_ip(request)}"
-        decision = self.limiter.hit(f"gateway:ratelimit:{who}:{limit}", rule)
+        decision = self.limiter.hit(f"{self.container.service_name}:ratelimit:{who}:{limit}", rule)
         if not decision.allowed:
             raise RateLimited("Too many requests; slow down.", headers=decision.headers())
         return decision.headers()

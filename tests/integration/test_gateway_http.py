@@ -63,7 +63,9 @@ def gateway(container_factory, make_config, unique):
     config = make_config(MAX_BODY_BYTES=1000, CORS_ORIGINS="https://app.example",
                          RATE_LIMITS={"default": "1000/60", "tight": "3/60"})
     MiniGateway.created = []
-    for cls in (Backend, MiniGateway):
+    # a name of its own: rate-limit keys ({service}:ratelimit:...) never collide across runs
+    gateway_cls = type("MiniGateway", (MiniGateway,), {"name": f"minigw{unique}"})
+    for cls in (Backend, gateway_cls):
         container_factory(cls, config).start()
     return f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
 
