@@ -22,7 +22,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import random
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -33,6 +35,7 @@ import eventlet
 import pyotp
 import redis
 from eventlet import tpool
+from eventlet.semaphore import Semaphore
 from pymongo.errors import OperationFailure
 
 from auth_svc import domain
@@ -58,14 +61,38 @@ TRANSACTION_ATTEMPTS = 8
 BAD_LOGIN = "Invalid email or password."
 
 
+# bcrypt runs in real OS threads (eventlet.tpool), else it blocks the hub.
+# At most BCRYPT_CONCURRENCY at a time (default: one less than the cores) and
+# at a lower OS priority, so a login storm queues logins (cheap greenlets)
+# instead of taking every core from the event loop that answers everything else.
+_bcrypt_slots = Semaphore(int(os.environ.get("BCRYPT_CONCURRENCY", 0))
+                          or max(1, (os.cpu_count() or 2) - 1))
+_thread_state = threading.local()
+BCRYPT_NICE = 10
+
+
+def _in_background(function, *args):
+    """Runs in a tpool thread: lower that thread's priority once (Linux: per thread)."""
+    if not getattr(_thread_state, "niced", False):
+        _thread_state.niced = True
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICE)
+        except (AttributeError, OSError):
+            pass
+    return function(*args)
+
+
+def _bcrypt(function, *args):
+    with _bcrypt_slots:
+        return tpool.execute(_in_background, function, *args)
+
+
 def hash_password(password: str, rounds: int) -> str:
-    """bcrypt in a real OS thread (eventlet.tpool): it would block the hub."""
-    return tpool.execute(bcrypt.hashpw, domain.prehash(password),
-                         bcrypt.gensalt(rounds)).decode()
+    return _bcrypt(bcrypt.hashpw, domain.prehash(password), bcrypt.gensalt(rounds)).decode()
 
 
 def check_password(password: str, hashed: str) -> bool:
-    return bool(tpool.execute(bcrypt.checkpw, domain.prehash(password), hashed.encode()))
+    return bool(_bcrypt(bcrypt.checkpw, domain.prehash(password), hashed.encode()))
 
 
 @lru_cache(maxsize=8)
