@@ -65,10 +65,10 @@ BAD_LOGIN = "Invalid email or password."
 # At most BCRYPT_CONCURRENCY at a time (default: one less than the cores) and
 # at a lower OS priority, so a login storm queues logins (cheap greenlets)
 # instead of taking every core from the event loop that answers everything else.
-_bcrypt_slots = Semaphore(int(os.environ.get("BCRYPT_CONCURRENCY", 0))
-                          or max(1, (os.cpu_count() or 2) - 1))
+BCRYPT_SLOTS = int(os.environ.get("BCRYPT_CONCURRENCY", 0)) or max(1, (os.cpu_count() or 2) - 1)
+_bcrypt_slots = Semaphore(BCRYPT_SLOTS)
 _thread_state = threading.local()
-BCRYPT_NICE = 10
+BCRYPT_NICE = 5
 
 
 def _in_background(function, *args):
@@ -82,9 +82,39 @@ def _in_background(function, *args):
     return function(*args)
 
 
+class _BcryptLoad:
+    """Sheds load instead of queueing without bound: when the expected wait for
+    a bcrypt slot passes BCRYPT_MAX_WAIT seconds, answer 503 + Retry-After at
+    once, so waiting logins do not hold every worker of the service."""
+
+    def __init__(self):
+        self.average = 0.0          # seconds per bcrypt call (moving average)
+        self.max_wait = float(os.environ.get("BCRYPT_MAX_WAIT", 2.0))
+
+    def expected_wait(self) -> float:
+        """Seconds a new caller would wait for a slot (0 if one is free)."""
+        balance = _bcrypt_slots.balance
+        if balance > 0:
+            return 0.0
+        return (1 - balance) * self.average / BCRYPT_SLOTS
+
+    def record(self, seconds: float) -> None:
+        self.average = seconds if not self.average else 0.8 * self.average + 0.2 * seconds
+
+
+_load = _BcryptLoad()
+
+
 def _bcrypt(function, *args):
+    if _load.expected_wait() > _load.max_wait:
+        raise Unavailable("Too many sign-ins right now; try again in a moment.",
+                          headers={"Retry-After": "1"})
     with _bcrypt_slots:
-        return tpool.execute(_in_background, function, *args)
+        started = time.perf_counter()
+        try:
+            return tpool.execute(_in_background, function, *args)
+        finally:
+            _load.record(time.perf_counter() - started)
 
 
 def hash_password(password: str, rounds: int) -> str:

@@ -64,6 +64,8 @@ def storm(base: str, emails: list[str], stop: threading.Event, counts: list[int]
             counts[i] += 1
         else:
             errors.append(answer.status_code)
+            if "Retry-After" in answer.headers:    # a well-behaved client backs off
+                time.sleep(float(answer.headers["Retry-After"]))
 
 
 def run_probe(url: str, seconds: float, during=None) -> list[float]:
