@@ -12,6 +12,7 @@ from auth_svc.domain import brief_user, normalise_email
 from auth_svc.keys import load_keyring, publish_jwks
 from auth_svc.store import AuthStore
 from shared import service as base
+from shared.errors import ValidationFailed
 from shared.events import Events
 from shared.mongo import Mongo
 from shared.redis import make_client
@@ -151,7 +152,9 @@ class AuthService(base.ServiceBase):
     @rpc
     def get_users(self, user_ids):
         """The users found among ``user_ids`` (at most 1000), in no order."""
-        ids = [i for i in (user_ids or [])[:1000] if isinstance(i, str)]
+        if not isinstance(user_ids, (list, tuple)):
+            raise ValidationFailed("user_ids must be a list.", errors={"user_ids": ["Not a list."]})
+        ids = [i for i in user_ids[:1000] if isinstance(i, str)]
         return [brief_user(user) for user in self.store.users(ids)]
 
     @rpc

@@ -296,6 +296,8 @@ def test_jwks_and_rpcs_for_other_services(api, config, unique):
         assert [u["user_id"] for u in auth.get_users([user_id, "missing"])] == [user_id]
         assert auth.find_user_by_email(f" IVY.{unique}@example.com")["user_id"] == user_id
         assert auth.find_user_by_email({"$ne": None}) is None
+        with pytest.raises(Exception, match="user_ids"):
+            auth.get_users("not a list")
         assert auth.user_exists(user_id) is True and auth.user_exists("missing") is False
         assert auth.jwks()["keys"] == keys
 
