@@ -34,16 +34,13 @@ def keywords(name: str, email: str, job_title: str) -> list[str]:
     whole email and its local part."""
     email = (email or "").lower()
     words = set(_WORD.findall(f"{name or ''} {job_title or ''}".lower()))
-    words.update({email, email.split("@")[0]} - {""})
+    words.update({email, email.split("@")[0], *_WORD.findall(email)} - {""})
     return sorted(words)
 
 
 def search_terms(q: str) -> list[str]:
     """The query's words, lower-cased; each must prefix some keyword."""
-    q = q.strip().lower()
-    if "@" in q:
-        return [q]
-    return _WORD.findall(q)[:5]
+    return q.strip().lower().split()[:5]
 
 
 def prefix_regex(term: str) -> str:

@@ -28,21 +28,24 @@ def event_id(*parts: str) -> str:
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
 
 
+def iso(value) -> str | None:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
 def employee_out(doc: dict) -> dict:
     return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
             "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
             "status": doc["status"], "job_title": doc.get("job_title", ""),
             "teams": doc.get("teams") or {},
             "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
-            "created_at": str(doc.get("created_at", "")),
-            "removed_at": str(doc["removed_at"]) if doc.get("removed_at") else None,
+            "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
             "removed_by": doc.get("removed_by")}
 
 
 def invitation_out(doc: dict) -> dict:
     return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
             "role": doc["role"], "job_title": doc.get("job_title", ""),
-            "status": doc["status"], "expires_at": str(doc["expires_at"]),
+            "status": doc["status"], "expires_at": iso(doc["expires_at"]),
             "invited_by_user_id": doc.get("invited_by_user_id")}
 
 
@@ -94,8 +97,8 @@ class EmployeeService(base.ServiceBase):
         org = self.organizations.get_org(org_id)
         user = self.auth.find_user_by_email(body["email"])
         if user:
-            return {"status": 201, "employee": self._add_user(actor, org, user, body)}
-        return {"status": 202, "invitation": self._invite(actor, org, body)}
+            return {"status": 201, "employee": employee_out(self._add_user(actor, org, user, body))}
+        return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
 
     @rpc
     def list_employees(self, org_id: str, query: dict) -> dict:

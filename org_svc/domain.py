@@ -70,4 +70,4 @@ def org_out(doc: dict, config: dict) -> dict:
                              "limits": limits_of(config, doc.get("plan", "free"))},
             "counts": {"employees": doc.get("employee_count", 0),
                        "teams": doc.get("team_count", 0)},
-            "created_at": str(doc.get("created_at", ""))}
+            "created_at": doc["created_at"].isoformat() if doc.get("created_at") else None}
