@@ -89,6 +89,12 @@ class EmployeeService(base.ServiceBase):
     def transfer_ownership(self, org_id: str, old_user_id: str, new_user_id: str) -> None:
         self._apply_owner_change(org_id, old_user_id, new_user_id, actor_id=old_user_id)
 
+    @rpc
+    def close_org(self, org_id: str) -> None:
+        """A deleted org has no members any more (called at once, and again by the event)."""
+        for doc in self.store.mark_org_deleted(org_id):
+            self._invalidate(org_id, doc["user_id"])
+
     # --- HTTP-facing operations (the gateway checked membership already) --------
     @rpc
     def add_employee(self, actor: dict, org_id: str, body: dict) -> dict:
@@ -179,9 +185,7 @@ class EmployeeService(base.ServiceBase):
 
     @handles("organizations", "organization.deleted")
     def on_org_deleted(self, event: dict) -> None:
-        org_id = event["data"]["org_id"]
-        for doc in self.store.mark_org_deleted(org_id):
-            self._invalidate(org_id, doc["user_id"])
+        self.close_org(event["data"]["org_id"])
 
     @handles("auth", "user.registered")
     def on_user_registered(self, event: dict) -> None:

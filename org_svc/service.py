@@ -221,6 +221,7 @@ class OrganizationService(base.ServiceBase):
                                           "deleted_by": actor_id}) is None and eid is None:
             raise NotFound("Organization not found.")
         self._forget(org_id, *self.store.member_user_ids(org_id))
+        self.employees.close_org(org_id)  # every membership ends now, not after the event
         self.events.publish("organization.deleted", {"org_id": org_id}, org_id=org_id,
                             actor_id=actor_id, event_id=eid)
 
