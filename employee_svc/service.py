@@ -109,10 +109,9 @@ class EmployeeService(base.ServiceBase):
     @rpc
     def list_employees(self, org_id: str, query: dict) -> dict:
         query = EmployeeQuerySchema().load(query)
-        prefixes = [domain.prefix_regex(t) for t in domain.search_terms(query.get("q", ""))]
         docs = self.store.list_employees(
             org_id, role=query.get("role"), status=query.get("status"),
-            team_id=query.get("team_id"), prefixes=prefixes,
+            team_id=query.get("team_id"), terms=domain.search_terms(query.get("q", "")),
             after=decode_cursor(query.get("cursor")), limit=query["limit"])
         return page(docs, query["limit"], employee_out)
 

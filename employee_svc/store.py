@@ -6,7 +6,7 @@ from datetime import datetime
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from employee_svc.domain import keywords
+from employee_svc.domain import keywords, prefix_regex
 from shared.errors import Conflict
 from shared.mongo import BaseStore
 
@@ -101,29 +101,41 @@ class EmployeeStore(BaseStore):
         return docs
 
     def list_employees(self, org_id: str, *, role: str | None = None, status: str | None = None,
-                       team_id: str | None = None, prefixes: list[str] = (),
+                       team_id: str | None = None, terms: list[str] = (),
                        after: str | None = None, limit: int = 50) -> list[dict]:
-        return list(self.db.employees.find(self.list_query(
-            org_id, role=role, status=status, team_id=team_id, prefixes=prefixes, after=after),
-            PUBLIC).sort("_id", ASCENDING).limit(limit + 1))
+        return list(self.list_cursor(org_id, role=role, status=status, team_id=team_id,
+                                     terms=terms, after=after).limit(limit + 1))
+
+    def list_cursor(self, org_id: str, *, role=None, status=None, team_id=None, terms=(),
+                    after=None):
+        """The list query with its index named: the most selective equality (or
+        the first search term's prefix range on ``keywords``) leads."""
+        query, hint = self.list_query(org_id, role=role, status=status, team_id=team_id,
+                                      terms=terms, after=after)
+        return self.db.employees.find(query, PUBLIC).sort("_id", ASCENDING).hint(hint)
 
     @staticmethod
-    def list_query(org_id: str, *, role=None, status=None, team_id=None, prefixes=(),
-                   after=None) -> dict:
-        query: dict = {"org_id": org_id}
-        if role:
-            query["role"] = role
+    def list_query(org_id: str, *, role=None, status=None, team_id=None, terms=(),
+                   after=None) -> tuple[dict, list]:
+        query: dict = {"org_id": org_id, "status": status or {"$ne": "removed"}}
+        hint = [("org_id", ASCENDING), ("_id", ASCENDING)]
         if status:
-            query["status"] = status
-        else:
-            query["status"] = {"$ne": "removed"}
+            hint = [("org_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)]
         if team_id:
             query["team_ids"] = team_id
-        if prefixes:
-            query["$and"] = [{"keywords": {"$regex": p}} for p in prefixes]
+            hint = [("org_id", ASCENDING), ("team_ids", ASCENDING), ("_id", ASCENDING)]
+        if role:
+            query["role"] = role
+            hint = [("org_id", ASCENDING), ("role", ASCENDING), ("_id", ASCENDING)]
+        if terms:  # an anchored prefix is an index range on the keyword array
+            first, *rest = terms
+            query["keywords"] = {"$elemMatch": {"$gte": first, "$lt": first + "\U0010ffff"}}
+            if rest:
+                query["$and"] = [{"keywords": {"$regex": prefix_regex(t)}} for t in rest]
+            hint = [("org_id", ASCENDING), ("keywords", ASCENDING)]
         if after:
             query["_id"] = {"$gt": after}
-        return query
+        return query, hint
 
     def set_team(self, org_id: str, employee_id: str, team_id: str, role: str | None) -> dict | None:
         if role is None:
