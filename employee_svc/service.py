@@ -17,6 +17,7 @@ from shared.errors import Conflict, NotFound, PlanLimitExceeded
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
+from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import MEMBERSHIP_TTL, membership_key
 
@@ -159,6 +160,7 @@ class EmployeeService(base.ServiceBase):
                 invitation_id, "revoked", {"revoked_by": actor["user_id"],
                                            "revoked_at": domain.now()}):
             raise NotFound("Invitation not found.")
+        self._changed(org_id)
 
     @rpc
     def accept_invitation(self, user_id: str, token: str) -> dict:
@@ -273,7 +275,12 @@ class EmployeeService(base.ServiceBase):
         self.redis.cache.set(key, value, ttl=MEMBERSHIP_TTL)
 
     def _invalidate(self, org_id: str, user_id: str) -> None:
+        """The membership cache entry goes now; cached lists of the org go stale."""
         self.redis.cache.delete(membership_key(org_id, user_id))
+        self._changed(org_id)
+
+    def _changed(self, org_id: str) -> None:
+        self.redis.bump_versions([org_version_key(self.name, org_id)])
 
     def _check_seats(self, org: dict) -> None:
         limit = ((org.get("subscription") or {}).get("limits") or {}).get("employees")
@@ -394,4 +401,5 @@ class EmployeeService(base.ServiceBase):
         before = self.store.set_task(org_id, task_id, fields) or {}
         for employee_id in {before.get("employee_id"), fields.get("employee_id")} - {None}:
             self.store.recount_tasks(org_id, employee_id)
+        self._changed(org_id)
 

@@ -127,9 +127,9 @@ class EmployeeStore(BaseStore):
         if role:
             query["role"] = role
             hint = [("org_id", ASCENDING), ("role", ASCENDING), ("_id", ASCENDING)]
-        if terms:  # an anchored prefix is an index range on the keyword array
+        if terms:  # an anchored prefix: an index range on the lower-case keyword array
             first, *rest = terms
-            query["keywords"] = {"$elemMatch": {"$gte": first, "$lt": first + "\U0010ffff"}}
+            query["keywords"] = {"$regex": prefix_regex(first)}
             if rest:
                 query["$and"] = [{"keywords": {"$regex": prefix_regex(t)}} for t in rest]
             hint = [("org_id", ASCENDING), ("keywords", ASCENDING)]

@@ -2,6 +2,8 @@
 validate, check tenancy once (shared.tenancy.require_member), one RPC, shape the answer."""
 from __future__ import annotations
 
+import json
+
 from employee_svc.schemas import (
     EmployeeAddSchema,
     EmployeePageSchema,
@@ -11,6 +13,7 @@ from employee_svc.schemas import (
     InvitationPageSchema,
     InvitationQuerySchema,
 )
+from gateway_svc.cache import ResponseCache
 from gateway_svc.http import api, query_args, read_json
 from org_svc.schemas import (
     OrgCreateSchema,
@@ -23,7 +26,10 @@ from org_svc.schemas import (
     SubscriptionUpdateSchema,
     TransferSchema,
 )
+from shared.redis import org_version_key
 from shared.tenancy import require_member
+
+LIST_CACHE_TTL = 60
 
 
 class OrgRoutes:
@@ -109,7 +115,10 @@ class OrgRoutes:
         """List and search (q: prefix of a name, email or job title word)."""
         query = query_args(request, EmployeeQuerySchema())
         self._member(request, org_id, "employee.read")
-        return self.rpc_employees.list_employees(org_id, query)
+        key = f"employees:list:{org_id}:{json.dumps(query, sort_keys=True)}"
+        return ResponseCache(self.redis).get_or_compute(  # no RPC while nothing changed
+            key, [org_version_key("employees", org_id)],
+            lambda: self.rpc_employees.list_employees(org_id, query), ttl=LIST_CACHE_TTL)
 
     @api("GET", "/orgs/<org_id>/employees/<employee_id>", response=EmployeeSchema,
          errors=(404,))
