@@ -91,6 +91,16 @@ class EmployeeService(base.ServiceBase):
         self._apply_owner_change(org_id, old_user_id, new_user_id, actor_id=old_user_id)
 
     @rpc
+    def add_owner(self, data: dict) -> dict:
+        """The creator of an org becomes its first employee (organization.created's data);
+        called at once by organizations and again by the event: idempotent."""
+        user = {"user_id": data["owner_user_id"], "email": data.get("owner_email") or "",
+                "name": data.get("owner_name") or ""}
+        org = {"org_id": data["org_id"], "name": data.get("name", "")}
+        return employee_out(self._add_user(None, org, user, {"role": "owner", "job_title": ""},
+                                           check_limit=False))
+
+    @rpc
     def close_org(self, org_id: str) -> None:
         """A deleted org has no members any more (called at once, and again by the event)."""
         for doc in self.store.mark_org_deleted(org_id):
@@ -172,11 +182,7 @@ class EmployeeService(base.ServiceBase):
     # --- events -----------------------------------------------------------------
     @handles("organizations", "organization.created")
     def on_org_created(self, event: dict) -> None:
-        data = event["data"]
-        user = {"user_id": data["owner_user_id"], "email": data.get("owner_email") or "",
-                "name": data.get("owner_name") or ""}
-        org = {"org_id": data["org_id"], "name": data.get("name", "")}
-        self._add_user(None, org, user, {"role": "owner", "job_title": ""}, check_limit=False)
+        self.add_owner(event["data"])
 
     @handles("organizations", "organization.owner.changed")
     def on_owner_changed(self, event: dict) -> None:

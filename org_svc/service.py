@@ -201,12 +201,15 @@ class OrganizationService(base.ServiceBase):
                "deleted_at": None}
         if not self.store.insert_org(doc):
             doc = self.store.db.orgs.find_one({"_id": org_id}) or doc
-        self.store.set_member(org_id, owner_id, "active")  # listed at once, not after events
+        data = {"org_id": org_id, "name": doc["name"], "owner_user_id": owner_id,
+                "owner_email": owner.get("email", ""), "owner_name": owner.get("name", ""),
+                "personal": personal}
+        # the owner can use the org as soon as this answers, not after the event
+        self.store.set_member(org_id, owner_id, "active")
+        self.employees.add_owner(data)
         self._forget(org_id, owner_id)
-        self.events.publish("organization.created", {
-            "org_id": org_id, "name": doc["name"], "owner_user_id": owner_id,
-            "owner_email": owner.get("email", ""), "owner_name": owner.get("name", ""),
-            "personal": personal}, org_id=org_id, actor_id=owner_id, event_id=eid)
+        self.events.publish("organization.created", data, org_id=org_id, actor_id=owner_id,
+                            event_id=eid)
         return doc
 
     def _update(self, org_id: str, fields: dict) -> dict:

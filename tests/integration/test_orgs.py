@@ -47,8 +47,9 @@ def seen(event_type):
 def new_org(mesh, unique, name="Acme"):
     user = mesh.register(unique, publish=False)
     org = mesh.call("organizations", "create_org", user["user_id"], {"name": name})
-    owner = wait_until(lambda: mesh.call("employees", "get_membership", org["org_id"],
-                                         user["user_id"]), what="owner membership")
+    # the creator is the owner as soon as create_org answers
+    owner = mesh.call("employees", "get_membership", org["org_id"], user["user_id"])
+    assert owner["role"] == "owner" and owner["status"] == "active"
     return user, org, owner
 
 
