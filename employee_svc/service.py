@@ -142,12 +142,13 @@ class EmployeeService(base.ServiceBase):
         if "job_title" in changes:
             fields["keywords"] = domain.keywords(target.get("name", ""), target["email"],
                                                  changes["job_title"])
-        doc = self.store.update_employee(org_id, employee_id, fields,
-                                         expect={"status": target["status"]})
-        if doc is None:  # removed meanwhile
-            raise NotFound("Employee not found.")
+        with self.store.transaction() as session:  # the change and its events, together
+            doc = self.store.update_employee(org_id, employee_id, fields, session=session,
+                                             expect={"status": target["status"]})
+            if doc is None:  # removed meanwhile
+                raise NotFound("Employee not found.")
+            self._publish_update(actor["user_id"], target, doc, changes, session)
         self._invalidate(org_id, doc["user_id"])
-        self._publish_update(actor["user_id"], target, doc, changes)
         return employee_out(doc)
 
     @rpc
@@ -357,30 +358,34 @@ class EmployeeService(base.ServiceBase):
         return doc
 
     def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None) -> None:
-        doc = self.store.update_employee(target["org_id"], target["_id"], {
-            "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
-            expect={"status": {"$ne": "removed"}})
+        with self.store.transaction() as session:
+            doc = self.store.update_employee(target["org_id"], target["_id"], {
+                "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
+                expect={"status": {"$ne": "removed"}}, session=session)
+            if doc is None and eid is None:
+                raise NotFound("Employee not found.")
+            # a re-run handler (eid) sends its event again: consumers dedupe it
+            self.events.publish("employee.removed", {
+                "org_id": target["org_id"], "employee_id": target["_id"],
+                "user_id": target["user_id"], "email": target["email"],
+                "name": target.get("name", ""), "org_name": target.get("org_name", ""),
+                "removed_by_user_id": by_user_id}, org_id=target["org_id"],
+                actor_id=by_user_id, event_id=eid, session=session if doc else None)
         self._invalidate(target["org_id"], target["user_id"])
-        if doc is None and eid is None:
-            raise NotFound("Employee not found.")
-        self.events.publish("employee.removed", {
-            "org_id": target["org_id"], "employee_id": target["_id"],
-            "user_id": target["user_id"], "email": target["email"],
-            "name": target.get("name", ""), "org_name": target.get("org_name", ""),
-            "removed_by_user_id": by_user_id}, org_id=target["org_id"], actor_id=by_user_id,
-            event_id=eid)
 
-    def _publish_update(self, actor_id: str, before: dict, after: dict, changes: dict) -> None:
+    def _publish_update(self, actor_id: str | None, before: dict, after: dict, changes: dict,
+                        session=None) -> None:
         common = {"org_id": after["org_id"], "employee_id": after["_id"],
                   "user_id": after["user_id"]}
         self.events.publish("employee.updated", {**common, "changes": changes},
-                            org_id=after["org_id"], actor_id=actor_id)
+                            org_id=after["org_id"], actor_id=actor_id, session=session)
         for field, event_type in (("role", "employee.role.changed"),
                                   ("status", "employee.status.changed")):
             if field in changes:
                 self.events.publish(event_type, {**common, f"old_{field}": before[field],
                                                  f"new_{field}": after[field]},
-                                    org_id=after["org_id"], actor_id=actor_id)
+                                    org_id=after["org_id"], actor_id=actor_id,
+                                    session=session)
 
     def _apply_owner_change(self, org_id: str, old_user_id: str | None, new_user_id: str,
                             actor_id: str | None) -> None:
@@ -388,11 +393,12 @@ class EmployeeService(base.ServiceBase):
             doc = self.store.employee_by_user(org_id, user_id) if user_id else None
             if doc is None or doc["role"] == role or doc["status"] == "removed":
                 continue
-            after = self.store.update_employee(org_id, doc["_id"], {"role": role},
-                                               expect={"role": doc["role"]})
-            if after is not None:
-                self._invalidate(org_id, user_id)
-                self._publish_update(actor_id, doc, after, {"role": role})
+            with self.store.transaction() as session:
+                after = self.store.update_employee(org_id, doc["_id"], {"role": role},
+                                                   expect={"role": doc["role"]}, session=session)
+                if after is not None:
+                    self._publish_update(actor_id, doc, after, {"role": role}, session)
+            self._invalidate(org_id, user_id)
 
     def _sync_user(self, user_id: str, fields: dict) -> None:
         for doc in self.store.update_user_everywhere(user_id, fields):

@@ -86,10 +86,12 @@ class EmployeeStore(BaseStore):
                 + self.db.invitations.count_documents({"org_id": org_id, "status": "pending"}))
 
     def update_employee(self, org_id: str, employee_id: str, fields: dict,
-                        expect: dict | None = None) -> dict | None:
+                        expect: dict | None = None, session=None) -> dict | None:
+        """Conditional on ``expect`` (None when it no longer holds)."""
         query = {"_id": employee_id, "org_id": org_id, **(expect or {})}
         return self.db.employees.find_one_and_update(query, {"$set": fields},
-                                                     return_document=ReturnDocument.AFTER)
+                                                     return_document=ReturnDocument.AFTER,
+                                                     session=session)
 
     def update_user_everywhere(self, user_id: str, fields: dict) -> list[dict]:
         docs = self.employees_of_user(user_id)
