@@ -111,7 +111,16 @@ def test_employees_invitations_permissions_and_plan_limit(gw, unique):
     assert [i["email"] for i in listed] == [f"new-{unique}@example.com"]
     assert owner.delete(f"/orgs/{org_id}/invitations/{listed[0]['invitation_id']}").status_code == 204
     problem(owner.get(f"/orgs/{org_id}/employees", params={"limit": 500}), 422)
+
+    def listed_titles():
+        items = owner.get(f"/orgs/{org_id}/employees").json()["items"]
+        return {e["employee_id"]: e["job_title"] for e in items}
+
+    assert listed_titles()[bob_id] == "Mason"  # now cached at the gateway
+    owner.patch(f"/orgs/{org_id}/employees/{bob_id}", json={"job_title": "Architect"})
+    assert listed_titles()[bob_id] == "Architect"  # the cached list went stale at once
     assert owner.delete(f"/orgs/{org_id}/employees/{bob_id}").status_code == 204
+    assert bob_id not in listed_titles()
     problem(bob.get(f"/orgs/{org_id}/employees"), 404)
 
 
