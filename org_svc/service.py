@@ -19,6 +19,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor, encode_cursor
+from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,9 @@ class OrganizationService(base.ServiceBase):
             return None
 
     def _forget(self, org_id: str, *user_ids: str) -> None:
+        """Drop the cached org (and users' org lists); gateway answers go stale too."""
         self.redis.cache.delete(org_key(org_id), *map(user_orgs_key, user_ids))
+        self.redis.bump_versions([org_version_key(self.name, org_id)])
 
     def _create(self, org_id: str, name: str, owner_id: str, owner: dict, personal: bool,
                 settings: dict | None = None, eid: str | None = None) -> dict:

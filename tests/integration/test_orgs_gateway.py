@@ -56,7 +56,9 @@ def test_org_lifecycle_over_http(gw, unique):
     org_id = created.json()["org_id"]
     wait_until(lambda: owner.get(f"/orgs/{org_id}").status_code == 200)
     assert org_id in [o["org_id"] for o in owner.get("/orgs").json()["items"]]
+    assert owner.get(f"/orgs/{org_id}").json()["name"] == "Acme"  # cached at the gateway now
     assert owner.patch(f"/orgs/{org_id}", json={"name": "Acme 2"}).json()["name"] == "Acme 2"
+    assert owner.get(f"/orgs/{org_id}").json()["name"] == "Acme 2"  # stale at once
     problem(owner.patch(f"/orgs/{org_id}", json={"name": ""}), 422)
     problem(owner.patch(f"/orgs/{org_id}", data="{not json",
                         headers={"Content-Type": "application/json"}), 400)
@@ -73,6 +75,7 @@ def test_org_lifecycle_over_http(gw, unique):
     assert owner.get(f"/orgs/{org_id}/subscription").json()["plan"] == "free"
     problem(owner.put(f"/orgs/{org_id}/subscription", json={"plan": "gold"}), 422)
     assert owner.put(f"/orgs/{org_id}/subscription", json={"plan": "pro"}).json()["plan"] == "pro"
+    assert owner.get(f"/orgs/{org_id}/subscription").json()["limits"]["employees"] == 250
 
     assert owner.delete(f"/orgs/{org_id}").status_code == 204
     problem(owner.get(f"/orgs/{org_id}"), 404)
