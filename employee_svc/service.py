@@ -19,7 +19,7 @@ from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
-from shared.tenancy import MEMBERSHIP_TTL, membership_key
+from shared.tenancy import cache_membership, invalidate_membership, membership_generation
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,12 @@ class EmployeeService(base.ServiceBase):
     # --- contracts other services use -------------------------------------------
     @rpc
     def get_membership(self, org_id: str, user_id: str) -> dict | None:
+        generation = membership_generation(self.redis.client, org_id, user_id)
         doc = self.store.employee_by_user(org_id, user_id)
         if doc is None or doc.get("org_deleted"):
             return None
         membership = domain.membership(doc)
-        self._cache_set(membership_key(org_id, user_id), membership)
+        cache_membership(self.redis.client, membership, generation)
         return membership
 
     @rpc
@@ -278,12 +279,9 @@ class EmployeeService(base.ServiceBase):
             raise NotFound("Employee not found.")
         return doc
 
-    def _cache_set(self, key: str, value: dict) -> None:
-        self.redis.cache.set(key, value, ttl=MEMBERSHIP_TTL)
-
     def _invalidate(self, org_id: str, user_id: str) -> None:
         """The membership cache entry goes now; cached lists of the org go stale."""
-        self.redis.cache.delete(membership_key(org_id, user_id))
+        invalidate_membership(self.redis.client, org_id, user_id)
         self._changed(org_id)
 
     def _changed(self, org_id: str) -> None:
@@ -312,8 +310,9 @@ class EmployeeService(base.ServiceBase):
                "keywords": domain.keywords(user.get("name", ""), email,
                                            body.get("job_title", "")),
                "created_at": domain.now(), "org_name": org.get("name", "")}
-        doc, _ = self.store.upsert_employee(doc)
-        self._invalidate(org["org_id"], user["user_id"])
+        doc, created = self.store.upsert_employee(doc)
+        if created:
+            self._invalidate(org["org_id"], user["user_id"])
         self.events.publish("employee.added", {
             "org_id": doc["org_id"], "employee_id": doc["_id"], "user_id": doc["user_id"],
             "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],

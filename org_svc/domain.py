@@ -27,6 +27,11 @@ def personal_org_id(user_id: str) -> str:
     return hashlib.sha256(f"personal:{user_id}".encode()).hexdigest()[:32]
 
 
+def ids_after(ids: list[str], after: str | None, count: int) -> list[str]:
+    """Up to ``count`` of the sorted ``ids`` past the cursor ``after``."""
+    return [i for i in sorted(ids) if after is None or i > after][:count]
+
+
 def plans(config: dict) -> dict:
     configured = config.get("ORG_PLANS") or {}
     return {plan: {**limits, **(configured.get(plan) or {})}

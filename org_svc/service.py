@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import logging
 
+import redis
+
 from org_svc import domain
 from org_svc.schemas import (
     OrgCreateSchema,
@@ -18,7 +20,7 @@ from shared import service as base
 from shared.errors import NotFound, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
 
@@ -34,6 +36,10 @@ def org_key(org_id: str) -> str:
 
 def user_orgs_key(user_id: str) -> str:
     return f"organizations:user-orgs:{user_id}"
+
+
+def user_version_key(user_id: str) -> str:
+    return f"organizations:ver:user:{user_id}"
 
 
 def event_id(*parts: str) -> str:
@@ -52,8 +58,8 @@ class OrganizationService(base.ServiceBase):
     @rpc
     def get_org(self, org_id: str) -> dict:
         """The org with settings (notification defaults included), plan, limits, counts."""
-        org = self.redis.cache.get_or_set(org_key(org_id), lambda: self._org_out(org_id),
-                                          ttl=ORG_CACHE_TTL)
+        org = self._versioned(org_key(org_id), org_version_key(self.name, org_id),
+                              lambda: self._org_out(org_id), ORG_CACHE_TTL)
         if org is None:
             raise NotFound("Organization not found.")
         return org
@@ -61,16 +67,11 @@ class OrganizationService(base.ServiceBase):
     @rpc
     def list_orgs_for_user(self, user_id: str, query: dict | None = None) -> dict:
         query = PageQuerySchema().load(query or {})
-        ids = sorted(self.redis.cache.get_or_set(
-            user_orgs_key(user_id), lambda: self.store.member_org_ids(user_id),
-            ttl=USER_ORGS_TTL))
-        after = decode_cursor(query.get("cursor"))
-        ids = [i for i in ids if after is None or i > after]
-        orgs = [o for o in map(self._org_or_none, ids[:query["limit"] + 1]) if o]
-        more = len(orgs) > query["limit"]
-        orgs = orgs[:query["limit"]]
-        return {"items": orgs,
-                "next_cursor": encode_cursor(orgs[-1]["org_id"]) if more and orgs else None}
+        ids = self._versioned(user_orgs_key(user_id), user_version_key(user_id),
+                              lambda: self.store.member_org_ids(user_id), USER_ORGS_TTL)
+        ids = domain.ids_after(ids, decode_cursor(query.get("cursor")), query["limit"] + 1)
+        orgs = [{**o, "_id": o["org_id"]} for o in map(self._org_or_none, ids) if o]
+        return page(orgs, query["limit"], lambda o: {k: v for k, v in o.items() if k != "_id"})
 
     @rpc
     def check_plan_limit(self, org_id: str, resource: str) -> None:
@@ -191,10 +192,20 @@ class OrganizationService(base.ServiceBase):
         except NotFound:
             return None
 
+    def _versioned(self, key: str, version_key: str, compute, ttl: int):
+        """Cached under the current version of what it depends on: a change bumps the
+        version, so a read that raced the change cannot put a stale copy back."""
+        try:
+            version = self.redis.client.get(version_key) or "0"
+        except redis.RedisError:
+            return compute()
+        return self.redis.cache.get_or_set(f"{key}:v{version}", compute, ttl=ttl)
+
     def _forget(self, org_id: str, *user_ids: str) -> None:
-        """Drop the cached org (and users' org lists); gateway answers go stale too."""
-        self.redis.cache.delete(org_key(org_id), *map(user_orgs_key, user_ids))
-        self.redis.bump_versions([org_version_key(self.name, org_id)])
+        """After a change: the cached org and these users' org lists (and the gateway's
+        cached answers of the org) go stale at once."""
+        self.redis.bump_versions([org_version_key(self.name, org_id),
+                                  *map(user_version_key, user_ids)])
 
     def _create(self, org_id: str, name: str, owner_id: str, owner: dict, personal: bool,
                 settings: dict | None = None, eid: str | None = None) -> dict:
@@ -203,7 +214,7 @@ class OrganizationService(base.ServiceBase):
                "employee_count": 1, "team_count": 0, "created_at": domain.now(),
                "deleted_at": None}
         if not self.store.insert_org(doc):
-            doc = self.store.db.orgs.find_one({"_id": org_id}) or doc
+            doc = self.store.org_any(org_id) or doc  # a re-run: announce the stored one
         data = {"org_id": org_id, "name": doc["name"], "owner_user_id": owner_id,
                 "owner_email": owner.get("email", ""), "owner_name": owner.get("name", ""),
                 "personal": personal}
@@ -233,8 +244,8 @@ class OrganizationService(base.ServiceBase):
 
     def _hand_over(self, org_id: str, old_id: str, new_id: str, actor_id: str | None,
                    eid: str | None = None) -> dict:
+        self.employees.transfer_ownership(org_id, old_id, new_id)  # roles swap first
         doc = self._update(org_id, {"owner_user_id": new_id})
-        self.employees.transfer_ownership(org_id, old_id, new_id)  # roles swap at once
         self.events.publish("organization.owner.changed", {
             "org_id": org_id, "old_owner_user_id": old_id, "new_owner_user_id": new_id},
             org_id=org_id, actor_id=actor_id, event_id=eid)

@@ -30,6 +30,10 @@ class OrganizationStore(BaseStore):
     def org(self, org_id: str) -> dict | None:
         return self.db.orgs.find_one({"_id": org_id, **LIVE})
 
+    def org_any(self, org_id: str) -> dict | None:
+        """The org even if deleted."""
+        return self.db.orgs.find_one({"_id": org_id})
+
     def orgs(self, org_ids: list[str]) -> list[dict]:
         return list(self.db.orgs.find({"_id": {"$in": org_ids}, **LIVE}).sort("_id", ASCENDING))
 

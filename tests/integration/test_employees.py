@@ -10,7 +10,13 @@ from nameko.events import event_handler
 from org_svc.domain import personal_org_id
 from shared.errors import Conflict, Forbidden, NotFound, PlanLimitExceeded, ValidationFailed
 from shared.redis import RedisTools
-from shared.tenancy import membership_key, require_member
+from shared.tenancy import (
+    cache_membership,
+    invalidate_membership,
+    membership_generation,
+    membership_key,
+    require_member,
+)
 from tests.helpers import wait_until
 from tests.integration.orgs_fakes import FakeAuth, Mesh
 
@@ -372,3 +378,15 @@ def test_user_updated_and_deleted(mesh, unique):
     assert [e["employee_id"] for e in found] == [employee["employee_id"]]
     mesh.emit("auth", "user.deleted", {"user_id": bob["user_id"], "email": bob["email"]})
     wait_until(lambda: membership(mesh, org_id, bob["user_id"])["status"] == "removed")
+
+
+def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    client = mesh.redis("employees")
+    generation = membership_generation(client, org_id, owner["user_id"])  # a reader starts
+    invalidate_membership(client, org_id, owner["user_id"])  # a change commits meanwhile
+    assert not cache_membership(client, {**owner, "role": "stale"}, generation)
+    assert client.get(membership_key(org_id, owner["user_id"])) is None
+    fresh = membership_generation(client, org_id, owner["user_id"])
+    assert cache_membership(client, owner, fresh)
+    assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
