@@ -200,8 +200,8 @@ class EmployeeService(base.ServiceBase):
     def on_user_registered(self, event: dict) -> None:
         data = event["data"]
         user = {"user_id": data["user_id"], "email": data["email"], "name": data.get("name", "")}
-        for invitation in self.store.pending_invitations_for(data["email"].lower(),
-                                                             domain.now()):
+        for invitation in self.store.invitations_to_join(data["email"].lower(),
+                                                         data["user_id"], domain.now()):
             self._join(invitation, user)
 
     @handles("auth", "user.email.verified")
@@ -349,12 +349,13 @@ class EmployeeService(base.ServiceBase):
 
     def _join(self, invitation: dict, user: dict) -> dict:
         """An invitation becomes a membership (once: the close is conditional)."""
+        claimed = self.store.close_invitation(invitation["_id"], "accepted", {
+            "accepted_by_user_id": user["user_id"], "accepted_at": domain.now()})
+        if not claimed and invitation.get("accepted_by_user_id") != user["user_id"]:
+            raise NotFound("Invitation not found or already used.")
         org = {"org_id": invitation["org_id"], "name": invitation.get("org_name", "")}
         body = {"role": invitation["role"], "job_title": invitation.get("job_title", "")}
-        doc = self._add_user(None, org, user, body, check_limit=False)
-        self.store.close_invitation(invitation["_id"], "accepted", {
-            "accepted_by_user_id": user["user_id"], "accepted_at": domain.now()})
-        return doc
+        return self._add_user(None, org, user, body, check_limit=False)
 
     def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None) -> None:
         with self.store.transaction() as session:

@@ -183,9 +183,12 @@ class EmployeeStore(BaseStore):
     def invitation_by_token(self, token_hash: str) -> dict | None:
         return self.db.invitations.find_one({"token_hash": token_hash})
 
-    def pending_invitations_for(self, email: str, at: datetime) -> list[dict]:
-        return list(self.db.invitations.find({"email": email, "status": "pending",
-                                              "expires_at": {"$gt": at}}))
+    def invitations_to_join(self, email: str, user_id: str, at: datetime) -> list[dict]:
+        """Pending ones, and those this user already claimed (a re-run after a crash
+        between the claim and the membership)."""
+        return list(self.db.invitations.find({"email": email, "$or": [
+            {"status": "pending", "expires_at": {"$gt": at}},
+            {"status": "accepted", "accepted_by_user_id": user_id}]}))
 
     def close_invitation(self, invitation_id: str, status: str, fields: dict) -> bool:
         """pending -> accepted/revoked, once (single use)."""

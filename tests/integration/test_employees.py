@@ -75,6 +75,7 @@ def test_org_created_makes_its_owner_the_first_employee_and_membership_is_cached
     user, org_id, owner = owner_org(mesh, unique)
     assert owner["role"] == "owner" and owner["status"] == "active"
     assert "org.delete" in owner["permissions"] and owner["teams"] == {}
+    assert membership(mesh, org_id, user["user_id"]) == owner  # read once settled: cached
     cached = mesh.redis("employees").get(membership_key(org_id, user["user_id"]))
     assert json.loads(cached) == owner
     # the org's employee count follows the employee.added event
