@@ -1,8 +1,53 @@
 """The employees service: entrypoints only."""
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from employee_svc import domain
+from employee_svc.schemas import (
+    EmployeeAddSchema,
+    EmployeeQuerySchema,
+    EmployeeUpdateSchema,
+    InvitationQuerySchema,
+)
 from employee_svc.store import EmployeeStore
 from shared import service as base
-from shared.events import Events
+from shared.errors import Conflict, NotFound, PlanLimitExceeded
+from shared.events import Events, handles
 from shared.mongo import Mongo
+from shared.pagination import decode_cursor, page
+from shared.redis import org_version_key
+from shared.rpc import ServiceRpc, rpc
+from shared.tenancy import cache_membership, invalidate_membership, membership_generation
+
+log = logging.getLogger(__name__)
+
+
+def event_id(*parts: str) -> str:
+    """Deterministic ids for events a handler publishes: a re-run sends the same one."""
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
+
+
+def iso(value) -> str | None:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
+def employee_out(doc: dict) -> dict:
+    return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
+            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
+            "status": doc["status"], "job_title": doc.get("job_title", ""),
+            "teams": doc.get("teams") or {},
+            "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
+            "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
+            "removed_by": doc.get("removed_by")}
+
+
+def invitation_out(doc: dict) -> dict:
+    return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
+            "role": doc["role"], "job_title": doc.get("job_title", ""),
+            "status": doc["status"], "expires_at": iso(doc["expires_at"]),
+            "invited_by_user_id": doc.get("invited_by_user_id")}
 
 
 class EmployeeService(base.ServiceBase):
@@ -10,3 +55,363 @@ class EmployeeService(base.ServiceBase):
 
     store = Mongo(EmployeeStore)
     events = Events()
+    auth = ServiceRpc("auth")
+    organizations = ServiceRpc("organizations")
+
+    # --- contracts other services use -------------------------------------------
+    @rpc
+    def get_membership(self, org_id: str, user_id: str) -> dict | None:
+        generation = membership_generation(self.redis.client, org_id, user_id)
+        doc = self.store.employee_by_user(org_id, user_id)
+        if doc is None or doc.get("org_deleted"):
+            return None
+        membership = domain.membership(doc)
+        cache_membership(self.redis.client, membership, generation)
+        return membership
+
+    @rpc
+    def get_employees(self, org_id: str, employee_ids: list[str]) -> list[dict]:
+        ids = [i for i in employee_ids or [] if isinstance(i, str)][:1000]
+        return [{k: out[k] for k in ("employee_id", "user_id", "org_id", "email", "name",
+                                     "role", "status", "job_title")}
+                for out in map(employee_out, self.store.employees_by_ids(org_id, ids))]
+
+    @rpc
+    def get_employee_by_user(self, org_id: str, user_id: str) -> dict | None:
+        doc = self.store.employee_by_user(org_id, user_id)
+        return employee_out(doc) if doc else None
+
+    @rpc
+    def find_successor(self, org_id: str, exclude_user_id: str) -> dict | None:
+        """An active admin (or co-owner) to hand the org to when its owner leaves."""
+        doc = self.store.successor(org_id, exclude_user_id)
+        return employee_out(doc) if doc else None
+
+    @rpc
+    def transfer_ownership(self, org_id: str, old_user_id: str, new_user_id: str) -> None:
+        self._apply_owner_change(org_id, old_user_id, new_user_id, actor_id=old_user_id)
+
+    @rpc
+    def add_owner(self, data: dict) -> dict:
+        """The creator of an org becomes its first employee (organization.created's data);
+        called at once by organizations and again by the event: idempotent."""
+        user = {"user_id": data["owner_user_id"], "email": data.get("owner_email") or "",
+                "name": data.get("owner_name") or ""}
+        org = {"org_id": data["org_id"], "name": data.get("name", "")}
+        return employee_out(self._add_user(None, org, user, {"role": "owner", "job_title": ""},
+                                           check_limit=False))
+
+    @rpc
+    def close_org(self, org_id: str) -> None:
+        """A deleted org has no members any more (called at once, and again by the event)."""
+        for doc in self.store.mark_org_deleted(org_id):
+            self._invalidate(org_id, doc["user_id"])
+
+    # --- HTTP-facing operations (the gateway checked membership already) --------
+    @rpc
+    def add_employee(self, actor: dict, org_id: str, body: dict) -> dict:
+        body = EmployeeAddSchema().load(body)
+        domain.check_can_add(actor["role"], body["role"])
+        org = self.organizations.get_org(org_id)
+        user = self.auth.find_user_by_email(body["email"])
+        if user:
+            return {"status": 201, "employee": employee_out(self._add_user(actor, org, user, body))}
+        return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
+
+    @rpc
+    def list_employees(self, org_id: str, query: dict) -> dict:
+        query = EmployeeQuerySchema().load(query)
+        docs = self.store.list_employees(
+            org_id, role=query.get("role"), status=query.get("status"),
+            team_id=query.get("team_id"), terms=domain.search_terms(query.get("q", "")),
+            after=decode_cursor(query.get("cursor")), limit=query["limit"])
+        return page(docs, query["limit"], employee_out)
+
+    @rpc
+    def get_employee(self, org_id: str, employee_id: str) -> dict:
+        return employee_out(self._employee(org_id, employee_id))
+
+    @rpc
+    def update_employee(self, actor: dict, org_id: str, employee_id: str, body: dict) -> dict:
+        body = EmployeeUpdateSchema().load(body)
+        target = self._employee(org_id, employee_id)
+        changes = domain.changes_of(target, body)
+        domain.check_update(actor, target, changes, self.store.owner_count(org_id))
+        if not changes:
+            return employee_out(target)
+        fields = dict(changes)
+        if "job_title" in changes:
+            fields["keywords"] = domain.keywords(target.get("name", ""), target["email"],
+                                                 changes["job_title"])
+        with self.store.transaction() as session:  # the change and its events, together
+            doc = self.store.update_employee(org_id, employee_id, fields, session=session,
+                                             expect={"status": target["status"]})
+            if doc is None:  # removed meanwhile
+                raise NotFound("Employee not found.")
+            self._publish_update(actor["user_id"], target, doc, changes, session)
+        self._invalidate(org_id, doc["user_id"])
+        return employee_out(doc)
+
+    @rpc
+    def remove_employee(self, actor: dict, org_id: str, employee_id: str) -> None:
+        target = self._employee(org_id, employee_id)
+        domain.check_remove(actor, target, self.store.owner_count(org_id))
+        self._remove(target, actor["user_id"])
+
+    @rpc
+    def list_invitations(self, org_id: str, query: dict) -> dict:
+        query = InvitationQuerySchema().load(query)
+        docs = self.store.list_invitations(org_id, decode_cursor(query.get("cursor")),
+                                           query["limit"])
+        return page(docs, query["limit"], invitation_out)
+
+    @rpc
+    def revoke_invitation(self, actor: dict, org_id: str, invitation_id: str) -> None:
+        invitation = self.store.invitation(org_id, invitation_id)
+        if invitation is None or not self.store.close_invitation(
+                invitation_id, "revoked", {"revoked_by": actor["user_id"],
+                                           "revoked_at": domain.now()}):
+            raise NotFound("Invitation not found.")
+        self._changed(org_id)
+
+    @rpc
+    def accept_invitation(self, user_id: str, token: str) -> dict:
+        invitation = self.store.invitation_by_token(domain.hash_token(str(token)))
+        users = self.auth.get_users([user_id]) if invitation else []
+        domain.check_acceptance(invitation, (users or [None])[0], domain.now())
+        return employee_out(self._join(invitation, users[0]))
+
+    # --- events -----------------------------------------------------------------
+    @handles("organizations", "organization.created")
+    def on_org_created(self, event: dict) -> None:
+        self.add_owner(event["data"])
+
+    @handles("organizations", "organization.owner.changed")
+    def on_owner_changed(self, event: dict) -> None:
+        data = event["data"]
+        self._apply_owner_change(data["org_id"], data.get("old_owner_user_id"),
+                                 data["new_owner_user_id"], actor_id=event.get("actor_id"))
+
+    @handles("organizations", "organization.deleted")
+    def on_org_deleted(self, event: dict) -> None:
+        self.close_org(event["data"]["org_id"])
+
+    @handles("auth", "user.registered")
+    def on_user_registered(self, event: dict) -> None:
+        data = event["data"]
+        user = {"user_id": data["user_id"], "email": data["email"], "name": data.get("name", "")}
+        for invitation in self.store.invitations_to_join(data["email"].lower(),
+                                                         data["user_id"], domain.now()):
+            self._join(invitation, user)
+
+    @handles("auth", "user.email.verified")
+    def on_email_verified(self, event: dict) -> None:
+        self._sync_user(event["data"]["user_id"], {"email_verified": True})
+
+    @handles("auth", "user.updated")
+    def on_user_updated(self, event: dict) -> None:
+        data = event["data"]
+        fields = {k: data[k] for k in ("name", "email", "email_verified") if k in data}
+        if "email" in fields:
+            fields["email"] = fields["email"].lower()
+        self._sync_user(data["user_id"], fields)
+
+    @handles("auth", "user.deleted")
+    def on_user_deleted(self, event: dict) -> None:
+        for doc in self.store.employees_of_user(event["data"]["user_id"]):
+            if doc["status"] != "removed":
+                self._remove(doc, None, eid=event_id(event["event_id"], doc["_id"]))
+
+    @handles("teams", "team.member.added")
+    def on_team_member_added(self, event: dict) -> None:
+        data = event["data"]
+        role = "leader" if data.get("role") == "leader" else "member"
+        self._set_team(data["org_id"], data["employee_id"], data["team_id"], role)
+
+    @handles("teams", "team.member.removed")
+    def on_team_member_removed(self, event: dict) -> None:
+        data = event["data"]
+        self._set_team(data["org_id"], data["employee_id"], data["team_id"], None)
+
+    @handles("teams", "team.leader.changed")
+    def on_team_leader_changed(self, event: dict) -> None:
+        data = event["data"]
+        if data.get("old_leader_id"):
+            doc = self.store.set_team_role_if_member(data["org_id"], data["old_leader_id"],
+                                                     data["team_id"], "member")
+            doc and self._invalidate(data["org_id"], doc["user_id"])
+        if data.get("new_leader_id"):
+            self._set_team(data["org_id"], data["new_leader_id"], data["team_id"], "leader")
+
+    @handles("tasks", "task.assigned")
+    def on_task_assigned(self, event: dict) -> None:
+        data = event["data"]
+        self._track_task(data["org_id"], data["task_id"], {"employee_id": data.get("assignee_id")})
+
+    @handles("tasks", "task.reassigned")
+    def on_task_reassigned(self, event: dict) -> None:
+        data = event["data"]
+        self._track_task(data["org_id"], data["task_id"],
+                         {"employee_id": data.get("new_assignee_id")})
+
+    @handles("tasks", "task.completed")
+    def on_task_completed(self, event: dict) -> None:
+        data = event["data"]
+        self._track_task(data["org_id"], data["task_id"],
+                         {"employee_id": data.get("assignee_id"), "state": "completed"})
+
+    @handles("tasks", "task.status.changed")
+    def on_task_status_changed(self, event: dict) -> None:
+        data = event["data"]
+        self._track_task(data["org_id"], data["task_id"],
+                         {"employee_id": data.get("assignee_id"),
+                          "state": domain.task_state(data.get("new_status"))})
+
+    @handles("tasks", "task.deleted")
+    def on_task_deleted(self, event: dict) -> None:
+        data = event["data"]
+        self._track_task(data["org_id"], data["task_id"], {"state": "deleted"})
+
+    # --- helpers (not entrypoints) ----------------------------------------------
+    def _employee(self, org_id: str, employee_id: str) -> dict:
+        doc = self.store.employee(org_id, employee_id) if isinstance(employee_id, str) else None
+        if doc is None or doc["status"] == "removed":
+            raise NotFound("Employee not found.")
+        return doc
+
+    def _invalidate(self, org_id: str, user_id: str) -> None:
+        """The membership cache entry goes now; cached lists of the org go stale."""
+        invalidate_membership(self.redis.client, org_id, user_id)
+        self._changed(org_id)
+
+    def _changed(self, org_id: str) -> None:
+        self.redis.bump_versions([org_version_key(self.name, org_id)])
+
+    def _check_seats(self, org: dict) -> None:
+        limit = ((org.get("subscription") or {}).get("limits") or {}).get("employees")
+        if limit is not None and self.store.seat_count(org["org_id"]) >= limit:
+            raise PlanLimitExceeded(
+                f"The {org['subscription']['plan']} plan allows {limit} employees; "
+                "upgrade the subscription to add more.", limit=limit, resource="employees")
+
+    def _add_user(self, actor: dict | None, org: dict, user: dict, body: dict,
+                  check_limit: bool = True) -> dict:
+        existing = self.store.employee_by_user(org["org_id"], user["user_id"])
+        if existing and existing["status"] != "removed" and actor is not None:
+            raise Conflict("This user is already an employee of the organization.")
+        if check_limit:
+            self._check_seats(org)
+        email = user["email"].lower()
+        doc = {"_id": domain.new_id(), "org_id": org["org_id"], "user_id": user["user_id"],
+               "email": email, "name": user.get("name", ""), "role": body["role"],
+               "job_title": body.get("job_title", ""), "status": "active",
+               "email_verified": bool(user.get("email_verified")), "teams": {},
+               "team_ids": [], "task_counts": {"open": 0, "completed": 0},
+               "keywords": domain.keywords(user.get("name", ""), email,
+                                           body.get("job_title", "")),
+               "created_at": domain.now(), "org_name": org.get("name", "")}
+        doc, created = self.store.upsert_employee(doc)
+        if created:
+            self._invalidate(org["org_id"], user["user_id"])
+        self.events.publish("employee.added", {
+            "org_id": doc["org_id"], "employee_id": doc["_id"], "user_id": doc["user_id"],
+            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
+            "job_title": doc.get("job_title", ""), "org_name": org.get("name", "")},
+            org_id=doc["org_id"], actor_id=actor and actor["user_id"],
+            event_id=event_id("employee.added", doc["_id"], str(doc["created_at"])))
+        return doc
+
+    def _invite(self, actor: dict, org: dict, body: dict) -> dict:
+        email = body["email"].lower()
+        token, token_hash = domain.new_invitation_token()
+        expires_at = domain.now() + domain.INVITATION_TTL
+        doc = self.store.pending_invitation(org["org_id"], email)
+        if doc:  # re-send: a fresh token; the old one stops working
+            doc = self.store.refresh_invitation(doc["_id"], {
+                "token_hash": token_hash, "expires_at": expires_at, "role": body["role"],
+                "job_title": body["job_title"]}) or doc
+        else:
+            self._check_seats(org)
+            doc = self.store.insert_invitation({
+                "_id": domain.new_id(), "org_id": org["org_id"], "email": email,
+                "role": body["role"], "job_title": body["job_title"], "status": "pending",
+                "token_hash": token_hash, "expires_at": expires_at,
+                "invited_by_user_id": actor["user_id"], "org_name": org.get("name", ""),
+                "created_at": domain.now()})
+        accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
+                      f"/api/v1/invitations/{token}/accept")
+        self.events.publish("employee.invited", {
+            "org_id": org["org_id"], "invitation_id": doc["_id"], "email": email,
+            "role": doc["role"], "token": token, "accept_url": accept_url,
+            "invited_by_user_id": actor["user_id"], "org_name": org.get("name", "")},
+            org_id=org["org_id"], actor_id=actor["user_id"])
+        return doc
+
+    def _join(self, invitation: dict, user: dict) -> dict:
+        """An invitation becomes a membership (once: the close is conditional)."""
+        claimed = self.store.close_invitation(invitation["_id"], "accepted", {
+            "accepted_by_user_id": user["user_id"], "accepted_at": domain.now()})
+        if not claimed and invitation.get("accepted_by_user_id") != user["user_id"]:
+            raise NotFound("Invitation not found or already used.")
+        org = {"org_id": invitation["org_id"], "name": invitation.get("org_name", "")}
+        body = {"role": invitation["role"], "job_title": invitation.get("job_title", "")}
+        return self._add_user(None, org, user, body, check_limit=False)
+
+    def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None) -> None:
+        with self.store.transaction() as session:
+            doc = self.store.update_employee(target["org_id"], target["_id"], {
+                "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
+                expect={"status": {"$ne": "removed"}}, session=session)
+            if doc is None and eid is None:
+                raise NotFound("Employee not found.")
+            # a re-run handler (eid) sends its event again: consumers dedupe it
+            self.events.publish("employee.removed", {
+                "org_id": target["org_id"], "employee_id": target["_id"],
+                "user_id": target["user_id"], "email": target["email"],
+                "name": target.get("name", ""), "org_name": target.get("org_name", ""),
+                "removed_by_user_id": by_user_id}, org_id=target["org_id"],
+                actor_id=by_user_id, event_id=eid, session=session if doc else None)
+        self._invalidate(target["org_id"], target["user_id"])
+
+    def _publish_update(self, actor_id: str | None, before: dict, after: dict, changes: dict,
+                        session=None) -> None:
+        common = {"org_id": after["org_id"], "employee_id": after["_id"],
+                  "user_id": after["user_id"]}
+        self.events.publish("employee.updated", {**common, "changes": changes},
+                            org_id=after["org_id"], actor_id=actor_id, session=session)
+        for field, event_type in (("role", "employee.role.changed"),
+                                  ("status", "employee.status.changed")):
+            if field in changes:
+                self.events.publish(event_type, {**common, f"old_{field}": before[field],
+                                                 f"new_{field}": after[field]},
+                                    org_id=after["org_id"], actor_id=actor_id,
+                                    session=session)
+
+    def _apply_owner_change(self, org_id: str, old_user_id: str | None, new_user_id: str,
+                            actor_id: str | None) -> None:
+        for user_id, role in ((new_user_id, "owner"), (old_user_id, "admin")):
+            doc = self.store.employee_by_user(org_id, user_id) if user_id else None
+            if doc is None or doc["role"] == role or doc["status"] == "removed":
+                continue
+            with self.store.transaction() as session:
+                after = self.store.update_employee(org_id, doc["_id"], {"role": role},
+                                                   expect={"role": doc["role"]}, session=session)
+                if after is not None:
+                    self._publish_update(actor_id, doc, after, {"role": role}, session)
+            self._invalidate(org_id, user_id)
+
+    def _sync_user(self, user_id: str, fields: dict) -> None:
+        for doc in self.store.update_user_everywhere(user_id, fields):
+            self._invalidate(doc["org_id"], user_id)
+
+    def _set_team(self, org_id: str, employee_id: str, team_id: str, role: str | None) -> None:
+        doc = self.store.set_team(org_id, employee_id, team_id, role)
+        if doc is not None:
+            self._invalidate(org_id, doc["user_id"])
+
+    def _track_task(self, org_id: str, task_id: str, fields: dict) -> None:
+        before = self.store.set_task(org_id, task_id, fields) or {}
+        for employee_id in {before.get("employee_id"), fields.get("employee_id")} - {None}:
+            self.store.recount_tasks(org_id, employee_id)
+        self._changed(org_id)
+

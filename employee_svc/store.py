@@ -1,6 +1,219 @@
 """The employees service's MongoDB collections: indexes beside the queries."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from employee_svc.domain import keywords, prefix_regex
+from shared.errors import Conflict
 from shared.mongo import BaseStore
+
+PUBLIC = {"keywords": 0, "team_ids": 0}
 
 
 class EmployeeStore(BaseStore):
-    INDEXES: dict = {}
+    INDEXES = {
+        "employees": [
+            IndexModel([("org_id", ASCENDING), ("user_id", ASCENDING)], unique=True),
+            IndexModel([("org_id", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("org_id", ASCENDING), ("role", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("org_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("org_id", ASCENDING), ("team_ids", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("org_id", ASCENDING), ("keywords", ASCENDING)]),
+            IndexModel([("user_id", ASCENDING)]),
+            IndexModel([("email", ASCENDING)]),
+        ],
+        "invitations": [
+            IndexModel("token_hash", unique=True),
+            IndexModel([("org_id", ASCENDING), ("email", ASCENDING), ("status", ASCENDING)]),
+            IndexModel([("email", ASCENDING), ("status", ASCENDING)]),
+            IndexModel([("org_id", ASCENDING), ("_id", ASCENDING)]),
+        ],
+        # one document per task: which employee holds it and whether it is done;
+        # task counts are recomputed from it, so redelivered events count once
+        "employee_tasks": [IndexModel([("employee_id", ASCENDING), ("state", ASCENDING)])],
+    }
+
+    # employees
+    def insert_employee(self, doc: dict) -> dict:
+        try:
+            self.db.employees.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("This user is already an employee of the organization.") from None
+        return doc
+
+    def upsert_employee(self, doc: dict) -> tuple[dict, bool]:
+        """Insert unless the (org, user) pair exists; (document, created).
+        A removed membership is brought back."""
+        query = {"org_id": doc["org_id"], "user_id": doc["user_id"]}
+        existing = self.db.employees.find_one(query)
+        if existing and existing["status"] != "removed":
+            return existing, False
+        if existing:
+            fields = {k: v for k, v in doc.items() if k != "_id"}
+            fields.update(removed_at=None, removed_by=None)
+            return self.db.employees.find_one_and_update(
+                {"_id": existing["_id"], "status": "removed"}, {"$set": fields},
+                return_document=ReturnDocument.AFTER) or existing, True
+        try:
+            self.db.employees.insert_one(doc)
+            return doc, True
+        except DuplicateKeyError:
+            return self.db.employees.find_one(query), False
+
+    def employee(self, org_id: str, employee_id: str) -> dict | None:
+        return self.db.employees.find_one({"_id": employee_id, "org_id": org_id})
+
+    def employee_by_user(self, org_id: str, user_id: str) -> dict | None:
+        return self.db.employees.find_one({"org_id": org_id, "user_id": user_id})
+
+    def employees_by_ids(self, org_id: str, employee_ids: list[str]) -> list[dict]:
+        return list(self.db.employees.find({"org_id": org_id, "_id": {"$in": employee_ids}}))
+
+    def employees_of_user(self, user_id: str) -> list[dict]:
+        return list(self.db.employees.find({"user_id": user_id}))
+
+    def owner_count(self, org_id: str) -> int:
+        return self.db.employees.count_documents({"org_id": org_id, "role": "owner",
+                                                  "status": "active"})
+
+    def seat_count(self, org_id: str) -> int:
+        """Employees (not removed) plus pending invitations: what the plan limits."""
+        return (self.db.employees.count_documents({"org_id": org_id,
+                                                   "status": {"$ne": "removed"}})
+                + self.db.invitations.count_documents({"org_id": org_id, "status": "pending"}))
+
+    def update_employee(self, org_id: str, employee_id: str, fields: dict,
+                        expect: dict | None = None, session=None) -> dict | None:
+        """Conditional on ``expect`` (None when it no longer holds)."""
+        query = {"_id": employee_id, "org_id": org_id, **(expect or {})}
+        return self.db.employees.find_one_and_update(query, {"$set": fields},
+                                                     return_document=ReturnDocument.AFTER,
+                                                     session=session)
+
+    def update_user_everywhere(self, user_id: str, fields: dict) -> list[dict]:
+        docs = self.employees_of_user(user_id)
+        for doc in docs:
+            merged = {**doc, **fields}
+            self.db.employees.update_one({"_id": doc["_id"]}, {"$set": {
+                **fields, "keywords": keywords(merged["name"], merged["email"],
+                                               merged.get("job_title", ""))}})
+        return docs
+
+    def list_employees(self, org_id: str, *, role: str | None = None, status: str | None = None,
+                       team_id: str | None = None, terms: list[str] = (),
+                       after: str | None = None, limit: int = 50) -> list[dict]:
+        return list(self.list_cursor(org_id, role=role, status=status, team_id=team_id,
+                                     terms=terms, after=after).limit(limit + 1))
+
+    def list_cursor(self, org_id: str, *, role=None, status=None, team_id=None, terms=(),
+                    after=None):
+        """The list query with its index named: the most selective equality (or
+        the first search term's prefix range on ``keywords``) leads."""
+        query, hint = self.list_query(org_id, role=role, status=status, team_id=team_id,
+                                      terms=terms, after=after)
+        return self.db.employees.find(query, PUBLIC).sort("_id", ASCENDING).hint(hint)
+
+    @staticmethod
+    def list_query(org_id: str, *, role=None, status=None, team_id=None, terms=(),
+                   after=None) -> tuple[dict, list]:
+        query: dict = {"org_id": org_id, "status": status or {"$ne": "removed"}}
+        hint = [("org_id", ASCENDING), ("_id", ASCENDING)]
+        if status:
+            hint = [("org_id", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)]
+        if team_id:
+            query["team_ids"] = team_id
+            hint = [("org_id", ASCENDING), ("team_ids", ASCENDING), ("_id", ASCENDING)]
+        if role:
+            query["role"] = role
+            hint = [("org_id", ASCENDING), ("role", ASCENDING), ("_id", ASCENDING)]
+        if terms:  # an anchored prefix: an index range on the lower-case keyword array
+            first, *rest = terms
+            query["keywords"] = {"$regex": prefix_regex(first)}
+            if rest:
+                query["$and"] = [{"keywords": {"$regex": prefix_regex(t)}} for t in rest]
+            hint = [("org_id", ASCENDING), ("keywords", ASCENDING)]
+        if after:
+            query["_id"] = {"$gt": after}
+        return query, hint
+
+    def set_team(self, org_id: str, employee_id: str, team_id: str, role: str | None) -> dict | None:
+        if role is None:
+            update = {"$unset": {f"teams.{team_id}": ""}, "$pull": {"team_ids": team_id}}
+        else:
+            update = {"$set": {f"teams.{team_id}": role}, "$addToSet": {"team_ids": team_id}}
+        return self.db.employees.find_one_and_update({"_id": employee_id, "org_id": org_id},
+                                                     update)
+
+    def set_team_role_if_member(self, org_id: str, employee_id: str, team_id: str,
+                                role: str) -> dict | None:
+        return self.db.employees.find_one_and_update(
+            {"_id": employee_id, "org_id": org_id, "team_ids": team_id},
+            {"$set": {f"teams.{team_id}": role}})
+
+    def mark_org_deleted(self, org_id: str) -> list[dict]:
+        docs = list(self.db.employees.find({"org_id": org_id}, {"user_id": 1}))
+        self.db.employees.update_many({"org_id": org_id}, {"$set": {"org_deleted": True}})
+        return docs
+
+    def successor(self, org_id: str, exclude_user_id: str) -> dict | None:
+        return self.db.employees.find_one(
+            {"org_id": org_id, "role": {"$in": ["owner", "admin"]}, "status": "active",
+             "user_id": {"$ne": exclude_user_id}}, sort=[("role", -1), ("created_at", 1)])
+
+    # invitations
+    def insert_invitation(self, doc: dict) -> dict:
+        self.db.invitations.insert_one(doc)
+        return doc
+
+    def pending_invitation(self, org_id: str, email: str) -> dict | None:
+        return self.db.invitations.find_one({"org_id": org_id, "email": email,
+                                             "status": "pending"})
+
+    def refresh_invitation(self, invitation_id: str, fields: dict) -> dict | None:
+        return self.db.invitations.find_one_and_update(
+            {"_id": invitation_id, "status": "pending"}, {"$set": fields},
+            return_document=ReturnDocument.AFTER)
+
+    def invitation(self, org_id: str, invitation_id: str) -> dict | None:
+        return self.db.invitations.find_one({"_id": invitation_id, "org_id": org_id})
+
+    def invitation_by_token(self, token_hash: str) -> dict | None:
+        return self.db.invitations.find_one({"token_hash": token_hash})
+
+    def invitations_to_join(self, email: str, user_id: str, at: datetime) -> list[dict]:
+        """Pending ones, and those this user already claimed (a re-run after a crash
+        between the claim and the membership)."""
+        return list(self.db.invitations.find({"email": email, "$or": [
+            {"status": "pending", "expires_at": {"$gt": at}},
+            {"status": "accepted", "accepted_by_user_id": user_id}]}))
+
+    def close_invitation(self, invitation_id: str, status: str, fields: dict) -> bool:
+        """pending -> accepted/revoked, once (single use)."""
+        result = self.db.invitations.update_one({"_id": invitation_id, "status": "pending"},
+                                                {"$set": {"status": status, **fields}})
+        return result.modified_count == 1
+
+    def list_invitations(self, org_id: str, after: str | None, limit: int) -> list[dict]:
+        query: dict = {"org_id": org_id, "status": "pending"}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.invitations.find(query, {"token_hash": 0})
+                    .sort("_id", ASCENDING).limit(limit + 1))
+
+    # task counts
+    def set_task(self, org_id: str, task_id: str, fields: dict) -> dict | None:
+        """Upsert the task's holder/state; returns the previous document."""
+        update: dict = {"$set": {"org_id": org_id, **fields}}
+        if "state" not in fields:  # assigned: a new task is open, a known one keeps its state
+            update["$setOnInsert"] = {"state": "open"}
+        return self.db.employee_tasks.find_one_and_update(
+            {"_id": f"{org_id}:{task_id}"}, update, upsert=True)
+
+    def recount_tasks(self, org_id: str, employee_id: str) -> None:
+        counts = {state: self.db.employee_tasks.count_documents(
+            {"employee_id": employee_id, "state": state}) for state in ("open", "completed")}
+        self.db.employees.update_one({"_id": employee_id, "org_id": org_id},
+                                     {"$set": {"task_counts": counts}})

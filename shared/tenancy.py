@@ -32,6 +32,58 @@ def membership_key(org_id: str, user_id: str) -> str:
     return f"employees:perm:{org_id}:{user_id}"
 
 
+def generation_key(org_id: str, user_id: str) -> str:
+    return f"employees:perm-gen:{org_id}:{user_id}"
+
+
+# Set the membership only if no change happened since the reader looked at the
+# generation: a read that raced a change cannot put the old value back.
+_SET_IF_SAME_GENERATION = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def membership_generation(redis_client: redis.Redis, org_id: str, user_id: str) -> str | None:
+    """Read before loading a membership from the database (None: Redis is down)."""
+    try:
+        return redis_client.get(generation_key(org_id, user_id)) or "0"
+    except redis.RedisError as exc:
+        log.warning("membership cache unavailable: %s", exc)
+        return None
+
+
+def cache_membership(redis_client: redis.Redis, membership: dict, generation: str | None,
+                     ttl: int = MEMBERSHIP_TTL) -> bool:
+    """Cache what was loaded after reading ``generation``, unless it changed since."""
+    if generation is None:
+        return False
+    org_id, user_id = membership["org_id"], membership["user_id"]
+    try:
+        return bool(redis_client.eval(_SET_IF_SAME_GENERATION, 2,
+                                      membership_key(org_id, user_id),
+                                      generation_key(org_id, user_id), generation,
+                                      json.dumps(membership), ttl))
+    except redis.RedisError as exc:
+        log.warning("could not cache a membership: %s", exc)
+        return False
+
+
+def invalidate_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> None:
+    """After the change is committed: a new generation, and the cached copy gone."""
+    try:
+        pipe = redis_client.pipeline(transaction=True)
+        pipe.incr(generation_key(org_id, user_id))
+        pipe.expire(generation_key(org_id, user_id), MEMBERSHIP_TTL * 2)
+        pipe.delete(membership_key(org_id, user_id))
+        pipe.execute()
+    except redis.RedisError as exc:  # the TTL bounds how long a stale copy can live
+        log.warning("could not invalidate membership %s/%s: %s", org_id, user_id, exc)
+
+
 def cached_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> dict | None:
     try:
         raw = redis_client.get(membership_key(org_id, user_id))

@@ -1,0 +1,393 @@
+"""The employees service against real RabbitMQ, Redis and SecantusDB, with
+the organizations service beside it and auth/teams/tasks faked as small
+nameko services that publish real events."""
+import json
+
+import marshmallow
+import pytest
+from nameko.events import event_handler
+
+from org_svc.domain import personal_org_id
+from shared.errors import Conflict, Forbidden, NotFound, PlanLimitExceeded, ValidationFailed
+from shared.redis import RedisTools
+from shared.tenancy import (
+    cache_membership,
+    invalidate_membership,
+    membership_generation,
+    membership_key,
+    require_member,
+)
+from tests.helpers import wait_until
+from tests.integration.orgs_fakes import FakeAuth, Mesh
+
+
+class Listener:
+    """Records what the employees service publishes."""
+    name = "listener"
+    seen: list = []
+
+    @event_handler("employees", "employee.invited")
+    def invited(self, event):
+        Listener.seen.append(event)
+
+    @event_handler("employees", "employee.removed")
+    def removed(self, event):
+        Listener.seen.append(event)
+
+    @event_handler("employees", "employee.role.changed")
+    def role_changed(self, event):
+        Listener.seen.append(event)
+
+
+@pytest.fixture
+def mesh(container_factory, make_config):
+    config = make_config(ORG_PLANS={"free": {"employees": 4, "teams": 1}})
+    Listener.seen = []
+    container_factory(Listener, config).start()
+    return Mesh(container_factory, config)
+
+
+def events_of(event_type):
+    return [e for e in Listener.seen if e["event_type"] == event_type]
+
+
+def owner_org(mesh, unique, name="Olga Owner"):
+    """A registered user, their personal org (via events) and their membership."""
+    user = mesh.register(unique, name=name)
+    org_id = personal_org_id(user["user_id"])
+    owner = wait_until(lambda: mesh.call("employees", "get_membership", org_id, user["user_id"]),
+                       what="the owner's membership")
+    return user, org_id, owner
+
+
+def add(mesh, actor, org_id, user, role="member", job_title=""):
+    result = mesh.call("employees", "add_employee", actor, org_id,
+                       {"email": user["email"], "role": role, "job_title": job_title})
+    assert result["status"] == 201
+    return result["employee"]
+
+
+def membership(mesh, org_id, user_id):
+    return mesh.call("employees", "get_membership", org_id, user_id)
+
+
+def test_org_created_makes_its_owner_the_first_employee_and_membership_is_cached(mesh, unique):
+    user, org_id, owner = owner_org(mesh, unique)
+    assert owner["role"] == "owner" and owner["status"] == "active"
+    assert "org.delete" in owner["permissions"] and owner["teams"] == {}
+    assert membership(mesh, org_id, user["user_id"]) == owner  # read once settled: cached
+    cached = mesh.redis("employees").get(membership_key(org_id, user["user_id"]))
+    assert json.loads(cached) == owner
+    # the org's employee count follows the employee.added event
+    wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["employees"] == 1)
+
+
+def test_add_registered_user_then_duplicate_is_409_and_role_must_be_in_table(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob Builder", publish=False)
+    employee = add(mesh, owner, org_id, bob, role="manager", job_title="Site Lead")
+    assert employee["user_id"] == bob["user_id"] and employee["role"] == "manager"
+    assert employee["name"] == "Bob Builder" and employee["email"] == bob["email"]
+    with pytest.raises(Conflict):
+        add(mesh, owner, org_id, bob)
+    with pytest.raises(marshmallow.ValidationError):
+        mesh.call("employees", "add_employee", owner, org_id,
+                  {"email": "x@example.com", "role": "emperor"})
+    with pytest.raises(marshmallow.ValidationError):
+        mesh.call("employees", "add_employee", owner, org_id, {"email": {"$gt": ""}})
+    wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["employees"] == 2)
+    # a manager cannot add an admin
+    manager = membership(mesh, org_id, bob["user_id"])
+    carl = mesh.register(unique, name="Carl", publish=False)
+    with pytest.raises(Forbidden):
+        add(mesh, manager, org_id, carl, role="admin")
+
+
+def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    email = f"newbie-{unique}@example.com"
+    first = mesh.call("employees", "add_employee", owner, org_id,
+                      {"email": email, "role": "manager", "job_title": "Ops"})
+    assert first["status"] == 202 and first["invitation"]["email"] == email
+    again = mesh.call("employees", "add_employee", owner, org_id,
+                      {"email": email, "role": "manager", "job_title": "Ops"})
+    assert again["invitation"]["invitation_id"] == first["invitation"]["invitation_id"]
+    wait_until(lambda: len(events_of("employee.invited")) == 2)
+    tokens = [e["data"]["token"] for e in events_of("employee.invited")]
+    assert tokens[0] != tokens[1]  # re-send issues a fresh token
+    stored = mesh.store("employees").db.invitations.find_one({"email": email})
+    assert stored["token_hash"] not in tokens and "token" not in stored  # only the hash
+    listed = mesh.call("employees", "list_invitations", org_id, {})
+    assert [i["email"] for i in listed["items"]] == [email]
+
+    user = mesh.register(unique, name="Newbie Person", publish=False)
+    FakeAuth.users[user["user_id"]]["email"] = email
+    mesh.emit("auth", "user.registered", {**FakeAuth.users[user["user_id"]],
+                                          "verification_token": "t", "verify_url": "u"})
+    joined = wait_until(lambda: membership(mesh, org_id, user["user_id"]),
+                        what="the invited user's membership")
+    assert joined["role"] == "manager" and joined["status"] == "active"
+    assert mesh.call("employees", "list_invitations", org_id, {})["items"] == []
+
+
+def test_accepting_an_invitation_needs_the_verified_invited_email_and_is_single_use(
+        mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    invitee = mesh.register(unique, name="Ivy Invitee", verified=False, publish=False)
+    stranger = mesh.register(unique, name="Stan Stranger", publish=False)
+    email = invitee["email"]
+    FakeAuth.users.pop(invitee["user_id"])  # not registered yet when invited
+    mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+    FakeAuth.users[invitee["user_id"]] = invitee
+    token = wait_until(lambda: events_of("employee.invited"))[0]["data"]["token"]
+
+    with pytest.raises(Forbidden):
+        mesh.call("employees", "accept_invitation", stranger["user_id"], token)
+    with pytest.raises(Forbidden):  # email not verified yet
+        mesh.call("employees", "accept_invitation", invitee["user_id"], token)
+    invitee["email_verified"] = True
+    employee = mesh.call("employees", "accept_invitation", invitee["user_id"], token)
+    assert employee["org_id"] == org_id and employee["user_id"] == invitee["user_id"]
+    with pytest.raises(NotFound):
+        mesh.call("employees", "accept_invitation", invitee["user_id"], token)
+    with pytest.raises(NotFound):
+        mesh.call("employees", "accept_invitation", invitee["user_id"], "bogus-token")
+
+
+def test_revoked_invitation_cannot_be_accepted(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    user = mesh.register(unique, name="Rita Revoked", publish=False)
+    FakeAuth.users.pop(user["user_id"])
+    invitation = mesh.call("employees", "add_employee", owner, org_id,
+                           {"email": user["email"]})["invitation"]
+    FakeAuth.users[user["user_id"]] = user
+    token = wait_until(lambda: events_of("employee.invited"))[0]["data"]["token"]
+    mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
+    with pytest.raises(NotFound):
+        mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
+    with pytest.raises(NotFound):
+        mesh.call("employees", "accept_invitation", user["user_id"], token)
+
+
+def test_role_change_is_seen_by_the_next_request_at_once(mesh, unique):
+    owner_user, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob", publish=False)
+    employee = add(mesh, owner, org_id, bob)
+    tools = RedisTools(mesh.redis("employees"), "test", 60)
+
+    class Employees:  # the tenancy check's RPC, answered by the real service
+        def get_membership(self, org, user):
+            return membership(mesh, org, user)
+
+    assert require_member(tools, Employees(), org_id, bob["user_id"])["role"] == "member"
+    assert mesh.redis("employees").get(membership_key(org_id, bob["user_id"]))  # cached
+    with pytest.raises(Forbidden):
+        require_member(tools, Employees(), org_id, bob["user_id"], "employee.add")
+
+    changed = mesh.call("employees", "update_employee", owner, org_id, employee["employee_id"],
+                        {"role": "manager", "job_title": "Foreman"})
+    assert changed["role"] == "manager" and changed["job_title"] == "Foreman"
+    assert mesh.redis("employees").get(membership_key(org_id, bob["user_id"])) is None
+    assert require_member(tools, Employees(), org_id, bob["user_id"],
+                          "employee.add")["role"] == "manager"
+    event = wait_until(lambda: events_of("employee.role.changed"))[0]
+    assert event["data"]["old_role"] == "member" and event["data"]["new_role"] == "manager"
+
+    manager = membership(mesh, org_id, bob["user_id"])
+    owner_employee = mesh.call("employees", "get_employee_by_user", org_id,
+                               owner_user["user_id"])
+    with pytest.raises(Forbidden):  # a manager cannot grant above their own role
+        mesh.call("employees", "update_employee", manager, org_id, employee["employee_id"],
+                  {"role": "admin"})
+    with pytest.raises(Forbidden):  # nor touch the owner
+        mesh.call("employees", "update_employee", manager, org_id,
+                  owner_employee["employee_id"], {"role": "member"})
+    with pytest.raises(Conflict):  # the last owner stays an owner
+        mesh.call("employees", "update_employee", owner, org_id,
+                  owner_employee["employee_id"], {"role": "admin"})
+    with pytest.raises(Conflict):
+        mesh.call("employees", "remove_employee", owner, org_id, owner_employee["employee_id"])
+
+
+def test_status_change_and_soft_removal(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob", publish=False)
+    employee = add(mesh, owner, org_id, bob)
+    mesh.call("employees", "update_employee", owner, org_id, employee["employee_id"],
+              {"status": "inactive"})
+    assert membership(mesh, org_id, bob["user_id"])["status"] == "inactive"
+    mesh.call("employees", "update_employee", owner, org_id, employee["employee_id"],
+              {"status": "active"})
+    wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["employees"] == 2)
+
+    mesh.call("employees", "remove_employee", owner, org_id, employee["employee_id"])
+    stored = mesh.store("employees").db.employees.find_one({"_id": employee["employee_id"]})
+    assert stored["status"] == "removed" and stored["removed_at"]
+    assert stored["removed_by"] == owner["user_id"]
+    assert membership(mesh, org_id, bob["user_id"])["status"] == "removed"
+    with pytest.raises(NotFound):
+        mesh.call("employees", "get_employee", org_id, employee["employee_id"])
+    with pytest.raises(NotFound):
+        mesh.call("employees", "remove_employee", owner, org_id, employee["employee_id"])
+    ids = [e["employee_id"] for e in mesh.call("employees", "list_employees", org_id,
+                                                {})["items"]]
+    assert employee["employee_id"] not in ids
+    removed = wait_until(lambda: events_of("employee.removed"))[0]["data"]
+    assert removed["employee_id"] == employee["employee_id"]
+    assert removed["removed_by_user_id"] == owner["user_id"]
+    wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["employees"] == 1)
+
+
+def test_list_filters_search_and_cursor_pagination(mesh, unique, container_factory):
+    _, org_id, owner = owner_org(mesh, unique, name="Zed Owner")
+    mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    people = [("Alice Archer", "manager", "Backend Engineer"),
+              ("Albert Stone", "member", "Designer"),
+              ("Bianca Alvarez", "member", "Backend Lead"),
+              ("Cyril Cole", "member", "Accountant")]
+    by_name = {}
+    for name, role, title in people:
+        by_name[name] = add(mesh, owner, org_id, mesh.register(unique, name=name,
+                                                               publish=False), role, title)
+
+    def names(**query):
+        return sorted(e["name"] for e in mesh.call("employees", "list_employees", org_id,
+                                                   query)["items"])
+
+    assert names(role="manager") == ["Alice Archer"]
+    assert names(q="al") == ["Albert Stone", "Alice Archer", "Bianca Alvarez"]
+    assert names(q="BACK") == ["Alice Archer", "Bianca Alvarez"]  # job title, any case
+    assert names(q="backend lead") == ["Bianca Alvarez"]
+    assert names(q=by_name["Cyril Cole"]["email"][:8]) == ["Cyril Cole"]  # email prefix
+    assert names(q="ston") == ["Albert Stone"]
+    assert names(q=".*") == []  # a regex is taken literally
+    assert names(role="member", q="al") == ["Albert Stone", "Bianca Alvarez"]
+
+    seen, cursor = [], None
+    while True:
+        got = mesh.call("employees", "list_employees", org_id,
+                        {"limit": 2, **({"cursor": cursor} if cursor else {})})
+        assert len(got["items"]) <= 2
+        seen += [e["employee_id"] for e in got["items"]]
+        cursor = got["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    with pytest.raises(marshmallow.ValidationError):
+        mesh.call("employees", "list_employees", org_id, {"limit": 201})
+    with pytest.raises(ValidationFailed):
+        mesh.call("employees", "list_employees", org_id, {"cursor": "%%%not-a-cursor"})
+
+
+def test_team_events_keep_memberships_teams(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob", publish=False)
+    employee = add(mesh, owner, org_id, bob)
+    membership(mesh, org_id, bob["user_id"])  # warm the cache
+    base = {"org_id": org_id, "team_id": "team1", "team_name": "Blue",
+            "employee_id": employee["employee_id"], "user_id": bob["user_id"]}
+    mesh.emit("teams", "team.member.added", {**base, "role": "member"})
+    wait_until(lambda: membership(mesh, org_id, bob["user_id"])["teams"] == {"team1": "member"})
+    listed = mesh.call("employees", "list_employees", org_id, {"team_id": "team1"})["items"]
+    assert [e["employee_id"] for e in listed] == [employee["employee_id"]]
+    mesh.emit("teams", "team.leader.changed", {"org_id": org_id, "team_id": "team1",
+                                               "old_leader_id": None,
+                                               "new_leader_id": employee["employee_id"]})
+    wait_until(lambda: membership(mesh, org_id, bob["user_id"])["teams"] == {"team1": "leader"})
+    mesh.emit("teams", "team.member.removed", {**base, "role": "leader"})
+    wait_until(lambda: membership(mesh, org_id, bob["user_id"])["teams"] == {})
+    assert mesh.call("employees", "list_employees", org_id, {"team_id": "team1"})["items"] == []
+
+
+def test_task_counts_follow_task_events_and_survive_redelivery(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob, cat = (mesh.register(unique, name=n, publish=False) for n in ("Bob", "Cat"))
+    b, c = add(mesh, owner, org_id, bob), add(mesh, owner, org_id, cat)
+
+    def counts(employee):
+        return mesh.call("employees", "get_employee", org_id,
+                         employee["employee_id"])["task_counts"]
+
+    assigned = {"org_id": org_id, "task_id": "t1", "title": "x",
+                "assignee_id": b["employee_id"], "assignee_user_id": bob["user_id"]}
+    # the same fact twice (a redelivery after a crash gets a new id at worst)
+    mesh.emit("tasks", "task.assigned", assigned)
+    mesh.emit("tasks", "task.assigned", assigned)
+    mesh.emit("tasks", "task.assigned", {**assigned, "task_id": "t2"})
+    wait_until(lambda: counts(b) == {"open": 2, "completed": 0})
+    mesh.emit("tasks", "task.reassigned", {"org_id": org_id, "task_id": "t2",
+                                           "old_assignee_id": b["employee_id"],
+                                           "new_assignee_id": c["employee_id"]})
+    wait_until(lambda: counts(c) == {"open": 1, "completed": 0})
+    wait_until(lambda: counts(b) == {"open": 1, "completed": 0})
+    done = {"org_id": org_id, "task_id": "t1", "assignee_id": b["employee_id"]}
+    mesh.emit("tasks", "task.completed", done)
+    mesh.emit("tasks", "task.status.changed", {**done, "old_status": "in_progress",
+                                               "new_status": "done"})
+    mesh.emit("tasks", "task.completed", done)
+    wait_until(lambda: counts(b) == {"open": 0, "completed": 1})
+    mesh.emit("tasks", "task.deleted", {"org_id": org_id, "task_id": "t2",
+                                        "assignee_id": c["employee_id"], "status": "todo"})
+    wait_until(lambda: counts(c) == {"open": 0, "completed": 0})
+
+
+def test_plan_limit_refuses_another_employee_or_invitation(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)  # free plan here: 4 seats
+    for name in ("Bob", "Cat"):
+        add(mesh, owner, org_id, mesh.register(unique, name=name, publish=False))
+    mesh.call("employees", "add_employee", owner, org_id,
+              {"email": f"pending-{unique}@example.com"})  # invitations hold a seat
+    with pytest.raises(PlanLimitExceeded) as refused:
+        add(mesh, owner, org_id, mesh.register(unique, name="Dan", publish=False))
+    assert refused.value.to_problem()["type"].endswith("plan-limit")
+    assert refused.value.to_problem()["status"] == 403
+    with pytest.raises(PlanLimitExceeded):
+        mesh.call("employees", "add_employee", owner, org_id,
+                  {"email": f"other-{unique}@example.com"})
+    assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 1
+    mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    add(mesh, owner, org_id, mesh.register(unique, name="Dan", publish=False))
+
+
+def test_foreign_ids_and_bad_ids_are_not_found(mesh, unique):
+    _, org_a, owner_a = owner_org(mesh, unique, name="Anna")
+    _, org_b, owner_b = owner_org(mesh, unique, name="Bert")
+    bob = mesh.register(unique, name="Bob", publish=False)
+    b_employee = add(mesh, owner_b, org_b, bob)
+    for bad in (b_employee["employee_id"], "../../etc", {"$gt": ""}, "x" * 500):
+        with pytest.raises(NotFound):
+            mesh.call("employees", "get_employee", org_a, bad)
+        with pytest.raises(NotFound):
+            mesh.call("employees", "remove_employee", owner_a, org_a, bad)
+    assert mesh.call("employees", "get_employees", org_a, [b_employee["employee_id"]]) == []
+    got = mesh.call("employees", "get_employees", org_b, [b_employee["employee_id"], "nope"])
+    assert [(e["employee_id"], e["status"]) for e in got] == [(b_employee["employee_id"],
+                                                               "active")]
+    a_items = mesh.call("employees", "list_employees", org_a, {})["items"]
+    assert {e["org_id"] for e in a_items} == {org_a}
+
+
+def test_user_updated_and_deleted(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob Old", publish=False)
+    employee = add(mesh, owner, org_id, bob)
+    mesh.emit("auth", "user.updated", {"user_id": bob["user_id"], "email": bob["email"],
+                                       "name": "Robert New", "email_verified": True})
+    wait_until(lambda: mesh.call("employees", "get_employee", org_id,
+                                 employee["employee_id"])["name"] == "Robert New")
+    found = mesh.call("employees", "list_employees", org_id, {"q": "robert"})["items"]
+    assert [e["employee_id"] for e in found] == [employee["employee_id"]]
+    mesh.emit("auth", "user.deleted", {"user_id": bob["user_id"], "email": bob["email"]})
+    wait_until(lambda: membership(mesh, org_id, bob["user_id"])["status"] == "removed")
+
+
+def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    client = mesh.redis("employees")
+    generation = membership_generation(client, org_id, owner["user_id"])  # a reader starts
+    invalidate_membership(client, org_id, owner["user_id"])  # a change commits meanwhile
+    assert not cache_membership(client, {**owner, "role": "stale"}, generation)
+    assert client.get(membership_key(org_id, owner["user_id"])) is None
+    fresh = membership_generation(client, org_id, owner["user_id"])
+    assert cache_membership(client, owner, fresh)
+    assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
