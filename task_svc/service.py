@@ -494,8 +494,8 @@ class TaskService(base.ServiceBase):
         key = self._board_key(org_id)
         try:
             if self.redis.client.exists(key):
-                return [(e, n) for e, n in self.redis.client.zrevrange(key, 0, limit - 1, withscores=True)
-                        if n > 0], "redis"
+                rows = self.redis.client.zrevrange(key, 0, limit - 1, withscores=True)
+                return sorted([(e, n) for e, n in rows if n > 0], key=lambda r: (-r[1], r[0])), "redis"
         except redis_lib.RedisError as exc:
             log.warning("leaderboard cache unavailable: %s", exc)
         rows = self.store.completions(org_id)
