@@ -29,9 +29,21 @@ def environment(services: list[str], **env_overrides: str):
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     config = {"AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
               "REDIS_URI": os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0"),
-              "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": prefix}
-    env = mesh.base_env(mongo_uri, AMQP_URI=config["AMQP_URI"], REDIS_URI=config["REDIS_URI"],
-                        MONGODB_DB_PREFIX=prefix, LOG_LEVEL="WARNING", **env_overrides)
+              "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": prefix, "env": env_overrides}
+    try:
+        with running(config, services):
+            yield config, mongo_uri
+    finally:
+        mesh.stop_process(db_proc)
+        requests.delete(f"{MGMT}/api/vhosts/{vhost}", auth=AUTH, timeout=10)
+
+
+@contextlib.contextmanager
+def running(config: dict, services: list[str]):
+    """``services`` as ``nameko run`` processes on ``config``'s servers, logs in var/log."""
+    env = mesh.base_env(config["MONGODB_URI"], AMQP_URI=config["AMQP_URI"],
+                        REDIS_URI=config["REDIS_URI"], MONGODB_DB_PREFIX=config["MONGODB_DB_PREFIX"],
+                        LOG_LEVEL="WARNING", **config.get("env", {}))
     log_dir = mesh.ROOT / "var" / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = []
@@ -42,12 +54,10 @@ def environment(services: list[str], **env_overrides: str):
                 [str(mesh.VENV_BIN / "nameko"), "run", "--config", str(mesh.ROOT / "config.yaml"),
                  target], cwd=mesh.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True))
-        yield config, mongo_uri
+        yield procs
     finally:
         for proc in procs:
             mesh.stop_process(proc)
-        mesh.stop_process(db_proc)
-        requests.delete(f"{MGMT}/api/vhosts/{vhost}", auth=AUTH, timeout=10)
 
 
 def wait(check, timeout: float, what: str, interval: float = 0.05):
@@ -70,4 +80,4 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-__all__ = ["environment", "wait", "pct", "ms", "statistics"]
+__all__ = ["environment", "running", "wait", "pct", "ms", "statistics"]
