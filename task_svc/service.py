@@ -284,12 +284,14 @@ class TaskService(base.ServiceBase):
     @handles("teams", "team.member.removed")
     def on_team_member_removed(self, event: dict) -> None:
         d = event["data"]
+        self.redis.cache.invalidate_tags(f"team:{d['team_id']}")
         tasks = self.store.open_tasks_of(d["org_id"], d["employee_id"], team_id=d["team_id"])
         self._hand_over(d["org_id"], tasks, d["employee_id"], event, "team.member.removed")
 
     @handles("teams", "team.deleted")
     def on_team_deleted(self, event: dict) -> None:
         d = event["data"]
+        self.redis.cache.invalidate_tags(f"team:{d['team_id']}")
         tasks = self.store.tasks_of_team(d["org_id"], d["team_id"])
         self._drop_team(d["org_id"], d["team_id"], tasks, event.get("actor_id"))
 
