@@ -13,7 +13,7 @@ import redis as redis_lib
 from nameko.timer import Timer
 
 from shared import service as base
-from shared.errors import NotFound, PayloadTooLarge, ValidationFailed
+from shared.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
@@ -74,8 +74,8 @@ class TaskService(base.ServiceBase):
         if "title" in changes or "description" in changes:
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
-        task = self._write(task, changes, user_id)
-        if task is not None:
+        task = self._write(task, changes, user_id) if changes else task
+        if task is not None and changes:
             self._publish(task, "task.updated", {"changes": self._changes_wire(changes)}, user_id)
         return schemas.dump_task(task or self._task(org_id, task_id))
 
@@ -111,7 +111,10 @@ class TaskService(base.ServiceBase):
             domain.check_transition(task["status"], new)
             done = new == "done"
             updated = self._write(task, {"status": new, "completed_at": now() if done else None,
-                                         "completed_by_user_id": user_id if done else None}, user_id)
+                                         "completed_by_user_id": user_id if done else None}, user_id,
+                                  expect={"status": task["status"]})
+        if updated is None:  # deleted or moved by someone else meanwhile
+            raise Conflict("The task changed meanwhile; read it again.")
         self._publish_status(task, updated, user_id)
         return schemas.dump_task(updated)
 
