@@ -3,11 +3,12 @@ what to a task, where an orphaned task goes, search keywords, list cursors."""
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 from datetime import datetime, timedelta, timezone
 
-from shared.errors import BadRequest, Conflict, Forbidden
+from shared.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, ValidationFailed
 from shared.permissions import role_allows, team_role_allows
 
 STATUSES = ("todo", "in_progress", "done")
@@ -207,3 +208,20 @@ def fold_stats(raw: dict) -> dict:
             "completed_this_week": raw["completed_this_week"],
             "completion_rate": completion_rate(by_status["done"], total),
             "per_team": rows(teams, "team_id"), "per_assignee": rows(people, "assignee_id")}
+
+
+# --- attachments --------------------------------------------------------------------
+ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
+
+
+def decode_attachment(data_b64: str, limit: int) -> bytes:
+    """The file's bytes: 413 over ``limit`` (checked before decoding), 422 if not base64."""
+    if len(data_b64) > (limit + 2) // 3 * 4 + 4:
+        raise PayloadTooLarge(f"Attachments are limited to {limit} bytes.")
+    try:
+        blob = base64.b64decode(data_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed("Bad file data.", errors={"data_b64": ["Not base64."]}) from None
+    if len(blob) > limit:
+        raise PayloadTooLarge(f"Attachments are limited to {limit} bytes.")
+    return blob

@@ -4,7 +4,6 @@ are the few steps several entrypoints share (look-ups, caching, publishing)."""
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import logging
@@ -13,21 +12,16 @@ import redis as redis_lib
 from nameko.timer import Timer
 
 from shared import service as base
-from shared.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import membership_key, require_member
-from task_svc import domain, schemas
+from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
 from task_svc.store import TaskStore, new_id, now
 
 log = logging.getLogger(__name__)
-
-LEADERBOARD_TTL = 3600
-# ZINCRBY only when the board exists: a missing board is rebuilt whole from MongoDB
-INCR_IF_EXISTS = ("if redis.call('EXISTS', KEYS[1]) == 1 then "
-                  "return redis.call('ZINCRBY', KEYS[1], ARGV[1], ARGV[2]) end return nil")
 
 
 class ConfigTimer(Timer):
@@ -86,7 +80,7 @@ class TaskService(base.ServiceBase):
         domain.require_delete(me, task, self._team(org_id, task.get("team_id")))
         if self._write(task, {"deleted": True, "deleted_at": now()}, user_id):
             if task["status"] == "done":
-                self._board_incr(org_id, task.get("assignee_id"), -1)
+                leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
             self._publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
                                                  "status": task["status"]}, user_id)
 
@@ -206,7 +200,8 @@ class TaskService(base.ServiceBase):
         require_member(self.redis, self.employees, org_id, user_id, "task.comment")
         data = schemas.AttachmentSchema().load(body)
         task = self._task(org_id, task_id)
-        blob = self._decode(data["data_b64"])
+        blob = domain.decode_attachment(data["data_b64"], int(self.config.get(
+            "TASK_ATTACHMENT_MAX_BYTES", domain.ATTACHMENT_MAX_BYTES)))
         attachment_id = new_id()
         self.files.put(self._file_key(attachment_id), blob, data["content_type"])
         doc = self.store.add_attachment({
@@ -257,7 +252,7 @@ class TaskService(base.ServiceBase):
     def leaderboard(self, user_id: str, org_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.stats")
         limit = schemas.PageArgsSchema().load(args)["limit"]
-        rows, source = self._board(org_id, limit)
+        rows, source = leaderboard.top(self.redis.client, self.store, org_id, limit)
         names = {e["employee_id"]: e.get("name") for e in self._employees(org_id, [r[0] for r in rows])}
         return {"items": [{"rank": i + 1, "employee_id": e, "name": names.get(e), "completed": int(n)}
                           for i, (e, n) in enumerate(rows)], "source": source}
@@ -429,12 +424,12 @@ class TaskService(base.ServiceBase):
                                                    "new_status": new["status"],
                                                    "assignee_id": new.get("assignee_id")}, actor)
         if new["status"] == "done":
-            self._board_incr(new["org_id"], new.get("assignee_id"), 1)
+            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), 1)
             self._publish(new, "task.completed", {
                 "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
                 "completed_by_user_id": actor}, actor)
         elif old["status"] == "done":
-            self._board_incr(new["org_id"], new.get("assignee_id"), -1)
+            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), -1)
 
     def _publish_comment(self, task: dict, comment: dict) -> None:
         author = comment["author_user_id"]
@@ -472,46 +467,6 @@ class TaskService(base.ServiceBase):
     @staticmethod
     def _file_key(attachment_id: str) -> str:
         return f"{attachment_id[-2:]}/{attachment_id}"
-
-    def _decode(self, data_b64: str) -> bytes:
-        limit = int(self.config.get("TASK_ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024))
-        if len(data_b64) > (limit + 2) // 3 * 4 + 4:
-            raise PayloadTooLarge(f"Attachments are limited to {limit} bytes.")
-        try:
-            blob = base64.b64decode(data_b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValidationFailed("Bad file data.", errors={"data_b64": ["Not base64."]}) from None
-        if len(blob) > limit:
-            raise PayloadTooLarge(f"Attachments are limited to {limit} bytes.")
-        return blob
-
-    def _board_key(self, org_id: str) -> str:
-        return f"tasks:leaderboard:{org_id}"
-
-    def _board_incr(self, org_id: str, employee_id: str | None, by: int) -> None:
-        if employee_id:
-            try:
-                self.redis.client.eval(INCR_IF_EXISTS, 1, self._board_key(org_id), by, employee_id)
-            except redis_lib.RedisError as exc:  # the board is rebuilt from MongoDB when missing
-                log.warning("leaderboard update skipped: %s", exc)
-
-    def _board(self, org_id: str, limit: int) -> tuple[list[tuple[str, float]], str]:
-        key = self._board_key(org_id)
-        try:
-            if self.redis.client.exists(key):
-                rows = self.redis.client.zrevrange(key, 0, limit - 1, withscores=True)
-                return sorted([(e, n) for e, n in rows if n > 0], key=lambda r: (-r[1], r[0])), "redis"
-        except redis_lib.RedisError as exc:
-            log.warning("leaderboard cache unavailable: %s", exc)
-        rows = self.store.completions(org_id)
-        if rows:
-            try:
-                pipe = self.redis.client.pipeline()
-                pipe.delete(key).zadd(key, dict(rows)).expire(key, LEADERBOARD_TTL).execute()
-            except redis_lib.RedisError as exc:
-                log.warning("leaderboard not cached: %s", exc)
-        rows.sort(key=lambda r: (-r[1], r[0]))
-        return rows[:limit], "mongodb"
 
     def _mark_overdue(self) -> int:
         at, marked = now(), 0

@@ -148,3 +148,16 @@ def test_a_team_leader_manages_members_a_plain_member_does_not():
     assert not team_domain.may_manage_members(member(employee_id="e-a"), team)
     assert team_domain.leader_after_removal(team, "e-lead") is None
     assert team_domain.leader_after_removal(team, "e-a") == "e-lead"
+
+
+def test_attachment_bytes_are_limited_before_and_after_decoding():
+    import base64
+
+    from shared.errors import PayloadTooLarge, ValidationFailed
+    assert domain.decode_attachment(base64.b64encode(b"x" * 10).decode(), 10) == b"x" * 10
+    with pytest.raises(PayloadTooLarge):
+        domain.decode_attachment(base64.b64encode(b"x" * 11).decode(), 10)
+    with pytest.raises(PayloadTooLarge):  # refused by length alone, never decoded
+        domain.decode_attachment("A" * 10_000, 10)
+    with pytest.raises(ValidationFailed):
+        domain.decode_attachment("not base64!", 100)
