@@ -9,7 +9,9 @@ process and the employees stand-in (bench/neighbours.py). Calls enter by RPC
 (``tasks.list_tasks``), as the gateway forwards them; the gateway hop is not
 in the figures until the whole mesh is merged.
 
-    .venv/bin/python -m bench.task_list [--tasks 100000] [--cold 5] [--cached 200]
+    .venv/bin/python -m bench.task_list [--tasks 100000] [--cold 3] [--cached 200]
+
+With 3 cold samples per query, the cold p99 is the slowest of the three.
 """
 import eventlet
 
@@ -37,7 +39,6 @@ QUERIES = {
     "team+status (~3%)": {"team_id": "team-3", "status": "todo"},
     "status+priority, by due (~8%)": {"status": "in_progress", "priority": "urgent", "sort": "due"},
     "search q=deploy (~13%)": {"q": "deploy"},
-    "overdue (~25%)": {"overdue": "true"},
     "everything, newest first": {},
 }
 
@@ -76,7 +77,7 @@ def timed(call, times: int, before=None) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=100_000)
-    parser.add_argument("--cold", type=int, default=5)
+    parser.add_argument("--cold", type=int, default=3)
     parser.add_argument("--cached", type=int, default=200)
     args = parser.parse_args()
     with environment(["bench.neighbours:BenchEmployees"]) as (config, mongo_uri):
@@ -103,7 +104,7 @@ def measure(name: str, query: dict, rpc, store: TaskStore, cache, bare_rpc: list
 
     f = schemas.ListArgsSchema().load(query)
     q = store.list_query({"org_id": ORG}, f, datetime.now(timezone.utc))
-    direct = timed(lambda: store.page(dict(q), f["sort"], f["limit"], None), args.cold)
+    direct = timed(lambda: store.page(dict(q), f["sort"], f["limit"], None), max(1, args.cold - 1))
     cold = timed(lambda: rpc.tasks.list_tasks(BOSS, ORG, query), args.cold, drop_cache)
     rpc.tasks.list_tasks(BOSS, ORG, query)
     cached = timed(lambda: rpc.tasks.list_tasks(BOSS, ORG, query), args.cached)
