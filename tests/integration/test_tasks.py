@@ -400,3 +400,60 @@ def test_the_overdue_timer_publishes_once_across_two_instances(container_factory
     assert len(ids) == 29 and len(set(ids)) == 29
     assert docs[0]["_id"] not in ids
     assert seen("task.overdue")[0]["data"]["assignee_user_id"] == p["bob"]["user_id"]
+
+
+def test_tenancy_matrix_of_every_team_and_task_operation(mesh):
+    """Outsiders get 404 from everything in the org; members get 403 where
+    their role falls short; nothing changes either way."""
+    config, tasks, teams = mesh
+    org, p = make_org({"boss": "admin", "ann": "member", "bob": "member"})
+    _, q = make_org({"outsider": "owner"})
+    boss = p["boss"]["user_id"]
+    team = call(teams, "create_team", boss, org, {"name": "T"})["team_id"]
+    call(teams, "add_member", boss, org, team, {"employee_id": p["bob"]["employee_id"]})
+    task = call(tasks, "create_task", boss, org, {"title": "x", "assignee_id": p["bob"]["employee_id"]})
+    tid = task["task_id"]
+    job = call(tasks, "create_bulk", boss, org, {"assignee_ids": [p["ann"]["employee_id"]],
+                                                 "task": {"title": "b"}})["job_id"]
+    att = call(tasks, "add_attachment", boss, org, tid, {"filename": "a.txt", "data_b64": "eA=="})
+    emp = p["bob"]["employee_id"]
+    operations = [  # (container, method, args, a plain member is refused)
+        (teams, "create_team", ({"name": "N"},), True),
+        (teams, "list_teams", ({},), False),
+        (teams, "get_team", (team,), False),
+        (teams, "update_team", (team, {"name": "M"}), True),
+        (teams, "delete_team", (team,), True),
+        (teams, "add_member", (team, {"employee_id": p["ann"]["employee_id"]}), True),
+        (teams, "remove_member", (team, emp), True),
+        (teams, "set_leader", (team, {"employee_id": emp}), True),
+        (teams, "get_permissions", (team,), False),
+        (teams, "set_permissions", (team, {"permissions": {}}), True),
+        (tasks, "create_task", ({"title": "y", "assignee_id": emp},), True),
+        (tasks, "list_tasks", ({},), False),
+        (tasks, "get_task", (tid,), False),
+        (tasks, "update_task", (tid, {"title": "z"}), True),
+        (tasks, "delete_task", (tid,), True),
+        (tasks, "assign_task", (tid, {"assignee_id": p["boss"]["employee_id"]}), True),
+        (tasks, "change_status", (tid, {"status": "in_progress"}), True),
+        (tasks, "create_bulk", ({"assignee_ids": [emp], "task": {"title": "b"}},), True),
+        (tasks, "get_bulk_job", (job,), False),
+        (tasks, "add_comment", (tid, {"body": "hi"}), False),
+        (tasks, "list_comments", (tid, {}), False),
+        (tasks, "add_attachment", (tid, {"filename": "b.txt", "data_b64": "eA=="}), False),
+        (tasks, "list_attachments", (tid,), False),
+        (tasks, "get_attachment", (tid, att["attachment_id"]), False),
+        (tasks, "task_history", (tid, {}), False),
+        (tasks, "stats", ({},), False),
+        (tasks, "leaderboard", ({},), False),
+    ]
+    for container, method, args, members_refused in operations:
+        with pytest.raises(NotFound):
+            call(container, method, q["outsider"]["user_id"], org, *args)
+        if members_refused:
+            with pytest.raises(Forbidden):
+                call(container, method, p["ann"]["user_id"], org, *args)
+        else:
+            call(container, method, p["ann"]["user_id"], org, *args)
+    assert call(tasks, "get_task", boss, org, tid)["title"] == "x"
+    assert call(teams, "get_team", boss, org, team)["name"] == "T"
+    assert [t["task_id"] for t in call(tasks, "my_tasks", q["outsider"]["user_id"], {})["items"]] == []
