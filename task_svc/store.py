@@ -7,7 +7,7 @@ serves each query is named beside it.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
@@ -158,17 +158,43 @@ class TaskStore(BaseStore):
 
     def page(self, query: dict, sort: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
         field, direction = domain.SORTS[sort]
-        if cursor:
-            value, after_id = domain.decode_cursor(cursor)
-            op = "$gt" if direction == 1 else "$lt"
-            query = {"$and": [query, {"$or": [{field: {op: value}},
-                                              {field: value, "_id": {op: after_id}}]}]}
-        docs = list(self.tasks.find(query).sort([(field, direction), ("_id", direction)])
-                    .limit(limit + 1))
+        after = domain.decode_cursor(cursor) if cursor else None
+        if sort == "created":
+            docs = self._newest_first(query, after, limit + 1)
+        else:
+            docs = self._sorted(query, field, direction, after, limit + 1)
         more = len(docs) > limit
         docs = docs[:limit]
         next_cursor = domain.encode_cursor(docs[-1][field], docs[-1]["_id"]) if more else None
         return docs, next_cursor
+
+    def _sorted(self, query: dict, field: str, direction: int, after, n: int) -> list[dict]:
+        if after:
+            value, after_id = after
+            op = "$gt" if direction == 1 else "$lt"
+            query = {"$and": [query, {"$or": [{field: {op: value}},
+                                              {field: value, "_id": {op: after_id}}]}]}
+        return list(self.tasks.find(query).sort([(field, direction), ("_id", direction)]).limit(n))
+
+    # growing windows back in time from the cursor (or now); past the last, one unbounded query
+    WINDOWS = tuple(timedelta(hours=h) for h in (1, 8, 64, 512, 4096, 32768))
+
+    def _newest_first(self, query: dict, after, n: int) -> list[dict]:
+        """``created_at`` descending, read as bounded index ranges, newest window first.
+
+        A page then costs what it returns rather than what the org holds: SecantusDB
+        materialises every match before applying a limit (MongoDB would walk the index
+        and stop; there the first window simply answers)."""
+        top, after_id = after if after else (now() + timedelta(minutes=1), None)
+        ties = self.tasks.count_documents({**query, "created_at": top}) if after_id else 0
+        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        for span in self.WINDOWS:
+            window = {**query, "created_at": {"$gte": top - span, "$lte": top}}
+            docs = [d for d in self.tasks.find(window).sort(order).limit(n + ties)
+                    if not (after_id and d["created_at"] == top and d["_id"] >= after_id)]
+            if len(docs) >= n:
+                return docs[:n]
+        return self._sorted(query, "created_at", -1, after, n)
 
     # --- people leaving, teams going ------------------------------------------
     def open_tasks_of(self, org_id: str, employee_id: str, team_id: str | None = None) -> list[dict]:

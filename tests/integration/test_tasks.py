@@ -457,3 +457,28 @@ def test_tenancy_matrix_of_every_team_and_task_operation(mesh):
     assert call(tasks, "get_task", boss, org, tid)["title"] == "x"
     assert call(teams, "get_team", boss, org, team)["name"] == "T"
     assert [t["task_id"] for t in call(tasks, "my_tasks", q["outsider"]["user_id"], {})["items"]] == []
+
+
+def test_newest_first_pages_cover_every_task_once_across_ties_and_years(mesh):
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager"})
+    from task_svc.store import TaskStore
+    base = datetime.now(timezone.utc).replace(microsecond=0)
+    ages = [timedelta(0)] * 6 + [timedelta(minutes=5)] * 3 + [timedelta(days=3), timedelta(days=40),
+                                                              timedelta(days=800), timedelta(days=4000)]
+    docs = []
+    for i, age in enumerate(ages):
+        doc = TaskStore.task_document(org, {"title": f"t{i}", "priority": "low"}, p["boss"], None)
+        doc["created_at"] = base - age
+        docs.append(doc)
+    database(config, "tasks").tasks.insert_many(docs)
+    expected = [d["_id"] for d in sorted(docs, key=lambda d: (d["created_at"], d["_id"]), reverse=True)]
+    got, cursor = [], None
+    while True:
+        page = call(tasks, "list_tasks", p["boss"]["user_id"], org,
+                    {"limit": 4, **({"cursor": cursor} if cursor else {})})
+        got += [t["task_id"] for t in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert got == expected
