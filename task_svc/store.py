@@ -177,7 +177,7 @@ class TaskStore(BaseStore):
         return list(self.tasks.find(query).sort([(field, direction), ("_id", direction)]).limit(n))
 
     # growing windows back in time from the cursor (or now); past the last, one unbounded query
-    WINDOWS = tuple(timedelta(hours=h) for h in (1, 8, 64, 512, 4096, 32768))
+    WINDOWS = tuple(timedelta(minutes=8 ** k) for k in range(8))  # 1 min ... ~4 years
 
     def _newest_first(self, query: dict, after, n: int) -> list[dict]:
         """``created_at`` descending, read as bounded index ranges, newest window first.
