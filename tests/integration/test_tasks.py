@@ -482,3 +482,20 @@ def test_newest_first_pages_cover_every_task_once_across_ties_and_years(mesh):
         if not cursor:
             break
     assert got == expected
+
+
+def test_a_member_leaving_a_team_hands_that_teams_open_tasks_to_its_leader(mesh):
+    config, tasks, teams = mesh
+    org, p = make_org({"boss": "manager", "lead": "member", "bob": "member"})
+    boss, bob = p["boss"]["user_id"], p["bob"]["employee_id"]
+    team = call(teams, "create_team", boss, org, {"name": "Ops"})["team_id"]
+    call(teams, "add_member", boss, org, team, {"employee_id": p["lead"]["employee_id"], "role": "leader"})
+    call(teams, "add_member", boss, org, team, {"employee_id": bob})
+    in_team = call(tasks, "create_task", boss, org, {"title": "a", "assignee_id": bob, "team_id": team})
+    elsewhere = call(tasks, "create_task", boss, org, {"title": "b", "assignee_id": bob})
+    call(teams, "remove_member", boss, org, team, bob)
+    wait_until(lambda: call(tasks, "get_task", boss, org, in_team["task_id"])["assignee_id"]
+               == p["lead"]["employee_id"], what="the hand-over")
+    event = wait_until(lambda: seen("task.reassigned", task_id=in_team["task_id"]))[0]["data"]
+    assert event["reason"] == "team.member.removed" and event["old_assignee_id"] == bob
+    assert call(tasks, "get_task", boss, org, elsewhere["task_id"])["assignee_id"] == bob
