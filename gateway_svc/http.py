@@ -84,7 +84,8 @@ class ApiWsgiApp(WsgiApp):
         # a route may allow more (``@api(..., max_body=...)``), never more than the largest
         if length is not None and length > max(self.max_body, self.largest_route_body):
             return from_exception(PayloadTooLarge(
-                f"The body is {length} bytes; the limit is {self.max_body}."))
+                f"The body is {length} bytes; the limit is "
+                f"{max(self.max_body, self.largest_route_body)}."))
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
