@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from shared import mesh  # noqa: E402
+from tests.tokens import auth_settings  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 RABBIT_AUTH = ("guest", "guest")
@@ -80,6 +81,7 @@ def make_config(mongo_uri, vhost_factory):
             "WEB_SERVER_ADDRESS": f"127.0.0.1:{mesh.free_port()}",
             "RATE_LIMITS": {"default": "1000/60", "auth": "1000/60", "bulk": "1000/60"},
             "max_workers": 10,
+            "auth": auth_settings(),  # test signing keys (tests/tokens.py)
         }
         config.update(overrides)
         return config
