@@ -64,6 +64,13 @@ def require_assign(membership: dict, team: dict | None, assignee_id: str | None)
         raise Forbidden("You may assign tasks only to yourself, or to members of a team you lead.")
 
 
+def require_reassign(membership: dict, task: dict, team: dict | None, assignee_id: str | None) -> None:
+    """Changing who does a task: the caller must be able to change the task
+    (so nobody unassigns someone else's work) and to assign the new person."""
+    require_update(membership, task, team)
+    require_assign(membership, team, assignee_id)
+
+
 def can_update(membership: dict, task: dict, team: dict | None) -> bool:
     """Managers and up; the assignee or the creator (own tasks); the team's leader."""
     if role_allows(membership["role"], "task.update_any"):

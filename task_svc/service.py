@@ -89,7 +89,7 @@ class TaskService(base.ServiceBase):
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
         new = schemas.AssignSchema().load(body)["assignee_id"]
         task = self._task(org_id, task_id)
-        domain.require_assign(me, self._team(org_id, task.get("team_id")), new)
+        domain.require_reassign(me, task, self._team(org_id, task.get("team_id")), new)
         assignee = self._assignee(org_id, new)
         updated = self._reassign(task, assignee, user_id, reason="assigned")
         return schemas.dump_task(updated or self._task(org_id, task_id))

@@ -161,3 +161,12 @@ def test_attachment_bytes_are_limited_before_and_after_decoding():
         domain.decode_attachment("A" * 10_000, 10)
     with pytest.raises(ValidationFailed):
         domain.decode_attachment("not base64!", 100)
+
+
+def test_nobody_unassigns_or_takes_over_someone_elses_task_without_update_rights():
+    task = {"assignee_id": "e-a", "creator_id": "e-c", "team_id": None}
+    for target in (None, "e-me"):
+        with pytest.raises(Forbidden):
+            domain.require_reassign(member(employee_id="e-me"), task, None, target)
+    domain.require_reassign(member(employee_id="e-a"), task, None, None)  # the assignee lets go
+    domain.require_reassign(member("manager"), task, None, "e-z")
