@@ -63,6 +63,8 @@ class ApiWsgiApp(WsgiApp):
         super().__init__(server)
         config = server.container.config
         self.max_body = int(config.get("MAX_BODY_BYTES", DEFAULT_MAX_BODY))
+        self.largest_route_body = max((getattr(rule.endpoint, "max_body_bytes", None) or 0
+                                       for rule in self.url_map.iter_rules()), default=0)
         origins = config.get("CORS_ORIGINS") or []
         self.cors_origins = {o.strip() for o in (origins.split(",") if isinstance(origins, str)
                                                  else origins) if o.strip()}
@@ -82,9 +84,11 @@ class ApiWsgiApp(WsgiApp):
         if request.method == "OPTIONS" and self._cors_origin(environ):
             return Response(status=204)
         length = request.content_length
-        if length is not None and length > self.max_body:
+        # a route may allow more (``@api(..., max_body=...)``), never more than the largest
+        if length is not None and length > max(self.max_body, self.largest_route_body):
             return from_exception(PayloadTooLarge(
-                f"The body is {length} bytes; the limit is {self.max_body}."))
+                f"The body is {length} bytes; the limit is "
+                f"{max(self.max_body, self.largest_route_body)}."))
         adapter = self.url_map.bind_to_environ(environ)
         try:
             provider, values = adapter.match()
@@ -97,8 +101,12 @@ class ApiWsgiApp(WsgiApp):
                                     headers={"Allow": ", ".join(exc.valid_methods or [])})
         except HTTPException as exc:
             return from_exception(exc)
+        max_body = getattr(provider, "max_body_bytes", None) or self.max_body
+        if length is not None and length > max_body:
+            return from_exception(PayloadTooLarge(
+                f"The body is {length} bytes; the limit is {max_body}."))
         request.path_values = values
-        request.max_content_length = self.max_body
+        request.max_content_length = max_body
         return provider.handle_request(request)
 
     def _cors_origin(self, environ) -> str | None:
@@ -177,16 +185,28 @@ class ApiEntrypoint(HttpRequestHandler):
     guard = Guard()
 
     def __init__(self, method: str, url: str, auth: bool = True, limit: str | None = "default",
-                 *, body=None, query=None, response=None, status: int | None = None,
-                 summary: str | None = None, errors: tuple[int, ...] = (), **kwargs):
+                 max_body: int | str | None = None, *, body=None, query=None, response=None,
+                 status: int | None = None, summary: str | None = None,
+                 errors: tuple[int, ...] = (), **kwargs):
+        """``max_body``: this route's body limit in bytes, or the name of the
+        config key holding it (default: ``MAX_BODY_BYTES``)."""
         self.auth = auth
         self.limit = limit
+        self.max_body = max_body
+        self.max_body_bytes: int | None = None
         # for the OpenAPI document (gateway_svc.openapi): marshmallow schemas
         # (classes or instances) of the body, the query string and the answer
         self.doc = {"body": body, "query": query, "response": response, "status": status,
                     "summary": summary, "errors": tuple(errors)}
         full_url = url if url.startswith(API_PREFIX) else f"{API_PREFIX}{url}"
         super().__init__(method, full_url, expected_exceptions=(AppError,), **kwargs)
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.max_body, str):
+            self.max_body_bytes = int(self.container.config.get(self.max_body) or DEFAULT_MAX_BODY)
+        elif self.max_body:
+            self.max_body_bytes = int(self.max_body)
 
     def handle_request(self, request):
         request.shallow = False

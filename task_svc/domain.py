@@ -1,1 +1,234 @@
-"""Rules of the tasks service, with no I/O."""
+"""Rules of the tasks service, with no I/O: the status machine, who may do
+what to a task, where an orphaned task goes, search keywords, list cursors."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+from shared.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, ValidationFailed
+from shared.permissions import role_allows, team_role_allows
+
+STATUSES = ("todo", "in_progress", "done")
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "todo": ("in_progress",),
+    "in_progress": ("todo", "done"),
+    "done": ("in_progress",),
+}
+OPEN_STATUSES = ("todo", "in_progress")
+PRIORITIES = ("low", "medium", "high", "urgent")
+PRIORITY_RANK = {p: i for i, p in enumerate(PRIORITIES)}
+NO_DUE = datetime(9999, 12, 31, tzinfo=timezone.utc)  # sorts tasks without a due date last
+MAX_BULK = 10_000
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+# --- status machine ----------------------------------------------------------
+def check_transition(old: str, new: str) -> None:
+    """Raise Conflict (409) naming the allowed moves unless ``old -> new`` is one."""
+    allowed = TRANSITIONS.get(old, ())
+    if new not in allowed:
+        raise Conflict(f"A task cannot go from {old} to {new}.", allowed=list(allowed),
+                       current=old)
+
+
+# --- permissions ---------------------------------------------------------------
+def team_actions(membership: dict, team: dict | None) -> set[str]:
+    """What the caller's place in the task's team adds: the leader's actions
+    (shared.permissions.TEAM_ACTIONS) and what was granted to them there."""
+    if not team:
+        return set()
+    me = membership.get("employee_id")
+    role = "leader" if team.get("leader_id") == me else \
+        (membership.get("teams") or {}).get(team["team_id"])
+    actions = {a for a in ("task.assign_team", "task.update_team") if team_role_allows(role, a)}
+    return actions | set((team.get("permissions") or {}).get(me, []))
+
+
+def can_assign(membership: dict, team: dict | None, assignee_id: str | None) -> bool:
+    """Managers and up assign anyone; anyone may take a task themselves or
+    leave it unassigned; a team leader (or a member granted task.assign_team)
+    assigns their team's tasks to that team's members."""
+    if role_allows(membership["role"], "task.assign_any"):
+        return True
+    if assignee_id is None or assignee_id == membership.get("employee_id"):
+        return True
+    return ("task.assign_team" in team_actions(membership, team)
+            and assignee_id in (team or {}).get("member_ids", []))
+
+
+def require_assign(membership: dict, team: dict | None, assignee_id: str | None) -> None:
+    if not can_assign(membership, team, assignee_id):
+        raise Forbidden("You may assign tasks only to yourself, or to members of a team you lead.")
+
+
+def require_reassign(membership: dict, task: dict, team: dict | None, assignee_id: str | None) -> None:
+    """Changing who does a task: the caller must be able to change the task
+    (so nobody unassigns someone else's work) and to assign the new person."""
+    require_update(membership, task, team)
+    require_assign(membership, team, assignee_id)
+
+
+def can_update(membership: dict, task: dict, team: dict | None) -> bool:
+    """Managers and up; the assignee or the creator (own tasks); the team's leader."""
+    if role_allows(membership["role"], "task.update_any"):
+        return True
+    own = membership.get("employee_id") in (task.get("assignee_id"), task.get("creator_id"))
+    if own and role_allows(membership["role"], "task.update_own"):
+        return True
+    return "task.update_team" in team_actions(membership, team)
+
+
+def require_update(membership: dict, task: dict, team: dict | None) -> None:
+    if not can_update(membership, task, team):
+        raise Forbidden("Only the assignee, the creator, the team's leader or a manager "
+                        "may change this task.")
+
+
+def require_delete(membership: dict, task: dict, team: dict | None) -> None:
+    if role_allows(membership["role"], "task.delete"):
+        return
+    if "task.update_team" in team_actions(membership, team):
+        return
+    raise Forbidden("Only a manager or the team's leader may delete this task.")
+
+
+# --- reassignment when people leave -----------------------------------------
+def reassignment_target(team: dict | None, leaving_employee_id: str) -> tuple[str | None, str | None]:
+    """Where an open task of someone leaving goes: to its team's leader when
+    there is one other than the leaver, else nobody. ``(employee_id, user_id)``."""
+    if team and team.get("leader_id") and team["leader_id"] != leaving_employee_id:
+        return team["leader_id"], team.get("leader_user_id")
+    return None, None
+
+
+# --- history --------------------------------------------------------------------
+TRACKED = ("title", "description", "assignee_id", "team_id", "priority", "status", "due_at",
+           "labels", "deleted")
+
+
+def diff(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """``(field, old, new)`` for each tracked field whose value changes."""
+    return [(f, old.get(f), new[f]) for f in TRACKED if f in new and old.get(f) != new[f]]
+
+
+# --- search -------------------------------------------------------------------
+def keywords(*texts: str | None) -> list[str]:
+    """Lower-cased words of title and description, indexed as an array
+    (SecantusDB has no text index; this works on MongoDB too)."""
+    words = {w.casefold()[:40] for t in texts if t for w in _WORD.findall(t)}
+    return sorted(words)[:200]
+
+
+def search_terms(q: str) -> list[str]:
+    return [w.casefold()[:40] for w in _WORD.findall(q)][:8]
+
+
+# --- lists -----------------------------------------------------------------------
+SORTS = {  # sort name -> (field, direction)
+    "created": ("created_at", -1),
+    "-created": ("created_at", 1),
+    "due": ("due_sort", 1),
+    "-due": ("due_sort", -1),
+    "priority": ("priority_rank", -1),
+    "-priority": ("priority_rank", 1),
+}
+
+
+def encode_cursor(value, task_id: str) -> str:
+    if isinstance(value, datetime):
+        value = {"$dt": value.astimezone(timezone.utc).isoformat()}
+    raw = json.dumps([value, task_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[object, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, task_id = json.loads(raw)
+        if isinstance(value, dict):
+            value = datetime.fromisoformat(value["$dt"])
+        if not isinstance(task_id, str) or not isinstance(value, (int, datetime)):
+            raise ValueError("bad cursor")
+    except (ValueError, TypeError, KeyError):
+        raise BadRequest("The cursor is not one this API gave out.") from None
+    return value, task_id
+
+
+def week_start(now: datetime) -> datetime:
+    day = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
+
+
+def completion_rate(done: int, total: int) -> float:
+    return round(done / total, 4) if total else 0.0
+
+
+# --- bulk ---------------------------------------------------------------------------
+def unique_in_order(ids: list[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def split_assignees(ids: list[str], found: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """Active employees of the org get a task; everyone else is a reported failure."""
+    valid, errors = [], []
+    for employee_id in ids:
+        employee = found.get(employee_id)
+        if employee is None or employee.get("status") != "active":
+            errors.append({"assignee_id": employee_id, "error": "not an active employee"})
+        else:
+            valid.append(employee)
+    return valid, errors
+
+
+def bulk_task_id(job_id: str, employee_id: str) -> str:
+    """Deterministic: a redelivered chunk inserts the same ids and creates nothing new."""
+    return f"{job_id}-{employee_id}"
+
+
+def fold_stats(raw: dict) -> dict:
+    """Counts by status, per team and per assignee, from (team, assignee, status) groups."""
+    by_status = dict.fromkeys(STATUSES, 0)
+    teams: dict = {}
+    people: dict = {}
+    for g in raw["groups"]:
+        by_status[g["status"]] = by_status.get(g["status"], 0) + g["n"]
+        for table, key in ((teams, g.get("team")), (people, g.get("assignee"))):
+            row = table.setdefault(key, {"total": 0, "done": 0})
+            row["total"] += g["n"]
+            row["done"] += g["n"] if g["status"] == "done" else 0
+    total = sum(by_status.values())
+
+    def rows(table: dict, name: str) -> list[dict]:
+        out = [{name: k, "total": v["total"], "done": v["done"],
+                "completion_rate": completion_rate(v["done"], v["total"])}
+               for k, v in table.items() if k is not None]
+        return sorted(out, key=lambda r: (-r["total"], r[name]))[:100]
+
+    return {"total": total, "by_status": by_status, "overdue": raw["overdue"],
+            "completed_this_week": raw["completed_this_week"],
+            "completion_rate": completion_rate(by_status["done"], total),
+            "per_team": rows(teams, "team_id"), "per_assignee": rows(people, "assignee_id")}
+
+
+# --- attachments --------------------------------------------------------------------
+ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
+
+
+def decode_attachment(data_b64: str, limit: int) -> bytes:
+    """The file's bytes: 413 over ``limit`` (checked before decoding), 422 if not base64."""
+    if len(data_b64) > (limit + 2) // 3 * 4 + 4:
+        raise PayloadTooLarge(f"Attachments are limited to {limit} bytes.")
+    try:
+        blob = base64.b64decode(data_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed("Bad file data.", errors={"data_b64": ["Not base64."]}) from None
+    if len(blob) > limit:
+        raise PayloadTooLarge(f"Attachments are limited to {limit} bytes.")
+    return blob

@@ -1,1 +1,144 @@
-"""Wire shapes of the tasks service (marshmallow)."""
+"""Wire shapes of the tasks service (marshmallow): what comes in over RPC,
+what goes out, and the data of the events it publishes."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
+
+from task_svc import domain
+
+ID = validate.Length(min=1, max=64)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if value else None
+
+
+class Due(fields.AwareDateTime):
+    def __init__(self, **kw):
+        super().__init__(format="iso", default_timezone=timezone.utc, **kw)
+
+
+class Labels(fields.List):
+    def __init__(self, **kw):
+        super().__init__(fields.String(validate=validate.Regexp(r"^[\w.:-]{1,40}$")),
+                         validate=validate.Length(max=20), **kw)
+
+
+class TaskFieldsSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    team_id = fields.String(load_default=None, allow_none=True, validate=ID)
+    priority = fields.String(load_default="medium", validate=validate.OneOf(domain.PRIORITIES))
+    due_at = Due(load_default=None, allow_none=True)
+    labels = Labels(load_default=list)
+
+
+class TaskCreateSchema(TaskFieldsSchema):
+    assignee_id = fields.String(load_default=None, allow_none=True, validate=ID)
+
+
+class TaskUpdateSchema(Schema):
+    title = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(validate=validate.Length(max=10_000))
+    team_id = fields.String(allow_none=True, validate=ID)
+    priority = fields.String(validate=validate.OneOf(domain.PRIORITIES))
+    due_at = Due(allow_none=True)
+    labels = Labels()
+
+
+class BulkSchema(Schema):
+    assignee_ids = fields.List(fields.String(validate=ID), required=True,
+                               validate=validate.Length(min=1, max=domain.MAX_BULK))
+    task = fields.Nested(TaskFieldsSchema, required=True)
+
+
+class StatusSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(domain.STATUSES))
+
+
+class AssignSchema(Schema):
+    assignee_id = fields.String(required=True, allow_none=True, validate=ID)
+
+
+class CommentSchema(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    mentions = fields.List(fields.String(validate=ID), load_default=list,
+                           validate=validate.Length(max=50))
+
+
+class AttachmentSchema(Schema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_type = fields.String(load_default="application/octet-stream",
+                                 validate=validate.Regexp(r"^[\w.+-]+/[\w.+-]+$"))
+    data_b64 = fields.String(required=True)
+
+    @validates("filename")
+    def _plain_name(self, value: str, **_) -> None:
+        if "/" in value or "\\" in value or "\x00" in value or value in (".", ".."):
+            raise ValidationError("A file name, not a path: no '/', '\\' or '..'.")
+
+
+class PageArgsSchema(Schema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
+
+
+class ListArgsSchema(PageArgsSchema):
+    assignee_id = fields.String(validate=ID)
+    team_id = fields.String(validate=ID)
+    status = fields.String(validate=validate.OneOf(domain.STATUSES))
+    priority = fields.String(validate=validate.OneOf(domain.PRIORITIES))
+    labels = Labels()
+    due_before = Due()
+    due_after = Due()
+    overdue = fields.Boolean()
+    q = fields.String(validate=validate.Length(max=200))
+    sort = fields.String(load_default="created", validate=validate.OneOf(tuple(domain.SORTS)))
+
+    @pre_load
+    def _split_labels(self, data, **_):
+        if isinstance(data.get("labels"), str):
+            data = {**data, "labels": [x for x in data["labels"].split(",") if x]}
+        return data
+
+
+class StatsArgsSchema(Schema):
+    team_id = fields.String(validate=ID)
+    assignee_id = fields.String(validate=ID)
+
+
+def dump_task(t: dict) -> dict:
+    return {"task_id": t["_id"], "org_id": t["org_id"], "title": t["title"],
+            "description": t.get("description", ""), "assignee_id": t.get("assignee_id"),
+            "team_id": t.get("team_id"), "priority": t["priority"], "status": t["status"],
+            "due_at": iso(t.get("due_at")), "labels": t.get("labels", []),
+            "creator_user_id": t.get("creator_user_id"), "created_at": iso(t.get("created_at")),
+            "updated_at": iso(t.get("updated_at")), "completed_at": iso(t.get("completed_at")),
+            "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id")}
+
+
+def dump_job(j: dict) -> dict:
+    return {"job_id": j["_id"], "org_id": j["org_id"], "status": j["status"], "total": j["total"],
+            "done": j["done"], "failed": j["failed"], "errors": j.get("errors", [])[:1000],
+            "created_at": iso(j.get("created_at")), "finished_at": iso(j.get("finished_at"))}
+
+
+def dump_history(h: dict) -> dict:
+    def plain(v):
+        return iso(v) if isinstance(v, datetime) else v
+    return {"history_id": h["_id"], "field": h["field"], "old": plain(h["old"]),
+            "new": plain(h["new"]), "actor": h.get("actor"), "reason": h.get("reason"),
+            "at": iso(h["at"])}
+
+
+def dump_comment(c: dict) -> dict:
+    return {"comment_id": c["_id"], "task_id": c["task_id"], "author_user_id": c["author_user_id"],
+            "body": c["body"], "mentions": c.get("mentions", []), "created_at": iso(c["created_at"])}
+
+
+def dump_attachment(a: dict) -> dict:
+    return {"attachment_id": a["_id"], "task_id": a["task_id"], "filename": a["filename"],
+            "content_type": a["content_type"], "size": a["size"],
+            "uploaded_by_user_id": a["uploaded_by_user_id"], "created_at": iso(a["created_at"])}

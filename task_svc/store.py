@@ -1,6 +1,325 @@
-"""The tasks service's MongoDB collections: indexes beside the queries."""
+"""The tasks service's MongoDB collections: indexes beside the queries.
+
+Every query filters by ``org_id`` (tenancy) except the caller's own
+``/me/tasks`` (by ``assignee_user_id``) and the overdue scan. The index that
+serves each query is named beside it.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import BulkWriteError
+
 from shared.mongo import BaseStore
+from task_svc import domain
+
+DUPLICATE_KEY = 11000
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(ObjectId())
+
+
+def _ix(name: str, *keys, **kw) -> IndexModel:
+    return IndexModel(list(keys), name=name, **kw)
+
+
+A, D = ASCENDING, DESCENDING
 
 
 class TaskStore(BaseStore):
-    INDEXES: dict = {}
+    INDEXES = {
+        "tasks": [
+            # org lists per sort order (sort=created | due | priority)
+            _ix("org_created", ("org_id", A), ("deleted", A), ("created_at", D), ("_id", D)),
+            _ix("org_due", ("org_id", A), ("deleted", A), ("due_sort", A), ("_id", A)),
+            _ix("org_priority", ("org_id", A), ("deleted", A), ("priority_rank", D), ("_id", D)),
+            # filters: assignee_id, team_id, status (+ overdue), labels, q (keywords)
+            _ix("org_assignee", ("org_id", A), ("assignee_id", A), ("deleted", A), ("created_at", D)),
+            _ix("org_team", ("org_id", A), ("team_id", A), ("deleted", A), ("created_at", D)),
+            _ix("org_status_due", ("org_id", A), ("status", A), ("due_sort", A)),
+            _ix("org_labels", ("org_id", A), ("labels", A)),
+            _ix("org_keywords", ("org_id", A), ("keywords", A)),
+            # /me/tasks across orgs
+            _ix("assignee_user", ("assignee_user_id", A), ("deleted", A), ("created_at", D)),
+            # the overdue timer: unmarked, open, past due. (Bulk jobs need no index of their
+            # own: a job's task ids are deterministic, "{job_id}-{assignee_id}". Each index
+            # costs ~65 us per inserted task on SecantusDB, so there is none to spare.)
+            _ix("overdue_scan", ("overdue_at", A), ("status", A), ("due_at", A)),
+        ],
+        "history": [_ix("task_at", ("task_id", A), ("at", A))],
+        "comments": [_ix("task_comments", ("task_id", A), ("_id", A))],
+        "attachments": [_ix("task_attachments", ("task_id", A), ("_id", A))],
+    }
+
+    @property
+    def tasks(self):
+        return self.db.tasks
+
+    # --- one task ------------------------------------------------------------
+    @staticmethod
+    def task_document(org_id: str, data: dict, creator: dict, assignee: dict | None,
+                      task_id: str | None = None, job_id: str | None = None) -> dict:
+        at = now()
+        return {
+            "_id": task_id or new_id(), "org_id": org_id, "title": data["title"],
+            "description": data.get("description", ""),
+            "keywords": domain.keywords(data["title"], data.get("description")),
+            "assignee_id": assignee["employee_id"] if assignee else None,
+            "assignee_user_id": assignee["user_id"] if assignee else None,
+            "team_id": data.get("team_id"), "priority": data["priority"],
+            "priority_rank": domain.PRIORITY_RANK[data["priority"]], "status": "todo",
+            "due_at": data.get("due_at"), "due_sort": data.get("due_at") or domain.NO_DUE,
+            "labels": data.get("labels", []), "creator_id": creator.get("employee_id"),
+            "creator_user_id": creator["user_id"], "created_at": at, "updated_at": at,
+            "completed_at": None, "overdue_at": None, "deleted": False, "job_id": job_id,
+        }
+
+    def insert(self, doc: dict) -> dict:
+        self.tasks.insert_one(doc)
+        return doc
+
+    def get(self, org_id: str, task_id: str) -> dict | None:
+        return self.tasks.find_one({"_id": task_id, "org_id": org_id, "deleted": False})
+
+    def update(self, org_id: str, task_id: str, changes: dict, expect: dict | None = None) -> dict | None:
+        """Apply ``changes``, only if the task still has the values in ``expect``."""
+        changes = dict(changes)
+        if "priority" in changes:
+            changes["priority_rank"] = domain.PRIORITY_RANK[changes["priority"]]
+        if "due_at" in changes:
+            changes["due_sort"] = changes["due_at"] or domain.NO_DUE
+            changes["overdue_at"] = None  # a new due date may become overdue again
+        query = {"_id": task_id, "org_id": org_id, "deleted": False, **(expect or {})}
+        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": now()}},
+                                              return_document=ReturnDocument.AFTER)
+
+    # --- bulk -----------------------------------------------------------------
+    def insert_many_idempotent(self, docs: list[dict]) -> set[str]:
+        """Insert, ignoring tasks that already exist (a redelivered chunk);
+        returns the ids that were new."""
+        return self.insert_ignoring_duplicates(self.tasks, docs)
+
+    def create_job(self, job: dict) -> None:
+        self.db.jobs.insert_one(job)
+
+    def get_job(self, org_id: str, job_id: str) -> dict | None:
+        return self.db.jobs.find_one({"_id": job_id, "org_id": org_id})
+
+    def record_chunk(self, job_id: str, chunk: int, done: int, errors: list[dict]) -> dict | None:
+        """Count a chunk once (a redelivered chunk changes nothing) and mark the
+        job done when its last chunk is in."""
+        job = self.db.jobs.find_one_and_update(
+            {"_id": job_id, "chunks_done": {"$ne": chunk}},
+            {"$addToSet": {"chunks_done": chunk},
+             "$inc": {"done": done, "failed": len(errors)},
+             "$push": {"errors": {"$each": errors[:1000]}}, "$set": {"updated_at": now()}},
+            return_document=ReturnDocument.AFTER)
+        if job and len(job["chunks_done"]) >= job["chunks_total"]:
+            job = self.db.jobs.find_one_and_update(
+                {"_id": job_id, "status": {"$ne": "done"}},
+                {"$set": {"status": "done", "finished_at": now()}},
+                return_document=ReturnDocument.AFTER) or job
+        return job
+
+    # --- lists ----------------------------------------------------------------
+    @staticmethod
+    def list_query(base: dict, f: dict, at: datetime) -> dict:
+        query = {**base, "deleted": False}
+        for field in ("assignee_id", "team_id", "status", "priority"):
+            if f.get(field):
+                query[field] = f[field]
+        if f.get("labels"):
+            query["labels"] = {"$all": f["labels"]}
+        due: dict = {}
+        if f.get("due_before"):
+            due["$lt"] = f["due_before"]
+        if f.get("due_after"):
+            due["$gte"] = f["due_after"]
+        if f.get("overdue") is True:
+            due["$lt"] = min(due.get("$lt", at), at)
+            query["status"] = {"$in": list(domain.OPEN_STATUSES)} if not f.get("status") else \
+                (f["status"] if f["status"] != "done" else {"$in": []})
+        elif f.get("overdue") is False:
+            query["$or"] = [{"due_at": None}, {"due_at": {"$gte": at}}, {"status": "done"}]
+        if due:
+            query["due_at"] = due
+        terms = domain.search_terms(f.get("q") or "")
+        if terms:  # each word a prefix of some keyword: anchored regex on the keywords index
+            query["$and"] = [{"keywords": {"$regex": "^" + re.escape(t)}} for t in terms]
+        return query
+
+    def page(self, query: dict, sort: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        field, direction = domain.SORTS[sort]
+        after = domain.decode_cursor(cursor) if cursor else None
+        if sort == "created" and frozenset(query) in self.WINDOWED_SHAPES:
+            docs = self._newest_first(query, after, limit + 1)
+        else:
+            docs = self._sorted(query, field, direction, after, limit + 1)
+        more = len(docs) > limit
+        docs = docs[:limit]
+        next_cursor = domain.encode_cursor(docs[-1][field], docs[-1]["_id"]) if more else None
+        return docs, next_cursor
+
+    def _sorted(self, query: dict, field: str, direction: int, after, n: int) -> list[dict]:
+        if after:
+            value, after_id = after
+            op = "$gt" if direction == 1 else "$lt"
+            query = {"$and": [query, {"$or": [{field: {op: value}},
+                                              {field: value, "_id": {op: after_id}}]}]}
+        return list(self.tasks.find(query).sort([(field, direction), ("_id", direction)]).limit(n))
+
+    # filters an index serves together with created_at (org_created, org_assignee, org_team,
+    # assignee_user): only these are read in windows; SecantusDB scans the collection for any
+    # filter no single index covers, and a scan per window would cost more, not less
+    WINDOWED_SHAPES = frozenset(frozenset(keys) for keys in (
+        ("org_id", "deleted"), ("org_id", "deleted", "assignee_id"), ("org_id", "deleted", "team_id"),
+        ("assignee_user_id", "deleted")))
+    # growing windows back in time from the cursor (or now); past the last, one unbounded query
+    WINDOWS = tuple(timedelta(minutes=8 ** k) for k in range(8))  # 1 min ... ~4 years
+
+    def _newest_first(self, query: dict, after, n: int) -> list[dict]:
+        """``created_at`` descending, read as bounded index ranges, newest window first.
+
+        A page then costs what it returns rather than what the org holds: SecantusDB
+        materialises every match before applying a limit (MongoDB would walk the index
+        and stop; there the first window simply answers)."""
+        top, after_id = after if after else (now() + timedelta(minutes=1), None)
+        ties = self.tasks.count_documents({**query, "created_at": top}) if after_id else 0
+        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
+        for span in self.WINDOWS:
+            window = {**query, "created_at": {"$gte": top - span, "$lte": top}}
+            docs = [d for d in self.tasks.find(window).sort(order).limit(n + ties)
+                    if not (after_id and d["created_at"] == top and d["_id"] >= after_id)]
+            if len(docs) >= n:
+                return docs[:n]
+        return self._sorted(query, "created_at", -1, after, n)
+
+    # --- people leaving, teams going ------------------------------------------
+    def open_tasks_of(self, org_id: str, employee_id: str, team_id: str | None = None) -> list[dict]:
+        query = {"org_id": org_id, "assignee_id": employee_id, "deleted": False,
+                 "status": {"$in": list(domain.OPEN_STATUSES)}}
+        if team_id:
+            query["team_id"] = team_id
+        return list(self.tasks.find(query))
+
+    def tasks_of_team(self, org_id: str, team_id: str) -> list[dict]:
+        return list(self.tasks.find({"org_id": org_id, "team_id": team_id},
+                                    {"_id": 1, "assignee_user_id": 1}))
+
+    # --- overdue ----------------------------------------------------------------
+    def overdue_candidates(self, at: datetime, limit: int = 500) -> list[dict]:
+        return list(self.tasks.find({"overdue_at": None, "status": {"$in": list(domain.OPEN_STATUSES)},
+                                     "due_at": {"$lt": at}, "deleted": False}).limit(limit))
+
+    def mark_overdue(self, task_id: str, at: datetime) -> dict | None:
+        """Marks once: only the first marker gets the task back."""
+        return self.tasks.find_one_and_update({"_id": task_id, "overdue_at": None},
+                                              {"$set": {"overdue_at": at}},
+                                              return_document=ReturnDocument.AFTER)
+
+    # --- stats, leaderboard -------------------------------------------------------
+    def stats(self, org_id: str, team_id: str | None, assignee_id: str | None, at: datetime) -> dict:
+        match = {"org_id": org_id, "deleted": False}
+        if team_id:
+            match["team_id"] = team_id
+        if assignee_id:
+            match["assignee_id"] = assignee_id
+        groups = list(self.tasks.aggregate([
+            {"$match": match},
+            {"$group": {"_id": {"team": "$team_id", "assignee": "$assignee_id", "status": "$status"},
+                        "n": {"$sum": 1}}}]))
+        overdue = self.tasks.count_documents({**match, "status": {"$in": list(domain.OPEN_STATUSES)},
+                                              "due_at": {"$lt": at}})
+        week = self.tasks.count_documents({**match, "status": "done",
+                                           "completed_at": {"$gte": domain.week_start(at)}})
+        return {"groups": [{**g["_id"], "n": g["n"]} for g in groups], "overdue": overdue,
+                "completed_this_week": week}
+
+    def completions(self, org_id: str) -> list[tuple[str, int]]:
+        rows = self.tasks.aggregate([
+            {"$match": {"org_id": org_id, "status": "done", "deleted": False,
+                        "assignee_id": {"$ne": None}}},
+            {"$group": {"_id": "$assignee_id", "n": {"$sum": 1}}}])
+        return [(r["_id"], r["n"]) for r in rows]
+
+    # --- history, comments, attachments -------------------------------------------
+    def add_history(self, task: dict, changes: list[tuple[str, object, object]], actor: str | None,
+                    reason: str | None = None) -> None:
+        if changes:
+            at = now()
+            self.db.history.insert_many([
+                {"_id": new_id(), "task_id": task["_id"], "org_id": task["org_id"], "field": f,
+                 "old": old, "new": new, "actor": actor, "reason": reason, "at": at}
+                for f, old, new in changes])
+
+    def add_history_many(self, entries: list[dict]) -> None:
+        if entries:
+            self.db.history.insert_many(entries)
+
+    def history(self, task_id: str, limit: int, after: str | None) -> list[dict]:
+        query: dict = {"task_id": task_id}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.history.find(query).sort([("at", A), ("_id", A)]).limit(limit))
+
+    def add_comment(self, doc: dict) -> dict:
+        self.db.comments.insert_one(doc)
+        return doc
+
+    def comments(self, task_id: str, limit: int, after: str | None) -> list[dict]:
+        query: dict = {"task_id": task_id}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.comments.find(query).sort("_id", A).limit(limit))
+
+    def commenters(self, task_id: str) -> list[str]:
+        return sorted({c["author_user_id"] for c in self.db.comments.find(
+            {"task_id": task_id}, {"author_user_id": 1}).limit(500)})
+
+    def add_attachment(self, doc: dict) -> dict:
+        self.db.attachments.insert_one(doc)
+        return doc
+
+    def attachments(self, task_id: str) -> list[dict]:
+        return list(self.db.attachments.find({"task_id": task_id}).sort("_id", A).limit(500))
+
+    def attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict | None:
+        return self.db.attachments.find_one({"_id": attachment_id, "task_id": task_id,
+                                             "org_id": org_id})
+
+    def bulk_update_team_removed(self, org_id: str, team_id: str, task_ids: list[str],
+                                 actor: str | None) -> None:
+        """The team is gone: its tasks stay, without a team, each with history.
+        Conditional on the team still being set, so a re-run writes nothing twice."""
+        at = now()
+        result = self.tasks.bulk_write([UpdateOne(
+            {"_id": task_id, "org_id": org_id, "team_id": team_id},
+            {"$set": {"team_id": None, "updated_at": at}}) for task_id in task_ids], ordered=False)
+        if result.modified_count:
+            self.insert_ignoring_duplicates(self.db.history, [
+                {"_id": f"team-removed-{task_id}-{team_id}", "task_id": task_id, "org_id": org_id,
+                 "field": "team_id", "old": team_id, "new": None, "actor": actor,
+                 "reason": "team.deleted", "at": at} for task_id in task_ids])
+
+    @staticmethod
+    def insert_ignoring_duplicates(collection, docs: list[dict]) -> set[str]:
+        """Insert; documents whose _id exists already are skipped. Returns the new ids."""
+        if not docs:
+            return set()
+        ids = {d["_id"] for d in docs}
+        try:
+            collection.insert_many(docs, ordered=False)
+            return ids
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return ids - {docs[e["index"]]["_id"] for e in errors}

@@ -1,6 +1,137 @@
-"""The teams service's MongoDB collections: indexes beside the queries."""
+"""The teams service's MongoDB collections: indexes beside the queries.
+
+A team is one document with its members embedded (a team has tens of
+members, not thousands), ``member_ids`` beside them for the
+"teams of an employee" look-up, and per-member permissions.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.errors import Conflict
 from shared.mongo import BaseStore
 
 
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(ObjectId())  # time-ordered: lists page by _id
+
+
 class TeamStore(BaseStore):
-    INDEXES: dict = {}
+    INDEXES = {
+        "teams": [
+            # list_teams (org_id, _id > cursor) and the unique name per org
+            IndexModel([("org_id", ASCENDING), ("_id", ASCENDING)], name="org_id"),
+            IndexModel([("org_id", ASCENDING), ("name_key", ASCENDING)], unique=True,
+                       name="org_name_unique"),
+            # teams_of_employee and employee.removed
+            IndexModel([("org_id", ASCENDING), ("member_ids", ASCENDING)], name="org_members"),
+        ],
+        # employees seen through employee.added (names and user ids for events)
+        "directory": [IndexModel([("org_id", ASCENDING)], name="org")],
+    }
+
+    @property
+    def teams(self):
+        return self.db.teams
+
+    def create_team(self, org_id: str, name: str, description: str, settings: dict,
+                    actor: str) -> dict:
+        doc = {"_id": new_id(), "org_id": org_id, "name": name, "name_key": name.casefold(),
+               "description": description, "settings": settings, "leader_id": None,
+               "members": [], "member_ids": [], "permissions": {}, "created_by": actor,
+               "created_at": now(), "updated_at": now()}
+        try:
+            self.teams.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"A team named {name!r} already exists in this organization.") from None
+        return doc
+
+    def get(self, org_id: str, team_id: str) -> dict | None:
+        return self.teams.find_one({"_id": team_id, "org_id": org_id})
+
+    def list_teams(self, org_id: str, limit: int, after: str | None) -> list[dict]:
+        query: dict = {"org_id": org_id}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.teams.find(query).sort("_id", ASCENDING).limit(limit))
+
+    def teams_of_employee(self, org_id: str, employee_id: str) -> list[dict]:
+        return list(self.teams.find({"org_id": org_id, "member_ids": employee_id})
+                    .sort("_id", ASCENDING))
+
+    def many(self, org_id: str, team_ids: list[str]) -> list[dict]:
+        return list(self.teams.find({"org_id": org_id, "_id": {"$in": team_ids}}))
+
+    def update_team(self, org_id: str, team_id: str, changes: dict) -> dict | None:
+        if "name" in changes:
+            changes = {**changes, "name_key": changes["name"].casefold()}
+        try:
+            return self.teams.find_one_and_update(
+                {"_id": team_id, "org_id": org_id}, {"$set": {**changes, "updated_at": now()}},
+                return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            raise Conflict(f"A team named {changes['name']!r} already exists.") from None
+
+    def delete_team(self, org_id: str, team_id: str) -> dict | None:
+        return self.teams.find_one_and_delete({"_id": team_id, "org_id": org_id})
+
+    def delete_org_teams(self, org_id: str) -> list[dict]:
+        teams = list(self.teams.find({"org_id": org_id}, {"name": 1, "org_id": 1}))
+        self.teams.delete_many({"org_id": org_id})
+        return teams
+
+    def add_member(self, org_id: str, team_id: str, member: dict) -> dict | None:
+        """Adds unless already a member (None then): the condition makes a
+        concurrent double add impossible."""
+        update: dict = {"$push": {"members": member}, "$addToSet": {"member_ids": member["employee_id"]},
+                        "$set": {"updated_at": now()}}
+        if member["role"] == "leader":
+            update["$set"]["leader_id"] = member["employee_id"]
+        return self.teams.find_one_and_update(
+            {"_id": team_id, "org_id": org_id, "member_ids": {"$ne": member["employee_id"]}},
+            update, return_document=ReturnDocument.AFTER)
+
+    def remove_member(self, org_id: str, team_id: str, employee_id: str) -> dict | None:
+        """Removes and returns the team as it was, or None if not a member.
+        The leader seat and the member's permissions go with them."""
+        before = self.teams.find_one({"_id": team_id, "org_id": org_id, "member_ids": employee_id})
+        if before is None:
+            return None
+        update: dict = {"$pull": {"members": {"employee_id": employee_id}, "member_ids": employee_id},
+                        "$unset": {f"permissions.{employee_id}": ""}, "$set": {"updated_at": now()}}
+        done = self.teams.update_one({"_id": team_id, "member_ids": employee_id}, update)
+        if not done.modified_count:
+            return None
+        self.teams.update_one({"_id": team_id, "leader_id": employee_id},
+                              {"$set": {"leader_id": None}})
+        return before
+
+    def set_leader(self, org_id: str, team_id: str, employee_id: str) -> tuple[str | None, dict]:
+        """Make a member the leader (the old one stays a member); returns
+        ``(old_leader_id, team)``. Callers hold the team's lock."""
+        team = self.teams.find_one({"_id": team_id, "org_id": org_id})
+        members = [{**m, "role": "leader" if m["employee_id"] == employee_id else "member"}
+                   for m in team["members"]]
+        self.teams.update_one({"_id": team_id},
+                              {"$set": {"members": members, "leader_id": employee_id,
+                                        "updated_at": now()}})
+        return team.get("leader_id"), {**team, "members": members, "leader_id": employee_id}
+
+    def set_permissions(self, org_id: str, team_id: str, permissions: dict) -> None:
+        self.teams.update_one({"_id": team_id, "org_id": org_id},
+                              {"$set": {"permissions": permissions, "updated_at": now()}})
+
+    def remember_employee(self, employee: dict) -> None:
+        self.db.directory.update_one({"_id": employee["employee_id"]},
+                                     {"$set": {**employee, "seen_at": now()}}, upsert=True)
+
+    def forget_employee(self, employee_id: str) -> None:
+        self.db.directory.delete_one({"_id": employee_id})

@@ -1,6 +1,63 @@
 """Gateway routes for teams (api.md). Entrypoints stay thin: validate,
-one RPC, shape the answer."""
+one RPC, shape the answer. The teams service validates every field and
+decides tenancy (404 outside the org, 403 without the permission)."""
+from __future__ import annotations
+
+from gateway_svc.http import api, read_json
+from shared.errors import BadRequest
+
+ORG = "/orgs/<org_id>"
+TEAM = f"{ORG}/teams/<team_id>"
+
+
+def json_object(request) -> dict:
+    """The body as a JSON object (415/413/400 otherwise); fields are the service's to judge."""
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
 
 
 class TeamRoutes:
-    pass
+    @api("POST", f"{ORG}/teams")
+    def create_team(self, request, org_id):
+        return 201, self.rpc_teams.create_team(request.user_id, org_id, json_object(request))
+
+    @api("GET", f"{ORG}/teams")
+    def list_teams(self, request, org_id):
+        """``?employee_id=`` lists the teams of one employee."""
+        return self.rpc_teams.list_teams(request.user_id, org_id, request.args.to_dict())
+
+    @api("GET", TEAM)
+    def get_team(self, request, org_id, team_id):
+        return self.rpc_teams.get_team(request.user_id, org_id, team_id)
+
+    @api("PATCH", TEAM)
+    def update_team(self, request, org_id, team_id):
+        return self.rpc_teams.update_team(request.user_id, org_id, team_id, json_object(request))
+
+    @api("DELETE", TEAM)
+    def delete_team(self, request, org_id, team_id):
+        self.rpc_teams.delete_team(request.user_id, org_id, team_id)
+        return 204, None
+
+    @api("POST", f"{TEAM}/members")
+    def add_team_member(self, request, org_id, team_id):
+        return 201, self.rpc_teams.add_member(request.user_id, org_id, team_id, json_object(request))
+
+    @api("DELETE", f"{TEAM}/members/<employee_id>")
+    def remove_team_member(self, request, org_id, team_id, employee_id):
+        self.rpc_teams.remove_member(request.user_id, org_id, team_id, employee_id)
+        return 204, None
+
+    @api("PUT", f"{TEAM}/leader")
+    def set_team_leader(self, request, org_id, team_id):
+        return self.rpc_teams.set_leader(request.user_id, org_id, team_id, json_object(request))
+
+    @api("GET", f"{TEAM}/permissions")
+    def get_team_permissions(self, request, org_id, team_id):
+        return self.rpc_teams.get_permissions(request.user_id, org_id, team_id)
+
+    @api("PUT", f"{TEAM}/permissions")
+    def set_team_permissions(self, request, org_id, team_id):
+        return self.rpc_teams.set_permissions(request.user_id, org_id, team_id, json_object(request))

@@ -1,0 +1,83 @@
+"""What the benchmarks share: a private SecantusDB and RabbitMQ vhost, the
+services as separate ``nameko run`` processes (as in production), cleanup."""
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import time
+import uuid
+
+import requests
+
+from shared import mesh
+
+MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
+AUTH = ("guest", "guest")
+
+
+@contextlib.contextmanager
+def environment(services: list[str], **env_overrides: str):
+    """Yields ``(config, mongo_uri)`` with ``services`` (``module:Class`` or
+    ``package.service``) running as processes; everything is removed after."""
+    vhost = f"bench-{uuid.uuid4().hex[:8]}"
+    requests.put(f"{MGMT}/api/vhosts/{vhost}", auth=AUTH, timeout=10).raise_for_status()
+    requests.put(f"{MGMT}/api/permissions/{vhost}/guest", auth=AUTH, timeout=10,
+                 json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    db_proc, mongo_uri = mesh.start_secantus(":memory:")
+    prefix = f"bench{uuid.uuid4().hex[:6]}"
+    config = {"AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
+              "REDIS_URI": os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0"),
+              "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": prefix, "env": env_overrides}
+    try:
+        with running(config, services):
+            yield config, mongo_uri
+    finally:
+        mesh.stop_process(db_proc)
+        requests.delete(f"{MGMT}/api/vhosts/{vhost}", auth=AUTH, timeout=10)
+
+
+@contextlib.contextmanager
+def running(config: dict, services: list[str]):
+    """``services`` as ``nameko run`` processes on ``config``'s servers, logs in var/log."""
+    env = mesh.base_env(config["MONGODB_URI"], AMQP_URI=config["AMQP_URI"],
+                        REDIS_URI=config["REDIS_URI"], MONGODB_DB_PREFIX=config["MONGODB_DB_PREFIX"],
+                        LOG_LEVEL="WARNING", **config.get("env", {}))
+    log_dir = mesh.ROOT / "var" / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    try:
+        for target in services:
+            log = open(log_dir / f"bench-{target.replace(':', '-')}.log", "ab")
+            procs.append(subprocess.Popen(
+                [str(mesh.VENV_BIN / "nameko"), "run", "--config", str(mesh.ROOT / "config.yaml"),
+                 target], cwd=mesh.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
+        yield procs
+    finally:
+        for proc in procs:
+            mesh.stop_process(proc)
+
+
+def wait(check, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting for {what} after {timeout:g} s")
+        time.sleep(interval)
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+__all__ = ["environment", "running", "wait", "pct", "ms", "statistics"]

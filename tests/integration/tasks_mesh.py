@@ -1,0 +1,94 @@
+"""What the teams/tasks integration tests share: a fake ``employees`` service
+(the organizations/employees engineer builds the real one), a listener that
+records the events users would notice, and small helpers."""
+from __future__ import annotations
+
+import uuid
+
+import pymongo
+from nameko.events import event_handler
+from nameko.standalone.events import event_dispatcher
+from nameko.testing.services import entrypoint_hook
+
+from shared.events import make_envelope
+from shared.rpc import rpc
+
+# employee_id -> employee; filled per test (ids are unique per test)
+PEOPLE: dict[str, dict] = {}
+SEEN: list[dict] = []  # every event the listener got, in order
+
+
+class FakeEmployees:
+    """The contract of docs/events.md and the brief: get_membership, get_employees."""
+
+    name = "employees"
+
+    @rpc
+    def get_membership(self, org_id, user_id):
+        for p in PEOPLE.values():
+            if p["org_id"] == org_id and p["user_id"] == user_id:
+                return {**p, "permissions": [], "teams": p.get("teams", {})}
+        return None
+
+    @rpc
+    def get_employees(self, org_id, employee_ids):
+        return [dict(PEOPLE[e]) for e in employee_ids if e in PEOPLE and PEOPLE[e]["org_id"] == org_id]
+
+
+LISTENED = [
+    ("tasks", t) for t in ("task.created", "task.assigned", "task.reassigned", "task.updated",
+                           "task.status.changed", "task.completed", "task.overdue",
+                           "task.deleted", "task.comment.added")
+] + [
+    ("teams", t) for t in ("team.created", "team.updated", "team.deleted", "team.member.added",
+                           "team.member.removed", "team.leader.changed",
+                           "team.permission.granted", "team.permission.revoked")
+]
+
+
+def _recorder():
+    def record(self, payload):
+        SEEN.append(payload)
+    return record
+
+
+Listener = type("Listener", (), {
+    "name": "listener",
+    **{f"on_{svc}_{et.replace('.', '_')}": event_handler(svc, et)(_recorder())
+       for svc, et in LISTENED},
+})
+
+
+def make_org(roles: dict[str, str], status: dict[str, str] | None = None) -> tuple[str, dict]:
+    """A fresh org with one employee per name: ``{name: employee}``."""
+    org_id = f"org-{uuid.uuid4().hex[:10]}"
+    people = {}
+    for name, role in roles.items():
+        emp = {"employee_id": f"emp-{name}-{uuid.uuid4().hex[:8]}", "org_id": org_id,
+               "user_id": f"user-{name}-{uuid.uuid4().hex[:8]}", "email": f"{name}@example.com",
+               "name": name.title(), "role": role, "status": (status or {}).get(name, "active"),
+               "job_title": "engineer"}
+        PEOPLE[emp["employee_id"]] = emp
+        people[name] = emp
+    return org_id, people
+
+
+def call(container, method, *args):
+    with entrypoint_hook(container, method) as hook:
+        return hook(*args)
+
+
+def seen(event_type: str, **match) -> list[dict]:
+    return [e for e in SEEN if e["event_type"] == event_type
+            and all(e["data"].get(k) == v for k, v in match.items())]
+
+
+def dispatch(config, producer: str, event_type: str, data: dict, **fields) -> dict:
+    envelope = make_envelope(event_type, data, producer=producer, org_id=data.get("org_id"), **fields)
+    event_dispatcher(config)(producer, event_type, envelope)
+    return envelope
+
+
+def database(config, service: str):
+    return pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
+        f"{config['MONGODB_DB_PREFIX']}_{service}"]
