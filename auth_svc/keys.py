@@ -12,7 +12,7 @@ Where the keys come from, first match wins:
 A key's ``kid`` is its RFC 7638 thumbprint, so the same key has the same id in
 every process and two different keys can never share one. The public half is
 published as a JWKS: ``GET /auth/jwks.json``, the ``jwks`` RPC, and the Redis
-hash ``auth:jwks`` (kid -> JWK) that the gateway reads.
+keys ``auth:jwks:kid:{kid}`` (the JWK) that the gateway reads.
 """
 from __future__ import annotations
 
@@ -28,7 +28,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 ALGORITHM = "EdDSA"
-JWKS_REDIS_KEY = "auth:jwks"
+JWKS_KEY_PREFIX = "auth:jwks:kid:"   # + kid -> the public JWK (JSON), no TTL
+
+
+def jwk_redis_key(kid: str) -> str:
+    return f"{JWKS_KEY_PREFIX}{kid}"
 _PEM_BLOCK = re.compile(r"-----BEGIN PRIVATE KEY-----.+?-----END PRIVATE KEY-----", re.S)
 
 
@@ -115,6 +119,6 @@ def load_keyring(config: dict) -> KeyRing:
 
 
 def publish_jwks(redis_client, ring: KeyRing) -> None:
-    """Add our public keys to the shared ``auth:jwks`` hash (kid -> JWK).
+    """Write our public keys to Redis, one key per kid (``auth:jwks:kid:{kid}``).
     Kids are thumbprints, so processes with other keys never overwrite ours."""
-    redis_client.hset(JWKS_REDIS_KEY, mapping={k.kid: json.dumps(k.jwk()) for k in ring.keys})
+    redis_client.mset({jwk_redis_key(k.kid): json.dumps(k.jwk()) for k in ring.keys})

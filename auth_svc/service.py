@@ -1,8 +1,51 @@
-"""The auth service: entrypoints only."""
+"""The auth service: entrypoints only. The flows are in auth_svc.accounts,
+the rules in auth_svc.domain, the queries in auth_svc.store."""
+import logging
+
+import redis
+from nameko.extensions import DependencyProvider
+from nameko.timer import timer
+
+from auth_svc import schemas
+from auth_svc.accounts import Accounts
+from auth_svc.domain import brief_user, normalise_email
+from auth_svc.keys import load_keyring, publish_jwks
 from auth_svc.store import AuthStore
 from shared import service as base
 from shared.events import Events
 from shared.mongo import Mongo
+from shared.redis import make_client
+from shared.rpc import rpc
+
+log = logging.getLogger(__name__)
+JWKS_REFRESH_SECONDS = 60
+
+
+class SigningKeys(DependencyProvider):
+    """The key ring, loaded once per process; its JWKS goes to Redis at start."""
+
+    def setup(self) -> None:
+        self.ring = load_keyring(self.container.config)
+
+    def start(self) -> None:
+        publish(self.container.config, self.ring)
+
+    def get_dependency(self, worker_ctx):
+        return self.ring
+
+
+def publish(config: dict, ring) -> None:
+    client = make_client(config)
+    try:
+        publish_jwks(client, ring)
+    except redis.RedisError as exc:  # the timer tries again
+        log.error("could not publish the JWKS to Redis: %s", exc)
+    finally:
+        client.close()
+
+
+def _load(schema, data):
+    return schema.load(data if isinstance(data, dict) else {})
 
 
 class AuthService(base.ServiceBase):
@@ -10,3 +53,118 @@ class AuthService(base.ServiceBase):
 
     store = Mongo(AuthStore)
     events = Events()
+    keys = SigningKeys()
+
+    @property
+    def accounts(self) -> Accounts:
+        return Accounts(self.store, self.redis.client, self.events, self.config, self.keys)
+
+    @timer(interval=JWKS_REFRESH_SECONDS)
+    def publish_keys(self):
+        """Re-assert the public keys in Redis (after a Redis restart, say)."""
+        publish(self.config, self.keys)
+
+    # -- accounts and tokens (the gateway passes the client's ip and user agent)
+    @rpc(sensitive_arguments=("data.password",))
+    def register(self, data, ip=None, user_agent=None):
+        body = _load(schemas.RegisterSchema(), data)
+        return self.accounts.register(body["email"], body["password"], body["name"],
+                                      ip, user_agent)
+
+    @rpc(sensitive_arguments=("data.password",))
+    def login(self, data, ip=None, user_agent=None):
+        body = _load(schemas.LoginSchema(), data)
+        return self.accounts.login(body["email"], body["password"], ip, user_agent)
+
+    @rpc(sensitive_arguments=("data.mfa_token", "data.code"))
+    def login_mfa(self, data, ip=None, user_agent=None):
+        body = _load(schemas.MfaLoginSchema(), data)
+        return self.accounts.login_mfa(body["mfa_token"], body["code"], ip, user_agent)
+
+    @rpc(sensitive_arguments=("data.refresh_token",))
+    def refresh(self, data, ip=None, user_agent=None):
+        body = _load(schemas.RefreshSchema(), data)
+        return self.accounts.refresh(body["refresh_token"], ip, user_agent)
+
+    @rpc
+    def logout(self, user_id, session_id, jti, exp):
+        self.accounts.logout(user_id, session_id, jti, exp)
+
+    @rpc
+    def list_sessions(self, user_id, current_session_id=None):
+        return self.accounts.sessions(user_id, current_session_id)
+
+    @rpc
+    def revoke_session(self, user_id, session_id):
+        self.accounts.revoke_session(user_id, session_id)
+
+    @rpc
+    def forgot_password(self, data):
+        self.accounts.forgot_password(_load(schemas.ForgotPasswordSchema(), data)["email"])
+
+    @rpc(sensitive_arguments=("data.token", "data.password"))
+    def reset_password(self, data):
+        body = _load(schemas.ResetPasswordSchema(), data)
+        self.accounts.reset_password(body["token"], body["password"])
+
+    @rpc(sensitive_arguments=("data.token",))
+    def verify_email(self, data):
+        self.accounts.verify_email(_load(schemas.TokenSchema(), data)["token"])
+
+    @rpc
+    def resend_verification(self, user_id):
+        self.accounts.resend_verification(user_id)
+
+    # -- two-factor ---------------------------------------------------------
+    @rpc
+    def mfa_setup(self, user_id):
+        return self.accounts.mfa_setup(user_id)
+
+    @rpc(sensitive_arguments=("data.code",))
+    def mfa_enable(self, user_id, data):
+        return self.accounts.mfa_enable(user_id, _load(schemas.CodeSchema(), data)["code"])
+
+    @rpc(sensitive_arguments=("data.code",))
+    def mfa_disable(self, user_id, data):
+        self.accounts.mfa_disable(user_id, _load(schemas.CodeSchema(), data)["code"])
+
+    # -- profile --------------------------------------------------------------
+    @rpc
+    def get_me(self, user_id):
+        return self.accounts.me(user_id)
+
+    @rpc
+    def update_me(self, user_id, data):
+        return self.accounts.update_me(user_id, _load(schemas.ProfileUpdateSchema(), data))
+
+    @rpc
+    def delete_me(self, user_id):
+        self.accounts.delete_me(user_id)
+
+    # -- for other services -------------------------------------------------------
+    @rpc
+    def get_user(self, user_id):
+        """``{user_id, email, name, email_verified}`` or None."""
+        user = self.store.user(user_id) if isinstance(user_id, str) else None
+        return brief_user(user) if user else None
+
+    @rpc
+    def get_users(self, user_ids):
+        """The users found among ``user_ids`` (at most 1000), in no order."""
+        ids = [i for i in (user_ids or [])[:1000] if isinstance(i, str)]
+        return [brief_user(user) for user in self.store.users(ids)]
+
+    @rpc
+    def find_user_by_email(self, email):
+        if not isinstance(email, str):
+            return None
+        user = self.store.user_by_email(normalise_email(email))
+        return brief_user(user) if user else None
+
+    @rpc
+    def user_exists(self, user_id):
+        return isinstance(user_id, str) and self.store.user(user_id) is not None
+
+    @rpc
+    def jwks(self):
+        return self.keys.jwks()

@@ -1,6 +1,161 @@
-"""The auth service's MongoDB collections: indexes beside the queries."""
+"""The auth service's MongoDB collections: indexes beside the queries.
+
+users                      _id, email (normalised, unique), name, password_hash,
+                           email_verified, pending_email, mfa{...}, deleted_at
+refresh_tokens             one document per session: _id = session id,
+                           token_hash (current), used_hashes (rotated out),
+                           revoked_at, expires_at (TTL)
+password_reset_tokens      _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
+email_verification_tokens  _id = SHA-256 of the token, user_id, email, expires_at (TTL), used_at
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from shared.errors import Conflict
 from shared.mongo import BaseStore
+
+USED_HASHES_KEPT = 100   # rotated-out refresh tokens remembered per session (reuse detection)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class AuthStore(BaseStore):
-    INDEXES: dict = {}
+    INDEXES = {
+        "users": [IndexModel("email", unique=True)],
+        "refresh_tokens": [IndexModel("token_hash", unique=True),
+                           IndexModel("used_hashes"),
+                           IndexModel([("user_id", ASCENDING), ("revoked_at", ASCENDING)]),
+                           IndexModel("expires_at", expireAfterSeconds=0)],
+        "password_reset_tokens": [IndexModel("user_id"),
+                                  IndexModel("expires_at", expireAfterSeconds=0)],
+        "email_verification_tokens": [IndexModel("user_id"),
+                                      IndexModel("expires_at", expireAfterSeconds=0)],
+    }
+
+    # -- users -------------------------------------------------------------
+    def insert_user(self, doc: dict, session=None) -> dict:
+        try:
+            self.db.users.insert_one(doc, session=session)
+        except DuplicateKeyError:
+            raise Conflict("An account with this email already exists.",
+                           errors={"email": ["Already registered."]}) from None
+        return doc
+
+    def user(self, user_id: str) -> dict | None:
+        return self.db.users.find_one({"_id": user_id, "deleted_at": None})
+
+    def users(self, user_ids: list[str]) -> list[dict]:
+        return list(self.db.users.find({"_id": {"$in": list(user_ids)}, "deleted_at": None}))
+
+    def user_by_email(self, email: str) -> dict | None:
+        return self.db.users.find_one({"email": email, "deleted_at": None})
+
+    def update_user(self, user_id: str, changes: dict, session=None, unset=None) -> dict | None:
+        update = {"$set": {**changes, "updated_at": utcnow()}}
+        if unset:
+            update["$unset"] = {field: "" for field in unset}
+        try:
+            return self.db.users.find_one_and_update(
+                {"_id": user_id, "deleted_at": None}, update,
+                return_document=ReturnDocument.AFTER, session=session)
+        except DuplicateKeyError:
+            raise Conflict("An account with this email already exists.",
+                           errors={"email": ["Already registered."]}) from None
+
+    def set_totp_step(self, user_id: str, step: int) -> bool:
+        """Record a used TOTP step unless it (or a later one) was used: replay guard."""
+        result = self.db.users.update_one(
+            {"_id": user_id, "$or": [{"mfa.last_step": {"$lt": step}},
+                                     {"mfa.last_step": None}]},
+            {"$set": {"mfa.last_step": step}})
+        return result.modified_count == 1
+
+    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
+        result = self.db.users.update_one({"_id": user_id, "mfa.recovery_codes": code_hash},
+                                          {"$pull": {"mfa.recovery_codes": code_hash}})
+        return result.modified_count == 1
+
+    def soft_delete_user(self, user_id: str, session=None) -> dict | None:
+        """Frees the email (kept in deleted_email) and marks the account deleted."""
+        doc = self.user(user_id)
+        if doc is None:
+            return None
+        self.db.users.update_one(
+            {"_id": user_id, "deleted_at": None},
+            {"$set": {"deleted_at": utcnow(), "deleted_email": doc["email"],
+                      "email": f"deleted+{user_id}@invalid"},
+             "$unset": {"password_hash": "", "mfa": "", "pending_email": ""}}, session=session)
+        return doc
+
+    # -- sessions (refresh tokens) ------------------------------------------
+    def create_session(self, doc: dict, session=None) -> None:
+        self.db.refresh_tokens.insert_one(doc, session=session)
+
+    def rotate_refresh(self, old_hash: str, new_hash: str, ip, user_agent) -> dict | None:
+        """Swap the current token of a live session; None if ``old_hash`` is
+        not any live session's current token."""
+        now = utcnow()
+        return self.db.refresh_tokens.find_one_and_update(
+            {"token_hash": old_hash, "revoked_at": None, "expires_at": {"$gt": now}},
+            {"$set": {"token_hash": new_hash, "last_used_at": now, "ip": ip,
+                      "user_agent": user_agent},
+             "$push": {"used_hashes": {"$each": [old_hash], "$slice": -USED_HASHES_KEPT}}},
+            return_document=ReturnDocument.AFTER)
+
+    def session_by_used_hash(self, token_hash: str) -> dict | None:
+        return self.db.refresh_tokens.find_one({"used_hashes": token_hash})
+
+    def session(self, session_id: str) -> dict | None:
+        return self.db.refresh_tokens.find_one({"_id": session_id})
+
+    def active_sessions(self, user_id: str, limit: int = 200) -> list[dict]:
+        return list(self.db.refresh_tokens.find(
+            {"user_id": user_id, "revoked_at": None, "expires_at": {"$gt": utcnow()}},
+            {"token_hash": 0, "used_hashes": 0}).sort("created_at", -1).limit(limit))
+
+    def revoke_session(self, session_id: str, user_id: str | None = None) -> bool:
+        query = {"_id": session_id, "revoked_at": None}
+        if user_id is not None:
+            query["user_id"] = user_id
+        result = self.db.refresh_tokens.update_one(query, {"$set": {"revoked_at": utcnow()}})
+        return result.modified_count == 1
+
+    def revoke_all_sessions(self, user_id: str) -> list[str]:
+        """Revokes every live session of the user; returns their ids."""
+        ids = [d["_id"] for d in self.db.refresh_tokens.find(
+            {"user_id": user_id, "revoked_at": None}, {"_id": 1})]
+        if ids:
+            self.db.refresh_tokens.update_many({"_id": {"$in": ids}, "revoked_at": None},
+                                               {"$set": {"revoked_at": utcnow()}})
+        return ids
+
+    # -- single-use tokens (reset, verification) -----------------------------
+    def add_token(self, collection: str, token_hash: str, user_id: str, ttl: int,
+                  session=None, **fields) -> None:
+        now = utcnow()
+        self.db[collection].insert_one(
+            {"_id": token_hash, "user_id": user_id, "created_at": now,
+             "expires_at": now + timedelta(seconds=ttl), "used_at": None, **fields},
+            session=session)
+
+    def live_token(self, collection: str, token_hash: str) -> dict | None:
+        return self.db[collection].find_one({"_id": token_hash, "used_at": None,
+                                             "expires_at": {"$gt": utcnow()}})
+
+    def use_token(self, collection: str, token_hash: str) -> dict | None:
+        """Marks a live token used and returns it; None if unknown, used or expired."""
+        now = utcnow()
+        return self.db[collection].find_one_and_update(
+            {"_id": token_hash, "used_at": None, "expires_at": {"$gt": now}},
+            {"$set": {"used_at": now}})
+
+    def drop_tokens(self, collection: str, user_id: str) -> None:
+        """Invalidates every outstanding token of the user in ``collection``."""
+        self.db[collection].update_many({"user_id": user_id, "used_at": None},
+                                        {"$set": {"used_at": utcnow()}})

@@ -4,11 +4,12 @@
 * The token is a JWT signed by auth with Ed25519 (``alg: EdDSA``); it is
   verified locally with auth's public keys. Only ``EdDSA`` is accepted, so
   ``alg: none`` and HMAC tokens "signed" with a public key are refused.
-* Public keys come from the Redis hash ``auth:jwks`` (kid -> JWK) that auth
-  fills at start. They are kept in process memory for ``JWKS_CACHE_SECONDS``;
-  an unknown ``kid`` is looked up again, at most ``JWKS_LOOKUPS_PER_SECOND``
-  times a second in all, and a kid found missing is not looked up again for a
-  second, so garbage kids cannot hammer Redis.
+* Public keys come from the Redis keys ``auth:jwks:kid:{kid}`` (one JWK
+  each, no TTL) that auth writes at start and every minute. They are kept in
+  process memory for ``JWKS_CACHE_SECONDS``; an unknown ``kid`` is looked
+  up, at most ``JWKS_LOOKUPS_PER_SECOND`` times a second in all, and a kid
+  found missing is not looked up again for a second, so garbage kids cannot
+  hammer Redis.
 * Revocation: ``auth:blacklist:jti:{jti}`` (logout) and
   ``auth:blacklist:sid:{sid}`` (a revoked session) are checked on every
   request, failing closed: Redis unreachable -> 503, never a free pass.
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 ALGORITHMS = ["EdDSA"]
 ISSUER = "workforce-auth"
 AUDIENCE = "workforce-api"
-JWKS_REDIS_KEY = "auth:jwks"
+JWKS_KEY_PREFIX = "auth:jwks:kid:"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
 _KID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_TOKEN_BYTES = 4096
@@ -126,7 +127,7 @@ class Identity:
             return None
         self._window = (second, count + 1)
         try:
-            raw = self.redis.hget(JWKS_REDIS_KEY, kid)
+            raw = self.redis.get(f"{JWKS_KEY_PREFIX}{kid}")
         except redis.RedisError as exc:
             log.warning("JWKS unreachable: %s", exc)
             raise Unavailable("Cannot check the token right now; try again shortly.") from None

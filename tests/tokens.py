@@ -7,7 +7,7 @@ service) started with that config accepts them.
 
 The keys come from fixed seeds, so every parallel test session has the same
 ones (and the same kids) and none can confuse another through the shared
-Redis hash ``auth:jwks``.
+Redis keys ``auth:jwks:kid:{kid}``.
 """
 from __future__ import annotations
 

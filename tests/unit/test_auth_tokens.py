@@ -9,7 +9,7 @@ import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from auth_svc.keys import JWKS_REDIS_KEY, KeyRing, SigningKey, load_keyring, parse_pem_keys
+from auth_svc.keys import KeyRing, SigningKey, jwk_redis_key, load_keyring, parse_pem_keys
 from auth_svc.tokens import mint_access_token
 from gateway_svc.identity import Identity
 from shared.errors import Unauthorized, Unavailable
@@ -18,17 +18,16 @@ from tests.tokens import TEST_KEYS, TEST_PRIVATE_KEYS_PEM
 
 class FakeRedis:
     def __init__(self, ring=None, broken=False):
-        self.hash = {k.kid: json.dumps(k.jwk()) for k in (ring.keys if ring else [])}
+        self.hash = {jwk_redis_key(k.kid): json.dumps(k.jwk()) for k in (ring.keys if ring else [])}
         self.keys = set()
         self.broken = broken
         self.hgets = 0
 
-    def hget(self, name, kid):
-        assert name == JWKS_REDIS_KEY
+    def get(self, name):
         self.hgets += 1
         if self.broken:
             raise redis.ConnectionError("down")
-        return self.hash.get(kid)
+        return self.hash.get(name)
 
     def exists(self, *keys):
         if self.broken:
