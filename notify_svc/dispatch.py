@@ -37,6 +37,15 @@ def user_channel(user_id: str) -> str:
     return f"notifications:user:{user_id}"
 
 
+def user_stream(user_id: str) -> str:
+    """Recent in-app items of a user, for websocket catch-up (gateway_svc.realtime)."""
+    return f"notifications:stream:{user_id}"
+
+
+STREAM_MAXLEN = 500
+STREAM_TTL = 7 * 24 * 3600
+
+
 def prefs_key(user_id: str) -> str:
     return f"notifications:prefs:{user_id}"
 
@@ -219,10 +228,14 @@ class Notifier:
 
     def _announce(self, doc: dict) -> None:
         self._cache_del(unread_key(doc["user_id"]))
+        message = json.dumps({"type": "notification", "notification": public(doc)}, default=str)
         try:
-            self.redis.client.publish(user_channel(doc["user_id"]),
-                                      json.dumps({"type": "notification", "notification": public(doc)},
-                                                 default=str))
+            pipe = self.redis.client.pipeline(transaction=False)
+            pipe.xadd(user_stream(doc["user_id"]), {"m": message}, maxlen=STREAM_MAXLEN,
+                      approximate=True)
+            pipe.expire(user_stream(doc["user_id"]), STREAM_TTL)
+            pipe.publish(user_channel(doc["user_id"]), message)
+            pipe.execute()
         except redis.RedisError as exc:  # the client catches up on reconnect
             log.warning("real-time publish failed: %s", exc)
 
