@@ -196,7 +196,12 @@ class Pusher(DependencyProvider):
 
     def setup(self) -> None:
         config = self.container.config
-        self.private_key = config.get("VAPID_PRIVATE_KEY") or None
+        key = (config.get("VAPID_PRIVATE_KEY") or "").strip()
+        self.private_key = None
+        if key:  # PEM, or the base64url raw/DER form `vapid --gen` prints
+            from py_vapid import Vapid
+            self.private_key = (Vapid.from_pem(key.encode()) if key.startswith("-----")
+                                else Vapid.from_string(key))
         self.subject = config.get("VAPID_SUBJECT") or "mailto:ops@workforce.local"
 
     def get_dependency(self, worker_ctx) -> "Pusher":

@@ -269,7 +269,7 @@ class Notifier:
             except Permanent as exc:
                 log.info("push subscription of %s gone: %s", user_id, exc)
                 self.store.remove_push_subscription(None, sub["_id"])
-            except Transient as exc:
+            except Exception as exc:  # best effort: in-app and email still stand
                 log.warning("push to %s failed: %s", user_id, exc)
 
     # sending --------------------------------------------------------------
