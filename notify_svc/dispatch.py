@@ -251,16 +251,17 @@ class Notifier:
             status = "held"
             due = decision.not_before or now + timedelta(
                 seconds=self.setting("NOTIFY_BULK_WINDOW_SECONDS", 2))
-        delivery_id = f"{nid}:email"
-        created = self.store.add_delivery({
-            "_id": delivery_id, "notification_id": nid, "user_id": user_id, "channel": "email",
+        delivery = {
+            "_id": f"{nid}:email", "notification_id": nid, "user_id": user_id, "channel": "email",
             "kind": plan.kind, "to": email, "name": name, "org_id": event.get("org_id"),
             "locale": locale, "context": {**plan.context, "link": plan.link,
                                           "recipient_name": name},
             "group": plan.group, "status": status, "due_at": due, "created_at": now,
-            "attempts": [], "attempt_count": 0})
-        if created and status == "queued":
-            self.deliver(delivery_id)
+            "attempts": [], "attempt_count": 0}
+        if status == "queued":  # inserted already claimed: sent right now by this worker
+            delivery.update(status="sending", lease_until=now + timedelta(seconds=60))
+        if self.store.add_delivery(delivery) and status == "queued":
+            self._send(delivery)
 
     def _push(self, nid: str, user_id: str, kind: str, title: str, link: str | None) -> None:
         for sub in self.store.push_subscriptions(user_id):
@@ -291,6 +292,10 @@ class Notifier:
         delivery = self.store.claim_delivery(delivery_id)
         if delivery is None:
             return None  # sent, failed, or another worker has it
+        return self._send(delivery)
+
+    def _send(self, delivery: dict) -> str:
+        delivery_id = delivery["_id"]
         try:
             content = self._email_content(delivery)
             answer = self.mailer.send(delivery["to"], delivery.get("name"), content["subject"],

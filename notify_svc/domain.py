@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import StrictUndefined, TemplateError
@@ -207,10 +208,14 @@ class TemplateInvalid(ValueError):
         super().__init__(f"{part}: line {line}: {message}")
 
 
+@lru_cache(maxsize=512)
+def _compiled(part: str, source: str):
+    return (_html_env if part == "html" else _env).from_string(source)
+
+
 def render_part(part: str, source: str, context: dict) -> str:
-    env = _html_env if part == "html" else _env
     try:
-        return env.from_string(source).render(**context)
+        return _compiled(part, source).render(**context)
     except TemplateError as exc:
         raise TemplateInvalid(part, exc.message or str(exc), getattr(exc, "lineno", None)) from None
 

@@ -86,6 +86,7 @@ def items(stack, user):
 def test_feed_routes_and_ownership(stack, unique):
     ann, eve = f"ann-{unique}", f"eve-{unique}"
     stack.assign(ann, "One")
+    wait_until(lambda: len(items(stack, ann)) == 1, what="one item")
     stack.assign(ann, "Two")
     wait_until(lambda: len(items(stack, ann)) == 2, what="two items")
     page = get(stack, "/notifications", ann, params={"limit": 1}).json()
