@@ -171,7 +171,7 @@ def test_feed_pages_read_state_and_ownership(mesh):
         mesh.emit("tasks", "task.overdue", {"org_id": "o", "task_id": f"k{i}", "title": f"T{i}",
                                             "assignee_id": "e", "assignee_user_id": ann,
                                             "due_at": "2026-01-01"})
-        wait_until(lambda: len(feed(mesh, ann, limit=100)) == i + 2, what=f"{i + 2} items")
+        wait_until(lambda n=i + 2: len(feed(mesh, ann, limit=100)) == n, what=f"{i + 2} items")
     page1 = mesh.call("list_notifications", ann, {"limit": 4})
     page2 = mesh.call("list_notifications", ann, {"limit": 4, "cursor": page1["next_cursor"]})
     assert len(page1["items"]) == 4 and len(page2["items"]) == 2 and page2["next_cursor"] is None
