@@ -366,3 +366,32 @@ def test_push_subscriptions_are_validated(mesh):
     mesh.call("remove_push_subscription", ann, good["endpoint"])
     with pytest.raises(NotFound):
         mesh.call("remove_push_subscription", ann, good["endpoint"])
+
+
+def test_org_defaults_apply_unless_the_user_chose(mesh, smtp_sink, container_factory):  # noqa: F811
+    class FakeOrganizations:
+        name = "organizations"
+
+        @rpc
+        def get_org(self, org_id):
+            return {"id": org_id, "settings": {"notifications": {
+                "task_overdue": {"email": False}, "task_reassigned": {"email": False}}}}
+
+    mesh.start()
+    container_factory(FakeOrganizations, mesh.config).start()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    register(mesh, ann, mail)
+    smtp_sink.wait_for(mail)
+    mesh.call("set_preferences", ann, {"channels": {"task_reassigned": {"email": True}}})
+    org = uid()
+    base_data = {"org_id": org, "task_id": "k", "title": "Org", "assignee_id": "e"}
+    mesh.emit("tasks", "task.overdue", {**base_data, "assignee_user_id": ann, "due_at": "x"},
+              org_id=org)
+    mesh.emit("tasks", "task.reassigned", {**base_data, "old_assignee_id": "a",
+                                           "new_assignee_id": "e", "new_assignee_user_id": ann,
+                                           "reason": ""}, org_id=org)
+    got = smtp_sink.wait_for(mail, 2)
+    wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
+    assert [m["Subject"] for m in got][1] == "Task reassigned to you: Org"
+    assert len(smtp_sink.to(mail)) == 2  # the org turned overdue emails off
