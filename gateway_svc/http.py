@@ -29,6 +29,7 @@ from werkzeug.wrappers import Request, Response
 
 from gateway_svc.identity import Identity
 from gateway_svc.problems import PROBLEM_TYPE, from_exception, problem_response
+from gateway_svc.realtime import WS_PATH, Realtime
 from shared.errors import (
     AppError,
     BadRequest,
@@ -68,8 +69,11 @@ class ApiWsgiApp(WsgiApp):
         origins = config.get("CORS_ORIGINS") or []
         self.cors_origins = {o.strip() for o in (origins.split(",") if isinstance(origins, str)
                                                  else origins) if o.strip()}
+        self.realtime = Realtime(config)  # the websocket (gateway_svc.realtime)
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO") == WS_PATH:
+            return self.realtime(environ, start_response)
         request_id = environ.get("HTTP_X_REQUEST_ID")
         if not _valid_request_id(request_id):
             request_id = uuid.uuid4().hex
@@ -134,8 +138,16 @@ class ApiWsgiApp(WsgiApp):
 
 
 class ApiServer(WebServer):
+    app = None
+
     def get_wsgi_app(self):
-        return ApiWsgiApp(self)
+        self.app = ApiWsgiApp(self)
+        return self.app
+
+    def stop(self):
+        super().stop()
+        if self.app is not None:
+            self.app.realtime.stop()
 
     def context_data_from_headers(self, request) -> dict:
         data = {CORRELATION_KEY: request.environ.get("workforce.request_id")}

@@ -1,6 +1,211 @@
 """The notifications service's MongoDB collections: indexes beside the queries."""
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta, timezone
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
 from shared.mongo import BaseStore
 
 
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def encode_cursor(created_at: datetime, _id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+    at, _, _id = raw.partition("|")
+    return datetime.fromisoformat(at), _id
+
+
 class NotificationStore(BaseStore):
-    INDEXES: dict = {}
+    INDEXES = {
+        **BaseStore.INDEXES,
+        "notifications": [IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING),
+                                      ("_id", DESCENDING)]),
+                          IndexModel([("user_id", ASCENDING), ("read", ASCENDING)])],
+        "deliveries": [IndexModel([("status", ASCENDING), ("due_at", ASCENDING)]),
+                       IndexModel([("user_id", ASCENDING), ("status", ASCENDING)])],
+        "recipients": [],
+        "preferences": [],
+        "templates": [],
+        "push_subscriptions": [IndexModel([("user_id", ASCENDING)])],
+    }
+
+    # recipients directory (fed by user.* events) --------------------------
+    def upsert_recipient(self, user_id: str, fields: dict) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if fields:
+            self.db.recipients.update_one({"_id": user_id}, {"$set": fields}, upsert=True)
+
+    def recipient(self, user_id: str) -> dict | None:
+        return self.db.recipients.find_one({"_id": user_id})
+
+    def forget_user(self, user_id: str) -> None:
+        for name in ("recipients", "preferences"):
+            self.db[name].delete_one({"_id": user_id})
+        self.db.notifications.delete_many({"user_id": user_id})
+        self.db.push_subscriptions.delete_many({"user_id": user_id})
+
+    # in-app notifications ------------------------------------------------
+    def add_notification(self, doc: dict) -> bool:
+        """Insert once (deterministic id); False if it was already there."""
+        try:
+            self.db.notifications.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def add_to_group(self, _id: str, base: dict, task: dict) -> dict:
+        """A bulk job's assignments to one person: one item, counting tasks."""
+        for attempt in (1, 2):  # two concurrent upserts: the loser updates
+            try:
+                return self.db.notifications.find_one_and_update(
+                    {"_id": _id}, {"$setOnInsert": base, "$addToSet": {"tasks": task}},
+                    upsert=True, return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:
+                if attempt == 2:
+                    raise
+        return {}
+
+    def get_notification(self, _id: str) -> dict | None:
+        return self.db.notifications.find_one({"_id": _id})
+
+    def list_notifications(self, user_id: str, limit: int, cursor: str | None,
+                           unread: bool) -> tuple[list[dict], str | None]:
+        query: dict = {"user_id": user_id}
+        if unread:
+            query["read"] = False
+        if cursor:
+            at, _id = decode_cursor(cursor)
+            query["$or"] = [{"created_at": {"$lt": at}},
+                            {"created_at": at, "_id": {"$lt": _id}}]
+        docs = list(self.db.notifications.find(query).sort(
+            [("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
+        more = len(docs) > limit
+        docs = docs[:limit]
+        next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"]) if more else None
+        return docs, next_cursor
+
+    def since(self, user_id: str, last_id: str, limit: int = 200) -> list[dict]:
+        """What a reconnecting client missed: items newer than ``last_id``, oldest first."""
+        last = self.db.notifications.find_one({"_id": last_id, "user_id": user_id})
+        if last is None:
+            return []
+        query = {"user_id": user_id, "$or": [
+            {"created_at": {"$gt": last["created_at"]}},
+            {"created_at": last["created_at"], "_id": {"$gt": last_id}}]}
+        return list(self.db.notifications.find(query).sort(
+            [("created_at", ASCENDING), ("_id", ASCENDING)]).limit(limit))
+
+    def unread_count(self, user_id: str) -> int:
+        return self.db.notifications.count_documents({"user_id": user_id, "read": False})
+
+    def mark_read(self, user_id: str, _id: str) -> dict | None:
+        """The notification (None if not the user's); ``changed`` if it was unread."""
+        doc = self.db.notifications.find_one_and_update(
+            {"_id": _id, "user_id": user_id}, {"$set": {"read": True, "read_at": now_utc()}})
+        return doc
+
+    def mark_all_read(self, user_id: str) -> int:
+        return self.db.notifications.update_many(
+            {"user_id": user_id, "read": False},
+            {"$set": {"read": True, "read_at": now_utc()}}).modified_count
+
+    def delete_notification(self, user_id: str, _id: str) -> dict | None:
+        return self.db.notifications.find_one_and_delete({"_id": _id, "user_id": user_id})
+
+    # deliveries (email/push attempts) ------------------------------------
+    def add_delivery(self, doc: dict) -> bool:
+        try:
+            self.db.deliveries.insert_one(doc)
+            return True
+        except DuplicateKeyError:
+            return False
+
+    def claim_delivery(self, _id: str, lease_s: float = 60) -> dict | None:
+        now = now_utc()
+        return self.db.deliveries.find_one_and_update(
+            {"_id": _id, "status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}},
+            {"$set": {"status": "sending", "lease_until": now + timedelta(seconds=lease_s)}},
+            return_document=ReturnDocument.AFTER)
+
+    def due_deliveries(self, limit: int = 200) -> list[str]:
+        now = now_utc()
+        stale = {"status": "sending", "lease_until": {"$lt": now}}
+        self.db.deliveries.update_many(stale, {"$set": {"status": "queued"}})
+        return [d["_id"] for d in self.db.deliveries.find(
+            {"status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}}, {"_id": 1}
+        ).sort("due_at", ASCENDING).limit(limit)]
+
+    def record_attempt(self, _id: str, status: str, answer: str, *,
+                       retry_at: datetime | None = None) -> None:
+        update: dict = {"$push": {"attempts": {"at": now_utc(), "status": status,
+                                               "answer": answer[:500]}},
+                        "$inc": {"attempt_count": 1}, "$unset": {"lease_until": ""}}
+        if status == "sent":
+            update["$set"] = {"status": "sent", "sent_at": now_utc()}
+        elif retry_at is not None:
+            update["$set"] = {"status": "queued", "due_at": retry_at}
+        else:
+            update["$set"] = {"status": "failed", "failed_at": now_utc()}
+        self.db.deliveries.update_one({"_id": _id}, update)
+
+    def failures(self, limit: int = 100) -> list[dict]:
+        return list(self.db.deliveries.find({"status": "failed"}, {"text": 0, "html": 0})
+                    .sort("failed_at", DESCENDING).limit(limit))
+
+    def deliveries_of(self, notification_id: str) -> list[dict]:
+        return list(self.db.deliveries.find({"notification_id": notification_id}))
+
+    # digests -------------------------------------------------------------
+    def digest_users_due(self) -> list[str]:
+        now = now_utc()
+        return self.db.deliveries.distinct("user_id", {"status": "digest", "due_at": {"$lte": now}})
+
+    def take_digest(self, user_id: str, digest_id: str) -> list[dict]:
+        """Claim every pending digest item of a user (idempotent by digest_id)."""
+        self.db.deliveries.update_many({"user_id": user_id, "status": "digest"},
+                                       {"$set": {"status": "digested", "digest_id": digest_id}})
+        return list(self.db.deliveries.find({"digest_id": digest_id}).sort("created_at", ASCENDING))
+
+    def digest_due_at(self, user_id: str) -> datetime | None:
+        doc = self.db.deliveries.find_one({"user_id": user_id, "status": "digest"},
+                                          sort=[("due_at", ASCENDING)])
+        return doc["due_at"] if doc else None
+
+    # preferences and templates -------------------------------------------
+    def preferences(self, user_id: str) -> dict | None:
+        return self.db.preferences.find_one({"_id": user_id}, {"_id": 0})
+
+    def save_preferences(self, user_id: str, prefs: dict) -> None:
+        self.db.preferences.replace_one({"_id": user_id}, prefs, upsert=True)
+
+    def template(self, org_id: str, key: str, locale: str) -> dict | None:
+        return self.db.templates.find_one({"_id": f"{org_id}:{key}:{locale}"})
+
+    def save_template(self, org_id: str, key: str, locale: str, doc: dict) -> None:
+        self.db.templates.replace_one({"_id": f"{org_id}:{key}:{locale}"},
+                                      {**doc, "org_id": org_id, "key": key, "locale": locale,
+                                       "updated_at": now_utc()}, upsert=True)
+
+    # push subscriptions --------------------------------------------------
+    def add_push_subscription(self, user_id: str, sub: dict) -> None:
+        self.db.push_subscriptions.update_one(
+            {"_id": sub["endpoint"]}, {"$set": {**sub, "user_id": user_id,
+                                                "created_at": now_utc()}}, upsert=True)
+
+    def remove_push_subscription(self, user_id: str | None, endpoint: str) -> int:
+        query = {"_id": endpoint}
+        if user_id is not None:
+            query["user_id"] = user_id
+        return self.db.push_subscriptions.delete_one(query).deleted_count
+
+    def push_subscriptions(self, user_id: str) -> list[dict]:
+        return list(self.db.push_subscriptions.find({"user_id": user_id}))

@@ -1,0 +1,175 @@
+"""The websocket at ``/api/v1/ws?token=...[&last_id=...]``: real-time in-app
+notifications for the token's user.
+
+The notifications service publishes every new in-app item on the Redis
+channel ``notifications:user:{user_id}`` and appends it to the capped stream
+``notifications:stream:{user_id}``. Each gateway process keeps ONE pattern
+subscription and fans messages out to its local sockets, so any number of
+gateway processes serve any user. A reconnecting client passes the id of the
+last notification it saw (``last_id``) and first receives what it missed,
+oldest first, from the stream (``{"type": "resync"}`` when that id is older
+than the stream holds: refetch ``GET /notifications``).
+
+A bad, expired or revoked token is answered by closing with 1008 (policy
+violation); so is a token expiring while connected.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from urllib.parse import parse_qs
+
+import eventlet
+import redis
+from eventlet.queue import Empty, LightQueue
+from eventlet.websocket import WebSocketWSGI
+
+from gateway_svc.identity import Identity
+from shared.redis import make_client
+
+log = logging.getLogger(__name__)
+
+WS_PATH = "/api/v1/ws"
+CHANNEL_PREFIX = "notifications:user:"
+STREAM_PREFIX = "notifications:stream:"
+POLICY_VIOLATION = 1008
+PING_SECONDS = 25
+CATCH_UP_MAX = 500
+
+
+class Realtime:
+    """The websocket WSGI app of one gateway process."""
+
+    def __init__(self, config: dict):
+        self.redis = make_client(config)
+        self.identity = Identity(config, self.redis)
+        self.uri = config["REDIS_URI"]
+        self.sockets: dict[str, set[LightQueue]] = {}
+        self.listener = None
+        self.ws_app = WebSocketWSGI(self.handle)
+
+    def __call__(self, environ, start_response):
+        return self.ws_app(environ, start_response)
+
+    # one subscription per process ------------------------------------------
+    def _ensure_listener(self) -> None:
+        if self.listener is None or self.listener.dead:
+            ready = eventlet.event.Event()
+            self.listener = eventlet.spawn(self._listen, ready)
+            ready.wait()
+
+    def _listen(self, ready) -> None:
+        while True:
+            client = redis.Redis.from_url(self.uri, decode_responses=True)
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+                pubsub.get_message(timeout=1)  # the subscription is confirmed
+                if not ready.ready():
+                    ready.send(True)
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "pmessage":
+                        user_id = message["channel"][len(CHANNEL_PREFIX):]
+                        for queue in list(self.sockets.get(user_id, ())):
+                            queue.put(message["data"])
+            except redis.RedisError as exc:
+                log.warning("real-time subscription lost, reconnecting: %s", exc)
+                if not ready.ready():
+                    ready.send(False)
+                eventlet.sleep(1)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.kill()
+        for queues in list(self.sockets.values()):
+            for queue in list(queues):
+                queue.put(None)
+        self.redis.close()
+
+    # catch-up ----------------------------------------------------------------
+    def missed(self, user_id: str, last_id: str) -> list[str] | None:
+        """Messages after notification ``last_id``, oldest first; None if it is
+        no longer in the stream."""
+        entries = self.redis.xrevrange(f"{STREAM_PREFIX}{user_id}", count=CATCH_UP_MAX)
+        newer = []
+        for _, fields in entries:
+            message = fields.get("m", "")
+            try:
+                if json.loads(message)["notification"]["id"] == last_id:
+                    return list(reversed(newer))
+            except (ValueError, KeyError, TypeError):
+                continue
+            newer.append(message)
+        return None
+
+    # one connection -------------------------------------------------------------
+    def handle(self, ws) -> None:
+        query = parse_qs(ws.environ.get("QUERY_STRING", ""))
+        token = (query.get("token") or [""])[0]
+        try:
+            claims = self.identity.verify_token(token)
+        except Exception as exc:  # 401 or 503 alike: policy violation, nothing kept
+            ws.close((POLICY_VIOLATION, getattr(exc, "detail", "invalid token")[:100]))
+            return
+        user_id, expires = claims["sub"], float(claims.get("exp") or time.time() + 3600)
+        queue: LightQueue = LightQueue()
+        self._ensure_listener()
+        self.sockets.setdefault(user_id, set()).add(queue)
+        reader = eventlet.spawn(self._read_until_closed, ws, queue)
+        try:
+            ws.send(json.dumps({"type": "hello", "user_id": user_id}))
+            seen = set()
+            last_id = (query.get("last_id") or [""])[0]
+            if last_id:
+                missed = self.missed(user_id, last_id)
+                if missed is None:
+                    ws.send(json.dumps({"type": "resync"}))
+                for message in missed or []:
+                    seen.add(_id_of(message))
+                    ws.send(message)
+            self._pump(ws, queue, seen, expires)
+        except OSError:
+            pass  # the client went away
+        finally:
+            reader.kill()
+            self.sockets.get(user_id, set()).discard(queue)
+            if not self.sockets.get(user_id):
+                self.sockets.pop(user_id, None)
+
+    def _pump(self, ws, queue: LightQueue, seen: set, expires: float) -> None:
+        while True:
+            left = expires - time.time()
+            if left <= 0:
+                ws.close((POLICY_VIOLATION, "token expired"))
+                return
+            try:
+                message = queue.get(timeout=min(PING_SECONDS, left))
+            except Empty:
+                if time.time() < expires:
+                    ws.send(json.dumps({"type": "ping"}))
+                continue
+            if message is None:  # closed by the client, or the gateway stops
+                return
+            if seen and _id_of(message) in seen:
+                continue
+            ws.send(message)
+
+    @staticmethod
+    def _read_until_closed(ws, queue: LightQueue) -> None:
+        try:
+            while ws.wait() is not None:
+                pass  # clients send nothing we need; pings are answered by eventlet
+        except Exception:
+            pass
+        queue.put(None)
+
+
+def _id_of(message: str) -> str | None:
+    try:
+        return json.loads(message)["notification"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return None

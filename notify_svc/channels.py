@@ -1,0 +1,229 @@
+"""Delivery channels behind one small interface: ``send(...) -> answer`` that
+raises :class:`Transient` (retry later) or :class:`Permanent` (give up).
+
+Email goes over real SMTP with a small pool of reused connections (smtplib is
+green under eventlet), or to ``.eml`` files under ``MAIL_DIR`` when no
+``SMTP_URL`` is configured. Web push uses pywebpush with VAPID.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import ssl
+import uuid
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+from eventlet.queue import Empty, LightQueue
+from nameko.extensions import DependencyProvider
+
+log = logging.getLogger(__name__)
+
+
+class Transient(Exception):
+    """Try again later."""
+
+
+class Permanent(Exception):
+    """Will never succeed (bad address, subscription gone)."""
+
+
+def build_message(sender: str, to: str, subject: str, text: str, html: str | None,
+                  message_id: str | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id or make_msgid(domain="workforce.local")
+    msg.set_content(text)
+    if html:
+        msg.add_alternative(html, subtype="html")
+    return msg
+
+
+class SmtpSettings:
+    def __init__(self, url: str, timeout: float = 10):
+        parsed = urlparse(url)
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        self.ssl = parsed.scheme == "smtps"
+        self.host = parsed.hostname or "127.0.0.1"
+        self.port = parsed.port or (465 if self.ssl else 25)
+        self.user = unquote(parsed.username) if parsed.username else None
+        self.password = unquote(parsed.password) if parsed.password else None
+        self.starttls = query.get("starttls", "false").lower() in ("1", "true", "yes")
+        self.timeout = float(query.get("timeout", timeout))
+
+
+class SmtpPool:
+    """At most ``size`` open SMTP connections, reused across messages."""
+
+    def __init__(self, settings: SmtpSettings, size: int = 4):
+        self.settings = settings
+        self.idle: LightQueue = LightQueue()
+        self.size = size
+        self.opened = 0  # connections opened over the pool's life (for the benchmark)
+        self.slots = LightQueue()
+        for _ in range(size):
+            self.slots.put(None)
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        if s.ssl:
+            conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
+                                    context=ssl.create_default_context())
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            if s.starttls:
+                conn.starttls(context=ssl.create_default_context())
+        if s.user:
+            conn.login(s.user, s.password or "")
+        self.opened += 1
+        return conn
+
+    def send(self, msg: EmailMessage) -> str:
+        self.slots.get()
+        conn = None
+        try:
+            try:
+                conn = self.idle.get_nowait()
+            except Empty:
+                conn = None
+            for attempt in (1, 2):
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    refused = conn.send_message(msg)
+                    if refused:
+                        raise Permanent(f"refused: {refused}")
+                    self.idle.put(conn)
+                    conn = None
+                    return "250 accepted"
+                except smtplib.SMTPServerDisconnected:
+                    conn = None  # a reused connection the server closed: one fresh try
+                    if attempt == 2:
+                        raise Transient("server disconnected") from None
+                except smtplib.SMTPRecipientsRefused as exc:
+                    self._release(conn)
+                    conn = None
+                    codes = [code for code, _ in exc.recipients.values()]
+                    if all(400 <= c < 500 for c in codes):
+                        raise Transient(str(exc.recipients)) from None
+                    raise Permanent(str(exc.recipients)) from None
+                except smtplib.SMTPResponseException as exc:
+                    self._release(conn)
+                    conn = None
+                    text = f"{exc.smtp_code} {exc.smtp_error!r}"
+                    if 400 <= exc.smtp_code < 500:
+                        raise Transient(text) from None
+                    raise Permanent(text) from None
+                except (OSError, smtplib.SMTPException) as exc:
+                    self._release(conn)
+                    conn = None
+                    raise Transient(f"{type(exc).__name__}: {exc}") from None
+            raise Transient("unreachable")
+        finally:
+            self.slots.put(None)
+
+    @staticmethod
+    def _release(conn) -> None:
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        while True:
+            try:
+                conn = self.idle.get_nowait()
+            except Empty:
+                return
+            try:
+                conn.quit()
+            except Exception:
+                self._release(conn)
+
+
+class FileMailer:
+    """No SMTP configured: write ``.eml`` files (local runs)."""
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory)
+        self.opened = 0
+
+    def send(self, msg: EmailMessage) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{uuid.uuid4().hex}.eml"
+        path.write_bytes(bytes(msg))
+        log.info("mail to %s written to %s: %s", msg["To"], path, msg["Subject"])
+        return f"written {path}"
+
+    def close(self) -> None:
+        pass
+
+
+class Mailer(DependencyProvider):
+    def setup(self) -> None:
+        config = self.container.config
+        self.sender = config.get("MAIL_FROM") or "Workforce <no-reply@workforce.local>"
+        url = config.get("SMTP_URL")
+        if url:
+            self.transport = SmtpPool(SmtpSettings(url, float(config.get("SMTP_TIMEOUT", 10))),
+                                      int(config.get("SMTP_POOL_SIZE", 4)))
+        else:
+            self.transport = FileMailer(config.get("MAIL_DIR") or "./var/mail")
+
+    def stop(self) -> None:
+        self.transport.close()
+
+    kill = stop
+
+    def get_dependency(self, worker_ctx) -> "Mailer":
+        return self
+
+    def send(self, to: str, name: str | None, subject: str, text: str, html: str | None,
+             message_id: str | None = None) -> str:
+        msg = build_message(self.sender, formataddr((name or "", to)), subject, text, html,
+                            message_id)
+        return self.transport.send(msg)
+
+
+class Pusher(DependencyProvider):
+    """Web push (RFC 8030/8291) with VAPID, through pywebpush."""
+
+    def setup(self) -> None:
+        config = self.container.config
+        key = (config.get("VAPID_PRIVATE_KEY") or "").strip()
+        self.private_key = None
+        if key:  # PEM, or the base64url raw/DER form `vapid --gen` prints
+            from py_vapid import Vapid
+            self.private_key = (Vapid.from_pem(key.encode()) if key.startswith("-----")
+                                else Vapid.from_string(key))
+        self.subject = config.get("VAPID_SUBJECT") or "mailto:ops@workforce.local"
+
+    def get_dependency(self, worker_ctx) -> "Pusher":
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.private_key)
+
+    def send(self, subscription: dict, payload: dict) -> str:
+        from pywebpush import WebPushException, webpush
+        info = {"endpoint": subscription["endpoint"], "keys": subscription["keys"]}
+        try:
+            response = webpush(info, json.dumps(payload), vapid_private_key=self.private_key,
+                               vapid_claims={"sub": self.subject}, timeout=10)
+        except WebPushException as exc:
+            status = getattr(exc.response, "status_code", None)
+            if status in (404, 410):
+                raise Permanent(f"{status} subscription gone") from None
+            if status is not None and 400 <= status < 500 and status != 429:
+                raise Permanent(f"{status} {exc}") from None
+            raise Transient(str(exc)) from None
+        except OSError as exc:
+            raise Transient(str(exc)) from None
+        return f"{response.status_code}"

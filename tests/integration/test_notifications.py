@@ -1,0 +1,397 @@
+"""The notifications service against real RabbitMQ, Redis, SecantusDB and a
+real SMTP server (aiosmtpd): events in, emails and in-app items out."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from nameko.testing.services import entrypoint_hook
+from nameko.web.server import WebServer  # noqa: F401  (nameko's web extensions load)
+
+from notify_svc.service import NotificationService
+from shared import service as base
+from shared.errors import NotFound, ValidationFailed
+from shared.events import Events
+from shared.rpc import rpc
+from tests.helpers import wait_until
+from tests.smtp_sink import body_html, body_text, smtp_sink  # noqa: F401  (fixture)
+
+
+def make_producer(name: str):
+    class Producer:
+        events = Events()
+        store = base.Mongo()
+
+        @rpc
+        def emit(self, event_type, data, org_id=None, event_id=None):
+            self.events.publish(event_type, data, org_id=org_id, event_id=event_id)
+
+    Producer.name = name
+    Producer.__name__ = f"Fake{name.title()}"
+    return Producer
+
+
+@pytest.fixture
+def mesh(container_factory, make_config, smtp_sink):  # noqa: F811
+    """Start the notifications service (+ fake producers on demand)."""
+
+    class Mesh:
+        def __init__(self):
+            self.config = None
+            self.producers = {}
+            self.service = None
+
+        def start(self, **overrides):
+            self.config = make_config(SMTP_URL=smtp_sink.url, NOTIFY_RETRY_BASE_SECONDS=0.3,
+                                      NOTIFY_BULK_WINDOW_SECONDS=1, DIGEST_HOURLY_SECONDS=2,
+                                      PUBLIC_URL="https://app.test", **overrides)
+            self.service = container_factory(NotificationService, self.config)
+            self.service.start()
+            return self
+
+        def emit(self, producer, event_type, data, org_id=None, event_id=None):
+            if producer not in self.producers:
+                container = container_factory(make_producer(producer), self.config)
+                container.start()
+                self.producers[producer] = container
+            with entrypoint_hook(self.producers[producer], "emit") as emit:
+                emit(event_type, data, org_id, event_id)
+
+        def call(self, method, *args):
+            with entrypoint_hook(self.service, method) as hook:
+                return hook(*args)
+
+        def store(self):
+            return self.service.dependencies  # noqa
+
+        def db(self):
+            from shared.mongo import Mongo
+            return next(d for d in self.service.dependencies if isinstance(d, Mongo)).store.db
+
+    return Mesh()
+
+
+def uid():
+    return uuid.uuid4().hex[:10]
+
+
+def register(mesh, user_id, email, name="Ann"):
+    mesh.emit("auth", "user.registered", {"user_id": user_id, "email": email, "name": name,
+                                          "verification_token": "tok",
+                                          "verify_url": f"https://app.test/verify?t={user_id}"})
+
+
+def feed(mesh, user_id, **query):
+    return mesh.call("list_notifications", user_id, query)["items"]
+
+
+def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    ann, bob = uid(), uid()
+    ann_mail, bob_mail = f"ann-{ann}@example.com", f"bob-{bob}@example.com"
+    org = uid()
+    register(mesh, ann, ann_mail)
+    [welcome] = smtp_sink.wait_for(ann_mail)
+    assert "Welcome" in welcome["Subject"]
+    assert f"https://app.test/verify?t={ann}" in body_text(welcome)
+    assert f"https://app.test/verify?t={ann}" in body_html(welcome)
+    mesh.emit("auth", "user.registered", {"user_id": bob, "email": bob_mail, "name": "Bob",
+                                          "verification_token": "t", "verify_url": "https://v"})
+    smtp_sink.wait_for(bob_mail)
+
+    cases = [
+        ("auth", "user.password.reset", {"user_id": ann, "email": ann_mail, "name": "Ann",
+                                         "reset_token": "r", "reset_url": "https://app.test/reset/r"},
+         ann_mail, "Reset your", "https://app.test/reset/r"),
+        ("auth", "user.password.changed", {"user_id": ann, "email": ann_mail, "name": "Ann"},
+         ann_mail, "password was changed", None),
+        ("auth", "user.email.verified", {"user_id": ann, "email": ann_mail},
+         ann_mail, "confirmed", None),
+        ("organizations", "organization.created",
+         {"org_id": org, "name": "Acme", "owner_user_id": ann, "owner_email": ann_mail,
+          "owner_name": "Ann", "personal": False}, ann_mail, "Acme is ready",
+         f"https://app.test/orgs/{org}"),
+        ("employees", "employee.invited",
+         {"org_id": org, "invitation_id": "i1", "email": f"new-{ann}@example.com", "role": "member",
+          "token": "x", "accept_url": "https://app.test/accept/x", "invited_by_user_id": ann,
+          "org_name": "Acme"}, f"new-{ann}@example.com", "invited to join Acme",
+         "https://app.test/accept/x"),
+        ("employees", "employee.added",
+         {"org_id": org, "employee_id": "e1", "user_id": bob, "email": bob_mail, "name": "Bob",
+          "role": "member", "job_title": "", "org_name": "Acme"}, bob_mail, "You joined Acme", None),
+        ("teams", "team.member.added",
+         {"org_id": org, "team_id": "t1", "team_name": "Ops", "employee_id": "e1", "user_id": bob,
+          "role": "member"}, bob_mail, "team Ops", None),
+        ("tasks", "task.assigned",
+         {"org_id": org, "task_id": "k1", "title": "Fix it", "assignee_id": "e1",
+          "assignee_user_id": bob, "assigned_by_user_id": ann, "due_at": None,
+          "priority": "high", "job_id": None}, bob_mail, "New task: Fix it",
+         f"https://app.test/orgs/{org}/tasks/k1"),
+        ("tasks", "task.reassigned",
+         {"org_id": org, "task_id": "k2", "title": "Move", "old_assignee_id": "e2",
+          "new_assignee_id": "e1", "new_assignee_user_id": bob, "reason": ""},
+         bob_mail, "reassigned to you: Move", None),
+        ("tasks", "task.completed",
+         {"org_id": org, "task_id": "k1", "title": "Fix it", "assignee_id": "e1",
+          "creator_user_id": ann, "completed_by_user_id": bob}, ann_mail, "completed: Fix it", None),
+        ("tasks", "task.overdue",
+         {"org_id": org, "task_id": "k3", "title": "Late", "assignee_id": "e1",
+          "assignee_user_id": bob, "due_at": "2026-01-01T00:00:00Z"}, bob_mail, "Overdue: Late", None),
+        ("tasks", "task.comment.added",
+         {"org_id": org, "task_id": "k1", "title": "Fix it", "comment_id": "c1",
+          "author_user_id": ann, "assignee_user_id": bob, "watcher_user_ids": [ann],
+          "preview": "Nice work"}, bob_mail, "New comment on Fix it", None),
+        ("employees", "employee.removed",
+         {"org_id": org, "employee_id": "e1", "user_id": bob, "email": bob_mail, "name": "Bob",
+          "org_name": "Acme", "removed_by_user_id": ann}, bob_mail, "You left Acme", None),
+    ]
+    for producer, event_type, data, to, subject, link in cases:
+        before = len(smtp_sink.to(to))
+        mesh.emit(producer, event_type, data, org_id=data.get("org_id"))
+        got = smtp_sink.wait_for(to, before + 1)
+        msg = got[-1]
+        assert subject in msg["Subject"], (event_type, msg["Subject"])
+        if link:
+            assert link in body_text(msg), event_type
+    # in-app: newest first, every person-addressed event above is there
+    kinds_ann = [n["kind"] for n in feed(mesh, ann, limit=100)]
+    assert kinds_ann[0] == "task_completed"
+    assert {"welcome", "password_reset", "org_created"} <= set(kinds_ann)
+    kinds_bob = [n["kind"] for n in feed(mesh, bob, limit=100)]
+    assert kinds_bob[:3] == ["employee_removed", "task_comment", "task_overdue"]
+    # the comment author (a watcher) does not hear about their own comment
+    assert "task_comment" not in kinds_ann
+
+
+def test_feed_pages_read_state_and_ownership(mesh):
+    mesh.start()
+    ann, eve = uid(), uid()
+    register(mesh, ann, f"{ann}@example.com")
+    for i in range(5):
+        mesh.emit("tasks", "task.overdue", {"org_id": "o", "task_id": f"k{i}", "title": f"T{i}",
+                                            "assignee_id": "e", "assignee_user_id": ann,
+                                            "due_at": "2026-01-01"})
+        wait_until(lambda n=i + 2: len(feed(mesh, ann, limit=100)) == n, what=f"{i + 2} items")
+    page1 = mesh.call("list_notifications", ann, {"limit": 4})
+    page2 = mesh.call("list_notifications", ann, {"limit": 4, "cursor": page1["next_cursor"]})
+    assert len(page1["items"]) == 4 and len(page2["items"]) == 2 and page2["next_cursor"] is None
+    ids = [n["id"] for n in page1["items"] + page2["items"]]
+    assert len(set(ids)) == 6
+    assert page1["items"][0]["title"] == "Overdue: T4"
+    assert mesh.call("unread_count", ann) == 6
+    first = ids[0]
+    # another user can neither read, mark nor delete it
+    for method in ("mark_read", "delete_notification"):
+        with pytest.raises(NotFound):
+            mesh.call(method, eve, first)
+    assert feed(mesh, eve) == []
+    mesh.call("mark_read", ann, first)
+    assert mesh.call("unread_count", ann) == 5
+    assert [n["id"] for n in feed(mesh, ann, unread=True)][0] == ids[1]
+    mesh.call("delete_notification", ann, ids[1])
+    assert mesh.call("unread_count", ann) == 4
+    assert mesh.call("mark_all_read", ann) == 4
+    assert mesh.call("unread_count", ann) == 0
+    with pytest.raises(ValidationFailed):
+        mesh.call("list_notifications", ann, {"cursor": "%%%"})
+
+
+def test_preferences_off_keeps_in_app_and_critical_ignores_them(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    register(mesh, ann, mail)
+    smtp_sink.wait_for(mail)
+    mesh.call("set_preferences", ann, {"channels": {
+        "task_overdue": {"email": False}, "password_reset": {"email": False, "in_app": False}}})
+    mesh.emit("tasks", "task.overdue", {"org_id": "o", "task_id": "k", "title": "Quiet",
+                                        "assignee_id": "e", "assignee_user_id": ann, "due_at": "x"})
+    mesh.emit("auth", "user.password.reset", {"user_id": ann, "email": mail, "name": "Ann",
+                                              "reset_token": "r", "reset_url": "https://r"})
+    got = smtp_sink.wait_for(mail, 2)
+    wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
+    assert [m["Subject"] for m in got][1] == "Reset your Workforce password"
+    # in-app kept for the muted email; the critical reset ignored both "off"s
+    assert {n["kind"] for n in feed(mesh, ann)} == {"password_reset", "task_overdue", "welcome"}
+    assert not any("Quiet" in str(m["Subject"]) for m in smtp_sink.to(mail))
+    with pytest.raises(ValidationFailed):
+        mesh.call("set_preferences", ann, {"channels": {"no_such_kind": {"email": True}}})
+    with pytest.raises(ValidationFailed):
+        mesh.call("set_preferences", ann, {"colour": "blue"})
+    with pytest.raises(ValidationFailed):
+        mesh.call("set_preferences", ann, {"channels": {"task_overdue": {"fax": True}}})
+    assert mesh.call("get_preferences", ann)["channels"]["task_overdue"] == {"email": False}
+
+
+def test_same_event_twice_sends_one_email(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    event_id = uuid.uuid4().hex
+    data = {"user_id": ann, "email": mail, "name": "Ann", "reset_token": "r",
+            "reset_url": "https://r"}
+    mesh.emit("auth", "user.password.reset", data, event_id=event_id)
+    smtp_sink.wait_for(mail)
+    mesh.emit("auth", "user.password.reset", data, event_id=event_id)
+    # a later, different event proves the second copy has been processed by now
+    mesh.emit("auth", "user.password.changed", {"user_id": ann, "email": mail, "name": "Ann"})
+    got = smtp_sink.wait_for(mail, 2)
+    assert [m["Subject"] for m in got].count("Reset your Workforce password") == 1
+    # and the handler's own duplicate (a crash after sending) is harmless too
+    handled = mesh.db().handled_events
+    handled.delete_many({})
+    mesh.emit("auth", "user.password.reset", data, event_id=event_id)
+    mesh.emit("auth", "user.password.changed", {"user_id": ann, "email": mail, "name": "Ann"})
+    got = smtp_sink.wait_for(mail, 3)
+    assert [m["Subject"] for m in got].count("Reset your Workforce password") == 1
+
+
+def test_smtp_down_is_retried_then_sent(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    smtp_sink.stop()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    mesh.emit("auth", "user.password.changed", {"user_id": ann, "email": mail, "name": "Ann"})
+    deliveries = mesh.db().deliveries
+    wait_until(lambda: deliveries.find_one({"to": mail, "attempt_count": {"$gte": 2}}),
+               what="two failed attempts")
+    smtp_sink.start()
+    [msg] = smtp_sink.wait_for(mail, timeout=15)
+    assert "password was changed" in msg["Subject"]
+    doc = deliveries.find_one({"to": mail})
+    assert doc["status"] == "sent"
+    assert [a["status"] for a in doc["attempts"]][-1] == "sent"
+    assert {a["status"] for a in doc["attempts"][:-1]} == {"transient"}
+    assert mesh.call("failures") == []
+
+
+def test_permanent_failure_is_recorded_and_listed(mesh, smtp_sink):  # noqa: F811
+    mesh.start(NOTIFY_MAX_ATTEMPTS=2)
+    smtp_sink.stop()
+    ann = uid()
+    mesh.emit("auth", "user.password.changed", {"user_id": ann, "email": f"{ann}@example.com",
+                                                "name": "Ann"})
+    failures = wait_until(lambda: mesh.call("failures"), timeout=15, what="a failure")
+    assert failures[0]["to"] == f"{ann}@example.com"
+    assert failures[0]["attempt_count"] == 2
+    smtp_sink.start()
+
+
+def test_digest_collects_five_into_one_email(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    register(mesh, ann, mail)
+    smtp_sink.wait_for(mail)
+    mesh.call("set_preferences", ann, {"digest": "hourly"})
+    for i in range(5):
+        mesh.emit("tasks", "task.reassigned", {"org_id": "o", "task_id": f"k{i}",
+                                               "title": f"Job {i}", "old_assignee_id": "a",
+                                               "new_assignee_id": "b",
+                                               "new_assignee_user_id": ann, "reason": ""})
+    got = smtp_sink.wait_for(mail, 2, timeout=15)
+    assert len(feed(mesh, ann)) == 6
+    digest = got[1]
+    assert "5 updates" in digest["Subject"]
+    text = body_text(digest)
+    assert all(f"Job {i}" in text for i in range(5))
+    wait_until(lambda: mesh.db().deliveries.count_documents({"user_id": ann,
+                                                             "status": "sent"}) == 6,
+               what="all marked sent")
+    assert len(smtp_sink.to(mail)) == 2
+
+
+def test_bulk_job_sends_one_message_per_person(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    register(mesh, ann, mail)
+    smtp_sink.wait_for(mail)
+    for i in range(4):
+        mesh.emit("tasks", "task.assigned", {"org_id": "o", "task_id": f"k{i}", "title": f"B{i}",
+                                             "assignee_id": "e", "assignee_user_id": ann,
+                                             "assigned_by_user_id": "x", "due_at": None,
+                                             "priority": "normal", "job_id": "job1"})
+    got = smtp_sink.wait_for(mail, 2)
+    assert got[1]["Subject"] == "4 tasks assigned to you"
+    items = feed(mesh, ann)
+    assert len(items) == 2 and len(items[0]["data"]["tasks"]) == 4
+
+
+def test_templates_are_validated_sandboxed_and_used(mesh, smtp_sink, monkeypatch):  # noqa: F811
+    import shared.tenancy
+    monkeypatch.setattr(shared.tenancy, "cached_membership", lambda r, o, u: {
+        "status": "active", "role": "admin" if u == "admin" else "member"})
+    mesh.start()
+    org = uid()
+    with pytest.raises(ValidationFailed) as bad:
+        mesh.call("put_template", "admin", org, "task_overdue",
+                  {"subject": "Hi", "text": "line one\n{% if %}"})
+    assert "line 2" in str(bad.value.errors)
+    with pytest.raises(ValidationFailed):
+        mesh.call("put_template", "admin", org, "task_overdue",
+                  {"subject": "{{ ''.__class__.__mro__ }}", "text": "x"})
+    with pytest.raises(ValidationFailed):
+        mesh.call("put_template", "admin", org, "task_overdue", {"subject": {"$gt": ""},
+                                                                  "text": "x"})
+    from shared.errors import Forbidden
+    with pytest.raises(Forbidden):
+        mesh.call("put_template", "member", org, "task_overdue", {"subject": "a", "text": "b"})
+    with pytest.raises(NotFound):
+        mesh.call("get_template", "admin", org, "nope")
+    assert mesh.call("get_template", "admin", org, "task_overdue")["overridden"] is False
+    mesh.call("put_template", "admin", org, "task_overdue",
+              {"subject": "LATE {{ title|upper }}", "text": "See {{ link }}"})
+    assert mesh.db().templates.count_documents({}) == 1
+    ann = uid()
+    register(mesh, ann, f"{ann}@example.com")
+    mesh.emit("tasks", "task.overdue", {"org_id": org, "task_id": "k", "title": "report",
+                                        "assignee_id": "e", "assignee_user_id": ann,
+                                        "due_at": "x"}, org_id=org)
+    got = smtp_sink.wait_for(f"{ann}@example.com", 2)
+    assert got[1]["Subject"] == "LATE REPORT"
+
+
+def test_push_subscriptions_are_validated(mesh):
+    mesh.start()
+    ann = uid()
+    good = {"endpoint": "https://push.example.com/abc",
+            "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
+    assert mesh.call("add_push_subscription", ann, good) == {"endpoint": good["endpoint"]}
+    for bad in ({"endpoint": "not a url", "keys": good["keys"]}, {"endpoint": good["endpoint"]},
+                {**good, "keys": {"p256dh": {"$gt": ""}, "auth": "x" * 10}}):
+        with pytest.raises(ValidationFailed):
+            mesh.call("add_push_subscription", ann, bad)
+    assert mesh.db().push_subscriptions.count_documents({}) == 1
+    mesh.call("remove_push_subscription", ann, good["endpoint"])
+    with pytest.raises(NotFound):
+        mesh.call("remove_push_subscription", ann, good["endpoint"])
+
+
+def test_org_defaults_apply_unless_the_user_chose(mesh, smtp_sink, container_factory):  # noqa: F811
+    class FakeOrganizations:
+        name = "organizations"
+
+        @rpc
+        def get_org(self, org_id):
+            return {"id": org_id, "settings": {"notifications": {
+                "task_overdue": {"email": False}, "task_reassigned": {"email": False}}}}
+
+    mesh.start()
+    container_factory(FakeOrganizations, mesh.config).start()
+    ann = uid()
+    mail = f"{ann}@example.com"
+    register(mesh, ann, mail)
+    smtp_sink.wait_for(mail)
+    mesh.call("set_preferences", ann, {"channels": {"task_reassigned": {"email": True}}})
+    org = uid()
+    base_data = {"org_id": org, "task_id": "k", "title": "Org", "assignee_id": "e"}
+    mesh.emit("tasks", "task.overdue", {**base_data, "assignee_user_id": ann, "due_at": "x"},
+              org_id=org)
+    mesh.emit("tasks", "task.reassigned", {**base_data, "old_assignee_id": "a",
+                                           "new_assignee_id": "e", "new_assignee_user_id": ann,
+                                           "reason": ""}, org_id=org)
+    got = smtp_sink.wait_for(mail, 2)
+    wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
+    assert [m["Subject"] for m in got][1] == "Task reassigned to you: Org"
+    assert len(smtp_sink.to(mail)) == 2  # the org turned overdue emails off

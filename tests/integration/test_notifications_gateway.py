@@ -1,0 +1,203 @@
+"""Notifications through the gateway: the HTTP routes with real tokens, and
+the websocket (real time within 1 s, catch-up after a reconnect, 1008 on a
+bad token)."""
+from __future__ import annotations
+
+import json
+import struct
+import time
+import uuid
+
+import pytest
+import redis
+import requests
+import websocket
+from nameko.testing.services import entrypoint_hook
+
+from gateway_svc.service import GatewayService
+from notify_svc.service import NotificationService
+from shared import service as base
+from shared.events import Events
+from shared.rpc import rpc
+from shared.tenancy import membership_key
+from tests.helpers import wait_until
+from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
+from tests.tokens import access_token, auth_headers
+
+
+class FakeTasks:
+    name = "tasks"
+    events = Events()
+    store = base.Mongo()
+
+    @rpc
+    def emit(self, event_type, data, org_id=None):
+        self.events.publish(event_type, data, org_id=org_id)
+
+
+class FakeEmployees:
+    name = "employees"
+
+    @rpc
+    def get_membership(self, org_id, user_id):
+        return None  # nobody is a member unless the cache says so
+
+
+@pytest.fixture
+def stack(container_factory, make_config, smtp_sink):  # noqa: F811
+    config = make_config(SMTP_URL=smtp_sink.url)
+    containers = {cls: container_factory(cls, config)
+                  for cls in (NotificationService, GatewayService, FakeTasks, FakeEmployees)}
+    for container in containers.values():
+        container.start()
+    tasks = containers[FakeTasks]
+
+    class Stack:
+        base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
+        ws_url = f"ws://{config['WEB_SERVER_ADDRESS']}/api/v1/ws"
+
+        def emit(self, event_type, data):
+            with entrypoint_hook(tasks, "emit") as emit:
+                emit(event_type, data, data.get("org_id"))
+
+        def assign(self, user_id, title):
+            self.emit("task.assigned", {"org_id": "o1", "task_id": uuid.uuid4().hex[:8],
+                                        "title": title, "assignee_id": "e1",
+                                        "assignee_user_id": user_id, "assigned_by_user_id": "x",
+                                        "due_at": None, "priority": "normal", "job_id": None})
+
+    Stack.config = config
+    return Stack()
+
+
+def get(stack, path, user, **kw):
+    return requests.get(stack.base + path, headers=auth_headers(stack.config, user), **kw)
+
+
+def send(stack, method, path, user, headers=None, **kw):
+    return requests.request(method, stack.base + path,
+                            headers={**auth_headers(stack.config, user), **(headers or {})}, **kw)
+
+
+def items(stack, user):
+    return get(stack, "/notifications", user).json()["items"]
+
+
+def test_feed_routes_and_ownership(stack, unique):
+    ann, eve = f"ann-{unique}", f"eve-{unique}"
+    stack.assign(ann, "One")
+    wait_until(lambda: len(items(stack, ann)) == 1, what="one item")
+    stack.assign(ann, "Two")
+    wait_until(lambda: len(items(stack, ann)) == 2, what="two items")
+    page = get(stack, "/notifications", ann, params={"limit": 1}).json()
+    assert page["items"][0]["title"] == "New task: Two" and page["next_cursor"]
+    older = get(stack, "/notifications", ann, params={"limit": 1, "cursor": page["next_cursor"]})
+    assert older.json()["items"][0]["title"] == "New task: One"
+    assert get(stack, "/notifications/unread-count", ann).json() == {"unread": 2}
+    nid = page["items"][0]["id"]
+    # another user sees nothing and can touch nothing: 404
+    assert items(stack, eve) == []
+    assert send(stack, "POST", f"/notifications/{nid}/read", eve).status_code == 404
+    assert send(stack, "DELETE", f"/notifications/{nid}", eve).status_code == 404
+    assert send(stack, "POST", f"/notifications/{nid}/read", ann).status_code == 204
+    assert get(stack, "/notifications/unread-count", ann).json() == {"unread": 1}
+    assert get(stack, "/notifications", ann, params={"unread": "true"}).json()["items"][0][
+        "title"] == "New task: One"
+    assert send(stack, "POST", "/notifications/read-all", ann).json() == {"marked": 1}
+    assert send(stack, "DELETE", f"/notifications/{nid}", ann).status_code == 204
+    assert len(items(stack, ann)) == 1
+    # bad query values and no token
+    assert get(stack, "/notifications", ann, params={"limit": "x"}).status_code == 422
+    assert get(stack, "/notifications", ann, params={"cursor": "@@"}).status_code == 422
+    assert requests.get(stack.base + "/notifications").status_code == 401
+
+
+def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
+    ann = f"ann-{unique}"
+    url = "/notifications/preferences"
+    ok = send(stack, "PUT", url, ann, json={"channels": {"task_assigned": {"email": False}},
+                                            "quiet_hours": {"start": "22:00", "end": "07:00"},
+                                            "timezone": "Europe/Paris", "digest": "daily"})
+    assert ok.status_code == 200 and ok.json()["digest"] == "daily"
+    for body in ({"colour": "red"}, {"channels": {"nope": {"email": True}}},
+                 {"channels": {"task_assigned": {"email": "yes"}}}, {"digest": {"$gt": ""}},
+                 {"timezone": "Mars/Olympus"}, {"quiet_hours": {"start": "25:00", "end": "1"}}):
+        answer = send(stack, "PUT", url, ann, json=body)
+        assert answer.status_code == 422, body
+        assert answer.headers["Content-Type"].startswith("application/problem+json")
+    assert send(stack, "PUT", url, ann, data="{",
+                headers={"Content-Type": "application/json"}).status_code == 400
+    assert send(stack, "PUT", url, ann, data="x").status_code == 415
+    assert get(stack, url, ann).json()["timezone"] == "Europe/Paris"
+
+    push = "/notifications/push-subscriptions"
+    sub = {"endpoint": "https://push.example.com/x1", "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
+    assert send(stack, "POST", push, ann, json={"endpoint": "ftp://x", "keys": sub["keys"]}
+                ).status_code == 422
+    assert send(stack, "POST", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 422
+    assert send(stack, "POST", push, ann, json=sub).status_code == 201
+    assert send(stack, "DELETE", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 204
+    assert send(stack, "DELETE", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 404
+
+    org, admin, member = f"org-{unique}", f"adm-{unique}", f"mem-{unique}"
+    client = redis.Redis.from_url(stack.config["REDIS_URI"])
+    for user, role in ((admin, "admin"), (member, "member")):
+        client.set(membership_key(org, user), json.dumps(
+            {"org_id": org, "user_id": user, "role": role, "status": "active",
+             "permissions": [], "teams": {}}), ex=60)
+    tpl = f"/orgs/{org}/notification-templates/task_assigned"
+    assert get(stack, tpl, ann).status_code == 404          # not a member
+    assert get(stack, tpl, member).status_code == 403       # lacks the permission
+    assert get(stack, tpl, admin).json()["overridden"] is False
+    bad = send(stack, "PUT", tpl, admin, json={"subject": "Hi", "text": "a\nb\n{{ title }"})
+    assert bad.status_code == 422 and "line 3" in json.dumps(bad.json())
+    sneaky = send(stack, "PUT", tpl, admin,
+                  json={"subject": "{{ title.__class__.__mro__[1].__subclasses__() }}", "text": "x"})
+    assert sneaky.status_code == 422
+    assert get(stack, tpl, admin).json()["overridden"] is False
+    good = send(stack, "PUT", tpl, admin, json={"subject": "Do {{ title }}", "text": "{{ link }}"})
+    assert good.status_code == 200 and get(stack, tpl, admin).json()["subject"] == "Do {{ title }}"
+    client.delete(membership_key(org, admin), membership_key(org, member))
+
+
+def connect(stack, user, last_id=None):
+    token, _ = access_token(stack.config, user)
+    url = f"{stack.ws_url}?token={token}" + (f"&last_id={last_id}" if last_id else "")
+    ws = websocket.create_connection(url, timeout=5)
+    assert json.loads(ws.recv())["type"] == "hello"
+    return ws
+
+
+def test_websocket_real_time_and_catch_up(stack, unique):
+    ann = f"ann-{unique}"
+    ws = connect(stack, ann)
+    started = time.monotonic()
+    stack.assign(ann, "Live")
+    ws.settimeout(1.0)
+    message = json.loads(ws.recv())
+    assert time.monotonic() - started < 1.0
+    assert message["type"] == "notification"
+    assert message["notification"]["title"] == "New task: Live"
+    last_id = message["notification"]["id"]
+    ws.close()
+    stack.assign(ann, "Missed 1")
+    stack.assign(ann, "Missed 2")
+    wait_until(lambda: len(items(stack, ann)) == 3, what="3 items")
+    ws = connect(stack, ann, last_id=last_id)
+    got = [json.loads(ws.recv())["notification"]["title"] for _ in range(2)]
+    assert got == ["New task: Missed 1", "New task: Missed 2"]
+    # and it keeps streaming new ones after the catch-up
+    stack.assign(ann, "After")
+    assert json.loads(ws.recv())["notification"]["title"] == "New task: After"
+    ws.close()
+
+
+@pytest.mark.parametrize("token", ["garbage", "expired", ""])
+def test_websocket_with_a_bad_token_is_closed_with_1008(stack, unique, token):
+    if token == "expired":
+        token, _ = access_token(stack.config, f"u-{unique}", ttl=-60)
+    ws = websocket.create_connection(f"{stack.ws_url}?token={token}", timeout=5)
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert struct.unpack("!H", data[:2])[0] == 1008
+    ws.close()
