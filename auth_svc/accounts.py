@@ -23,7 +23,6 @@ import hashlib
 import logging
 import math
 import os
-import random
 import threading
 import time
 import uuid
@@ -31,12 +30,10 @@ from datetime import timedelta
 from functools import lru_cache
 
 import bcrypt
-import eventlet
 import pyotp
 import redis
 from eventlet import tpool
 from eventlet.semaphore import Semaphore
-from pymongo.errors import OperationFailure
 
 from auth_svc import domain
 from auth_svc.store import utcnow
@@ -57,7 +54,6 @@ RESET = "password_reset_tokens"
 VERIFY = "email_verification_tokens"
 MFA_MAX_ATTEMPTS = 5
 STRIKES_TTL = 24 * 3600
-TRANSACTION_ATTEMPTS = 8
 BAD_LOGIN = "Invalid email or password."
 
 
@@ -223,28 +219,21 @@ class Accounts:
         user = {"_id": uuid.uuid4().hex, "email": email, "name": name,
                 "password_hash": password_hash, "email_verified": False,
                 "created_at": now, "updated_at": now, "deleted_at": None}
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                self._create_user(user)
-                break
-            except OperationFailure as exc:   # a racing registration: retry, then 409
-                if not exc.has_error_label("TransientTransactionError") or \
-                        attempt == TRANSACTION_ATTEMPTS - 1:
-                    raise
-                self.events.recorded.clear()
-                eventlet.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        self._create_user(user)  # racing registrations: the unique index decides
         return self._start_session(user, ip, user_agent, announce=False)
 
     def _create_user(self, user: dict) -> None:
         """The user, its verification token and user.registered, atomically
         (the unique email index decides between racing registrations)."""
-        with self.store.transaction() as session:
+        def write(session):
             self.store.insert_user(user, session=session)
             token, url = self._verification(user["_id"], user["email"], session=session)
             self.events.publish("user.registered", {
                 "user_id": user["_id"], "email": user["email"], "name": user["name"],
                 "verification_token": token, "verify_url": url},
                 actor_id=user["_id"], session=session)
+
+        self.store.run_transaction(write)
 
     # -- login -------------------------------------------------------------
     def login(self, email: str, password: str, ip, user_agent) -> dict:

@@ -143,12 +143,15 @@ class EmployeeService(base.ServiceBase):
         if "job_title" in changes:
             fields["keywords"] = domain.keywords(target.get("name", ""), target["email"],
                                                  changes["job_title"])
-        with self.store.transaction() as session:  # the change and its events, together
+        def write(session):  # the change and its events, together
             doc = self.store.update_employee(org_id, employee_id, fields, session=session,
                                              expect={"status": target["status"]})
             if doc is None:  # removed meanwhile
                 raise NotFound("Employee not found.")
             self._publish_update(actor["user_id"], target, doc, changes, session)
+            return doc
+
+        doc = self.store.run_transaction(write)
         self._invalidate(org_id, doc["user_id"])
         return employee_out(doc)
 
@@ -358,7 +361,7 @@ class EmployeeService(base.ServiceBase):
         return self._add_user(None, org, user, body, check_limit=False)
 
     def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None) -> None:
-        with self.store.transaction() as session:
+        def write(session):
             doc = self.store.update_employee(target["org_id"], target["_id"], {
                 "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
                 expect={"status": {"$ne": "removed"}}, session=session)
@@ -371,6 +374,8 @@ class EmployeeService(base.ServiceBase):
                 "name": target.get("name", ""), "org_name": target.get("org_name", ""),
                 "removed_by_user_id": by_user_id}, org_id=target["org_id"],
                 actor_id=by_user_id, event_id=eid, session=session if doc else None)
+
+        self.store.run_transaction(write)
         self._invalidate(target["org_id"], target["user_id"])
 
     def _publish_update(self, actor_id: str | None, before: dict, after: dict, changes: dict,
@@ -393,11 +398,13 @@ class EmployeeService(base.ServiceBase):
             doc = self.store.employee_by_user(org_id, user_id) if user_id else None
             if doc is None or doc["role"] == role or doc["status"] == "removed":
                 continue
-            with self.store.transaction() as session:
+            def write(session, doc=doc, role=role):
                 after = self.store.update_employee(org_id, doc["_id"], {"role": role},
                                                    expect={"role": doc["role"]}, session=session)
                 if after is not None:
                     self._publish_update(actor_id, doc, after, {"role": role}, session)
+
+            self.store.run_transaction(write)
             self._invalidate(org_id, user_id)
 
     def _sync_user(self, user_id: str, fields: dict) -> None:

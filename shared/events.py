@@ -140,7 +140,10 @@ class Events(EventDispatcher):
                 except Exception as exc:  # still publish: better unrecorded than lost
                     log.warning("could not record %d events in the outbox: %s",
                                 len(bus.pending), exc)
-            envelopes = [*bus.recorded, *bus.pending]
+            # an envelope recorded in a transaction that was rolled back (or re-run)
+            # never reached the outbox: only what is there is sent
+            recorded = self.store.outbox_pending([e["event_id"] for e in bus.recorded])
+            envelopes = [*(e for e in bus.recorded if e["event_id"] in recorded), *bus.pending]
             if self._redis is not None:  # cached reads of these orgs are now stale
                 self._redis.tools.bump_versions(
                     {org_version_key(self.container.service_name, e["org_id"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -116,13 +115,14 @@ class BaseStore:
         self.db.handled_events.delete_one({"_id": f"{handler}:{event_id}",
                                            "state": "processing"})
 
-    @contextmanager
-    def transaction(self):
-        """A MongoDB transaction: pass the session to every write, and to
-        ``events.publish(..., session=...)``, so state and events commit together."""
+    def run_transaction(self, write: Callable):
+        """Run ``write(session)`` in a MongoDB transaction and return its result.
+        Pass the session to every write in it, and to ``events.publish(...,
+        session=...)``, so state and events commit together. A transient
+        conflict with a concurrent writer re-runs ``write`` (pymongo's
+        ``with_transaction``), so ``write`` must only touch the database."""
         with self.db.client.start_session() as session:
-            with session.start_transaction():
-                yield session
+            return session.with_transaction(write)
 
     # The outbox (shared.events)
     def outbox_add(self, envelopes: list[dict], session=None) -> None:
@@ -135,6 +135,12 @@ class BaseStore:
             # an id published again (a re-run handler's deterministic ids) is sent again
             if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
                 raise
+
+    def outbox_pending(self, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        return {d["_id"] for d in self.db.outbox.find({"_id": {"$in": event_ids}, "state": "pending"},
+                                                      {"_id": 1})}
 
     def outbox_mark_sent(self, event_ids: list[str]) -> None:
         self.db.outbox.update_many({"_id": {"$in": event_ids}},

@@ -22,6 +22,9 @@ def as_app_error(exc: BaseException) -> BaseException:
         return validation_error(exc)
     if isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError)):
         return Unavailable("The database is unavailable.")
+    if isinstance(exc, pymongo.errors.PyMongoError) and exc.has_error_label("TransientTransactionError"):
+        return Unavailable("A concurrent change got in the way; try again.",
+                           headers={"Retry-After": "1"})
     if isinstance(exc, redis.ConnectionError):
         return Unavailable("The cache is unavailable.")
     return exc

@@ -32,11 +32,13 @@ class Producer(ServiceBase):
 
     @rpc
     def emit_in_transaction(self, key, abort=False):
-        with self.store.transaction() as session:
+        def write(session):
             self.store.db.things.insert_one({"_id": key}, session=session)
             self.events.publish("thing.happened", {"key": key}, session=session)
             if abort:
                 raise ValueError("changed my mind")
+
+        self.store.run_transaction(write)
 
 
 class Consumer(ServiceBase):
