@@ -20,6 +20,7 @@ class Mailbox:
         self.dir = Path(tempfile.mkdtemp(prefix="maildir-")) / "inbox"
         mailbox.Maildir(self.dir, create=True)
         self.proc: subprocess.Popen | None = None
+        self._parsed: dict[str, email.message.EmailMessage] = {}
 
     @property
     def url(self) -> str:
@@ -38,14 +39,15 @@ class Mailbox:
             self.proc = None
 
     def messages(self, to: str | None = None) -> list[email.message.EmailMessage]:
+        """Every message received so far (each file is parsed once), or those to ``to``."""
         box = mailbox.Maildir(self.dir, factory=None, create=False)
-        found = []
         for key in box.keys():
-            with box.get_file(key) as handle:
-                message = email.message_from_binary_file(handle, policy=email.policy.default)
-            if to is None or to.lower() in (message.get("To") or "").lower():
-                found.append(message)
-        return found
+            if key not in self._parsed:
+                with box.get_file(key) as handle:
+                    self._parsed[key] = email.message_from_binary_file(
+                        handle, policy=email.policy.default)
+        return [m for m in self._parsed.values()
+                if to is None or to.lower() in (m.get("To") or "").lower()]
 
 
 def text_of(message: email.message.EmailMessage) -> str:
