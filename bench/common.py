@@ -6,7 +6,6 @@ import contextlib
 import os
 import statistics
 import subprocess
-import time
 import uuid
 
 import requests
@@ -60,15 +59,7 @@ def running(config: dict, services: list[str]):
             mesh.stop_process(proc)
 
 
-def wait(check, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up waiting for {what} after {timeout:g} s")
-        time.sleep(interval)
+wait = mesh.wait_for  # poll until truthy, bounded
 
 
 def pct(samples: list[float], p: float) -> float:

@@ -165,5 +165,112 @@ def dl_purge(config, service):
     click.echo(f"purged {purged} message(s)")
 
 
+@cli.command("create-admin")
+@click.option("--email", required=True)
+@click.option("--name", required=True)
+@click.password_option()
+@click.pass_obj
+def create_admin(config, email, name, password):
+    """Create the first user; they own their organization (role owner)."""
+    from shared.errors import AppError
+
+    try:
+        result = rpc_call(config, "auth", "register",
+                          {"email": email, "password": password, "name": name}, timeout=30)
+    except AppError as exc:
+        raise click.ClickException(f"{exc.detail} {json.dumps(exc.errors) if exc.errors else ''}") from None
+    click.echo(f"created {result['user']['email']} (user {result['user']['user_id']}); "
+               "their organization appears in a moment: GET /api/v1/orgs")
+
+
+@cli.command()
+@click.option("--api", envvar="PUBLIC_URL", default="http://127.0.0.1:8000", show_default=True)
+@click.option("--employees", default=20, show_default=True)
+@click.option("--teams", default=3, show_default=True)
+@click.option("--tasks", default=50, show_default=True)
+@click.option("--password", default="demo password 1234", show_default=True)
+def seed(api, employees, teams, tasks, password):
+    """A demo organization with employees, teams and tasks, through the HTTP API."""
+    import random
+    import time
+    import uuid
+
+    base = f"{api.rstrip('/')}/api/v1"
+    session = requests.Session()
+    tag = uuid.uuid4().hex[:6]
+
+    def call(method, path, token=None, **kwargs):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = session.request(method, f"{base}{path}", headers=headers, timeout=30, **kwargs)
+        if response.status_code >= 400:
+            raise click.ClickException(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    def register(name):
+        email = f"{name.lower().replace(' ', '.')}.{tag}@demo.example"
+        body = call("POST", "/auth/register", json={"email": email, "password": password, "name": name})
+        return {"email": email, "token": body["access_token"]}
+
+    owner = register("Demo Owner")
+    deadline = time.monotonic() + 30
+    while not (orgs := call("GET", "/orgs", owner["token"])["items"]):
+        if time.monotonic() > deadline:
+            raise click.ClickException("the owner's organization did not appear")
+        time.sleep(0.2)
+    org_id = orgs[0]["org_id"]
+    call("PUT", f"/orgs/{org_id}/subscription", owner["token"], json={"plan": "enterprise"})
+    staff = []
+    with click.progressbar(range(employees), label="employees") as bar:
+        for i in bar:
+            person = register(f"Employee {i + 1}")
+            role = "manager" if i == 0 else "member"
+            staff.append(call("POST", f"/orgs/{org_id}/employees", owner["token"],
+                              json={"email": person["email"], "role": role, "job_title": "Demo"}))
+    with click.progressbar(range(teams), label="teams") as bar:
+        for i in bar:
+            team = call("POST", f"/orgs/{org_id}/teams", owner["token"], json={"name": f"Team {i + 1}"})
+            for member in staff[i::teams]:
+                call("POST", f"/orgs/{org_id}/teams/{team['team_id']}/members", owner["token"],
+                     json={"employee_id": member["employee_id"], "role": "member"})
+    with click.progressbar(range(tasks), label="tasks") as bar:
+        for i in bar:
+            call("POST", f"/orgs/{org_id}/tasks", owner["token"], json={
+                "title": f"Demo task {i + 1}", "priority": random.choice(["low", "medium", "high"]),
+                "assignee_id": random.choice(staff)["employee_id"] if staff else None})
+    click.echo(f"organization {org_id}: {employees} employees, {teams} teams, {tasks} tasks; "
+               f"owner {owner['email']} / {password}")
+
+
+@cli.command("rotate-key")
+@click.pass_obj
+def rotate_key(config):
+    """Add a new signing key; the previous one keeps verifying until its tokens expire.
+
+    Keys in JWT_KEYS_DIR (local runs; with JWT_PRIVATE_KEYS, rotate by putting the new
+    PEM first there). Restart auth afterwards so it signs with the new key."""
+    from pathlib import Path as _Path
+
+    from auth_svc.keys import generate_keys, load_keyring, publish_jwks
+    from shared.redis import make_client
+
+    if config.get("JWT_PRIVATE_KEYS"):
+        raise click.ClickException("keys come from JWT_PRIVATE_KEYS: put the new PEM first there")
+    directory = _Path(config.get("JWT_KEYS_DIR") or "var/keys")
+    current = sorted(directory.glob("*.pem"))
+    for old in current[1:]:  # keep two: the new signer and the one it replaces
+        old.unlink()
+    if current:
+        current[0].rename(directory / f"z-previous-{current[0].name.removeprefix('z-previous-')}")
+    generate_keys(directory, count=1)  # its name sorts first: it signs
+    ring = load_keyring(config)
+    client = make_client(config)
+    try:
+        publish_jwks(client, ring)  # gateways accept the new key before auth uses it
+    finally:
+        client.close()
+    click.echo(f"signing key {ring.signing.kid}; verifying {', '.join(k.kid for k in ring.keys)}. "
+               "Restart the auth service to sign with it.")
+
+
 if __name__ == "__main__":
     cli()

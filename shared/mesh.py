@@ -47,11 +47,13 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def wait_for(check, timeout: float, what: str, interval: float = 0.1) -> None:
+def wait_for(check, timeout: float, what: str, interval: float = 0.1):
+    """Poll ``check`` until it returns something truthy (returned), at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        value = check()
+        if value:
+            return value
         time.sleep(interval)
     raise RuntimeError(f"{what} did not come up within {timeout:g} s")
 

@@ -82,3 +82,52 @@ def test_every_documented_route_is_routed(running_mesh):
             assert response.status_code != 405, (method, path)
             if response.status_code == 404:
                 assert response.json()["detail"] != "No such route.", (method, path)
+
+
+def _login(running_mesh, email, password):
+    response = running_mesh.request("POST", "/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def _kid(token):
+    import jwt
+
+    return jwt.get_unverified_header(token)["kid"]
+
+
+def test_operator_cli_creates_an_admin_and_rotates_the_signing_key(running_mesh):
+    import uuid
+
+    email, password = f"admin-{uuid.uuid4().hex[:8]}@example.com", "a long admin password 1"
+    created = run_cli(running_mesh, "create-admin", "--email", email, "--name", "Admin",
+                      "--password", password)
+    assert created.returncode == 0, created.stderr
+    old_token = _login(running_mesh, email, password)
+
+    rotated = run_cli(running_mesh, "rotate-key")
+    assert rotated.returncode == 0, rotated.stderr
+    running_mesh.mesh.stop_service("auth")
+    running_mesh.mesh.start_service("auth")
+    running_mesh.wait_healthy()
+    new_token = _login(running_mesh, email, password)
+    assert _kid(new_token) != _kid(old_token)
+    for token in (old_token, new_token):  # nobody is logged out by the rotation
+        me = running_mesh.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and me.json()["email"] == email
+
+
+def test_operator_cli_seeds_a_demo_organization(running_mesh):
+    import re
+
+    result = run_cli(running_mesh, "seed", "--api", running_mesh.base_url, "--employees", "3",
+                     "--teams", "1", "--tasks", "4")
+    assert result.returncode == 0, result.stderr
+    org_id, email, password = re.search(r"organization (\w+): .* owner (\S+) / (.+)$",
+                                        result.stdout.strip().splitlines()[-1]).groups()
+    headers = {"Authorization": f"Bearer {_login(running_mesh, email, password)}"}
+    staff = running_mesh.get(f"/orgs/{org_id}/employees", headers=headers).json()["items"]
+    assert len(staff) == 4  # the owner and three employees
+    assert len(running_mesh.get(f"/orgs/{org_id}/teams", headers=headers).json()["items"]) == 1
+    wait_until(lambda: len(running_mesh.get(f"/orgs/{org_id}/tasks", headers=headers)
+                           .json()["items"]) == 4, timeout=10, what="the seeded tasks")
