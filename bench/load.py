@@ -1,0 +1,236 @@
+"""Load: N concurrent authenticated clients for a fixed time on a realistic mix
+(list tasks 50%, get task 20%, update status 15%, comment 10%, bulk of 50 5%),
+against a mesh started here the way `make run` starts it (its own test
+SecantusDB, vhost and database prefix). Prints requests/s, p50/p99 per
+route, errors (any status >= 500, and 4xx other than the designed 429s),
+then checks consistency: every comment and status change a client got a 2xx
+for is stored exactly once, every bulk job finished with one task per
+assignee, and each service's peak RSS.
+
+    .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import requests  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared import mesh as mesh_mod  # noqa: E402
+from tests.conftest import _create_vhost, _delete_vhost  # noqa: E402
+
+PASSWORD = "correct horse battery staple 9"
+MIX = [("list_tasks", 50), ("get_task", 20), ("update_status", 15), ("comment", 10), ("bulk", 5)]
+NEXT_STATUS = {"todo": "in_progress", "in_progress": "done", "done": "in_progress"}
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+class Client:
+    def __init__(self, api, session, user, org_id, employee_id):
+        self.api, self.session = api, session
+        self.headers = {"Authorization": f"Bearer {user['access_token']}"}
+        self.org_id, self.employee_id = org_id, employee_id
+        self.tasks: list[str] = []
+
+    def call(self, method, path, **kwargs):
+        return self.session.request(method, f"{self.api}{path}", headers=self.headers, timeout=30,
+                                    **kwargs)
+
+
+def setup(api, clients: int):
+    """One org (enterprise plan), its owner, and `clients` managers with a task each."""
+    session = requests.Session()
+
+    def register(prefix):
+        email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+        r = session.post(f"{api}/auth/register", json={"email": email, "password": PASSWORD,
+                                                       "name": prefix}, timeout=30)
+        r.raise_for_status()
+        return {**r.json(), "email": email}
+
+    owner = register("owner")
+    auth = {"Authorization": f"Bearer {owner['access_token']}"}
+    deadline = time.time() + 30
+    while True:
+        items = session.get(f"{api}/orgs", headers=auth, timeout=30).json().get("items")
+        if items or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    org_id = items[0]["org_id"]
+    session.put(f"{api}/orgs/{org_id}/subscription", json={"plan": "enterprise"}, headers=auth,
+                timeout=30).raise_for_status()
+    pool = eventlet.GreenPool(20)
+    users = list(pool.imap(lambda _: register("loader"), range(clients)))
+    out = []
+    for user in users:
+        r = session.post(f"{api}/orgs/{org_id}/employees", headers=auth, timeout=30,
+                         json={"email": user["email"], "role": "manager"})
+        r.raise_for_status()
+        client = Client(api, requests.Session(), user, org_id, r.json()["employee_id"])
+        task = client.call("POST", f"/orgs/{org_id}/tasks",
+                           json={"title": "warm-up", "assignee_id": client.employee_id}).json()
+        client.tasks.append(task["task_id"])
+        out.append(client)
+    return org_id, owner, out
+
+
+def run(clients, seconds, org_id):
+    stats = defaultdict(list)
+    errors = defaultdict(int)
+    limited = defaultdict(int)
+    writes = {"comments": [], "status": [], "bulk": []}
+    assignees = [c.employee_id for c in clients]
+    stop = time.monotonic() + seconds
+
+    def act(client, kind):
+        task_id = random.choice(client.tasks)
+        if kind == "list_tasks":
+            return client.call("GET", f"/orgs/{org_id}/tasks", params={"limit": 50}), None
+        if kind == "get_task":
+            return client.call("GET", f"/orgs/{org_id}/tasks/{task_id}"), None
+        if kind == "update_status":
+            current = client.call("GET", f"/orgs/{org_id}/tasks/{task_id}").json()["status"]
+            r = client.call("POST", f"/orgs/{org_id}/tasks/{task_id}/status",
+                            json={"status": NEXT_STATUS[current]})
+            return r, ("status", task_id)
+        if kind == "comment":
+            body = f"load {uuid.uuid4().hex}"
+            r = client.call("POST", f"/orgs/{org_id}/tasks/{task_id}/comments", json={"body": body})
+            return r, ("comments", (task_id, body))
+        r = client.call("POST", f"/orgs/{org_id}/tasks/bulk", json={
+            "assignee_ids": random.sample(assignees, min(50, len(assignees))),
+            "task": {"title": f"bulk {uuid.uuid4().hex[:6]}"}})
+        return r, ("bulk", None)
+
+    def worker(client):
+        kinds = [k for k, w in MIX for _ in range(w)]
+        while time.monotonic() < stop:
+            kind = random.choice(kinds)
+            started = time.perf_counter()
+            try:
+                response, write = act(client, kind)
+            except requests.RequestException:
+                errors[kind] += 1
+                continue
+            stats[kind].append(time.perf_counter() - started)
+            if response.status_code == 429:
+                limited[kind] += 1
+            elif response.status_code >= 400:
+                errors[kind] += 1
+            elif write:
+                what, value = write
+                writes[what].append(response.json() if what == "bulk" else value)
+
+    started = time.monotonic()
+    pool = eventlet.GreenPool(len(clients))
+    for client in clients:
+        pool.spawn(worker, client)
+    pool.waitall()
+    return stats, errors, limited, writes, time.monotonic() - started
+
+
+def peak_rss(mesh) -> dict[str, int]:
+    out = {}
+    for name, procs in mesh.procs.items():
+        for i, proc in enumerate(procs):
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM"):
+                    out[f"{name}{'-' + str(i) if i else ''}"] = int(line.split()[1]) // 1024
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    db_proc, mongo_uri = mesh_mod.start_secantus(":memory:")
+    vhost = f"load-{uuid.uuid4().hex[:8]}"
+    amqp = _create_vhost(vhost)
+    port = mesh_mod.free_port()
+    api = f"http://127.0.0.1:{port}/api/v1"
+    tmp = Path(tempfile.mkdtemp(prefix="load-"))
+    env = mesh_mod.base_env(mongo_uri, AMQP_URI=amqp, REDIS_URI="redis://127.0.0.1:6379/8",
+                            GATEWAY_ADDRESS=f"127.0.0.1:{port}", MONGODB_DB_PREFIX="load",
+                            BCRYPT_ROUNDS="4", RATE_LIMIT_AUTH="100000/60",
+                            RATE_LIMIT_DEFAULT="100000/60", RATE_LIMIT_BULK="30/60",
+                            JWT_KEYS_DIR=str(tmp / "keys"), TASK_FILES_DIR=str(tmp / "files"),
+                            LOG_LEVEL="WARNING")
+    mesh = mesh_mod.Mesh(env, tmp / "logs", gateways=int(os.environ.get("GATEWAYS", "2")))
+    try:
+        mesh.start()
+        mesh_mod.wait_for(lambda: _healthy(api), 90, "the mesh")
+        org_id, owner, clients = setup(api, args.clients)
+        print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
+        stats, errors, limited, writes, elapsed = run(clients, args.seconds, org_id)
+        total = sum(len(v) for v in stats.values())
+        print(f"\n{total} requests in {elapsed:.1f} s = {total / elapsed:.0f} req/s")
+        for kind, _ in MIX:
+            values = stats.get(kind, [])
+            p50 = statistics.median(values) * 1000 if values else 0
+            p99 = percentile(values, 0.99) * 1000
+            print(f"  {kind:<14} n={len(values):>6}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
+                  f"  errors {errors[kind]}  429s {limited[kind]}")
+        print(f"errors (not counting designed 429s): {sum(errors.values())}")
+        check_consistency(api, owner, org_id, writes)
+        print("peak RSS (MiB):", peak_rss(mesh))
+    finally:
+        mesh.stop()
+        mesh_mod.stop_process(db_proc)
+        _delete_vhost(vhost)
+
+
+def _healthy(api):
+    try:
+        return requests.get(f"{api}/health", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def check_consistency(api, owner, org_id, writes):
+    headers = {"Authorization": f"Bearer {owner['access_token']}"}
+    comments_ok = 0
+    by_task = defaultdict(list)
+    for task_id, body in writes["comments"]:
+        by_task[task_id].append(body)
+    for task_id, bodies in by_task.items():
+        stored = [c["body"] for c in requests.get(f"{api}/orgs/{org_id}/tasks/{task_id}/comments",
+                                                  params={"limit": 200}, headers=headers,
+                                                  timeout=30).json()["items"]]
+        comments_ok += sum(stored.count(b) == 1 for b in bodies)
+    print(f"comments acknowledged {len(writes['comments'])}, stored exactly once {comments_ok}")
+    deadline = time.time() + 120
+    pending = list(writes["bulk"])
+    while pending and time.time() < deadline:
+        job = pending[0]
+        state = requests.get(f"{api}/orgs/{org_id}/tasks/bulk/{job['job_id']}", headers=headers,
+                             timeout=30).json()
+        if state["status"] == "done":
+            assert state["done"] + state["failed"] == state["total"], state
+            pending.pop(0)
+        else:
+            time.sleep(0.5)
+    print(f"bulk jobs acknowledged {len(writes['bulk'])}, finished {len(writes['bulk']) - len(pending)}")
+
+
+if __name__ == "__main__":
+    main()
