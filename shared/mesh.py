@@ -110,16 +110,30 @@ def start_secantus(storage: str, port: int | None = None, log_path: Path | None 
     port = port or free_port()
     if storage != ":memory:":
         Path(storage).mkdir(parents=True, exist_ok=True)
+    if log_path:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen([str(VENV_BIN / "secantusd-py"), "--host", "127.0.0.1", "--port",
                              str(port), "--storage-path", storage],
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_die_with_parent)
     try:
         wait_for(lambda: proc.poll() is None and port_open("127.0.0.1", port), 30, "SecantusDB")
     except RuntimeError:
         proc.kill()
         raise
     return proc, mongo_uri_for(port)
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the process that started us dies (Linux), so
+    a killed runner or test session leaves no orphans."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
@@ -162,7 +176,8 @@ class Mesh:
         return subprocess.Popen(
             [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
              f"{SERVICES[name]}.service"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         for name in SERVICES:
@@ -180,8 +195,15 @@ class Mesh:
                 stop_process(proc)
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            self.stop_service(name)
+        """SIGTERM every process first, then wait for them all (not one by one)."""
+        procs = [p for name in list(self.procs) for p in self.procs.pop(name)]
+        for proc in procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in procs:
+            stop_process(proc)
 
     def dead(self) -> list[str]:
         return [name for name, procs in self.procs.items() if any(p.poll() is not None
@@ -221,7 +243,8 @@ def run(gateways: int) -> None:
     def shutdown(*_):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, shutdown)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # even if started with them ignored
+        signal.signal(signum, shutdown)
     try:
         mesh.start()
         api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
