@@ -1,5 +1,6 @@
 """The whole mesh as separate processes, started once per test session the
 way ``make run`` starts it (shared.mesh), against the test servers."""
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -46,30 +47,14 @@ def mailbox():
     box.stop()
 
 
-@pytest.fixture(scope="session")
-def running_mesh(mongo_uri, tmp_path_factory, mailbox):
-    vhost = f"e2e-{uuid.uuid4().hex[:10]}"
-    amqp_uri = _create_vhost(vhost)
+@contextlib.contextmanager
+def started_mesh(mongo_uri, log_dir, gateways, **env):
+    """The mesh as separate processes on a free gateway port, healthy, then stopped."""
     port = mesh_mod.free_port()
-    env = mesh_mod.base_env(
-        mongo_uri,
-        AMQP_URI=amqp_uri,
-        REDIS_URI=os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9"),
-        MONGODB_DB_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
-        GATEWAY_ADDRESS=f"127.0.0.1:{port}",
-        PUBLIC_URL=f"http://127.0.0.1:{port}",
-        EVENT_RETRY_BASE_MS="100",
-        RPC_TIMEOUT="5",
-        LOG_LEVEL="INFO",
-        SMTP_URL=mailbox.url,
-        JWT_KEYS_DIR=str(tmp_path_factory.mktemp("keys")),
-        TASK_FILES_DIR=str(tmp_path_factory.mktemp("files")),
-        BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
-        RATE_LIMIT_AUTH="100000/60",
-        RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
-    )
-    log_dir = Path(tmp_path_factory.mktemp("mesh-logs"))
-    mesh = mesh_mod.Mesh(env, log_dir, gateways=2)
+    env = mesh_mod.base_env(mongo_uri, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
+                            PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_BASE_MS="100",
+                            **env)
+    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways)
     running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env)
     try:
         mesh.start()
@@ -77,4 +62,27 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
         yield running
     finally:
         mesh.stop()
+
+
+@pytest.fixture(scope="session")
+def running_mesh(mongo_uri, tmp_path_factory, mailbox):
+    vhost = f"e2e-{uuid.uuid4().hex[:10]}"
+    amqp_uri = _create_vhost(vhost)
+    try:
+        with started_mesh(
+            mongo_uri, tmp_path_factory.mktemp("mesh-logs"), gateways=2,
+            AMQP_URI=amqp_uri,
+            REDIS_URI=os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9"),
+            MONGODB_DB_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
+            RPC_TIMEOUT="5",
+            LOG_LEVEL="INFO",
+            SMTP_URL=mailbox.url,
+            JWT_KEYS_DIR=str(tmp_path_factory.mktemp("keys")),
+            TASK_FILES_DIR=str(tmp_path_factory.mktemp("files")),
+            BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
+            RATE_LIMIT_AUTH="100000/60",
+            RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
+        ) as running:
+            yield running
+    finally:
         _delete_vhost(vhost)

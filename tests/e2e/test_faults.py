@@ -6,8 +6,7 @@ import uuid
 import pytest
 import requests
 
-from shared import mesh as mesh_mod
-from tests.e2e.conftest import RunningMesh
+from tests.e2e.conftest import started_mesh
 from tests.e2e.servers import PrivateRabbit, PrivateRedis
 from tests.helpers import wait_until
 
@@ -17,20 +16,13 @@ def fault_mesh(mongo_uri, tmp_path_factory):
     rabbit, redis_server = PrivateRabbit(), PrivateRedis()
     rabbit.start()
     redis_server.start()
-    port = mesh_mod.free_port()
-    env = mesh_mod.base_env(
-        mongo_uri, AMQP_URI=rabbit.uri, REDIS_URI=redis_server.uri,
-        MONGODB_DB_PREFIX=f"fault{uuid.uuid4().hex[:8]}", GATEWAY_ADDRESS=f"127.0.0.1:{port}",
-        PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_BASE_MS="100", RPC_TIMEOUT="3")
-    mesh = mesh_mod.Mesh(env, tmp_path_factory.mktemp("fault-logs"), gateways=1)
-    running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env)
-    running.rabbit, running.redis_server = rabbit, redis_server
     try:
-        mesh.start()
-        running.wait_healthy()
-        yield running
+        with started_mesh(mongo_uri, tmp_path_factory.mktemp("fault-logs"), gateways=1,
+                          AMQP_URI=rabbit.uri, REDIS_URI=redis_server.uri, RPC_TIMEOUT="3",
+                          MONGODB_DB_PREFIX=f"fault{uuid.uuid4().hex[:8]}") as running:
+            running.rabbit, running.redis_server = rabbit, redis_server
+            yield running
     finally:
-        mesh.stop()
         rabbit.cleanup()
         redis_server.stop()
 
