@@ -10,19 +10,15 @@ email_verification_tokens  _id = SHA-256 of the token, user_id, email, expires_a
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore
+from shared.mongo import BaseStore, utcnow
 
 USED_HASHES_KEPT = 100   # rotated-out refresh tokens remembered per session (reuse detection)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class AuthStore(BaseStore):

@@ -5,9 +5,10 @@ import hashlib
 import re
 import secrets
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from shared.errors import Conflict, Forbidden, NotFound
+from shared.mongo import utcnow
 from shared.permissions import (
     RANK,
     check_removal,
@@ -24,8 +25,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def keywords(name: str, email: str, job_title: str) -> list[str]:

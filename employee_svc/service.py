@@ -284,7 +284,7 @@ class EmployeeService(base.ServiceBase):
 
     def _invalidate(self, org_id: str, user_id: str) -> None:
         """The membership cache entry goes now; cached lists of the org go stale."""
-        invalidate_membership(self.redis.client, org_id, user_id)
+        invalidate_membership(self.redis, org_id, user_id)
         self._changed(org_id)
 
     def _changed(self, org_id: str) -> None:

@@ -108,10 +108,7 @@ class Notifier:
             log.warning("cache set %s failed: %s", key, exc)
 
     def _cache_del(self, *keys: str) -> None:
-        try:
-            self.redis.client.delete(*keys)
-        except redis.RedisError as exc:
-            log.warning("cache delete %s failed: %s", keys, exc)
+        self.redis.cache.delete(*keys)  # again when Redis answers, if it does not now
 
     def preferences(self, user_id: str | None) -> dict:
         if user_id is None:

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from shared.mongo import BaseStore
+from shared.mongo import BaseStore, utcnow
 
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+now_utc = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def encode_cursor(created_at: datetime, _id: str) -> str:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import datetime, timezone
 
 from org_svc.schemas import DEFAULT_SETTINGS
 from shared.errors import Conflict, PlanLimitExceeded
+from shared.mongo import utcnow
 
 # employees/teams allowed per plan (None: no limit); config.yaml ORG_PLANS overrides
 DEFAULT_PLANS = {"free": {"employees": 10, "teams": 3},
@@ -14,8 +14,7 @@ DEFAULT_PLANS = {"free": {"employees": 10, "teams": 3},
                  "enterprise": {"employees": None, "teams": None}}
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def new_org_id() -> str:

@@ -26,6 +26,7 @@ is dropped.
 from __future__ import annotations
 
 import logging
+import sys
 import traceback
 import uuid
 from datetime import datetime, timezone
@@ -129,14 +130,26 @@ class Events(EventDispatcher):
         self._buses[worker_ctx] = bus
         return bus
 
+    def record(self, worker_ctx) -> None:
+        """Write what the call published to the outbox, in one write. Entrypoints
+        call this when the method succeeded and *before* they acknowledge their
+        message or send their reply (``AppRpc``, ``ReliableEventHandler``): nameko
+        runs ``worker_result`` only after that, and a crash in between must not
+        lose the events of a call that looks done. Raises if MongoDB fails."""
+        bus = self._buses.get(worker_ctx)
+        if bus is not None and bus.pending:
+            self.store.outbox_add(bus.pending)
+            bus.recorded += bus.pending
+            bus.pending = []
+
     def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
         bus = self._buses.get(worker_ctx)
         if bus is None or exc_info is not None:
             return  # a failed call publishes nothing it buffered; recorded ones go via the relay
         try:  # an exception here would take the whole container down
-            if bus.pending:
+            if bus.pending:  # not recorded yet (the outbox was unreachable, or no entrypoint asked)
                 try:
-                    self.store.outbox_add(bus.pending)
+                    self.record(worker_ctx)
                 except Exception as exc:  # still publish: better unrecorded than lost
                     log.warning("could not record %d events in the outbox: %s",
                                 len(bus.pending), exc)
@@ -268,6 +281,8 @@ class ReliableEventHandler(EventHandler):
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         event_id = self._event_id(message.payload)
         if exc_info is None:
+            exc_info = record_events(self.container, worker_ctx)  # before the ack
+        if exc_info is None:
             self._settle(message, lambda: event_id and self.mongo.store.finish_event(
                 self.handler_key, event_id))
         else:
@@ -323,6 +338,19 @@ class ReliableEventHandler(EventHandler):
 
 
 handles = ReliableEventHandler.decorator
+
+
+def record_events(container, worker_ctx):
+    """``Events.record`` for every Events dependency of the worker's service:
+    None, or the exc_info of the failure (a handler is then retried)."""
+    try:
+        for dependency in container.dependencies:
+            if isinstance(dependency, Events):
+                dependency.record(worker_ctx)
+    except Exception:
+        log.exception("could not record the events of %s in the outbox", worker_ctx)
+        return sys.exc_info()
+    return None
 
 
 class HandlerQueues(DependencyProvider):

@@ -23,6 +23,13 @@ HANDLED_EVENTS_TTL = 7 * 24 * 3600
 OUTBOX_SENT_TTL = 24 * 3600
 
 
+def utcnow() -> datetime:
+    """Now, at the millisecond precision MongoDB stores: a time written and read
+    back is equal to itself, so an id derived from it is the same on a re-run."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def database_name(config: dict, service_name: str) -> str:
     return f"{config.get('MONGODB_DB_PREFIX', 'workforce')}_{service_name}"
 

@@ -18,12 +18,67 @@ from typing import Any, Callable, Iterable
 
 import redis
 from nameko.extensions import DependencyProvider
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
 _MISS = object()
+MAX_MISSED_INVALIDATIONS = 10_000
+
+
+class MissedInvalidations:
+    """Cache invalidations that failed while Redis was unreachable, run again as
+    soon as it answers (after the next invalidation that succeeds, the health
+    check, the service's relay timer every 2 s). So a cached entry does not
+    outlive a change made during an outage, even when Redis comes back with
+    its data (a restart from its snapshot, a network partition). Only a process
+    that dies during the outage loses its list; the entries' TTLs bound that.
+
+    Each invalidation is named; a repeat of a pending one replaces it, so a
+    long outage keeps at most one of each (and at most MAX_MISSED_INVALIDATIONS)."""
+
+    def __init__(self, client: redis.Redis, service: str):
+        self.client = client
+        self.service = service
+        self._pending: dict[str, Callable[[redis.Redis], Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def run(self, name: str, apply: Callable[[redis.Redis], Any]) -> bool:
+        """``apply(client)`` now, or later if Redis is unreachable (True: done now)."""
+        try:
+            apply(self.client)
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels(self.service, "invalidate").inc()
+            log.warning("could not %s now, again when Redis answers: %s", name, exc)
+            self._pending.pop(name, None)
+            self._pending[name] = apply
+            while len(self._pending) > MAX_MISSED_INVALIDATIONS:
+                dropped = next(iter(self._pending))
+                del self._pending[dropped]
+                log.error("dropped the missed invalidation %s (its TTL bounds it)", dropped)
+            return False
+        self.replay()
+        return True
+
+    def replay(self) -> int:
+        """Run the missed invalidations, oldest first, until one fails."""
+        done = 0
+        for name, apply in list(self._pending.items()):
+            try:
+                apply(self.client)
+            except redis.RedisError:
+                break
+            if self._pending.get(name) is apply:
+                del self._pending[name]
+            done += 1
+        if done:
+            log.info("ran %d invalidations missed while Redis was unreachable", done)
+        return done
 
 
 class Cache:
@@ -31,14 +86,16 @@ class Cache:
 
     A tag is a Redis set of the keys cached under it (``{service}:tag:{tag}``);
     ``invalidate_tags`` deletes every key in the sets and the sets themselves.
-    Every key has a TTL too, so an invalidation missed while Redis was down
-    cannot outlive the TTL.
+    An invalidation that fails while Redis is unreachable is run again when it
+    answers (:class:`MissedInvalidations`); every key has a TTL too.
     """
 
-    def __init__(self, client: redis.Redis, service: str, default_ttl: int = 300):
+    def __init__(self, client: redis.Redis, service: str, default_ttl: int = 300,
+                 missed: MissedInvalidations | None = None):
         self.client = client
         self.service = service
         self.default_ttl = default_ttl
+        self.missed = missed if missed is not None else MissedInvalidations(client, service)
 
     def _failed(self, what: str, exc: Exception) -> None:
         REDIS_ERRORS.labels(self.service, what).inc()
@@ -81,27 +138,24 @@ class Cache:
         return value
 
     def delete(self, *keys: str) -> None:
-        if not keys:
-            return
-        try:
-            self.client.delete(*keys)
-        except redis.RedisError as exc:
-            self._failed("cache_delete", exc)
+        if keys:
+            self.missed.run(f"delete {' '.join(keys)}", lambda client: client.delete(*keys))
 
     def tag_key(self, tag: str) -> str:
         return f"{self.service}:tag:{tag}"
 
     def invalidate_tags(self, *tags: str) -> None:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for tag in tags:
-                pipe.smembers(self.tag_key(tag))
-            members = pipe.execute()
-            keys = {k for group in members for k in group}
-            keys.update(self.tag_key(tag) for tag in tags)
-            self.client.delete(*keys)
-        except redis.RedisError as exc:
-            self._failed("cache_invalidate", exc)
+        tag_keys = [self.tag_key(tag) for tag in tags]
+
+        def apply(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            for tag_key in tag_keys:
+                pipe.smembers(tag_key)
+            keys = {k for group in pipe.execute() for k in group}
+            client.delete(*keys, *tag_keys)
+
+        if tag_keys:
+            self.missed.run(f"invalidate tags {' '.join(tags)}", apply)
 
 
 # GCRA (generic cell rate algorithm) in one atomic script: no read-then-write
@@ -196,8 +250,13 @@ class RedisTools:
     def __init__(self, client: redis.Redis, service: str, default_ttl: int):
         self.client = client
         self.service = service
-        self.cache = Cache(client, service, default_ttl)
+        self.missed = MissedInvalidations(client, service)
+        self.cache = Cache(client, service, default_ttl, self.missed)
         self.limiter = RateLimiter(client, service)
+
+    def invalidate(self, name: str, apply: Callable[[redis.Redis], Any]) -> bool:
+        """Run a cache invalidation now, or as soon as Redis answers again."""
+        return self.missed.run(name, apply)
 
     def lock(self, name: str, timeout: float = 10, blocking_timeout: float = 5):
         """A distributed lock (redis-py's, token-checked release)."""
@@ -205,32 +264,39 @@ class RedisTools:
                                 blocking_timeout=blocking_timeout)
 
     def bump_versions(self, keys: Iterable[str]) -> None:
-        """Advance version counters (fails open: the cache TTL bounds staleness)."""
-        keys = list(keys)
-        if not keys:
-            return
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.incr(key)
-                pipe.expire(key, VERSION_TTL)
-            pipe.execute()
-        except redis.RedisError as exc:
-            REDIS_ERRORS.labels(self.service, "version_bump").inc()
-            log.warning("could not bump cache versions %s: %s", keys, exc)
+        """Advance version counters: cached answers keyed on them go stale (a bump
+        missed while Redis is unreachable is made when it answers)."""
+        for key in sorted(set(keys)):
+            self.invalidate(f"bump {key}", lambda client, key=key: _bump(client, key))
 
     def ping(self) -> float:
+        """Latency in ms. Redis is not healthy again until the invalidations it
+        missed are made: until then cached answers may be stale."""
         started = time.perf_counter()
         self.client.ping()
-        return (time.perf_counter() - started) * 1000
+        latency = (time.perf_counter() - started) * 1000
+        self.missed.replay()
+        if self.missed:
+            raise redis.ConnectionError(f"{len(self.missed)} missed cache invalidations not made yet")
+        return latency
+
+
+def _bump(client: redis.Redis, key: str) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, VERSION_TTL)
+    pipe.execute()
 
 
 def make_client(config: dict) -> redis.Redis:
+    # one immediate retry on a connection error: the first command after a Redis
+    # restart meets a dead pooled connection; a refused connect fails fast again
     return redis.Redis.from_url(
         config["REDIS_URI"], decode_responses=True,
         socket_timeout=float(config.get("REDIS_TIMEOUT", 1.0)),
         socket_connect_timeout=float(config.get("REDIS_TIMEOUT", 1.0)),
-        health_check_interval=30)
+        health_check_interval=30, retry=Retry(NoBackoff(), 1),
+        retry_on_error=[redis.ConnectionError])
 
 
 class Redis(DependencyProvider):

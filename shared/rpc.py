@@ -11,6 +11,7 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import Rpc, RpcProxy
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
+from shared.events import record_events
 from shared.telemetry import RPC_TIMEOUTS
 
 DEFAULT_TIMEOUT = 5.0
@@ -39,6 +40,10 @@ class AppRpc(Rpc):
                          sensitive_arguments=sensitive_arguments, **kwargs)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
+        if exc_info is None:
+            # the events of this call reach the outbox before the caller hears it
+            # succeeded; if MongoDB refuses now, Events.worker_result still sends them
+            record_events(self.container, worker_ctx)
         if exc_info is not None:
             mapped = as_app_error(exc_info[1])
             if mapped is not exc_info[1]:

@@ -64,5 +64,7 @@ class ServiceBase:
 
     @timer(interval=OUTBOX_RELAY_INTERVAL)
     def relay_outbox(self) -> None:
-        """Publish events a crash or a broker outage left in the outbox."""
+        """Publish events a crash or a broker outage left in the outbox, and make
+        the cache invalidations a Redis outage left undone."""
         self.events.relay(float(self.config.get("OUTBOX_GRACE_SECONDS", 5)))
+        self.redis.missed.replay()

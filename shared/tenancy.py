@@ -72,16 +72,17 @@ def cache_membership(redis_client: redis.Redis, membership: dict, generation: st
         return False
 
 
-def invalidate_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> None:
-    """After the change is committed: a new generation, and the cached copy gone."""
-    try:
-        pipe = redis_client.pipeline(transaction=True)
+def invalidate_membership(redis_tools, org_id: str, user_id: str) -> None:
+    """After the change is committed: a new generation, and the cached copy gone
+    (now, or as soon as Redis answers again: ``RedisTools.invalidate``)."""
+    def apply(client: redis.Redis) -> None:
+        pipe = client.pipeline(transaction=True)
         pipe.incr(generation_key(org_id, user_id))
         pipe.expire(generation_key(org_id, user_id), MEMBERSHIP_TTL * 2)
         pipe.delete(membership_key(org_id, user_id))
         pipe.execute()
-    except redis.RedisError as exc:  # the TTL bounds how long a stale copy can live
-        log.warning("could not invalidate membership %s/%s: %s", org_id, user_id, exc)
+
+    redis_tools.invalidate(f"invalidate membership {org_id}/{user_id}", apply)
 
 
 def cached_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> dict | None:

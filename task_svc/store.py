@@ -7,20 +7,19 @@ serves each query is named beside it.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from shared.mongo import BaseStore
+from shared.mongo import BaseStore, utcnow
 from task_svc import domain
 
 DUPLICATE_KEY = 11000
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def new_id() -> str:

@@ -6,18 +6,14 @@ members, not thousands), ``member_ids`` beside them for the
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore
+from shared.mongo import BaseStore, utcnow
 
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def new_id() -> str:

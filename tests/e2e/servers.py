@@ -19,8 +19,12 @@ def _wait_port(port: int, up: bool, timeout: float, what: str) -> None:
 
 
 class PrivateRedis:
+    """Keeps its data across a restart (a snapshot at shutdown, as a production
+    Redis with persistence does), so stale entries come back with it."""
+
     def __init__(self):
         self.port = mesh.free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-"))
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -29,15 +33,20 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
+             "--save", "3600 1", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, start_new_session=True)
         _wait_port(self.port, True, 10, "redis")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.terminate()  # redis-server saves its snapshot on SIGTERM
             self.proc.wait(10)
         _wait_port(self.port, False, 10, "redis")
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class PrivateRabbit:

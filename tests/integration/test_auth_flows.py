@@ -126,7 +126,9 @@ def test_twenty_simultaneous_registrations_make_one_account(api, unique):
                                                    "name": "Racer"}).status_code
     pool = eventlet.GreenPool(20)
     codes = sorted(pool.imap(register, range(20)))
-    assert codes == [201] + [409] * 19
+    # one account; the others are told it exists, or (a loaded machine, past the
+    # bcrypt budget) to come back later: 503 with Retry-After, never a second account
+    assert codes.count(201) == 1 and set(codes) <= {201, 409, 503}, codes
 
 
 @pytest.mark.parametrize("body, field", [

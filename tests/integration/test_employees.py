@@ -385,7 +385,7 @@ def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique
     _, org_id, owner = owner_org(mesh, unique)
     client = mesh.redis("employees")
     generation = membership_generation(client, org_id, owner["user_id"])  # a reader starts
-    invalidate_membership(client, org_id, owner["user_id"])  # a change commits meanwhile
+    invalidate_membership(RedisTools(client, "test", 60), org_id, owner["user_id"])  # a change commits
     assert not cache_membership(client, {**owner, "role": "stale"}, generation)
     assert client.get(membership_key(org_id, owner["user_id"])) is None
     fresh = membership_generation(client, org_id, owner["user_id"])

@@ -1,0 +1,51 @@
+"""Cache invalidations missed while Redis is unreachable are made when it
+answers again, on a Redis that comes back from its snapshot with every stale
+entry it held (a private redis-server, stopped and started)."""
+import pytest
+import redis
+
+from shared.redis import RedisTools, make_client
+from shared.tenancy import cached_membership, invalidate_membership, membership_key
+from tests.e2e.servers import PrivateRedis
+
+
+@pytest.fixture
+def private_redis():
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+def test_invalidations_missed_during_an_outage_are_made_when_redis_returns(private_redis):
+    tools = RedisTools(make_client({"REDIS_URI": private_redis.uri}), "test", 60)
+    tools.cache.set("tasks:list:a", ["old"], tags=["org:a"])
+    tools.client.set("tasks:ver:org:a", 5)
+    tools.client.set(membership_key("a", "u1"), '{"status": "active"}')
+
+    private_redis.stop()  # saves its snapshot
+    tools.cache.invalidate_tags("org:a")
+    tools.bump_versions(["tasks:ver:org:a"])
+    invalidate_membership(tools, "a", "u1")
+    with pytest.raises(redis.ConnectionError):
+        tools.ping()
+    assert len(tools.missed) == 3
+
+    private_redis.start()  # ... and comes back with the stale entries
+    assert tools.client.get("tasks:ver:org:a") == "5"
+    tools.ping()  # healthy only once the missed invalidations are made
+    assert len(tools.missed) == 0
+    assert tools.cache.get("tasks:list:a") is None
+    assert tools.client.get("tasks:ver:org:a") == "6"
+    assert cached_membership(tools.client, "a", "u1") is None
+
+
+def test_a_repeated_invalidation_is_kept_once(private_redis):
+    tools = RedisTools(make_client({"REDIS_URI": private_redis.uri}), "test", 60)
+    private_redis.stop()
+    for _ in range(50):
+        tools.bump_versions(["tasks:ver:org:a", "tasks:ver:org:b"])
+    assert len(tools.missed) == 2
+    private_redis.start()
+    tools.ping()
+    assert tools.client.mget("tasks:ver:org:a", "tasks:ver:org:b") == ["1", "1"]
