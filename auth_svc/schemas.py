@@ -143,3 +143,8 @@ class JwkSchema(Schema):
 
 class JwksSchema(Schema):
     keys = fields.List(fields.Nested(JwkSchema))
+
+
+class AcceptedSchema(Schema):
+    """The answer to work done later (an email sent): the same whatever happens next."""
+    status = fields.String(metadata={"enum": ["accepted"], "example": "accepted"})

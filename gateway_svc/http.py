@@ -1,7 +1,8 @@
 """The gateway's HTTP machinery, on top of nameko's ``@http``.
 
-``@api(method, path, auth=True, limit="default", body=Schema, response=Schema)``
-registers a route under ``/api/v1`` (the schemas document it in OpenAPI).
+``@api(method, path, auth=True, limit="default", body=Schema, query=Schema,
+response=Schema, status=201)`` registers a route under ``/api/v1`` (the
+schemas and the status document it in OpenAPI, ``gateway_svc.openapi``).
 Before a worker is spawned the entrypoint authenticates the caller
 (``request.user_id``) and applies the route class's rate limit (per user
 when authenticated, else per IP). Handlers return a JSON-able value,
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 REQUEST_ID_HEADER = "X-Request-ID"
 DEFAULT_MAX_BODY = 1024 * 1024
+JSON = "application/json"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -199,9 +201,14 @@ class ApiEntrypoint(HttpRequestHandler):
     def __init__(self, method: str, url: str, auth: bool = True, limit: str | None = "default",
                  max_body: int | str | None = None, *, body=None, query=None, response=None,
                  status: int | None = None, summary: str | None = None,
-                 errors: tuple[int, ...] = (), **kwargs):
+                 errors: tuple[int, ...] = (), body_media: str = JSON,
+                 response_media: str | tuple[str, ...] = JSON,
+                 response_headers: dict[str, str] | None = None, **kwargs):
         """``max_body``: this route's body limit in bytes, or the name of the
-        config key holding it (default: ``MAX_BODY_BYTES``)."""
+        config key holding it (default: ``MAX_BODY_BYTES``). ``body_media`` and
+        ``response_media`` name what is not JSON (a multipart upload, a file,
+        text); ``response_headers`` documents headers of the success answer
+        (``{name: description}``)."""
         self.auth = auth
         self.limit = limit
         self.max_body = max_body
@@ -209,7 +216,10 @@ class ApiEntrypoint(HttpRequestHandler):
         # for the OpenAPI document (gateway_svc.openapi): marshmallow schemas
         # (classes or instances) of the body, the query string and the answer
         self.doc = {"body": body, "query": query, "response": response, "status": status,
-                    "summary": summary, "errors": tuple(errors)}
+                    "summary": summary, "errors": tuple(errors), "body_media": body_media,
+                    "response_media": ((response_media,) if isinstance(response_media, str)
+                                       else tuple(response_media)),
+                    "response_headers": dict(response_headers or {})}
         full_url = url if url.startswith(API_PREFIX) else f"{API_PREFIX}{url}"
         super().__init__(method, full_url, expected_exceptions=(AppError,), **kwargs)
 

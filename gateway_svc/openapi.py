@@ -13,7 +13,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
-from gateway_svc.http import API_PREFIX, ApiEntrypoint
+from gateway_svc.http import API_PREFIX, JSON, ApiEntrypoint
 
 TITLE = "Workforce mesh API"
 VERSION = "1.0.0"
@@ -66,6 +66,29 @@ def _tag(method_fn) -> str:
     return module.rsplit(".", 1)[-1] if ".routes." in module else "operations"
 
 
+def _media(media: str, schema) -> dict:
+    """One success media type: the route's schema for JSON (none declared,
+    none given: tests/unit/test_openapi.py refuses that), text for text/*,
+    bytes for anything else (a download)."""
+    if media == JSON or media.endswith("+json"):
+        return {} if schema is None else {"schema": schema}
+    if media.startswith("text/"):
+        return {"schema": {"type": "string"}}
+    return {"schema": {"type": "string", "format": "binary"}}
+
+
+def success_response(doc: dict, status: int) -> dict:
+    """A 204 has no content; any other success names its media type(s)."""
+    success: dict = {"description": "Success"}
+    if status != 204:
+        success["content"] = {media: _media(media, doc["response"])
+                              for media in doc["response_media"]}
+    if doc["response_headers"]:
+        success["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                              for name, text in doc["response_headers"].items()}
+    return success
+
+
 def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
     doc = entrypoint.doc
     text = inspect.getdoc(method_fn) or name.replace("_", " ").capitalize()
@@ -83,11 +106,8 @@ def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
         op["parameters"] = params
     if doc["body"] is not None:
         op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": doc["body"]}}}
-    success: dict = {"description": "Success"}
-    if doc["response"] is not None and status != 204:
-        success["content"] = {"application/json": {"schema": doc["response"]}}
-    op["responses"][str(status)] = success
+                             "content": {doc["body_media"]: {"schema": doc["body"]}}}
+    op["responses"][str(status)] = success_response(doc, status)
     codes = set(doc["errors"]) | {404, 503, 504}
     if entrypoint.auth:
         op["security"] = [{"bearerAuth": []}]

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
 from gateway_svc.routes import auth, notifications, orgs, tasks, teams
+from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
 from shared.rpc import ServiceRpc
@@ -51,7 +52,7 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
     rpc_tasks = ServiceRpc("tasks")
     rpc_notifications = ServiceRpc("notifications")
 
-    @api("GET", "/health", auth=False, limit=None)
+    @api("GET", "/health", auth=False, limit=None, response=HealthSchema)
     def health(self, request):
         """Every service's health (MongoDB, Redis, AMQP); 503 naming what is down."""
         services, pending = {}, {}
@@ -75,21 +76,22 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
         body = {"status": "ok" if not down else "degraded", "down": down, "services": services}
         return (503 if down else 200), body
 
-    @api("GET", "/metrics", auth=False, limit=None)
+    @api("GET", "/metrics", auth=False, limit=None, response_media="text/plain")
     def metrics(self, request):
         return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
-    @api("GET", "/openapi.json", auth=False, limit=None)
+    @api("GET", "/openapi.json", auth=False, limit=None, response=OpenApiDocumentSchema)
     def openapi(self, request):
         """The OpenAPI 3.1 document of this API."""
         return cached_spec(type(self))
 
-    @api("GET", "/docs", auth=False, limit=None)
+    @api("GET", "/docs", auth=False, limit=None, response_media="text/html")
     def docs(self, request):
         """Swagger UI (served from the packaged copy: no CDN)."""
         return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
 
-    @api("GET", "/docs/<asset>", auth=False, limit=None)
+    @api("GET", "/docs/<asset>", auth=False, limit=None,
+         response_media=("text/css", "text/javascript"))
     def docs_asset(self, request, asset):
         """Swagger UI's files."""
         if asset == "swagger-init.js":

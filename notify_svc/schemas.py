@@ -88,6 +88,14 @@ class UnreadCountSchema(Schema):
     unread = fields.Integer()
 
 
+class ReadAllSchema(Schema):
+    marked = fields.Integer(metadata={"description": "how many were unread"})
+
+
+class PushSubscriptionOutSchema(Schema):
+    endpoint = fields.String()
+
+
 class TemplateOutSchema(Schema):
     key = fields.String()
     locale = fields.String()

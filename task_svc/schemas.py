@@ -1,5 +1,8 @@
 """Wire shapes of the tasks service (marshmallow): what comes in over RPC,
-what goes out, and the data of the events it publishes."""
+what goes out, and the data of the events it publishes. The ``dump_*``
+functions build the answers; the ``*OutSchema``/``*PageSchema`` classes
+describe them for the gateway's OpenAPI document (tests/unit/test_openapi.py
+checks the two agree)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -27,12 +30,13 @@ class Labels(fields.List):
 
 
 class TaskFieldsSchema(Schema):
-    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                          metadata={"example": "Write the release notes"})
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
     team_id = fields.String(load_default=None, allow_none=True, validate=ID)
     priority = fields.String(load_default="medium", validate=validate.OneOf(domain.PRIORITIES))
-    due_at = Due(load_default=None, allow_none=True)
-    labels = Labels(load_default=list)
+    due_at = Due(load_default=None, allow_none=True, metadata={"example": "2030-01-31T17:00:00Z"})
+    labels = Labels(load_default=list, metadata={"example": ["docs", "release"]})
 
 
 class TaskCreateSchema(TaskFieldsSchema):
@@ -107,6 +111,141 @@ class ListArgsSchema(PageArgsSchema):
 class StatsArgsSchema(Schema):
     team_id = fields.String(validate=ID)
     assignee_id = fields.String(validate=ID)
+
+
+class ListQuerySchema(ListArgsSchema):
+    """``ListArgsSchema`` as it appears in a URL: ``labels`` is one comma-separated value."""
+    labels = fields.String(metadata={"description": "comma-separated; tasks with all of them",
+                                     "example": "docs,release"})
+
+
+# --- answers (what the dump_* functions below return) ------------------------------
+class TaskOutSchema(Schema):
+    task_id = fields.String()
+    org_id = fields.String()
+    title = fields.String(metadata={"example": "Write the release notes"})
+    description = fields.String()
+    assignee_id = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+    priority = fields.String(metadata={"enum": list(domain.PRIORITIES)})
+    status = fields.String(metadata={"enum": list(domain.STATUSES)})
+    due_at = fields.DateTime(allow_none=True)
+    labels = fields.List(fields.String())
+    creator_user_id = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+    completed_at = fields.DateTime(allow_none=True)
+    overdue = fields.Boolean()
+    job_id = fields.String(allow_none=True, metadata={"description": "the bulk job that made it"})
+
+
+class TaskPageSchema(Schema):
+    items = fields.List(fields.Nested(TaskOutSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class BulkErrorSchema(Schema):
+    assignee_id = fields.String()
+    error = fields.String(metadata={"example": "not an active employee"})
+
+
+class BulkJobSchema(Schema):
+    job_id = fields.String()
+    org_id = fields.String()
+    status = fields.String(metadata={"enum": ["running", "done"]})
+    total = fields.Integer(metadata={"example": 3})
+    done = fields.Integer(metadata={"example": 2})
+    failed = fields.Integer(metadata={"example": 1})
+    errors = fields.List(fields.Nested(BulkErrorSchema))
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    status_url = fields.String(metadata={"description": "where to poll this job"})
+
+
+class CommentOutSchema(Schema):
+    comment_id = fields.String()
+    task_id = fields.String()
+    author_user_id = fields.String()
+    body = fields.String(metadata={"example": "Done, see the draft."})
+    mentions = fields.List(fields.String(), metadata={"description": "employee ids"})
+    created_at = fields.DateTime()
+
+
+class CommentPageSchema(Schema):
+    items = fields.List(fields.Nested(CommentOutSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class AttachmentUploadSchema(Schema):
+    """The multipart/form-data body of an upload."""
+    file = fields.Raw(required=True, metadata={"type": "string", "format": "binary"})
+
+
+class AttachmentOutSchema(Schema):
+    attachment_id = fields.String()
+    task_id = fields.String()
+    filename = fields.String(metadata={"example": "notes.pdf"})
+    content_type = fields.String(metadata={"example": "application/pdf"})
+    size = fields.Integer(metadata={"description": "bytes"})
+    uploaded_by_user_id = fields.String()
+    created_at = fields.DateTime()
+
+
+class AttachmentPageSchema(Schema):
+    items = fields.List(fields.Nested(AttachmentOutSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class HistoryEntrySchema(Schema):
+    history_id = fields.String()
+    field = fields.String(metadata={"example": "status"})
+    old = fields.Raw(allow_none=True, metadata={"example": "todo"})
+    new = fields.Raw(allow_none=True, metadata={"example": "in_progress"})
+    actor = fields.String(allow_none=True, metadata={"description": "user id; null for the system"})
+    reason = fields.String(allow_none=True)
+    at = fields.DateTime()
+
+
+class HistoryPageSchema(Schema):
+    items = fields.List(fields.Nested(HistoryEntrySchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class CompletionRowSchema(Schema):
+    total = fields.Integer()
+    done = fields.Integer()
+    completion_rate = fields.Float(metadata={"example": 0.5})
+
+
+class TeamCompletionSchema(CompletionRowSchema):
+    team_id = fields.String()
+
+
+class AssigneeCompletionSchema(CompletionRowSchema):
+    assignee_id = fields.String()
+
+
+class TaskStatsSchema(Schema):
+    total = fields.Integer()
+    by_status = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                            metadata={"example": {"todo": 3, "in_progress": 1, "done": 4}})
+    overdue = fields.Integer()
+    completed_this_week = fields.Integer()
+    completion_rate = fields.Float(metadata={"example": 0.5})
+    per_team = fields.List(fields.Nested(TeamCompletionSchema))
+    per_assignee = fields.List(fields.Nested(AssigneeCompletionSchema))
+
+
+class LeaderboardRowSchema(Schema):
+    rank = fields.Integer(metadata={"example": 1})
+    employee_id = fields.String()
+    name = fields.String(allow_none=True)
+    completed = fields.Integer(metadata={"example": 12})
+
+
+class LeaderboardSchema(Schema):
+    items = fields.List(fields.Nested(LeaderboardRowSchema))
+    source = fields.String(metadata={"enum": ["redis", "mongodb"]})
 
 
 def dump_task(t: dict) -> dict:

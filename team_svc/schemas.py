@@ -1,4 +1,6 @@
-"""Wire shapes of the teams service (marshmallow)."""
+"""Wire shapes of the teams service (marshmallow): what comes in (validated
+here, in the service), what goes out (``TeamSchema`` dumps; the gateway's
+OpenAPI document names these too), and what other services are handed."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
@@ -7,8 +9,10 @@ ID = dict(validate=validate.Length(min=1, max=64))
 
 
 class TeamCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    description = fields.String(load_default="", validate=validate.Length(max=2000))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120),
+                         metadata={"example": "Platform"})
+    description = fields.String(load_default="", validate=validate.Length(max=2000),
+                                metadata={"example": "Owns the build and deploy pipeline."})
     settings = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z_][\w-]{0,63}$")),
                            values=fields.Raw(allow_none=True), load_default=dict)
 
@@ -21,7 +25,7 @@ class TeamUpdateSchema(Schema):
 
 
 class MemberAddSchema(Schema):
-    employee_id = fields.String(required=True, **ID)
+    employee_id = fields.String(required=True, **ID, metadata={"example": "65f0c2a9e4b0a1d2c3f4e5a6"})
     role = fields.String(load_default="member", validate=validate.OneOf(("leader", "member")))
 
 
@@ -30,16 +34,18 @@ class LeaderSchema(Schema):
 
 
 class PermissionsSchema(Schema):
+    """``{employee_id: [permission, ...]}``: what each member is granted in the team."""
     permissions = fields.Dict(keys=fields.String(**ID),
                               values=fields.List(fields.String(validate=validate.Length(max=64)),
                                                  validate=validate.Length(max=20)),
-                              required=True)
+                              required=True,
+                              metadata={"example": {"65f0c2a9e4b0a1d2c3f4e5a6": ["task.assign_team"]}})
 
 
 class ListArgsSchema(Schema):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(load_default=None, validate=validate.Length(max=64))
-    employee_id = fields.String(**ID)
+    employee_id = fields.String(**ID, metadata={"description": "only the teams of this employee"})
 
 
 class MemberSchema(Schema):
@@ -61,6 +67,18 @@ class TeamSchema(Schema):
     permissions = fields.Dict()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
+
+
+class TeamPageSchema(Schema):
+    items = fields.List(fields.Nested(TeamSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class TeamPermissionsSchema(Schema):
+    """What ``get_permissions``/``set_permissions`` answer: the grants and what may be granted."""
+    team_id = fields.String()
+    grantable = fields.List(fields.String(), metadata={"example": ["task.assign_team"]})
+    permissions = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
 
 
 def dump_team(team: dict) -> dict:

@@ -2,6 +2,7 @@
 RPC, shape the answer. The client's IP and User-Agent go to auth with the
 calls that create or use a session."""
 from auth_svc.schemas import (
+    AcceptedSchema,
     CodeSchema,
     ForgotPasswordSchema,
     JwksSchema,
@@ -37,21 +38,21 @@ class AuthRoutes:
         return 201, self.rpc_auth.register(body, **client(request))
 
     @api("POST", "/auth/login", auth=False, limit="auth", body=LoginSchema,
-         response=TokensSchema, errors=(401, 422, 423, 429))
+         response=TokensSchema, status=200, errors=(401, 422, 423, 429))
     def login(self, request):
         """Tokens, or ``{mfa_required: true, mfa_token}`` when 2FA is on."""
         body = read_json(request, LoginSchema())
         return self.rpc_auth.login(body, **client(request))
 
     @api("POST", "/auth/login/mfa", auth=False, limit="auth", body=MfaLoginSchema,
-         response=TokensSchema, errors=(401, 422))
+         response=TokensSchema, status=200, errors=(401, 422))
     def login_mfa(self, request):
         """Second login step: the mfa_token and a TOTP or recovery code."""
         body = read_json(request, MfaLoginSchema())
         return self.rpc_auth.login_mfa(body, **client(request))
 
     @api("POST", "/auth/refresh", auth=False, limit="auth", body=RefreshSchema,
-         response=TokensSchema, errors=(401, 422))
+         response=TokensSchema, status=200, errors=(401, 422))
     def refresh(self, request):
         """Rotate: a used refresh token revokes its whole session."""
         body = read_json(request, RefreshSchema())
@@ -65,7 +66,7 @@ class AuthRoutes:
         return 204, None
 
     @api("POST", "/auth/password/forgot", auth=False, limit="auth", body=ForgotPasswordSchema,
-         status=202, errors=(422,))
+         response=AcceptedSchema, status=202, errors=(422,))
     def forgot_password(self, request):
         """Same answer whether or not the email has an account."""
         self.rpc_auth.forgot_password(read_json(request, ForgotPasswordSchema()))
@@ -84,17 +85,18 @@ class AuthRoutes:
         self.rpc_auth.verify_email(read_json(request, TokenSchema()))
         return 204, None
 
-    @api("POST", "/auth/email/resend", limit="auth", status=202, errors=(401, 409))
+    @api("POST", "/auth/email/resend", limit="auth", response=AcceptedSchema, status=202,
+         errors=(401, 409))
     def resend_verification(self, request):
         """Send the verification email again (to the pending address if changing)."""
         self.rpc_auth.resend_verification(request.user_id)
         return 202, {"status": "accepted"}
 
-    @api("POST", "/auth/mfa/setup", response=MfaSetupSchema, errors=(401, 409))
+    @api("POST", "/auth/mfa/setup", response=MfaSetupSchema, status=200, errors=(401, 409))
     def mfa_setup(self, request):
         return self.rpc_auth.mfa_setup(request.user_id)
 
-    @api("POST", "/auth/mfa/enable", body=CodeSchema, response=RecoveryCodesSchema,
+    @api("POST", "/auth/mfa/enable", body=CodeSchema, response=RecoveryCodesSchema, status=200,
          errors=(401, 409, 422))
     def mfa_enable(self, request):
         """Turn 2FA on with a code from the app; answers the recovery codes, once."""

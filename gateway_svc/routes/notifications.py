@@ -1,26 +1,18 @@
 """Gateway routes for notifications (api.md). Entrypoints stay thin: validate,
 one RPC, shape the answer. The websocket (/ws) lives in gateway_svc.realtime."""
-from marshmallow import Schema, fields
-
 from gateway_svc.http import api, query_args, read_json
 from notify_svc.schemas import (
     ListQuerySchema,
     NotificationPageSchema,
     PreferencesSchema,
+    PushSubscriptionOutSchema,
     PushSubscriptionSchema,
     PushUnsubscribeSchema,
+    ReadAllSchema,
     TemplateOutSchema,
     TemplateSchema,
     UnreadCountSchema,
 )
-
-
-class _IdSchema(Schema):
-    endpoint = fields.String()
-
-
-class _ReadAllSchema(Schema):
-    marked = fields.Integer()
 
 
 class NotificationRoutes:
@@ -35,7 +27,7 @@ class NotificationRoutes:
     def notifications_unread_count(self, request):
         return {"unread": self.rpc_notifications.unread_count(request.user_id)}
 
-    @api("POST", "/notifications/read-all", status=200, response=_ReadAllSchema)
+    @api("POST", "/notifications/read-all", status=200, response=ReadAllSchema)
     def notifications_read_all(self, request):
         return {"marked": self.rpc_notifications.mark_all_read(request.user_id)}
 
@@ -60,7 +52,7 @@ class NotificationRoutes:
         return self.rpc_notifications.set_preferences(request.user_id, body)
 
     @api("POST", "/notifications/push-subscriptions", body=PushSubscriptionSchema, status=201,
-         response=_IdSchema, errors=(400, 413, 415, 422))
+         response=PushSubscriptionOutSchema, errors=(400, 413, 415, 422))
     def push_subscribe(self, request):
         body = read_json(request, PushSubscriptionSchema())
         return 201, self.rpc_notifications.add_push_subscription(request.user_id, body)

@@ -88,7 +88,7 @@ class OrgRoutes:
         return self.rpc_organizations.update_settings(actor, org_id, body)
 
     @api("POST", "/orgs/<org_id>/transfer-ownership", body=TransferSchema, response=OrgSchema,
-         errors=(403, 404))
+         status=200, errors=(403, 404))
     def transfer_ownership(self, request, org_id):
         body = read_json(request, TransferSchema())
         actor = self._member(request, org_id, "org.transfer")
@@ -164,7 +164,8 @@ class OrgRoutes:
         self.rpc_employees.revoke_invitation(actor, org_id, invitation_id)
         return 204, None
 
-    @api("POST", "/invitations/<token>/accept", response=EmployeeSchema, errors=(403, 404))
+    @api("POST", "/invitations/<token>/accept", response=EmployeeSchema, status=200,
+         errors=(403, 404))
     def accept_invitation(self, request, token):
         """Join the org; the caller's verified email must be the invited one."""
         return self.rpc_employees.accept_invitation(request.user_id, token)

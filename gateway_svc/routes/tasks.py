@@ -1,6 +1,7 @@
 """Gateway routes for tasks (api.md). Entrypoints stay thin: validate,
-one RPC, shape the answer. The tasks service validates every field and
-decides tenancy (404 outside the org, 403 without the permission)."""
+one RPC, shape the answer. The tasks service validates every field (with
+the schemas named here, which document the route) and decides tenancy
+(404 outside the org, 403 without the permission) before it does."""
 from __future__ import annotations
 
 import base64
@@ -14,6 +15,28 @@ from gateway_svc.http import api
 from gateway_svc.routes.teams import json_object
 from shared.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.redis import org_version_key
+from task_svc.schemas import (
+    AssignSchema,
+    AttachmentOutSchema,
+    AttachmentPageSchema,
+    AttachmentUploadSchema,
+    BulkJobSchema,
+    BulkSchema,
+    CommentOutSchema,
+    CommentPageSchema,
+    CommentSchema,
+    HistoryPageSchema,
+    LeaderboardSchema,
+    ListQuerySchema,
+    PageArgsSchema,
+    StatsArgsSchema,
+    StatusSchema,
+    TaskCreateSchema,
+    TaskOutSchema,
+    TaskPageSchema,
+    TaskStatsSchema,
+    TaskUpdateSchema,
+)
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
@@ -44,11 +67,13 @@ def download(attachment: dict) -> Response:
 
 
 class TaskRoutes:
-    @api("POST", f"{ORG}/tasks")
+    @api("POST", f"{ORG}/tasks", body=TaskCreateSchema, response=TaskOutSchema, status=201,
+         errors=(403, 404))
     def create_task(self, request, org_id):
         return 201, self.rpc_tasks.create_task(request.user_id, org_id, json_object(request))
 
-    @api("GET", f"{ORG}/tasks")
+    @api("GET", f"{ORG}/tasks", query=ListQuerySchema, response=TaskPageSchema,
+         errors=(403, 404))
     def list_tasks(self, request, org_id):
         """List, filter, search. Answered from the gateway's cache, with no RPC, until
         a task of the org changes (every task event bumps the org's version)."""
@@ -58,69 +83,90 @@ class TaskRoutes:
             [org_version_key("tasks", org_id)],
             lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args), ttl=LIST_CACHE_TTL)
 
-    @api("GET", "/me/tasks")
+    @api("GET", "/me/tasks", query=ListQuerySchema, response=TaskPageSchema)
     def my_tasks(self, request):
+        """The caller's tasks across every organization."""
         return self.rpc_tasks.my_tasks(request.user_id, request.args.to_dict())
 
-    @api("POST", f"{ORG}/tasks/bulk", limit="bulk", max_body="BULK_MAX_BODY_BYTES")
+    @api("POST", f"{ORG}/tasks/bulk", limit="bulk", max_body="BULK_MAX_BODY_BYTES",
+         body=BulkSchema, response=BulkJobSchema, status=202, errors=(403, 404),
+         response_headers={"Location": "The job's URL (GET it for progress)"})
     def create_bulk_tasks(self, request, org_id):
+        """One task per assignee, created asynchronously: poll the job for progress."""
         job = self.rpc_tasks.create_bulk(request.user_id, org_id, json_object(request))
         return 202, {"Location": job["status_url"]}, job
 
-    @api("GET", f"{ORG}/tasks/bulk/<job_id>")
+    @api("GET", f"{ORG}/tasks/bulk/<job_id>", response=BulkJobSchema, errors=(403, 404))
     def get_bulk_job(self, request, org_id, job_id):
         return self.rpc_tasks.get_bulk_job(request.user_id, org_id, job_id)
 
-    @api("GET", f"{ORG}/tasks/stats")
+    @api("GET", f"{ORG}/tasks/stats", query=StatsArgsSchema, response=TaskStatsSchema,
+         errors=(403, 404))
     def task_stats(self, request, org_id):
+        """Counts by status, overdue, completion rate; per team and per assignee."""
         return self.rpc_tasks.stats(request.user_id, org_id, request.args.to_dict())
 
-    @api("GET", f"{ORG}/leaderboard")
+    @api("GET", f"{ORG}/leaderboard", query=PageArgsSchema(only=("limit",)),
+         response=LeaderboardSchema, errors=(403, 404))
     def leaderboard(self, request, org_id):
+        """Most tasks completed."""
         return self.rpc_tasks.leaderboard(request.user_id, org_id, request.args.to_dict())
 
-    @api("GET", TASK)
+    @api("GET", TASK, response=TaskOutSchema, errors=(403, 404))
     def get_task(self, request, org_id, task_id):
         return self.rpc_tasks.get_task(request.user_id, org_id, task_id)
 
-    @api("PATCH", TASK)
+    @api("PATCH", TASK, body=TaskUpdateSchema, response=TaskOutSchema, errors=(403, 404))
     def update_task(self, request, org_id, task_id):
         return self.rpc_tasks.update_task(request.user_id, org_id, task_id, json_object(request))
 
-    @api("DELETE", TASK)
+    @api("DELETE", TASK, status=204, errors=(403, 404))
     def delete_task(self, request, org_id, task_id):
         self.rpc_tasks.delete_task(request.user_id, org_id, task_id)
         return 204, None
 
-    @api("POST", f"{TASK}/assign")
+    @api("POST", f"{TASK}/assign", body=AssignSchema, response=TaskOutSchema, status=200,
+         errors=(403, 404, 409))
     def assign_task(self, request, org_id, task_id):
+        """Assign, reassign, or unassign (``assignee_id: null``)."""
         return self.rpc_tasks.assign_task(request.user_id, org_id, task_id, json_object(request))
 
-    @api("POST", f"{TASK}/status")
+    @api("POST", f"{TASK}/status", body=StatusSchema, response=TaskOutSchema, status=200,
+         errors=(403, 404, 409))
     def change_task_status(self, request, org_id, task_id):
+        """``todo`` → ``in_progress`` → ``done`` and back one step; 409 names the allowed moves."""
         return self.rpc_tasks.change_status(request.user_id, org_id, task_id, json_object(request))
 
-    @api("POST", f"{TASK}/comments")
+    @api("POST", f"{TASK}/comments", body=CommentSchema, response=CommentOutSchema, status=201,
+         errors=(403, 404))
     def add_task_comment(self, request, org_id, task_id):
         return 201, self.rpc_tasks.add_comment(request.user_id, org_id, task_id, json_object(request))
 
-    @api("GET", f"{TASK}/comments")
+    @api("GET", f"{TASK}/comments", query=PageArgsSchema, response=CommentPageSchema,
+         errors=(403, 404))
     def list_task_comments(self, request, org_id, task_id):
         return self.rpc_tasks.list_comments(request.user_id, org_id, task_id, request.args.to_dict())
 
-    @api("POST", f"{TASK}/attachments", max_body="ATTACHMENT_MAX_BODY_BYTES")
+    @api("POST", f"{TASK}/attachments", max_body="ATTACHMENT_MAX_BODY_BYTES",
+         body=AttachmentUploadSchema, body_media="multipart/form-data",
+         response=AttachmentOutSchema, status=201, errors=(403, 404))
     def add_task_attachment(self, request, org_id, task_id):
+        """Upload a file as multipart/form-data, in the part named ``file``."""
         return 201, self.rpc_tasks.add_attachment(request.user_id, org_id, task_id,
                                                   uploaded_file(request))
 
-    @api("GET", f"{TASK}/attachments")
+    @api("GET", f"{TASK}/attachments", response=AttachmentPageSchema, errors=(403, 404))
     def list_task_attachments(self, request, org_id, task_id):
         return self.rpc_tasks.list_attachments(request.user_id, org_id, task_id)
 
-    @api("GET", f"{TASK}/attachments/<attachment_id>")
+    @api("GET", f"{TASK}/attachments/<attachment_id>", response_media="*/*", errors=(403, 404),
+         response_headers={"Content-Disposition": "attachment, with the uploaded file name"})
     def download_task_attachment(self, request, org_id, task_id, attachment_id):
+        """The file's bytes, with the content type it was uploaded with."""
         return download(self.rpc_tasks.get_attachment(request.user_id, org_id, task_id, attachment_id))
 
-    @api("GET", f"{TASK}/history")
+    @api("GET", f"{TASK}/history", query=PageArgsSchema, response=HistoryPageSchema,
+         errors=(403, 404))
     def task_history(self, request, org_id, task_id):
+        """Every change, who and when, oldest first."""
         return self.rpc_tasks.task_history(request.user_id, org_id, task_id, request.args.to_dict())

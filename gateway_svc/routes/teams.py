@@ -1,17 +1,31 @@
 """Gateway routes for teams (api.md). Entrypoints stay thin: validate,
-one RPC, shape the answer. The teams service validates every field and
-decides tenancy (404 outside the org, 403 without the permission)."""
+one RPC, shape the answer. The teams service validates every field (with
+the schemas named here, which document the route) and decides tenancy
+(404 outside the org, 403 without the permission) before it does."""
 from __future__ import annotations
 
 from gateway_svc.http import api, read_json
 from shared.errors import BadRequest
+from team_svc.schemas import (
+    LeaderSchema,
+    ListArgsSchema,
+    MemberAddSchema,
+    MemberSchema,
+    PermissionsSchema,
+    TeamCreateSchema,
+    TeamPageSchema,
+    TeamPermissionsSchema,
+    TeamSchema,
+    TeamUpdateSchema,
+)
 
 ORG = "/orgs/<org_id>"
 TEAM = f"{ORG}/teams/<team_id>"
 
 
 def json_object(request) -> dict:
-    """The body as a JSON object (415/413/400 otherwise); fields are the service's to judge."""
+    """The body as a JSON object (415/413/400 otherwise); fields are the service's
+    to judge, after its permission check (so a 403 is not masked by a 422)."""
     body = read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
@@ -19,45 +33,50 @@ def json_object(request) -> dict:
 
 
 class TeamRoutes:
-    @api("POST", f"{ORG}/teams")
+    @api("POST", f"{ORG}/teams", body=TeamCreateSchema, response=TeamSchema, status=201,
+         errors=(403, 404))
     def create_team(self, request, org_id):
         return 201, self.rpc_teams.create_team(request.user_id, org_id, json_object(request))
 
-    @api("GET", f"{ORG}/teams")
+    @api("GET", f"{ORG}/teams", query=ListArgsSchema, response=TeamPageSchema, errors=(403, 404))
     def list_teams(self, request, org_id):
         """``?employee_id=`` lists the teams of one employee."""
         return self.rpc_teams.list_teams(request.user_id, org_id, request.args.to_dict())
 
-    @api("GET", TEAM)
+    @api("GET", TEAM, response=TeamSchema, errors=(403, 404))
     def get_team(self, request, org_id, team_id):
         return self.rpc_teams.get_team(request.user_id, org_id, team_id)
 
-    @api("PATCH", TEAM)
+    @api("PATCH", TEAM, body=TeamUpdateSchema, response=TeamSchema, errors=(403, 404))
     def update_team(self, request, org_id, team_id):
         return self.rpc_teams.update_team(request.user_id, org_id, team_id, json_object(request))
 
-    @api("DELETE", TEAM)
+    @api("DELETE", TEAM, status=204, errors=(403, 404))
     def delete_team(self, request, org_id, team_id):
         self.rpc_teams.delete_team(request.user_id, org_id, team_id)
         return 204, None
 
-    @api("POST", f"{TEAM}/members")
+    @api("POST", f"{TEAM}/members", body=MemberAddSchema, response=MemberSchema, status=201,
+         errors=(403, 404, 409))
     def add_team_member(self, request, org_id, team_id):
         return 201, self.rpc_teams.add_member(request.user_id, org_id, team_id, json_object(request))
 
-    @api("DELETE", f"{TEAM}/members/<employee_id>")
+    @api("DELETE", f"{TEAM}/members/<employee_id>", status=204, errors=(403, 404))
     def remove_team_member(self, request, org_id, team_id, employee_id):
         self.rpc_teams.remove_member(request.user_id, org_id, team_id, employee_id)
         return 204, None
 
-    @api("PUT", f"{TEAM}/leader")
+    @api("PUT", f"{TEAM}/leader", body=LeaderSchema, response=TeamSchema, errors=(403, 404))
     def set_team_leader(self, request, org_id, team_id):
+        """The leader must already be a member of the team (422 otherwise)."""
         return self.rpc_teams.set_leader(request.user_id, org_id, team_id, json_object(request))
 
-    @api("GET", f"{TEAM}/permissions")
+    @api("GET", f"{TEAM}/permissions", response=TeamPermissionsSchema, errors=(403, 404))
     def get_team_permissions(self, request, org_id, team_id):
         return self.rpc_teams.get_permissions(request.user_id, org_id, team_id)
 
-    @api("PUT", f"{TEAM}/permissions")
+    @api("PUT", f"{TEAM}/permissions", body=PermissionsSchema, response=TeamPermissionsSchema,
+         errors=(403, 404))
     def set_team_permissions(self, request, org_id, team_id):
+        """Replace the grants: ``{employee_id: [permission, ...]}`` for members of the team."""
         return self.rpc_teams.set_permissions(request.user_id, org_id, team_id, json_object(request))

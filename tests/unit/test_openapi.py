@@ -1,29 +1,185 @@
-"""The OpenAPI document: valid 3.1, and exactly the gateway's routes."""
+"""The OpenAPI document: valid 3.1, exactly the gateway's routes, and every
+route's body and answer described; the described answers are what the code
+returns. Expectations come from the route table (``api_entrypoints``), so a
+new route without schemas fails here."""
+import inspect
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
+from gateway_svc.http import API_PREFIX
 from gateway_svc.openapi import api_entrypoints, build_spec, openapi_path
 from gateway_svc.service import GatewayService
+from task_svc import domain as task_domain
+from task_svc import schemas as task_schemas
+from task_svc.store import TaskStore
+from team_svc import schemas as team_schemas
+
+SPEC = build_spec(GatewayService)
+ROUTES = [(name, ep, method) for name, ep in api_entrypoints(GatewayService)
+          for method in ep.method.split(",")]
+WRITES = {"POST", "PUT", "PATCH"}
+# POST actions that take no body: everything they need is in the path or the token
+BODYLESS = {
+    ("POST", "/auth/logout"): "revokes the session and token the request carries",
+    ("POST", "/auth/email/resend"): "resends to the caller's address on file",
+    ("POST", "/auth/mfa/setup"): "makes a new secret for the caller; nothing to send",
+    ("POST", "/invitations/<token>/accept"): "the token in the path is the whole input",
+    ("POST", "/notifications/<notification_id>/read"): "the id in the path is the whole input",
+    ("POST", "/notifications/read-all"): "applies to every notification of the caller",
+}
+# a handler that calls one of these reads the request body
+READS_BODY = re.compile(r"\b(read_json|json_object|uploaded_file|read_body)\(")
+
+
+def _route(ep) -> str:
+    return ep.url[len(API_PREFIX):]
+
+
+def _op(ep, method) -> dict:
+    return SPEC["paths"][openapi_path(ep.url)][method.lower()]
+
+
+def _status(ep, method) -> int:
+    return ep.doc["status"] or (201 if method == "POST" else 200)
+
+
+def _reads_body(name) -> bool:
+    return bool(READS_BODY.search(inspect.getsource(getattr(GatewayService, name))))
 
 
 def test_spec_is_valid_openapi_3_1():
-    spec = build_spec(GatewayService)
-    assert spec["openapi"] == "3.1.0"
-    validate(spec)
+    assert SPEC["openapi"] == "3.1.0"
+    validate(SPEC)
 
 
 def test_every_route_has_a_spec_entry_and_every_entry_a_route():
-    spec = build_spec(GatewayService)
-    routes = {(openapi_path(ep.url), method.lower())
-              for _, ep in api_entrypoints(GatewayService) for method in ep.method.split(",")}
-    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    routes = {(openapi_path(ep.url), method.lower()) for _, ep, method in ROUTES}
+    documented = {(path, method) for path, ops in SPEC["paths"].items() for method in ops}
     assert routes == documented
     assert ("/api/v1/health", "get") in documented
 
 
 def test_authenticated_routes_declare_the_bearer_scheme_and_401():
-    spec = build_spec(GatewayService)
-    by_id = {op["operationId"]: op for ops in spec["paths"].values() for op in ops.values()}
+    by_id = {op["operationId"]: op for ops in SPEC["paths"].values() for op in ops.values()}
     authed = {name for name, ep in api_entrypoints(GatewayService) if ep.auth}
     for name in authed:
         assert by_id[name]["security"] == [{"bearerAuth": []}] and "401" in by_id[name]["responses"]
     assert by_id["health"]["security"] == []
+
+
+def test_every_route_that_takes_a_body_documents_its_schema():
+    """POST/PUT/PATCH take a body unless allow-listed above; so does any route
+    whose handler reads one (a DELETE with a body too)."""
+    missing = []
+    for name, ep, method in ROUTES:
+        if (method, _route(ep)) in BODYLESS:
+            continue
+        if method in WRITES or _reads_body(name):
+            content = _op(ep, method).get("requestBody", {}).get("content", {})
+            if not content or not all("$ref" in media.get("schema", {})
+                                      for media in content.values()):
+                missing.append(f"{method} {_route(ep)}")
+    assert not missing, f"no requestBody schema: {missing}"
+
+
+def test_the_bodyless_allow_list_names_routes_that_read_no_body():
+    """A stale entry (route gone, or now reading a body) would hide a missing schema."""
+    table = {(method, _route(ep)): name for name, ep, method in ROUTES}
+    for key in BODYLESS:
+        assert key in table, f"{key} is not a route"
+        assert not _reads_body(table[key]), f"{key} reads a body: document it"
+        assert "requestBody" not in _op(*[(ep, m) for _, ep, m in ROUTES
+                                          if (m, _route(ep)) == key][0])
+
+
+def test_every_answer_but_204_documents_its_content():
+    """JSON answers name a schema (``response=``); others their media type."""
+    missing = []
+    for name, ep, method in ROUTES:
+        status = _status(ep, method)
+        success = _op(ep, method)["responses"][str(status)]
+        if status == 204:
+            assert "content" not in success, name
+            continue
+        content = success.get("content") or {}
+        json_media = content.get("application/json")
+        if not content or (json_media is not None and "schema" not in json_media):
+            missing.append(f"{method} {_route(ep)} {status}")
+    assert not missing, f"no response schema: {missing}"
+
+
+def test_post_routes_say_which_success_status_they_answer():
+    """200 or 201 is the route's to say: a POST action answering 200 must not be documented 201."""
+    assert not [f"POST {_route(ep)}" for _, ep, method in ROUTES
+                if method == "POST" and ep.doc["status"] is None]
+
+
+def test_uploads_are_multipart_and_downloads_binary():
+    upload = SPEC["paths"]["/api/v1/orgs/{org_id}/tasks/{task_id}/attachments"]["post"]
+    assert list(upload["requestBody"]["content"]) == ["multipart/form-data"]
+    part = SPEC["components"]["schemas"]["AttachmentUpload"]
+    assert part["properties"]["file"] == {"type": "string", "format": "binary"}
+    assert part["required"] == ["file"]
+    download = SPEC["paths"]["/api/v1/orgs/{org_id}/tasks/{task_id}/attachments/{attachment_id}"]
+    content = download["get"]["responses"]["200"]["content"]
+    assert all(media["schema"] == {"type": "string", "format": "binary"} for media in content.values())
+
+
+def test_bulk_creation_answers_202_with_a_location_and_the_job():
+    bulk = SPEC["paths"]["/api/v1/orgs/{org_id}/tasks/bulk"]["post"]["responses"]["202"]
+    assert "Location" in bulk["headers"]
+    assert bulk["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BulkJob"}
+
+
+# --- the documented answers are what the code returns ----------------------------------
+def _check(component: str, value) -> None:
+    """``value`` conforms to the component, and names every property it documents."""
+    schema = {"$ref": f"#/components/schemas/{component}", "components": SPEC["components"]}
+    OAS31Validator(schema).validate(value)
+    assert set(value) == set(SPEC["components"]["schemas"][component]["properties"]), component
+
+
+def _task(**extra) -> dict:
+    data = task_schemas.TaskCreateSchema().load({"title": "Ship it", "due_at": "2030-01-01T00:00:00Z",
+                                                 "labels": ["a"]})
+    doc = TaskStore.task_document("org1", data, {"employee_id": "e1", "user_id": "u1"},
+                                  {"employee_id": "e2", "user_id": "u2"}, job_id="j1")
+    return {**doc, **extra}
+
+
+@pytest.mark.parametrize("component,value", [
+    ("TaskOut", task_schemas.dump_task(_task())),
+    ("TaskOut", task_schemas.dump_task(_task(assignee_id=None, team_id=None, due_at=None,
+                                             job_id=None, status="done",
+                                             completed_at=datetime.now(timezone.utc)))),
+    ("BulkJob", {**task_schemas.dump_job({
+        "_id": "j1", "org_id": "o1", "status": "running", "total": 2, "done": 1, "failed": 1,
+        "errors": [{"assignee_id": "x", "error": "not an active employee"}],
+        "created_at": datetime.now(timezone.utc), "finished_at": None}), "status_url": "/x"}),
+    ("CommentOut", task_schemas.dump_comment({
+        "_id": "c1", "task_id": "t1", "author_user_id": "u1", "body": "hi", "mentions": ["e1"],
+        "created_at": datetime.now(timezone.utc)})),
+    ("AttachmentOut", task_schemas.dump_attachment({
+        "_id": "a1", "task_id": "t1", "filename": "x.txt", "content_type": "text/plain", "size": 3,
+        "uploaded_by_user_id": "u1", "created_at": datetime.now(timezone.utc)})),
+    ("HistoryEntry", task_schemas.dump_history({
+        "_id": "h1", "field": "due_at", "old": None,
+        "new": datetime.now(timezone.utc) + timedelta(days=1), "actor": "u1", "reason": None,
+        "at": datetime.now(timezone.utc)})),
+    ("TaskStats", task_domain.fold_stats({
+        "groups": [{"status": "done", "team": "t1", "assignee": "e1", "n": 2},
+                   {"status": "todo", "team": None, "assignee": "e2", "n": 1}],
+        "overdue": 1, "completed_this_week": 2})),
+    ("Team", team_schemas.dump_team({
+        "_id": "t1", "org_id": "o1", "name": "Core", "description": "", "settings": {},
+        "leader_id": "e1", "members": [{"employee_id": "e1", "user_id": "u1", "name": "Ann",
+                                        "role": "leader", "added_at": datetime.now(timezone.utc)}],
+        "member_ids": ["e1"], "permissions": {"e1": ["task.assign_team"]},
+        "created_at": datetime.now(timezone.utc), "updated_at": datetime.now(timezone.utc)})),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_documented_shapes_match_what_the_services_return(component, value):
+    _check(component, value)

@@ -1,0 +1,116 @@
+"""deploy/k8s stays in step with docker-compose.yml and config.yaml: a
+Deployment per service, each non-root with probes and limits, only
+environment variables the code reads, and kustomization.yaml listing it all."""
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+APP_SERVICES = {name: svc["environment"]["SERVICE"] for name, svc in COMPOSE.items()
+                if "SERVICE" in (svc.get("environment") or {})}
+
+
+def _documents() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
+
+
+DOCS = _documents()
+DEPLOYMENTS = {d["metadata"]["name"]: d for d in DOCS if d["kind"] == "Deployment"}
+
+
+def _container(name: str) -> dict:
+    (container,) = DEPLOYMENTS[name]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _env(container: dict) -> dict:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def test_compose_has_the_seven_services():
+    assert len(APP_SERVICES) == 7
+
+
+def test_every_compose_service_has_a_deployment_running_its_package():
+    assert set(DEPLOYMENTS) == set(APP_SERVICES)
+    for name, package in APP_SERVICES.items():
+        assert _env(_container(name))["SERVICE"] == package
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_deployment_runs_as_non_root_with_probes_and_limits(name):
+    pod = DEPLOYMENTS[name]["spec"]["template"]["spec"]
+    container = _container(name)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert probe in container, probe
+    resources = container["resources"]
+    assert {"cpu", "memory"} <= set(resources["limits"]) and {"cpu", "memory"} <= set(resources["requests"])
+
+
+def test_probes_are_the_compose_health_check_and_the_gateway_health_route():
+    compose_check = COMPOSE["auth"]["healthcheck"]["test"][1:]  # ["CMD", *command]
+    for name in APP_SERVICES:
+        container = _container(name)
+        if name == "gateway":
+            assert container["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
+        else:
+            assert container["readinessProbe"]["exec"]["command"] == compose_check
+            assert container["livenessProbe"]["exec"]["command"] == compose_check
+
+
+def test_metrics_ports_are_annotated_for_prometheus():
+    for name in APP_SERVICES:
+        annotations = DEPLOYMENTS[name]["spec"]["template"]["metadata"]["annotations"]
+        ports = {p["containerPort"] for p in _container(name)["ports"]}
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert int(annotations["prometheus.io/port"]) in ports
+
+
+def test_the_gateway_has_a_service():
+    services = [d for d in DOCS if d["kind"] == "Service"]
+    assert any(s["spec"]["selector"] == DEPLOYMENTS["gateway"]["spec"]["selector"]["matchLabels"]
+               for s in services)
+
+
+def test_environment_names_are_ones_config_yaml_or_compose_uses():
+    known = set(re.findall(r"\b[A-Z][A-Z0-9_]{2,}\b", (ROOT / "config.yaml").read_text()))
+    known |= set(re.findall(r"\b[A-Z][A-Z0-9_]{2,}\b", (ROOT / "docker-compose.yml").read_text()))
+    used = set()
+    for doc in DOCS:
+        if doc["kind"] in ("ConfigMap", "Secret"):
+            used |= set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+    for name in DEPLOYMENTS:
+        used |= set(_env(_container(name)))
+    assert used and not used - known, f"unknown: {sorted(used - known)}"
+
+
+def test_every_deployment_reads_the_configmap_and_secret_that_exist():
+    names = {(d["kind"], d["metadata"]["name"]) for d in DOCS}
+    for name in DEPLOYMENTS:
+        for source in _container(name)["envFrom"]:
+            ((kind, ref),) = source.items()
+            assert ({"configMapRef": "ConfigMap", "secretRef": "Secret"}[kind], ref["name"]) in names
+
+
+def test_the_secret_is_a_template_with_placeholders():
+    (secret,) = [d for d in DOCS if d["kind"] == "Secret"]
+    values = secret["stringData"].values()
+    assert all(v == "" or "CHANGE_ME" in v for v in values)
+
+
+def test_kustomization_lists_every_manifest():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert sorted(kustomization["resources"]) == sorted(files)
