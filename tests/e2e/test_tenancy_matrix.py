@@ -40,6 +40,7 @@ from tests.e2e.test_flows import PASSWORD, User, employees, personal_org
 from tests.helpers import wait_until
 
 PROBLEM_JSON = "application/problem+json"
+PARAM = r"<(?:[a-z]+:)?(\w+)>"
 TEMPLATE_KEY = "task_assigned"
 
 # The org-scoped routes, from the route table itself.
@@ -140,12 +141,16 @@ class World:
         self.keyword = f"zq{uuid.uuid4().hex[:8]}"   # in target and outsider titles alike
         self.created: dict[str, set] = {key: set() for key in CREATED_ID.values()}
 
-    def path(self, template: str) -> str:
+    def path(self, template: str, org_id: str | None = None) -> str:
+        """The route with the target org's objects in it (and ``org_id`` instead of the
+        target org's, for a caller addressing their own org with foreign ids)."""
+        ids = {**self.ids, "org_id": org_id or self.org_id}
+
         def fill(match):
             name = match.group(1)
-            assert name in self.ids, f"no object of the target org for <{name}> in {template}"
-            return self.ids[name]
-        return re.sub(r"<(?:[a-z]+:)?(\w+)>", fill, template)
+            assert name in ids, f"no object of the target org for <{name}> in {template}"
+            return ids[name]
+        return re.sub(PARAM, fill, template)
 
 
 def _ok(response, status=None):
@@ -324,8 +329,52 @@ def test_every_table_row_is_a_route():
     assert set(ROUTES) <= names, f"rows for routes that no longer exist: {set(ROUTES) - names}"
 
 
+# Bodies that name the target org's objects, for routes whose path names none of them.
+CROSS_BODIES = {
+    "create_task": lambda w: {"title": "Borrowed", "assignee_id": w.employee_ids["admin"],
+                              "team_id": w.ids["team_id"]},
+}
+# Routes whose body names objects of the target org already.
+FOREIGN_BODY = {"add_team_member", "set_team_leader", "set_team_permissions", "create_bulk_tasks",
+                "assign_task", "transfer_ownership", *CROSS_BODIES}
+CROSS_ORG_ROUTES = [r for r in ORG_ROUTES
+                    if r[0] in FOREIGN_BODY or set(re.findall(PARAM, r[2])) - {"org_id", "key"}]
+
+
+@pytest.mark.parametrize("name, method, template", CROSS_ORG_ROUTES,
+                         ids=[f"{m} {p}" for _, m, p in CROSS_ORG_ROUTES])
+def test_own_org_with_foreign_ids(world, name, method, template):
+    """The outsider, owner of their own org (so every permission passes), names the
+    target org's objects under their own org: each must be unknown there."""
+    w = world
+    body = CROSS_BODIES.get(name, ROUTES[name][1])
+    kwargs = {"headers": headers_of(w, "outsider")}
+    if body == "multipart":
+        kwargs["files"] = {"file": ("notes.txt", b"some notes", "text/plain")}
+    elif body is not None:
+        kwargs["json"] = body(w)
+    response = w.mesh.request(method, w.path(template, w.outsider_org_id), **kwargs)
+    where = f"{method} {template} under the outsider's org: {response.status_code} {response.text[:300]}"
+    foreign_in_path = set(re.findall(PARAM, template)) - {"org_id", "key"}
+    if name == "create_bulk_tasks" and response.status_code == 202:
+        # bulk checks its assignees asynchronously (api.md: 202 and a job to poll):
+        # a foreign employee must fail there exactly as an unknown id would
+        job = response.json()
+        state = wait_until(lambda: (lambda j: j if j["status"] == "done" else None)(
+            w.outsider.get(f"/orgs/{w.outsider_org_id}/tasks/bulk/{job['job_id']}").json()),
+            timeout=20, interval=0.1, what="the outsider's bulk job")
+        assert (state["done"], state["failed"]) == (0, 1), state
+        assert state["errors"] == [{"assignee_id": w.employee_ids["bystander"],
+                                    "error": "not an active employee"}], state
+        return
+    # an id in the path is a missing object (404); one only in the body may also be
+    # a refused field (422), never a success
+    assert response.status_code in ((404,) if foreign_in_path else (404, 422)), where
+    assert response.headers.get("Content-Type", "").startswith(PROBLEM_JSON), where
+
+
 def test_nothing_changed_in_the_target_org(world):
-    """Runs after the matrix: every refused write left no trace."""
+    """Runs after the matrix and the cross-org calls: every refused write left no trace."""
     assert snapshot(world) == world.before
 
 
