@@ -133,6 +133,15 @@ def register(mesh, name):
     return User(mesh, email, response.json())
 
 
+def own_org(user) -> str:
+    """The user's personal org once they can use it: /orgs lists it as soon as the
+    organizations service has it, the owner's membership (employees) follows by event."""
+    org_id = personal_org(user)["org_id"]
+    wait_until(lambda: user.get(f"/orgs/{org_id}").status_code == 200, timeout=20, interval=0.1,
+               what="the owner's membership of their new org")
+    return org_id
+
+
 class World:
     """The target org and everyone around it."""
 
@@ -214,8 +223,7 @@ def world(running_mesh):
                                                ("Owner", "Admin", "Member", "Bystander"))
     w.outsider, w.removed, w.deleted = (register(mesh, f"Matrix {who}") for who in
                                         ("Outsider", "Removed", "Deleted"))
-    w.org_id = personal_org(w.owner)["org_id"]
-    w.outsider_org_id = personal_org(w.outsider)["org_id"]
+    w.org_id, w.outsider_org_id = own_org(w.owner), own_org(w.outsider)
     org = f"/orgs/{w.org_id}"
     _ok(w.owner.call("PUT", f"{org}/subscription", {"plan": "enterprise"}))
 
