@@ -218,9 +218,12 @@ class OrganizationService(base.ServiceBase):
         data = {"org_id": org_id, "name": doc["name"], "owner_user_id": owner_id,
                 "owner_email": owner.get("email", ""), "owner_name": owner.get("name", ""),
                 "personal": personal}
-        # the owner can use the org as soon as this answers, not after the event
-        self.store.set_member(org_id, owner_id, "active")
+        # the owner can use the org as soon as this answers, not after the event; and
+        # it is listed among their orgs only once they are its employee (a failed
+        # add_owner is retried with the handler: no window where /orgs shows an org
+        # the gateway's membership check refuses)
         self.employees.add_owner(data)
+        self.store.set_member(org_id, owner_id, "active")
         self._forget(org_id, owner_id)
         self.events.publish("organization.created", data, org_id=org_id, actor_id=owner_id,
                             event_id=eid)
