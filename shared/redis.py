@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 _MISS = object()
 MAX_MISSED_INVALIDATIONS = 10_000
+VERSION_TTL = 24 * 3600  # version and generation counters
 
 
 class MissedInvalidations:
@@ -81,13 +82,33 @@ class MissedInvalidations:
         return done
 
 
+# Store a computed value only if no tag of it was invalidated since the reader
+# read the generations (KEYS: the key, n generation keys, the tag sets;
+# ARGV: value, ttl, n, the n generations read).
+_SET_IF_SAME_GENERATIONS = """
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  if (redis.call('GET', KEYS[1 + i]) or '0') ~= ARGV[3 + i] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+for i = n + 2, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  redis.call('EXPIRE', KEYS[i], tonumber(ARGV[2]) + 60)
+end
+return 1
+"""
+
+
 class Cache:
     """JSON values with a TTL, grouped by tags so events can drop them.
 
-    A tag is a Redis set of the keys cached under it (``{service}:tag:{tag}``);
-    ``invalidate_tags`` deletes every key in the sets and the sets themselves.
-    An invalidation that fails while Redis is unreachable is run again when it
-    answers (:class:`MissedInvalidations`); every key has a TTL too.
+    A tag is a Redis set of the keys cached under it (``{service}:tag:{tag}``)
+    and a generation counter (``{service}:tag-gen:{tag}``). ``invalidate_tags``
+    advances the generations, then deletes every key in the sets. ``get_or_set``
+    reads the generations before computing and stores the value only if they
+    did not move meanwhile: a read that raced a change cannot put the old value
+    back. An invalidation that fails while Redis is unreachable is run again
+    when it answers (:class:`MissedInvalidations`); every key has a TTL too.
     """
 
     def __init__(self, client: redis.Redis, service: str, default_ttl: int = 300,
@@ -96,6 +117,7 @@ class Cache:
         self.service = service
         self.default_ttl = default_ttl
         self.missed = missed if missed is not None else MissedInvalidations(client, service)
+        self._set_if_same = client.register_script(_SET_IF_SAME_GENERATIONS)
 
     def _failed(self, what: str, exc: Exception) -> None:
         REDIS_ERRORS.labels(self.service, what).inc()
@@ -116,25 +138,44 @@ class Cache:
         CACHE_REQUESTS.labels(self.service, "miss" if raw is None else "hit").inc()
         return _MISS if raw is None else json.loads(raw)
 
-    def set(self, key: str, value: Any, ttl: int | None = None, tags: Iterable[str] = ()) -> None:
-        ttl = ttl or self.default_ttl
+    def generations(self, tags: Iterable[str]) -> list[str] | None:
+        """Read before computing a value to ``set`` under these tags (None: Redis is down)."""
+        tags = list(tags)
+        if not tags:
+            return []
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.set(key, json.dumps(value, default=str), ex=ttl)
-            for tag in tags:
-                tag_key = self.tag_key(tag)
-                pipe.sadd(tag_key, key)
-                pipe.expire(tag_key, ttl + 60)
-            pipe.execute()
+            return [g or "0" for g in self.client.mget([self.generation_key(t) for t in tags])]
+        except redis.RedisError as exc:
+            self._failed("cache_get", exc)
+            return None
+
+    def set(self, key: str, value: Any, ttl: int | None = None, tags: Iterable[str] = (),
+            generations: list[str] | None = None) -> bool:
+        """Store ``value``; with ``generations`` (from :meth:`generations`, for the same
+        tags), only if none of the tags was invalidated since they were read."""
+        ttl = ttl or self.default_ttl
+        tags = list(tags)
+        if generations is None:
+            generations = self.generations(tags)
+            if generations is None:
+                return False
+        try:
+            return bool(self._set_if_same(
+                keys=[key, *map(self.generation_key, tags), *map(self.tag_key, tags)],
+                args=[json.dumps(value, default=str), ttl, len(tags), *generations]))
         except redis.RedisError as exc:
             self._failed("cache_set", exc)
+            return False
 
     def get_or_set(self, key: str, compute: Callable[[], Any], ttl: int | None = None,
                    tags: Iterable[str] = ()) -> Any:
         value = self._get(key)
         if value is _MISS:
+            tags = list(tags)
+            generations = self.generations(tags)
             value = compute()
-            self.set(key, value, ttl=ttl, tags=tags)
+            if generations is not None:
+                self.set(key, value, ttl=ttl, tags=tags, generations=generations)
         return value
 
     def delete(self, *keys: str) -> None:
@@ -144,14 +185,20 @@ class Cache:
     def tag_key(self, tag: str) -> str:
         return f"{self.service}:tag:{tag}"
 
+    def generation_key(self, tag: str) -> str:
+        return f"{self.service}:tag-gen:{tag}"
+
     def invalidate_tags(self, *tags: str) -> None:
         tag_keys = [self.tag_key(tag) for tag in tags]
 
         def apply(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=False)
+            for tag in tags:  # first: a value computed before this is not stored any more
+                pipe.incr(self.generation_key(tag))
+                pipe.expire(self.generation_key(tag), VERSION_TTL)
             for tag_key in tag_keys:
                 pipe.smembers(tag_key)
-            keys = {k for group in pipe.execute() for k in group}
+            keys = {k for group in pipe.execute()[2 * len(tags):] for k in group}
             client.delete(*keys, *tag_keys)
 
         if tag_keys:
@@ -235,7 +282,6 @@ class RateLimiter:
         return Decision.from_script(limit, reply)
 
 
-VERSION_TTL = 24 * 3600
 
 
 def org_version_key(service: str, org_id: str) -> str:

@@ -325,13 +325,14 @@ class TaskService(base.ServiceBase):
         """The team's brief (leader, members, grants) from teams, cached until a team event."""
         if not team_id:
             return None
-        key = f"tasks:team:{org_id}:{team_id}"
+        key, tags = f"tasks:team:{org_id}:{team_id}", [f"team:{team_id}"]
         team = self.redis.cache.get(key)
         if team is None:
+            generations = self.redis.cache.generations(tags)
             team = self.teams.get_team_briefs(org_id, [team_id]).get(team_id)
-            if team is not None:  # no negative caching: a team created later is seen at once
+            if team is not None and generations is not None:  # no negative caching
                 self.redis.cache.set(key, team, ttl=int(self.config.get("TASK_TEAM_TTL", 60)),
-                                     tags=[f"team:{team_id}"])
+                                     tags=tags, generations=generations)
         return team
 
     def _body_team(self, org_id: str, team_id: str | None) -> dict | None:

@@ -1,6 +1,7 @@
-"""Cache invalidations missed while Redis is unreachable are made when it
-answers again, on a Redis that comes back from its snapshot with every stale
-entry it held (a private redis-server, stopped and started)."""
+"""No stale cache: a read that raced a change cannot store the old value, and
+invalidations missed while Redis is unreachable are made when it answers again,
+on a Redis that comes back from its snapshot with every stale entry it held (a
+private redis-server, stopped and started)."""
 import pytest
 import redis
 
@@ -49,3 +50,22 @@ def test_a_repeated_invalidation_is_kept_once(private_redis):
     private_redis.start()
     tools.ping()
     assert tools.client.mget("tasks:ver:org:a", "tasks:ver:org:b") == ["1", "1"]
+
+
+def test_a_read_that_raced_an_invalidation_does_not_store_the_old_value(private_redis):
+    tools = RedisTools(make_client({"REDIS_URI": private_redis.uri}), "test", 60)
+    reads = []
+
+    def slow_read():  # the reader loads the old state; the change commits meanwhile
+        reads.append("old")
+        tools.cache.invalidate_tags("team:t1")
+        return {"leader": "old"}
+
+    assert tools.cache.get_or_set("teams:team:t1", slow_read, tags=["team:t1", "org:o"]) \
+        == {"leader": "old"}
+    assert tools.cache.get("teams:team:t1") is None  # not stored
+    assert tools.cache.get_or_set("teams:team:t1", lambda: {"leader": "new"},
+                                  tags=["team:t1", "org:o"]) == {"leader": "new"}
+    assert tools.cache.get("teams:team:t1") == {"leader": "new"}
+    tools.cache.invalidate_tags("org:o")
+    assert tools.cache.get("teams:team:t1") is None
