@@ -3,6 +3,7 @@ what auth's RPCs accept, what they answer (documented in OpenAPI)."""
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from auth_svc import domain
+from shared import examples as ex
 
 MAX_EMAIL = 254
 MAX_TOKEN = 512
@@ -34,53 +35,69 @@ class Password(fields.String):
 
 def _name(required=False):
     return fields.String(required=required,
-                         validate=validate.Length(min=1, max=domain.MAX_NAME_LENGTH))
+                         validate=validate.Length(min=1, max=domain.MAX_NAME_LENGTH),
+                         metadata={"example": ex.NAME})
 
 
-def _token():
-    return fields.String(required=True, validate=validate.Length(min=1, max=MAX_TOKEN))
+def _token(example: str):
+    return fields.String(required=True, validate=validate.Length(min=1, max=MAX_TOKEN),
+                         metadata={"example": example})
+
+
+def _email(required=True, example: str = ex.EMAIL):
+    return NormalisedEmail(required=required, metadata={"example": example})
+
+
+def _password():
+    return Password(required=True, metadata={"example": ex.PASSWORD})
+
+
+def _code():
+    return fields.String(required=True, validate=validate.Length(min=1, max=32),
+                         metadata={"example": ex.TOTP_CODE,
+                                   "description": "a TOTP code, or a recovery code"})
 
 
 class RegisterSchema(Schema):
-    email = NormalisedEmail(required=True)
-    password = Password(required=True)
+    email = _email()
+    password = _password()
     name = _name(required=True)
 
 
 class LoginSchema(Schema):
-    email = NormalisedEmail(required=True)
-    password = Password(required=True)
+    email = _email()
+    password = _password()
 
 
 class MfaLoginSchema(Schema):
-    mfa_token = _token()
-    code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    mfa_token = _token(ex.MFA_TOKEN)
+    code = _code()
 
 
 class RefreshSchema(Schema):
-    refresh_token = _token()
+    refresh_token = _token(ex.REFRESH_TOKEN)
 
 
 class ForgotPasswordSchema(Schema):
-    email = NormalisedEmail(required=True)
+    email = _email()
 
 
 class ResetPasswordSchema(Schema):
-    token = _token()
-    password = Password(required=True)
+    token = _token(ex.EMAILED_TOKEN)
+    password = _password()
 
 
 class TokenSchema(Schema):
-    token = _token()
+    token = _token(ex.EMAILED_TOKEN)
 
 
 class CodeSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    code = _code()
 
 
 class ProfileUpdateSchema(Schema):
     name = _name()
-    email = NormalisedEmail()
+    email = _email(required=False, example=ex.NEW_EMAIL)
 
     @validates_schema
     def not_empty(self, data, **kwargs):
@@ -89,56 +106,76 @@ class ProfileUpdateSchema(Schema):
 
 
 # -- answers (OpenAPI) -------------------------------------------------------
+USER_EXAMPLE = {"user_id": ex.USER_ID, "email": ex.EMAIL, "name": ex.NAME,
+                "email_verified": True, "mfa_enabled": False, "pending_email": None,
+                "created_at": ex.CREATED_AT}
+MFA_SECRET_EXAMPLE = "6WEMKJIKQKACVPZEX73YLA6NJ45MGIJT"
+
+
 class UserSchema(Schema):
-    user_id = fields.String()
-    email = fields.String()
-    name = fields.String()
-    email_verified = fields.Boolean()
-    mfa_enabled = fields.Boolean()
-    pending_email = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    user_id = fields.String(metadata={"example": ex.USER_ID})
+    email = fields.String(metadata={"example": ex.EMAIL})
+    name = fields.String(metadata={"example": ex.NAME})
+    email_verified = fields.Boolean(metadata={"example": True})
+    mfa_enabled = fields.Boolean(metadata={"example": False})
+    pending_email = fields.String(allow_none=True, metadata={
+        "example": None, "description": "the new address, until it is verified"})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
 
 
 class TokensSchema(Schema):
+    """Tokens; or, from a login with 2FA on, only ``mfa_required``, ``mfa_token``
+    and ``expires_in`` (send them to /auth/login/mfa)."""
+
+    class Meta:
+        # two shapes: the example shows the common one whole, not a mix of both
+        example = {"user": USER_EXAMPLE, "access_token": ex.ACCESS_TOKEN,
+                   "refresh_token": ex.REFRESH_TOKEN, "token_type": "Bearer", "expires_in": 900}
+
     user = fields.Nested(UserSchema)
-    access_token = fields.String()
-    refresh_token = fields.String()
-    token_type = fields.String()
-    expires_in = fields.Integer()
-    mfa_required = fields.Boolean()
-    mfa_token = fields.String()
+    access_token = fields.String(metadata={"example": ex.ACCESS_TOKEN})
+    refresh_token = fields.String(metadata={"example": ex.REFRESH_TOKEN})
+    token_type = fields.String(metadata={"example": "Bearer"})
+    expires_in = fields.Integer(metadata={"example": 900, "description": "seconds"})
+    mfa_required = fields.Boolean(metadata={"example": True})
+    mfa_token = fields.String(metadata={"example": ex.MFA_TOKEN})
 
 
 class SessionSchema(Schema):
-    session_id = fields.String()
-    created_at = fields.DateTime()
-    last_used_at = fields.DateTime()
-    ip = fields.String(allow_none=True)
-    user_agent = fields.String(allow_none=True)
-    current = fields.Boolean()
+    session_id = fields.String(metadata={"example": ex.SESSION_ID})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+    last_used_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
+    ip = fields.String(allow_none=True, metadata={"example": "203.0.113.7"})
+    user_agent = fields.String(allow_none=True, metadata={
+        "example": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) Firefox/124.0"})
+    current = fields.Boolean(metadata={"example": True})
 
 
 class SessionListSchema(Schema):
     items = fields.List(fields.Nested(SessionSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata={"example": None,
+                                                           "description": "always null: one page"})
 
 
 class MfaSetupSchema(Schema):
-    secret = fields.String()
-    otpauth_uri = fields.String()
+    secret = fields.String(metadata={"example": MFA_SECRET_EXAMPLE})
+    otpauth_uri = fields.String(metadata={"example": "otpauth://totp/Workforce:ada%40example.com"
+                                                     f"?secret={MFA_SECRET_EXAMPLE}&issuer=Workforce"})
 
 
 class RecoveryCodesSchema(Schema):
-    recovery_codes = fields.List(fields.String())
+    recovery_codes = fields.List(fields.String(), metadata={
+        "example": ["52jq6-rxg9m", "sewaj-v4972", "xc9xc-bsfdr", "rcxq2-6npb8", "k6kaf-aad6j",
+                    "7ve8z-5kx2n", "fjmwe-r7sgd", "zj8ec-s9cpf", "jqzu8-gup6q", "txzb9-3zq8j"]})
 
 
 class JwkSchema(Schema):
-    kty = fields.String()
-    crv = fields.String()
-    x = fields.String()
-    kid = fields.String()
-    alg = fields.String()
-    use = fields.String()
+    kty = fields.String(metadata={"example": ex.JWK["kty"]})
+    crv = fields.String(metadata={"example": ex.JWK["crv"]})
+    x = fields.String(metadata={"example": ex.JWK["x"]})
+    kid = fields.String(metadata={"example": ex.JWK["kid"]})
+    alg = fields.String(metadata={"example": ex.JWK["alg"]})
+    use = fields.String(metadata={"example": ex.JWK["use"]})
 
 
 class JwksSchema(Schema):

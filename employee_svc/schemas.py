@@ -1,6 +1,7 @@
 """Wire shapes of the employees service (marshmallow)."""
 from marshmallow import Schema, fields, validate
 
+from shared import examples as ex
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.permissions import ORG_ROLES
 
@@ -9,16 +10,23 @@ STATUSES = ("active", "inactive")
 ROLE = fields.String(validate=validate.OneOf(ORG_ROLES))
 
 
+JOB_TITLE = "Backend engineer"
+
+
 class EmployeeAddSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    role = fields.String(load_default="member", validate=validate.OneOf(ORG_ROLES))
-    job_title = fields.String(load_default="", validate=validate.Length(max=120))
+    email = fields.Email(required=True, validate=validate.Length(max=254),
+                         metadata={"example": ex.OTHER_EMAIL})
+    role = fields.String(load_default="member", validate=validate.OneOf(ORG_ROLES),
+                         metadata={"example": "member"})
+    job_title = fields.String(load_default="", validate=validate.Length(max=120),
+                              metadata={"example": JOB_TITLE})
 
 
 class EmployeeUpdateSchema(Schema):
-    role = fields.String(validate=validate.OneOf(ORG_ROLES))
-    job_title = fields.String(validate=validate.Length(max=120))
-    status = fields.String(validate=validate.OneOf(STATUSES))
+    role = fields.String(validate=validate.OneOf(ORG_ROLES), metadata={"example": "manager"})
+    job_title = fields.String(validate=validate.Length(max=120),
+                              metadata={"example": "Engineering manager"})
+    status = fields.String(validate=validate.OneOf(STATUSES), metadata={"example": "active"})
 
 
 class EmployeeQuerySchema(Schema):
@@ -38,42 +46,43 @@ class InvitationQuerySchema(Schema):
 
 
 class TaskCountsSchema(Schema):
-    open = fields.Integer()
-    completed = fields.Integer()
+    open = fields.Integer(metadata={"example": 4})
+    completed = fields.Integer(metadata={"example": 17})
 
 
 class EmployeeSchema(Schema):
-    employee_id = fields.String()
-    org_id = fields.String()
-    user_id = fields.String()
-    email = fields.String()
-    name = fields.String()
-    role = fields.String()
-    status = fields.String()
-    job_title = fields.String()
-    teams = fields.Dict(keys=fields.String(), values=fields.String())
+    employee_id = fields.String(metadata={"example": ex.OTHER_EMPLOYEE_ID})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    user_id = fields.String(metadata={"example": ex.OTHER_USER_ID})
+    email = fields.String(metadata={"example": ex.OTHER_EMAIL})
+    name = fields.String(metadata={"example": ex.OTHER_NAME})
+    role = fields.String(metadata={"enum": list(ORG_ROLES), "example": "member"})
+    status = fields.String(metadata={"enum": [*STATUSES, "removed"], "example": "active"})
+    job_title = fields.String(metadata={"example": JOB_TITLE})
+    teams = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "example": {ex.TEAM_ID: "member"}, "description": "team id -> role in the team"})
     task_counts = fields.Nested(TaskCountsSchema)
-    created_at = fields.String()
-    removed_at = fields.String(allow_none=True)
-    removed_by = fields.String(allow_none=True)
+    created_at = fields.String(metadata={"example": ex.CREATED_AT})
+    removed_at = fields.String(allow_none=True, metadata={"example": None})
+    removed_by = fields.String(allow_none=True, metadata={"example": None})
 
 
 class EmployeePageSchema(Schema):
     items = fields.List(fields.Nested(EmployeeSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
 class InvitationSchema(Schema):
-    invitation_id = fields.String()
-    org_id = fields.String()
-    email = fields.String()
-    role = fields.String()
-    job_title = fields.String()
-    status = fields.String()
-    expires_at = fields.String()
-    invited_by_user_id = fields.String()
+    invitation_id = fields.String(metadata={"example": ex.INVITATION_ID})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    email = fields.String(metadata={"example": ex.INVITEE_EMAIL})
+    role = fields.String(metadata={"enum": list(ORG_ROLES), "example": "member"})
+    job_title = fields.String(metadata={"example": JOB_TITLE})
+    status = fields.String(metadata={"example": "pending"})
+    expires_at = fields.String(metadata={"example": ex.EXPIRES_AT})
+    invited_by_user_id = fields.String(metadata={"example": ex.USER_ID})
 
 
 class InvitationPageSchema(Schema):
     items = fields.List(fields.Nested(InvitationSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())

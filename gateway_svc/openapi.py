@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import Schema, fields
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
@@ -42,9 +43,28 @@ class ProblemSchema(Schema):
     type = fields.String(metadata={"example": "https://errors.workforce.dev/validation"})
     title = fields.String(metadata={"example": "Validation failed"})
     status = fields.Integer(metadata={"example": 422})
-    detail = fields.String()
+    detail = fields.String(metadata={"example": "Some fields are invalid."})
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
                          metadata={"example": {"email": ["Not a valid email address."]}})
+
+
+class ExampleConverter(OpenAPIConverter):
+    """Fields carry their own examples (``metadata={"example": ...}``); a schema
+    whose answer is better shown whole (one of two shapes, say) names it in
+    ``class Meta: example = {...}``, beside the ``title`` and ``description``
+    apispec already reads there. tests/unit/test_openapi.py loads every request
+    example through its schema, so an example cannot drift from validation."""
+
+    def schema2jsonschema(self, schema):
+        jsonschema = super().schema2jsonschema(schema)
+        example = getattr(getattr(schema, "Meta", None), "example", None)
+        if example is not None:
+            jsonschema["example"] = example
+        return jsonschema
+
+
+class ExamplePlugin(MarshmallowPlugin):
+    Converter = ExampleConverter
 
 
 def api_entrypoints(service_cls) -> list[tuple[str, ApiEntrypoint]]:
@@ -127,7 +147,7 @@ def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
 
 def build_spec(service_cls, server_url: str = "/") -> dict:
     spec = APISpec(title=TITLE, version=VERSION, openapi_version="3.1.0",
-                   plugins=[MarshmallowPlugin()],
+                   plugins=[ExamplePlugin()],
                    info={"description": "The HTTP API of the workforce mesh gateway. Errors are "
                                         "RFC 9457 problem details (application/problem+json)."},
                    servers=[{"url": server_url}])

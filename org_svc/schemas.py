@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from shared import examples as ex
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 PLANS = ("free", "pro", "enterprise")
@@ -27,20 +28,24 @@ def _unique(values: list) -> None:
 
 
 class NotificationDefaultsSchema(Schema):
-    email = fields.Boolean()
-    in_app = fields.Boolean()
-    push = fields.Boolean()
-    digest = fields.String(validate=validate.OneOf(("off", "daily", "weekly")))
+    email = fields.Boolean(metadata={"example": True})
+    in_app = fields.Boolean(metadata={"example": True})
+    push = fields.Boolean(metadata={"example": False})
+    digest = fields.String(validate=validate.OneOf(("off", "daily", "weekly")),
+                           metadata={"example": "daily"})
 
 
 class SettingsSchema(Schema):
     """An organization's settings; PATCH sends any subset."""
-    timezone = fields.String(validate=_timezone)
-    default_task_priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    timezone = fields.String(validate=_timezone, metadata={"example": "Europe/London"})
+    default_task_priority = fields.String(validate=validate.OneOf(PRIORITIES),
+                                          metadata={"example": "medium"})
     working_days = fields.List(fields.String(validate=validate.OneOf(DAYS)),
-                               validate=[validate.Length(max=7), _unique])
-    week_start = fields.String(validate=validate.OneOf(DAYS))
-    locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"))
+                               validate=[validate.Length(max=7), _unique],
+                               metadata={"example": ["mon", "tue", "wed", "thu", "fri"]})
+    week_start = fields.String(validate=validate.OneOf(DAYS), metadata={"example": "mon"})
+    locale = fields.String(validate=validate.Regexp(r"^[a-z]{2}(-[A-Z]{2})?$"),
+                           metadata={"example": "en-GB"})
     notification_defaults = fields.Nested(NotificationDefaultsSchema)
 
 
@@ -51,21 +56,27 @@ DEFAULT_SETTINGS = {
 }
 
 
+ORG_NAME = "Acme Robotics"
+
+
 class OrgCreateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"example": ORG_NAME})
     settings = fields.Nested(SettingsSchema)
 
 
 class OrgUpdateSchema(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"example": "Acme Robotics Ltd"})
 
 
 class TransferSchema(Schema):
-    user_id = fields.String(required=True, validate=ID)
+    user_id = fields.String(required=True, validate=ID, metadata={
+        "example": ex.OTHER_USER_ID, "description": "the new owner; an active employee"})
 
 
 class SubscriptionUpdateSchema(Schema):
-    plan = fields.String(required=True, validate=validate.OneOf(PLANS))
+    plan = fields.String(required=True, validate=validate.OneOf(PLANS), metadata={"example": "pro"})
 
 
 class PageQuerySchema(Schema):
@@ -75,27 +86,34 @@ class PageQuerySchema(Schema):
 
 
 class LimitsSchema(Schema):
-    employees = fields.Integer(allow_none=True)
-    teams = fields.Integer(allow_none=True)
+    """Employees (pending invitations included) and teams: a plan's limits
+    (null: no limit), or the org's counts."""
+    employees = fields.Integer(allow_none=True, metadata={"example": 12})
+    teams = fields.Integer(allow_none=True, metadata={"example": 3})
 
 
 class SubscriptionSchema(Schema):
-    plan = fields.String()
+    class Meta:
+        # limits and usage share a schema: the example tells them apart
+        example = {"plan": "pro", "limits": {"employees": 250, "teams": 50},
+                   "usage": {"employees": 12, "teams": 3}}
+
+    plan = fields.String(metadata={"enum": list(PLANS), "example": "pro"})
     limits = fields.Nested(LimitsSchema)
     usage = fields.Nested(LimitsSchema)
 
 
 class OrgSchema(Schema):
-    org_id = fields.String()
-    name = fields.String()
-    owner_user_id = fields.String()
-    personal = fields.Boolean()
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    name = fields.String(metadata={"example": ORG_NAME})
+    owner_user_id = fields.String(metadata={"example": ex.USER_ID})
+    personal = fields.Boolean(metadata={"example": False})
     settings = fields.Nested(SettingsSchema)
     subscription = fields.Nested(SubscriptionSchema)
     counts = fields.Nested(LimitsSchema)
-    created_at = fields.String()
+    created_at = fields.String(metadata={"example": ex.CREATED_AT})
 
 
 class OrgPageSchema(Schema):
     items = fields.List(fields.Nested(OrgSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
 
+from shared import examples as ex
 from task_svc import domain
 
 ID = validate.Length(min=1, max=64)
@@ -29,47 +30,68 @@ class Labels(fields.List):
                          validate=validate.Length(max=20), **kw)
 
 
+TITLE = "Write the release notes"
+DESCRIPTION = "Summarise the changes since 2.3 for the changelog and the blog post."
+LABELS = ["docs", "release"]
+COMMENT = "Draft is in the shared folder; could you review the API section?"
+
+
 class TaskFieldsSchema(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200),
-                          metadata={"example": "Write the release notes"})
-    description = fields.String(load_default="", validate=validate.Length(max=10_000))
-    team_id = fields.String(load_default=None, allow_none=True, validate=ID)
-    priority = fields.String(load_default="medium", validate=validate.OneOf(domain.PRIORITIES))
-    due_at = Due(load_default=None, allow_none=True, metadata={"example": "2030-01-31T17:00:00Z"})
-    labels = Labels(load_default=list, metadata={"example": ["docs", "release"]})
+                          metadata={"example": TITLE})
+    description = fields.String(load_default="", validate=validate.Length(max=10_000),
+                                metadata={"example": DESCRIPTION})
+    team_id = fields.String(load_default=None, allow_none=True, validate=ID,
+                            metadata={"example": ex.TEAM_ID})
+    priority = fields.String(load_default="medium", validate=validate.OneOf(domain.PRIORITIES),
+                             metadata={"example": "high"})
+    due_at = Due(load_default=None, allow_none=True, metadata={"example": ex.DUE_AT})
+    labels = Labels(load_default=list, metadata={"example": LABELS})
 
 
 class TaskCreateSchema(TaskFieldsSchema):
-    assignee_id = fields.String(load_default=None, allow_none=True, validate=ID)
+    assignee_id = fields.String(load_default=None, allow_none=True, validate=ID,
+                                metadata={"example": ex.EMPLOYEE_ID})
 
 
 class TaskUpdateSchema(Schema):
-    title = fields.String(validate=validate.Length(min=1, max=200))
-    description = fields.String(validate=validate.Length(max=10_000))
-    team_id = fields.String(allow_none=True, validate=ID)
-    priority = fields.String(validate=validate.OneOf(domain.PRIORITIES))
-    due_at = Due(allow_none=True)
-    labels = Labels()
+    title = fields.String(validate=validate.Length(min=1, max=200),
+                          metadata={"example": "Write and publish the release notes"})
+    description = fields.String(validate=validate.Length(max=10_000),
+                                metadata={"example": DESCRIPTION})
+    team_id = fields.String(allow_none=True, validate=ID, metadata={"example": ex.TEAM_ID})
+    priority = fields.String(validate=validate.OneOf(domain.PRIORITIES),
+                             metadata={"example": "urgent"})
+    due_at = Due(allow_none=True, metadata={"example": "2026-03-12T12:00:00Z"})
+    labels = Labels(metadata={"example": [*LABELS, "blog"]})
 
 
 class BulkSchema(Schema):
     assignee_ids = fields.List(fields.String(validate=ID), required=True,
-                               validate=validate.Length(min=1, max=domain.MAX_BULK))
+                               validate=validate.Length(min=1, max=domain.MAX_BULK),
+                               metadata={"example": [ex.EMPLOYEE_ID, ex.OTHER_EMPLOYEE_ID],
+                                         "description": "employee ids; one task each"})
     task = fields.Nested(TaskFieldsSchema, required=True)
 
 
 class StatusSchema(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(domain.STATUSES))
+    status = fields.String(required=True, validate=validate.OneOf(domain.STATUSES),
+                           metadata={"example": "in_progress"})
 
 
 class AssignSchema(Schema):
-    assignee_id = fields.String(required=True, allow_none=True, validate=ID)
+    assignee_id = fields.String(required=True, allow_none=True, validate=ID,
+                                metadata={"example": ex.OTHER_EMPLOYEE_ID,
+                                          "description": "an employee id; null unassigns"})
 
 
 class CommentSchema(Schema):
-    body = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    body = fields.String(required=True, validate=validate.Length(min=1, max=5000),
+                         metadata={"example": COMMENT})
     mentions = fields.List(fields.String(validate=ID), load_default=list,
-                           validate=validate.Length(max=50))
+                           validate=validate.Length(max=50),
+                           metadata={"example": [ex.OTHER_EMPLOYEE_ID],
+                                     "description": "employee ids to notify"})
 
 
 class AttachmentSchema(Schema):
@@ -121,59 +143,62 @@ class ListQuerySchema(ListArgsSchema):
 
 # --- answers (what the dump_* functions below return) ------------------------------
 class TaskOutSchema(Schema):
-    task_id = fields.String()
-    org_id = fields.String()
-    title = fields.String(metadata={"example": "Write the release notes"})
-    description = fields.String()
-    assignee_id = fields.String(allow_none=True)
-    team_id = fields.String(allow_none=True)
-    priority = fields.String(metadata={"enum": list(domain.PRIORITIES)})
-    status = fields.String(metadata={"enum": list(domain.STATUSES)})
-    due_at = fields.DateTime(allow_none=True)
-    labels = fields.List(fields.String())
-    creator_user_id = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
-    completed_at = fields.DateTime(allow_none=True)
-    overdue = fields.Boolean()
-    job_id = fields.String(allow_none=True, metadata={"description": "the bulk job that made it"})
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    title = fields.String(metadata={"example": TITLE})
+    description = fields.String(metadata={"example": DESCRIPTION})
+    assignee_id = fields.String(allow_none=True, metadata={"example": ex.EMPLOYEE_ID})
+    team_id = fields.String(allow_none=True, metadata={"example": ex.TEAM_ID})
+    priority = fields.String(metadata={"enum": list(domain.PRIORITIES), "example": "high"})
+    status = fields.String(metadata={"enum": list(domain.STATUSES), "example": "in_progress"})
+    due_at = fields.DateTime(allow_none=True, metadata={"example": ex.DUE_AT})
+    labels = fields.List(fields.String(), metadata={"example": LABELS})
+    creator_user_id = fields.String(allow_none=True, metadata={"example": ex.USER_ID})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+    updated_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
+    completed_at = fields.DateTime(allow_none=True, metadata={"example": None})
+    overdue = fields.Boolean(metadata={"example": False})
+    job_id = fields.String(allow_none=True, metadata={"description": "the bulk job that made it",
+                                                      "example": None})
 
 
 class TaskPageSchema(Schema):
     items = fields.List(fields.Nested(TaskOutSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
 class BulkErrorSchema(Schema):
-    assignee_id = fields.String()
+    assignee_id = fields.String(metadata={"example": "0cc175b9c0f14a6ba1b2c3d4e5f6a7b8"})
     error = fields.String(metadata={"example": "not an active employee"})
 
 
 class BulkJobSchema(Schema):
-    job_id = fields.String()
-    org_id = fields.String()
-    status = fields.String(metadata={"enum": ["running", "done"]})
+    job_id = fields.String(metadata={"example": ex.JOB_ID})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    status = fields.String(metadata={"enum": ["running", "done"], "example": "done"})
     total = fields.Integer(metadata={"example": 3})
     done = fields.Integer(metadata={"example": 2})
     failed = fields.Integer(metadata={"example": 1})
     errors = fields.List(fields.Nested(BulkErrorSchema))
-    created_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
-    status_url = fields.String(metadata={"description": "where to poll this job"})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+    finished_at = fields.DateTime(allow_none=True, metadata={"example": "2026-03-02T09:15:02Z"})
+    status_url = fields.String(metadata={"description": "where to poll this job",
+                                         "example": f"/api/v1/orgs/{ex.ORG_ID}/tasks/bulk/{ex.JOB_ID}"})
 
 
 class CommentOutSchema(Schema):
-    comment_id = fields.String()
-    task_id = fields.String()
-    author_user_id = fields.String()
-    body = fields.String(metadata={"example": "Done, see the draft."})
-    mentions = fields.List(fields.String(), metadata={"description": "employee ids"})
-    created_at = fields.DateTime()
+    comment_id = fields.String(metadata={"example": ex.COMMENT_ID})
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    author_user_id = fields.String(metadata={"example": ex.USER_ID})
+    body = fields.String(metadata={"example": COMMENT})
+    mentions = fields.List(fields.String(), metadata={"description": "employee ids",
+                                                      "example": [ex.OTHER_EMPLOYEE_ID]})
+    created_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
 class CommentPageSchema(Schema):
     items = fields.List(fields.Nested(CommentOutSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
 class AttachmentUploadSchema(Schema):
@@ -182,55 +207,56 @@ class AttachmentUploadSchema(Schema):
 
 
 class AttachmentOutSchema(Schema):
-    attachment_id = fields.String()
-    task_id = fields.String()
-    filename = fields.String(metadata={"example": "notes.pdf"})
+    attachment_id = fields.String(metadata={"example": ex.ATTACHMENT_ID})
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    filename = fields.String(metadata={"example": "release-notes-draft.pdf"})
     content_type = fields.String(metadata={"example": "application/pdf"})
-    size = fields.Integer(metadata={"description": "bytes"})
-    uploaded_by_user_id = fields.String()
-    created_at = fields.DateTime()
+    size = fields.Integer(metadata={"description": "bytes", "example": 48213})
+    uploaded_by_user_id = fields.String(metadata={"example": ex.USER_ID})
+    created_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
 class AttachmentPageSchema(Schema):
     items = fields.List(fields.Nested(AttachmentOutSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
 class HistoryEntrySchema(Schema):
-    history_id = fields.String()
+    history_id = fields.String(metadata={"example": ex.HISTORY_ID})
     field = fields.String(metadata={"example": "status"})
     old = fields.Raw(allow_none=True, metadata={"example": "todo"})
     new = fields.Raw(allow_none=True, metadata={"example": "in_progress"})
-    actor = fields.String(allow_none=True, metadata={"description": "user id; null for the system"})
-    reason = fields.String(allow_none=True)
-    at = fields.DateTime()
+    actor = fields.String(allow_none=True, metadata={"description": "user id; null for the system",
+                                                     "example": ex.USER_ID})
+    reason = fields.String(allow_none=True, metadata={"example": None})
+    at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
 class HistoryPageSchema(Schema):
     items = fields.List(fields.Nested(HistoryEntrySchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
 class CompletionRowSchema(Schema):
-    total = fields.Integer()
-    done = fields.Integer()
+    total = fields.Integer(metadata={"example": 8})
+    done = fields.Integer(metadata={"example": 4})
     completion_rate = fields.Float(metadata={"example": 0.5})
 
 
 class TeamCompletionSchema(CompletionRowSchema):
-    team_id = fields.String()
+    team_id = fields.String(metadata={"example": ex.TEAM_ID})
 
 
 class AssigneeCompletionSchema(CompletionRowSchema):
-    assignee_id = fields.String()
+    assignee_id = fields.String(metadata={"example": ex.EMPLOYEE_ID})
 
 
 class TaskStatsSchema(Schema):
-    total = fields.Integer()
+    total = fields.Integer(metadata={"example": 8})
     by_status = fields.Dict(keys=fields.String(), values=fields.Integer(),
                             metadata={"example": {"todo": 3, "in_progress": 1, "done": 4}})
-    overdue = fields.Integer()
-    completed_this_week = fields.Integer()
+    overdue = fields.Integer(metadata={"example": 1})
+    completed_this_week = fields.Integer(metadata={"example": 2})
     completion_rate = fields.Float(metadata={"example": 0.5})
     per_team = fields.List(fields.Nested(TeamCompletionSchema))
     per_assignee = fields.List(fields.Nested(AssigneeCompletionSchema))
@@ -238,14 +264,14 @@ class TaskStatsSchema(Schema):
 
 class LeaderboardRowSchema(Schema):
     rank = fields.Integer(metadata={"example": 1})
-    employee_id = fields.String()
-    name = fields.String(allow_none=True)
+    employee_id = fields.String(metadata={"example": ex.EMPLOYEE_ID})
+    name = fields.String(allow_none=True, metadata={"example": ex.NAME})
     completed = fields.Integer(metadata={"example": 12})
 
 
 class LeaderboardSchema(Schema):
     items = fields.List(fields.Nested(LeaderboardRowSchema))
-    source = fields.String(metadata={"enum": ["redis", "mongodb"]})
+    source = fields.String(metadata={"enum": ["redis", "mongodb"], "example": "redis"})
 
 
 def dump_task(t: dict) -> dict:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from shared import examples as ex
+
 ID = dict(validate=validate.Length(min=1, max=64))
+TEAM_SETTINGS_EXAMPLE = {"standup_time": "09:30", "board_url": "https://example.com/boards/platform"}
+PERMISSIONS_EXAMPLE = {ex.OTHER_EMPLOYEE_ID: ["task.assign_team"]}
 
 
 class TeamCreateSchema(Schema):
@@ -14,23 +18,29 @@ class TeamCreateSchema(Schema):
     description = fields.String(load_default="", validate=validate.Length(max=2000),
                                 metadata={"example": "Owns the build and deploy pipeline."})
     settings = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z_][\w-]{0,63}$")),
-                           values=fields.Raw(allow_none=True), load_default=dict)
+                           values=fields.Raw(allow_none=True), load_default=dict,
+                           metadata={"example": TEAM_SETTINGS_EXAMPLE})
 
 
 class TeamUpdateSchema(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=120))
-    description = fields.String(validate=validate.Length(max=2000))
+    name = fields.String(validate=validate.Length(min=1, max=120),
+                         metadata={"example": "Platform engineering"})
+    description = fields.String(validate=validate.Length(max=2000),
+                                metadata={"example": "Owns the build, deploy and observability."})
     settings = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z_][\w-]{0,63}$")),
-                           values=fields.Raw(allow_none=True))
+                           values=fields.Raw(allow_none=True),
+                           metadata={"example": {"standup_time": "10:00"}})
 
 
 class MemberAddSchema(Schema):
-    employee_id = fields.String(required=True, **ID, metadata={"example": "65f0c2a9e4b0a1d2c3f4e5a6"})
-    role = fields.String(load_default="member", validate=validate.OneOf(("leader", "member")))
+    employee_id = fields.String(required=True, **ID, metadata={"example": ex.OTHER_EMPLOYEE_ID})
+    role = fields.String(load_default="member", validate=validate.OneOf(("leader", "member")),
+                         metadata={"example": "member"})
 
 
 class LeaderSchema(Schema):
-    employee_id = fields.String(required=True, **ID)
+    employee_id = fields.String(required=True, **ID, metadata={
+        "example": ex.EMPLOYEE_ID, "description": "already a member of the team"})
 
 
 class PermissionsSchema(Schema):
@@ -39,7 +49,7 @@ class PermissionsSchema(Schema):
                               values=fields.List(fields.String(validate=validate.Length(max=64)),
                                                  validate=validate.Length(max=20)),
                               required=True,
-                              metadata={"example": {"65f0c2a9e4b0a1d2c3f4e5a6": ["task.assign_team"]}})
+                              metadata={"example": PERMISSIONS_EXAMPLE})
 
 
 class ListArgsSchema(Schema):
@@ -49,36 +59,52 @@ class ListArgsSchema(Schema):
 
 
 class MemberSchema(Schema):
-    employee_id = fields.String()
-    user_id = fields.String(allow_none=True)
-    name = fields.String(allow_none=True)
-    role = fields.String()
-    added_at = fields.DateTime()
+    employee_id = fields.String(metadata={"example": ex.OTHER_EMPLOYEE_ID})
+    user_id = fields.String(allow_none=True, metadata={"example": ex.OTHER_USER_ID})
+    name = fields.String(allow_none=True, metadata={"example": ex.OTHER_NAME})
+    role = fields.String(metadata={"enum": ["leader", "member"], "example": "member"})
+    added_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
 class TeamSchema(Schema):
-    team_id = fields.String(attribute="_id")
-    org_id = fields.String()
-    name = fields.String()
-    description = fields.String()
-    settings = fields.Dict()
-    leader_id = fields.String(allow_none=True)
+    class Meta:
+        # the members list shows the leader and a member, not one generic member
+        example = {
+            "team_id": ex.TEAM_ID, "org_id": ex.ORG_ID, "name": "Platform",
+            "description": "Owns the build and deploy pipeline.",
+            "settings": TEAM_SETTINGS_EXAMPLE, "leader_id": ex.EMPLOYEE_ID,
+            "members": [{"employee_id": ex.EMPLOYEE_ID, "user_id": ex.USER_ID, "name": ex.NAME,
+                         "role": "leader", "added_at": ex.CREATED_AT},
+                        {"employee_id": ex.OTHER_EMPLOYEE_ID, "user_id": ex.OTHER_USER_ID,
+                         "name": ex.OTHER_NAME, "role": "member", "added_at": ex.UPDATED_AT}],
+            "permissions": PERMISSIONS_EXAMPLE, "created_at": ex.CREATED_AT,
+            "updated_at": ex.UPDATED_AT}
+
+    team_id = fields.String(attribute="_id", metadata={"example": ex.TEAM_ID})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    name = fields.String(metadata={"example": "Platform"})
+    description = fields.String(metadata={"example": "Owns the build and deploy pipeline."})
+    settings = fields.Dict(metadata={"example": TEAM_SETTINGS_EXAMPLE})
+    leader_id = fields.String(allow_none=True, metadata={"example": ex.EMPLOYEE_ID})
     members = fields.List(fields.Nested(MemberSchema))
-    permissions = fields.Dict()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    permissions = fields.Dict(metadata={"example": PERMISSIONS_EXAMPLE,
+                                        "description": "employee id -> granted permissions"})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+    updated_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
 class TeamPageSchema(Schema):
     items = fields.List(fields.Nested(TeamSchema))
-    next_cursor = fields.String(allow_none=True)
+    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
 class TeamPermissionsSchema(Schema):
     """What ``get_permissions``/``set_permissions`` answer: the grants and what may be granted."""
-    team_id = fields.String()
-    grantable = fields.List(fields.String(), metadata={"example": ["task.assign_team"]})
-    permissions = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    team_id = fields.String(metadata={"example": ex.TEAM_ID})
+    grantable = fields.List(fields.String(), metadata={
+        "example": ["task.assign_team", "task.update_team", "team.manage_members"]})
+    permissions = fields.Dict(keys=fields.String(), values=fields.List(fields.String()),
+                              metadata={"example": PERMISSIONS_EXAMPLE})
 
 
 def dump_team(team: dict) -> dict:

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from marshmallow import ValidationError
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
@@ -183,3 +184,74 @@ def _task(**extra) -> dict:
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_documented_shapes_match_what_the_services_return(component, value):
     _check(component, value)
+
+
+# --- examples: every JSON body and 2xx JSON answer shows one, and the request ones load -----
+def _resolve(schema: dict) -> dict:
+    return SPEC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+
+
+def _example(schema: dict, where: str, missing: list):
+    """The example Swagger UI shows for ``schema``: its own (a field's ``example``, or a
+    schema's ``Meta.example``), else assembled from its properties' and items'.
+    ``missing`` collects where neither exists."""
+    if "example" in schema:
+        return schema["example"]
+    if "$ref" in schema:
+        return _example(_resolve(schema), where, missing)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:  # a nullable nested schema: the non-null variant
+            variant = next(v for v in schema[key] if v.get("type") != "null")
+            return _example(variant, where, missing)
+    if "properties" in schema:
+        return {name: _example(prop, f"{where}.{name}", missing)
+                for name, prop in schema["properties"].items()}
+    if "items" in schema:
+        return [_example(schema["items"], f"{where}[]", missing)]
+    missing.append(where)
+    return None
+
+
+def _json_media(content: dict) -> dict | None:
+    return next((media for name, media in content.items()
+                 if name == "application/json" or name.endswith("+json")), None)
+
+
+BODY_OPS = [(name, ep, method) for name, ep, method in ROUTES
+            if _json_media(_op(ep, method).get("requestBody", {}).get("content", {}))]
+ANSWER_OPS = [(name, ep, method, status) for name, ep, method in ROUTES
+              for status, answer in _op(ep, method)["responses"].items()
+              if status.startswith("2") and "schema" in (_json_media(answer.get("content", {})) or {})]
+
+
+def test_the_example_checks_cover_the_json_routes():
+    assert len(BODY_OPS) >= 30 and len(ANSWER_OPS) >= 55
+    assert {"register", "create_task", "create_bulk_tasks", "push_unsubscribe"} <= \
+        {name for name, _, _ in BODY_OPS}
+
+
+@pytest.mark.parametrize("name,ep,method", BODY_OPS, ids=[f"{m} {_route(ep)}" for _, ep, m in BODY_OPS])
+def test_every_json_request_body_has_an_example_its_schema_loads(name, ep, method):
+    """Every property shows an example (or the schema a whole one, ``Meta.example``), and
+    the example body is one the route accepts: it loads through the very schema
+    ``@api(body=...)`` names, so an example cannot drift from the validation rules."""
+    media = _json_media(_op(ep, method)["requestBody"]["content"])
+    missing: list = []
+    body = _example(media["schema"], "body", missing)
+    assert not missing, f"{name}: no example for {missing}"
+    schema = ep.doc["body"]
+    schema = schema() if isinstance(schema, type) else schema
+    try:
+        schema.load(body)
+    except ValidationError as exc:
+        pytest.fail(f"{name}: the example body {body} does not load: {exc.messages}")
+
+
+@pytest.mark.parametrize("name,ep,method,status", ANSWER_OPS,
+                         ids=[f"{m} {_route(ep)} {s}" for _, ep, m, s in ANSWER_OPS])
+def test_every_json_success_answer_has_an_example_that_fits_its_schema(name, ep, method, status):
+    media = _json_media(_op(ep, method)["responses"][status]["content"])
+    missing: list = []
+    answer = _example(media["schema"], "answer", missing)
+    assert not missing, f"{name} {status}: no example for {missing}"
+    OAS31Validator({**media["schema"], "components": SPEC["components"]}).validate(answer)
