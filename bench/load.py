@@ -3,9 +3,14 @@
 against a mesh started here the way `make run` starts it (its own test
 SecantusDB, vhost and database prefix). Prints requests/s, p50/p99 per
 route, errors (any status >= 500, and 4xx other than the designed 429s),
-then checks consistency: every comment and status change a client got a 2xx
-for is stored exactly once, every bulk job finished with one task per
-assignee, and each service's peak RSS.
+then checks consistency: every comment a client got a 2xx for is stored
+exactly once; every acknowledged status change is in its task's history
+exactly once and each task ends in the last acknowledged status; every bulk
+job finished with exactly one task per assignee; and every event was handled
+(within a bounded wait every queue of the bench's vhost drains, no dead
+letters, no pending outbox entry in any service's database, one in-app
+notification per bulk-assigned task). Prints each service's peak RSS, and
+exits 1 when there were errors or a check failed.
 
     .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
 """
@@ -26,12 +31,16 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import pymongo  # noqa: E402
 import requests  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shared import cli, deadletters  # noqa: E402
 from shared import mesh as mesh_mod  # noqa: E402
+from shared.mongo import database_name  # noqa: E402
+from task_svc.domain import bulk_task_id  # noqa: E402
 from tests.conftest import _create_vhost, _delete_vhost  # noqa: E402
 
 PASSWORD = "correct horse battery staple 9"
@@ -48,6 +57,7 @@ class Client:
     def __init__(self, api, session, user, org_id, employee_id):
         self.api, self.session = api, session
         self.headers = {"Authorization": f"Bearer {user['access_token']}"}
+        self.user_id = user["user"]["user_id"]
         self.org_id, self.employee_id = org_id, employee_id
         self.tasks: list[str] = []
 
@@ -111,15 +121,15 @@ def run(clients, seconds, org_id):
             current = client.call("GET", f"/orgs/{org_id}/tasks/{task_id}").json()["status"]
             r = client.call("POST", f"/orgs/{org_id}/tasks/{task_id}/status",
                             json={"status": NEXT_STATUS[current]})
-            return r, ("status", task_id)
+            return r, ("status", (task_id, current, NEXT_STATUS[current]))
         if kind == "comment":
             body = f"load {uuid.uuid4().hex}"
             r = client.call("POST", f"/orgs/{org_id}/tasks/{task_id}/comments", json={"body": body})
             return r, ("comments", (task_id, body))
+        chosen = random.sample(assignees, min(50, len(assignees)))
         r = client.call("POST", f"/orgs/{org_id}/tasks/bulk", json={
-            "assignee_ids": random.sample(assignees, min(50, len(assignees))),
-            "task": {"title": f"bulk {uuid.uuid4().hex[:6]}"}})
-        return r, ("bulk", None)
+            "assignee_ids": chosen, "task": {"title": f"bulk {uuid.uuid4().hex[:6]}"}})
+        return r, ("bulk", chosen)
 
     def worker(client):
         kinds = [k for k, w in MIX for _ in range(w)]
@@ -138,7 +148,8 @@ def run(clients, seconds, org_id):
                 errors[kind] += 1
             elif write:
                 what, value = write
-                writes[what].append(response.json() if what == "bulk" else value)
+                writes[what].append({**response.json(), "assignee_ids": value} if what == "bulk"
+                                    else value)
 
     started = time.monotonic()
     pool = eventlet.GreenPool(len(clients))
@@ -191,12 +202,16 @@ def main():
             print(f"  {kind:<14} n={len(values):>6}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
                   f"  errors {errors[kind]}  429s {limited[kind]}")
         print(f"errors (not counting designed 429s): {sum(errors.values())}")
-        check_consistency(api, owner, org_id, writes)
+        failures = ["errors"] if sum(errors.values()) else []
+        config = {"AMQP_URI": amqp, "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": "load"}
+        failures += check_consistency(api, owner, org_id, writes, clients, config)
         print("peak RSS (MiB):", peak_rss(mesh))
     finally:
         mesh.stop()
         mesh_mod.stop_process(db_proc)
         _delete_vhost(vhost)
+    print(f"FAILED: {', '.join(failures)}" if failures else "all checks passed")
+    sys.exit(1 if failures else 0)
 
 
 def _healthy(api):
@@ -206,30 +221,143 @@ def _healthy(api):
         return False
 
 
-def check_consistency(api, owner, org_id, writes):
+def pages(api, path, headers, **params):
+    """Every item of a paginated GET (``items`` / ``next_cursor``)."""
+    while True:
+        r = requests.get(f"{api}{path}", params=params, headers=headers, timeout=30)
+        r.raise_for_status()
+        body = r.json()
+        yield from body["items"]
+        if not body.get("next_cursor"):
+            return
+        params = {**params, "cursor": body["next_cursor"]}
+
+
+def settle(measure, ok, timeout, interval=1.0):
+    """``measure()`` until ``ok`` of it, at most ``timeout`` s; the last measure."""
+    deadline = time.monotonic() + timeout
+    while not ok(value := measure()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
+
+
+def check_consistency(api, owner, org_id, writes, clients, config) -> list[str]:
+    """Print each figure; return the names of the checks that failed."""
     headers = {"Authorization": f"Bearer {owner['access_token']}"}
+    org = f"/orgs/{org_id}"
+    failed = []
+
+    def report(name, ok, text):
+        print(f"  [{'ok' if ok else 'FAIL'}] {text}")
+        if not ok:
+            failed.append(name)
+
+    print("consistency:")
+    # comments: each acknowledged body stored exactly once
     comments_ok = 0
     by_task = defaultdict(list)
     for task_id, body in writes["comments"]:
         by_task[task_id].append(body)
     for task_id, bodies in by_task.items():
-        stored = [c["body"] for c in requests.get(f"{api}/orgs/{org_id}/tasks/{task_id}/comments",
-                                                  params={"limit": 200}, headers=headers,
-                                                  timeout=30).json()["items"]]
+        stored = [c["body"] for c in pages(api, f"{org}/tasks/{task_id}/comments", headers, limit=200)]
         comments_ok += sum(stored.count(b) == 1 for b in bodies)
-    print(f"comments acknowledged {len(writes['comments'])}, stored exactly once {comments_ok}")
-    deadline = time.time() + 120
-    pending = list(writes["bulk"])
-    while pending and time.time() < deadline:
-        job = pending[0]
-        state = requests.get(f"{api}/orgs/{org_id}/tasks/bulk/{job['job_id']}", headers=headers,
-                             timeout=30).json()
-        if state["status"] == "done":
-            assert state["done"] + state["failed"] == state["total"], state
-            pending.pop(0)
-        else:
-            time.sleep(0.5)
-    print(f"bulk jobs acknowledged {len(writes['bulk'])}, finished {len(writes['bulk']) - len(pending)}")
+    report("comments", comments_ok == len(writes["comments"]),
+           f"comments acknowledged {len(writes['comments'])}, stored exactly once {comments_ok}")
+
+    # status changes: each task's status history is exactly its acknowledged changes, in
+    # order (one client changes one task, one request at a time), and it ends there
+    acked = defaultdict(list)
+    for task_id, old, new in writes["status"]:
+        acked[task_id].append([old, new])
+    history_ok = final_ok = in_history = 0
+    for task_id, changes in acked.items():
+        history = [[h["old"], h["new"]] for h in pages(api, f"{org}/tasks/{task_id}/history",
+                                                       headers, limit=200) if h["field"] == "status"]
+        in_history += len(history)
+        history_ok += history == changes
+        final = requests.get(f"{api}{org}/tasks/{task_id}", headers=headers, timeout=30).json()
+        final_ok += final["status"] == changes[-1][1]
+    report("status", history_ok == final_ok == len(acked),
+           f"status changes acknowledged {len(writes['status'])} on {len(acked)} tasks, "
+           f"{in_history} in their histories; tasks whose history is exactly the acknowledged "
+           f"changes {history_ok}/{len(acked)}, ending in the last acknowledged status "
+           f"{final_ok}/{len(acked)}")
+
+    # bulk jobs: all finished, none with failed items
+    def unfinished():
+        return [job["job_id"] for job in writes["bulk"]
+                if requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}", headers=headers,
+                                timeout=30).json()["status"] != "done"]
+    pending = settle(unfinished, lambda left: not left, 120)
+    jobs = {job["job_id"]: requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}", headers=headers,
+                                        timeout=30).json() for job in writes["bulk"]}
+    failed_items = sum(j["failed"] for j in jobs.values())
+    report("bulk jobs", not pending and not failed_items,
+           f"bulk jobs acknowledged {len(writes['bulk'])}, finished {len(jobs) - len(pending)}, "
+           f"failed items {failed_items}")
+
+    # every event handled: queues drained, no outbox entry pending, one in-app
+    # notification per bulk-assigned task (grouped per job and person)
+    expected = {(job["job_id"], employee_id) for job in writes["bulk"]
+                for employee_id in job["assignee_ids"]}
+    user_of = {c.employee_id: c.user_id for c in clients}
+    mongo = pymongo.MongoClient(config["MONGODB_URI"])
+
+    def backlog():
+        queues = {q["name"]: q.get("messages", 0) for q in cli.list_queues(config)
+                  if not q["name"].endswith(".dlq") and q.get("messages", 0)}
+        outbox = {s: n for s in cli.SERVICES if (n := mongo[database_name(config, s)].outbox
+                                                 .count_documents({"state": "pending"}))}
+        notified = defaultdict(list)
+        for doc in mongo[database_name(config, "notifications")].notifications.find(
+                {"kind": "task_assigned", "data.job_id": {"$in": list(jobs)}},
+                {"user_id": 1, "tasks": 1}):
+            for task in doc.get("tasks", []):
+                notified[task["task_id"]].append(doc["user_id"])
+        once = sum(notified.get(bulk_task_id(j, e)) == [user_of[e]] for j, e in expected)
+        return queues, outbox, once
+
+    def drained(value):
+        return not value[0] and not value[1] and value[2] == len(expected)
+
+    def steady():  # the management API's counts lag by up to 5 s: drained now and 6 s on
+        value = backlog()
+        if drained(value):
+            time.sleep(6)
+            value = backlog()
+        return value
+
+    started = time.monotonic()
+    value = settle(steady, drained, 120)
+    queues, outbox, once = value
+    waited = time.monotonic() - started
+    report("queues", not queues, f"queues with messages after {waited:.0f} s: {len(queues)}"
+           + (f" {queues}" if queues else ""))
+    report("outbox", not outbox, f"pending outbox entries: {sum(outbox.values())}"
+           + (f" {outbox}" if outbox else ""))
+    report("notifications", once == len(expected),
+           f"bulk-assigned tasks {len(expected)}, with exactly one in-app notification for "
+           f"their assignee {once}")
+    mongo.close()
+
+    dead = deadletters.list_dead_letters(config["AMQP_URI"], cli._dlq_handler_queues(config, None))
+    report("dead letters", not dead, f"dead letters: {len(dead)}" + "".join(
+        f"\n      {d['handler']} {d['event_type']} {d['error']}" for d in dead[:10]))
+
+    # bulk tasks: per assignee, exactly one task per job that named them (after the
+    # queues drained, so no cached list predates the last bulk chunk)
+    counts = defaultdict(int)
+    for employee_id in {e for _, e in expected}:
+        for task in pages(api, f"{org}/tasks", headers, assignee_id=employee_id, limit=200):
+            if task.get("job_id") in jobs:
+                counts[(task["job_id"], employee_id)] += 1
+    exactly_once = sum(counts.get(pair) == 1 for pair in expected)
+    extra = sum(n for pair, n in counts.items() if pair not in expected)
+    report("bulk tasks", exactly_once == len(expected) and not extra,
+           f"bulk tasks expected {len(expected)}, stored exactly once {exactly_once}, "
+           f"missing {sum(pair not in counts for pair in expected)}, duplicated "
+           f"{sum(counts.get(pair, 0) > 1 for pair in expected)}, for someone not named {extra}")
+    return failed
 
 
 if __name__ == "__main__":
