@@ -264,9 +264,16 @@ class TaskStore(BaseStore):
             self.db.history.insert_many(entries)
 
     def history(self, task_id: str, limit: int, after: str | None) -> list[dict]:
+        """Oldest first. The cursor is the last entry's id; entries are ordered by
+        (at, _id), and ids are not in time order (another process's ObjectIds,
+        deterministic ids such as ``team-removed-...``), so the page goes on
+        after that entry's (at, _id)."""
         query: dict = {"task_id": task_id}
         if after:
-            query["_id"] = {"$gt": after}
+            last = self.db.history.find_one({"_id": after, "task_id": task_id}, {"at": 1})
+            if last is None:
+                return []
+            query["$or"] = [{"at": {"$gt": last["at"]}}, {"at": last["at"], "_id": {"$gt": after}}]
         return list(self.db.history.find(query).sort([("at", A), ("_id", A)]).limit(limit))
 
     def add_comment(self, doc: dict) -> dict:

@@ -251,6 +251,17 @@ def test_a_deleted_team_leaves_its_tasks_without_a_team(mesh):
     wait_until(lambda: call(tasks, "get_task", boss, org, task["task_id"])["team_id"] is None)
     history = call(tasks, "task_history", boss, org, task["task_id"], {})["items"]
     assert [(h["field"], h["old"], h["new"]) for h in history] == [("team_id", team["team_id"], None)]
+    # later changes follow the team-removed entry (whose id is not an ObjectId) page by page too
+    for status in ("in_progress", "done"):
+        call(tasks, "change_status", boss, org, task["task_id"], {"status": status})
+    paged, cursor = [], None
+    while True:
+        got = call(tasks, "task_history", boss, org, task["task_id"], {"limit": 1, "cursor": cursor})
+        paged += [(h["field"], h["new"]) for h in got["items"]]
+        cursor = got["next_cursor"]
+        if not cursor:
+            break
+    assert paged == [("team_id", None), ("status", "in_progress"), ("status", "done")]
 
 
 def test_attachments_upload_download_and_refusals(mesh, tmp_path):
