@@ -203,12 +203,14 @@ class ApiEntrypoint(HttpRequestHandler):
                  status: int | None = None, summary: str | None = None,
                  errors: tuple[int, ...] = (), body_media: str = JSON,
                  response_media: str | tuple[str, ...] = JSON,
-                 response_headers: dict[str, str] | None = None, **kwargs):
+                 response_headers: dict[str, str] | None = None,
+                 also: dict[int, Any] | None = None, **kwargs):
         """``max_body``: this route's body limit in bytes, or the name of the
         config key holding it (default: ``MAX_BODY_BYTES``). ``body_media`` and
         ``response_media`` name what is not JSON (a multipart upload, a file,
         text); ``response_headers`` documents headers of the success answer
-        (``{name: description}``)."""
+        (``{name: description}``); ``also`` other success answers
+        (``{status: schema}``), such as a 202 beside the usual 201."""
         self.auth = auth
         self.limit = limit
         self.max_body = max_body
@@ -219,7 +221,7 @@ class ApiEntrypoint(HttpRequestHandler):
                     "summary": summary, "errors": tuple(errors), "body_media": body_media,
                     "response_media": ((response_media,) if isinstance(response_media, str)
                                        else tuple(response_media)),
-                    "response_headers": dict(response_headers or {})}
+                    "response_headers": dict(response_headers or {}), "also": dict(also or {})}
         full_url = url if url.startswith(API_PREFIX) else f"{API_PREFIX}{url}"
         super().__init__(method, full_url, expected_exceptions=(AppError,), **kwargs)
 

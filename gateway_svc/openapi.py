@@ -128,6 +128,8 @@ def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
         op["requestBody"] = {"required": True,
                              "content": {doc["body_media"]: {"schema": doc["body"]}}}
     op["responses"][str(status)] = success_response(doc, status)
+    for other, schema in doc["also"].items():
+        op["responses"][str(other)] = success_response({**doc, "response": schema}, other)
     codes = set(doc["errors"]) | {404, 503, 504}
     if entrypoint.auth:
         op["security"] = [{"bearerAuth": []}]

@@ -27,7 +27,7 @@ NOTIFICATION_ID = "3f2a9c1e7b4d5e6f8a0b1c2d"
 CREATED_AT = "2026-03-02T09:15:00Z"
 UPDATED_AT = "2026-03-03T10:05:00Z"
 EXPIRES_AT = "2026-03-09T09:15:00Z"
-DUE_AT = "2026-03-13T17:00:00Z"
+DUE_AT = "2030-03-13T17:00:00Z"  # in the future, so "Try it out" makes a task that is not overdue
 
 # Ada (USER_ID, EMPLOYEE_ID) owns the org and leads the team; Grace (OTHER_*) was
 # added to both; Margaret is invited

@@ -12,6 +12,7 @@ from employee_svc.schemas import (
     EmployeeUpdateSchema,
     InvitationPageSchema,
     InvitationQuerySchema,
+    InvitationSchema,
 )
 from gateway_svc.cache import ResponseCache
 from gateway_svc.http import api, query_args, read_json
@@ -109,7 +110,7 @@ class OrgRoutes:
 
     # --- employees ----------------------------------------------------------------
     @api("POST", "/orgs/<org_id>/employees", body=EmployeeAddSchema, response=EmployeeSchema,
-         status=201, errors=(403, 404, 409))
+         status=201, also={202: InvitationSchema}, errors=(403, 404, 409))
     def add_employee(self, request, org_id):
         """Add a registered user (201 employee) or invite an unknown email (202 invitation)."""
         body = read_json(request, EmployeeAddSchema())
