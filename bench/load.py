@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import eventlet
@@ -107,6 +107,7 @@ def run(clients, seconds, org_id):
     stats = defaultdict(list)
     errors = defaultdict(int)
     limited = defaultdict(int)
+    error_kinds = Counter()  # (route, status or exception): how they failed
     writes = {"comments": [], "status": [], "bulk": []}
     assignees = [c.employee_id for c in clients]
     stop = time.monotonic() + seconds
@@ -138,14 +139,16 @@ def run(clients, seconds, org_id):
             started = time.perf_counter()
             try:
                 response, write = act(client, kind)
-            except requests.RequestException:
+            except requests.RequestException as exc:
                 errors[kind] += 1
+                error_kinds[(kind, type(exc).__name__)] += 1
                 continue
             stats[kind].append(time.perf_counter() - started)
             if response.status_code == 429:
                 limited[kind] += 1
             elif response.status_code >= 400:
                 errors[kind] += 1
+                error_kinds[(kind, response.status_code)] += 1
             elif write:
                 what, value = write
                 writes[what].append({**response.json(), "assignee_ids": value} if what == "bulk"
@@ -156,7 +159,7 @@ def run(clients, seconds, org_id):
     for client in clients:
         pool.spawn(worker, client)
     pool.waitall()
-    return stats, errors, limited, writes, time.monotonic() - started
+    return stats, errors, error_kinds, limited, writes, time.monotonic() - started
 
 
 def peak_rss(mesh) -> dict[str, int]:
@@ -192,7 +195,7 @@ def main():
         mesh_mod.wait_for(lambda: _healthy(api), 90, "the mesh")
         org_id, owner, clients = setup(api, args.clients)
         print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
-        stats, errors, limited, writes, elapsed = run(clients, args.seconds, org_id)
+        stats, errors, error_kinds, limited, writes, elapsed = run(clients, args.seconds, org_id)
         total = sum(len(v) for v in stats.values())
         print(f"\n{total} requests in {elapsed:.1f} s = {total / elapsed:.0f} req/s")
         for kind, _ in MIX:
@@ -201,7 +204,8 @@ def main():
             p99 = percentile(values, 0.99) * 1000
             print(f"  {kind:<14} n={len(values):>6}  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
                   f"  errors {errors[kind]}  429s {limited[kind]}")
-        print(f"errors (not counting designed 429s): {sum(errors.values())}")
+        print(f"errors (not counting designed 429s): {sum(errors.values())}",
+              dict(error_kinds) if error_kinds else "")
         failures = ["errors"] if sum(errors.values()) else []
         config = {"AMQP_URI": amqp, "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": "load"}
         failures += check_consistency(api, owner, org_id, writes, clients, config)
