@@ -45,6 +45,9 @@ from tests.conftest import _create_vhost, _delete_vhost  # noqa: E402
 
 PASSWORD = "correct horse battery staple 9"
 MIX = [("list_tasks", 50), ("get_task", 20), ("update_status", 15), ("comment", 10), ("bulk", 5)]
+# how long the background may take after the run to finish what it caused (bulk jobs, their
+# events): the fan-out runs at EVENT_CONCURRENCY per process, behind the users' requests
+DRAIN_S = 300
 NEXT_STATUS = {"todo": "in_progress", "in_progress": "done", "done": "in_progress"}
 
 
@@ -292,7 +295,7 @@ def check_consistency(api, owner, org_id, writes, clients, config) -> list[str]:
         return [job["job_id"] for job in writes["bulk"]
                 if requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}", headers=headers,
                                 timeout=30).json()["status"] != "done"]
-    pending = settle(unfinished, lambda left: not left, 120)
+    pending = settle(unfinished, lambda left: not left, DRAIN_S)
     jobs = {job["job_id"]: requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}", headers=headers,
                                         timeout=30).json() for job in writes["bulk"]}
     failed_items = sum(j["failed"] for j in jobs.values())
@@ -332,7 +335,7 @@ def check_consistency(api, owner, org_id, writes, clients, config) -> list[str]:
         return value
 
     started = time.monotonic()
-    value = settle(steady, drained, 120)
+    value = settle(steady, drained, DRAIN_S)
     queues, outbox, once = value
     waited = time.monotonic() - started
     report("queues", not queues, f"queues with messages after {waited:.0f} s: {len(queues)}"

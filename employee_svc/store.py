@@ -213,7 +213,10 @@ class EmployeeStore(BaseStore):
             {"_id": f"{org_id}:{task_id}"}, update, upsert=True)
 
     def recount_tasks(self, org_id: str, employee_id: str) -> None:
-        counts = {state: self.db.employee_tasks.count_documents(
-            {"employee_id": employee_id, "state": state}) for state in ("open", "completed")}
+        counts = {"open": 0, "completed": 0}
+        for row in self.db.employee_tasks.aggregate([
+                {"$match": {"employee_id": employee_id, "state": {"$in": list(counts)}}},
+                {"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
+            counts[row["_id"]] = row["n"]
         self.db.employees.update_one({"_id": employee_id, "org_id": org_id},
                                      {"$set": {"task_counts": counts}})

@@ -17,7 +17,12 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (stack.md):
   per-delay retry queue whose TTL dead-letters it back to the handler queue
   (``{queue}.retry.{ms}``), ``EVENT_RETRY_BASE_MS * 2**(attempt-1)`` apart;
 * **dead letters**: after ``EVENT_MAX_ATTEMPTS`` attempts the message is
-  parked in ``{queue}.dlq`` with the error, the attempt count and when.
+  parked in ``{queue}.dlq`` with the error, the attempt count and when;
+* **a bounded share of the process**: at most ``EVENT_CONCURRENCY`` events are
+  handled at once per service process (all its handlers together), so a
+  fan-out (a bulk job's thousands of ``task.assigned``) queues in RabbitMQ
+  instead of taking every worker and database slot from the RPCs that
+  answer users.
 
 The original message is acked only once its successor (retry or dead letter)
 is safely published; if that publish fails it is requeued instead, so nothing
@@ -33,6 +38,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+from eventlet.semaphore import Semaphore
 from kombu import Exchange, Queue
 from nameko.amqp.publish import Publisher as AmqpPublisher
 from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
@@ -86,7 +92,8 @@ class EventBus:
         self.producer = provider.container.service_name
         self.correlation_id = worker_ctx.data.get(CORRELATION_KEY)
         self.pending: list[dict] = []      # to record and send after the call
-        self.recorded: list[dict] = []     # already in the outbox (in a transaction)
+        self.in_transaction: list[dict] = []  # written with a transaction, which may not commit
+        self.recorded: list[dict] = []     # in the outbox (Events.record)
 
     def envelope(self, event_type: str, data: dict, **fields: Any) -> dict:
         return make_envelope(event_type, data, producer=self.producer,
@@ -99,7 +106,7 @@ class EventBus:
                                  event_id=event_id)
         if session is not None:
             self._provider.store.outbox_add([envelope], session=session)
-            self.recorded.append(envelope)
+            self.in_transaction.append(envelope)
         else:
             self.pending.append(envelope)
         return envelope
@@ -153,10 +160,12 @@ class Events(EventDispatcher):
                 except Exception as exc:  # still publish: better unrecorded than lost
                     log.warning("could not record %d events in the outbox: %s",
                                 len(bus.pending), exc)
-            # an envelope recorded in a transaction that was rolled back (or re-run)
-            # never reached the outbox: only what is there is sent
-            recorded = self.store.outbox_pending([e["event_id"] for e in bus.recorded])
-            envelopes = [*(e for e in bus.recorded if e["event_id"] in recorded), *bus.pending]
+            # an envelope written in a transaction that was rolled back (or re-run)
+            # never reached the outbox: only what is there is sent (the one read
+            # this costs is skipped for the usual publish, recorded after the call)
+            committed = self.store.outbox_pending([e["event_id"] for e in bus.in_transaction])
+            envelopes = [*(e for e in bus.in_transaction if e["event_id"] in committed),
+                         *bus.recorded, *bus.pending]
             if self._redis is not None:  # cached reads of these orgs are now stale
                 self._redis.tools.bump_versions(
                     {org_version_key(self.container.service_name, e["org_id"])
@@ -241,6 +250,9 @@ class ReliableEventHandler(EventHandler):
         self.max_delay_ms = int(config.get("EVENT_RETRY_MAX_MS", 60_000))
         self.lease_ms = int(config.get("EVENT_LEASE_MS", 30_000))
         self.handler_key = f"{self.container.service_name}.{self.method_name}"
+        # one semaphore per container, shared by all its handlers
+        self.slots = self.container.__dict__.setdefault(
+            "_event_slots", Semaphore(int(config.get("EVENT_CONCURRENCY", 8))))
         self.publisher = AmqpPublisher(config["AMQP_URI"])
         self.mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
         if self.mongo is None:
@@ -259,35 +271,52 @@ class ReliableEventHandler(EventHandler):
         return body.get("event_id") if isinstance(body, dict) else None
 
     def _process(self, body, message) -> None:
+        self.slots.acquire()  # released by handle_result, or below when no worker runs
+        try:
+            if self._claim(body, message):
+                super().handle_message(body, message)
+                return
+        except BaseException:
+            self.slots.release()
+            raise
+        self.slots.release()
+
+    def _claim(self, body, message) -> bool:
+        """True when this worker should run the handler; otherwise the message
+        has been settled (a duplicate, another worker's, the database down)."""
         event_id = self._event_id(body)
-        if event_id is not None:
-            try:
-                state, lease_left_ms = self.mongo.store.claim_event(
-                    self.handler_key, event_id, self.lease_ms)
-            except Exception as exc:  # database down: back off, keep the message
-                log.warning("%s: could not claim event %s: %s", self.handler_key, event_id, exc)
-                self._settle(message, lambda: self._delay(message, self.base_ms, count=False))
-                return
-            if state == "done":
-                EVENT_DUPLICATES.labels(self.container.service_name, self.method_name).inc()
-                self.queue_consumer.ack_message(message)
-                return
-            if state == "busy":  # another worker holds it: look again when its lease ends
-                delay = min(lease_left_ms, self.max_delay_ms)
-                self._settle(message, lambda: self._delay(message, delay, count=False))
-                return
-        super().handle_message(body, message)
+        if event_id is None:
+            return True
+        try:
+            state, lease_left_ms = self.mongo.store.claim_event(
+                self.handler_key, event_id, self.lease_ms)
+        except Exception as exc:  # database down: back off, keep the message
+            log.warning("%s: could not claim event %s: %s", self.handler_key, event_id, exc)
+            self._settle(message, lambda: self._delay(message, self.base_ms, count=False))
+            return False
+        if state == "done":
+            EVENT_DUPLICATES.labels(self.container.service_name, self.method_name).inc()
+            self.queue_consumer.ack_message(message)
+            return False
+        if state == "busy":  # another worker holds it: look again when its lease ends
+            delay = min(lease_left_ms, self.max_delay_ms)
+            self._settle(message, lambda: self._delay(message, delay, count=False))
+            return False
+        return True
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
-        event_id = self._event_id(message.payload)
-        if exc_info is None:
-            exc_info = record_events(self.container, worker_ctx)  # before the ack
-        if exc_info is None:
-            self._settle(message, lambda: event_id and self.mongo.store.finish_event(
-                self.handler_key, event_id))
-        else:
-            self._settle(message, lambda: self._retry_or_park(message, exc_info, event_id))
-        return result, exc_info
+        try:
+            event_id = self._event_id(message.payload)
+            if exc_info is None:
+                exc_info = record_events(self.container, worker_ctx)  # before the ack
+            if exc_info is None:
+                self._settle(message, lambda: event_id and self.mongo.store.finish_event(
+                    self.handler_key, event_id))
+            else:
+                self._settle(message, lambda: self._retry_or_park(message, exc_info, event_id))
+            return result, exc_info
+        finally:
+            self.slots.release()
 
     def _settle(self, message, step) -> None:
         """Run ``step`` (record, retry, park), then ack; requeue if it fails,

@@ -3,8 +3,10 @@ error crossing and mapping, and the idempotency skip of @handles."""
 import json
 from unittest.mock import MagicMock
 
+import eventlet
 import marshmallow
 import pytest
+from eventlet.semaphore import Semaphore
 from nameko.exceptions import deserialize, serialize
 
 from gateway_svc.problems import from_exception
@@ -85,7 +87,7 @@ def test_error_mapping_gives_problem_json(exc, status):
         assert body["errors"]
 
 
-def _handler_with(claim: tuple):
+def _handler_with(claim: tuple, slots: int = 4):
     handler = ReliableEventHandler("src", "thing.done")
     handler.container = MagicMock()
     handler.container.service_name = "svc"
@@ -98,6 +100,7 @@ def _handler_with(claim: tuple):
     handler.queue = MagicMock()
     handler.queue.name = "evt-src-thing.done--svc.on_thing"
     handler.lease_ms, handler.base_ms, handler.max_delay_ms = 30_000, 1000, 60_000
+    handler.slots = Semaphore(slots)
     return handler
 
 
@@ -116,6 +119,27 @@ def test_a_new_event_reaches_a_worker():
     handler._process({"event_id": "e2", "data": {}}, message)
     handler.container.spawn_worker.assert_called_once()
     handler.queue_consumer.ack_message.assert_not_called()
+
+
+def test_events_beyond_the_concurrency_wait_for_a_finished_one():
+    handler = _handler_with(("claimed", 0), slots=1)
+    handler.mongo.store.outbox_add = MagicMock()
+    first, second = MagicMock(headers={}, payload={"event_id": "a"}), MagicMock(headers={})
+    handler._process({"event_id": "a", "data": {}}, first)
+    waiting = eventlet.spawn(handler._process, {"event_id": "b", "data": {}}, second)
+    eventlet.sleep(0)
+    assert handler.container.spawn_worker.call_count == 1  # b waits for a slot
+    handler.handle_result(first, MagicMock(data={}))  # a is done and acked
+    waiting.wait()
+    assert handler.container.spawn_worker.call_count == 2
+    handler.queue_consumer.ack_message.assert_called_once_with(first)
+
+
+def test_a_skipped_event_gives_its_slot_back():
+    handler = _handler_with(("done", 0), slots=1)
+    for n in range(3):  # would block on the second if the first kept the slot
+        handler._process({"event_id": f"d{n}", "data": {}}, MagicMock())
+    assert handler.queue_consumer.ack_message.call_count == 3
 
 
 def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
