@@ -347,7 +347,7 @@ def check_consistency(api, owner, org_id, writes, clients, config) -> list[str]:
            f"their assignee {once}")
     mongo.close()
 
-    dead = deadletters.list_dead_letters(config["AMQP_URI"], cli._dlq_handler_queues(config, None))
+    dead = deadletters.list_dead_letters(config["AMQP_URI"], cli.dlq_handler_queues(config, None))
     report("dead letters", not dead, f"dead letters: {len(dead)}" + "".join(
         f"\n      {d['handler']} {d['event_type']} {d['error']}" for d in dead[:10]))
 

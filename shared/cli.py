@@ -114,7 +114,7 @@ def queues(config):
                    f"{q.get('messages_unacknowledged', 0):>8} {q.get('consumers', 0):>9}")
 
 
-def _dlq_handler_queues(config, service: str | None) -> list[str]:
+def dlq_handler_queues(config, service: str | None) -> list[str]:
     names = [q["name"][: -len(".dlq")] for q in list_queues(config) if q["name"].endswith(".dlq")]
     return [n for n in names if service is None or f"--{service}." in n]
 
@@ -132,7 +132,7 @@ def dead_letters():
 def dl_list(config, service, limit, as_json):
     from shared import deadletters
 
-    found = deadletters.list_dead_letters(config["AMQP_URI"], _dlq_handler_queues(config, service), limit)
+    found = deadletters.list_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service), limit)
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return
@@ -149,7 +149,7 @@ def dl_list(config, service, limit, as_json):
 def dl_replay(config, service, event_id):
     from shared import deadletters
 
-    moved = deadletters.replay_dead_letters(config["AMQP_URI"], _dlq_handler_queues(config, service),
+    moved = deadletters.replay_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service),
                                             event_id)
     click.echo(f"replayed {moved} message(s)")
 
@@ -161,7 +161,7 @@ def dl_replay(config, service, event_id):
 def dl_purge(config, service):
     from shared import deadletters
 
-    purged = deadletters.purge_dead_letters(config["AMQP_URI"], _dlq_handler_queues(config, service))
+    purged = deadletters.purge_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service))
     click.echo(f"purged {purged} message(s)")
 
 
