@@ -291,13 +291,13 @@ def check_consistency(api, owner, org_id, writes, clients, config) -> list[str]:
            f"{final_ok}/{len(acked)}")
 
     # bulk jobs: all finished, none with failed items
-    def unfinished():
-        return [job["job_id"] for job in writes["bulk"]
-                if requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}", headers=headers,
-                                timeout=30).json()["status"] != "done"]
-    pending = settle(unfinished, lambda left: not left, DRAIN_S)
-    jobs = {job["job_id"]: requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}", headers=headers,
-                                        timeout=30).json() for job in writes["bulk"]}
+    def job_states():
+        return {job["job_id"]: requests.get(f"{api}{org}/tasks/bulk/{job['job_id']}",
+                                            headers=headers, timeout=30).json()
+                for job in writes["bulk"]}
+    jobs = settle(job_states, lambda states: all(j["status"] == "done" for j in states.values()),
+                  DRAIN_S)
+    pending = [job_id for job_id, j in jobs.items() if j["status"] != "done"]
     failed_items = sum(j["failed"] for j in jobs.values())
     report("bulk jobs", not pending and not failed_items,
            f"bulk jobs acknowledged {len(writes['bulk'])}, finished {len(jobs) - len(pending)}, "
