@@ -251,6 +251,13 @@ class EmployeeService(base.ServiceBase):
         data = event["data"]
         self._track_task(data["org_id"], data["task_id"], {"employee_id": data.get("assignee_id")})
 
+    @handles("tasks", "task.bulk.assigned")
+    def on_task_bulk_assigned(self, event: dict) -> None:
+        data = event["data"]  # a bulk chunk: one write for the tasks, one for the counts
+        self.store.add_new_tasks(data["org_id"], data["tasks"])
+        self.store.recount_tasks_of(data["org_id"], {t["assignee_id"] for t in data["tasks"]})
+        self._changed(data["org_id"])
+
     @handles("tasks", "task.reassigned")
     def on_task_reassigned(self, event: dict) -> None:
         data = event["data"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
@@ -212,11 +212,30 @@ class EmployeeStore(BaseStore):
         return self.db.employee_tasks.find_one_and_update(
             {"_id": f"{org_id}:{task_id}"}, update, upsert=True)
 
+    def add_new_tasks(self, org_id: str, tasks: list[dict]) -> None:
+        """A bulk chunk's new tasks, open, in one write. Insert-only: a task known
+        already (a redelivered chunk, or a later reassignment or status change
+        handled first) keeps what was recorded."""
+        if tasks:
+            self.db.employee_tasks.bulk_write([UpdateOne(
+                {"_id": f"{org_id}:{t['task_id']}"},
+                {"$setOnInsert": {"org_id": org_id, "employee_id": t["assignee_id"],
+                                  "state": "open"}}, upsert=True) for t in tasks], ordered=False)
+
     def recount_tasks(self, org_id: str, employee_id: str) -> None:
-        counts = {"open": 0, "completed": 0}
+        self.recount_tasks_of(org_id, {employee_id})
+
+    def recount_tasks_of(self, org_id: str, employee_ids: set[str]) -> None:
+        """Recompute the task counts of these employees: one aggregation, one write."""
+        ids = sorted(i for i in employee_ids if i)
+        if not ids:
+            return
+        counts = {i: {"open": 0, "completed": 0} for i in ids}
         for row in self.db.employee_tasks.aggregate([
-                {"$match": {"employee_id": employee_id, "state": {"$in": list(counts)}}},
-                {"$group": {"_id": "$state", "n": {"$sum": 1}}}]):
-            counts[row["_id"]] = row["n"]
-        self.db.employees.update_one({"_id": employee_id, "org_id": org_id},
-                                     {"$set": {"task_counts": counts}})
+                {"$match": {"employee_id": {"$in": ids}, "state": {"$in": ["open", "completed"]}}},
+                {"$group": {"_id": {"employee_id": "$employee_id", "state": "$state"},
+                            "n": {"$sum": 1}}}]):
+            counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
+        self.db.employees.bulk_write([UpdateOne({"_id": i, "org_id": org_id},
+                                                {"$set": {"task_counts": c}})
+                                      for i, c in counts.items()], ordered=False)

@@ -176,6 +176,11 @@ class Mailer(DependencyProvider):
         else:
             self.transport = FileMailer(config.get("MAIL_DIR") or "./var/mail")
 
+    @property
+    def parallel(self) -> int:
+        """Messages that can be sent at once: one per pooled connection."""
+        return getattr(self.transport, "size", 1)
+
     def stop(self) -> None:
         self.transport.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 import yaml
+from eventlet.greenpool import GreenPool
 from jinja2 import Environment
 
 from notify_svc import domain
@@ -113,11 +114,29 @@ class Notifier:
     def preferences(self, user_id: str | None) -> dict:
         if user_id is None:
             return domain.default_preferences()
-        cached = self._cache_get(prefs_key(user_id))
-        if cached is None:
-            cached = self.store.preferences(user_id) or domain.default_preferences()
-            self._cache_set(prefs_key(user_id), cached, 3600)
-        return {**domain.default_preferences(), **cached}
+        return self.preferences_of([user_id])[user_id]
+
+    def preferences_of(self, user_ids: list[str]) -> dict[str, dict]:
+        """Each user's preferences: one Redis read for all, then one MongoDB read
+        for those not cached (cached for an hour)."""
+        keys = [prefs_key(u) for u in user_ids]
+        try:
+            cached = [json.loads(raw) if raw else None for raw in self.redis.client.mget(keys)]
+        except redis.RedisError:
+            cached = [None] * len(keys)
+        found = dict(zip(user_ids, cached, strict=True))
+        missing = [u for u, c in found.items() if c is None]
+        if missing:
+            stored = self.store.preferences_of(missing)
+            try:
+                pipe = self.redis.client.pipeline(transaction=False)
+                for user_id in missing:
+                    found[user_id] = stored.get(user_id) or domain.default_preferences()
+                    pipe.set(prefs_key(user_id), json.dumps(found[user_id], default=str), ex=3600)
+                pipe.execute()
+            except redis.RedisError as exc:
+                log.warning("caching preferences failed: %s", exc)
+        return {u: {**domain.default_preferences(), **(p or {})} for u, p in found.items()}
 
     def save_preferences(self, user_id: str, prefs: dict) -> dict:
         merged = {**domain.default_preferences(), **prefs}
@@ -178,71 +197,103 @@ class Notifier:
 
     # events -> notifications ---------------------------------------------
     def handle(self, event: dict) -> None:
-        public_url = self.config.get("PUBLIC_URL") or ""
-        for plan in domain.plans_for(event, public_url):
-            self._notify(event, plan)
+        self._notify(event, domain.plans_for(event, self.config.get("PUBLIC_URL") or ""))
 
-    def _notify(self, event: dict, plan: domain.Plan) -> None:
-        rec = plan.recipient
-        who = rec.user_id or (rec.email or "").lower()
-        if not who:
+    def handle_bulk(self, event: dict) -> None:
+        """A bulk chunk: every assignee's notification, with one read or write per
+        collection for the whole chunk instead of several per person."""
+        self._notify(event, domain.bulk_plans(event, self.config.get("PUBLIC_URL") or ""))
+
+    def _notify(self, event: dict, plans: list[domain.Plan]) -> None:
+        plans = [p for p in plans if p.recipient.user_id or p.recipient.email]
+        if not plans:
             return
-        directory = self.store.recipient(rec.user_id) if rec.user_id else None
-        email = rec.email or (directory or {}).get("email")
-        name = rec.name or (directory or {}).get("name")
-        locale = (directory or {}).get("locale") or "en"
-        prefs = self.preferences(rec.user_id)
-        decision = domain.decide(plan.kind, prefs, self.org_defaults(event.get("org_id")),
-                                 now_utc(), grouped=plan.group is not None)
-        context = {**plan.context, "link": plan.link, "recipient_name": name, "count": 1,
-                   "tasks": []}
-        if plan.group:
-            nid = domain.group_id(plan.group, who)
-        else:
-            nid = domain.notification_id(event["event_id"], who)
-        rendered = domain.render(self.template(event.get("org_id"), plan.kind, locale), context)
+        org_id = event.get("org_id")
+        users = sorted({p.recipient.user_id for p in plans if p.recipient.user_id})
+        directory, prefs = self.store.recipients(users), self.preferences_of(users)
+        org_defaults, templates = self.org_defaults(org_id), {}
         now = now_utc()
-        doc = {"_id": nid, "user_id": rec.user_id, "kind": plan.kind,
-               "title": rendered["subject"], "body": rendered.get("text"), "link": plan.link,
-               "org_id": event.get("org_id"), "event_id": event["event_id"], "read": False,
-               "created_at": now, "data": {k: v for k, v in plan.context.items()
-                                           if k not in ("verification_token", "reset_token",
-                                                        "token")}}
-        if rec.user_id and decision.in_app:
-            if plan.group:
-                task = {"task_id": plan.context.get("task_id"), "title": plan.context.get("title")}
-                base = {k: v for k, v in doc.items() if k not in ("_id", "data")}
-                base["data"] = doc["data"]
-                stored = self.store.add_to_group(nid, base, task)
-                if len(stored.get("tasks", [])) == 1:
-                    self._announce(stored)
-            elif self.store.add_notification(doc):
-                self._announce(doc)
-        if email and decision.email:
-            self._queue_email(nid, rec.user_id, email, name, plan, event, locale, decision)
-        if rec.user_id and decision.push and self.pusher.enabled:
-            self._push(nid, rec.user_id, plan.kind, rendered["subject"], plan.link)
+        items, deliveries, pushes = [], [], []
+        for plan in plans:
+            rec = plan.recipient
+            entry = directory.get(rec.user_id) or {}
+            email, name = rec.email or entry.get("email"), rec.name or entry.get("name")
+            locale = entry.get("locale") or "en"
+            user_prefs = prefs[rec.user_id] if rec.user_id else domain.default_preferences()
+            decision = domain.decide(plan.kind, user_prefs, org_defaults, now,
+                                     grouped=plan.group is not None)
+            who = rec.user_id or rec.email.lower()
+            nid = (domain.group_id(plan.group, who) if plan.group
+                   else domain.notification_id(event["event_id"], who))
+            if (plan.kind, locale) not in templates:
+                templates[plan.kind, locale] = self.template(org_id, plan.kind, locale)
+            rendered = domain.render(templates[plan.kind, locale], {
+                **plan.context, "link": plan.link, "recipient_name": name, "count": 1,
+                "tasks": []})
+            if rec.user_id and decision.in_app:
+                items.append((plan, {
+                    "_id": nid, "user_id": rec.user_id, "kind": plan.kind,
+                    "title": rendered["subject"], "body": rendered.get("text"), "link": plan.link,
+                    "org_id": org_id, "event_id": event["event_id"], "read": False,
+                    "created_at": now, "data": {k: v for k, v in plan.context.items()
+                                                if k not in ("verification_token", "reset_token",
+                                                             "token")}}))
+            if email and decision.email:
+                deliveries.append(self._delivery(nid, rec.user_id, email, name, plan, org_id,
+                                                 locale, decision, user_prefs, now))
+            if rec.user_id and decision.push and self.pusher.enabled:
+                pushes.append((nid, rec.user_id, plan.kind, rendered["subject"], plan.link))
+        self._announce(self._store_items(items))
+        new = self.store.add_deliveries(deliveries)
+        self._send_many([d for d in deliveries if d["_id"] in new and d["status"] == "sending"])
+        for push in pushes:
+            self._push(*push)
 
-    def _announce(self, doc: dict) -> None:
-        self._cache_del(unread_key(doc["user_id"]))
-        message = json.dumps({"type": "notification", "notification": public(doc)}, default=str)
+    def _store_items(self, items: list[tuple[domain.Plan, dict]]) -> list[dict]:
+        """Store the in-app items (one write); returns those to announce. A bulk
+        job's items gather the job's tasks for one person (``tasks``)."""
+        docs = [{**doc, "tasks": [self._group_task(plan)]} if plan.group else doc
+                for plan, doc in items]
+        new = self.store.add_notifications(docs)
+        fresh = [doc for doc in docs if doc["_id"] in new]
+        for plan, doc in items:
+            if plan.group and doc["_id"] not in new:  # the person's item of this job exists
+                base = {k: v for k, v in doc.items() if k != "_id"}
+                grown = self.store.add_to_group(doc["_id"], base, self._group_task(plan))
+                if len(grown.get("tasks", [])) == 1:
+                    fresh.append(grown)
+        return fresh
+
+    @staticmethod
+    def _group_task(plan: domain.Plan) -> dict:
+        return {"task_id": plan.context.get("task_id"), "title": plan.context.get("title")}
+
+    def _announce(self, docs: list[dict]) -> None:
+        if not docs:
+            return
+        self._cache_del(*{unread_key(doc["user_id"]) for doc in docs})
         try:
             pipe = self.redis.client.pipeline(transaction=False)
-            pipe.xadd(user_stream(doc["user_id"]), {"m": message}, maxlen=STREAM_MAXLEN,
-                      approximate=True)
-            pipe.expire(user_stream(doc["user_id"]), STREAM_TTL)
-            pipe.publish(user_channel(doc["user_id"]), message)
+            for doc in docs:
+                message = json.dumps({"type": "notification", "notification": public(doc)},
+                                     default=str)
+                pipe.xadd(user_stream(doc["user_id"]), {"m": message}, maxlen=STREAM_MAXLEN,
+                          approximate=True)
+                pipe.expire(user_stream(doc["user_id"]), STREAM_TTL)
+                pipe.publish(user_channel(doc["user_id"]), message)
             pipe.execute()
         except redis.RedisError as exc:  # the client catches up on reconnect
             log.warning("real-time publish failed: %s", exc)
 
-    def _queue_email(self, nid, user_id, email, name, plan, event, locale, decision) -> None:
-        now = now_utc()
+    def _delivery(self, nid, user_id, email, name, plan, org_id, locale, decision, prefs,
+                  now) -> dict:
+        """The email delivery of one notification; a ``queued`` one is inserted
+        already claimed (``sending``): this worker sends it right away."""
         status, due = "queued", now
         if decision.email == "digest":
             status = "digest"
-            window = self.setting(f"DIGEST_{self.preferences(user_id)['digest'].upper()}_SECONDS",
-                                  3600 if self.preferences(user_id)["digest"] == "hourly" else 86400)
+            window = self.setting(f"DIGEST_{prefs['digest'].upper()}_SECONDS",
+                                  3600 if prefs["digest"] == "hourly" else 86400)
             due = self.store.digest_due_at(user_id) or now + timedelta(seconds=window)
         elif decision.email == "hold":
             status = "held"
@@ -250,15 +301,14 @@ class Notifier:
                 seconds=self.setting("NOTIFY_BULK_WINDOW_SECONDS", 2))
         delivery = {
             "_id": f"{nid}:email", "notification_id": nid, "user_id": user_id, "channel": "email",
-            "kind": plan.kind, "to": email, "name": name, "org_id": event.get("org_id"),
+            "kind": plan.kind, "to": email, "name": name, "org_id": org_id,
             "locale": locale, "context": {**plan.context, "link": plan.link,
                                           "recipient_name": name},
             "group": plan.group, "status": status, "due_at": due, "created_at": now,
             "attempts": [], "attempt_count": 0}
-        if status == "queued":  # inserted already claimed: sent right now by this worker
+        if status == "queued":
             delivery.update(status="sending", lease_until=now + timedelta(seconds=60))
-        if self.store.add_delivery(delivery) and status == "queued":
-            self._send(delivery)
+        return delivery
 
     def _push(self, nid: str, user_id: str, kind: str, title: str, link: str | None) -> None:
         for sub in self.store.push_subscriptions(user_id):
@@ -271,12 +321,13 @@ class Notifier:
                 log.warning("push to %s failed: %s", user_id, exc)
 
     # sending --------------------------------------------------------------
-    def _email_content(self, delivery: dict) -> dict:
+    def _email_content(self, delivery: dict, group: dict | None = None) -> dict:
         context = dict(delivery["context"])
         context.update({"count": 1, "tasks": []})
         if delivery.get("group"):
-            doc = self.store.get_notification(delivery["notification_id"]) or {}
-            tasks = doc.get("tasks") or []
+            if group is None:
+                group = self.store.get_notification(delivery["notification_id"])
+            tasks = (group or {}).get("tasks") or []
             context.update({"count": max(1, len(tasks)), "tasks": tasks})
         rendered = domain.render(self.template(delivery.get("org_id"), delivery["kind"],
                                                delivery.get("locale", "en")), context)
@@ -285,43 +336,49 @@ class Notifier:
                                               context.get("link"), delivery.get("locale", "en"))
         return rendered
 
-    def deliver(self, delivery_id: str) -> str | None:
-        delivery = self.store.claim_delivery(delivery_id)
-        if delivery is None:
-            return None  # sent, failed, or another worker has it
-        return self._send(delivery)
+    def _send_many(self, deliveries: list[dict]) -> list[str]:
+        """Send claimed deliveries over the mailer's pooled connections, then record
+        every outcome in one write: ``sent``, ``retry`` or ``failed`` each."""
+        if not deliveries:
+            return []
+        groups = self.store.get_notifications(
+            [d["notification_id"] for d in deliveries if d.get("group")])
+        pool = GreenPool(self.mailer.parallel)
+        outcomes = list(pool.imap(lambda d: self._attempt(d, groups.get(d["notification_id"])),
+                                  deliveries))
+        done = list(zip(deliveries, outcomes, strict=True))
+        self.store.record_attempts([(d["_id"], status, answer, retry_at)
+                                    for d, (status, answer, retry_at) in done])
+        results = []
+        for delivery, (status, answer, retry_at) in done:
+            if status == "sent":
+                self._publish("notification.sent", delivery)
+            elif status == "failed":
+                self._publish("notification.failed", delivery)
+            else:
+                log.warning("email %s failed (attempt %s), retry at %s: %s", delivery["_id"],
+                            delivery.get("attempt_count", 0) + 1, retry_at, answer)
+            results.append("retry" if status == "transient" else status)
+        return results
 
-    def _send(self, delivery: dict) -> str:
+    def _attempt(self, delivery: dict, group: dict | None) -> tuple[str, str, object]:
+        """One send: ``(status, answer, retry_at)`` for the delivery's record."""
         delivery_id = delivery["_id"]
         try:
-            content = self._email_content(delivery)
+            content = self._email_content(delivery, group)
             answer = self.mailer.send(delivery["to"], delivery.get("name"), content["subject"],
                                       content["text"], content.get("html"),
                                       message_id=f"<{delivery_id.replace(':', '.')}@workforce.local>")
         except Transient as exc:
-            return self._transient(delivery, str(exc))
+            attempts = delivery.get("attempt_count", 0) + 1
+            if attempts >= int(self.setting("NOTIFY_MAX_ATTEMPTS", 8)):
+                return "failed", str(exc), None
+            delay = min(self.setting("NOTIFY_RETRY_MAX_SECONDS", 300),
+                        self.setting("NOTIFY_RETRY_BASE_SECONDS", 2) * 2 ** (attempts - 1))
+            return "transient", str(exc), now_utc() + timedelta(seconds=delay)
         except Exception as exc:  # Permanent, or a template that no longer renders
-            return self._failed(delivery, f"{type(exc).__name__}: {exc}")
-        self.store.record_attempt(delivery_id, "sent", answer)
-        self._publish("notification.sent", delivery)
-        return "sent"
-
-    def _transient(self, delivery: dict, answer: str) -> str:
-        attempts = delivery.get("attempt_count", 0) + 1
-        if attempts >= int(self.setting("NOTIFY_MAX_ATTEMPTS", 8)):
-            return self._failed(delivery, answer)
-        delay = min(self.setting("NOTIFY_RETRY_MAX_SECONDS", 300),
-                    self.setting("NOTIFY_RETRY_BASE_SECONDS", 2) * 2 ** (attempts - 1))
-        self.store.record_attempt(delivery["_id"], "transient", answer,
-                                  retry_at=now_utc() + timedelta(seconds=delay))
-        log.warning("email %s failed (attempt %s), retry in %ss: %s", delivery["_id"],
-                    attempts, delay, answer)
-        return "retry"
-
-    def _failed(self, delivery: dict, answer: str) -> str:
-        self.store.record_attempt(delivery["_id"], "failed", answer)
-        self._publish("notification.failed", delivery)
-        return "failed"
+            return "failed", f"{type(exc).__name__}: {exc}", None
+        return "sent", answer, None
 
     def _publish(self, event_type: str, delivery: dict) -> None:
         self.events.publish(event_type, {
@@ -330,10 +387,15 @@ class Notifier:
             org_id=delivery.get("org_id"),
             event_id=domain.notification_id(delivery["_id"], event_type))
 
-    def deliver_due(self) -> int:
+    def deliver_due(self, batch: int = 500, max_batches: int = 20) -> int:
+        """Due deliveries in claimed batches (a bulk job's held emails arrive by the
+        thousand), until none is left or ``max_batches`` were sent this tick."""
         sent = 0
-        for delivery_id in self.store.due_deliveries():
-            sent += self.deliver(delivery_id) == "sent"
+        for _ in range(max_batches):
+            claimed = self.store.claim_due(batch)
+            sent += sum(r == "sent" for r in self._send_many(claimed))
+            if len(claimed) < batch:
+                break
         return sent
 
     def send_digests(self) -> int:
@@ -377,8 +439,8 @@ class Notifier:
                  "$unset": {"digest_id": ""}, "$push": {"attempts": {
                      "at": now_utc(), "status": "transient", "answer": str(exc)[:500]}}})
             return
-        for item in items:
-            self.store.record_attempt(item["_id"], "sent", f"digest: {answer}")
+        self.store.record_attempts([(item["_id"], "sent", f"digest: {answer}", None)
+                                    for item in items])
         self._publish("notification.sent", digest_delivery)
 
     # read state -------------------------------------------------------------

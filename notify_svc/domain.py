@@ -120,6 +120,16 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
     return []
 
 
+def bulk_plans(event: dict, public_url: str = "") -> list[Plan]:
+    """``task.bulk.assigned`` (one chunk of a bulk job): each of its tasks is
+    heard about as the ``task.assigned`` it stands for."""
+    d = event.get("data") or {}
+    common = {k: v for k, v in d.items() if k not in ("tasks", "chunk")}
+    return [plan for task in d.get("tasks") or []
+            for plan in plans_for({**event, "event_type": "task.assigned",
+                                   "data": {**common, **task}}, public_url)]
+
+
 # Preferences ---------------------------------------------------------------
 
 def default_preferences() -> dict:

@@ -104,6 +104,10 @@ class NotificationService(base.ServiceBase):
     def on_task_assigned(self, event):
         self.notifier.handle(event)
 
+    @handles("tasks", "task.bulk.assigned")
+    def on_task_bulk_assigned(self, event):
+        self.notifier.handle_bulk(event)
+
     @handles("tasks", "task.reassigned")
     def on_task_reassigned(self, event):
         self.notifier.handle(event)

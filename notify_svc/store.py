@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.mongo import BaseStore, utcnow
@@ -45,6 +46,11 @@ class NotificationStore(BaseStore):
     def recipient(self, user_id: str) -> dict | None:
         return self.db.recipients.find_one({"_id": user_id})
 
+    def recipients(self, user_ids: list[str]) -> dict[str, dict]:
+        if not user_ids:
+            return {}
+        return {d["_id"]: d for d in self.db.recipients.find({"_id": {"$in": list(user_ids)}})}
+
     def forget_user(self, user_id: str) -> None:
         for name in ("recipients", "preferences"):
             self.db[name].delete_one({"_id": user_id})
@@ -60,6 +66,10 @@ class NotificationStore(BaseStore):
         except DuplicateKeyError:
             return False
 
+    def add_notifications(self, docs: list[dict]) -> set[str]:
+        """Insert in one write (deterministic ids); returns the ids that were new."""
+        return self.insert_ignoring_duplicates(self.db.notifications, docs)
+
     def add_to_group(self, _id: str, base: dict, task: dict) -> dict:
         """A bulk job's assignments to one person: one item, counting tasks."""
         for attempt in (1, 2):  # two concurrent upserts: the loser updates
@@ -74,6 +84,11 @@ class NotificationStore(BaseStore):
 
     def get_notification(self, _id: str) -> dict | None:
         return self.db.notifications.find_one({"_id": _id})
+
+    def get_notifications(self, ids: list[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        return {d["_id"]: d for d in self.db.notifications.find({"_id": {"$in": list(ids)}})}
 
     def list_notifications(self, user_id: str, limit: int, cursor: str | None,
                            unread: bool) -> tuple[list[dict], str | None]:
@@ -120,40 +135,45 @@ class NotificationStore(BaseStore):
         return self.db.notifications.find_one_and_delete({"_id": _id, "user_id": user_id})
 
     # deliveries (email/push attempts) ------------------------------------
-    def add_delivery(self, doc: dict) -> bool:
-        try:
-            self.db.deliveries.insert_one(doc)
-            return True
-        except DuplicateKeyError:
-            return False
+    def add_deliveries(self, docs: list[dict]) -> set[str]:
+        """Insert in one write (deterministic ids); returns the ids that were new."""
+        return self.insert_ignoring_duplicates(self.db.deliveries, docs)
 
-    def claim_delivery(self, _id: str, lease_s: float = 60) -> dict | None:
-        now = now_utc()
-        return self.db.deliveries.find_one_and_update(
-            {"_id": _id, "status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}},
-            {"$set": {"status": "sending", "lease_until": now + timedelta(seconds=lease_s)}},
-            return_document=ReturnDocument.AFTER)
-
-    def due_deliveries(self, limit: int = 200) -> list[str]:
+    def claim_due(self, limit: int = 500, lease_s: float = 60) -> list[dict]:
+        """Claim up to ``limit`` due deliveries for this worker (``sending`` with a
+        lease): one write for all of them, each taken by one worker only."""
         now = now_utc()
         stale = {"status": "sending", "lease_until": {"$lt": now}}
         self.db.deliveries.update_many(stale, {"$set": {"status": "queued"}})
-        return [d["_id"] for d in self.db.deliveries.find(
-            {"status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}}, {"_id": 1}
-        ).sort("due_at", ASCENDING).limit(limit)]
+        due = {"status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}}
+        ids = [d["_id"] for d in self.db.deliveries.find(due, {"_id": 1})
+               .sort("due_at", ASCENDING).limit(limit)]
+        if not ids:
+            return []
+        claim = uuid.uuid4().hex
+        self.db.deliveries.update_many({**due, "_id": {"$in": ids}}, {"$set": {
+            "status": "sending", "lease_until": now + timedelta(seconds=lease_s), "claim": claim}})
+        return list(self.db.deliveries.find({"claim": claim, "status": "sending"}))
 
-    def record_attempt(self, _id: str, status: str, answer: str, *,
-                       retry_at: datetime | None = None) -> None:
+    @staticmethod
+    def _attempt_update(status: str, answer: str, retry_at: datetime | None) -> dict:
         update: dict = {"$push": {"attempts": {"at": now_utc(), "status": status,
                                                "answer": answer[:500]}},
-                        "$inc": {"attempt_count": 1}, "$unset": {"lease_until": ""}}
+                        "$inc": {"attempt_count": 1}, "$unset": {"lease_until": "", "claim": ""}}
         if status == "sent":
             update["$set"] = {"status": "sent", "sent_at": now_utc()}
         elif retry_at is not None:
             update["$set"] = {"status": "queued", "due_at": retry_at}
         else:
             update["$set"] = {"status": "failed", "failed_at": now_utc()}
-        self.db.deliveries.update_one({"_id": _id}, update)
+        return update
+
+    def record_attempts(self, outcomes: list[tuple[str, str, str, datetime | None]]) -> None:
+        """``[(delivery id, status, answer, retry_at)]`` in one write."""
+        if outcomes:
+            self.db.deliveries.bulk_write([
+                UpdateOne({"_id": _id}, self._attempt_update(status, answer, retry_at))
+                for _id, status, answer, retry_at in outcomes], ordered=False)
 
     def failures(self, limit: int = 100) -> list[dict]:
         return list(self.db.deliveries.find({"status": "failed"}, {"text": 0, "html": 0})
@@ -179,8 +199,8 @@ class NotificationStore(BaseStore):
         return doc["due_at"] if doc else None
 
     # preferences and templates -------------------------------------------
-    def preferences(self, user_id: str) -> dict | None:
-        return self.db.preferences.find_one({"_id": user_id}, {"_id": 0})
+    def preferences_of(self, user_ids: list[str]) -> dict[str, dict]:
+        return {d.pop("_id"): d for d in self.db.preferences.find({"_id": {"$in": list(user_ids)}})}
 
     def save_preferences(self, user_id: str, prefs: dict) -> None:
         self.db.preferences.replace_one({"_id": user_id}, prefs, upsert=True)

@@ -137,7 +137,15 @@ CATALOGUE: list[EventSpec] = [
     EventSpec("task.assigned", "tasks", _schema(
         "TaskAssigned", org_id=_req(Str), task_id=_req(Str), title=_req(Str),
         assignee_id=_req(Str), assignee_user_id=_opt(Str), assigned_by_user_id=_opt(Str),
-        due_at=_opt(Str), priority=_opt(Str), job_id=_opt(Str)), "A task got an assignee."),
+        due_at=_opt(Str), priority=_opt(Str), job_id=_opt(Str)),
+        "A task got an assignee (bulk jobs announce theirs per chunk: `task.bulk.assigned`)."),
+    EventSpec("task.bulk.assigned", "tasks", _schema(
+        "TaskBulkAssigned", org_id=_req(Str), job_id=_req(Str), chunk=_req(Int), title=_req(Str),
+        assigned_by_user_id=_opt(Str), due_at=_opt(Str), priority=_opt(Str),
+        tasks=_req(List, cls_or_instance=Dict())),
+        "One chunk of a bulk job was created: `tasks` is `[{task_id, assignee_id, "
+        "assignee_user_id}]`, the other fields are shared by every task of the job "
+        "(instead of one `task.assigned` per task; event id `task.bulk.assigned:{job_id}:{chunk}`)."),
     EventSpec("task.reassigned", "tasks", _schema(
         "TaskReassigned", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         old_assignee_id=_opt(Str), new_assignee_id=_opt(Str), new_assignee_user_id=_opt(Str),

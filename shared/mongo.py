@@ -19,6 +19,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 log = logging.getLogger(__name__)
 
+DUPLICATE_KEY = 11000
 HANDLED_EVENTS_TTL = 7 * 24 * 3600
 OUTBOX_SENT_TTL = 24 * 3600
 
@@ -140,7 +141,7 @@ class BaseStore:
                  for e in envelopes], ordered=False, session=session)
         except BulkWriteError as exc:
             # an id published again (a re-run handler's deterministic ids) is sent again
-            if any(err.get("code") != 11000 for err in exc.details.get("writeErrors", [])):
+            if any(err.get("code") != DUPLICATE_KEY for err in exc.details.get("writeErrors", [])):
                 raise
 
     def outbox_pending(self, event_ids: list[str]) -> set[str]:
@@ -167,6 +168,22 @@ class BaseStore:
             if got:
                 claimed.append(got["envelope"])
         return claimed
+
+    @staticmethod
+    def insert_ignoring_duplicates(collection, docs: list[dict]) -> set[str]:
+        """Insert in one write; documents whose _id exists already are skipped
+        (deterministic ids: a re-run inserts nothing twice). Returns the new ids."""
+        if not docs:
+            return set()
+        ids = {d["_id"] for d in docs}
+        try:
+            collection.insert_many(docs, ordered=False)
+            return ids
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return ids - {docs[e["index"]]["_id"] for e in errors}
 
     def ping(self) -> float:
         started = time.perf_counter()

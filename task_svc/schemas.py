@@ -284,6 +284,17 @@ def dump_task(t: dict) -> dict:
             "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id")}
 
 
+def bulk_assigned(chunk: dict, docs: list[dict]) -> dict:
+    """``task.bulk.assigned``: one bulk chunk's tasks, which share every field but
+    their id and assignee (one event instead of a ``task.assigned`` per task)."""
+    first = docs[0]
+    return {"org_id": chunk["org_id"], "job_id": chunk["job_id"], "chunk": chunk["chunk"],
+            "title": first["title"], "assigned_by_user_id": chunk["creator_user_id"],
+            "due_at": iso(first.get("due_at")), "priority": first["priority"],
+            "tasks": [{"task_id": d["_id"], "assignee_id": d["assignee_id"],
+                       "assignee_user_id": d["assignee_user_id"]} for d in docs]}
+
+
 def dump_job(j: dict) -> dict:
     return {"job_id": j["_id"], "org_id": j["org_id"], "status": j["status"], "total": j["total"],
             "done": j["done"], "failed": j["failed"], "errors": j.get("errors", [])[:1000],

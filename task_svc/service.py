@@ -168,8 +168,10 @@ class TaskService(base.ServiceBase):
                                          task_id=domain.bulk_task_id(d["job_id"], e["employee_id"]))
                 for e in valid]
         self.store.insert_many_idempotent(docs)
-        for doc in docs:  # every one, new or not: deterministic event ids make a re-run safe
-            self._publish_assigned(doc, d["creator_user_id"], event_id=f"task.assigned:{doc['_id']}")
+        if docs:  # every one, new or not: a deterministic event id makes a re-run safe
+            self.events.publish("task.bulk.assigned", schemas.bulk_assigned(d, docs),
+                                org_id=d["org_id"], actor_id=d["creator_user_id"],
+                                event_id=f"task.bulk.assigned:{d['job_id']}:{d['chunk']}")
         self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)
         self._invalidate(d["org_id"], *[doc["assignee_user_id"] for doc in docs])
 

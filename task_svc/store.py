@@ -11,13 +11,9 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError
 
 from shared.mongo import BaseStore, utcnow
 from task_svc import domain
-
-DUPLICATE_KEY = 11000
-
 
 now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
@@ -316,18 +312,3 @@ class TaskStore(BaseStore):
                 {"_id": f"team-removed-{task_id}-{team_id}", "task_id": task_id, "org_id": org_id,
                  "field": "team_id", "old": team_id, "new": None, "actor": actor,
                  "reason": "team.deleted", "at": at} for task_id in task_ids])
-
-    @staticmethod
-    def insert_ignoring_duplicates(collection, docs: list[dict]) -> set[str]:
-        """Insert; documents whose _id exists already are skipped. Returns the new ids."""
-        if not docs:
-            return set()
-        ids = {d["_id"] for d in docs}
-        try:
-            collection.insert_many(docs, ordered=False)
-            return ids
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return ids - {docs[e["index"]]["_id"] for e in errors}

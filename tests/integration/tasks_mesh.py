@@ -36,7 +36,8 @@ class FakeEmployees:
 
 
 LISTENED = [
-    ("tasks", t) for t in ("task.created", "task.assigned", "task.reassigned", "task.updated",
+    ("tasks", t) for t in ("task.created", "task.assigned", "task.bulk.assigned",
+                           "task.reassigned", "task.updated",
                            "task.status.changed", "task.completed", "task.overdue",
                            "task.deleted", "task.comment.added")
 ] + [

@@ -331,6 +331,34 @@ def test_task_counts_follow_task_events_and_survive_redelivery(mesh, unique):
     wait_until(lambda: counts(c) == {"open": 0, "completed": 0})
 
 
+def test_a_bulk_chunk_counts_each_task_once(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob, cat = (mesh.register(unique, name=n, publish=False) for n in ("Bob", "Cat"))
+    b, c = add(mesh, owner, org_id, bob), add(mesh, owner, org_id, cat)
+
+    def counts(employee):
+        return mesh.call("employees", "get_employee", org_id,
+                         employee["employee_id"])["task_counts"]
+
+    # handled before the chunk (events are not ordered): the chunk must not undo it
+    mesh.emit("tasks", "task.reassigned", {"org_id": org_id, "task_id": "j-3",
+                                           "old_assignee_id": b["employee_id"],
+                                           "new_assignee_id": c["employee_id"]})
+    wait_until(lambda: counts(c) == {"open": 1, "completed": 0})
+    chunk = {"org_id": org_id, "job_id": "j", "chunk": 0, "title": "x", "priority": "low",
+             "tasks": [{"task_id": f"j-{i}", "assignee_id": e["employee_id"],
+                        "assignee_user_id": e["user_id"]}
+                       for i, e in enumerate([b, b, c, b])]}
+    mesh.emit("tasks", "task.bulk.assigned", chunk)
+    wait_until(lambda: counts(b) == {"open": 2, "completed": 0})
+    assert counts(c) == {"open": 2, "completed": 0}
+    mesh.emit("tasks", "task.bulk.assigned", chunk)  # again, under a new event id
+    mesh.emit("tasks", "task.completed", {"org_id": org_id, "task_id": "j-0",
+                                          "assignee_id": b["employee_id"]})
+    wait_until(lambda: counts(b) == {"open": 1, "completed": 1})
+    assert counts(c) == {"open": 2, "completed": 0}
+
+
 def test_plan_limit_refuses_another_employee_or_invitation(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)  # free plan here: 4 seats
     for name in ("Bob", "Cat"):

@@ -318,6 +318,43 @@ def test_bulk_job_sends_one_message_per_person(mesh, smtp_sink):  # noqa: F811
     assert len(items) == 2 and len(items[0]["data"]["tasks"]) == 4
 
 
+def test_a_bulk_chunk_notifies_each_assignee_once_and_a_redelivery_changes_nothing(
+        mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    people = [uid() for _ in range(3)]
+    for user in people:
+        register(mesh, user, f"{user}@example.com")
+    for user in people:
+        smtp_sink.wait_for(f"{user}@example.com")
+    quiet = people[2]  # no email for assignments: in-app only
+    mesh.call("set_preferences", quiet, {"channels": {"task_assigned": {"email": False}}})
+    job = uid()
+    chunk = {"org_id": "o", "job_id": job, "chunk": 0, "title": "Fill in the survey",
+             "assigned_by_user_id": "boss", "due_at": None, "priority": "low",
+             "tasks": [{"task_id": f"{job}-e{i}", "assignee_id": f"e{i}",
+                        "assignee_user_id": user} for i, user in enumerate(people)]}
+    mesh.emit("tasks", "task.bulk.assigned", chunk, org_id="o")
+    for user in people[:2]:
+        [mail] = smtp_sink.wait_for(f"{user}@example.com", 2)[1:]
+        assert mail["Subject"] == "New task: Fill in the survey"
+        assert f"https://app.test/orgs/o/tasks/{job}-e{people.index(user)}" in body_text(mail)
+    for i, user in enumerate(people):
+        [item] = wait_until(lambda user=user: [n for n in feed(mesh, user)
+                                               if n["kind"] == "task_assigned"])
+        assert item["title"] == "New task: Fill in the survey"
+        assert item["data"]["tasks"] == [{"task_id": f"{job}-e{i}", "title": "Fill in the survey"}]
+    db = mesh.db()
+    wait_until(lambda: db.deliveries.count_documents({"group": job, "status": "sent"}) == 2)
+    # the same chunk again under a new event id (a producer re-run): nothing new
+    mesh.emit("tasks", "task.bulk.assigned", chunk, org_id="o")
+    wait_until(lambda: db.handled_events.count_documents(
+        {"_id": {"$regex": "^notifications.on_task_bulk_assigned:"}, "state": "done"}) == 2)
+    assert db.notifications.count_documents({"kind": "task_assigned", "user_id": {"$in": people}}) == 3
+    assert db.deliveries.count_documents({"group": job}) == 2
+    assert len(smtp_sink.to(f"{quiet}@example.com")) == 1  # the welcome only
+    assert all(len(smtp_sink.to(f"{u}@example.com")) == 2 for u in people[:2])
+
+
 def test_templates_are_validated_sandboxed_and_used(mesh, smtp_sink, monkeypatch):  # noqa: F811
     import shared.tenancy
     monkeypatch.setattr(shared.tenancy, "cached_membership", lambda r, o, u: {

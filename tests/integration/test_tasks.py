@@ -167,10 +167,20 @@ def test_bulk_of_500_with_3_invalid_assignees_makes_497_tasks(mesh):
     assert all(e["error"] == "not an active employee" for e in final["errors"])
     db = database(config, "tasks")
     assert db.tasks.count_documents({"job_id": job["job_id"]}) == 497
-    events = wait_until(lambda: len(seen("task.assigned", job_id=job["job_id"])) >= 497 and
-                        seen("task.assigned", job_id=job["job_id"]), timeout=30)
-    assert len({e["data"]["task_id"] for e in events}) == 497
-    assert all(e["data"]["assignee_user_id"] == PEOPLE_user(e["data"]["assignee_id"]) for e in events)
+    # one task.bulk.assigned per chunk of 100 (5), carrying its tasks; no task.assigned each
+    events = wait_until(lambda: len(seen("task.bulk.assigned", job_id=job["job_id"])) == 5 and
+                        seen("task.bulk.assigned", job_id=job["job_id"]), timeout=30)
+    assert sorted(e["data"]["chunk"] for e in events) == [0, 1, 2, 3, 4]
+    assert {e["event_id"] for e in events} == {f"task.bulk.assigned:{job['job_id']}:{n}"
+                                               for n in range(5)}
+    tasks_of = [t for e in events for t in e["data"]["tasks"]]
+    assert len({t["task_id"] for t in tasks_of}) == len(tasks_of) == 497
+    assert all(t["assignee_user_id"] == PEOPLE_user(t["assignee_id"]) for t in tasks_of)
+    assert all((e["data"]["title"], e["data"]["priority"], e["data"]["due_at"],
+                e["data"]["assigned_by_user_id"]) == ("Fill in the survey", "low",
+                                                      "2030-05-01T00:00:00Z", p["boss"]["user_id"])
+               for e in events)
+    assert seen("task.assigned", job_id=job["job_id"]) == []
 
 
 def PEOPLE_user(employee_id):
