@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateMany
 from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
 from shared.errors import Conflict
-from shared.mongo import BaseStore
+from shared.mongo import BaseStore, id_slices
 
 PUBLIC = {"keywords": 0, "team_ids": 0}
 
@@ -70,7 +70,8 @@ class EmployeeStore(BaseStore):
         return self.db.employees.find_one({"org_id": org_id, "user_id": user_id})
 
     def employees_by_ids(self, org_id: str, employee_ids: list[str]) -> list[dict]:
-        return list(self.db.employees.find({"org_id": org_id, "_id": {"$in": employee_ids}}))
+        return [doc for part in id_slices(employee_ids)
+                for doc in self.db.employees.find({"org_id": org_id, "_id": {"$in": part}})]
 
     def employees_of_user(self, user_id: str) -> list[dict]:
         return list(self.db.employees.find({"user_id": user_id}))
@@ -216,26 +217,31 @@ class EmployeeStore(BaseStore):
         """A bulk chunk's new tasks, open, in one write. Insert-only: a task known
         already (a redelivered chunk, or a later reassignment or status change
         handled first) keeps what was recorded."""
-        if tasks:
-            self.db.employee_tasks.bulk_write([UpdateOne(
-                {"_id": f"{org_id}:{t['task_id']}"},
-                {"$setOnInsert": {"org_id": org_id, "employee_id": t["assignee_id"],
-                                  "state": "open"}}, upsert=True) for t in tasks], ordered=False)
+        self.insert_ignoring_duplicates(self.db.employee_tasks, [
+            {"_id": f"{org_id}:{t['task_id']}", "org_id": org_id, "employee_id": t["assignee_id"],
+             "state": "open"} for t in tasks])
 
     def recount_tasks(self, org_id: str, employee_id: str) -> None:
         self.recount_tasks_of(org_id, {employee_id})
 
     def recount_tasks_of(self, org_id: str, employee_ids: set[str]) -> None:
-        """Recompute the task counts of these employees: one aggregation, one write."""
+        """Recompute the task counts of these employees: a few aggregations, and
+        one update per distinct result (most of a bulk chunk's people share one)."""
         ids = sorted(i for i in employee_ids if i)
-        if not ids:
-            return
         counts = {i: {"open": 0, "completed": 0} for i in ids}
-        for row in self.db.employee_tasks.aggregate([
-                {"$match": {"employee_id": {"$in": ids}, "state": {"$in": ["open", "completed"]}}},
-                {"$group": {"_id": {"employee_id": "$employee_id", "state": "$state"},
-                            "n": {"$sum": 1}}}]):
-            counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
-        self.db.employees.bulk_write([UpdateOne({"_id": i, "org_id": org_id},
-                                                {"$set": {"task_counts": c}})
-                                      for i, c in counts.items()], ordered=False)
+        for part in id_slices(ids):
+            for row in self.db.employee_tasks.aggregate([
+                    {"$match": {"employee_id": {"$in": part},
+                                "state": {"$in": ["open", "completed"]}}},
+                    {"$group": {"_id": {"employee_id": "$employee_id", "state": "$state"},
+                                "n": {"$sum": 1}}}]):
+                counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
+        alike: dict[tuple, list[str]] = {}
+        for employee_id, c in counts.items():
+            alike.setdefault((c["open"], c["completed"]), []).append(employee_id)
+        if alike:
+            self.db.employees.bulk_write([
+                UpdateMany({"_id": {"$in": part}, "org_id": org_id},
+                           {"$set": {"task_counts": {"open": n_open, "completed": n_done}}})
+                for (n_open, n_done), same in alike.items() for part in id_slices(same)],
+                ordered=False)

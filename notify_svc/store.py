@@ -5,10 +5,10 @@ import base64
 import uuid
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateMany
 from pymongo.errors import DuplicateKeyError
 
-from shared.mongo import BaseStore, utcnow
+from shared.mongo import BaseStore, id_slices, utcnow
 
 now_utc = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
@@ -47,9 +47,8 @@ class NotificationStore(BaseStore):
         return self.db.recipients.find_one({"_id": user_id})
 
     def recipients(self, user_ids: list[str]) -> dict[str, dict]:
-        if not user_ids:
-            return {}
-        return {d["_id"]: d for d in self.db.recipients.find({"_id": {"$in": list(user_ids)}})}
+        return {d["_id"]: d for part in id_slices(user_ids)
+                for d in self.db.recipients.find({"_id": {"$in": part}})}
 
     def forget_user(self, user_id: str) -> None:
         for name in ("recipients", "preferences"):
@@ -86,9 +85,8 @@ class NotificationStore(BaseStore):
         return self.db.notifications.find_one({"_id": _id})
 
     def get_notifications(self, ids: list[str]) -> dict[str, dict]:
-        if not ids:
-            return {}
-        return {d["_id"]: d for d in self.db.notifications.find({"_id": {"$in": list(ids)}})}
+        return {d["_id"]: d for part in id_slices(ids)
+                for d in self.db.notifications.find({"_id": {"$in": part}})}
 
     def list_notifications(self, user_id: str, limit: int, cursor: str | None,
                            unread: bool) -> tuple[list[dict], str | None]:
@@ -150,30 +148,34 @@ class NotificationStore(BaseStore):
                .sort("due_at", ASCENDING).limit(limit)]
         if not ids:
             return []
-        claim = uuid.uuid4().hex
-        self.db.deliveries.update_many({**due, "_id": {"$in": ids}}, {"$set": {
-            "status": "sending", "lease_until": now + timedelta(seconds=lease_s), "claim": claim}})
-        return list(self.db.deliveries.find({"claim": claim, "status": "sending"}))
-
-    @staticmethod
-    def _attempt_update(status: str, answer: str, retry_at: datetime | None) -> dict:
-        update: dict = {"$push": {"attempts": {"at": now_utc(), "status": status,
-                                               "answer": answer[:500]}},
-                        "$inc": {"attempt_count": 1}, "$unset": {"lease_until": "", "claim": ""}}
-        if status == "sent":
-            update["$set"] = {"status": "sent", "sent_at": now_utc()}
-        elif retry_at is not None:
-            update["$set"] = {"status": "queued", "due_at": retry_at}
-        else:
-            update["$set"] = {"status": "failed", "failed_at": now_utc()}
-        return update
+        claim = {"status": "sending", "lease_until": now + timedelta(seconds=lease_s),
+                 "claim": uuid.uuid4().hex}
+        parts = id_slices(ids)
+        self.db.deliveries.bulk_write([UpdateMany({**due, "_id": {"$in": part}}, {"$set": claim})
+                                       for part in parts], ordered=False)
+        return [d for part in parts for d in self.db.deliveries.find(
+            {"_id": {"$in": part}, "claim": claim["claim"]})]
 
     def record_attempts(self, outcomes: list[tuple[str, str, str, datetime | None]]) -> None:
-        """``[(delivery id, status, answer, retry_at)]`` in one write."""
-        if outcomes:
-            self.db.deliveries.bulk_write([
-                UpdateOne({"_id": _id}, self._attempt_update(status, answer, retry_at))
-                for _id, status, answer, retry_at in outcomes], ordered=False)
+        """``[(delivery id, status, answer, retry_at)]``: one update per distinct
+        outcome (a batch's emails mostly share one: sent, "250 accepted")."""
+        alike: dict[tuple, list[str]] = {}
+        for _id, status, answer, retry_at in outcomes:
+            alike.setdefault((status, answer[:500], retry_at), []).append(_id)
+        at = now_utc()
+        writes = []
+        for (status, answer, retry_at), ids in alike.items():
+            update: dict = {"$push": {"attempts": {"at": at, "status": status, "answer": answer}},
+                            "$inc": {"attempt_count": 1}, "$unset": {"lease_until": "", "claim": ""}}
+            if status == "sent":
+                update["$set"] = {"status": "sent", "sent_at": at}
+            elif retry_at is not None:
+                update["$set"] = {"status": "queued", "due_at": retry_at}
+            else:
+                update["$set"] = {"status": "failed", "failed_at": at}
+            writes += [UpdateMany({"_id": {"$in": part}}, update) for part in id_slices(ids)]
+        if writes:
+            self.db.deliveries.bulk_write(writes, ordered=False)
 
     def failures(self, limit: int = 100) -> list[dict]:
         return list(self.db.deliveries.find({"status": "failed"}, {"text": 0, "html": 0})
@@ -200,7 +202,8 @@ class NotificationStore(BaseStore):
 
     # preferences and templates -------------------------------------------
     def preferences_of(self, user_ids: list[str]) -> dict[str, dict]:
-        return {d.pop("_id"): d for d in self.db.preferences.find({"_id": {"$in": list(user_ids)}})}
+        return {d.pop("_id"): d for part in id_slices(user_ids)
+                for d in self.db.preferences.find({"_id": {"$in": part}})}
 
     def save_preferences(self, user_id: str, prefs: dict) -> None:
         self.db.preferences.replace_one({"_id": user_id}, prefs, upsert=True)

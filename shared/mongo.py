@@ -14,7 +14,7 @@ from typing import Callable
 
 import pymongo
 from nameko.extensions import DependencyProvider
-from pymongo import IndexModel
+from pymongo import IndexModel, UpdateMany
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,17 @@ def utcnow() -> datetime:
     back is equal to itself, so an id derived from it is the same on a re-run."""
     now = datetime.now(timezone.utc)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+# SecantusDB matches every candidate document against the whole ``$in`` list, so
+# one query of n ids costs n * n comparisons: n ids go as n / IN_SLICE queries
+IN_SLICE = 50
+
+
+def id_slices(ids, size: int = IN_SLICE) -> list[list]:
+    """``ids`` in lists of at most ``size``, for ``$in`` queries (see ``IN_SLICE``)."""
+    ids = list(ids)
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def database_name(config: dict, service_name: str) -> str:
@@ -151,8 +162,12 @@ class BaseStore:
                                                       {"_id": 1})}
 
     def outbox_mark_sent(self, event_ids: list[str]) -> None:
-        self.db.outbox.update_many({"_id": {"$in": event_ids}},
-                                   {"$set": {"state": "sent", "sent_at": datetime.now(timezone.utc)}})
+        if not event_ids:
+            return
+        at = datetime.now(timezone.utc)
+        self.db.outbox.bulk_write([UpdateMany({"_id": {"$in": ids}},
+                                              {"$set": {"state": "sent", "sent_at": at}})
+                                   for ids in id_slices(event_ids)], ordered=False)
 
     def outbox_claim_pending(self, older_than_s: float, limit: int) -> list[dict]:
         """Pending entries older than ``older_than_s``, claimed for a while so two
@@ -202,7 +217,9 @@ class Mongo(DependencyProvider):
         self.client = pymongo.MongoClient(
             config["MONGODB_URI"],
             serverSelectionTimeoutMS=int(config.get("MONGODB_TIMEOUT_MS", 3000)),
-            connectTimeoutMS=int(config.get("MONGODB_TIMEOUT_MS", 3000)),
+            # the heartbeat's timeout too (pymongo): shorter, and a heartbeat stuck behind a
+            # busy SecantusDB cancels every operation in flight ("operation cancelled")
+            connectTimeoutMS=int(config.get("MONGODB_CONNECT_TIMEOUT_MS", 15000)),
             tz_aware=True,
         )
         db = self.client[database_name(config, self.container.service_name)]
