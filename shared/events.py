@@ -51,6 +51,9 @@ from shared.telemetry import CORRELATION_KEY, EVENT_DEAD_LETTERS, EVENT_DUPLICAT
 log = logging.getLogger(__name__)
 
 ENVELOPE_VERSION = 1
+# nameko context data of an RPC: when its caller stops waiting (epoch s, shared.rpc);
+# events do not carry it
+DEADLINE_KEY = "deadline"
 ATTEMPT_HEADER = "x-attempt"
 DEFAULT_EXCHANGE = Exchange("", type="direct")
 
@@ -131,6 +134,12 @@ class Events(EventDispatcher):
     @property
     def store(self):
         return self._mongo.store
+
+    def get_message_headers(self, worker_ctx) -> dict:
+        # an RPC caller's deadline is not the deadline of what its events cause
+        headers = super().get_message_headers(worker_ctx)
+        headers.pop(self._get_header_name(DEADLINE_KEY), None)
+        return headers
 
     def get_dependency(self, worker_ctx) -> EventBus:
         bus = EventBus(self, worker_ctx)

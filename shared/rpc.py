@@ -1,26 +1,49 @@
 """RPC both ways: entrypoints that report our errors cleanly, and proxies
-that never wait forever (nameko 2's RpcProxy has no timeout: stack.md)."""
+that never wait forever (nameko 2's RpcProxy has no timeout: stack.md).
+
+The caller's deadline travels with every call (the nameko context header
+``deadline``, epoch seconds, set by :class:`ServiceRpc` a little before its own
+timeout and never later than a deadline it got itself), and an ``@rpc`` runs
+its MongoDB operations under it (``pymongo.timeout``, :class:`CallDeadline`):
+an operation started after it fails, so a write the caller has given up on
+(a 504 at the gateway) does not land later unseen."""
 from __future__ import annotations
+
+import time
 
 import eventlet
 import marshmallow
+import pymongo
 import pymongo.errors
 import redis
 from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
+from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc, RpcProxy
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
-from shared.events import record_events
+from shared.events import DEADLINE_KEY, record_events
 from shared.telemetry import RPC_TIMEOUTS
 
 DEFAULT_TIMEOUT = 5.0
+DEADLINE_MARGIN = 1.0      # the callee gives up this long (at most 20%) before the caller
 
 
-def as_app_error(exc: BaseException) -> BaseException:
-    """Failures of our own dependencies become 503s, bad input a 422."""
+def call_deadline(timeout: float, inherited: float | None = None) -> float:
+    """The deadline a call with ``timeout`` sends: before the caller's own."""
+    own = time.time() + timeout - min(DEADLINE_MARGIN, timeout * 0.2)
+    return min(own, float(inherited)) if inherited else own
+
+
+def as_app_error(exc: BaseException, deadline: float | None = None) -> BaseException:
+    """Failures of our own dependencies become 503s, bad input a 422; a MongoDB
+    operation cut by the caller's deadline a 504."""
     if isinstance(exc, marshmallow.ValidationError):
         return validation_error(exc)
+    if (deadline is not None and isinstance(exc, pymongo.errors.PyMongoError) and exc.timeout
+            and time.time() >= deadline - 0.05):
+        return Timeout("The caller's deadline passed before this call finished; "
+                       "nothing more was written.")
     if isinstance(exc, (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError)):
         return Unavailable("The database is unavailable.")
     if isinstance(exc, pymongo.errors.PyMongoError) and exc.has_error_label("TransientTransactionError"):
@@ -40,18 +63,55 @@ class AppRpc(Rpc):
                          sensitive_arguments=sensitive_arguments, **kwargs)
 
     def handle_result(self, message, worker_ctx, result, exc_info):
+        deadline = leave_deadline(self.container, worker_ctx)  # the outbox write is not cut
         if exc_info is None:
             # the events of this call reach the outbox before the caller hears it
             # succeeded; if MongoDB refuses now, Events.worker_result still sends them
             record_events(self.container, worker_ctx)
         if exc_info is not None:
-            mapped = as_app_error(exc_info[1])
+            mapped = as_app_error(exc_info[1], deadline)
             if mapped is not exc_info[1]:
                 exc_info = (type(mapped), mapped, exc_info[2])
         return super().handle_result(message, worker_ctx, result, exc_info)
 
 
 rpc = AppRpc.decorator
+
+
+class CallDeadline(DependencyProvider):
+    """Runs an ``@rpc`` call's MongoDB operations under the caller's deadline
+    (``pymongo.timeout``: an operation started after it raises at once, one in
+    flight is cut at it). Left when the method has returned, so recording its
+    events and replying are never cut (``AppRpc.handle_result``)."""
+
+    def setup(self) -> None:
+        self.active: dict = {}
+
+    def worker_setup(self, worker_ctx) -> None:
+        deadline = worker_ctx.data.get(DEADLINE_KEY)
+        if deadline is None or not isinstance(worker_ctx.entrypoint, AppRpc):
+            return
+        scope = pymongo.timeout(max(0.001, float(deadline) - time.time()))
+        scope.__enter__()
+        self.active[worker_ctx] = (scope, float(deadline))
+
+    def leave(self, worker_ctx) -> float | None:
+        scope, deadline = self.active.pop(worker_ctx, (None, None))
+        if scope is not None:
+            scope.__exit__(None, None, None)
+        return deadline
+
+    def worker_teardown(self, worker_ctx) -> None:
+        self.leave(worker_ctx)
+
+
+def leave_deadline(container, worker_ctx) -> float | None:
+    """End the worker's deadline scope; returns the deadline it had, if any."""
+    found = None
+    for dependency in container.dependencies:
+        if isinstance(dependency, CallDeadline):
+            found = dependency.leave(worker_ctx) or found
+    return found
 
 
 class _Method:
@@ -65,12 +125,20 @@ class _Method:
         return self.call_async(*args, **kwargs).result()
 
     def call_async(self, *args, **kwargs) -> "_Reply":
+        data = self._proxy.worker_ctx.data  # the deadline goes as a header of this call only
+        inherited = data.get(DEADLINE_KEY)
+        data[DEADLINE_KEY] = call_deadline(self._timeout, inherited)
         try:
             reply = self._proxy.call_async(*args, **kwargs)
         except UnknownService:
             raise Unavailable(f"The {self._target} service is not running.") from None
         except (OperationalError, OSError) as exc:
             raise Unavailable("The message broker is unavailable.") from exc
+        finally:
+            if inherited is None:
+                data.pop(DEADLINE_KEY, None)
+            else:
+                data[DEADLINE_KEY] = inherited
         return _Reply(reply, self)
 
 

@@ -12,7 +12,7 @@ from shared import deadletters
 from shared.events import Events, HandlerQueues
 from shared.mongo import Mongo
 from shared.redis import Redis
-from shared.rpc import rpc
+from shared.rpc import CallDeadline, rpc
 from shared.telemetry import Telemetry
 
 
@@ -35,6 +35,7 @@ class ServiceBase:
     store = Mongo()
     handler_queues = HandlerQueues()
     events = Events()
+    deadline = CallDeadline()
 
     @rpc
     def health(self) -> dict:
