@@ -151,7 +151,9 @@ class NotificationStore(BaseStore):
         claim = {"status": "sending", "lease_until": now + timedelta(seconds=lease_s),
                  "claim": uuid.uuid4().hex}
         parts = id_slices(ids)
-        self.db.deliveries.bulk_write([UpdateMany({**due, "_id": {"$in": part}}, {"$set": claim})
+        # _id first: SecantusDB plans by the first clause it can index, and the status
+        # index would hand it every held delivery to match (4 s for 10,000, not 0.1 s)
+        self.db.deliveries.bulk_write([UpdateMany({"_id": {"$in": part}, **due}, {"$set": claim})
                                        for part in parts], ordered=False)
         return [d for part in parts for d in self.db.deliveries.find(
             {"_id": {"$in": part}, "claim": claim["claim"]})]
