@@ -4,7 +4,8 @@ A cached answer's key includes the current values of version counters
 (``shared.redis.org_version_key``) that the owning service bumps whenever it
 changes something in that scope (every event it publishes with an org_id
 does). Reading the counters and the entry is one Lua call; a bumped counter
-makes every older entry unreachable at once, and the TTL removes it. A
+makes every older entry unreachable at once, and the TTL removes it. A list
+route answers with the stored JSON text as its body (``response``). A
 counter bump missed while Redis was unreachable is bounded by that TTL.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from typing import Any, Callable
 
 import redis
+from werkzeug.wrappers import Response
 
 from shared.redis import RedisTools
 from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
@@ -34,23 +36,35 @@ class ResponseCache:
         self.default_ttl = default_ttl
         self._lookup = tools.client.register_script(LOOKUP_LUA)
 
+    def response(self, key: str, version_keys: list[str], compute: Callable[[], Any],
+                 ttl: int | None = None) -> Response:
+        """The answer as a JSON response whose body is the stored text itself:
+        a hit is not decoded and encoded again."""
+        return Response(self.json_text(key, version_keys, compute, ttl),
+                        content_type="application/json")
+
     def get_or_compute(self, key: str, version_keys: list[str], compute: Callable[[], Any],
                        ttl: int | None = None) -> Any:
+        return json.loads(self.json_text(key, version_keys, compute, ttl))
+
+    def json_text(self, key: str, version_keys: list[str], compute: Callable[[], Any],
+                  ttl: int | None = None) -> str:
+        """The stored JSON text, or ``compute()``'s value serialised once and stored."""
         service = self.tools.service
         try:
             full_key, raw = self._lookup(keys=version_keys, args=[f"gateway:cache:{key}"])
         except redis.RedisError as exc:
             REDIS_ERRORS.labels(service, "response_cache").inc()
             log.warning("response cache unavailable, answering from the service: %s", exc)
-            return compute()
+            return json.dumps(compute(), default=str)
         if raw is not None:
             CACHE_REQUESTS.labels(service, "hit").inc()
-            return json.loads(raw)
+            return raw
         CACHE_REQUESTS.labels(service, "miss").inc()
-        value = compute()
+        text = json.dumps(compute(), default=str)
         try:
-            self.tools.client.set(full_key, json.dumps(value, default=str), ex=ttl or self.default_ttl)
+            self.tools.client.set(full_key, text, ex=ttl or self.default_ttl)
         except redis.RedisError as exc:
             REDIS_ERRORS.labels(service, "response_cache").inc()
             log.warning("could not cache an answer: %s", exc)
-        return value
+        return text

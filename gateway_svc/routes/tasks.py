@@ -78,7 +78,7 @@ class TaskRoutes:
         """List, filter, search. Answered from the gateway's cache, with no RPC, until
         a task of the org changes (every task event bumps the org's version)."""
         args = request.args.to_dict()
-        return ResponseCache(self.redis).get_or_compute(
+        return ResponseCache(self.redis).response(
             f"tasks:list:{org_id}:{json.dumps(args, sort_keys=True)}",
             [org_version_key("tasks", org_id)],
             lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args), ttl=LIST_CACHE_TTL)
