@@ -94,6 +94,10 @@ def cached_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> d
     return json.loads(raw) if raw else None
 
 
+def is_active(membership: dict | None) -> bool:
+    return bool(membership) and membership.get("status") == "active"
+
+
 def require_member(redis_tools, employees_rpc, org_id: str, user_id: str,
                    action: str | None = None, *, cached: dict | None = None) -> dict:
     """The caller's active membership of ``org_id``, or NotFound/Forbidden.
@@ -105,7 +109,7 @@ def require_member(redis_tools, employees_rpc, org_id: str, user_id: str,
     membership = cached or cached_membership(redis_tools.client, org_id, user_id)
     if membership is None:
         membership = employees_rpc.get_membership(org_id, user_id)
-    if not membership or membership.get("status") != "active":
+    if not is_active(membership):
         raise NotFound("Organization not found.")
     if action is not None and not role_allows(membership["role"], action):
         raise Forbidden(f"Your role ({membership['role']}) may not do {action}.")
