@@ -174,8 +174,7 @@ class Mesh:
         if index:  # only the first copy serves the gateway's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
         return subprocess.Popen(
-            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
-             f"{SERVICES[name]}.service"],
+            service_command(f"{SERVICES[name]}.service"),
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent)
 
@@ -210,6 +209,12 @@ class Mesh:
                                                                     for p in procs)]
 
 
+def service_command(module: str) -> list[str]:
+    """The command that runs the services of ``module`` (``shared.run``: ``nameko run``
+    with config.yaml, every log line JSON)."""
+    return [str(VENV_BIN / "python"), "-m", "shared.run", module]
+
+
 def base_env(mongo_uri: str, **overrides: str) -> dict:
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
@@ -228,6 +233,7 @@ def run(gateways: int) -> None:
     amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
     redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
     ensure_rabbitmq(amqp_uri)
+    ensure_rabbitmq_management()  # the CLI's `queues` and `dead-letters` read it
     ensure_redis(redis_uri)
     var = ROOT / "var"
     db_proc = None
