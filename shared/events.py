@@ -1,12 +1,12 @@
 """Events: the envelope, the dispatcher, and handlers that never lose a message.
 
 Publishing: ``self.events.publish("task.assigned", data, org_id=..., actor_id=...)``
-wraps ``data`` in the envelope of architecture.md and publishes it on the
+wraps ``data`` in the envelope of docs/architecture.md and publishes it on the
 service's ``{service}.events`` exchange with the event type as routing key,
 through the service's outbox (see :class:`EventBus`).
 
 Consuming: ``@handles("auth", "user.registered")`` declares a durable
-SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (stack.md):
+SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
 
 * **idempotency**: before running, the handler claims the event id in the
   service's MongoDB (``handled_events``: unique ``_id``, TTL); an id already

@@ -3,7 +3,7 @@
 * checks that RabbitMQ and Redis answer at the configured URIs, starts local
   ones if they are installed but stopped, otherwise stops with one line
   saying what to install or set;
-* starts SecantusDB (a MongoDB-wire server, stack.md) when ``MONGODB_URI`` is
+* starts SecantusDB (a MongoDB-wire server, docs/stack.md) when ``MONGODB_URI`` is
   not set: on disk under ./var/db for ``run``, in memory for tests;
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
