@@ -9,7 +9,7 @@ from nameko.dependency_providers import Config
 from nameko.timer import timer
 
 from shared import deadletters
-from shared.events import Events, HandlerQueues
+from shared.events import Events, HandlerQueues, event_queue_type
 from shared.mongo import Mongo
 from shared.redis import Redis
 from shared.rpc import rpc
@@ -52,15 +52,18 @@ class ServiceBase:
 
     @rpc
     def dead_letters(self, limit: int = 100) -> list[dict]:
-        return deadletters.list_dead_letters(self.config['AMQP_URI'], self.handler_queues, limit)
+        return deadletters.list_dead_letters(self.config['AMQP_URI'], self.handler_queues, limit,
+                                             queue_type=event_queue_type(self.config))
 
     @rpc
     def replay_dead_letters(self, event_id: str | None = None) -> int:
-        return deadletters.replay_dead_letters(self.config['AMQP_URI'], self.handler_queues, event_id)
+        return deadletters.replay_dead_letters(self.config['AMQP_URI'], self.handler_queues, event_id,
+                                               queue_type=event_queue_type(self.config))
 
     @rpc
     def purge_dead_letters(self) -> int:
-        return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues)
+        return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues,
+                                              queue_type=event_queue_type(self.config))
 
     @timer(interval=OUTBOX_RELAY_INTERVAL)
     def relay_outbox(self) -> None:
