@@ -13,8 +13,8 @@ from team_svc.schemas import (
     MemberSchema,
     PermissionsSchema,
     TeamCreateSchema,
-    TeamPageSchema,
     TeamGrantsSchema,
+    TeamPageSchema,
     TeamSchema,
     TeamUpdateSchema,
 )

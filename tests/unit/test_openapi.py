@@ -4,8 +4,8 @@ returns. Expectations come from the route table (``api_entrypoints``), so a
 new route without schemas fails here."""
 import inspect
 import re
-from pathlib import Path
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from marshmallow import ValidationError
