@@ -114,3 +114,10 @@ def test_kustomization_lists_every_manifest():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert sorted(kustomization["resources"]) == sorted(files)
+
+
+def test_compose_and_k8s_run_event_queues_as_quorum_queues():
+    configmap = next(doc for doc in _documents() if doc["kind"] == "ConfigMap")
+    assert configmap["data"]["EVENT_QUEUE_TYPE"] == "quorum"
+    for name in ("auth", "tasks", "notifications"):
+        assert COMPOSE[name]["environment"]["EVENT_QUEUE_TYPE"] == "quorum"
