@@ -161,17 +161,18 @@ class Mesh:
     env: dict
     log_dir: Path
     gateways: int = 1
+    replicas: int = 1  # processes of every other service
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
-        copies = self.gateways if name == "gateway" else 1
+        copies = self.gateways if name == "gateway" else self.replicas
         self.procs[name] = [self._spawn(name, i) for i in range(copies)]
 
     def _spawn(self, name: str, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
         env = dict(self.env)
-        if index:  # only the first copy serves the gateway's metrics port
+        if index:  # only the first copy serves the service's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
         return subprocess.Popen(
             service_command(f"{SERVICES[name]}.service"),
@@ -181,6 +182,17 @@ class Mesh:
     def start(self) -> None:
         for name in SERVICES:
             self.start_service(name)
+
+    def kill_replica(self, name: str, index: int = 0) -> None:
+        """SIGKILL one process of a service (no clean shut-down, no acks), then start
+        it again: what a crashed pod does."""
+        proc = self.procs[name][index]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+        self.procs[name][index] = self._spawn(name, index)
 
     def stop_service(self, name: str, kill: bool = False) -> None:
         for proc in self.procs.pop(name, []):
@@ -229,7 +241,7 @@ def metrics_env() -> dict:
             for i, name in enumerate(SERVICES) if name != "gateway"}
 
 
-def run(gateways: int) -> None:
+def run(gateways: int, replicas: int = 1) -> None:
     amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
     redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
     ensure_rabbitmq(amqp_uri)
@@ -244,7 +256,8 @@ def run(gateways: int) -> None:
             sys.exit(f"Port {port} is taken and MONGODB_URI is not set: set MONGODB_URI to "
                      "that server, or SECANTUS_PORT to a free port.")
         db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
-    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways)
+    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways,
+                replicas=replicas)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -254,8 +267,8 @@ def run(gateways: int) -> None:
     try:
         mesh.start()
         api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
-        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes), "
-              f"logs in {var / 'log'}")
+        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes, "
+              f"{replicas} of every other service), logs in {var / 'log'}")
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")
@@ -283,10 +296,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="start the whole mesh")
     run_p.add_argument("--gateways", type=int, default=int(os.environ.get("GATEWAYS", "2")))
+    run_p.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
+                       help="processes of every service but the gateway")
     sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.gateways)
+        run(args.gateways, args.replicas)
     else:
         ensure_rabbitmq(os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1"))
         ensure_rabbitmq_management()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
 
 from shared import deadletters
 from shared.events import Events, HandlerQueues, event_queue_type
@@ -14,6 +13,7 @@ from shared.mongo import Mongo
 from shared.redis import Redis
 from shared.rpc import rpc
 from shared.telemetry import Telemetry
+from shared.timers import periodic
 
 
 def _probe(check) -> dict:
@@ -65,7 +65,7 @@ class ServiceBase:
         return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues,
                                               queue_type=event_queue_type(self.config))
 
-    @timer(interval=OUTBOX_RELAY_INTERVAL)
+    @periodic(interval=OUTBOX_RELAY_INTERVAL)
     def relay_outbox(self) -> None:
         """Publish events a crash or a broker outage left in the outbox, and make
         the cache invalidations a Redis outage left undone."""
