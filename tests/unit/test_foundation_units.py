@@ -168,3 +168,11 @@ def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
     assert kwargs["routing_key"] == "evt-src-thing.done--svc.on_thing.retry.5000"  # the next tier
     assert kwargs["headers"]["x-attempt"] == 2  # waiting is not a failed attempt
     handler.queue_consumer.ack_message.assert_called_once_with(message)
+
+
+def test_mongodb_writes_wait_for_a_majority_unless_configured_otherwise():
+    from shared.mongo import concerns
+
+    assert concerns({}) == {"w": "majority", "readConcernLevel": "local"}
+    assert concerns({"MONGODB_WRITE_CONCERN": "1", "MONGODB_READ_CONCERN": "majority"}) == \
+        {"w": 1, "readConcernLevel": "majority"}
