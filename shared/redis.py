@@ -3,7 +3,7 @@ an atomic rate limiter.
 
 Redis is a cache and a coordinator here, never the only copy of anything. The
 cache therefore *fails open*: a Redis error is logged and counted and the
-caller goes to the database. Rate limits fail open too (architecture.md);
+caller goes to the database. Rate limits fail open too (docs/architecture.md);
 callers that must fail closed (the token blacklist) use the client directly
 and let ``redis.RedisError`` become a 503.
 """
