@@ -245,6 +245,7 @@ def client_ip(request) -> str:
 class ApiEntrypoint(HttpRequestHandler):
     server = ApiServer()
     guard = Guard()
+    access_logged = True  # the web server logs each request (shared.telemetry)
 
     def __init__(self, method: str, url: str, auth: bool = True, limit: str | None = "default",
                  max_body: int | str | None = None, *, body=None, query=None, response=None,
