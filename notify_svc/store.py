@@ -194,10 +194,23 @@ class NotificationStore(BaseStore):
                                        "updated_at": now_utc()}, upsert=True)
 
     # push subscriptions --------------------------------------------------
-    def add_push_subscription(self, user_id: str, sub: dict) -> None:
-        self.db.push_subscriptions.update_one(
-            {"_id": sub["endpoint"]}, {"$set": {**sub, "user_id": user_id,
-                                                "created_at": now_utc()}}, upsert=True)
+    def add_push_subscription(self, user_id: str, sub: dict) -> bool:
+        """Store or refresh the user's subscription; False when the endpoint
+        belongs to another user (it is never moved to the caller)."""
+        try:
+            self.db.push_subscriptions.update_one(
+                {"_id": sub["endpoint"], "user_id": user_id},
+                {"$set": {**sub, "user_id": user_id, "created_at": now_utc()}}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def has_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        return self.db.push_subscriptions.count_documents(
+            {"_id": endpoint, "user_id": user_id}, limit=1) > 0
+
+    def push_subscription_count(self, user_id: str) -> int:
+        return self.db.push_subscriptions.count_documents({"user_id": user_id})
 
     def remove_push_subscription(self, user_id: str | None, endpoint: str) -> int:
         query = {"_id": endpoint}

@@ -4,6 +4,7 @@ bad token)."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import time
 import uuid
@@ -14,6 +15,7 @@ import requests
 import websocket
 from nameko.testing.services import entrypoint_hook
 
+from gateway_svc import realtime
 from gateway_svc.service import GatewayService
 from notify_svc.service import NotificationService
 from shared import service as base
@@ -131,9 +133,12 @@ def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
     assert get(stack, url, ann).json()["timezone"] == "Europe/Paris"
 
     push = "/notifications/push-subscriptions"
-    sub = {"endpoint": "https://push.example.com/x1", "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
-    assert send(stack, "POST", push, ann, json={"endpoint": "ftp://x", "keys": sub["keys"]}
-                ).status_code == 422
+    sub = {"endpoint": f"https://93.184.215.14/push/{ann}",
+           "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
+    for endpoint in ("ftp://x", "http://127.0.0.1:6379/", "https://169.254.169.254/latest"):
+        refused = send(stack, "POST", push, ann, json={"endpoint": endpoint, "keys": sub["keys"]})
+        assert refused.status_code == 422, endpoint
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
     assert send(stack, "POST", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 422
     assert send(stack, "POST", push, ann, json=sub).status_code == 201
     assert send(stack, "DELETE", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 204
@@ -161,11 +166,18 @@ def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
 
 
 def connect(stack, user, last_id=None):
+    """As a browser does: ``new WebSocket(url, ["bearer", token])``."""
     token, _ = access_token(stack.config, user)
-    url = f"{stack.ws_url}?token={token}" + (f"&last_id={last_id}" if last_id else "")
-    ws = websocket.create_connection(url, timeout=5)
+    url = stack.ws_url + (f"?last_id={last_id}" if last_id else "")
+    ws = websocket.create_connection(url, timeout=5, subprotocols=["bearer", token])
     assert json.loads(ws.recv())["type"] == "hello"
     return ws
+
+
+def closed_with_1008(ws) -> bool:
+    opcode, data = ws.recv_data(control_frame=True)
+    ws.close()
+    return opcode == websocket.ABNF.OPCODE_CLOSE and struct.unpack("!H", data[:2])[0] == 1008
 
 
 def test_websocket_real_time_and_catch_up(stack, unique):
@@ -192,12 +204,55 @@ def test_websocket_real_time_and_catch_up(stack, unique):
     ws.close()
 
 
+def test_websocket_takes_the_token_as_its_first_message_never_in_the_url(stack, unique):
+    ann = f"ann-{unique}"
+    token, _ = access_token(stack.config, ann)
+    ws = websocket.create_connection(stack.ws_url, timeout=5)
+    ws.send(json.dumps({"type": "auth", "token": token}))
+    assert json.loads(ws.recv()) == {"type": "hello", "user_id": ann}
+    stack.assign(ann, "First message")
+    assert json.loads(ws.recv())["notification"]["title"] == "New task: First message"
+    ws.close()
+    # the subprotocol answer names "bearer", never the token
+    ws = connect(stack, ann)
+    assert ws.getsubprotocol() == "bearer"
+    ws.close()
+    # a token in the URL is refused even when valid
+    assert closed_with_1008(websocket.create_connection(f"{stack.ws_url}?token={token}",
+                                                        timeout=5))
+
+
 @pytest.mark.parametrize("token", ["garbage", "expired", ""])
 def test_websocket_with_a_bad_token_is_closed_with_1008(stack, unique, token):
     if token == "expired":
         token, _ = access_token(stack.config, f"u-{unique}", ttl=-60)
-    ws = websocket.create_connection(f"{stack.ws_url}?token={token}", timeout=5)
-    opcode, data = ws.recv_data(control_frame=True)
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert struct.unpack("!H", data[:2])[0] == 1008
-    ws.close()
+    ws = websocket.create_connection(stack.ws_url, timeout=5)
+    ws.send(json.dumps({"type": "auth", "token": token}))
+    assert closed_with_1008(ws)
+    if token:
+        ws = websocket.create_connection(stack.ws_url, timeout=5, subprotocols=["bearer", token])
+        assert closed_with_1008(ws)
+
+
+def test_websocket_without_a_first_message_is_closed(stack, monkeypatch):
+    monkeypatch.setattr(realtime, "AUTH_SECONDS", 0.5)
+    ws = websocket.create_connection(stack.ws_url, timeout=5)
+    ws.send(json.dumps({"type": "ping"}))         # not an auth message
+    assert closed_with_1008(ws)
+
+
+def test_access_log_lines_carry_no_bearer_secrets(stack, unique, caplog):
+    caplog.set_level(logging.INFO, logger="nameko.web.server")
+    ann = f"ann-{unique}"
+    token, _ = access_token(stack.config, ann)
+    secret = f"invitation-secret-{unique}"
+    requests.post(f"{stack.base}/invitations/{secret}/accept", headers=auth_headers(
+        stack.config, ann))
+    requests.get(f"{stack.base}/notifications?token=query-secret-{unique}",
+                 headers=auth_headers(stack.config, ann))
+    old_client = websocket.create_connection(f"{stack.ws_url}?token={token}", timeout=5)
+    assert closed_with_1008(old_client)
+    wait_until(lambda: caplog.text.count("[redacted]") >= 3, what="the access log lines")
+    assert secret not in caplog.text and f"query-secret-{unique}" not in caplog.text
+    assert token not in caplog.text
+    assert "/invitations/[redacted]/accept" in caplog.text
