@@ -9,6 +9,7 @@ import logging
 import re
 import uuid
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 
@@ -314,7 +315,8 @@ class Notifier:
 
     def footer(self, context: dict, locale: str) -> str:
         return domain.render_part("text", default_templates(locale)["footer"]["text"], {
-            "sender": self.mailer.sender, "org_name": context.get("org_name")}).strip()
+            "sender": parseaddr(self.mailer.sender)[1], "org_name": context.get("org_name")}
+        ).strip()
 
     def _email_content(self, delivery: dict) -> dict:
         context = dict(delivery["context"])

@@ -2,9 +2,11 @@
 real SMTP server (aiosmtpd): events in, emails and in-app items out."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
+import redis
 from nameko.testing.services import entrypoint_hook
 from nameko.web.server import WebServer  # noqa: F401  (nameko's web extensions load)
 
@@ -166,6 +168,16 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
     assert kinds_bob[:3] == ["employee_removed", "task_comment", "task_overdue"]
     # the comment author (a watcher) does not hear about their own comment
     assert "task_comment" not in kinds_ann
+    # secret links went by email only: not in the feed, the stream or the deliveries
+    reset_item = next(n for n in feed(mesh, ann, limit=100) if n["kind"] == "password_reset")
+    assert reset_item["link"] is None
+    assert reset_item["body"] == "A password reset link was sent to your email."
+    stream = redis.Redis.from_url(mesh.config["REDIS_URI"], decode_responses=True).xrange(
+        f"notifications:stream:{ann}")
+    stored = json.dumps([feed(mesh, ann, limit=100), list(mesh.db().deliveries.find()),
+                         [fields for _, fields in stream]], default=str)
+    for secret in ("app.test/reset/r", f"verify?t={ann}", "app.test/accept/x"):
+        assert secret not in stored, secret
 
 
 def test_feed_pages_read_state_and_ownership(mesh):
@@ -354,6 +366,24 @@ def test_templates_are_validated_sandboxed_and_used(mesh, smtp_sink, monkeypatch
                                         "due_at": "x"}, org_id=org)
     got = smtp_sink.wait_for(f"{ann}@example.com", 2)
     assert got[1]["Subject"] == "LATE REPORT"
+    footer = "Sent by Workforce (no-reply@workforce.local)"
+    assert footer in body_text(got[1]) and footer in body_html(got[1])
+    # an admin's own HTML cannot hide the footer nor change who the mail is from
+    mesh.call("put_template", "admin", org, "task_overdue", {
+        "subject": "Urgent from your bank", "text": "Pay now {{ link }}",
+        "html": '<style>p { display: none }</style><div style="display:none"><p>Pay '
+                '<a href="{{ link }}" onclick="x()">now</a><script>steal()</script><!--'})
+    mesh.emit("tasks", "task.overdue", {"org_id": org, "task_id": "k2", "title": "again",
+                                        "assignee_id": "e", "assignee_user_id": ann,
+                                        "due_at": "x"}, org_id=org)
+    got = smtp_sink.wait_for(f"{ann}@example.com", 3)
+    html = body_html(got[2])
+    assert got[2]["From"] == "Workforce <no-reply@workforce.local>"
+    assert body_text(got[2]).rstrip().endswith("never asks for your password or a sign-in "
+                                               "code by email.")
+    assert footer in html and "<style" not in html.split("</head>")[1]
+    assert "display:none" not in html and "<script" not in html and "onclick" not in html
+    assert html.index("Pay") < html.index(footer)
 
 
 PUBLIC_ENDPOINT = "https://93.184.215.14/push/"  # a public address literal: no DNS needed

@@ -23,8 +23,9 @@ from shared.events import Events
 from shared.rpc import rpc
 from shared.tenancy import membership_key
 from tests.helpers import wait_until
+from tests.integration.test_auth_flows import Recorder, start_mesh, wait_event
 from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
-from tests.tokens import access_token, auth_headers
+from tests.tokens import access_token, auth_headers, token_of
 
 
 class FakeTasks:
@@ -159,6 +160,14 @@ def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
     sneaky = send(stack, "PUT", tpl, admin,
                   json={"subject": "{{ title.__class__.__mro__[1].__subclasses__() }}", "text": "x"})
     assert sneaky.status_code == 422
+    started = time.monotonic()
+    for hostile in ("{{ 'x' * 1000000000 }}", "{% for a in range(10**6) %}x{% endfor %}",
+                    "{% for a in range(99) %}{% for b in range(99) %}{{ title }}{{ title }}"
+                    "{{ title }}{% endfor %}{% endfor %}", "{{ title.ljust(10**9) }}"):
+        refused = send(stack, "PUT", tpl, admin, json={"subject": "Hi", "text": hostile})
+        assert refused.status_code == 422, hostile
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert time.monotonic() - started < 5
     assert get(stack, tpl, admin).json()["overridden"] is False
     good = send(stack, "PUT", tpl, admin, json={"subject": "Do {{ title }}", "text": "{{ link }}"})
     assert good.status_code == 200 and get(stack, tpl, admin).json()["subject"] == "Do {{ title }}"
@@ -256,3 +265,45 @@ def test_access_log_lines_carry_no_bearer_secrets(stack, unique, caplog):
     assert secret not in caplog.text and f"query-secret-{unique}" not in caplog.text
     assert token not in caplog.text
     assert "/invitations/[redacted]/accept" in caplog.text
+
+
+def test_websocket_is_closed_when_its_token_is_revoked(container_factory, make_config, unique):
+    """Logout, a revoked session and a password change each end the socket at once
+    (within the check interval), not when the token expires 15 min later."""
+    config = make_config(WS_REVOCATION_CHECK_SECONDS=0.2)
+    Recorder.seen = []
+    api = start_mesh(container_factory, config)
+    ws_url = f"ws://{config['WEB_SERVER_ADDRESS']}/api/v1/ws"
+    email = f"rev-{unique}@example.com"
+    first = api.register(email)
+
+    def open_socket(access_token):
+        ws = websocket.create_connection(ws_url, timeout=5,
+                                         subprotocols=["bearer", access_token])
+        assert json.loads(ws.recv())["type"] == "hello"
+        return ws
+
+    def revoked_within_a_second(ws):
+        started = time.monotonic()
+        assert closed_with_1008(ws)
+        return time.monotonic() - started < 1.5
+
+    ws = open_socket(first["access_token"])
+    assert api("POST", "/auth/logout", first["access_token"]).status_code == 204
+    assert revoked_within_a_second(ws)
+
+    second, third = api.login(email), api.login(email)
+    ws2, ws3 = open_socket(second["access_token"]), open_socket(third["access_token"])
+    sessions = api("GET", "/auth/sessions", third["access_token"]).json()["items"]
+    other = next(s["session_id"] for s in sessions if not s["current"])
+    assert api("DELETE", f"/auth/sessions/{other}", third["access_token"]).status_code == 204
+    assert revoked_within_a_second(ws2)
+    ws3.settimeout(0.6)                       # the current session's socket stays open
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        ws3.recv()
+    # a password reset revokes every session, the current one's socket too
+    assert api("POST", "/auth/password/forgot", json={"email": email}).status_code == 202
+    reset = token_of(config, wait_event("user.password.reset", email=email)["data"])
+    assert api("POST", "/auth/password/reset", json={
+        "token": reset, "password": "an entirely new passphrase"}).status_code == 204
+    assert revoked_within_a_second(ws3)
