@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from notify_svc import domain
 from shared.mongo import BaseStore, utcnow
 
 now_utc = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
@@ -22,7 +23,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return datetime.fromisoformat(at), _id
 
 
+def drop_clear_secret_links(db) -> None:
+    """Items and finished deliveries stored before links were sealed kept reset,
+    verification and invitation links in clear: remove them (deliveries still
+    to be sent keep theirs until they are)."""
+    kinds = sorted(domain.SECRET_LINK_KINDS)
+    db.notifications.update_many({"kind": {"$in": kinds}}, {"$set": {"link": None}, "$unset": {
+        f"data.{name}": "" for name in domain.SECRET_FIELDS}})
+    db.deliveries.update_many(
+        {"kind": {"$in": kinds}, "status": {"$nin": ["queued", "held", "sending"]}},
+        {"$unset": {"context.link": "", **{f"context.{name}": "" for name in domain.SECRET_FIELDS
+                                           if name != "sealed_link"}}})
+
+
 class NotificationStore(BaseStore):
+    MIGRATIONS = [("0001_drop_clear_secret_links", drop_clear_secret_links)]
     INDEXES = {
         **BaseStore.INDEXES,
         "notifications": [IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING),

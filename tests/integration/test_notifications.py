@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timezone
 
+import pymongo
 import pytest
 import redis
 from nameko.testing.services import entrypoint_hook
@@ -14,6 +16,7 @@ from notify_svc.service import NotificationService
 from shared import service as base
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import Events
+from shared.mongo import database_name
 from shared.rpc import rpc
 from shared.sealed import seal
 from tests.helpers import wait_until
@@ -475,3 +478,31 @@ def test_org_defaults_apply_unless_the_user_chose(mesh, smtp_sink, container_fac
     wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
     assert [m["Subject"] for m in got][1] == "Task reassigned to you: Org"
     assert len(smtp_sink.to(mail)) == 2  # the org turned overdue emails off
+
+
+def test_links_stored_in_clear_before_sealing_are_removed_at_start(make_config, mongo_uri,
+                                                                   container_factory):
+    config = make_config()
+    client = pymongo.MongoClient(mongo_uri)
+    db = client[database_name(config, "notifications")]
+    now = datetime.now(timezone.utc)
+    db.notifications.insert_many([
+        {"_id": "n1", "user_id": "u", "kind": "password_reset", "link": "https://r?token=old1",
+         "data": {"reset_url": "https://r?token=old1", "reset_token": "old1", "email": "a@b.c"},
+         "created_at": now},
+        {"_id": "n2", "user_id": "u", "kind": "task_overdue", "link": "https://app/t/1",
+         "data": {"title": "T"}, "created_at": now}])
+    db.deliveries.insert_many([
+        {"_id": "n1:email", "kind": "password_reset", "status": "sent",
+         "context": {"link": "https://r?token=old1", "reset_token": "old1", "name": "A"}},
+        {"_id": "n3:email", "kind": "welcome", "status": "queued",
+         "context": {"link": "https://v?token=old3"}}])
+    container_factory(NotificationService, config).start()
+    stored = json.dumps([list(db.notifications.find()), list(db.deliveries.find())],
+                        default=str)
+    assert "old1" not in stored
+    assert db.notifications.find_one({"_id": "n1"})["data"] == {"email": "a@b.c"}
+    assert db.notifications.find_one({"_id": "n2"})["link"] == "https://app/t/1"
+    assert db.deliveries.find_one({"_id": "n1:email"})["context"] == {"name": "A"}
+    assert "old3" in stored   # not sent yet: it keeps the link its email needs
+    client.close()
