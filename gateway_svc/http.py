@@ -185,7 +185,7 @@ class NoDelayProtocol(HttpOnlyProtocol):
 class ApiServer(WebServer):
     app = None
 
-    def get_wsgi_server(self, sock, wsgi_app, protocol=HttpOnlyProtocol, debug=False):
+    def get_wsgi_server(self, sock, wsgi_app, protocol=NoDelayProtocol, debug=False):
         server = super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
         server.log = RedactingLog(logging.getLogger("nameko.web.server"), {})
         return server
@@ -193,9 +193,6 @@ class ApiServer(WebServer):
     def get_wsgi_app(self):
         self.app = ApiWsgiApp(self)
         return self.app
-
-    def get_wsgi_server(self, sock, wsgi_app, protocol=NoDelayProtocol, debug=False):
-        return super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
 
     def stop(self):
         super().stop()
