@@ -9,8 +9,10 @@ exactly once and each task ends in the last acknowledged status; every bulk
 job finished with exactly one task per assignee; and every event was handled
 (within a bounded wait every queue of the bench's vhost drains, no dead
 letters, no pending outbox entry in any service's database, one in-app
-notification per bulk-assigned task). Prints each service's peak RSS, and
-exits 1 when there were errors or a check failed.
+notification per bulk-assigned task). Prints the CPU milliseconds each
+request cost every process (read from /proc over the run: gateways, services,
+RabbitMQ, Redis, SecantusDB), each service's peak RSS, and exits 1 when there
+were errors or a check failed.
 
     .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
 """
@@ -37,6 +39,7 @@ import requests  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import CpuMeter, server_pids  # noqa: E402
 from shared import cli, deadletters  # noqa: E402
 from shared import mesh as mesh_mod  # noqa: E402
 from shared.mongo import database_name  # noqa: E402
@@ -175,6 +178,13 @@ def peak_rss(mesh) -> dict[str, int]:
     return out
 
 
+def cpu_meter(mesh, db_proc) -> CpuMeter:
+    """CPU of every process of the mesh, RabbitMQ, Redis and this run's SecantusDB."""
+    shared = {k: v for k, v in server_pids().items() if k in ("rabbitmq", "redis")}
+    return CpuMeter({**{name: [p.pid for p in procs] for name, procs in mesh.procs.items()},
+                     **shared, "secantusdb": [db_proc.pid]}).start()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
@@ -198,9 +208,12 @@ def main():
         mesh_mod.wait_for(lambda: _healthy(api), 90, "the mesh")
         org_id, owner, clients = setup(api, args.clients)
         print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
+        meter = cpu_meter(mesh, db_proc)
         stats, errors, error_kinds, limited, writes, elapsed = run(clients, args.seconds, org_id)
         total = sum(len(v) for v in stats.values())
+        cpu = meter.per_request(total)  # the background work the run left is not counted
         print(f"\n{total} requests in {elapsed:.1f} s = {total / elapsed:.0f} req/s")
+        print(CpuMeter.format(cpu), "(RabbitMQ and Redis are shared with other sessions)")
         for kind, _ in MIX:
             values = stats.get(kind, [])
             p50 = statistics.median(values) * 1000 if values else 0
