@@ -82,10 +82,10 @@ class AuthService(base.ServiceBase):
         return self.accounts.register(body["email"], body["password"], body["name"],
                                       ip, user_agent)
 
-    @rpc(sensitive_arguments=("data.password",))
-    def login(self, data, ip=None, user_agent=None):
+    @rpc(sensitive_arguments=("data.password", "device_token"))
+    def login(self, data, ip=None, user_agent=None, device_token=None):
         body = _load(schemas.LoginSchema(), data)
-        return self.accounts.login(body["email"], body["password"], ip, user_agent)
+        return self.accounts.login(body["email"], body["password"], ip, user_agent, device_token)
 
     @rpc(sensitive_arguments=("data.mfa_token", "data.code"))
     def login_mfa(self, data, ip=None, user_agent=None):
@@ -122,6 +122,10 @@ class AuthService(base.ServiceBase):
     def verify_email(self, data):
         self.accounts.verify_email(_load(schemas.TokenSchema(), data)["token"])
 
+    @rpc(sensitive_arguments=("data.token",))
+    def unlock(self, data):
+        self.accounts.unlock(_load(schemas.TokenSchema(), data)["token"])
+
     @rpc
     def resend_verification(self, user_id):
         self.accounts.resend_verification(user_id)
@@ -135,22 +139,29 @@ class AuthService(base.ServiceBase):
     def mfa_enable(self, user_id, data):
         return self.accounts.mfa_enable(user_id, _load(schemas.CodeSchema(), data)["code"])
 
-    @rpc(sensitive_arguments=("data.code",))
-    def mfa_disable(self, user_id, data):
-        self.accounts.mfa_disable(user_id, _load(schemas.CodeSchema(), data)["code"])
+    @rpc(sensitive_arguments=("data.code", "device_token"))
+    def mfa_disable(self, user_id, data, ip=None, user_agent=None, device_token=None):
+        self.accounts.mfa_disable(user_id, _load(schemas.CodeSchema(), data)["code"], ip,
+                                  device_token)
+
+    @rpc(sensitive_arguments=("data.code", "device_token"))
+    def new_recovery_codes(self, user_id, data, ip=None, user_agent=None, device_token=None):
+        return self.accounts.new_recovery_codes(
+            user_id, _load(schemas.CodeSchema(), data)["code"], ip, device_token)
 
     # -- profile --------------------------------------------------------------
     @rpc
     def get_me(self, user_id):
         return self.accounts.me(user_id)
 
-    @rpc
-    def update_me(self, user_id, data):
-        return self.accounts.update_me(user_id, _load(schemas.ProfileUpdateSchema(), data))
+    @rpc(sensitive_arguments=("data.password", "data.code", "device_token"))
+    def update_me(self, user_id, data, ip=None, user_agent=None, device_token=None):
+        return self.accounts.update_me(user_id, _load(schemas.ProfileUpdateSchema(), data),
+                                       ip, device_token)
 
-    @rpc
-    def delete_me(self, user_id):
-        self.accounts.delete_me(user_id)
+    @rpc(sensitive_arguments=("data.password", "data.code", "device_token"))
+    def delete_me(self, user_id, data=None, ip=None, user_agent=None, device_token=None):
+        self.accounts.delete_me(user_id, _load(schemas.ConfirmSchema(), data), ip, device_token)
 
     # -- for other services -------------------------------------------------------
     @rpc

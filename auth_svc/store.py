@@ -7,6 +7,7 @@ refresh_tokens             one document per session: _id = session id,
                            revoked_at, expires_at (TTL)
 password_reset_tokens      _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
 email_verification_tokens  _id = SHA-256 of the token, user_id, email, expires_at (TTL), used_at
+unlock_tokens              _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class AuthStore(BaseStore):
                                   IndexModel("expires_at", expireAfterSeconds=0)],
         "email_verification_tokens": [IndexModel("user_id"),
                                       IndexModel("expires_at", expireAfterSeconds=0)],
+        "unlock_tokens": [IndexModel("user_id"), IndexModel("expires_at", expireAfterSeconds=0)],
     }
 
     # -- users -------------------------------------------------------------

@@ -207,7 +207,7 @@ class Notifier:
                "org_id": event.get("org_id"), "event_id": event["event_id"], "read": False,
                "created_at": now, "data": {k: v for k, v in plan.context.items()
                                            if k not in ("verification_token", "reset_token",
-                                                        "token")}}
+                                                        "unlock_token", "token")}}
         if rec.user_id and decision.in_app:
             if plan.group:
                 task = {"task_id": plan.context.get("task_id"), "title": plan.context.get("title")}

@@ -19,6 +19,7 @@ DIGEST_FREQUENCIES = ("off", "hourly", "daily")
 KINDS: dict[str, tuple[str, bool]] = {
     "welcome": ("user.registered", True),
     "password_reset": ("user.password.reset", True),
+    "account_unlock": ("user.unlock.requested", True),
     "password_changed": ("user.password.changed", True),
     "email_verified": ("user.email.verified", False),
     "org_created": ("organization.created", False),
@@ -82,6 +83,8 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
         return one(d.get("user_id"), d.get("email"), d.get("name"), d.get("verify_url"))
     if kind == "password_reset":
         return one(d.get("user_id"), d.get("email"), d.get("name"), d.get("reset_url"))
+    if kind == "account_unlock":
+        return one(d.get("user_id"), d.get("email"), d.get("name"), d.get("unlock_url"))
     if kind in ("password_changed", "email_verified"):
         return one(d.get("user_id"), d.get("email"), d.get("name"))
     if kind == "org_created":

@@ -70,6 +70,10 @@ CATALOGUE: list[EventSpec] = [
     EventSpec("user.password.reset", "auth", _schema(
         "UserPasswordReset", user_id=_req(Str), email=_req(Str), name=_opt(Str),
         reset_token=_req(Str), reset_url=_req(Str)), "A password reset was asked for."),
+    EventSpec("user.unlock.requested", "auth", _schema(
+        "UserUnlockRequested", user_id=_req(Str), email=_req(Str), name=_opt(Str),
+        unlock_token=_req(Str), unlock_url=_req(Str)),
+        "Failed sign-ins locked the account; carries the emailed unlock link."),
     EventSpec("user.password.changed", "auth", _schema(
         "UserPasswordChanged", user_id=_req(Str), email=_req(Str), name=_opt(Str)),
         "A password was changed; every session was revoked."),

@@ -47,7 +47,11 @@ def test_lockout_arithmetic():
                            max_lock_seconds=3600, ip_max_failures=50)
     assert [policy.locks_now(n) for n in (1, 4, 5, 6)] == [False, False, True, True]
     assert [policy.lock_duration(s) for s in (1, 2, 3, 4, 99)] == [900, 1800, 3600, 3600, 3600]
-    assert not policy.ip_blocked(49) and policy.ip_blocked(50)
+    # an (account, IP) pair: 3 free failures, then 1, 2, 4 ... s, capped
+    assert [policy.pair_delay(n) for n in (1, 3, 4, 5, 6, 40)] == [0, 0, 1, 2, 4, 900]
+    # an IP: waits from its 50th failure on
+    assert [policy.ip_delay(n) for n in (49, 50, 51)] == [0, 1, 2]
+    assert not policy.device_distrusted(4) and policy.device_distrusted(5)
     assert LockoutPolicy.from_config({"LOGIN_MAX_FAILURES": "3"}).max_failures == 3
 
 
