@@ -144,8 +144,9 @@ def email_key(email: str) -> str:
 
 
 class Accounts:
-    def __init__(self, store, redis_client, events, config: dict, ring):
+    def __init__(self, store, redis_client, events, config: dict, ring, vault):
         self.store = store
+        self.vault = vault
         self.redis = redis_client
         self.events = events
         self.config = config
@@ -361,9 +362,20 @@ class Accounts:
             return False
         if domain.looks_like_recovery_code(code):
             return self.store.use_recovery_code(
-                user["_id"], digest(domain.normalise_recovery_code(code)))
-        step = domain.totp_step(mfa["secret"], code, time.time())
+                user["_id"], self.vault.code_hashes(domain.normalise_recovery_code(code)))
+        step = domain.totp_step(self._totp_secret(user["_id"], mfa), code, time.time())
         return step is not None and self.store.set_totp_step(user["_id"], step)
+
+    def _totp_secret(self, user_id: str, mfa: dict, field: str = "secret") -> str | None:
+        """The TOTP secret, decrypted. One stored in clear (before encryption at
+        rest) is encrypted now and its clear copy dropped."""
+        if mfa.get(f"{field}_enc"):
+            return self.vault.decrypt(mfa[f"{field}_enc"])
+        plain = mfa.get(field)
+        if plain:
+            self.store.update_user(user_id, {f"mfa.{field}_enc": self.vault.encrypt(plain)},
+                                   unset=[f"mfa.{field}"])
+        return plain
 
     # -- MFA settings ------------------------------------------------------
     def mfa_setup(self, user_id: str) -> dict:
@@ -371,7 +383,8 @@ class Accounts:
         if (user.get("mfa") or {}).get("enabled"):
             raise Conflict("Two-factor authentication is already enabled.")
         secret = pyotp.random_base32()
-        self.store.update_user(user_id, {"mfa": {"enabled": False, "pending_secret": secret}})
+        self.store.update_user(user_id, {"mfa": {
+            "enabled": False, "pending_secret_enc": self.vault.encrypt(secret)}})
         return {"secret": secret, "otpauth_uri": domain.otpauth_uri(secret, user["email"])}
 
     def mfa_enable(self, user_id: str, code: str) -> dict:
@@ -379,15 +392,17 @@ class Accounts:
         mfa = user.get("mfa") or {}
         if mfa.get("enabled"):
             raise Conflict("Two-factor authentication is already enabled.")
-        if not mfa.get("pending_secret"):
+        secret = self._totp_secret(user_id, mfa, "pending_secret")
+        if not secret:
             raise Conflict("Call /auth/mfa/setup first.")
-        step = domain.totp_step(mfa["pending_secret"], code, time.time())
+        step = domain.totp_step(secret, code, time.time())
         if step is None:
             raise ValidationFailed("The code is not valid.", errors={"code": ["Invalid code."]})
         codes = domain.new_recovery_codes()
         self.store.update_user(user_id, {"mfa": {
-            "enabled": True, "secret": mfa["pending_secret"], "last_step": step,
-            "recovery_codes": [digest(c) for c in codes], "enabled_at": utcnow()}})
+            "enabled": True, "secret_enc": self.vault.encrypt(secret), "last_step": step,
+            "recovery_codes": [self.vault.code_hash(c) for c in codes],
+            "enabled_at": utcnow()}})
         return {"recovery_codes": codes}
 
     def mfa_disable(self, user_id: str, code: str, ip=None, device_token=None) -> None:
@@ -404,7 +419,8 @@ class Accounts:
             raise Conflict("Two-factor authentication is not enabled.")
         self._confirm(user, {"code": code}, ip, device_token, code_only=True)
         codes = domain.new_recovery_codes()
-        self.store.update_user(user_id, {"mfa.recovery_codes": [digest(c) for c in codes]})
+        self.store.update_user(user_id, {"mfa.recovery_codes": [self.vault.code_hash(c)
+                                                                for c in codes]})
         return {"recovery_codes": codes}
 
     # -- refresh, logout, sessions ---------------------------------------------

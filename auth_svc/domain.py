@@ -137,10 +137,13 @@ def otpauth_uri(secret: str, email: str, issuer: str = "Workforce") -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
 
 
+RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"   # no 0/o, 1/i/l
+RECOVERY_GROUPS = 4      # of 5 characters: 20 * log2(31) = 99 bits each
+
+
 def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
-    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-    return ["-".join("".join(secrets.choice(alphabet) for _ in range(5)) for _ in range(2))
-            for _ in range(count)]
+    return ["-".join("".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(5))
+                     for _ in range(RECOVERY_GROUPS)) for _ in range(count)]
 
 
 def normalise_recovery_code(code: str) -> str:
@@ -148,8 +151,9 @@ def normalise_recovery_code(code: str) -> str:
 
 
 def looks_like_recovery_code(code: str) -> bool:
-    code = normalise_recovery_code(code)
-    return len(code) == 11 and code[5] == "-"
+    """``xxxxx-xxxxx-xxxxx-xxxxx``, or the 2-group codes issued before."""
+    groups = normalise_recovery_code(code).split("-")
+    return len(groups) in (2, RECOVERY_GROUPS) and all(len(g) == 5 for g in groups)
 
 
 # -- shapes ----------------------------------------------------------------

@@ -11,6 +11,7 @@ from auth_svc.accounts import Accounts, dummy_hash
 from auth_svc.domain import brief_user, normalise_email
 from auth_svc.keys import load_keyring, publish_jwks
 from auth_svc.store import AuthStore
+from auth_svc.vault import load_vault
 from shared import service as base
 from shared.errors import ValidationFailed
 from shared.events import Events
@@ -33,6 +34,16 @@ class SigningKeys(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.ring
+
+
+class DataKeys(DependencyProvider):
+    """The keys of 2FA data at rest (auth_svc.vault), loaded once per process."""
+
+    def setup(self) -> None:
+        self.vault = load_vault(self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.vault
 
 
 class DummyHashWarmup(DependencyProvider):
@@ -64,11 +75,13 @@ class AuthService(base.ServiceBase):
     store = Mongo(AuthStore)
     events = Events()
     keys = SigningKeys()
+    vault = DataKeys()
     warmup = DummyHashWarmup()
 
     @property
     def accounts(self) -> Accounts:
-        return Accounts(self.store, self.redis.client, self.events, self.config, self.keys)
+        return Accounts(self.store, self.redis.client, self.events, self.config, self.keys,
+                        self.vault)
 
     @timer(interval=JWKS_REFRESH_SECONDS)
     def publish_keys(self):

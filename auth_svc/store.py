@@ -1,7 +1,9 @@
 """The auth service's MongoDB collections: indexes beside the queries.
 
 users                      _id, email (normalised, unique), name, password_hash,
-                           email_verified, pending_email, mfa{...}, deleted_at
+                           email_verified, pending_email, deleted_at, mfa{enabled,
+                           secret_enc / pending_secret_enc (encrypted, auth_svc.vault),
+                           last_step, recovery_codes (keyed hashes)}
 refresh_tokens             one document per session: _id = session id,
                            token_hash (current), used_hashes (rotated out),
                            revoked_at, expires_at (TTL)
@@ -74,9 +76,12 @@ class AuthStore(BaseStore):
             {"$set": {"mfa.last_step": step}})
         return result.modified_count == 1
 
-    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
-        result = self.db.users.update_one({"_id": user_id, "mfa.recovery_codes": code_hash},
-                                          {"$pull": {"mfa.recovery_codes": code_hash}})
+    def use_recovery_code(self, user_id: str, code_hashes: list[str]) -> bool:
+        """Spend the stored code that is one of ``code_hashes`` (its hash under
+        each key that may have made it); False if there is none."""
+        result = self.db.users.update_one(
+            {"_id": user_id, "mfa.recovery_codes": {"$in": code_hashes}},
+            {"$pull": {"mfa.recovery_codes": {"$in": code_hashes}}})
         return result.modified_count == 1
 
     def soft_delete_user(self, user_id: str, session=None) -> dict | None:

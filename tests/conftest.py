@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from shared import mesh  # noqa: E402
-from tests.tokens import TEST_PRIVATE_KEYS_PEM  # noqa: E402
+from tests.tokens import TEST_DATA_KEYS, TEST_PRIVATE_KEYS_PEM  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 RABBIT_AUTH = ("guest", "guest")
@@ -84,6 +84,7 @@ def make_config(mongo_uri, vhost_factory):
             # deterministic Ed25519 keys (tests/tokens.py): tokens minted by
             # tests.tokens.auth_headers are accepted by a gateway of this config
             "JWT_PRIVATE_KEYS": TEST_PRIVATE_KEYS_PEM,
+            "AUTH_DATA_KEYS": TEST_DATA_KEYS,     # tests/tokens.py: fixed, like the JWT keys
             "BCRYPT_ROUNDS": 4,
         }
         config.update(overrides)

@@ -265,7 +265,7 @@ def world(running_mesh):
     for person in (w.removed, w.deleted):
         _ok(person.get(org))
     _ok(w.owner.call("DELETE", f"{org}/employees/{w.employee_ids['removed']}"), 204)
-    _ok(w.deleted.call("DELETE", "/users/me"), 204)
+    _ok(w.deleted.call("DELETE", "/users/me", json={"password": PASSWORD}), 204)
 
     # an expired token of an active member, signed with the key the mesh signs with;
     # the same key minting a live token gets in, so only the expiry can refuse it

@@ -4,6 +4,7 @@ real SMTP server for the unlock email) over real HTTP, RabbitMQ, Redis and
 SecantusDB. Clients' addresses come from X-Forwarded-For (TRUSTED_PROXIES=1)
 so one test can be many clients; each test's addresses are its own (the
 counters live in the shared Redis)."""
+import hashlib
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyotp
 import pytest
 import requests
+from pymongo import MongoClient
 
 from auth_svc.service import AuthService
 from gateway_svc.service import GatewayService
@@ -268,3 +270,50 @@ def test_new_recovery_codes_need_a_current_code(container_factory, make_config, 
                                                  "code": old_codes[0]}), 401)
     status(phone("POST", "/auth/login/mfa", json={"mfa_token": challenge,
                                                  "code": fresh[0]}), 200)
+
+
+# -- 2FA data at rest ----------------------------------------------------------------
+def users_collection(config):
+    client = MongoClient(config["MONGODB_URI"])
+    return client[f"{config['MONGODB_DB_PREFIX']}_auth"].users
+
+
+def test_totp_secrets_are_encrypted_and_recovery_codes_keyed_at_rest(container_factory,
+                                                                     make_config, unique):
+    mesh = start(container_factory, make_config, unique)
+    email = f"ivy.{unique}@example.com"
+    phone, body = mesh.register(email)
+    totp, codes = enable_mfa(phone, body["access_token"])
+    stored = users_collection(mesh.config).find_one({"email": email})["mfa"]
+    # a copy of the database gives neither the secret nor codes to check offline
+    assert totp.secret not in str(stored) and "secret" not in stored
+    assert not {hashlib.sha256(c.encode()).hexdigest() for c in codes} & set(
+        stored["recovery_codes"])
+    challenge = status(phone.login(email), 200)["mfa_token"]
+    status(phone("POST", "/auth/login/mfa", json={"mfa_token": challenge,
+                                                 "code": totp.at(time.time() + 30)}), 200)
+
+
+def test_secrets_and_codes_stored_before_encryption_keep_working(container_factory,
+                                                                 make_config, unique):
+    mesh = start(container_factory, make_config, unique)
+    email = f"jon.{unique}@example.com"
+    phone, body = mesh.register(email)
+    # 2FA as an older version stored it: the secret in clear, codes as plain SHA-256
+    secret, legacy_code = pyotp.random_base32(), "52jq6-rxg9m"
+    users = users_collection(mesh.config)
+    users.update_one({"email": email}, {"$set": {"mfa": {
+        "enabled": True, "secret": secret, "last_step": 0,
+        "recovery_codes": [hashlib.sha256(legacy_code.encode()).hexdigest()]}}})
+    totp = pyotp.TOTP(secret)
+    challenge = status(phone.login(email), 200)["mfa_token"]
+    status(phone("POST", "/auth/login/mfa", json={"mfa_token": challenge,
+                                                 "code": totp.now()}), 200)
+    stored = users.find_one({"email": email})["mfa"]
+    assert "secret" not in stored and secret not in str(stored)      # migrated on use
+    challenge = status(phone.login(email), 200)["mfa_token"]
+    status(phone("POST", "/auth/login/mfa", json={"mfa_token": challenge,
+                                                 "code": legacy_code}), 200)
+    challenge = status(phone.login(email), 200)["mfa_token"]
+    status(phone("POST", "/auth/login/mfa", json={"mfa_token": challenge,
+                                                 "code": totp.at(time.time() + 30)}), 200)

@@ -1,5 +1,6 @@
 """Auth rules without I/O: password policy, email normalisation, lockout
 arithmetic, TOTP steps, and the reuse-detection decision of refresh."""
+import math
 import time
 from unittest import mock
 
@@ -11,7 +12,7 @@ from auth_svc import domain
 from auth_svc.accounts import Accounts, check_password, hash_password
 from auth_svc.domain import LockoutPolicy
 from shared.errors import Unauthorized
-from tests.tokens import TEST_KEYS
+from tests.tokens import TEST_DATA_KEYS, TEST_KEYS
 
 
 @pytest.mark.parametrize("password, email, ok", [
@@ -72,11 +73,17 @@ def test_recovery_codes():
     assert len(set(codes)) == 10 and all(domain.looks_like_recovery_code(c) for c in codes)
     assert domain.looks_like_recovery_code(" " + codes[0].upper() + " ")
     assert not domain.looks_like_recovery_code("123456")
+    # >= 80 bits each: 20 characters of a 31-letter alphabet
+    assert all(len(c.replace("-", "")) == 20 for c in codes)
+    assert 20 * math.log2(len(set(domain.RECOVERY_ALPHABET))) >= 80
+    assert domain.looks_like_recovery_code("52jq6-rxg9m")        # issued before: still taken
 
 
 def accounts(store):
     from auth_svc.keys import KeyRing
-    return Accounts(store, mock.Mock(), mock.Mock(), {"BCRYPT_ROUNDS": 4}, KeyRing(TEST_KEYS))
+    from auth_svc.vault import load_vault
+    return Accounts(store, mock.Mock(), mock.Mock(), {"BCRYPT_ROUNDS": 4}, KeyRing(TEST_KEYS),
+                    load_vault({"AUTH_DATA_KEYS": TEST_DATA_KEYS}))
 
 
 def test_refresh_with_a_used_token_revokes_the_session():
