@@ -39,7 +39,8 @@ def _compose_client() -> bool:
 @pytest.mark.skipif(not _compose_client(), reason="no docker compose client on this machine")
 def test_docker_compose_config_accepts_the_file():
     env = dict(os.environ, RABBITMQ_PASSWORD="x", REDIS_PASSWORD="x", MONGO_PASSWORD="x",
-               MONGO_KEYFILE="x" * 32, MINIO_PASSWORD="x" * 8, GRAFANA_PASSWORD="x")
+               MONGO_KEYFILE="x" * 32, MINIO_PASSWORD="x" * 8, GRAFANA_PASSWORD="x",
+               AUTH_DATA_KEYS="x" * 44)
     (ROOT / ".env").touch(exist_ok=True)
     result = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, env=env,
                             capture_output=True, text=True)
