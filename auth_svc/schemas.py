@@ -191,8 +191,11 @@ class MfaSetupSchema(Schema):
 
 class RecoveryCodesSchema(Schema):
     recovery_codes = fields.List(fields.String(), metadata={
-        "example": ["52jq6-rxg9m", "sewaj-v4972", "xc9xc-bsfdr", "rcxq2-6npb8", "k6kaf-aad6j",
-                    "7ve8z-5kx2n", "fjmwe-r7sgd", "zj8ec-s9cpf", "jqzu8-gup6q", "txzb9-3zq8j"]})
+        "example": ["mrqe4-zmryt-k4ucd-yjdff", "p7mhm-xydx9-62w6p-sgve4",
+                    "x22en-kf7n9-8ytyu-xe2ya", "52jqe-rxg9m-sewaj-v4972",
+                    "xc9xc-bsfdr-rcxq2-6npb8", "k6kaf-aad6j-7ve8z-5kx2n",
+                    "fjmwe-r7sgd-zj8ec-s9cpf", "jqzu8-gup6q-txzb9-3zq8j",
+                    "h4tnw-m2kpe-q9rxa-vb7cs", "d3fyu-8wzgh-n5jmk-t6rqe"]})
 
 
 class JwkSchema(Schema):

@@ -237,7 +237,8 @@ def test_one_ip_cannot_lock_many_accounts(container_factory, make_config, unique
                                                  "password": "guess guess"}).status_code
                 for i in range(6)]
     assert statuses[:4] == [401] * 4 and statuses[4:] == [429, 429]
-    redis_lib.Redis.from_url(config["REDIS_URI"]).delete("auth:fail:ip:127.0.0.1")
+    redis_lib.Redis.from_url(config["REDIS_URI"]).delete("auth:fail:ip:127.0.0.1",
+                                                         "auth:wait:ip:127.0.0.1")
 
 
 # -- tokens, refresh, logout, sessions -----------------------------------------------
