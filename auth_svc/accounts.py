@@ -2,7 +2,7 @@
 Redis, the signing keys and the event bus. ``service.py`` entrypoints call
 one method each.
 
-Redis keys (architecture.md naming):
+Redis keys (docs/architecture.md naming):
 
 * failed sign-ins, waits, the account lock and known devices: see
   ``auth_svc.throttle``;

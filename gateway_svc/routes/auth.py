@@ -46,9 +46,10 @@ class AuthRoutes:
     @api("POST", "/auth/login", auth=False, limit="auth", body=LoginSchema,
          response=TokensSchema, status=200, errors=(401, 422, 423, 429))
     def login(self, request):
-        """Tokens, or ``{mfa_required: true, mfa_token}`` when 2FA is on. Send the
-        ``device_token`` of an earlier sign-in as ``X-Device-Token``: a locked
-        account still lets that client in."""
+        """Tokens, or ``{mfa_required: true, mfa_token}`` when 2FA is on.
+
+        Send the ``device_token`` of an earlier sign-in as ``X-Device-Token``: a
+        locked account still lets that client in."""
         body = read_json(request, LoginSchema())
         return self.rpc_auth.login(body, **client(request, device=True))
 
@@ -128,8 +129,9 @@ class AuthRoutes:
     @api("POST", "/auth/mfa/recovery-codes", body=CodeSchema, response=RecoveryCodesSchema,
          status=200, errors=(401, 403, 409, 422, 423, 429))
     def new_recovery_codes(self, request):
-        """A new set of recovery codes (shown once; the old ones stop working):
-        needs a current TOTP or recovery code."""
+        """New recovery codes, shown once (the old ones stop working).
+
+        Needs a current TOTP or recovery code."""
         return self.rpc_auth.new_recovery_codes(request.user_id, read_json(request, CodeSchema()),
                                                 **client(request, device=True))
 
@@ -154,8 +156,9 @@ class AuthRoutes:
     @api("PATCH", "/users/me", body=ProfileUpdateSchema, response=UserSchema,
          errors=(401, 403, 409, 422, 423, 429))
     def update_me(self, request):
-        """Name, or email (applied once the new address is verified; a new email
-        needs ``password``, or ``code`` with 2FA on)."""
+        """Name, or email (applied once the new address is verified).
+
+        A new email needs ``password`` (or ``code``, with 2FA on)."""
         return self.rpc_auth.update_me(request.user_id, read_json(request, ProfileUpdateSchema()),
                                        **client(request, device=True))
 
