@@ -9,7 +9,7 @@ Where the keys come from, first match wins:
   commas or new lines; the first encrypts and hashes, all decrypt and verify
   (rotation: put the new key first, keep the old ones);
 * ``{JWT_KEYS_DIR}/data.keys`` (default ``var/keys``): the same, one per line;
-  generated with one key when missing (local runs only).
+  generated with one key when missing (local runs only; ``shared.sealed.local_key``).
 
 Generate one: ``python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"``.
 """
@@ -19,10 +19,11 @@ import hashlib
 import hmac
 import os
 import re
-import uuid
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from shared.sealed import local_key
 
 KEYS_FILE = "data.keys"
 
@@ -60,26 +61,8 @@ def _parse(text: str) -> list[bytes]:
     return [part.encode() for part in re.split(r"[\s,]+", text) if part]
 
 
-def _generate(path: Path) -> None:
-    """Write a new key file atomically (another process may race us)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(Fernet.generate_key().decode() + "\n")
-    try:
-        os.link(temporary, path)        # fails if another process got there first
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()
-
-
 def load_vault(config: dict) -> Vault:
     text = config.get("AUTH_DATA_KEYS") or os.environ.get("AUTH_DATA_KEYS") or ""
     if text.strip():
         return Vault(_parse(text))
-    path = Path(config.get("JWT_KEYS_DIR") or "var/keys") / KEYS_FILE
-    if not path.exists():
-        _generate(path)
-    return Vault(_parse(path.read_text()))
+    return Vault(_parse(local_key(Path(config.get("JWT_KEYS_DIR") or "var/keys"), KEYS_FILE)))

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import socket
 import time
 import uuid
@@ -68,6 +69,25 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+
+# bearer secrets that can sit in a URL: query values by name, and the
+# invitation token in /invitations/<token>/accept
+_SECRET_QUERY = re.compile(r"([?&](?:[^=&\s]*token|code|secret|password|key|signature|sig)=)"
+                           r"[^&\s\"]*", re.I)
+_SECRET_PATH = re.compile(r"(/invitations/)(?!\?)[^/\s?\"]+(/accept)")
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or a log line holding one) with its secrets replaced."""
+    return _SECRET_PATH.sub(r"\1[redacted]\2", _SECRET_QUERY.sub(r"\1[redacted]", text))
+
+
+class RedactingLog(logging.LoggerAdapter):
+    """The WSGI server's log (it writes each request line at INFO), redacted."""
+
+    def process(self, msg, kwargs):
+        return redact_url(str(msg)), kwargs
 
 
 def _valid_request_id(value: str | None) -> bool:
@@ -166,12 +186,14 @@ class NoDelayProtocol(HttpOnlyProtocol):
 class ApiServer(WebServer):
     app = None
 
+    def get_wsgi_server(self, sock, wsgi_app, protocol=NoDelayProtocol, debug=False):
+        server = super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
+        server.log = RedactingLog(logging.getLogger("nameko.web.server"), {})
+        return server
+
     def get_wsgi_app(self):
         self.app = ApiWsgiApp(self)
         return TrustedProxies(self.app, self.container.config.get("TRUSTED_PROXIES"))
-
-    def get_wsgi_server(self, sock, wsgi_app, protocol=NoDelayProtocol, debug=False):
-        return super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
 
     def stop(self):
         super().stop()

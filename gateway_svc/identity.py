@@ -1,5 +1,5 @@
 """Who is calling: access-token verification for ``@api(auth=True)`` routes
-(and the websocket's ``?token=``).
+(and the websocket's token, gateway_svc.realtime).
 
 * The token is a JWT signed by auth with Ed25519 (``alg: EdDSA``); it is
   verified locally with auth's public keys. Only ``EdDSA`` is accepted, so

@@ -11,6 +11,7 @@ Redis keys ``auth:jwks:kid:{kid}``.
 """
 from __future__ import annotations
 
+import base64
 import uuid
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auth_svc.keys import KeyRing, SigningKey, load_keyring, publish_jwks
 from auth_svc.tokens import mint_access_token
 from shared.redis import make_client
+from shared.sealed import unseal
 
 TEST_SEEDS = (b"workforce-test-key-one-32-bytes!", b"workforce-test-key-two-32-bytes!")
 TEST_KEYS = [SigningKey.from_private(Ed25519PrivateKey.from_private_bytes(seed))
@@ -25,6 +27,8 @@ TEST_KEYS = [SigningKey.from_private(Ed25519PrivateKey.from_private_bytes(seed))
 TEST_PRIVATE_KEYS_PEM = "".join(key.pem() for key in TEST_KEYS)
 # fixed keys of 2FA data at rest (auth_svc.vault): Fernet keys, the first in use
 TEST_DATA_KEYS = "x3kV1pQ0uJ1o3C4r1m0Yc0R8w7cVw7kq4hZ3bR2l1aE=,Zm9yLXRlc3RzLW9ubHktb2xkLWRhdGEta2V5LTAwMDA="
+# the Fernet key tests seal links with (shared.sealed): tests.tokens.unseal_link
+TEST_SEALING_KEY = base64.urlsafe_b64encode(b"workforce-test-sealing-32-bytes!").decode()
 
 _published: set[str] = set()
 
@@ -57,3 +61,14 @@ def access_token(config: dict, user_id: str, *, email_verified: bool = True,
 def auth_headers(config: dict, user_id: str, **kwargs) -> dict:
     token, _ = access_token(config, user_id, **kwargs)
     return {"Authorization": f"Bearer {token}"}
+
+
+def unseal_link(config: dict, data: dict) -> str:
+    """The link an event's ``sealed_link`` holds (what the email will show)."""
+    return unseal(config, data["sealed_link"])
+
+
+def token_of(config: dict, data: dict) -> str:
+    """The reset/verification/invitation token inside an event's sealed link."""
+    link = unseal_link(config, data)
+    return link.split("token=")[-1] if "token=" in link else link.split("/")[-2]

@@ -126,6 +126,9 @@ def test_a_stranger_is_throttled_and_the_account_locks_but_known_devices_get_in(
     mail = wait_until(lambda: next((m for m in smtp_sink.to(email)
                                     if "locked" in m["Subject"]), None), what="the unlock email")
     token = re.search(r"/unlock-account\?token=([\w-]+)", body_text(mail)).group(1)
+    # the link is in the email only: the in-app item says a link was sent
+    feed = status(phone("GET", "/notifications", signed_in["access_token"]), 200)
+    assert token not in str(feed) and "unlock" in str(feed)
     status(laptop("POST", "/auth/unlock", json={"token": token}), 204)
     status(laptop.login(email), 200)
     status(laptop("POST", "/auth/unlock", json={"token": token}), 422)   # single use
