@@ -177,7 +177,7 @@ CATALOGUE: list[EventSpec] = [
         "NotificationDeleted", **_notification), "An in-app notification was deleted."),
     EventSpec("webhook.endpoint.disabled", "webhooks", _schema(
         "WebhookEndpointDisabled", org_id=_req(Str), webhook_id=_req(Str), url=_req(Str),
-        reason=_req(Str)),
+        reason=_req(Str), created_by_user_id=_opt(Str)),
         "A webhook endpoint failed too often in a row and stopped receiving deliveries."),
 ]
 BY_NAME = {spec.name: spec for spec in CATALOGUE}

@@ -137,7 +137,8 @@ class WebhookService(base.ServiceBase):
             if self.store.disable_endpoint(endpoint["_id"], reason):
                 self.events.publish("webhook.endpoint.disabled", {
                     "org_id": endpoint["org_id"], "webhook_id": endpoint["_id"],
-                    "url": endpoint["url"], "reason": reason}, org_id=endpoint["org_id"])
+                    "url": endpoint["url"], "reason": reason,
+                    "created_by_user_id": endpoint["created_by"]}, org_id=endpoint["org_id"])
                 log.warning("webhook %s disabled: %s", endpoint["_id"], reason)
 
     def record_deliveries(self, event: dict) -> int:
