@@ -24,7 +24,6 @@ from org_svc.schemas import (
     PageQuerySchema,
     SettingsSchema,
     SubscriptionSchema,
-    SubscriptionUpdateSchema,
     TransferSchema,
 )
 from shared.redis import org_version_key
@@ -101,13 +100,6 @@ class OrgRoutes:
         org = self._org(org_id)
         return {**org["subscription"], "usage": org["counts"]}
 
-    @api("PUT", "/orgs/<org_id>/subscription", body=SubscriptionUpdateSchema,
-         response=SubscriptionSchema, errors=(403, 404, 409))
-    def set_subscription(self, request, org_id):
-        body = read_json(request, SubscriptionUpdateSchema())
-        actor = self._member(request, org_id, "org.subscription.manage")
-        return self.rpc_organizations.set_subscription(actor, org_id, body)
-
     # --- employees ----------------------------------------------------------------
     @api("POST", "/orgs/<org_id>/employees", body=EmployeeAddSchema, response=EmployeeSchema,
          status=201, also={202: InvitationSchema}, errors=(403, 404, 409))
@@ -164,6 +156,13 @@ class OrgRoutes:
         actor = self._member(request, org_id, "invitation.manage")
         self.rpc_employees.revoke_invitation(actor, org_id, invitation_id)
         return 204, None
+
+    @api("GET", "/me/invitations", query=InvitationQuerySchema, response=InvitationPageSchema)
+    def my_invitations(self, request):
+        """Pending invitations to the caller's address; each becomes a membership once
+        the address is verified."""
+        query = query_args(request, InvitationQuerySchema())
+        return self.rpc_employees.my_invitations(request.user_id, query)
 
     @api("POST", "/invitations/<token>/accept", response=EmployeeSchema, status=200,
          errors=(403, 404))
