@@ -435,3 +435,21 @@ def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique
     fresh = membership_generation(client, org_id, owner["user_id"])
     assert cache_membership(client, owner, fresh)
     assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
+
+
+def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique):
+    """What /me/tasks filters by: a left or deleted org's tasks are not the user's list."""
+    _, org_a, owner_a = owner_org(mesh, unique, name="Ada Owner")
+    _, org_b, owner_b = owner_org(mesh, unique, name="Bea Owner")
+    _, org_c, owner_c = owner_org(mesh, unique, name="Cy Owner")
+    bob = mesh.register(unique, name="Bob Builder", publish=False)
+    own_org = mesh.call("organizations", "create_org", bob["user_id"], {"name": "Bob's"})
+    in_a, in_b, _ = (add(mesh, owner, org, bob) for owner, org in
+                     ((owner_a, org_a), (owner_b, org_b), (owner_c, org_c)))
+    assert mesh.call("employees", "active_org_ids", bob["user_id"]) == sorted(
+        [org_a, org_b, org_c, own_org["org_id"]])
+    mesh.call("employees", "remove_employee", owner_a, org_a, in_a["employee_id"])
+    mesh.call("employees", "update_employee", owner_b, org_b, in_b["employee_id"],
+              {"status": "inactive"})
+    mesh.call("organizations", "delete_org", owner_c, org_c)
+    assert mesh.call("employees", "active_org_ids", bob["user_id"]) == [own_org["org_id"]]
