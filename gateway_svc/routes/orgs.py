@@ -104,7 +104,7 @@ class OrgRoutes:
     @api("POST", "/orgs/<org_id>/employees", body=EmployeeAddSchema, response=EmployeeSchema,
          status=201, also={202: InvitationSchema}, errors=(403, 404, 409))
     def add_employee(self, request, org_id):
-        """Add a registered user (201 employee) or invite an unknown email (202 invitation)."""
+        """Add a verified address's account (201 employee), else invite it (202 invitation)."""
         body = read_json(request, EmployeeAddSchema())
         actor = self._member(request, org_id, "employee.add")
         result = self.rpc_employees.add_employee(actor, org_id, body)
@@ -159,8 +159,7 @@ class OrgRoutes:
 
     @api("GET", "/me/invitations", query=InvitationQuerySchema, response=InvitationPageSchema)
     def my_invitations(self, request):
-        """Pending invitations to the caller's address; each becomes a membership once
-        the address is verified."""
+        """Pending invitations to the caller's address (memberships once it is verified)."""
         query = query_args(request, InvitationQuerySchema())
         return self.rpc_employees.my_invitations(request.user_id, query)
 
