@@ -14,8 +14,9 @@ import click
 import requests
 import yaml
 
+from shared.services import PACKAGES, SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("auth", "organizations", "employees", "teams", "tasks", "notifications")
 
 
 def load_config(path: str) -> dict:
@@ -91,9 +92,7 @@ def ping(config, service, timeout):
     """Exit 0 if one service answers health (container health checks)."""
     import os
 
-    packages = {"auth_svc": "auth", "org_svc": "organizations", "employee_svc": "employees",
-                "team_svc": "teams", "task_svc": "tasks", "notify_svc": "notifications"}
-    service = service or packages.get(os.environ.get("SERVICE", ""), "")
+    service = service or PACKAGES.get(os.environ.get("SERVICE", ""), "")
     if not service:
         raise click.UsageError("which service? --service or $SERVICE")
     try:
