@@ -50,11 +50,11 @@ from shared.errors import (
 )
 from shared.redis import Limit, RateLimiter, make_client
 from shared.telemetry import (
-    CACHE_REQUESTS,
     CORRELATION_KEY,
     ENTRYPOINT_CALLS,
     ENTRYPOINT_LATENCY,
     bind_correlation_id,
+    count_cache,
 )
 from shared.tenancy import is_active, membership_key, require_member
 
@@ -357,7 +357,7 @@ class ApiEntrypoint(HttpRequestHandler):
         worker starts (the worker would do the same checks and serve the same
         text); counted as the route's call and a cache hit."""
         service = self.container.service_name
-        CACHE_REQUESTS.labels(service, "hit").inc()
+        count_cache(service, "hit", request.path)
         ENTRYPOINT_CALLS.labels(service, self.method_name, "ok").inc()
         ENTRYPOINT_LATENCY.labels(service, self.method_name).observe(time.perf_counter() - started)
         return Response(request.cached_answer, content_type=JSON)

@@ -21,7 +21,7 @@ from nameko.extensions import DependencyProvider
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
+from shared.telemetry import REDIS_ERRORS, count_cache
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +133,9 @@ class Cache:
             raw = self.client.get(key)
         except redis.RedisError as exc:
             self._failed("cache_get", exc)
-            CACHE_REQUESTS.labels(self.service, "error").inc()
+            count_cache(self.service, "error", key)
             return _MISS
-        CACHE_REQUESTS.labels(self.service, "miss" if raw is None else "hit").inc()
+        count_cache(self.service, "miss" if raw is None else "hit", key)
         return _MISS if raw is None else json.loads(raw)
 
     def generations(self, tags: Iterable[str]) -> list[str] | None:
