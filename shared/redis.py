@@ -9,6 +9,7 @@ and let ``redis.RedisError`` become a 503.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -314,7 +315,7 @@ class RedisTools:
         """Advance version counters: cached answers keyed on them go stale (a bump
         missed while Redis is unreachable is made when it answers)."""
         for key in sorted(set(keys)):
-            self.invalidate(f"bump {key}", lambda client, key=key: _bump(client, key))
+            self.invalidate(f"bump {key}", functools.partial(_bump, key=key))
 
     def ping(self) -> float:
         """Latency in ms. Redis is not healthy again until the invalidations it
