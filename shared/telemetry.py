@@ -28,10 +28,14 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import eventlet.corolocal
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 CORRELATION_KEY = "correlation_id"
 _local = eventlet.corolocal.local()
@@ -119,12 +123,12 @@ def scrub(value, depth: int = 0):
     return value
 
 
-def scrub_event(event: dict, hint=None) -> dict:
+def scrub_event(event: Event, hint: Hint | None = None) -> Event:
     """Sentry ``before_send`` / ``before_send_transaction``: see the module docstring."""
     return scrub(event)
 
 
-def scrub_breadcrumb(crumb: dict, hint=None) -> dict:
+def scrub_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint | None = None) -> Breadcrumb:
     return scrub(crumb)
 
 
