@@ -114,6 +114,12 @@ def diff(old: dict, new: dict) -> list[tuple[str, object, object]]:
     return [(f, old.get(f), new[f]) for f in TRACKED if f in new and old.get(f) != new[f]]
 
 
+def created(task: dict) -> dict:
+    """What a new task starts with, for its first history entry (``field: "created"``):
+    the tracked fields it was given (assignee, team, priority, due date, ...)."""
+    return {f: task[f] for f in TRACKED if task.get(f) not in (None, "", [], False)}
+
+
 # --- search -------------------------------------------------------------------
 def keywords(*texts: str | None) -> list[str]:
     """Lower-cased words of title and description, indexed as an array

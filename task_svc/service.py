@@ -49,6 +49,7 @@ class TaskService(base.ServiceBase):
         domain.require_assign(me, team, data["assignee_id"])
         assignee = self._assignee(org_id, data["assignee_id"])
         task = self.store.insert(self.store.task_document(org_id, data, me, assignee))
+        self.store.add_created_history([task], user_id)
         self._publish_created(task, user_id)
         return schemas.dump_task(task)
 
@@ -168,6 +169,7 @@ class TaskService(base.ServiceBase):
                                          task_id=domain.bulk_task_id(d["job_id"], e["employee_id"]))
                 for e in valid]
         self.store.insert_many_idempotent(docs)
+        self.store.add_created_history(docs, d["creator_user_id"])
         for doc in docs:  # every one, new or not: deterministic event ids make a re-run safe
             self._publish_assigned(doc, d["creator_user_id"], event_id=f"task.assigned:{doc['_id']}")
         self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)
@@ -291,7 +293,7 @@ class TaskService(base.ServiceBase):
         d = event["data"]
         self.redis.cache.invalidate_tags(f"team:{d['team_id']}")
         tasks = self.store.tasks_of_team(d["org_id"], d["team_id"])
-        self._drop_team(d["org_id"], d["team_id"], tasks, event.get("actor_id"))
+        self._drop_team(d["org_id"], d["team_id"], tasks, event)
 
     @handles("teams", "team.leader.changed")
     def on_team_leader_changed(self, event: dict) -> None:
@@ -393,11 +395,15 @@ class TaskService(base.ServiceBase):
             self._reassign(task, target, event.get("actor_id"), reason,
                            event_id=f"{event['event_id']}:{task['_id']}")
 
-    def _drop_team(self, org_id: str, team_id: str, tasks: list[dict], actor: str | None) -> None:
+    def _drop_team(self, org_id: str, team_id: str, tasks: list[dict], event: dict) -> None:
         if not tasks:
             return
+        actor = event.get("actor_id")
         self.store.bulk_update_team_removed(org_id, team_id, [t["_id"] for t in tasks], actor)
         self._invalidate(org_id, *[t.get("assignee_user_id") for t in tasks])
+        for task in tasks:  # each also bumps the org's version: the gateway's cached lists go
+            self._publish(task, "task.updated", {"changes": {"team_id": None}}, actor,
+                          event_id=f"{event['event_id']}:{task['_id']}")
 
     def _publish(self, task: dict, event_type: str, extra: dict, actor: str | None,
                  event_id: str | None = None) -> None:
