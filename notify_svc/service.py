@@ -76,6 +76,10 @@ class NotificationService(base.ServiceBase):
     def on_password_changed(self, event):
         self.notifier.handle(event)
 
+    @handles("auth", "user.email.verification.requested")
+    def on_verification_requested(self, event):
+        self.notifier.handle(event)
+
     @handles("auth", "user.email.verified")
     def on_email_verified(self, event):
         self.notifier.handle(event)

@@ -181,11 +181,12 @@ class TaskService(base.ServiceBase):
         require_member(self.redis, self.employees, org_id, user_id, "task.comment")
         data = schemas.CommentSchema().load(body)
         task = self._task(org_id, task_id)
-        mentions = [e["employee_id"] for e in self._employees(org_id, data["mentions"])
-                    if e.get("status") == "active"]
+        mentioned = [e for e in self._employees(org_id, data["mentions"]) if e.get("status") == "active"]
         comment = self.store.add_comment({"_id": new_id(), "task_id": task_id, "org_id": org_id,
                                           "author_user_id": user_id, "body": data["body"],
-                                          "mentions": mentions, "created_at": now()})
+                                          "mentions": [e["employee_id"] for e in mentioned],
+                                          "mentioned_user_ids": [e["user_id"] for e in mentioned],
+                                          "created_at": now()})
         self._publish_comment(task, comment)
         return schemas.dump_comment(comment)
 
@@ -445,7 +446,8 @@ class TaskService(base.ServiceBase):
         self._publish(task, "task.comment.added", {
             "comment_id": comment["_id"], "author_user_id": author,
             "assignee_user_id": task.get("assignee_user_id"), "watcher_user_ids": sorted(watchers),
-            "preview": comment["body"][:140], "mentions": comment["mentions"]}, author)
+            "preview": comment["body"][:140], "mentions": comment["mentions"],
+            "mentioned_user_ids": comment["mentioned_user_ids"]}, author)
 
     def _invalidate(self, org_id: str, *user_ids: str | None) -> None:
         tags = [f"org:{org_id}", *{f"user:{u}" for u in user_ids if u}]

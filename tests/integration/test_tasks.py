@@ -322,16 +322,21 @@ def test_attachments_upload_download_and_refusals(mesh, tmp_path):
 
 def test_comments_notify_the_people_involved(mesh):
     config, tasks, _ = mesh
-    org, p = make_org({"boss": "manager", "bob": "member", "cat": "member"})
+    org, p = make_org({"boss": "manager", "bob": "member", "cat": "member", "gone": "member"},
+                      status={"gone": "removed"})
+    _, q = make_org({"foreign": "member"})
     task = call(tasks, "create_task", p["boss"]["user_id"], org,
                 {"title": "discuss", "assignee_id": p["bob"]["employee_id"]})
     call(tasks, "add_comment", p["cat"]["user_id"], org, task["task_id"], {"body": "first"})
     comment = call(tasks, "add_comment", p["bob"]["user_id"], org, task["task_id"],
-                   {"body": "on it", "mentions": [p["cat"]["employee_id"], "emp-nobody"]})
-    assert comment["mentions"] == [p["cat"]["employee_id"]]
+                   {"body": "on it", "mentions": [p["cat"]["employee_id"], "emp-nobody",
+                                                  p["gone"]["employee_id"],
+                                                  q["foreign"]["employee_id"]]})
+    assert comment["mentions"] == [p["cat"]["employee_id"]]  # active members of this org only
     event = wait_until(lambda: seen("task.comment.added", comment_id=comment["comment_id"]))[0]["data"]
     assert event["author_user_id"] == p["bob"]["user_id"] and event["preview"] == "on it"
     assert set(event["watcher_user_ids"]) == {p["boss"]["user_id"], p["cat"]["user_id"]}
+    assert event["mentioned_user_ids"] == [p["cat"]["user_id"]]  # notifications tells them
     listed = call(tasks, "list_comments", p["boss"]["user_id"], org, task["task_id"], {})
     assert [c["body"] for c in listed["items"]] == ["first", "on it"]
 
