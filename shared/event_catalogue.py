@@ -104,6 +104,11 @@ CATALOGUE: list[EventSpec] = [
         "EmployeeInvited", org_id=_req(Str), invitation_id=_req(Str), email=_req(Str),
         role=_req(Str), token=_req(Str), accept_url=_req(Str), invited_by_user_id=_opt(Str),
         org_name=_opt(Str)), "An unknown email was invited."),
+    EventSpec("employee.invitation.expired", "employees", _schema(
+        "EmployeeInvitationExpired", org_id=_req(Str), invitation_id=_req(Str), email=_req(Str),
+        role=_opt(Str), expires_at=_opt(Str), invited_by_user_id=_opt(Str)),
+        "A pending invitation passed its expiry unaccepted (the sweep, once per invitation).",
+        external=True),
     EventSpec("employee.updated", "employees", _schema(
         "EmployeeUpdated", **_employee_change, changes=_opt(Dict)), "Employee fields changed.",
         external=True),

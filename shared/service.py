@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
+from nameko.timer import Timer, timer
 
 from shared import deadletters
 from shared.events import Events, HandlerQueues
@@ -24,6 +24,20 @@ def _probe(check) -> dict:
 
 
 OUTBOX_RELAY_INTERVAL = 2
+
+
+class ConfigTimer(Timer):
+    """``@timer`` whose interval a config key may set:
+    ``@ConfigTimer.decorator(interval=60, config_key="TASK_OVERDUE_INTERVAL")``."""
+
+    def __init__(self, interval: float, eager: bool = False, config_key: str | None = None,
+                 **kwargs):
+        self.config_key = config_key
+        super().__init__(interval, eager, **kwargs)
+
+    def setup(self) -> None:
+        if self.config_key:
+            self.interval = float(self.container.config.get(self.config_key, self.interval))
 
 
 class ServiceBase:

@@ -9,7 +9,6 @@ import json
 import logging
 
 import redis as redis_lib
-from nameko.timer import Timer
 
 from shared import service as base
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -22,13 +21,6 @@ from task_svc.files import Files
 from task_svc.store import TaskStore, new_id, now
 
 log = logging.getLogger(__name__)
-
-
-class ConfigTimer(Timer):
-    """``@timer`` whose interval comes from config (``TASK_OVERDUE_INTERVAL``)."""
-
-    def setup(self) -> None:
-        self.interval = float(self.container.config.get("TASK_OVERDUE_INTERVAL", self.interval))
 
 
 class TaskService(base.ServiceBase):
@@ -261,7 +253,7 @@ class TaskService(base.ServiceBase):
                           for i, (e, n) in enumerate(rows)], "source": source}
 
     # --- overdue -------------------------------------------------------------------------
-    @ConfigTimer.decorator(interval=60)
+    @base.ConfigTimer.decorator(interval=60, config_key="TASK_OVERDUE_INTERVAL")
     def mark_overdue(self) -> int:
         lock = self.redis.lock("overdue", timeout=300, blocking_timeout=0)
         try:
