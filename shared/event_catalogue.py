@@ -176,6 +176,10 @@ CATALOGUE: list[EventSpec] = [
         mentioned_user_ids=_opt(List, cls_or_instance=Str())),
         "A comment was added to a task; `mentions` (employee ids) and `mentioned_user_ids` are "
         "the active members of the org it @mentions."),
+    EventSpec("task.attachment.deleted", "tasks", _schema(
+        "TaskAttachmentDeleted", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        attachment_id=_req(Str), filename=_opt(Str), size=_opt(Int)),
+        "An attachment was deleted (its bytes with it).", external=True),
     EventSpec("notification.sent", "notifications", _schema("NotificationSent", **_notification),
               "A notification was delivered on a channel.", external=True),
     EventSpec("notification.failed", "notifications", _schema("NotificationFailed", **_notification),

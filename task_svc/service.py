@@ -195,6 +195,8 @@ class TaskService(base.ServiceBase):
         require_member(self.redis, self.employees, org_id, user_id, "task.comment")
         data = schemas.AttachmentSchema().load(body)
         task = self._task(org_id, task_id)
+        domain.check_attachment_type(data["content_type"],
+                                     domain.allowed_types(self.config.get("TASK_ATTACHMENT_TYPES")))
         blob = domain.decode_attachment(data["data_b64"], int(self.config.get(
             "TASK_ATTACHMENT_MAX_BYTES", domain.ATTACHMENT_MAX_BYTES)))
         attachment_id = new_id()
@@ -216,13 +218,30 @@ class TaskService(base.ServiceBase):
 
     @rpc
     def get_attachment(self, user_id: str, org_id: str, task_id: str, attachment_id: str) -> dict:
+        """The attachment with a presigned ``url`` to fetch it from (S3), or else its bytes."""
         require_member(self.redis, self.employees, org_id, user_id, "task.read")
         self._task(org_id, task_id)
-        doc = self.store.attachment(org_id, task_id, attachment_id)
-        if doc is None:
-            raise NotFound("Attachment not found.")
-        blob = self.files.get(self._file_key(attachment_id))
-        return {**schemas.dump_attachment(doc), "data_b64": base64.b64encode(blob).decode()}
+        doc = self._attachment(org_id, task_id, attachment_id)
+        key, out = self._file_key(attachment_id), schemas.dump_attachment(doc)
+        url = self.files.download_url(key, domain.content_disposition(doc["filename"]),
+                                      doc["content_type"])
+        if url:
+            return {**out, "url": url}
+        return {**out, "data_b64": base64.b64encode(self.files.get(key)).decode()}
+
+    @rpc
+    def delete_attachment(self, user_id: str, org_id: str, task_id: str, attachment_id: str) -> None:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self._task(org_id, task_id)
+        doc = self._attachment(org_id, task_id, attachment_id)
+        domain.require_delete_attachment(me, task, self._team(org_id, task.get("team_id")), doc)
+        if self.store.delete_attachment(org_id, task_id, attachment_id) is None:
+            raise NotFound("Attachment not found.")  # deleted meanwhile
+        self.files.delete(self._file_key(attachment_id))
+        self.store.add_history(task, [("attachments", doc["filename"], None)], user_id)
+        self._publish(task, "task.attachment.deleted", {
+            "attachment_id": attachment_id, "filename": doc["filename"], "size": doc["size"]},
+            user_id)
 
     @rpc
     def task_history(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
@@ -336,6 +355,12 @@ class TaskService(base.ServiceBase):
             raise ValidationFailed("Unknown team.",
                                    errors={"team_id": ["No such team in this organization."]})
         return team
+
+    def _attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict:
+        doc = self.store.attachment(org_id, task_id, str(attachment_id))
+        if doc is None:
+            raise NotFound("Attachment not found.")
+        return doc
 
     def _employees(self, org_id: str, ids: list[str]) -> list[dict]:
         return self.employees.get_employees(org_id, list(ids)) if ids else []

@@ -309,6 +309,11 @@ class TaskStore(BaseStore):
         return self.db.attachments.find_one({"_id": attachment_id, "task_id": task_id,
                                              "org_id": org_id})
 
+    def delete_attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict | None:
+        """Removes it once: a second delete (or a concurrent one) gets None."""
+        return self.db.attachments.find_one_and_delete({"_id": attachment_id, "task_id": task_id,
+                                                        "org_id": org_id})
+
     def bulk_update_team_removed(self, org_id: str, team_id: str, task_ids: list[str],
                                  actor: str | None) -> None:
         """The team is gone: its tasks stay, without a team, each with history.
