@@ -41,6 +41,9 @@ from task_svc.schemas import (
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
 LIST_CACHE_TTL = 60
+# uploads cross RPC base64-encoded (4/3 of the size): RabbitMQ refuses messages over
+# 128 MiB (its max_message_size), which would be a 500; past this, a 413 instead
+RPC_FILE_CEILING = 90 * 1024 * 1024
 
 
 def uploaded_file(request) -> dict:
@@ -55,7 +58,10 @@ def uploaded_file(request) -> dict:
         raise
     if upload is None:
         raise ValidationFailed("No file.", errors={"file": ["Missing data for required field."]})
-    return {"filename": upload.filename or "", "data_b64": base64.b64encode(upload.read()).decode(),
+    data = upload.read()
+    if len(data) > RPC_FILE_CEILING:
+        raise PayloadTooLarge(f"Attachments are limited to {RPC_FILE_CEILING} bytes.")
+    return {"filename": upload.filename or "", "data_b64": base64.b64encode(data).decode(),
             "content_type": upload.mimetype or "application/octet-stream"}
 
 
