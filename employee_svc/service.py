@@ -19,7 +19,9 @@ from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
+from shared.sealed import seal
 from shared.tenancy import cache_membership, invalidate_membership, membership_generation
+from shared.timers import periodic
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ class EmployeeService(base.ServiceBase):
             raise NotFound("Invitation not found.")
         self._changed(org_id)
 
-    @base.ConfigTimer.decorator(interval=60, config_key="EMPLOYEE_INVITATION_SWEEP_INTERVAL")
+    @periodic(interval=60, config_key="EMPLOYEE_INVITATION_SWEEP_INTERVAL")
     def expire_invitations(self) -> int:
         """Pending invitations past their expiry become ``expired`` (so they stop holding a
         seat and leave the list) with ``employee.invitation.expired``; the conditional
@@ -361,9 +363,10 @@ class EmployeeService(base.ServiceBase):
                 "created_at": domain.now()})
         accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
                       f"/api/v1/invitations/{token}/accept")
+        sealed_link = seal(self.config, accept_url, domain.INVITATION_TTL.total_seconds())
         self.events.publish("employee.invited", {
             "org_id": org["org_id"], "invitation_id": doc["_id"], "email": email,
-            "role": doc["role"], "token": token, "accept_url": accept_url,
+            "role": doc["role"], "sealed_link": sealed_link,
             "invited_by_user_id": actor["user_id"], "org_name": org.get("name", "")},
             org_id=org["org_id"], actor_id=actor["user_id"])
         return doc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from marshmallow import ValidationError
-from nameko.timer import timer
 
 from notify_svc import domain
 from notify_svc.channels import Mailer, Pusher
@@ -21,6 +20,7 @@ from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
+from shared.timers import periodic
 
 TICK_SECONDS = 1
 
@@ -72,12 +72,12 @@ class NotificationService(base.ServiceBase):
     def on_password_reset(self, event):
         self.notifier.handle(event)
 
-    @handles("auth", "user.password.changed")
-    def on_password_changed(self, event):
-        self.notifier.handle(event)
-
     @handles("auth", "user.email.verification.requested")
     def on_verification_requested(self, event):
+        self.notifier.handle(event)
+
+    @handles("auth", "user.password.changed")
+    def on_password_changed(self, event):
         self.notifier.handle(event)
 
     @handles("auth", "user.email.verified")
@@ -108,6 +108,10 @@ class NotificationService(base.ServiceBase):
     def on_task_assigned(self, event):
         self.notifier.handle(event)
 
+    @handles("webhooks", "webhook.endpoint.disabled")
+    def on_webhook_disabled(self, event):
+        self.notifier.handle(event)
+
     @handles("tasks", "task.reassigned")
     def on_task_reassigned(self, event):
         self.notifier.handle(event)
@@ -125,12 +129,12 @@ class NotificationService(base.ServiceBase):
         self.notifier.handle(event)
 
     # timers -----------------------------------------------------------------
-    @timer(interval=TICK_SECONDS)
+    @periodic(interval=TICK_SECONDS)
     def deliver_due(self):
         """Retries (back-off), held bulk messages and quiet-hour holds that are due."""
         self.notifier.deliver_due()
 
-    @timer(interval=TICK_SECONDS)
+    @periodic(interval=TICK_SECONDS)
     def send_digests(self):
         """One email per user whose digest window closed (one instance at a time)."""
         self.notifier.send_digests()
@@ -206,7 +210,7 @@ class NotificationService(base.ServiceBase):
     @rpc
     def add_push_subscription(self, user_id: str, subscription: dict) -> dict:
         sub = load(PushSubscriptionSchema(), subscription)
-        self.store.add_push_subscription(user_id, sub)
+        self.notifier.add_push_subscription(user_id, sub)
         return {"endpoint": sub["endpoint"]}
 
     @rpc

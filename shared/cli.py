@@ -14,8 +14,9 @@ import click
 import requests
 import yaml
 
+from shared.services import PACKAGES, SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("auth", "organizations", "employees", "teams", "tasks", "notifications")
 
 
 def load_config(path: str) -> dict:
@@ -91,9 +92,7 @@ def ping(config, service, timeout):
     """Exit 0 if one service answers health (container health checks)."""
     import os
 
-    packages = {"auth_svc": "auth", "org_svc": "organizations", "employee_svc": "employees",
-                "team_svc": "teams", "task_svc": "tasks", "notify_svc": "notifications"}
-    service = service or packages.get(os.environ.get("SERVICE", ""), "")
+    service = service or PACKAGES.get(os.environ.get("SERVICE", ""), "")
     if not service:
         raise click.UsageError("which service? --service or $SERVICE")
     try:
@@ -131,8 +130,10 @@ def dead_letters():
 @click.pass_obj
 def dl_list(config, service, limit, as_json):
     from shared import deadletters
+    from shared.events import event_queue_type
 
-    found = deadletters.list_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service), limit)
+    found = deadletters.list_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service), limit,
+                                          queue_type=event_queue_type(config))
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return
@@ -148,9 +149,10 @@ def dl_list(config, service, limit, as_json):
 @click.pass_obj
 def dl_replay(config, service, event_id):
     from shared import deadletters
+    from shared.events import event_queue_type
 
     moved = deadletters.replay_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service),
-                                            event_id)
+                                            event_id, queue_type=event_queue_type(config))
     click.echo(f"replayed {moved} message(s)")
 
 
@@ -160,8 +162,10 @@ def dl_replay(config, service, event_id):
 @click.pass_obj
 def dl_purge(config, service):
     from shared import deadletters
+    from shared.events import event_queue_type
 
-    purged = deadletters.purge_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service))
+    purged = deadletters.purge_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service),
+                                            queue_type=event_queue_type(config))
     click.echo(f"purged {purged} message(s)")
 
 

@@ -3,7 +3,7 @@
 * checks that RabbitMQ and Redis answer at the configured URIs, starts local
   ones if they are installed but stopped, otherwise stops with one line
   saying what to install or set;
-* starts SecantusDB (a MongoDB-wire server, stack.md) when ``MONGODB_URI`` is
+* starts SecantusDB (a MongoDB-wire server, docs/stack.md) when ``MONGODB_URI`` is
   not set: on disk under ./var/db for ``run``, in memory for tests;
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
@@ -23,13 +23,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import services
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SERVICES = {  # nameko name -> package
-    "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
-    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
-    "gateway": "gateway_svc",
-}
+SERVICES = {**services.SERVICES, services.GATEWAY: "gateway_svc"}  # nameko name -> package
 METRICS_BASE_PORT = 9101
 
 
@@ -161,27 +159,38 @@ class Mesh:
     env: dict
     log_dir: Path
     gateways: int = 1
+    replicas: int = 1  # processes of every other service
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
-        copies = self.gateways if name == "gateway" else 1
+        copies = self.gateways if name == "gateway" else self.replicas
         self.procs[name] = [self._spawn(name, i) for i in range(copies)]
 
     def _spawn(self, name: str, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
         env = dict(self.env)
-        if index:  # only the first copy serves the gateway's metrics port
+        if index:  # only the first copy serves the service's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
         return subprocess.Popen(
-            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
-             f"{SERVICES[name]}.service"],
+            service_command(f"{SERVICES[name]}.service"),
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         for name in SERVICES:
             self.start_service(name)
+
+    def kill_replica(self, name: str, index: int = 0) -> None:
+        """SIGKILL one process of a service (no clean shut-down, no acks), then start
+        it again: what a crashed pod does."""
+        proc = self.procs[name][index]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+        self.procs[name][index] = self._spawn(name, index)
 
     def stop_service(self, name: str, kill: bool = False) -> None:
         for proc in self.procs.pop(name, []):
@@ -210,6 +219,12 @@ class Mesh:
                                                                     for p in procs)]
 
 
+def service_command(module: str) -> list[str]:
+    """The command that runs the services of ``module`` (``shared.run``: ``nameko run``
+    with config.yaml, every log line JSON)."""
+    return [str(VENV_BIN / "python"), "-m", "shared.run", module]
+
+
 def base_env(mongo_uri: str, **overrides: str) -> dict:
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
@@ -224,10 +239,11 @@ def metrics_env() -> dict:
             for i, name in enumerate(SERVICES) if name != "gateway"}
 
 
-def run(gateways: int) -> None:
+def run(gateways: int, replicas: int = 1) -> None:
     amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
     redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
     ensure_rabbitmq(amqp_uri)
+    ensure_rabbitmq_management()  # the CLI's `queues` and `dead-letters` read it
     ensure_redis(redis_uri)
     var = ROOT / "var"
     db_proc = None
@@ -238,7 +254,8 @@ def run(gateways: int) -> None:
             sys.exit(f"Port {port} is taken and MONGODB_URI is not set: set MONGODB_URI to "
                      "that server, or SECANTUS_PORT to a free port.")
         db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
-    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways)
+    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways,
+                replicas=replicas)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -248,8 +265,8 @@ def run(gateways: int) -> None:
     try:
         mesh.start()
         api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
-        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes), "
-              f"logs in {var / 'log'}")
+        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes, "
+              f"{replicas} of every other service), logs in {var / 'log'}")
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")
@@ -277,10 +294,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="start the whole mesh")
     run_p.add_argument("--gateways", type=int, default=int(os.environ.get("GATEWAYS", "2")))
+    run_p.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
+                       help="processes of every service but the gateway")
     sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.gateways)
+        run(args.gateways, args.replicas)
     else:
         ensure_rabbitmq(os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1"))
         ensure_rabbitmq_management()

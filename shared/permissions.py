@@ -47,6 +47,8 @@ _LOWEST_ROLE = {
     "task.stats": "member",
     # notifications
     "notification_templates.manage": "admin",
+    # webhooks
+    "webhook.manage": "admin",
 }
 ACTIONS = tuple(_LOWEST_ROLE)
 

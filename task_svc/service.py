@@ -16,6 +16,7 @@ from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import membership_key, require_member
+from shared.timers import periodic
 from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
 from task_svc.store import TaskStore, new_id, now
@@ -272,7 +273,7 @@ class TaskService(base.ServiceBase):
                           for i, (e, n) in enumerate(rows)], "source": source}
 
     # --- overdue -------------------------------------------------------------------------
-    @base.ConfigTimer.decorator(interval=60, config_key="TASK_OVERDUE_INTERVAL")
+    @periodic(interval=60, config_key="TASK_OVERDUE_INTERVAL")
     def mark_overdue(self) -> int:
         lock = self.redis.lock("overdue", timeout=300, blocking_timeout=0)
         try:

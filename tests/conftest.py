@@ -9,7 +9,7 @@
 """
 import eventlet
 
-eventlet.monkey_patch()  # noqa: E402  must run before anything else imports sockets
+eventlet.monkey_patch()  # noqa: E402  done already by tests.green (pyproject addopts), before plugins
 
 import ssl  # noqa: E402
 import sys  # noqa: E402
@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from shared import mesh  # noqa: E402
-from tests.tokens import TEST_PRIVATE_KEYS_PEM  # noqa: E402
+from tests.tokens import TEST_PRIVATE_KEYS_PEM, TEST_SEALING_KEY  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 RABBIT_AUTH = ("guest", "guest")
@@ -85,14 +85,14 @@ def make_config(mongo_uri, vhost_factory):
             "MONGODB_TIMEOUT_MS": 2000,
             "RPC_TIMEOUT": 3,
             "EVENT_MAX_ATTEMPTS": 3,
-            "EVENT_RETRY_BASE_MS": 20,
-            "EVENT_RETRY_MAX_MS": 200,
+            "EVENT_RETRY_TIERS_MS": "20,50,100,200",
             "WEB_SERVER_ADDRESS": f"127.0.0.1:{mesh.free_port()}",
             "RATE_LIMITS": {"default": "1000/60", "auth": "1000/60", "bulk": "1000/60"},
             "max_workers": 10,
             # deterministic Ed25519 keys (tests/tokens.py): tokens minted by
             # tests.tokens.auth_headers are accepted by a gateway of this config
             "JWT_PRIVATE_KEYS": TEST_PRIVATE_KEYS_PEM,
+            "SEALING_KEYS": TEST_SEALING_KEY,
             "BCRYPT_ROUNDS": 4,
         }
         config.update(overrides)

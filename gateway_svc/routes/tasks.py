@@ -5,15 +5,13 @@ the schemas named here, which document the route) and decides tenancy
 from __future__ import annotations
 
 import base64
-import json
 
 from werkzeug.wrappers import Response
 
-from gateway_svc.cache import ResponseCache
+from gateway_svc.cache import CachedRoute
 from gateway_svc.http import api
 from gateway_svc.routes.teams import json_object
 from shared.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from shared.redis import org_version_key
 from task_svc.domain import content_disposition
 from task_svc.schemas import (
     AssignSchema,
@@ -40,7 +38,7 @@ from task_svc.schemas import (
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
-LIST_CACHE_TTL = 60
+TASK_LISTS = CachedRoute("tasks:list", "tasks", ttl=60)
 # uploads cross RPC base64-encoded (4/3 of the size): RabbitMQ refuses messages over
 # 128 MiB (its max_message_size), which would be a 500; past this, a 413 instead
 RPC_FILE_CEILING = 90 * 1024 * 1024
@@ -83,15 +81,13 @@ class TaskRoutes:
         return 201, self.rpc_tasks.create_task(request.user_id, org_id, json_object(request))
 
     @api("GET", f"{ORG}/tasks", query=ListQuerySchema, response=TaskPageSchema,
-         errors=(403, 404))
+         errors=(403, 404), cached=TASK_LISTS)
     def list_tasks(self, request, org_id):
         """List, filter, search. Answered from the gateway's cache, with no RPC, until
         a task of the org changes (every task event bumps the org's version)."""
         args = request.args.to_dict()
-        return ResponseCache(self.redis).get_or_compute(
-            f"tasks:list:{org_id}:{json.dumps(args, sort_keys=True)}",
-            [org_version_key("tasks", org_id)],
-            lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args), ttl=LIST_CACHE_TTL)
+        return TASK_LISTS.response(self.redis, request, org_id,
+                                   lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args))
 
     @api("GET", "/me/tasks", query=ListQuerySchema, response=TaskPageSchema)
     def my_tasks(self, request):
@@ -169,7 +165,8 @@ class TaskRoutes:
     def list_task_attachments(self, request, org_id, task_id):
         return self.rpc_tasks.list_attachments(request.user_id, org_id, task_id)
 
-    @api("GET", f"{TASK}/attachments/<attachment_id>", response_media="*/*", errors=(403, 404),
+    @api("GET", f"{TASK}/attachments/<attachment_id>", response_media="application/octet-stream",
+         errors=(403, 404),
          response_headers={"Content-Disposition": "attachment, with the uploaded file name",
                            "Location": "with S3 storage: 302 to a presigned URL of the file "
                                        "(valid TASK_FILES_URL_TTL s)"})

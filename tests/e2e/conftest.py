@@ -48,13 +48,13 @@ def mailbox():
 
 
 @contextlib.contextmanager
-def started_mesh(mongo_uri, log_dir, gateways, **env):
+def started_mesh(mongo_uri, log_dir, gateways, replicas=1, **env):
     """The mesh as separate processes on a free gateway port, healthy, then stopped."""
     port = mesh_mod.free_port()
     env = mesh_mod.base_env(mongo_uri, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
-                            PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_BASE_MS="100",
+                            PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_TIERS_MS="100,200,400,800",
                             **env)
-    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways)
+    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways, replicas=replicas)
     running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env)
     try:
         mesh.start()
@@ -82,6 +82,7 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
             BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
             RATE_LIMIT_AUTH="100000/60",
             RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
+            OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",  # webhook and push receivers of the tests
         ) as running:
             yield running
     finally:

@@ -117,6 +117,16 @@ ROUTES = {
     "notification_template": ("notification_templates.manage", None),
     "notification_template_put": ("notification_templates.manage",
                                   _body(subject="Hijacked {{ title }}", text="Hijacked")),
+    # webhooks
+    "create_webhook": ("webhook.manage", _body(url="https://127.0.0.1:9/intruder",
+                                               event_types=["task.created"])),
+    "list_webhooks": ("webhook.manage", None),
+    "get_webhook": ("webhook.manage", None),
+    "update_webhook": ("webhook.manage", _body(description="Changed by an intruder")),
+    "delete_webhook": ("webhook.manage", None),
+    "rotate_webhook_secret": ("webhook.manage", None),
+    "list_webhook_deliveries": ("webhook.manage", None),
+    "redeliver_webhook": ("webhook.manage", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
@@ -252,7 +262,13 @@ def world(running_mesh):
         "task": {"title": f"Onboarding {w.keyword}"}}), 202)
     invitation = _ok(w.owner.post(f"{org}/employees", json={
         "email": f"invitee-{uuid.uuid4().hex[:10]}@example.com", "role": "member"}), 202)
+    hook = _ok(w.owner.post(f"{org}/webhooks", json={"url": "https://127.0.0.1:9/matrix",
+                                                     "event_types": ["*"]}), 201)
+    _ok(w.owner.post(f"{org}/tasks", json={"title": f"For the webhook {w.keyword}"}), 201)
+    delivery = wait_until(lambda: w.owner.get(f"{org}/webhooks/{hook['webhook_id']}/deliveries")
+                          .json()["items"], timeout=20, what="a webhook delivery")[0]
     w.ids = {"org_id": w.org_id, "team_id": team["team_id"], "task_id": task["task_id"],
+             "webhook_id": hook["webhook_id"], "delivery_id": delivery["delivery_id"],
              "employee_id": w.employee_ids["bystander"], "job_id": job["job_id"],
              "attachment_id": attachment["attachment_id"], "comment_id": comment["comment_id"],
              "invitation_id": invitation["invitation_id"], "key": TEMPLATE_KEY}

@@ -5,6 +5,7 @@ new route without schemas fails here."""
 import inspect
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from marshmallow import ValidationError
@@ -31,6 +32,9 @@ BODYLESS = {
     ("POST", "/invitations/<token>/accept"): "the token in the path is the whole input",
     ("POST", "/notifications/<notification_id>/read"): "the id in the path is the whole input",
     ("POST", "/notifications/read-all"): "applies to every notification of the caller",
+    ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/rotate-secret"): "makes a new secret; nothing to send",
+    ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver"):
+        "the ids in the path are the whole input",
 }
 # a handler that calls one of these reads the request body
 READS_BODY = re.compile(r"\b(read_json|json_object|uploaded_file|read_body)\(")
@@ -258,3 +262,13 @@ def test_every_json_success_answer_has_an_example_that_fits_its_schema(name, ep,
     answer = _example(media["schema"], "answer", missing)
     assert not missing, f"{name} {status}: no example for {missing}"
     OAS31Validator({**media["schema"], "components": SPEC["components"]}).validate(answer)
+
+
+def test_docs_api_md_lists_every_route_of_the_spec():
+    from gateway_svc.openapi import routes_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    start = text.index("<!-- routes:start -->") + len("<!-- routes:start -->")
+    end = text.index("<!-- routes:end -->")
+    assert text[start:end].strip() == routes_markdown(SPEC).strip(), \
+        "run: python -m gateway_svc.openapi, and paste its table into docs/api.md"
