@@ -20,7 +20,6 @@ _LOWEST_ROLE = {
     "org.settings.update": "admin",
     "org.delete": "owner",
     "org.transfer": "owner",
-    "org.subscription.manage": "owner",
     # employees and invitations
     "employee.read": "member",
     "employee.add": "manager",

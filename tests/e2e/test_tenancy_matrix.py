@@ -67,7 +67,6 @@ ROUTES = {
     "update_org_settings": ("org.settings.update", _body(timezone="Europe/Paris")),
     "transfer_ownership": ("org.transfer", lambda w: {"user_id": w.admin.user_id}),
     "get_subscription": ("org.read", None),
-    "set_subscription": ("org.subscription.manage", _body(plan="free")),
     # employees and invitations
     "list_employees": ("employee.read", None),
     "add_employee": ("employee.add", lambda w: {"email": f"new-{uuid.uuid4().hex[:8]}@example.com",
@@ -142,7 +141,9 @@ def register(mesh, name):
     response = mesh.request("POST", "/auth/register",
                             json={"email": email, "password": PASSWORD, "name": name})
     assert response.status_code == 201, response.text
-    return User(mesh, email, response.json())
+    user = User(mesh, email, response.json())
+    mesh.operator("auth", "confirm_email", user.user_id)  # only verified addresses join
+    return user
 
 
 def own_org(user) -> str:
@@ -237,7 +238,7 @@ def world(running_mesh):
                                         ("Outsider", "Removed", "Deleted"))
     w.org_id, w.outsider_org_id = own_org(w.owner), own_org(w.outsider)
     org = f"/orgs/{w.org_id}"
-    _ok(w.owner.call("PUT", f"{org}/subscription", {"plan": "enterprise"}))
+    mesh.operator("organizations", "set_plan", w.org_id, "enterprise")
 
     w.employee_ids = {"owner": next(e["employee_id"] for e in employees(w.owner, w.org_id)
                                     if e["user_id"] == w.owner.user_id)}
