@@ -36,9 +36,10 @@ KINDS: dict[str, tuple[str, bool]] = {
     "task_completed": ("task.completed", False),
     "task_overdue": ("task.overdue", False),
     "task_comment": ("task.comment.added", False),
+    "task_mention": ("task.comment.added", False),  # the comment's @mentioned members
     "webhook_disabled": ("webhook.endpoint.disabled", False),
 }
-KIND_OF_EVENT = {event: kind for kind, (event, _) in KINDS.items()}
+KIND_OF_EVENT = {event: kind for kind, (event, _) in reversed(KINDS.items())}  # first kind wins
 # kinds that are never held for a digest (time-sensitive)
 URGENT = {"task_overdue"}
 # kinds whose link is a secret (a reset, verification or invitation token): it
@@ -126,14 +127,16 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
         return one(creator, link=task_link)
     if kind == "task_overdue":
         return one(d.get("assignee_user_id"), link=task_link) if d.get("assignee_user_id") else []
-    if kind == "task_comment":
+    if kind == "task_comment":  # each person once: a mention, else a comment they follow
         author = d.get("author_user_id")
-        users = [d.get("assignee_user_id"), *(d.get("watcher_user_ids") or [])]
+        mentioned = [("task_mention", u) for u in d.get("mentioned_user_ids") or []]
+        watching = [("task_comment", u) for u in [d.get("assignee_user_id"),
+                                                   *(d.get("watcher_user_ids") or [])]]
         seen, out = set(), []
-        for user in users:
+        for plan_kind, user in mentioned + watching:
             if user and user != author and user not in seen:
                 seen.add(user)
-                out += one(user, link=task_link)
+                out.append(Plan(plan_kind, Recipient(user), ctx, task_link))
         return out
     return []
 
@@ -145,10 +148,13 @@ def default_preferences() -> dict:
 
 
 def channel_on(kind: str, channel: str, prefs: dict, org_defaults: dict | None) -> bool:
+    """The user's choice for this kind; else the org's default for the channel
+    (organizations' ``settings.notification_defaults``: ``{email, in_app, push, digest}``,
+    one switch per channel for every kind); else on."""
     user = (prefs.get("channels") or {}).get(kind, {})
     if channel in user:
         return bool(user[channel])
-    org = ((org_defaults or {}).get(kind) or {})
+    org = org_defaults or {}
     if channel in org:
         return bool(org[channel])
     return True

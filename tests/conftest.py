@@ -11,6 +11,15 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402  done already by tests.green (pyproject addopts), before plugins
 
+import ssl  # noqa: E402
+import sys  # noqa: E402
+
+# the schemathesis pytest plugin imports urllib3 before this file runs, so urllib3 kept
+# the unpatched SSLContext, whose setters recurse once ssl is patched (eventlet#371);
+# boto3 builds an SSL context for every client, even for http:// endpoints
+if "urllib3.util.ssl_" in sys.modules:
+    sys.modules["urllib3.util.ssl_"].SSLContext = ssl.SSLContext
+
 import os  # noqa: E402
 import uuid  # noqa: E402
 
@@ -96,6 +105,23 @@ def make_config(mongo_uri, vhost_factory):
 @pytest.fixture
 def config(make_config):
     return make_config()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-protocol HTTP server (moto's server mode) on a free port, for the
+    session; each test makes its own bucket. boto3 takes the (dummy) credentials
+    from the environment, as it would take real ones."""
+    from moto.server import ThreadedMotoServer
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    port = mesh.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
 
 
 @pytest.fixture

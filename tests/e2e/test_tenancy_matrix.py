@@ -109,6 +109,8 @@ ROUTES = {
     "add_task_attachment": ("task.comment", "multipart"),
     "list_task_attachments": ("task.read", None),
     "download_task_attachment": ("task.read", None),
+    # the uploader or who may change the task: the member here is neither
+    "delete_task_attachment": ("task.update_any", None),
     "task_history": ("task.read", None),
     # notifications
     "notification_template": ("notification_templates.manage", None),
