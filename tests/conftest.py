@@ -11,15 +11,6 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402  done already by tests.green (pyproject addopts), before plugins
 
-import ssl  # noqa: E402
-import sys  # noqa: E402
-
-# the schemathesis pytest plugin imports urllib3 before this file runs, so urllib3 kept
-# the unpatched SSLContext, whose setters recurse once ssl is patched (eventlet#371);
-# boto3 builds an SSL context for every client, even for http:// endpoints
-if "urllib3.util.ssl_" in sys.modules:
-    sys.modules["urllib3.util.ssl_"].SSLContext = ssl.SSLContext
-
 import os  # noqa: E402
 import uuid  # noqa: E402
 
