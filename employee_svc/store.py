@@ -30,6 +30,7 @@ class EmployeeStore(BaseStore):
             IndexModel([("org_id", ASCENDING), ("email", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("email", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("org_id", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),  # the expiry sweep
         ],
         # one document per task: which employee holds it and whether it is done;
         # task counts are recomputed from it, so redelivered events count once
@@ -75,6 +76,15 @@ class EmployeeStore(BaseStore):
 
     def employees_of_user(self, user_id: str) -> list[dict]:
         return list(self.db.employees.find({"user_id": user_id}))
+
+    def is_member(self, org_id: str, user_id: str) -> bool:
+        return self.db.employees.count_documents(
+            {"org_id": org_id, "user_id": user_id, "status": {"$ne": "removed"}}) > 0
+
+    def active_org_ids(self, user_id: str) -> list[str]:
+        return sorted(d["org_id"] for d in self.db.employees.find(
+            {"user_id": user_id, "status": "active", "org_deleted": {"$ne": True}},
+            {"org_id": 1}))
 
     def owner_count(self, org_id: str) -> int:
         return self.db.employees.count_documents({"org_id": org_id, "role": "owner",
@@ -191,10 +201,29 @@ class EmployeeStore(BaseStore):
             {"status": "pending", "expires_at": {"$gt": at}},
             {"status": "accepted", "accepted_by_user_id": user_id}]}))
 
+    def invitations_for_email(self, email: str, at: datetime, after: str | None,
+                              limit: int) -> list[dict]:
+        query: dict = {"email": email, "status": "pending", "expires_at": {"$gt": at}}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.invitations.find(query, {"token_hash": 0})
+                    .sort("_id", ASCENDING).limit(limit + 1))
+
     def close_invitation(self, invitation_id: str, status: str, fields: dict) -> bool:
         """pending -> accepted/revoked, once (single use)."""
         result = self.db.invitations.update_one({"_id": invitation_id, "status": "pending"},
                                                 {"$set": {"status": status, **fields}})
+        return result.modified_count == 1
+
+    def expired_invitations(self, at: datetime, limit: int = 500) -> list[dict]:
+        return list(self.db.invitations.find({"status": "pending", "expires_at": {"$lte": at}},
+                                             {"token_hash": 0}).limit(limit))
+
+    def expire_invitation(self, invitation_id: str, at: datetime) -> bool:
+        """pending -> expired, once, and only if it was not renewed meanwhile (a re-invite)."""
+        result = self.db.invitations.update_one(
+            {"_id": invitation_id, "status": "pending", "expires_at": {"$lte": at}},
+            {"$set": {"status": "expired", "expired_at": at}})
         return result.modified_count == 1
 
     def list_invitations(self, org_id: str, after: str | None, limit: int) -> list[dict]:

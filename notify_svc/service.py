@@ -72,6 +72,10 @@ class NotificationService(base.ServiceBase):
     def on_password_reset(self, event):
         self.notifier.handle(event)
 
+    @handles("auth", "user.unlock.requested")
+    def on_unlock_requested(self, event):
+        self.notifier.handle(event)
+
     @handles("auth", "user.email.verification.requested")
     def on_verification_requested(self, event):
         self.notifier.handle(event)
@@ -111,6 +115,10 @@ class NotificationService(base.ServiceBase):
     @handles("tasks", "task.bulk.assigned")
     def on_task_bulk_assigned(self, event):
         self.notifier.handle_bulk(event)
+
+    @handles("webhooks", "webhook.endpoint.disabled")
+    def on_webhook_disabled(self, event):
+        self.notifier.handle(event)
 
     @handles("tasks", "task.reassigned")
     def on_task_reassigned(self, event):

@@ -2,13 +2,22 @@
 the organizations service beside it and auth/teams/tasks faked as small
 nameko services that publish real events."""
 import json
+from datetime import datetime, timedelta, timezone
 
 import marshmallow
 import pytest
 from nameko.events import event_handler
+from nameko.testing.services import entrypoint_waiter
 
 from org_svc.domain import personal_org_id
-from shared.errors import Conflict, Forbidden, NotFound, PlanLimitExceeded, ValidationFailed
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PlanLimitExceeded,
+    RateLimited,
+    ValidationFailed,
+)
 from shared.redis import RedisTools
 from shared.tenancy import (
     cache_membership,
@@ -39,10 +48,15 @@ class Listener:
     def role_changed(self, event):
         Listener.seen.append(event)
 
+    @event_handler("employees", "employee.invitation.expired")
+    def invitation_expired(self, event):
+        Listener.seen.append(event)
+
 
 @pytest.fixture
 def mesh(container_factory, make_config):
-    config = make_config(ORG_PLANS={"free": {"employees": 4, "teams": 1}})
+    config = make_config(ORG_PLANS={"free": {"employees": 4, "teams": 1}},
+                         EMPLOYEE_INVITATION_SWEEP_INTERVAL=0.2)
     Listener.seen = []
     container_factory(Listener, config).start()
     return Mesh(container_factory, config)
@@ -104,7 +118,7 @@ def test_add_registered_user_then_duplicate_is_409_and_role_must_be_in_table(mes
         add(mesh, manager, org_id, carl, role="admin")
 
 
-def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
+def test_invitation_turns_into_a_membership_once_the_address_is_verified(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     email = f"newbie-{unique}@example.com"
     first = mesh.call("employees", "add_employee", owner, org_id,
@@ -122,14 +136,50 @@ def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
     listed = mesh.call("employees", "list_invitations", org_id, {})
     assert [i["email"] for i in listed["items"]] == [email]
 
-    user = mesh.register(unique, name="Newbie Person", publish=False)
+    user = mesh.register(unique, name="Newbie Person", verified=False, publish=False)
     FakeAuth.users[user["user_id"]]["email"] = email
     mesh.emit("auth", "user.registered", {**FakeAuth.users[user["user_id"]],
                                           "sealed_link": "s"})
+    mine = mesh.call("employees", "my_invitations", user["user_id"], {})["items"]
+    assert [(i["org_id"], i["role"], i["org_name"]) for i in mine] == [
+        (org_id, "manager", "Olga Owner's workspace")]
+    # a verification event of an address auth does not (or no longer) hold verified is
+    # not enough: auth is asked who holds it now
+    with entrypoint_waiter(mesh.containers["employees"], "on_email_verified"):
+        mesh.emit("auth", "user.email.verified", {"user_id": user["user_id"], "email": email})
+    assert membership(mesh, org_id, user["user_id"]) is None
+    FakeAuth.users[user["user_id"]]["email_verified"] = True
+    mesh.emit("auth", "user.email.verified", {"user_id": user["user_id"], "email": email})
     joined = wait_until(lambda: membership(mesh, org_id, user["user_id"]),
                         what="the invited user's membership")
     assert joined["role"] == "manager" and joined["status"] == "active"
     assert mesh.call("employees", "list_invitations", org_id, {})["items"] == []
+    assert mesh.call("employees", "my_invitations", user["user_id"], {})["items"] == []
+
+
+def test_invitation_emails_are_rate_limited_per_address_and_per_org(container_factory,
+                                                                     make_config, unique):
+    config = make_config(INVITATION_RATE_LIMITS={"address": "2/3600", "org": "3/3600"})
+    Listener.seen = []
+    container_factory(Listener, config).start()
+    mesh = Mesh(container_factory, config)
+    _, org_id, owner = owner_org(mesh, unique)
+    email = f"spam-target-{unique}@example.com"
+    for _ in range(2):
+        mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+    stored = mesh.store("employees").db.invitations.find_one({"email": email})
+    with pytest.raises(RateLimited) as refused:  # the third mail to one address
+        mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+    assert int(refused.value.extra["headers"]["Retry-After"]) > 0
+    # refused before anything changed: the token sent last still works, no third mail
+    assert mesh.store("employees").db.invitations.find_one({"email": email}) == stored
+    mesh.call("employees", "add_employee", owner, org_id,
+              {"email": f"other-{unique}@example.com"})
+    with pytest.raises(RateLimited):  # the org's fourth invitation within the period
+        mesh.call("employees", "add_employee", owner, org_id,
+                  {"email": f"third-{unique}@example.com"})
+    assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 2
+    wait_until(lambda: len(events_of("employee.invited")) == 3)
 
 
 def test_accepting_an_invitation_needs_the_verified_invited_email_and_is_single_use(
@@ -169,6 +219,24 @@ def test_revoked_invitation_cannot_be_accepted(mesh, unique):
         mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
     with pytest.raises(NotFound):
         mesh.call("employees", "accept_invitation", user["user_id"], token)
+
+
+def test_an_invitation_past_its_expiry_expires_without_being_read(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    old, fresh = (mesh.call("employees", "add_employee", owner, org_id,
+                            {"email": f"{who}-{unique}@example.com"})["invitation"]
+                  for who in ("old", "fresh"))
+    db = mesh.store("employees").db
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)  # as if invited 7 days ago
+    db.invitations.update_one({"_id": old["invitation_id"]}, {"$set": {"expires_at": past}})
+    [event] = wait_until(lambda: events_of("employee.invitation.expired"), what="the sweep")
+    assert event["data"]["invitation_id"] == old["invitation_id"] and event["org_id"] == org_id
+    assert event["data"]["email"] == old["email"] and "token" not in event["data"]
+    assert db.invitations.find_one({"_id": old["invitation_id"]})["status"] == "expired"
+    listed = mesh.call("employees", "list_invitations", org_id, {})["items"]
+    assert [i["invitation_id"] for i in listed] == [fresh["invitation_id"]]
+    assert mesh.call("employees", "expire_invitations") == 0  # once, on any replica
+    assert len(events_of("employee.invitation.expired")) == 1
 
 
 def test_role_change_is_seen_by_the_next_request_at_once(mesh, unique):
@@ -242,7 +310,7 @@ def test_status_change_and_soft_removal(mesh, unique):
 
 def test_list_filters_search_and_cursor_pagination(mesh, unique, container_factory):
     _, org_id, owner = owner_org(mesh, unique, name="Zed Owner")
-    mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    mesh.call("organizations", "set_plan", org_id, "pro")
     people = [("Alice Archer", "manager", "Backend Engineer"),
               ("Albert Stone", "member", "Designer"),
               ("Bianca Alvarez", "member", "Backend Lead"),
@@ -375,7 +443,7 @@ def test_plan_limit_refuses_another_employee_or_invitation(mesh, unique):
         mesh.call("employees", "add_employee", owner, org_id,
                   {"email": f"other-{unique}@example.com"})
     assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 1
-    mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    mesh.call("organizations", "set_plan", org_id, "pro")
     add(mesh, owner, org_id, mesh.register(unique, name="Dan", publish=False))
 
 
@@ -421,3 +489,21 @@ def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique
     fresh = membership_generation(client, org_id, owner["user_id"])
     assert cache_membership(client, owner, fresh)
     assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
+
+
+def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique):
+    """What /me/tasks filters by: a left or deleted org's tasks are not the user's list."""
+    _, org_a, owner_a = owner_org(mesh, unique, name="Ada Owner")
+    _, org_b, owner_b = owner_org(mesh, unique, name="Bea Owner")
+    _, org_c, owner_c = owner_org(mesh, unique, name="Cy Owner")
+    bob = mesh.register(unique, name="Bob Builder", publish=False)
+    own_org = mesh.call("organizations", "create_org", bob["user_id"], {"name": "Bob's"})
+    in_a, in_b, _ = (add(mesh, owner, org, bob) for owner, org in
+                     ((owner_a, org_a), (owner_b, org_b), (owner_c, org_c)))
+    assert mesh.call("employees", "active_org_ids", bob["user_id"]) == sorted(
+        [org_a, org_b, org_c, own_org["org_id"]])
+    mesh.call("employees", "remove_employee", owner_a, org_a, in_a["employee_id"])
+    mesh.call("employees", "update_employee", owner_b, org_b, in_b["employee_id"],
+              {"status": "inactive"})
+    mesh.call("organizations", "delete_org", owner_c, org_c)
+    assert mesh.call("employees", "active_org_ids", bob["user_id"]) == [own_org["org_id"]]
