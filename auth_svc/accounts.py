@@ -145,7 +145,7 @@ class Accounts:
         self.reset_ttl = int(config.get("PASSWORD_RESET_TTL", 1800))
         self.verify_ttl = int(config.get("EMAIL_VERIFICATION_TTL", 24 * 3600))
         self.mfa_ttl = int(config.get("MFA_TOKEN_TTL", 300))
-        self.public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8000")
+        self.public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8080")
 
     # -- helpers -------------------------------------------------------------
     def _redis(self, operation):

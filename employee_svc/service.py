@@ -342,7 +342,7 @@ class EmployeeService(base.ServiceBase):
                 "invited_by_user_id": actor["user_id"], "org_name": org.get("name", ""),
                 "created_at": domain.now()})
         accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
-                      f"/api/v1/invitations/{token}/accept")
+                      f"/invitations/{token}")  # the web console's page
         self.events.publish("employee.invited", {
             "org_id": org["org_id"], "invitation_id": doc["_id"], "email": email,
             "role": doc["role"], "token": token, "accept_url": accept_url,

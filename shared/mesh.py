@@ -7,7 +7,9 @@
   not set: on disk under ./var/db for ``run``, in memory for tests;
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
-  and nothing else, on Ctrl-C or exit.
+  and nothing else, on Ctrl-C or exit;
+* starts the web console (``python -m web_svc``, docs/web.md) beside them on
+  WEB_PORT (default 8080), the base of emailed links (PUBLIC_URL).
 """
 from __future__ import annotations
 
@@ -161,6 +163,7 @@ class Mesh:
     env: dict
     log_dir: Path
     gateways: int = 1
+    web: bool = False  # also start the web console (WEB_PORT in env)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
@@ -173,15 +176,17 @@ class Mesh:
         env = dict(self.env)
         if index:  # only the first copy serves the gateway's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
-        return subprocess.Popen(
-            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
-             f"{SERVICES[name]}.service"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent)
+        command = ([sys.executable, "-m", "web_svc"] if name == "web" else
+                   [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
+                    f"{SERVICES[name]}.service"])
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         for name in SERVICES:
             self.start_service(name)
+        if self.web:
+            self.procs["web"] = [self._spawn("web", 0)]
 
     def stop_service(self, name: str, kill: bool = False) -> None:
         for proc in self.procs.pop(name, []):
@@ -238,7 +243,11 @@ def run(gateways: int) -> None:
             sys.exit(f"Port {port} is taken and MONGODB_URI is not set: set MONGODB_URI to "
                      "that server, or SECANTUS_PORT to a free port.")
         db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
-    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways)
+    web_port = os.environ.get("WEB_PORT", "8080")
+    web_url = f"http://127.0.0.1:{web_port}"
+    mesh = Mesh(base_env(mongo_uri, **metrics_env(), WEB_PORT=web_port,
+                         PUBLIC_URL=os.environ.get("PUBLIC_URL", web_url)),
+                var / "log", gateways=gateways, web=True)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -247,9 +256,10 @@ def run(gateways: int) -> None:
         signal.signal(signum, shutdown)
     try:
         mesh.start()
-        api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
+        api = f"http://{os.environ.get('GATEWAY_ADDRESS', '127.0.0.1:8000')}"
         print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes), "
               f"logs in {var / 'log'}")
+        print(f"  web      {web_url}  (the console; emailed links open here)")
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")

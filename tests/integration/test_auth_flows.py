@@ -96,7 +96,7 @@ def test_register_verify_and_profile(api, unique):
     assert "password_hash" not in body["user"]
     event = wait_event("user.registered", email=normalised)
     assert event["data"]["verify_url"] == (
-        f"http://127.0.0.1:8000/verify-email?token={event['data']['verification_token']}")
+        f"http://127.0.0.1:8080/verify-email?token={event['data']['verification_token']}")
     me = api("GET", "/users/me", body["access_token"])
     assert me.status_code == 200 and me.json()["user_id"] == body["user"]["user_id"]
 
