@@ -100,4 +100,9 @@ def create_app(config: dict) -> Flask:
     def not_found(_exc):
         return render_template("error.html", status=404, detail="There is no such page."), 404
 
+    @app.errorhandler(500)
+    def broken(_exc):
+        detail = "Something broke on our side; it is logged."
+        return render_template("error.html", status=500, detail=detail), 500
+
     return app
