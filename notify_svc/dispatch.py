@@ -15,6 +15,7 @@ from pathlib import Path
 import redis
 import yaml
 from jinja2 import Environment
+from markupsafe import Markup
 
 from notify_svc import domain
 from notify_svc.channels import Permanent, Transient
@@ -283,6 +284,14 @@ class Notifier:
         if "html" not in rendered:
             rendered["html"] = html_from_text(rendered["subject"], rendered["text"],
                                               context.get("link"), delivery.get("locale", "en"))
+        settings = domain.preferences_link(self.config.get("PUBLIC_URL") or "", delivery["kind"])
+        if settings:
+            rendered["text"] = f"{rendered['text'].rstrip()}\n\n--\nChoose which emails you get: {settings}\n"
+            footer = Markup('<p style="color:#667085;font-size:small"><a href="{}">Choose which emails '
+                            'you get</a></p>').format(settings)
+            html = rendered["html"]
+            rendered["html"] = (html.replace("</body>", f"{footer}</body>", 1) if "</body>" in html
+                                else f"{html}{footer}")
         return rendered
 
     def deliver(self, delivery_id: str) -> str | None:

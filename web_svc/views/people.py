@@ -8,10 +8,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from auth_svc.domain import MIN_PASSWORD_LENGTH
+from notify_svc.domain import CHANNELS, KINDS
 from web_svc import auth
 from web_svc.gateway import ApiError
 
 bp = Blueprint("people", __name__)
+PREFERENCE_KINDS = [kind for kind, (_event, critical) in KINDS.items() if not critical]
 PASSWORD_RULES = [f"At least {MIN_PASSWORD_LENGTH} characters.", "Not your email address.",
                   "Not a commonly used password."]
 
@@ -239,3 +241,26 @@ def revoke_session(session_id):
 def resend_verification():
     auth.api("POST", "/auth/email/resend")
     return redirect(url_for("people.account", resent=1))
+
+
+# -- notification preferences (every non-security email links here) ---------------
+@bp.route("/settings/notifications", methods=["GET", "POST"])
+@auth.login_required
+def preferences():
+    errors, saved, body = {}, False, None
+    if request.method == "POST":
+        body = {"channels": {kind: {channel: f"{kind}:{channel}" in request.form for channel in CHANNELS}
+                             for kind in PREFERENCE_KINDS},
+                "digest": request.form.get("digest", "off"),
+                "timezone": request.form.get("timezone", "UTC")}
+        try:
+            auth.api("PUT", "/notifications/preferences", json=body)
+            saved = True
+        except ApiError as exc:
+            if exc.status not in (400, 422):
+                raise
+            errors = exc.field_errors()
+    prefs = body if errors else auth.api("GET", "/notifications/preferences")  # refused: as sent
+    return render_template("preferences.html", prefs=prefs, kinds=PREFERENCE_KINDS, channels=CHANNELS,
+                           focus=request.args.get("kind"), errors=errors, saved=saved), \
+        422 if errors else 200
