@@ -146,3 +146,36 @@ def test_member_gets_403_on_operator_pages_and_a_post_without_csrf_changes_nothi
     assert mia.find(".error").get_attribute("data-status") == "400"
     mia.shot("csrf-refused")
     assert member.get("/users/me").json()["name"] == "Member"
+
+
+def test_two_factor_setup_with_the_qr_code_then_sign_in_with_a_recovery_code(browsers, running_mesh):
+    import pyotp
+
+    user = register(running_mesh, "careful")
+    cy = browsers("careful")
+    sign_in(cy, user.email)
+    cy.open("/account/2fa")
+    cy.click("#setup-2fa")
+    assert cy.find("#qr svg")  # drawn server side
+    secret = cy.text("#mfa-secret")
+    cy.shot("2fa-qr")
+    cy.fill(code="000000")
+    cy.click("#enable-2fa")
+    cy.wait_text(".field-error[data-field=code]", "")
+    cy.fill(code=pyotp.TOTP(secret).now())
+    cy.click("#enable-2fa")
+    cy.wait_text("h1", "Two-factor sign-in is on")
+    codes = [li.text for li in cy.all("#recovery-codes li")]
+    assert codes
+    cy.shot("recovery-codes")
+
+    cy.click("nav button.link")  # sign out
+    cy.open("/login")
+    cy.fill(email=user.email, password=PASSWORD)
+    cy.click("#sign-in")
+    cy.wait_text("h1", "Your code")
+    cy.fill(code=codes[0])
+    cy.click("button[type=submit]")
+    wait_until(lambda: "/login" not in cy.path, timeout=20, what="the second step to sign in")
+    assert "Sign out" in cy.text("nav")
+    cy.shot("signed-in-2fa")

@@ -5,7 +5,10 @@ the browser redirected to a token-free URL, so it stays out of history, logs
 and Referer headers."""
 from __future__ import annotations
 
+import qrcode
+import qrcode.image.svg
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from markupsafe import Markup
 
 from auth_svc.domain import MIN_PASSWORD_LENGTH
 from notify_svc.domain import CHANNELS, KINDS
@@ -264,3 +267,48 @@ def preferences():
     return render_template("preferences.html", prefs=prefs, kinds=PREFERENCE_KINDS, channels=CHANNELS,
                            focus=request.args.get("kind"), errors=errors, saved=saved), \
         422 if errors else 200
+
+
+# -- two-factor sign-in -----------------------------------------------------------
+def _qr_svg(uri: str) -> Markup:
+    """The otpauth URI as an inline SVG QR code, drawn here (no image leaves the server)."""
+    image = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    return Markup(image.to_string(encoding="unicode"))
+
+
+@bp.route("/account/2fa", methods=["GET", "POST"])
+@auth.login_required
+def two_factor():
+    """GET: the state; POST: a new secret and its QR code, to confirm with a first code."""
+    if request.method == "GET":
+        return render_template("two_factor.html", me=auth.api("GET", "/users/me"), setup=None, errors={})
+    setup = auth.api("POST", "/auth/mfa/setup")
+    return render_template("two_factor.html", me=None, setup=setup, qr=_qr_svg(setup["otpauth_uri"]),
+                           errors={})
+
+
+@bp.post("/account/2fa/enable")
+@auth.login_required
+def two_factor_enable():
+    try:
+        codes = auth.api("POST", "/auth/mfa/enable", json={"code": request.form.get("code", "").strip()})
+    except ApiError as exc:
+        if exc.status not in (409, 422):
+            raise
+        setup = {"secret": request.form.get("secret", ""), "otpauth_uri": request.form.get("otpauth_uri", "")}
+        return render_template("two_factor.html", me=None, setup=setup, qr=_qr_svg(setup["otpauth_uri"]),
+                               errors=exc.field_errors() or {"code": exc.detail}), 422
+    return render_template("recovery_codes.html", codes=codes["recovery_codes"])
+
+
+@bp.post("/account/2fa/disable")
+@auth.login_required
+def two_factor_disable():
+    try:
+        auth.api("POST", "/auth/mfa/disable", json={"code": request.form.get("code", "").strip()})
+    except ApiError as exc:
+        if exc.status not in (409, 422):
+            raise
+        return render_template("two_factor.html", me=auth.api("GET", "/users/me"), setup=None,
+                               errors=exc.field_errors() or {"code": exc.detail}), 422
+    return redirect(url_for("people.two_factor"))
