@@ -127,7 +127,8 @@ def _park(mesh, handler: str, envelope: dict) -> str:
         conn.Producer().publish(envelope, exchange=DEFAULT_EXCHANGE, routing_key=dlq.name,
                                 serializer="json", delivery_mode=2, headers={
                                     "x-error": "Unavailable: MongoDB did not answer", "x-attempts": 5,
-                                    "x-handler": handler, "x-original-queue": queue})
+                                    "x-handler": handler, "x-original-queue": queue,
+                                    "x-failed-at": "2026-12-01T09:00:00+00:00"})
     return f"{queue}.dlq"
 
 
@@ -169,3 +170,18 @@ def test_an_operator_replays_a_parked_dead_letter_and_the_queue_drains(browsers,
     op.shot("queue-drained")
     op.open("/ops/dead-letters?service=notifications")
     assert not op.all(f"tr.dead-letter[data-event-id='{envelope['event_id']}']")
+
+    # purge asks for the service's name first; without it nothing is dropped
+    poison = make_envelope("task.assigned", {"org_id": org_id}, producer="tasks", org_id=org_id)
+    _park(running_mesh, "notifications.on_task_assigned", poison)
+    op.open("/ops/dead-letters?service=notifications")
+    op.driver.execute_script("window.confirm = () => true;")
+    op.click("#purge")
+    op.wait_text(".field-error[data-field=confirm]", "Type notifications")
+    assert op.all(f"tr.dead-letter[data-event-id='{poison['event_id']}']")
+    op.fill(confirm="notifications")
+    op.driver.execute_script("window.confirm = () => true;")
+    op.click("#purge")
+    op.wait_text("#dl-result", "purged")
+    assert not op.all(f"tr.dead-letter[data-event-id='{poison['event_id']}']")
+    op.shot("purged")

@@ -43,16 +43,17 @@ def dead_letters():
 @bp.post("/dead-letters/<service>/replay")
 @auth.operator_required
 def replay(service):
-    moved = _ops().replay(_service(service), request.form.get("event_id") or None)
+    moved = _ops().replay(_service(service), request.form.get("event_id") or None)  # one, or all
     return redirect(url_for("operator.dead_letters", service=service, moved=f"replayed {moved}"))
 
 
 @bp.post("/dead-letters/<service>/purge")
 @auth.operator_required
 def purge(service):
+    service = _service(service)
     if request.form.get("confirm") != service:  # the operator types the service's name
         return render_template("ops_dead_letters.html", services=SERVICES, service=service,
                                items=_ops().dead_letters(service),
                                purge_error=f"Type {service} to confirm the purge."), 422
-    purged = _ops().purge(_service(service))
+    purged = _ops().purge(service)
     return redirect(url_for("operator.dead_letters", service=service, moved=f"purged {purged}"))
