@@ -78,6 +78,7 @@ def test_invitation_new_address_registers_verifies_and_accepts(browsers, mailbox
     owner.fill(email=guest_email)
     owner.click("#invite")
     owner.wait_text("#invited", "invitation sent")
+    assert "pending" in owner.find(f"#invitations tr[data-email='{guest_email}']").text
     owner.shot("invited")
 
     link = mailed_link(mailbox, guest_email, r"(http://\S+/invitations/[\w\-]+)")

@@ -46,6 +46,14 @@ def test_a_manager_creates_a_bulk_job_and_the_progress_bar_reaches_100(browsers,
     assert len(ann.all("#task-list .task-row")) == len(members) + 1
     ann.shot("tasks-filtered")
 
+    def todo_bar():  # the chart is SVG drawn by the server
+        ann.open(f"/orgs/{org_id}/stats")
+        return ann.find("#chart-status .bar[data-label=todo]").get_attribute("data-value")
+
+    wait_until(lambda: todo_bar() == str(len(members) + 1), timeout=20, interval=1,
+               what="the stats chart to count the bulk tasks")
+    ann.shot("stats")
+
 
 def test_a_member_sees_a_notification_arrive_live_and_marks_it_read(browsers, running_mesh):
     owner, org_id, [(member, employee_id)] = _team(running_mesh, 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 
-from web_svc import auth
+from web_svc import auth, charts
 from web_svc.gateway import ApiError
 
 bp = Blueprint("work", __name__)
@@ -74,9 +74,15 @@ def employees(org_id):
             errors = _form_errors(exc)
     params = {"q": request.args["q"]} if request.args.get("q") else None
     page = auth.api("GET", f"/orgs/{org_id}/employees", params=params)
+    try:  # managers and up; the section is left out for whoever the API refuses
+        invitations = auth.api("GET", f"/orgs/{org_id}/invitations")["items"]
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        invitations = None
     return render_template("employees.html", org_id=org_id, employees=page["items"], errors=errors,
-                           form=form, invited=invited, q=request.args.get("q", "")), \
-        422 if errors else 200
+                           form=form, invited=invited, q=request.args.get("q", ""),
+                           invitations=invitations), 422 if errors else 200
 
 
 @bp.route("/orgs/<org_id>/tasks", methods=["GET", "POST"])
@@ -174,6 +180,23 @@ def bulk_job(org_id, job_id):
     if request.accept_mimetypes.best == "application/json":  # the progress bar polls this
         return jsonify({k: job.get(k) for k in ("status", "total", "done", "failed", "errors")})
     return render_template("bulk_job.html", org_id=org_id, job=job)
+
+
+@bp.get("/orgs/<org_id>/stats")
+@auth.login_required
+def stats(org_id):
+    found = auth.api("GET", f"/orgs/{org_id}/tasks/stats")
+    board = auth.api("GET", f"/orgs/{org_id}/leaderboard", params={"limit": 10})["items"]
+    by_status = charts.bars([(s, found.get("by_status", {}).get(s, 0)) for s in STATUSES])
+    leaders = charts.bars([(row.get("name") or row["employee_id"][:8], row["completed"]) for row in board])
+    return render_template("stats.html", stats=found, by_status=by_status, leaders=leaders)
+
+
+@bp.post("/orgs/<org_id>/invitations/<invitation_id>/revoke")
+@auth.login_required
+def revoke_invitation(org_id, invitation_id):
+    auth.api("DELETE", f"/orgs/{org_id}/invitations/{invitation_id}")
+    return redirect(url_for("work.employees", org_id=org_id))
 
 
 # -- notifications ------------------------------------------------------------------
