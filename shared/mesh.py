@@ -3,7 +3,7 @@
 * checks that RabbitMQ and Redis answer at the configured URIs, starts local
   ones if they are installed but stopped, otherwise stops with one line
   saying what to install or set;
-* starts SecantusDB (a MongoDB-wire server, stack.md) when ``MONGODB_URI`` is
+* starts SecantusDB (a MongoDB-wire server, docs/stack.md) when ``MONGODB_URI`` is
   not set: on disk under ./var/db for ``run``, in memory for tests;
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
@@ -164,21 +164,21 @@ class Mesh:
     log_dir: Path
     gateways: int = 1
     web: bool = False  # also start the web console (WEB_PORT in env)
+    replicas: int = 1  # processes of every other service
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
-        copies = self.gateways if name == "gateway" else 1
+        copies = self.gateways if name == "gateway" else self.replicas
         self.procs[name] = [self._spawn(name, i) for i in range(copies)]
 
     def _spawn(self, name: str, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
         env = dict(self.env)
-        if index:  # only the first copy serves the gateway's metrics port
+        if index:  # only the first copy serves the service's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
-        command = ([sys.executable, "-m", "web_svc"] if name == "web" else
-                   [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
-                    f"{SERVICES[name]}.service"])
+        command = ([str(VENV_BIN / "python"), "-m", "web_svc"] if name == "web" else
+                   service_command(f"{SERVICES[name]}.service"))
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=_die_with_parent)
 
@@ -187,6 +187,17 @@ class Mesh:
             self.start_service(name)
         if self.web:
             self.procs["web"] = [self._spawn("web", 0)]
+
+    def kill_replica(self, name: str, index: int = 0) -> None:
+        """SIGKILL one process of a service (no clean shut-down, no acks), then start
+        it again: what a crashed pod does."""
+        proc = self.procs[name][index]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+        self.procs[name][index] = self._spawn(name, index)
 
     def stop_service(self, name: str, kill: bool = False) -> None:
         for proc in self.procs.pop(name, []):
@@ -215,6 +226,12 @@ class Mesh:
                                                                     for p in procs)]
 
 
+def service_command(module: str) -> list[str]:
+    """The command that runs the services of ``module`` (``shared.run``: ``nameko run``
+    with config.yaml, every log line JSON)."""
+    return [str(VENV_BIN / "python"), "-m", "shared.run", module]
+
+
 def base_env(mongo_uri: str, **overrides: str) -> dict:
     env = dict(os.environ)
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
@@ -229,10 +246,11 @@ def metrics_env() -> dict:
             for i, name in enumerate(SERVICES) if name != "gateway"}
 
 
-def run(gateways: int) -> None:
+def run(gateways: int, replicas: int = 1) -> None:
     amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
     redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
     ensure_rabbitmq(amqp_uri)
+    ensure_rabbitmq_management()  # the CLI's `queues` and `dead-letters` read it
     ensure_redis(redis_uri)
     var = ROOT / "var"
     db_proc = None
@@ -247,7 +265,7 @@ def run(gateways: int) -> None:
     web_url = f"http://127.0.0.1:{web_port}"
     mesh = Mesh(base_env(mongo_uri, **metrics_env(), WEB_PORT=web_port,
                          PUBLIC_URL=os.environ.get("PUBLIC_URL", web_url)),
-                var / "log", gateways=gateways, web=True)
+                var / "log", gateways=gateways, replicas=replicas, web=True)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -257,8 +275,8 @@ def run(gateways: int) -> None:
     try:
         mesh.start()
         api = f"http://{os.environ.get('GATEWAY_ADDRESS', '127.0.0.1:8000')}"
-        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes), "
-              f"logs in {var / 'log'}")
+        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes, "
+              f"{replicas} of every other service), logs in {var / 'log'}")
         print(f"  web      {web_url}  (the console; emailed links open here)")
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
@@ -287,10 +305,12 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="start the whole mesh")
     run_p.add_argument("--gateways", type=int, default=int(os.environ.get("GATEWAYS", "2")))
+    run_p.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
+                       help="processes of every service but the gateway")
     sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.gateways)
+        run(args.gateways, args.replicas)
     else:
         ensure_rabbitmq(os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1"))
         ensure_rabbitmq_management()

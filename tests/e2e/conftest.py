@@ -45,7 +45,7 @@ def _answers(url):
 
 
 @contextlib.contextmanager
-def started_mesh(mongo_uri, log_dir, gateways, web=False, **env):
+def started_mesh(mongo_uri, log_dir, gateways, replicas=1, web=False, **env):
     """The mesh as separate processes on a free gateway port, healthy, then stopped;
     with ``web``, the web console too on a free port (emailed links point at it)."""
     port = mesh_mod.free_port()
@@ -53,8 +53,8 @@ def started_mesh(mongo_uri, log_dir, gateways, web=False, **env):
     env = mesh_mod.base_env(mongo_uri, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
                             PUBLIC_URL=web_url or f"http://127.0.0.1:{port}",
                             WEB_PORT=web_url.rsplit(":", 1)[1] if web else "0",
-                            EVENT_RETRY_BASE_MS="100", **env)
-    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways, web=web)
+                            EVENT_RETRY_TIERS_MS="100,200,400,800", **env)
+    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways, replicas=replicas, web=web)
     running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env, web_url)
     try:
         mesh.start()
