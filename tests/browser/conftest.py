@@ -55,8 +55,20 @@ class Browser:
             box.clear()
             box.send_keys(value)
 
-    def click(self, css: str) -> None:
+    def click(self, css: str, navigates: bool = True) -> None:
+        """Click; when it loads a page (a link, a form), wait until the new one is there,
+        so the next look is not at the page being left."""
+        old = self.find("html")
         self.find(css).click()
+        if navigates:
+            wait_until(lambda: self._gone(old), timeout=20, interval=0.05, what=f"the page after {css}")
+
+    @staticmethod
+    def _gone(element) -> bool:
+        try:
+            return not element.is_enabled()  # any call on a left page's element raises
+        except StaleElementReferenceException:
+            return True
 
     def text(self, css: str = "body") -> str:
         return self.find(css).text

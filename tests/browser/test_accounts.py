@@ -96,7 +96,7 @@ def test_invitation_new_address_registers_verifies_and_accepts(browsers, mailbox
     # the invited address joined on its own (at sign-up, or once verified): the
     # invitation is used, and the page says where this person is a member now
     guest.wait_text("h1", "This invitation link does not work")
-    guest.find(f"#my-orgs a[href='/orgs/{org_id}']").click()
+    guest.click(f"#my-orgs a[href='/orgs/{org_id}']")
     guest.wait_text("h1", "Owner")
     guest.shot("joined")
     guest.open(f"/orgs/{org_id}/employees")
@@ -157,7 +157,7 @@ def test_two_factor_setup_with_the_qr_code_then_sign_in_with_a_recovery_code(bro
     sign_in(cy, user.email)
     cy.open("/account/2fa")
     cy.click("#setup-2fa")
-    assert cy.find("#qr svg")  # drawn server side
+    wait_until(lambda: cy.all("#qr svg"), timeout=20, what="the QR code")  # drawn server side
     secret = cy.text("#mfa-secret")
     cy.shot("2fa-qr")
     cy.fill(code="000000")

@@ -33,7 +33,7 @@ def test_a_manager_creates_a_bulk_job_and_the_progress_bar_reaches_100(browsers,
     ann.click("#create-bulk")  # nobody chosen: the API's field error, nothing created
     ann.wait_text(".field-error[data-field=assignee_ids]", "")
     ann.fill(title="Read the handbook")
-    ann.click("[data-check-all=assignee_ids]")
+    ann.click("[data-check-all=assignee_ids]", navigates=False)
     ann.shot("bulk-form")
     ann.click("#create-bulk")
     ann.wait_text("#bulk-status", "done", timeout=30)
@@ -74,7 +74,7 @@ def test_a_member_sees_a_notification_arrive_live_and_marks_it_read(browsers, ru
     assert len(mo.all("#feed .item")) == before + 1
     mo.wait_text("#unread-badge", "1")
     mo.shot("arrived-live")
-    mo.find("#feed .item.unread button").click()
+    mo.click("#feed .item.unread button", navigates=False)  # the script marks it, no reload
     wait_until(lambda: not mo.all("#feed .item.unread"), timeout=10, what="the item to be read")
     wait_until(lambda: not mo.find("#unread-badge").is_displayed(), timeout=10, what="the badge to clear")
     mo.shot("read")
@@ -105,7 +105,7 @@ def test_the_emailed_task_link_opens_the_task_and_its_settings_link_the_preferen
     settings = mailed_link(mailbox, member.email, r"(http://\S+/settings/notifications\?kind=task_assigned)")
     mo.open(settings)
     assert mo.find("#focus").text.startswith("task assigned")
-    mo.find("[name='task_assigned:email']").click()
+    mo.click("[name='task_assigned:email']", navigates=False)
     mo.fill(timezone="Mars/Olympus")  # refused by the API, beside the field; nothing stored
     mo.click("#save-preferences")
     mo.wait_text(".field-error[data-field=timezone]", "")
@@ -169,7 +169,7 @@ def test_an_operator_replays_a_parked_dead_letter_and_the_queue_drains(browsers,
     row = op.find(f"tr.dead-letter[data-event-id='{envelope['event_id']}']")
     assert "MongoDB did not answer" in row.text
     op.shot("dead-letter")
-    row.find_element("css selector", "button.replay-one").click()
+    op.click(f"tr.dead-letter[data-event-id='{envelope['event_id']}'] button.replay-one")
     op.wait_text("#dl-result", "replayed 1")
     op.shot("replayed")
     wait_until(lambda: title in str(member.get("/notifications").json()["items"]), timeout=30,
