@@ -1,10 +1,17 @@
-"""``python -m web_svc``: the web console on WEB_PORT (config.yaml), an eventlet WSGI server."""
-import eventlet
-import eventlet.wsgi
+"""``python -m web_svc``: the web console on WEB_PORT (config.yaml), an eventlet WSGI server.
+Every line it writes is one JSON object, as with ``shared.run``: warnings go
+through logging, eventlet's import-time deprecation notice is filtered out."""
+import logging
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+logging.captureWarnings(True)
+
+import eventlet  # noqa: E402
+import eventlet.wsgi  # noqa: E402
 
 eventlet.monkey_patch()  # noqa: E402  before sockets are imported
 
-import logging  # noqa: E402
 import logging.config  # noqa: E402
 import os  # noqa: E402
 

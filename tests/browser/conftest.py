@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
@@ -58,17 +58,17 @@ class Browser:
     def click(self, css: str, navigates: bool = True) -> None:
         """Click; when it loads a page (a link, a form), wait until the new one is there,
         so the next look is not at the page being left."""
-        old = self.find("html")
+        self.driver.execute_script("window.__leaving = true;")  # a mark only the old page has
         self.find(css).click()
         if navigates:
-            wait_until(lambda: self._gone(old), timeout=20, interval=0.05, what=f"the page after {css}")
+            wait_until(self._new_page, timeout=20, interval=0.05, what=f"the page after {css}")
 
-    @staticmethod
-    def _gone(element) -> bool:
+    def _new_page(self) -> bool:
         try:
-            return not element.is_enabled()  # any call on a left page's element raises
-        except StaleElementReferenceException:
-            return True
+            return self.driver.execute_script(
+                "return window.__leaving === undefined && document.readyState === 'complete';")
+        except WebDriverException:  # caught mid-navigation: look again
+            return False
 
     def text(self, css: str = "body") -> str:
         return self.find(css).text
