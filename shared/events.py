@@ -302,10 +302,11 @@ class ReliableEventHandler(EventHandler):
         self.slots = self.container.__dict__.setdefault(
             "_event_slots", Semaphore(int(config.get("EVENT_CONCURRENCY", 8))))
         self.publisher = AmqpPublisher(config["AMQP_URI"])
-        self.mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
-        if self.mongo is None:
+        mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
+        if mongo is None:
             raise RuntimeError(f"{self.handler_key}: @handles needs a Mongo dependency "
                                "to record handled event ids")
+        self.mongo: Mongo = mongo
 
     @property
     def queue_name(self) -> str:

@@ -25,13 +25,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import services
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SERVICES = {  # nameko name -> package
-    "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
-    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
-    "gateway": "gateway_svc",
-}
+SERVICES = {**services.SERVICES, services.GATEWAY: "gateway_svc"}  # nameko name -> package
 METRICS_BASE_PORT = 9101
 
 

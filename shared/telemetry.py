@@ -6,7 +6,9 @@
 * binds the request's correlation id (the gateway's X-Request-ID, carried in
   nameko's context data over RPC and events) to the current green thread so
   every log line of that call carries it;
-* writes one JSON log line: service, entrypoint, duration, outcome;
+* writes one JSON log line: service, entrypoint, duration, outcome (at DEBUG
+  for an HTTP entrypoint's success: the web server's access line, JSON
+  too, already records that request);
 * observes the entrypoint counter and latency histogram;
 * reports unexpected errors to Sentry (expected ones are not).
 """
@@ -41,6 +43,16 @@ CACHE_REQUESTS = Counter("cache_requests_total", "Cache look-ups", ["service", "
 RPC_TIMEOUTS = Counter("rpc_timeouts_total", "RPC calls that timed out", ["service", "target"])
 REDIS_ERRORS = Counter("redis_errors_total", "Redis failures tolerated (fail open)",
                        ["service", "what"])
+
+
+_cache_log = logging.getLogger("workforce.cache")
+
+
+def count_cache(service: str, result: str, key: str) -> None:
+    """Every cache look-up: the hit/miss/error counter, and a debug line naming the key."""
+    CACHE_REQUESTS.labels(service, result).inc()
+    _cache_log.debug("cache %s %s", result, key,
+                     extra={"fields": {"service": service, "cache": result, "key": key}})
 
 
 def current_correlation_id() -> str | None:
@@ -117,11 +129,15 @@ class Telemetry(DependencyProvider):
             outcome = "error"
         ENTRYPOINT_CALLS.labels(service, entrypoint, outcome).inc()
         ENTRYPOINT_LATENCY.labels(service, entrypoint).observe(duration)
-        fields = {"service": service, "entrypoint": entrypoint, "outcome": outcome,
-                  "duration_ms": round(duration * 1000, 3)}
-        if exc_info is not None:
-            fields["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
-        _log.info("%s.%s %s", service, entrypoint, outcome, extra={"fields": fields})
+        # an HTTP request that went well already has its one access line (the web server's)
+        level = logging.DEBUG if outcome == "ok" and getattr(
+            worker_ctx.entrypoint, "access_logged", False) else logging.INFO
+        if _log.isEnabledFor(level):
+            fields = {"service": service, "entrypoint": entrypoint, "outcome": outcome,
+                      "duration_ms": round(duration * 1000, 3)}
+            if exc_info is not None:
+                fields["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
+            _log.log(level, "%s.%s %s", service, entrypoint, outcome, extra={"fields": fields})
         if outcome == "error" and self.container.config.get("SENTRY_DSN"):
             import sentry_sdk
 

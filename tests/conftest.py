@@ -9,7 +9,7 @@
 """
 import eventlet
 
-eventlet.monkey_patch()  # noqa: E402  must run before anything else imports sockets
+eventlet.monkey_patch()  # noqa: E402  done already by tests.green (pyproject addopts), before plugins
 
 import os  # noqa: E402
 import uuid  # noqa: E402
@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from shared import mesh  # noqa: E402
-from tests.tokens import TEST_PRIVATE_KEYS_PEM  # noqa: E402
+from tests.tokens import TEST_PRIVATE_KEYS_PEM, TEST_SEALING_KEY  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 RABBIT_AUTH = ("guest", "guest")
@@ -83,6 +83,7 @@ def make_config(mongo_uri, vhost_factory):
             # deterministic Ed25519 keys (tests/tokens.py): tokens minted by
             # tests.tokens.auth_headers are accepted by a gateway of this config
             "JWT_PRIVATE_KEYS": TEST_PRIVATE_KEYS_PEM,
+            "SEALING_KEYS": TEST_SEALING_KEY,
             "BCRYPT_ROUNDS": 4,
         }
         config.update(overrides)
@@ -133,6 +134,7 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
             BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
             RATE_LIMIT_AUTH="100000/60",
             RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
+            OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",  # webhook and push receivers of the tests
         ) as running:
             yield running
     finally:

@@ -8,6 +8,7 @@ from pathlib import Path
 import requests
 
 from shared import mesh as mesh_mod
+from shared.cli import rpc_call
 from tests.helpers import wait_until
 
 BULK_LIMIT = 5  # bulk requests per minute per user in the e2e mesh
@@ -26,6 +27,10 @@ class RunningMesh:
 
     def request(self, method, path, **kwargs):
         return requests.request(method, f"{self.api}{path}", timeout=15, **kwargs)
+
+    def operator(self, service, method, *args):
+        """What an operator does from `nameko shell` or shared.cli (plans, verifying)."""
+        return rpc_call({"AMQP_URI": self.env["AMQP_URI"]}, service, method, *args, timeout=10)
 
     def wait_healthy(self, timeout=90):
         def healthy():

@@ -1,6 +1,7 @@
 """Pure pieces of shared/: envelope, retry schedule, limiter arithmetic,
 error crossing and mapping, and the idempotency skip of @handles."""
 import json
+import logging
 from unittest.mock import MagicMock
 
 import eventlet
@@ -170,9 +171,36 @@ def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
     handler.queue_consumer.ack_message.assert_called_once_with(message)
 
 
+def test_gateway_connections_send_answers_without_waiting_for_acks():
+    import socket
+
+    from gateway_svc.http import NoDelayProtocol
+
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname()):
+        conn, _ = listener.accept()
+        with conn:
+            assert not conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            protocol = NoDelayProtocol.__new__(NoDelayProtocol)  # what the server does per connection
+            protocol.request = conn
+            protocol.setup()
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_mongodb_writes_wait_for_a_majority_unless_configured_otherwise():
     from shared.mongo import concerns
 
     assert concerns({}) == {"w": "majority", "readConcernLevel": "local"}
     assert concerns({"MONGODB_WRITE_CONCERN": "1", "MONGODB_READ_CONCERN": "majority"}) == \
         {"w": 1, "readConcernLevel": "majority"}
+
+
+def test_every_cache_look_up_is_counted_and_logged_at_debug(caplog):
+    from shared.telemetry import CACHE_REQUESTS, count_cache
+
+    before = CACHE_REQUESTS.labels("svc-x", "hit")._value.get()
+    with caplog.at_level(logging.DEBUG, logger="workforce.cache"):
+        count_cache("svc-x", "hit", "teams:team:o1:t1")
+    assert CACHE_REQUESTS.labels("svc-x", "hit")._value.get() == before + 1
+    (record,) = [r for r in caplog.records if r.name == "workforce.cache"]
+    assert record.levelno == logging.DEBUG and record.fields["key"] == "teams:team:o1:t1"
