@@ -4,8 +4,11 @@ ssl imported before eventlet.monkey_patch() recurses forever when a client sets
 up TLS (eventlet's SSLContext.minimum_version loop). Services under
 ``nameko run`` are patched first thing already."""
 import os
+import warnings
 
-import eventlet
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # as shared.run does
+
+import eventlet  # noqa: E402
 
 # trio (selenium's, for tests/browser) registers a hypothesis plugin that imports
 # trio, and trio cannot load over eventlet's patched socket: hypothesis loads none (anyio's

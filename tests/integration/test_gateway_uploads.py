@@ -49,3 +49,11 @@ def test_uploads_must_be_multipart_with_a_file_part(gateway):
     assert wrong.status_code == 415
     missing = requests.post(f"{gateway}/upload", files={"other": ("a.txt", b"x", "text/plain")})
     assert missing.status_code == 422 and "file" in missing.json()["errors"]
+
+
+def test_a_file_past_what_rpc_can_carry_is_a_413_not_a_500(gateway, monkeypatch):
+    from gateway_svc.routes import tasks
+    monkeypatch.setattr(tasks, "RPC_FILE_CEILING", 2000)  # 90 MiB in production
+    big = requests.post(f"{gateway}/upload", files={"file": ("a.txt", b"x" * 2001, "text/plain")})
+    assert big.status_code == 413 and "2000 bytes" in big.json()["detail"]
+    assert requests.post(f"{gateway}/upload", files={"file": ("a.txt", b"x" * 2000)}).status_code == 201
