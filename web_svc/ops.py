@@ -3,8 +3,9 @@ and RabbitMQ's management API (queues), the same calls as ``shared.cli``."""
 from __future__ import annotations
 
 from shared import cli
+from shared.services import SERVICES as _SERVICES
 
-SERVICES = cli.SERVICES
+SERVICES = tuple(_SERVICES)  # nameko names, in the mesh's order
 
 
 class Ops:
