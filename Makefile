@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: run test unit integration e2e bench lint venv clean
+.PHONY: run test unit integration e2e browser browsers bench lint venv clean
 
 $(STAMP): requirements.in requirements-dev.in constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || \
@@ -20,9 +20,17 @@ venv: $(STAMP)
 run: $(STAMP)  ## start the whole mesh (Ctrl-C stops it)
 	$(PY) -m shared.mesh run
 
-test: $(STAMP)  ## unit, integration and e2e tests against real servers
+test: $(STAMP) browsers  ## unit, integration, e2e and browser tests against real servers
 	$(PY) -m shared.mesh check
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+browsers:  ## Debian's Chromium and its driver for tests/browser (installed once)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+browser: $(STAMP) browsers
+	$(PY) -m shared.mesh check
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -161,7 +161,7 @@ class Accounts:
         self.mfa_ttl = int(config.get("MFA_TOKEN_TTL", 300))
         self.unlock_ttl = int(config.get("UNLOCK_TOKEN_TTL", 3600))
         self.device_ttl = int(config.get("KNOWN_DEVICE_TTL", 180 * 24 * 3600))
-        self.public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8000")
+        self.public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8080")
 
     # -- helpers -------------------------------------------------------------
     def _redis(self, operation):

@@ -211,3 +211,18 @@ class AuthService(base.ServiceBase):
     @rpc
     def jwks(self):
         return self.keys.jwks()
+
+    # -- for operators (shared.cli create-admin; the web console's operator pages) ----
+    @rpc
+    def set_operator(self, email, operator=True):
+        """Grant (or take away) the operator flag; answers the user or None."""
+        user = self.store.user_by_email(normalise_email(email)) if isinstance(email, str) else None
+        if user is None:
+            return None
+        self.store.update_user(user["_id"], {"operator": bool(operator)})
+        return brief_user(user)
+
+    @rpc
+    def is_operator(self, user_id):
+        user = self.store.user(user_id) if isinstance(user_id, str) else None
+        return bool(user and user.get("operator") and not user.get("deleted_at"))

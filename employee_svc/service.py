@@ -405,7 +405,7 @@ class EmployeeService(base.ServiceBase):
                 "invited_by_user_id": actor["user_id"], "org_name": org.get("name", ""),
                 "created_at": domain.now()})
         accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
-                      f"/api/v1/invitations/{token}/accept")
+                      f"/invitations/{token}")  # the web console's page
         sealed_link = seal(self.config, accept_url, domain.INVITATION_TTL.total_seconds())
         self.events.publish("employee.invited", {
             "org_id": org["org_id"], "invitation_id": doc["_id"], "email": email,

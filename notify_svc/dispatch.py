@@ -384,6 +384,9 @@ class Notifier:
         locale = delivery.get("locale", "en")
         rendered = self.render(delivery.get("org_id"), delivery["kind"], locale, context)
         footer = self.footer(context, locale)
+        settings = domain.preferences_link(self.config.get("PUBLIC_URL") or "", delivery["kind"])
+        if settings:  # every email but a security message: where to turn it off
+            footer = f"Choose which emails you get: {settings}\n{footer}"  # the fixed notice ends it
         rendered["html"] = html_email(rendered["subject"], rendered["text"], context.get("link"),
                                       locale, footer, rendered.get("html"))
         rendered["text"] = f"{rendered['text'].rstrip()}\n\n-- \n{footer}\n"

@@ -57,6 +57,15 @@ def is_critical(kind: str) -> bool:
     return KINDS[kind][1]
 
 
+def preferences_link(public_url: str, kind: str) -> str | None:
+    """The "choose which emails you get" link of every email that is not a
+    security message (the web console's settings page, this kind in focus)."""
+    if kind in KINDS and is_critical(kind):
+        return None
+    query = f"?kind={kind}" if kind in KINDS else ""
+    return f"{public_url.rstrip('/')}/settings/notifications{query}"
+
+
 @dataclass
 class Recipient:
     user_id: str | None          # None: an address only (an invitation)

@@ -175,16 +175,23 @@ def dl_purge(config, service):
 @click.password_option()
 @click.pass_obj
 def create_admin(config, email, name, password):
-    """Create the first user; they own their organization (role owner)."""
-    from shared.errors import AppError
+    """Create an operator: a user (owner of their organization) with the operator
+    flag that opens the web console's operator pages. An existing account keeps
+    its password and gets the flag."""
+    from shared.errors import AppError, Conflict
 
     try:
         result = rpc_call(config, "auth", "register",
                           {"email": email, "password": password, "name": name}, timeout=30)
+        user = result["user"]
+        click.echo(f"created {user['email']} (user {user['user_id']}); "
+                   "their organization appears in a moment: GET /api/v1/orgs")
+    except Conflict:
+        click.echo(f"{email} has an account already")
     except AppError as exc:
         raise click.ClickException(f"{exc.detail} {json.dumps(exc.errors) if exc.errors else ''}") from None
-    click.echo(f"created {result['user']['email']} (user {result['user']['user_id']}); "
-               "their organization appears in a moment: GET /api/v1/orgs")
+    user = rpc_call(config, "auth", "set_operator", email, True)
+    click.echo(f"{user['email']} is an operator")
 
 
 @cli.command("set-plan")

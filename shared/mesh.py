@@ -7,7 +7,9 @@
   not set: on disk under ./var/db for ``run``, in memory for tests;
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
-  and nothing else, on Ctrl-C or exit.
+  and nothing else, on Ctrl-C or exit;
+* starts the web console (``python -m web_svc``, docs/web.md) beside them on
+  WEB_PORT (default 8080), the base of emailed links (PUBLIC_URL).
 """
 from __future__ import annotations
 
@@ -159,6 +161,7 @@ class Mesh:
     env: dict
     log_dir: Path
     gateways: int = 1
+    web: bool = False  # also start the web console (WEB_PORT in env)
     replicas: int = 1  # processes of every other service
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
@@ -172,14 +175,16 @@ class Mesh:
         env = dict(self.env)
         if index:  # only the first copy serves the service's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
-        return subprocess.Popen(
-            service_command(f"{SERVICES[name]}.service"),
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent)
+        command = ([str(VENV_BIN / "python"), "-m", "web_svc"] if name == "web" else
+                   service_command(f"{SERVICES[name]}.service"))
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         for name in SERVICES:
             self.start_service(name)
+        if self.web:
+            self.procs["web"] = [self._spawn("web", 0)]
 
     def kill_replica(self, name: str, index: int = 0) -> None:
         """SIGKILL one process of a service (no clean shut-down, no acks), then start
@@ -254,8 +259,11 @@ def run(gateways: int, replicas: int = 1) -> None:
             sys.exit(f"Port {port} is taken and MONGODB_URI is not set: set MONGODB_URI to "
                      "that server, or SECANTUS_PORT to a free port.")
         db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
-    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways,
-                replicas=replicas)
+    web_port = os.environ.get("WEB_PORT", "8080")
+    web_url = f"http://127.0.0.1:{web_port}"
+    mesh = Mesh(base_env(mongo_uri, **metrics_env(), WEB_PORT=web_port,
+                         PUBLIC_URL=os.environ.get("PUBLIC_URL", web_url)),
+                var / "log", gateways=gateways, replicas=replicas, web=True)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -264,9 +272,10 @@ def run(gateways: int, replicas: int = 1) -> None:
         signal.signal(signum, shutdown)
     try:
         mesh.start()
-        api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
+        api = f"http://{os.environ.get('GATEWAY_ADDRESS', '127.0.0.1:8000')}"
         print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes, "
               f"{replicas} of every other service), logs in {var / 'log'}")
+        print(f"  web      {web_url}  (the console; emailed links open here)")
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")

@@ -118,3 +118,42 @@ def s3_endpoint():
 @pytest.fixture
 def unique():
     return uuid.uuid4().hex[:12]
+
+
+# -- the whole mesh, once per session (tests/e2e and tests/browser share it) ----------
+@pytest.fixture(scope="session")
+def mailbox():
+    from tests.e2e.mailbox import Mailbox
+
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
+def running_mesh(mongo_uri, tmp_path_factory, mailbox):
+    """The mesh as ``make run`` starts it, the web console included."""
+    from tests.e2e.conftest import BULK_LIMIT, started_mesh
+
+    vhost = f"e2e-{uuid.uuid4().hex[:10]}"
+    amqp_uri = _create_vhost(vhost)
+    try:
+        with started_mesh(
+            mongo_uri, tmp_path_factory.mktemp("mesh-logs"), gateways=2, web=True,
+            AMQP_URI=amqp_uri,
+            REDIS_URI=REDIS_URI,
+            MONGODB_DB_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
+            RPC_TIMEOUT="5",
+            LOG_LEVEL="INFO",
+            SMTP_URL=mailbox.url,
+            JWT_KEYS_DIR=str(tmp_path_factory.mktemp("keys")),
+            TASK_FILES_DIR=str(tmp_path_factory.mktemp("files")),
+            BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
+            RATE_LIMIT_AUTH="100000/60",
+            RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
+            OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",  # webhook and push receivers of the tests
+        ) as running:
+            yield running
+    finally:
+        _delete_vhost(vhost)

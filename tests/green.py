@@ -3,10 +3,15 @@ plugins: nameko's and schemathesis's import requests, urllib3 and ssl, and an
 ssl imported before eventlet.monkey_patch() recurses forever when a client sets
 up TLS (eventlet's SSLContext.minimum_version loop). Services under
 ``nameko run`` are patched first thing already."""
+import os
 import warnings
 
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")  # as shared.run does
 
 import eventlet  # noqa: E402
 
+# trio (selenium's, for tests/browser) registers a hypothesis plugin that imports
+# trio, and trio cannot load over eventlet's patched socket: hypothesis loads none (anyio's
+# pytest plugin is off in pyproject's addopts for the same reason)
+os.environ.setdefault("HYPOTHESIS_NO_PLUGINS", "1")
 eventlet.monkey_patch()

@@ -69,6 +69,7 @@ def unseal_link(config: dict, data: dict) -> str:
 
 
 def token_of(config: dict, data: dict) -> str:
-    """The reset/verification/invitation token inside an event's sealed link."""
+    """The reset/verification/invitation token inside an event's sealed link
+    (``...?token=<t>`` or the console's ``.../invitations/<t>``)."""
     link = unseal_link(config, data)
-    return link.split("token=")[-1] if "token=" in link else link.split("/")[-2]
+    return link.split("token=")[-1] if "token=" in link else link.rstrip("/").split("/")[-1]

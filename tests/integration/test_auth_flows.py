@@ -100,7 +100,7 @@ def test_register_verify_and_profile(api, unique):
     event = wait_event("user.registered", email=normalised)
     token = token_of(api.config, event["data"])     # the link is sealed in the event
     assert unseal_link(api.config, event["data"]) == (
-        f"http://127.0.0.1:8000/verify-email?token={token}")
+        f"http://127.0.0.1:8080/verify-email?token={token}")
     assert token not in json.dumps(event)
     me = api("GET", "/users/me", body["access_token"])
     assert me.status_code == 200 and me.json()["user_id"] == body["user"]["user_id"]

@@ -115,6 +115,7 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
     assert "Welcome" in welcome["Subject"]
     assert f"https://app.test/verify?t={ann}" in body_text(welcome)
     assert f"https://app.test/verify?t={ann}" in body_html(welcome)
+    assert "/settings/notifications" not in body_text(welcome)  # a security message
     mesh.emit("auth", "user.registered", {"user_id": bob, "email": bob_mail, "name": "Bob",
                                           "sealed_link": sealed(mesh, "https://v")})
     smtp_sink.wait_for(bob_mail)
@@ -173,6 +174,11 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
         assert subject in msg["Subject"], (event_type, msg["Subject"])
         if link:
             assert link in body_text(msg), event_type
+        # every email but a security message links the settings page (to unsubscribe)
+        security = event_type in {"user.password.reset", "user.password.changed", "employee.invited"}
+        settings = "https://app.test/settings/notifications"
+        assert (settings in body_text(msg)) is not security, event_type
+        assert (settings in body_html(msg)) is not security, event_type
     # in-app: newest first, every person-addressed event above is there
     kinds_ann = [n["kind"] for n in feed(mesh, ann, limit=100)]
     assert kinds_ann[0] == "task_completed"

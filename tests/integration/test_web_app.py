@@ -1,0 +1,78 @@
+"""The web console's Flask app with its test client, against the real Redis; the
+gateway it would call is a closed port (what a person sees when the API is down)."""
+import re
+
+import pytest
+import redis
+
+from shared import mesh
+from tests.conftest import REDIS_URI
+from web_svc.app import create_app
+
+
+def make_app(**overrides):
+    config = {"REDIS_URI": REDIS_URI, "AMQP_URI": "pyamqp://guest:guest@127.0.0.1:1",
+              "GATEWAY_URL": f"http://127.0.0.1:{mesh.free_port()}",  # nothing listens
+              "PUBLIC_URL": "http://127.0.0.1:8080", "WEB_SECRET_KEY": "test-secret", **overrides}
+    return create_app(config)
+
+
+@pytest.fixture
+def client():
+    return make_app().test_client()
+
+
+def csrf_of(page: bytes) -> str:
+    return re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+
+
+def test_the_session_cookie_is_an_id_only_httponly_lax_and_secure_behind_https():
+    plain = make_app().test_client().get("/login").headers["Set-Cookie"]
+    assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Secure" not in plain
+    sid = re.match(r"wf_session=([^;]+)", plain).group(1)
+    assert redis.Redis.from_url(REDIS_URI).exists(f"web:session:{sid}")  # the data is server side
+    secure = make_app(PUBLIC_URL="https://work.example").test_client().get("/login").headers["Set-Cookie"]
+    assert "Secure" in secure
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(client):
+    response = client.post("/login", data={"email": "a@example.com", "password": "x" * 12})
+    assert response.status_code == 400
+    assert b"did not come from this site" in response.data
+
+
+def test_with_its_token_the_form_goes_through_and_an_api_outage_is_a_503_page(client):
+    token = csrf_of(client.get("/login").data)
+    response = client.post("/login", data={"email": "a@example.com", "password": "x" * 12,
+                                           "csrf_token": token})
+    assert response.status_code == 503
+    assert b"not reachable" in response.data
+
+
+def test_an_emailed_token_leaves_the_url_at_once_and_never_goes_in_a_referer(client):
+    response = client.get("/reset-password?token=secret-reset-token")
+    assert response.status_code == 302 and response.headers["Location"] == "/reset-password"
+    page = client.get("/reset-password")
+    assert page.status_code == 200 and b"At least 10 characters." in page.data
+    assert b"secret-reset-token" not in page.data
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_link_without_its_token_answers_a_clear_page(client):
+    for path, what in [("/verify-email", b"verification"), ("/reset-password", b"password reset"),
+                       ("/invitation", b"invitation")]:
+        response = client.get(path)
+        assert response.status_code == 400
+        assert b"This " + what + b" link does not work" in response.data
+
+
+def test_signed_out_people_are_sent_to_sign_in_from_every_private_page(client):
+    for path in ("/ops/", "/ops/queues", "/account", "/notifications", "/orgs/o1/tasks"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/login?next="), path
+    assert client.get("/live").status_code == 401
+
+
+def test_health(client):
+    assert client.get("/healthz").json == {"ok": True}

@@ -1,0 +1,1 @@
+"""The web console: a Flask backend-for-frontend over the gateway's HTTP API (docs/web.md)."""

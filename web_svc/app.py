@@ -1,0 +1,108 @@
+"""The Flask app: sessions in Redis, CSRF on every form, one error page per kind."""
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import redis
+from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask_session import Session
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from web_svc import auth
+from web_svc.gateway import ApiError, Gateway
+from web_svc.ops import Ops
+
+log = logging.getLogger(__name__)
+SECRET_KEY = "web:secret-key"
+
+
+def _secret_key(client: redis.Redis, configured: str | None) -> str:
+    """WEB_SECRET_KEY, else one generated once and shared by every replica via Redis."""
+    if configured:
+        return configured
+    client.set(SECRET_KEY, secrets.token_urlsafe(48), nx=True)
+    return client.get(SECRET_KEY).decode()
+
+
+def gateway_url(config: dict) -> str:
+    return config.get("GATEWAY_URL") or f"http://{config.get('WEB_SERVER_ADDRESS', '127.0.0.1:8000')}"
+
+
+def create_app(config: dict) -> Flask:
+    app = Flask(__name__)
+    client = redis.Redis.from_url(config["REDIS_URI"], socket_timeout=float(config.get("REDIS_TIMEOUT", 2)))
+    public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8080")
+    app.config.update(
+        SECRET_KEY=_secret_key(client, config.get("WEB_SECRET_KEY")),
+        SESSION_TYPE="redis", SESSION_REDIS=client, SESSION_KEY_PREFIX="web:session:",
+        SESSION_PERMANENT=True,
+        SESSION_REFRESH_EACH_REQUEST=False,  # save only a changed session: a page's script
+        # polling beside a form post must not write back an older copy over it
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=int(config.get("REFRESH_TOKEN_TTL", 2592000))),
+        SESSION_COOKIE_NAME="wf_session", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=urlsplit(public_url).scheme == "https",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        GATEWAY_URL=gateway_url(config),
+        WS_URL=config.get("GATEWAY_WS_URL") or gateway_url(config).replace("http", "ws", 1) + "/api/v1/ws",
+        SWAGGER_URL=gateway_url(config) + "/api/v1/docs",
+    )
+    app.extensions["web_redis"] = client
+    app.extensions["gateway"] = Gateway(app.config["GATEWAY_URL"])
+    app.extensions["ops"] = Ops(config)
+    Session(app)
+    CSRFProtect(app)
+
+    from web_svc.views import operator, people, work
+
+    app.register_blueprint(people.bp)
+    app.register_blueprint(work.bp)
+    app.register_blueprint(operator.bp)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"ok": True})
+
+    @app.context_processor
+    def context():
+        return {"user": auth.current_user(), "is_operator_nav": bool(session.get("operator")),
+                "current_org": session.get("org")}
+
+    @app.after_request
+    def headers(response):
+        # emailed links carry tokens: never let them leave in a Referer
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if auth.signed_in():
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.errorhandler(auth.SignInRequired)
+    def sign_in_again(_exc):
+        return redirect(url_for("people.login", next=request.path))
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        status = exc.status if exc.status in (403, 404, 409, 422, 429) else 503
+        if exc.status >= 500:
+            log.warning("API answered %s on %s", exc.status, request.path)
+        return render_template("error.html", status=status, detail=exc.detail), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template("error.html", status=400, detail=(
+            "This form has expired or did not come from this site. Reload the page and try again.")), 400
+
+    @app.errorhandler(404)
+    def not_found(_exc):
+        return render_template("error.html", status=404, detail="There is no such page."), 404
+
+    @app.errorhandler(500)
+    def broken(_exc):
+        detail = "Something broke on our side; it is logged."
+        return render_template("error.html", status=500, detail=detail), 500
+
+    return app
