@@ -18,21 +18,21 @@ $(STAMP): requirements.in requirements-dev.in constraints.txt
 venv: $(STAMP)
 
 run: $(STAMP)  ## start the whole mesh (Ctrl-C stops it)
-	$(PY) -m shared.mesh run
+	$(PY) -m ops.mesh run
 
 test: $(STAMP)  ## unit, integration and e2e tests against real servers
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: $(STAMP)
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 e2e: $(STAMP)
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff on everything, mypy on shared/ (pyproject.toml); CI runs it before the tests

@@ -145,7 +145,7 @@ class AuthService(base.ServiceBase):
 
     @rpc
     def confirm_email(self, user_id):
-        """Operator only (``shared.cli verify-email``, no HTTP route): vouch for the
+        """Operator only (``ops.cli verify-email``, no HTTP route): vouch for the
         account's current address as if its link had been used."""
         self.accounts.confirm_email(user_id)
 

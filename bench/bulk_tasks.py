@@ -30,7 +30,7 @@ from auth_svc.keys import jwks, key_from_seed  # noqa: E402
 from auth_svc.tokens import mint_access_token  # noqa: E402
 from bench.common import environment, wait  # noqa: E402
 from bench.neighbours import BOSS, ORG, employee  # noqa: E402
-from shared import mesh  # noqa: E402
+from ops import mesh  # noqa: E402
 from shared.mongo import database_name  # noqa: E402
 from task_svc.store import TaskStore  # noqa: E402
 

@@ -1,5 +1,5 @@
 """The whole mesh as separate processes, started once per test session the
-way ``make run`` starts it (shared.mesh), against the test servers."""
+way ``make run`` starts it (ops.mesh), against the test servers."""
 import contextlib
 import os
 import uuid
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared import mesh as mesh_mod
-from shared.cli import rpc_call
+from ops import mesh as mesh_mod
+from ops.cli import rpc_call
 from tests.conftest import _create_vhost, _delete_vhost
 from tests.e2e.mailbox import Mailbox
 from tests.helpers import wait_until
@@ -31,7 +31,7 @@ class RunningMesh:
         return requests.request(method, f"{self.api}{path}", timeout=15, **kwargs)
 
     def operator(self, service, method, *args):
-        """What an operator does from `nameko shell` or shared.cli (plans, verifying)."""
+        """What an operator does from `nameko shell` or ops.cli (plans, verifying)."""
         return rpc_call({"AMQP_URI": self.env["AMQP_URI"]}, service, method, *args, timeout=10)
 
     def wait_healthy(self, timeout=90):
