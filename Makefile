@@ -18,10 +18,10 @@ $(STAMP): requirements.in requirements-dev.in constraints.txt
 venv: $(STAMP)
 
 run: $(STAMP)  ## start the whole mesh (Ctrl-C stops it)
-	$(PY) -m shared.mesh run
+	$(PY) -m ops.mesh run
 
 test: $(STAMP) browsers  ## unit, integration, e2e and browser tests against real servers
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 browsers:  ## Debian's Chromium and its driver for tests/browser (installed once)
@@ -29,18 +29,18 @@ browsers:  ## Debian's Chromium and its driver for tests/browser (installed once
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 browser: $(STAMP) browsers
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 integration: $(STAMP)
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 e2e: $(STAMP)
-	$(PY) -m shared.mesh check
+	$(PY) -m ops.mesh check
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff on everything, mypy on shared/ (pyproject.toml); CI runs it before the tests

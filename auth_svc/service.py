@@ -145,7 +145,7 @@ class AuthService(base.ServiceBase):
 
     @rpc
     def confirm_email(self, user_id):
-        """Operator only (``shared.cli verify-email``, no HTTP route): vouch for the
+        """Operator only (``ops.cli verify-email``, no HTTP route): vouch for the
         account's current address as if its link had been used."""
         self.accounts.confirm_email(user_id)
 
@@ -212,7 +212,7 @@ class AuthService(base.ServiceBase):
     def jwks(self):
         return self.keys.jwks()
 
-    # -- for operators (shared.cli create-admin; the web console's operator pages) ----
+    # -- for operators (ops.cli create-admin; the web console's operator pages) ----
     @rpc
     def set_operator(self, email, operator=True):
         """Grant (or take away) the operator flag; answers the user or None."""

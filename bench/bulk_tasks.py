@@ -30,7 +30,7 @@ import requests  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from bench.common import environment, wait  # noqa: E402
-from shared import mesh  # noqa: E402
+from ops import mesh  # noqa: E402
 from shared.mongo import database_name  # noqa: E402
 from task_svc.store import TaskStore  # noqa: E402
 from tests.smtp_sink import SmtpSink  # noqa: E402

@@ -10,7 +10,7 @@ import uuid
 
 import requests
 
-from shared import mesh
+from ops import mesh
 
 MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 AUTH = ("guest", "guest")

@@ -29,7 +29,7 @@ from employee_svc import domain  # noqa: E402
 from employee_svc.service import employee_out  # noqa: E402
 from employee_svc.store import EmployeeStore  # noqa: E402
 from gateway_svc.cache import ResponseCache  # noqa: E402
-from shared import mesh  # noqa: E402
+from ops import mesh  # noqa: E402
 from shared.pagination import page  # noqa: E402
 from shared.redis import RedisTools, make_client, org_version_key  # noqa: E402
 

@@ -40,8 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import CpuMeter, server_pids  # noqa: E402
-from shared import cli, deadletters  # noqa: E402
-from shared import mesh as mesh_mod  # noqa: E402
+from ops import cli  # noqa: E402
+from ops import mesh as mesh_mod  # noqa: E402
+from shared import deadletters  # noqa: E402
 from shared.mongo import database_name  # noqa: E402
 from task_svc.domain import bulk_task_id  # noqa: E402
 from tests.conftest import _create_vhost, _delete_vhost  # noqa: E402

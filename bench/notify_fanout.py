@@ -38,7 +38,7 @@ from nameko.events import get_event_exchange  # noqa: E402
 
 from notify_svc.channels import build_message  # noqa: E402
 from notify_svc.service import NotificationService  # noqa: E402
-from shared import mesh  # noqa: E402
+from ops import mesh  # noqa: E402
 from shared.events import make_envelope  # noqa: E402
 from shared.mongo import Mongo  # noqa: E402
 from tests.smtp_sink import SmtpSink  # noqa: E402

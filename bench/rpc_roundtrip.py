@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import CpuMeter, server_pids  # noqa: E402
-from shared import mesh  # noqa: E402
+from ops import mesh  # noqa: E402
 
 AMQP = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672//").replace("pyamqp", "amqp")
 CONCURRENCY = 16

@@ -133,7 +133,7 @@ class OrganizationService(base.ServiceBase):
         doc = self._hand_over(org_id, actor["user_id"], body["user_id"], actor["user_id"])
         return domain.org_out(doc, self.config)
 
-    # --- operator (``shared.cli set-plan`` or a billing hook): no HTTP route --------
+    # --- operator (``ops.cli set-plan`` or a billing hook): no HTTP route --------
     @rpc
     def set_plan(self, org_id: str, plan: str) -> dict:
         """Move the org to ``plan``; 409 if it does not fit. Plans are billing's

@@ -17,7 +17,7 @@ import uuid  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402
 
-from shared import mesh  # noqa: E402
+from ops import mesh  # noqa: E402
 from tests.tokens import TEST_DATA_KEYS, TEST_PRIVATE_KEYS_PEM, TEST_SEALING_KEY  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")

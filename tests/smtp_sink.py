@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import mesh
+from ops import mesh
 from tests.helpers import wait_until
 
 SERVER = r"""

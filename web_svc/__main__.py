@@ -15,7 +15,7 @@ eventlet.monkey_patch()  # noqa: E402  before sockets are imported
 import logging.config  # noqa: E402
 import os  # noqa: E402
 
-from shared.cli import ROOT, load_config  # noqa: E402
+from ops.cli import ROOT, load_config  # noqa: E402
 from web_svc.app import create_app  # noqa: E402
 
 

@@ -1,8 +1,8 @@
 """What operator pages read: nameko's standalone RPC proxy (health, dead letters)
-and RabbitMQ's management API (queues), the same calls as ``shared.cli``."""
+and RabbitMQ's management API (queues), the same calls as ``ops.cli``."""
 from __future__ import annotations
 
-from shared import cli
+from ops import cli
 from shared.services import SERVICES as _SERVICES
 
 SERVICES = tuple(_SERVICES)  # nameko names, in the mesh's order

@@ -1,5 +1,5 @@
 """The whole mesh as separate processes, started the way ``make run`` starts
-it (shared.mesh), against the test servers. The session's one mesh (the
+it (ops.mesh), against the test servers. The session's one mesh (the
 ``running_mesh`` and ``mailbox`` fixtures, shared with tests/browser) is in
 tests/conftest.py."""
 import contextlib
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import requests
 
-from shared import mesh as mesh_mod
-from shared.cli import rpc_call
+from ops import mesh as mesh_mod
+from ops.cli import rpc_call
 from tests.helpers import wait_until
 
 BULK_LIMIT = 5  # bulk requests per minute per user in the e2e mesh
@@ -29,7 +29,7 @@ class RunningMesh:
         return requests.request(method, f"{self.api}{path}", timeout=15, **kwargs)
 
     def operator(self, service, method, *args):
-        """What an operator does from `nameko shell` or shared.cli (plans, verifying)."""
+        """What an operator does from `nameko shell` or ops.cli (plans, verifying)."""
         return rpc_call({"AMQP_URI": self.env["AMQP_URI"]}, service, method, *args, timeout=10)
 
     def wait_healthy(self, timeout=90):

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shared import mesh
+from ops import mesh
 
 
 class Mailbox:

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from shared import mesh
+from ops import mesh
 
 
 def _wait_port(port: int, up: bool, timeout: float, what: str) -> None:

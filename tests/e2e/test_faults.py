@@ -8,7 +8,7 @@ import eventlet
 import pytest
 import requests
 
-from shared.cli import rpc_call
+from ops.cli import rpc_call
 from tests.e2e.conftest import started_mesh
 from tests.e2e.servers import PrivateRabbit, PrivateRedis
 from tests.e2e.test_flows import employees, personal_org, register

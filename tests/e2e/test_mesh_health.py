@@ -51,7 +51,7 @@ def run_cli(running_mesh, *args):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "shared.cli", *args], env=running_mesh.env,
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=running_mesh.env,
                           capture_output=True, text=True, timeout=60,
                           cwd=running_mesh.env["PYTHONPATH"])
 

@@ -155,7 +155,7 @@ def run_cli(config, tmp_path, *args):
     """The operator CLI, as a separate process, against this test's broker."""
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in config.items() if k != "RATE_LIMITS"}))
-    result = subprocess.run([sys.executable, "-m", "shared.cli", "--config", str(path), *args],
+    result = subprocess.run([sys.executable, "-m", "ops.cli", "--config", str(path), *args],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -136,7 +136,7 @@ def test_the_verified_owner_of_the_address_gets_the_membership(base, unique):
     # the squatter moves to an address of their own and proves it: the invitation stays
     # with the address, not with the account that held it
     moved = requests.patch(f"{base}/users/me", headers=squatter, timeout=10,
-                           json={"email": f"squatter-{unique}@example.com"})
+                           json={"email": f"squatter-{unique}@example.com", "password": PASSWORD})
     assert moved.status_code == 200, moved.text
     verify(base, f"squatter-{unique}@example.com")
     assert my_invitations(base, squatter) == []

@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from shared import mesh
+from ops import mesh
 from shared.redis import RedisTools, make_client
 from tests.helpers import wait_until
 

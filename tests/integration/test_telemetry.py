@@ -10,7 +10,7 @@ import pytest
 import sentry_sdk
 from nameko.standalone.rpc import ServiceRpcProxy
 
-from shared import mesh
+from ops import mesh
 from shared import service as base
 from shared.errors import Timeout, Unavailable
 from shared.rpc import rpc

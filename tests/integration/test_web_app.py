@@ -5,7 +5,7 @@ import re
 import pytest
 import redis
 
-from shared import mesh
+from ops import mesh
 from tests.conftest import REDIS_URI
 from web_svc.app import create_app
 

@@ -12,9 +12,9 @@ def test_readme_permission_table_matches_the_code():
 
 
 def test_readme_configuration_reference_matches_config_yaml():
-    from shared.configdoc import markdown as config_table
+    from ops.configdoc import markdown as config_table
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     start = readme.index("<!-- config-table:start -->") + len("<!-- config-table:start -->")
     end = readme.index("<!-- config-table:end -->")
-    assert readme[start:end].strip() == config_table(), "run: python -m shared.configdoc"
+    assert readme[start:end].strip() == config_table(), "run: python -m ops.configdoc"

@@ -1,4 +1,4 @@
-"""Operator CLI: ``python -m shared.cli --help``.
+"""Operator CLI: ``python -m ops.cli --help``.
 
 Talks to the mesh the way an operator would: RPC over AMQP (nameko's
 standalone proxy) and RabbitMQ's management API. Reads config.yaml with the

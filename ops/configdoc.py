@@ -2,7 +2,7 @@
 
 Each ``KEY: ${ENV_VAR:default}`` line of config.yaml becomes a row (nested
 keys are written ``PARENT.KEY``); the comment lines just above a key, or at
-the end of its line, describe it. ``python -m shared.configdoc`` prints the
+the end of its line, describe it. ``python -m ops.configdoc`` prints the
 table; a test keeps the README's copy in step.
 """
 from __future__ import annotations
