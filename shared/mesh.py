@@ -5,6 +5,10 @@
   saying what to install or set;
 * starts SecantusDB (a MongoDB-wire server, stack.md) when ``MONGODB_URI`` is
   not set: on disk under ./var/db for ``run``, in memory for tests;
+* gives each service its own RabbitMQ and Redis user (shared.access), created
+  idempotently on the servers of AMQP_URI / REDIS_URI with the admin rights
+  of RABBITMQ_MANAGEMENT_URL / REDIS_URI (``SERVICE_USERS=0``: every service
+  uses AMQP_URI / REDIS_URI as they are);
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
   and nothing else, on Ctrl-C or exit.
@@ -23,13 +27,14 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared import access
+from shared.access import SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SERVICES = {  # nameko name -> package
-    "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
-    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
-    "gateway": "gateway_svc",
-}
+DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1"
+DEFAULT_REDIS_URI = "redis://127.0.0.1:6379/0"
+DEFAULT_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
 METRICS_BASE_PORT = 9101
 
 
@@ -161,6 +166,7 @@ class Mesh:
     env: dict
     log_dir: Path
     gateways: int = 1
+    service_env: dict[str, dict] = field(default_factory=dict)  # per service (its users)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
@@ -170,7 +176,7 @@ class Mesh:
     def _spawn(self, name: str, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
-        env = dict(self.env)
+        env = {**self.env, **self.service_env.get(name, {})}
         if index:  # only the first copy serves the gateway's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
         return subprocess.Popen(
@@ -224,11 +230,23 @@ def metrics_env() -> dict:
             for i, name in enumerate(SERVICES) if name != "gateway"}
 
 
+def service_users(env: dict) -> dict[str, dict]:
+    """Each service's own users on the servers of ``env`` (created or updated
+    now), as per-service environments; none when ``SERVICE_USERS=0``."""
+    if env.get("SERVICE_USERS", "1") == "0":
+        return {}
+    return access.provision(env.get("AMQP_URI", DEFAULT_AMQP_URI),
+                            env.get("REDIS_URI", DEFAULT_REDIS_URI),
+                            env.get("RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
+
+
 def run(gateways: int) -> None:
-    amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
-    redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
+    amqp_uri = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    redis_uri = os.environ.get("REDIS_URI", DEFAULT_REDIS_URI)
     ensure_rabbitmq(amqp_uri)
+    ensure_rabbitmq_management()
     ensure_redis(redis_uri)
+    users = service_users(dict(os.environ))
     var = ROOT / "var"
     db_proc = None
     mongo_uri = os.environ.get("MONGODB_URI")
@@ -238,7 +256,8 @@ def run(gateways: int) -> None:
             sys.exit(f"Port {port} is taken and MONGODB_URI is not set: set MONGODB_URI to "
                      "that server, or SECANTUS_PORT to a free port.")
         db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
-    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways)
+    mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways,
+                service_env=users)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -256,6 +275,8 @@ def run(gateways: int) -> None:
         print(f"  metrics  {api}/api/v1/metrics (services: ports "
               f"{METRICS_BASE_PORT}-{METRICS_BASE_PORT + len(SERVICES) - 2})")
         print(f"  MongoDB  {mongo_uri}")
+        print("  users    " + (f"one RabbitMQ and Redis user per service ({access.USER_PREFIX}*)"
+                                if users else "AMQP_URI / REDIS_URI for every service"))
         print("Ctrl-C stops everything.", flush=True)
         while True:
             dead = mesh.dead()
@@ -278,13 +299,17 @@ def main() -> None:
     run_p = sub.add_parser("run", help="start the whole mesh")
     run_p.add_argument("--gateways", type=int, default=int(os.environ.get("GATEWAYS", "2")))
     sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
+    sub.add_parser("users", help="create or update every service's RabbitMQ and Redis user "
+                                 "(compose and k8s run this once before the services)")
     args = parser.parse_args()
     if args.command == "run":
         run(args.gateways)
-    else:
-        ensure_rabbitmq(os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1"))
-        ensure_rabbitmq_management()
-        ensure_redis(os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0"))
+        return
+    ensure_rabbitmq(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI))
+    ensure_rabbitmq_management()
+    ensure_redis(os.environ.get("REDIS_URI", DEFAULT_REDIS_URI))
+    if args.command == "users":
+        service_users(dict(os.environ, SERVICE_USERS="1"))
 
 
 if __name__ == "__main__":

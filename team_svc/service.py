@@ -17,7 +17,7 @@ class TeamService(base.ServiceBase):
 
     store = Mongo(TeamStore)
     events = Events()
-    employees = ServiceRpc("employees")
+    employees = ServiceRpc("employees", methods=("get_employees", "get_membership"))
 
     # --- teams -------------------------------------------------------------
     @rpc

@@ -54,7 +54,9 @@ def started_mesh(mongo_uri, log_dir, gateways, **env):
     env = mesh_mod.base_env(mongo_uri, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
                             PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_BASE_MS="100",
                             **env)
-    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways)
+    # each service with its own RabbitMQ and Redis user, as make run does
+    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways,
+                         service_env=mesh_mod.service_users(env))
     running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env)
     try:
         mesh.start()
