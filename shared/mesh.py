@@ -227,7 +227,7 @@ def base_env(mongo_uri: str, **overrides: str) -> dict:
 
 def metrics_env() -> dict:
     return {f"METRICS_PORT_{name.upper()}": str(METRICS_BASE_PORT + i)
-            for i, name in enumerate(SERVICES) if name != "gateway"}
+            for i, name in enumerate(SERVICES)}
 
 
 def service_users(env: dict) -> dict[str, dict]:
@@ -272,8 +272,9 @@ def run(gateways: int) -> None:
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")
-        print(f"  metrics  {api}/api/v1/metrics (services: ports "
-              f"{METRICS_BASE_PORT}-{METRICS_BASE_PORT + len(SERVICES) - 2})")
+        print(f"  metrics  http://127.0.0.1:{METRICS_BASE_PORT}-"
+              f"{METRICS_BASE_PORT + len(SERVICES) - 1}/metrics (the gateway: "
+              f"{METRICS_BASE_PORT + len(SERVICES) - 1})")
         print(f"  MongoDB  {mongo_uri}")
         print("  users    " + (f"one RabbitMQ and Redis user per service ({access.USER_PREFIX}*)"
                                 if users else "AMQP_URI / REDIS_URI for every service"))

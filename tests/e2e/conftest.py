@@ -83,7 +83,9 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
             TASK_FILES_DIR=str(tmp_path_factory.mktemp("files")),
             BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
             RATE_LIMIT_AUTH="100000/60",
+            RATE_LIMIT_PUBLIC="100000/60",  # wait_healthy polls /health
             RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
+            METRICS_PORT_GATEWAY=str(mesh_mod.free_port()),
         ) as running:
             yield running
     finally:
