@@ -27,6 +27,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
+import requests
+
 from shared import access
 from shared.access import SERVICES
 
@@ -235,9 +238,14 @@ def service_users(env: dict) -> dict[str, dict]:
     now), as per-service environments; none when ``SERVICE_USERS=0``."""
     if env.get("SERVICE_USERS", "1") == "0":
         return {}
-    return access.provision(env.get("AMQP_URI", DEFAULT_AMQP_URI),
-                            env.get("REDIS_URI", DEFAULT_REDIS_URI),
-                            env.get("RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
+    try:
+        return access.provision(env.get("AMQP_URI", DEFAULT_AMQP_URI),
+                                env.get("REDIS_URI", DEFAULT_REDIS_URI),
+                                env.get("RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
+    except (requests.RequestException, redis.RedisError) as exc:
+        sys.exit(f"Could not create the services' RabbitMQ and Redis users ({exc}): "
+                 "RABBITMQ_MANAGEMENT_URL and REDIS_URI need admin rights, or set "
+                 "SERVICE_USERS=0 to run every service with AMQP_URI / REDIS_URI.")
 
 
 def run(gateways: int) -> None:
