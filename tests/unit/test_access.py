@@ -54,14 +54,14 @@ def test_only_auth_may_write_auth_keys():
 
 @pytest.mark.parametrize("service", [s for s in access.SERVICES if s != "gateway"])
 def test_every_rpc_call_is_in_the_proxys_methods(service):
-    """``self.<proxy>.<method>(`` anywhere in the package (and require_member's
+    """``self.<proxy>.<method>`` anywhere in the package (and require_member's
     get_membership) must be listed in ``ServiceRpc(..., methods=...)``."""
     cls = access.service_class(service)
     proxies = {name: member for name in dir(cls)
                if isinstance(member := getattr(cls, name), ServiceRpc)}
     source = "\n".join(p.read_text() for p in (ROOT / access.SERVICES[service]).rglob("*.py"))
     for attr, proxy in proxies.items():
-        called = set(re.findall(rf"\.{attr}\.([a-z_][a-z0-9_]*)\(", source))
+        called = set(re.findall(rf"\.{attr}\.([a-z_][a-z0-9_]*)\b", source))
         if re.search(rf"require_member\([^)]*self\.{attr}\b", source):
             called.add("get_membership")
         assert proxy.methods is not None, f"{service}.{attr}: list its methods"
