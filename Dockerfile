@@ -1,4 +1,4 @@
-# One image for every service: `nameko run --config config.yaml <pkg>.service`
+# One image for every service: `python -m shared.run <pkg>.service` (= nameko run --config config.yaml, JSON logs)
 FROM python:3.11-slim AS build
 WORKDIR /app
 COPY requirements.in constraints.txt ./
@@ -12,4 +12,4 @@ COPY --chown=app:app . .
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore::DeprecationWarning
 USER app
 # SERVICE is the package: auth_svc, org_svc, employee_svc, team_svc, task_svc, notify_svc, gateway_svc
-CMD ["sh", "-c", "exec nameko run --config config.yaml ${SERVICE}.service"]
+CMD ["sh", "-c", "exec python -m shared.run ${SERVICE}.service"]

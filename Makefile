@@ -8,6 +8,8 @@ export PYTHONWARNINGS ?= ignore::DeprecationWarning
 .PHONY: run test unit integration e2e bench lint venv clean
 
 $(STAMP): requirements.in requirements-dev.in constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || \
+		{ echo "Python 3.11 is needed (nameko 2 and eventlet are pinned for it): found '$$($(PYTHON) --version 2>&1)'; install python3.11 or run: make PYTHON=python3.11 run"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
 		-r requirements.in -r requirements-dev.in

@@ -2,7 +2,7 @@
 Redis, the signing keys and the event bus. ``service.py`` entrypoints call
 one method each.
 
-Redis keys (architecture.md naming):
+Redis keys (docs/architecture.md naming):
 
 * ``auth:fail:account:{h}`` / ``auth:fail:ip:{ip}``: failed logins in the
   window (``LOGIN_FAILURE_WINDOW``); ``h`` is a hash of the normalised email,

@@ -4,7 +4,6 @@ import logging
 
 import redis
 from nameko.extensions import DependencyProvider
-from nameko.timer import timer
 
 from auth_svc import schemas
 from auth_svc.accounts import Accounts, dummy_hash
@@ -17,6 +16,7 @@ from shared.events import Events
 from shared.mongo import Mongo
 from shared.redis import make_client
 from shared.rpc import rpc
+from shared.timers import periodic
 
 log = logging.getLogger(__name__)
 JWKS_REFRESH_SECONDS = 60
@@ -70,7 +70,7 @@ class AuthService(base.ServiceBase):
     def accounts(self) -> Accounts:
         return Accounts(self.store, self.redis.client, self.events, self.config, self.keys)
 
-    @timer(interval=JWKS_REFRESH_SECONDS)
+    @periodic(interval=JWKS_REFRESH_SECONDS)
     def publish_keys(self):
         """Re-assert the public keys in Redis (after a Redis restart, say)."""
         publish(self.config, self.keys)

@@ -176,4 +176,22 @@ def cached_spec(service_cls) -> dict:
     return build_spec(service_cls)
 
 
-__all__ = ["build_spec", "cached_spec", "api_entrypoints", "openapi_path", "API_PREFIX"]
+def routes_markdown(spec: dict) -> str:
+    """The route table of docs/api.md, from the spec (a unit test keeps them equal)."""
+    lines = ["| method | path | what | success | auth |", "|---|---|---|---|---|"]
+    for path, operations in sorted(spec["paths"].items()):
+        for method, op in operations.items():
+            success = ", ".join(code for code in op["responses"] if code.startswith(("1", "2", "3")))
+            auth = "bearer" if op.get("security") else "—"
+            summary = op["summary"].replace("|", "\\|")
+            lines.append(f"| {method.upper()} | `{path}` | {summary} | {success} | {auth} |")
+    return "\n".join(lines)
+
+
+__all__ = ["build_spec", "cached_spec", "api_entrypoints", "openapi_path", "routes_markdown",
+           "API_PREFIX"]
+
+if __name__ == "__main__":  # python -m gateway_svc.openapi: the route table of docs/api.md
+    from gateway_svc.service import GatewayService
+
+    print(routes_markdown(build_spec(GatewayService)))

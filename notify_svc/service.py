@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from marshmallow import ValidationError
-from nameko.timer import timer
 
 from notify_svc import domain
 from notify_svc.channels import Mailer, Pusher
@@ -21,6 +20,7 @@ from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
+from shared.timers import periodic
 
 TICK_SECONDS = 1
 
@@ -121,12 +121,12 @@ class NotificationService(base.ServiceBase):
         self.notifier.handle(event)
 
     # timers -----------------------------------------------------------------
-    @timer(interval=TICK_SECONDS)
+    @periodic(interval=TICK_SECONDS)
     def deliver_due(self):
         """Retries (back-off), held bulk messages and quiet-hour holds that are due."""
         self.notifier.deliver_due()
 
-    @timer(interval=TICK_SECONDS)
+    @periodic(interval=TICK_SECONDS)
     def send_digests(self):
         """One email per user whose digest window closed (one instance at a time)."""
         self.notifier.send_digests()

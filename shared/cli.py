@@ -131,8 +131,10 @@ def dead_letters():
 @click.pass_obj
 def dl_list(config, service, limit, as_json):
     from shared import deadletters
+    from shared.events import event_queue_type
 
-    found = deadletters.list_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service), limit)
+    found = deadletters.list_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service), limit,
+                                          queue_type=event_queue_type(config))
     if as_json:
         click.echo(json.dumps(found, indent=2, default=str))
         return
@@ -148,9 +150,10 @@ def dl_list(config, service, limit, as_json):
 @click.pass_obj
 def dl_replay(config, service, event_id):
     from shared import deadletters
+    from shared.events import event_queue_type
 
     moved = deadletters.replay_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service),
-                                            event_id)
+                                            event_id, queue_type=event_queue_type(config))
     click.echo(f"replayed {moved} message(s)")
 
 
@@ -160,8 +163,10 @@ def dl_replay(config, service, event_id):
 @click.pass_obj
 def dl_purge(config, service):
     from shared import deadletters
+    from shared.events import event_queue_type
 
-    purged = deadletters.purge_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service))
+    purged = deadletters.purge_dead_letters(config["AMQP_URI"], dlq_handler_queues(config, service),
+                                            queue_type=event_queue_type(config))
     click.echo(f"purged {purged} message(s)")
 
 

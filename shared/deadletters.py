@@ -3,7 +3,8 @@
 Used by every service's ``dead_letters`` / ``replay_dead_letters`` /
 ``purge_dead_letters`` RPCs and by the operator CLI. Listing takes messages
 without acking them and then closes the channel, which hands them all back
-to the queue in order: nothing is consumed by looking.
+to the queue in order: nothing is consumed by looking. ``queue_type`` is the
+mesh's ``EVENT_QUEUE_TYPE`` (a queue is declared with the arguments it has).
 """
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ def _summary(message) -> dict:
     }
 
 
-def list_dead_letters(amqp_uri: str, queues: list[str], limit: int = 100) -> list[dict]:
+def list_dead_letters(amqp_uri: str, queues: list[str], limit: int = 100,
+                      queue_type: str = "classic") -> list[dict]:
     found: list[dict] = []
     with Connection(amqp_uri) as conn:
         channel = conn.channel()
         try:
             for queue in queues:
-                dead_letter_queue(queue)(channel).declare()
+                dead_letter_queue(queue, queue_type)(channel).declare()
                 while len(found) < limit:
                     message = channel.basic_get(dlq_name(queue), no_ack=False)
                     if message is None:
@@ -44,7 +46,7 @@ def list_dead_letters(amqp_uri: str, queues: list[str], limit: int = 100) -> lis
 
 
 def replay_dead_letters(amqp_uri: str, queues: list[str], event_id: str | None = None,
-                        limit: int = 1000) -> int:
+                        limit: int = 1000, queue_type: str = "classic") -> int:
     """Move dead letters (all, or one event id) back to their handler queues
     with a fresh attempt count. Returns how many were moved."""
     moved = 0
@@ -53,7 +55,7 @@ def replay_dead_letters(amqp_uri: str, queues: list[str], event_id: str | None =
         producer = conn.Producer(channel=channel)
         try:
             for queue in queues:
-                dead_letter_queue(queue)(channel).declare()
+                dead_letter_queue(queue, queue_type)(channel).declare()
                 # the handler queue is bound to its service's exchange when that
                 # service runs; bind it here too, so nothing replayed goes unrouted
                 exchange = handlers_exchange(queue)
@@ -79,13 +81,13 @@ def replay_dead_letters(amqp_uri: str, queues: list[str], event_id: str | None =
     return moved
 
 
-def purge_dead_letters(amqp_uri: str, queues: list[str]) -> int:
+def purge_dead_letters(amqp_uri: str, queues: list[str], queue_type: str = "classic") -> int:
     purged = 0
     with Connection(amqp_uri) as conn:
         channel = conn.channel()
         try:
             for queue in queues:
-                purged += dead_letter_queue(queue)(channel).purge() or 0
+                purged += dead_letter_queue(queue, queue_type)(channel).purge() or 0
         finally:
             channel.close()
     return purged

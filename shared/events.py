@@ -1,23 +1,33 @@
 """Events: the envelope, the dispatcher, and handlers that never lose a message.
 
 Publishing: ``self.events.publish("task.assigned", data, org_id=..., actor_id=...)``
-wraps ``data`` in the envelope of architecture.md and publishes it on the
+wraps ``data`` in the envelope of docs/architecture.md and publishes it on the
 service's ``{service}.events`` exchange with the event type as routing key,
 through the service's outbox (see :class:`EventBus`).
 
 Consuming: ``@handles("auth", "user.registered")`` declares a durable
-SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (stack.md):
+SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
 
 * **idempotency**: before running, the handler claims the event id in the
   service's MongoDB (``handled_events``: unique ``_id``, TTL); an id already
   handled is acked and skipped; an id another worker is handling right now
   (a concurrent redelivery) is looked at again when that worker's lease
   ends, so a crashed worker's claim cannot swallow the event;
-* **retries with back-off**: a failing handler's message is re-published to a
-  per-delay retry queue whose TTL dead-letters it back to the handler queue
-  (``{queue}.retry.{ms}``), ``EVENT_RETRY_BASE_MS * 2**(attempt-1)`` apart;
+* **retries with back-off**: a failing handler's message is re-published,
+  with its attempt count in the ``x-attempt`` header, to the retry queue of a
+  small fixed set of delay tiers (``EVENT_RETRY_TIERS_MS``, e.g. 1 s, 5 s, 30 s,
+  2 min: attempt n waits tier n, the last tier repeats) whose TTL dead-letters
+  it back to the handler queue (``{queue}.retry.{tier_ms}``); a wait of any
+  other length (another worker's lease) takes the next tier up, so a handler
+  never has more retry queues than tiers;
 * **dead letters**: after ``EVENT_MAX_ATTEMPTS`` attempts the message is
   parked in ``{queue}.dlq`` with the error, the attempt count and when;
+* **queue type**: ``EVENT_QUEUE_TYPE=quorum`` declares the handler, retry and
+  dead-letter queues as quorum queues (replicated on a RabbitMQ cluster), the
+  handler queue with ``x-delivery-limit`` (``EVENT_DELIVERY_LIMIT``): a message
+  whose consumer keeps crashing before it settles goes to the dead-letter queue
+  instead of looping forever. ``classic`` (the laptop default) keeps one-node
+  classic queues; both are declared with the same names;
 * retries, dead letters and replays go through the consuming service's own
   direct exchange ``{service}.handlers`` (never RabbitMQ's default exchange,
   which reaches every queue by name: a service's broker user may not write
@@ -208,9 +218,41 @@ class Events(EventDispatcher):
         return len(envelopes)
 
 
-def retry_delay_ms(attempt: int, base_ms: int, max_ms: int) -> int:
-    """Back-off before attempt ``attempt + 1`` (attempt counts from 1)."""
-    return int(min(max_ms, base_ms * 2 ** (attempt - 1)))
+DEFAULT_RETRY_TIERS_MS = (1000, 5000, 30_000, 120_000)
+
+
+def parse_tiers(text) -> tuple[int, ...]:
+    """``"1000,5000,30000"`` (or a list) -> sorted distinct positive delays in ms."""
+    values = text.split(",") if isinstance(text, str) else list(text or ())
+    tiers = tuple(sorted({int(v) for v in values if str(v).strip()}))
+    if not tiers or tiers[0] <= 0:
+        raise ValueError(f"EVENT_RETRY_TIERS_MS needs positive delays, got {text!r}")
+    return tiers
+
+
+def retry_delay_ms(attempt: int, tiers: tuple[int, ...]) -> int:
+    """Back-off before attempt ``attempt + 1`` (attempt counts from 1): tier n,
+    the last tier once they run out."""
+    return tiers[min(attempt, len(tiers)) - 1]
+
+
+def tier_for(delay_ms: float, tiers: tuple[int, ...]) -> int:
+    """The shortest tier that waits at least ``delay_ms`` (else the longest)."""
+    return next((tier for tier in tiers if tier >= delay_ms), tiers[-1])
+
+
+def event_queue_type(config: dict) -> str:
+    """``EVENT_QUEUE_TYPE``: ``classic`` (default) or ``quorum``."""
+    return str(config.get("EVENT_QUEUE_TYPE") or "classic")
+
+
+def queue_arguments(queue_type: str, **arguments) -> dict:
+    """Declaration arguments of an event, retry or dead-letter queue."""
+    if queue_type == "quorum":
+        return {"x-queue-type": "quorum", **arguments}
+    if queue_type != "classic":
+        raise ValueError(f"EVENT_QUEUE_TYPE is classic or quorum, not {queue_type!r}")
+    return arguments
 
 
 def next_step(attempt: int, max_attempts: int) -> str:
@@ -230,21 +272,22 @@ def handlers_exchange(queue_name: str) -> Exchange:
     return Exchange(f"{service}.handlers", type="direct", durable=True)
 
 
-def retry_queue(queue_name: str, delay_ms: int) -> Queue:
+def retry_queue(queue_name: str, delay_ms: int, queue_type: str = "classic") -> Queue:
     # x-expires lets an idle retry queue go, but only after every message in
     # it has dead-lettered back (its TTL is far shorter than the expiry).
     exchange = handlers_exchange(queue_name)
     return Queue(f"{queue_name}.retry.{delay_ms}", exchange=exchange,
                  routing_key=f"{queue_name}.retry.{delay_ms}", durable=True,
-                 queue_arguments={"x-message-ttl": delay_ms,
-                                  "x-dead-letter-exchange": exchange.name,
-                                  "x-dead-letter-routing-key": queue_name,
-                                  "x-expires": delay_ms + 300_000})
+                 queue_arguments=queue_arguments(queue_type, **{
+                     "x-message-ttl": delay_ms, "x-dead-letter-exchange": exchange.name,
+                     "x-dead-letter-routing-key": queue_name,
+                     "x-expires": delay_ms + 300_000}))
 
 
-def dead_letter_queue(queue_name: str) -> Queue:
+def dead_letter_queue(queue_name: str, queue_type: str = "classic") -> Queue:
     return Queue(dlq_name(queue_name), exchange=handlers_exchange(queue_name),
-                 routing_key=dlq_name(queue_name), durable=True)
+                 routing_key=dlq_name(queue_name), durable=True,
+                 queue_arguments=queue_arguments(queue_type) or None)
 
 
 class ReliableEventHandler(EventHandler):
@@ -258,9 +301,14 @@ class ReliableEventHandler(EventHandler):
         super().setup()
         config = self.container.config
         self.max_attempts = int(config.get("EVENT_MAX_ATTEMPTS", 5))
-        self.base_ms = int(config.get("EVENT_RETRY_BASE_MS", 1000))
-        self.max_delay_ms = int(config.get("EVENT_RETRY_MAX_MS", 60_000))
+        self.tiers = parse_tiers(config.get("EVENT_RETRY_TIERS_MS") or DEFAULT_RETRY_TIERS_MS)
+        self.queue_type = event_queue_type(config)
         self.lease_ms = int(config.get("EVENT_LEASE_MS", 30_000))
+        if self.queue_type == "quorum":  # before Consumer.setup registers the queue
+            self.queue.queue_arguments = queue_arguments(self.queue_type, **{
+                "x-delivery-limit": int(config.get("EVENT_DELIVERY_LIMIT", 20)),
+                "x-dead-letter-exchange": handlers_exchange(self.queue.name).name,
+                "x-dead-letter-routing-key": dlq_name(self.queue.name)})
         self.handler_key = f"{self.container.service_name}.{self.method_name}"
         # one semaphore per container, shared by all its handlers
         self.slots = self.container.__dict__.setdefault(
@@ -270,7 +318,8 @@ class ReliableEventHandler(EventHandler):
         # service's own exchange (handlers_exchange), by its name
         queue = self.queue
         self.queue = Queue(queue.name, durable=queue.durable, auto_delete=queue.auto_delete,
-                           exclusive=queue.exclusive, bindings=[
+                           exclusive=queue.exclusive, queue_arguments=queue.queue_arguments,
+                           bindings=[
                                binding(queue.exchange, routing_key=queue.routing_key),
                                binding(handlers_exchange(queue.name), routing_key=queue.name)])
         self.mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
@@ -311,14 +360,14 @@ class ReliableEventHandler(EventHandler):
                 self.handler_key, event_id, self.lease_ms)
         except Exception as exc:  # database down: back off, keep the message
             log.warning("%s: could not claim event %s: %s", self.handler_key, event_id, exc)
-            self._settle(message, lambda: self._delay(message, self.base_ms, count=False))
+            self._settle(message, lambda: self._delay(message, self.tiers[0], count=False))
             return False
         if state == "done":
             EVENT_DUPLICATES.labels(self.container.service_name, self.method_name).inc()
             self.queue_consumer.ack_message(message)
             return False
         if state == "busy":  # another worker holds it: look again when its lease ends
-            delay = min(lease_left_ms, self.max_delay_ms)
+            delay = tier_for(lease_left_ms, self.tiers)
             self._settle(message, lambda: self._delay(message, delay, count=False))
             return False
         return True
@@ -352,7 +401,7 @@ class ReliableEventHandler(EventHandler):
         headers = dict(message.headers or {})
         if count:
             headers[ATTEMPT_HEADER] = int(headers.get(ATTEMPT_HEADER, 1)) + 1
-        queue = retry_queue(self.queue_name, delay_ms)
+        queue = retry_queue(self.queue_name, tier_for(delay_ms, self.tiers), self.queue_type)
         self.publisher.publish(message.payload, exchange=queue.exchange,
                                routing_key=queue.name, headers=headers, declare=[queue])
 
@@ -362,13 +411,13 @@ class ReliableEventHandler(EventHandler):
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
         service = self.container.service_name
         if next_step(attempt, self.max_attempts) == "retry":
-            delay = retry_delay_ms(attempt, self.base_ms, self.max_delay_ms)
+            delay = retry_delay_ms(attempt, self.tiers)
             self._delay(message, delay, count=True)
             EVENT_RETRIES.labels(service, self.method_name).inc()
             log.warning("%s failed (attempt %s/%s), retrying in %s ms: %s", self.handler_key,
                         attempt, self.max_attempts, delay, exc_info[1])
             return
-        queue = dead_letter_queue(self.queue_name)
+        queue = dead_letter_queue(self.queue_name, self.queue_type)
         headers = dict(message.headers or {})
         headers.pop(ATTEMPT_HEADER, None)
         headers.update({

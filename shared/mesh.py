@@ -3,7 +3,7 @@
 * checks that RabbitMQ and Redis answer at the configured URIs, starts local
   ones if they are installed but stopped, otherwise stops with one line
   saying what to install or set;
-* starts SecantusDB (a MongoDB-wire server, stack.md) when ``MONGODB_URI`` is
+* starts SecantusDB (a MongoDB-wire server, docs/stack.md) when ``MONGODB_URI`` is
   not set: on disk under ./var/db for ``run``, in memory for tests;
 * gives each service its own RabbitMQ and Redis user (shared.access), created
   idempotently on the servers of AMQP_URI / REDIS_URI with the admin rights
@@ -169,28 +169,39 @@ class Mesh:
     env: dict
     log_dir: Path
     gateways: int = 1
+    replicas: int = 1  # processes of every other service
     service_env: dict[str, dict] = field(default_factory=dict)  # per service (its users)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
-        copies = self.gateways if name == "gateway" else 1
+        copies = self.gateways if name == "gateway" else self.replicas
         self.procs[name] = [self._spawn(name, i) for i in range(copies)]
 
     def _spawn(self, name: str, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
         env = {**self.env, **self.service_env.get(name, {})}
-        if index:  # only the first copy serves the gateway's metrics port
+        if index:  # only the first copy serves the service's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
         return subprocess.Popen(
-            [str(VENV_BIN / "nameko"), "run", "--config", str(ROOT / "config.yaml"),
-             f"{SERVICES[name]}.service"],
+            service_command(f"{SERVICES[name]}.service"),
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_die_with_parent)
 
     def start(self) -> None:
         for name in SERVICES:
             self.start_service(name)
+
+    def kill_replica(self, name: str, index: int = 0) -> None:
+        """SIGKILL one process of a service (no clean shut-down, no acks), then start
+        it again: what a crashed pod does."""
+        proc = self.procs[name][index]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+        self.procs[name][index] = self._spawn(name, index)
 
     def stop_service(self, name: str, kill: bool = False) -> None:
         for proc in self.procs.pop(name, []):
@@ -217,6 +228,12 @@ class Mesh:
     def dead(self) -> list[str]:
         return [name for name, procs in self.procs.items() if any(p.poll() is not None
                                                                     for p in procs)]
+
+
+def service_command(module: str) -> list[str]:
+    """The command that runs the services of ``module`` (``shared.run``: ``nameko run``
+    with config.yaml, every log line JSON)."""
+    return [str(VENV_BIN / "python"), "-m", "shared.run", module]
 
 
 def base_env(mongo_uri: str, **overrides: str) -> dict:
@@ -248,11 +265,11 @@ def service_users(env: dict) -> dict[str, dict]:
                  "SERVICE_USERS=0 to run every service with AMQP_URI / REDIS_URI.")
 
 
-def run(gateways: int) -> None:
+def run(gateways: int, replicas: int = 1) -> None:
     amqp_uri = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
     redis_uri = os.environ.get("REDIS_URI", DEFAULT_REDIS_URI)
     ensure_rabbitmq(amqp_uri)
-    ensure_rabbitmq_management()
+    ensure_rabbitmq_management()  # the CLI's `queues` and `dead-letters` read it, and users
     ensure_redis(redis_uri)
     users = service_users(dict(os.environ))
     var = ROOT / "var"
@@ -265,7 +282,7 @@ def run(gateways: int) -> None:
                      "that server, or SECANTUS_PORT to a free port.")
         db_proc, mongo_uri = start_secantus(str(var / "db"), port, var / "log" / "secantus.log")
     mesh = Mesh(base_env(mongo_uri, **metrics_env()), var / "log", gateways=gateways,
-                service_env=users)
+                replicas=replicas, service_env=users)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -275,8 +292,8 @@ def run(gateways: int) -> None:
     try:
         mesh.start()
         api = os.environ.get("PUBLIC_URL", "http://127.0.0.1:8000")
-        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes), "
-              f"logs in {var / 'log'}")
+        print(f"workforce mesh: {len(SERVICES)} services ({gateways} gateway processes, "
+              f"{replicas} of every other service), logs in {var / 'log'}")
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")
@@ -307,12 +324,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="start the whole mesh")
     run_p.add_argument("--gateways", type=int, default=int(os.environ.get("GATEWAYS", "2")))
+    run_p.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
+                       help="processes of every service but the gateway")
     sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
     sub.add_parser("users", help="create or update every service's RabbitMQ and Redis user "
                                  "(compose and k8s run this once before the services)")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.gateways)
+        run(args.gateways, args.replicas)
         return
     ensure_rabbitmq(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI))
     ensure_rabbitmq_management()

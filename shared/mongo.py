@@ -174,6 +174,15 @@ class BaseStore:
         return (time.perf_counter() - started) * 1000
 
 
+def concerns(config: dict) -> dict:
+    """Write and read concerns from config: ``w=majority`` by default, so a write
+    (and the outbox entry of the events it publishes) that was acknowledged
+    survives the loss of the primary of a replica set; reads ``local``."""
+    write = str(config.get("MONGODB_WRITE_CONCERN") or "majority")
+    return {"w": int(write) if write.isdigit() else write,
+            "readConcernLevel": str(config.get("MONGODB_READ_CONCERN") or "local")}
+
+
 class Mongo(DependencyProvider):
     def __init__(self, store_cls: type[BaseStore] = BaseStore):
         self.store_cls = store_cls
@@ -187,6 +196,7 @@ class Mongo(DependencyProvider):
             serverSelectionTimeoutMS=int(config.get("MONGODB_TIMEOUT_MS", 3000)),
             connectTimeoutMS=int(config.get("MONGODB_TIMEOUT_MS", 3000)),
             tz_aware=True,
+            **concerns(config),
         )
         db = self.client[database_name(config, self.container.service_name)]
         self.store = self.store_cls(db)

@@ -3,7 +3,7 @@ an atomic rate limiter.
 
 Redis is a cache and a coordinator here, never the only copy of anything. The
 cache therefore *fails open*: a Redis error is logged and counted and the
-caller goes to the database. Rate limits fail open too (architecture.md);
+caller goes to the database. Rate limits fail open too (docs/architecture.md);
 callers that must fail closed (the token blacklist) use the client directly
 and let ``redis.RedisError`` become a 503.
 """
@@ -334,15 +334,39 @@ def _bump(client: redis.Redis, key: str) -> None:
     pipe.execute()
 
 
+def sentinel_hosts(text: str) -> list[tuple[str, int]]:
+    """``"10.0.0.1:26379,10.0.0.2:26379"`` -> [(host, port), ...]."""
+    hosts = []
+    for item in text.split(","):
+        host, _, port = item.strip().rpartition(":")
+        hosts.append((host or "127.0.0.1", int(port or 26379)))
+    return hosts
+
+
 def make_client(config: dict) -> redis.Redis:
+    """The client for ``REDIS_URI``; with ``REDIS_SENTINELS`` set, the current
+    primary of ``REDIS_SENTINEL_MASTER`` as the sentinels name it (database and
+    password still from ``REDIS_URI``), followed through a failover: a command
+    that meets the old primary reconnects to the new one and is retried once."""
+    timeout = float(config.get("REDIS_TIMEOUT", 1.0))
     # one immediate retry on a connection error: the first command after a Redis
     # restart meets a dead pooled connection; a refused connect fails fast again
-    return redis.Redis.from_url(
-        config["REDIS_URI"], decode_responses=True,
-        socket_timeout=float(config.get("REDIS_TIMEOUT", 1.0)),
-        socket_connect_timeout=float(config.get("REDIS_TIMEOUT", 1.0)),
-        health_check_interval=30, retry=Retry(NoBackoff(), 1),
-        retry_on_error=[redis.ConnectionError])
+    options = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+                   health_check_interval=30, retry=Retry(NoBackoff(), 1),
+                   retry_on_error=[redis.ConnectionError])
+    sentinels = config.get("REDIS_SENTINELS")
+    if not sentinels:
+        return redis.Redis.from_url(config["REDIS_URI"], **options)
+    from redis.connection import parse_url
+    from redis.sentinel import Sentinel
+
+    url = parse_url(config["REDIS_URI"])
+    sentinel = Sentinel(sentinel_hosts(sentinels),
+                        sentinel_kwargs={"socket_timeout": timeout,
+                                         "password": config.get("REDIS_SENTINEL_PASSWORD") or None})
+    return sentinel.master_for(config.get("REDIS_SENTINEL_MASTER") or "workforce",
+                               db=url.get("db", 0), password=url.get("password"),
+                               username=url.get("username"), **options)
 
 
 class Redis(DependencyProvider):

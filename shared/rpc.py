@@ -1,5 +1,5 @@
 """RPC both ways: entrypoints that report our errors cleanly, and proxies
-that never wait forever (nameko 2's RpcProxy has no timeout: stack.md)."""
+that never wait forever (nameko 2's RpcProxy has no timeout: docs/stack.md)."""
 from __future__ import annotations
 
 import eventlet

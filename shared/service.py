@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 
 from nameko.dependency_providers import Config
-from nameko.timer import timer
 
 from shared import deadletters
-from shared.events import Events, HandlerQueues
+from shared.events import Events, HandlerQueues, event_queue_type
 from shared.mongo import Mongo
 from shared.redis import Redis
 from shared.rpc import rpc
 from shared.telemetry import Telemetry
+from shared.timers import periodic
 
 
 def _probe(check) -> dict:
@@ -52,17 +52,20 @@ class ServiceBase:
 
     @rpc
     def dead_letters(self, limit: int = 100) -> list[dict]:
-        return deadletters.list_dead_letters(self.config['AMQP_URI'], self.handler_queues, limit)
+        return deadletters.list_dead_letters(self.config['AMQP_URI'], self.handler_queues, limit,
+                                             queue_type=event_queue_type(self.config))
 
     @rpc
     def replay_dead_letters(self, event_id: str | None = None) -> int:
-        return deadletters.replay_dead_letters(self.config['AMQP_URI'], self.handler_queues, event_id)
+        return deadletters.replay_dead_letters(self.config['AMQP_URI'], self.handler_queues, event_id,
+                                               queue_type=event_queue_type(self.config))
 
     @rpc
     def purge_dead_letters(self) -> int:
-        return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues)
+        return deadletters.purge_dead_letters(self.config['AMQP_URI'], self.handler_queues,
+                                              queue_type=event_queue_type(self.config))
 
-    @timer(interval=OUTBOX_RELAY_INTERVAL)
+    @periodic(interval=OUTBOX_RELAY_INTERVAL)
     def relay_outbox(self) -> None:
         """Publish events a crash or a broker outage left in the outbox, and make
         the cache invalidations a Redis outage left undone."""

@@ -9,7 +9,6 @@ import json
 import logging
 
 import redis as redis_lib
-from nameko.timer import Timer
 
 from shared import service as base
 from shared.errors import Conflict, NotFound, ValidationFailed
@@ -17,18 +16,12 @@ from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import membership_key, require_member
+from shared.timers import periodic
 from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
 from task_svc.store import TaskStore, new_id, now
 
 log = logging.getLogger(__name__)
-
-
-class ConfigTimer(Timer):
-    """``@timer`` whose interval comes from config (``TASK_OVERDUE_INTERVAL``)."""
-
-    def setup(self) -> None:
-        self.interval = float(self.container.config.get("TASK_OVERDUE_INTERVAL", self.interval))
 
 
 class TaskService(base.ServiceBase):
@@ -258,7 +251,7 @@ class TaskService(base.ServiceBase):
                           for i, (e, n) in enumerate(rows)], "source": source}
 
     # --- overdue -------------------------------------------------------------------------
-    @ConfigTimer.decorator(interval=60)
+    @periodic(interval=60, config_key="TASK_OVERDUE_INTERVAL")
     def mark_overdue(self) -> int:
         lock = self.redis.lock("overdue", timeout=300, blocking_timeout=0)
         try:

@@ -98,7 +98,7 @@ class TeamPageSchema(Schema):
     next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
 
 
-class TeamPermissionsSchema(Schema):
+class TeamGrantsSchema(Schema):
     """What ``get_permissions``/``set_permissions`` answer: the grants and what may be granted."""
     team_id = fields.String(metadata={"example": ex.TEAM_ID})
     grantable = fields.List(fields.String(), metadata={

@@ -165,7 +165,8 @@ class TaskRoutes:
     def list_task_attachments(self, request, org_id, task_id):
         return self.rpc_tasks.list_attachments(request.user_id, org_id, task_id)
 
-    @api("GET", f"{TASK}/attachments/<attachment_id>", response_media="*/*", errors=(403, 404),
+    @api("GET", f"{TASK}/attachments/<attachment_id>", response_media="application/octet-stream",
+         errors=(403, 404),
          response_headers={"Content-Disposition": "attachment, with the uploaded file name"})
     def download_task_attachment(self, request, org_id, task_id, attachment_id):
         """The file's bytes, with the content type it was uploaded with."""

@@ -13,8 +13,8 @@ from team_svc.schemas import (
     MemberSchema,
     PermissionsSchema,
     TeamCreateSchema,
+    TeamGrantsSchema,
     TeamPageSchema,
-    TeamPermissionsSchema,
     TeamSchema,
     TeamUpdateSchema,
 )
@@ -71,11 +71,11 @@ class TeamRoutes:
         """The leader must already be a member of the team (422 otherwise)."""
         return self.rpc_teams.set_leader(request.user_id, org_id, team_id, json_object(request))
 
-    @api("GET", f"{TEAM}/permissions", response=TeamPermissionsSchema, errors=(403, 404))
+    @api("GET", f"{TEAM}/permissions", response=TeamGrantsSchema, errors=(403, 404))
     def get_team_permissions(self, request, org_id, team_id):
         return self.rpc_teams.get_permissions(request.user_id, org_id, team_id)
 
-    @api("PUT", f"{TEAM}/permissions", body=PermissionsSchema, response=TeamPermissionsSchema,
+    @api("PUT", f"{TEAM}/permissions", body=PermissionsSchema, response=TeamGrantsSchema,
          errors=(403, 404))
     def set_team_permissions(self, request, org_id, team_id):
         """Replace the grants: ``{employee_id: [permission, ...]}`` for members of the team."""

@@ -48,14 +48,14 @@ def mailbox():
 
 
 @contextlib.contextmanager
-def started_mesh(mongo_uri, log_dir, gateways, **env):
+def started_mesh(mongo_uri, log_dir, gateways, replicas=1, **env):
     """The mesh as separate processes on a free gateway port, healthy, then stopped."""
     port = mesh_mod.free_port()
     env = mesh_mod.base_env(mongo_uri, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
-                            PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_BASE_MS="100",
+                            PUBLIC_URL=f"http://127.0.0.1:{port}", EVENT_RETRY_TIERS_MS="100,200,400,800",
                             **env)
     # each service with its own RabbitMQ and Redis user, as make run does
-    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways,
+    mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways, replicas=replicas,
                          service_env=mesh_mod.service_users(env))
     running = RunningMesh(mesh, f"http://127.0.0.1:{port}", env)
     try:

@@ -1,4 +1,6 @@
 """The mesh as `make run` starts it: health, request ids, problem+json."""
+import json
+
 from tests.helpers import wait_until
 
 SERVICES = {"auth", "organizations", "employees", "teams", "tasks", "notifications", "gateway"}
@@ -134,3 +136,18 @@ def test_operator_cli_seeds_a_demo_organization(running_mesh):
     assert len(running_mesh.get(f"/orgs/{org_id}/teams", headers=headers).json()["items"]) == 1
     wait_until(lambda: len(running_mesh.get(f"/orgs/{org_id}/tasks", headers=headers)
                            .json()["items"]) == 4, timeout=10, what="the seeded tasks")
+
+
+def test_every_line_every_service_writes_is_one_json_object(running_mesh):
+    running_mesh.get("/health")  # at least one request and one RPC per service logged
+    logs = sorted(running_mesh.mesh.log_dir.glob("*.log"))
+    assert {path.stem.split("-")[0] for path in logs} >= SERVICES
+    for path in logs:
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        assert lines, f"{path.name} is empty"
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                raise AssertionError(f"{path.name}: not JSON: {line[:200]}") from None
+            assert isinstance(entry, dict) and {"ts", "level", "msg"} <= entry.keys(), line

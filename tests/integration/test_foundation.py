@@ -7,6 +7,7 @@ import eventlet
 import pymongo
 import pytest
 import redis
+import requests
 import yaml
 from nameko.rpc import RpcProxy
 from nameko.testing.services import entrypoint_hook
@@ -18,6 +19,7 @@ from shared.mongo import BaseStore, Mongo
 from shared.redis import Cache, Limit, RateLimiter
 from shared.rpc import ServiceRpc, rpc
 from shared.service import ServiceBase
+from tests.conftest import RABBIT_AUTH, RABBIT_MGMT
 from tests.helpers import wait_until
 
 
@@ -57,6 +59,29 @@ class Consumer(ServiceBase):
         self.store.db.effects.insert_one({"key": key, "event_id": event["event_id"]})
 
 
+@pytest.fixture(params=["classic"])
+def queue_type(request):
+    """The EVENT_QUEUE_TYPE of the ``config``; tests of retries and dead letters
+    run with both (``@pytest.mark.parametrize("queue_type", ..., indirect=True)``)."""
+    return request.param
+
+
+@pytest.fixture
+def config(make_config, queue_type):
+    return make_config(EVENT_QUEUE_TYPE=queue_type)
+
+
+BOTH_QUEUE_TYPES = pytest.mark.parametrize("queue_type", ["classic", "quorum"], indirect=True)
+
+
+def declared_queues(config) -> dict[str, dict]:
+    """name -> the queue as the broker has it (management API)."""
+    vhost = config["AMQP_URI"].rsplit("/", 1)[1]
+    response = requests.get(f"{RABBIT_MGMT}/api/queues/{vhost}", auth=RABBIT_AUTH, timeout=10)
+    response.raise_for_status()
+    return {q["name"]: q for q in response.json()}
+
+
 @pytest.fixture
 def mesh(container_factory, config):
     consumer = container_factory(Consumer, config)
@@ -77,22 +102,36 @@ def effects(db, key):
     return db.effects.count_documents({"key": key})
 
 
-def test_handler_failing_twice_then_succeeding_is_handled_once(mesh):
+@BOTH_QUEUE_TYPES
+def test_handler_failing_twice_then_succeeding_is_handled_once(mesh, config, queue_type):
     producer, _, db = mesh
     emit(producer, "k1", fail_times=2)
     wait_until(lambda: effects(db, "k1") == 1, what="the third attempt")
     assert db.attempts.find_one({"_id": "k1"})["n"] == 3
     eventlet.sleep(0.3)  # would a stray redelivery add a second effect?
     assert effects(db, "k1") == 1
+    # the retries went through the first two fixed tiers (20, 50 ms), not a queue per delay
+    queue = "evt-producer-thing.happened--consumer.on_thing"
+    queues = declared_queues(config)
+    assert {name for name in queues if name.startswith(f"{queue}.retry.")} == \
+        {f"{queue}.retry.20", f"{queue}.retry.50"}
+    types = {queues[name]["type"] for name in queues if name.startswith(queue)}
+    assert types == {queue_type}
+    if queue_type == "quorum":
+        assert queues[queue]["arguments"]["x-delivery-limit"] == 20
+        assert queues[queue]["arguments"]["x-dead-letter-routing-key"] == f"{queue}.dlq"
 
 
-def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh, config, tmp_path):
+@BOTH_QUEUE_TYPES
+def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh, config, tmp_path,
+                                                                           queue_type):
     producer, _, db = mesh
     poison = emit(producer, "poison", fail_times=99)
     emit(producer, "after-poison")
     wait_until(lambda: effects(db, "after-poison") == 1, what="the next event")
     queue = "evt-producer-thing.happened--consumer.on_thing"
-    parked = wait_until(lambda: deadletters.list_dead_letters(config["AMQP_URI"], [queue]),
+    parked = wait_until(lambda: deadletters.list_dead_letters(config["AMQP_URI"], [queue],
+                                                              queue_type=queue_type),
                         what="the dead letter")
     assert len(parked) == 1
     assert parked[0]["event_id"] == poison["event_id"]
@@ -100,14 +139,16 @@ def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh
     assert "boom" in parked[0]["error"]
     assert db.attempts.find_one({"_id": "poison"})["n"] == config["EVENT_MAX_ATTEMPTS"]
     # looking did not consume it; after a fix, the operator replays it and it is handled
-    assert len(deadletters.list_dead_letters(config["AMQP_URI"], [queue])) == 1
+    assert len(deadletters.list_dead_letters(config["AMQP_URI"], [queue],
+                                             queue_type=queue_type)) == 1
+    assert declared_queues(config)[f"{queue}.dlq"]["type"] == queue_type
     db.attempts.update_one({"_id": "poison"}, {"$set": {"n": 1000}})  # "the fix"
     listed = run_cli(config, tmp_path, "dead-letters", "list", "--service", "consumer", "--json")
     assert [item["event_id"] for item in json.loads(listed)] == [poison["event_id"]]
     assert "replayed 1 message" in run_cli(config, tmp_path, "dead-letters", "replay",
                                            "--event-id", poison["event_id"])
     wait_until(lambda: effects(db, "poison") == 1, what="the replayed event to be handled")
-    assert deadletters.list_dead_letters(config["AMQP_URI"], [queue]) == []
+    assert deadletters.list_dead_letters(config["AMQP_URI"], [queue], queue_type=queue_type) == []
 
 
 def run_cli(config, tmp_path, *args):

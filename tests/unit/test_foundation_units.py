@@ -13,10 +13,14 @@ from gateway_svc.problems import from_exception
 from shared import errors
 from shared.events import (
     ReliableEventHandler,
+    dead_letter_queue,
     make_envelope,
     next_step,
+    parse_tiers,
+    queue_arguments,
     retry_delay_ms,
     retry_queue,
+    tier_for,
 )
 from shared.redis import Decision, Limit
 
@@ -32,11 +36,24 @@ def test_envelope_has_every_field_of_architecture_md():
     assert make_envelope("x", {}, producer="p")["event_id"] != env["event_id"]
 
 
-def test_retry_schedule_doubles_and_is_capped():
-    assert [retry_delay_ms(a, 1000, 60_000) for a in range(1, 6)] == [1000, 2000, 4000, 8000,
-                                                                      16000]
-    assert retry_delay_ms(10, 1000, 60_000) == 60_000
+def test_retries_wait_one_fixed_tier_per_attempt_and_other_waits_take_the_next_tier_up():
+    tiers = parse_tiers("30000, 1000,5000,120000")
+    assert tiers == (1000, 5000, 30_000, 120_000)
+    assert [retry_delay_ms(a, tiers) for a in range(1, 7)] == [1000, 5000, 30_000, 120_000,
+                                                               120_000, 120_000]
+    assert [tier_for(ms, tiers) for ms in (1, 1000, 1001, 29_957, 500_000)] == \
+        [1000, 1000, 5000, 30_000, 120_000]
     assert [next_step(a, 5) for a in range(1, 6)] == ["retry"] * 4 + ["dead_letter"]
+    with pytest.raises(ValueError):
+        parse_tiers("0,1000")
+
+
+def test_quorum_queues_carry_their_type_and_classic_ones_no_arguments():
+    assert retry_queue("q", 5000, "quorum").queue_arguments["x-queue-type"] == "quorum"
+    assert dead_letter_queue("q", "quorum").queue_arguments == {"x-queue-type": "quorum"}
+    assert dead_letter_queue("q").queue_arguments is None
+    with pytest.raises(ValueError):
+        queue_arguments("lazy")
 
 
 def test_retry_queue_dead_letters_back_to_the_handler_queue():
@@ -101,7 +118,7 @@ def _handler_with(claim: tuple, slots: int = 4):
     handler.publisher = MagicMock()
     handler.queue = MagicMock()
     handler.queue.name = "evt-src-thing.done--svc.on_thing"
-    handler.lease_ms, handler.base_ms, handler.max_delay_ms = 30_000, 1000, 60_000
+    handler.lease_ms, handler.tiers, handler.queue_type = 30_000, (1000, 5000, 30_000), "classic"
     handler.slots = Semaphore(slots)
     return handler
 
@@ -150,6 +167,14 @@ def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
     handler._process({"event_id": "e3", "data": {}}, message)
     handler.container.spawn_worker.assert_not_called()
     kwargs = handler.publisher.publish.call_args.kwargs
-    assert kwargs["routing_key"] == "evt-src-thing.done--svc.on_thing.retry.4000"
+    assert kwargs["routing_key"] == "evt-src-thing.done--svc.on_thing.retry.5000"  # the next tier
     assert kwargs["headers"]["x-attempt"] == 2  # waiting is not a failed attempt
     handler.queue_consumer.ack_message.assert_called_once_with(message)
+
+
+def test_mongodb_writes_wait_for_a_majority_unless_configured_otherwise():
+    from shared.mongo import concerns
+
+    assert concerns({}) == {"w": "majority", "readConcernLevel": "local"}
+    assert concerns({"MONGODB_WRITE_CONCERN": "1", "MONGODB_READ_CONCERN": "majority"}) == \
+        {"w": 1, "readConcernLevel": "majority"}

@@ -59,15 +59,33 @@ def test_deployment_runs_as_non_root_with_probes_and_limits(name):
     assert {"cpu", "memory"} <= set(resources["limits"]) and {"cpu", "memory"} <= set(resources["requests"])
 
 
-def test_probes_are_the_compose_health_check_and_the_gateway_health_route():
+def test_readiness_checks_dependencies_and_liveness_only_the_process():
     compose_check = COMPOSE["auth"]["healthcheck"]["test"][1:]  # ["CMD", *command]
     for name in APP_SERVICES:
         container = _container(name)
+        liveness = container["livenessProbe"]
+        # an outage of Redis, MongoDB or the broker must not restart every pod
+        assert "exec" not in liveness, f"{name}: liveness runs the dependency check"
         if name == "gateway":
             assert container["readinessProbe"]["httpGet"]["path"] == "/api/v1/health"
+            assert liveness["tcpSocket"]["port"] == "http"
         else:
             assert container["readinessProbe"]["exec"]["command"] == compose_check
-            assert container["livenessProbe"]["exec"]["command"] == compose_check
+            assert liveness["httpGet"]["port"] == "metrics"
+
+
+def test_every_deployment_has_a_cpu_autoscaler_and_a_disruption_budget():
+    hpas = {d["spec"]["scaleTargetRef"]["name"]: d for d in DOCS
+            if d["kind"] == "HorizontalPodAutoscaler"}
+    pdbs = {d["metadata"]["name"]: d for d in DOCS if d["kind"] == "PodDisruptionBudget"}
+    assert set(hpas) == set(DEPLOYMENTS) == set(pdbs)
+    for name, hpa in hpas.items():
+        assert hpa["spec"]["minReplicas"] >= 2 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        labels = DEPLOYMENTS[name]["spec"]["selector"]["matchLabels"]
+        assert pdbs[name]["spec"]["selector"]["matchLabels"] == labels
+        assert pdbs[name]["spec"]["maxUnavailable"] == 1
 
 
 def test_metrics_ports_are_annotated_for_prometheus():
@@ -128,3 +146,10 @@ def test_kustomization_lists_every_manifest():
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert sorted(kustomization["resources"]) == sorted(files)
+
+
+def test_compose_and_k8s_run_event_queues_as_quorum_queues():
+    configmap = next(doc for doc in _documents() if doc["kind"] == "ConfigMap")
+    assert configmap["data"]["EVENT_QUEUE_TYPE"] == "quorum"
+    for name in ("auth", "tasks", "notifications"):
+        assert COMPOSE[name]["environment"]["EVENT_QUEUE_TYPE"] == "quorum"

@@ -5,6 +5,7 @@ new route without schemas fails here."""
 import inspect
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from marshmallow import ValidationError
@@ -255,3 +256,13 @@ def test_every_json_success_answer_has_an_example_that_fits_its_schema(name, ep,
     answer = _example(media["schema"], "answer", missing)
     assert not missing, f"{name} {status}: no example for {missing}"
     OAS31Validator({**media["schema"], "components": SPEC["components"]}).validate(answer)
+
+
+def test_docs_api_md_lists_every_route_of_the_spec():
+    from gateway_svc.openapi import routes_markdown
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    start = text.index("<!-- routes:start -->") + len("<!-- routes:start -->")
+    end = text.index("<!-- routes:end -->")
+    assert text[start:end].strip() == routes_markdown(SPEC).strip(), \
+        "run: python -m gateway_svc.openapi, and paste its table into docs/api.md"

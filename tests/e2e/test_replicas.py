@@ -1,0 +1,117 @@
+"""Two processes of every service (and two gateways), as `REPLICAS=2 make run`
+starts them: each event is handled once across replicas, each timer's work is
+done once per period, and SIGKILL of one replica of each service in the middle
+of a bulk job loses nothing and repeats nothing."""
+import json
+import os
+import uuid
+from collections import Counter
+
+import eventlet
+import pytest
+
+from tests.conftest import _create_vhost, _delete_vhost
+from tests.e2e.conftest import started_mesh
+from tests.e2e.mailbox import text_of
+from tests.e2e.test_flows import employees, personal_org, register
+from tests.helpers import wait_until
+
+CREW = 8  # the free plan holds 10 employees: the owner and these
+CHUNK = 2  # tasks per bulk chunk: a job is several events, so a kill lands mid-job
+
+
+@pytest.fixture(scope="module")
+def replica_mesh(mongo_uri, tmp_path_factory, mailbox):
+    vhost = f"e2e-replicas-{uuid.uuid4().hex[:8]}"
+    amqp_uri = _create_vhost(vhost)
+    try:
+        with started_mesh(
+            mongo_uri, tmp_path_factory.mktemp("replica-logs"), gateways=2, replicas=2,
+            AMQP_URI=amqp_uri, REDIS_URI=os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9"),
+            MONGODB_DB_PREFIX=f"rep{uuid.uuid4().hex[:8]}", RPC_TIMEOUT="5", LOG_LEVEL="INFO",
+            SMTP_URL=mailbox.url, JWT_KEYS_DIR=str(tmp_path_factory.mktemp("replica-keys")),
+            TASK_FILES_DIR=str(tmp_path_factory.mktemp("replica-files")), BCRYPT_ROUNDS="4",
+            RATE_LIMIT_AUTH="100000/60", RATE_LIMIT_BULK="1000/60", TASK_BULK_CHUNK=str(CHUNK),
+            TASK_OVERDUE_INTERVAL="1", EVENT_LEASE_MS="5000",
+        ) as running:
+            yield running
+    finally:
+        _delete_vhost(vhost)
+
+
+def log_entries(mesh, service):
+    for path in mesh.mesh.log_dir.glob(f"{service}*.log"):
+        for line in path.read_text().splitlines():
+            if line.startswith("{"):
+                yield path.name, json.loads(line)
+
+
+def test_a_registration_is_handled_once_across_replicas(replica_mesh, mailbox):
+    user = register(replica_mesh, "twin")
+    org = personal_org(user)
+    staff = wait_until(lambda: employees(user, org["org_id"]), timeout=20, what="the owner")
+    assert [(e["user_id"], e["role"]) for e in staff] == [(user.user_id, "owner")]
+    mails = wait_until(lambda: len(mailbox.messages(user.email)) >= 2 and mailbox.messages(user.email),
+                       timeout=20, what="the welcome and verification emails")
+    eventlet.sleep(1)  # would a second replica's copy of an event arrive now?
+    assert len(user.get("/orgs").json()["items"]) == 1
+    verification = [m for m in mailbox.messages(user.email) if "verify-email" in text_of(m)]
+    assert len(verification) == 1, [m["Subject"] for m in mails]
+    kinds = Counter(item["kind"] for item in user.get("/notifications").json()["items"])
+    assert kinds and max(kinds.values()) == 1, kinds
+
+
+def test_every_timer_does_its_work_once_per_period(replica_mesh):
+    wait_until(lambda: sum(1 for _, e in log_entries(replica_mesh, "tasks")
+                           if e.get("timer") == "mark_overdue") >= 5,
+               timeout=30, interval=0.5, what="five overdue sweeps")
+    for service in ("auth", "organizations", "employees", "teams", "tasks", "notifications"):
+        claims = Counter((e["timer"], e["period"]) for _, e in log_entries(replica_mesh, service)
+                         if "timer" in e)
+        assert claims, f"{service}: no timer ran"
+        assert max(claims.values()) == 1, f"{service}: a period's work ran twice: {claims}"
+    runs = [e for _, e in log_entries(replica_mesh, "tasks") if e.get("entrypoint") == "mark_overdue"]
+    periods = [e["period"] for _, e in log_entries(replica_mesh, "tasks")
+               if e.get("timer") == "mark_overdue"]
+    assert len(runs) == len(periods)  # a skipped tick starts no worker
+
+
+@pytest.mark.timeout(300)
+def test_one_replica_of_each_service_killed_mid_bulk_job_loses_and_repeats_nothing(replica_mesh):
+    owner = register(replica_mesh, "lead")
+    org_id = personal_org(owner)["org_id"]
+    members = list(eventlet.GreenPool(8).imap(lambda _: register(replica_mesh, "crew"), range(CREW)))
+    wait_until(lambda: employees(owner, org_id), timeout=20, what="the owner")
+    for member in members:
+        response = owner.post(f"/orgs/{org_id}/employees", json={"email": member.email, "role": "member"})
+        assert response.status_code == 201, response.text
+        member.employee_id = response.json()["employee_id"]
+    title = f"Two of everything {uuid.uuid4().hex[:6]}"
+    response = owner.post(f"/orgs/{org_id}/tasks/bulk", json={
+        "assignee_ids": [m.employee_id for m in members], "task": {"title": title}})
+    assert response.status_code == 202, response.text
+    job_url = f"/orgs/{org_id}/tasks/bulk/{response.json()['job_id']}"
+    wait_until(lambda: owner.get(job_url).json()["done"] > 0, timeout=30, interval=0.02,
+               what="the bulk job to start")
+    for victim in ("tasks", "notifications", "employees"):
+        replica_mesh.mesh.kill_replica(victim, 0)  # its twin carries on meanwhile
+
+    job = wait_until(lambda: (lambda j: j["status"] == "done" and j)(owner.get(job_url).json()),
+                     timeout=90, interval=0.2, what="the bulk job to finish")
+    assert (job["total"], job["done"], job["failed"]) == (CREW, CREW, 0)
+    tasks = owner.get(f"/orgs/{org_id}/tasks", params={"q": title, "limit": 100}).json()["items"]
+    assert sorted(t["assignee_id"] for t in tasks) == sorted(m.employee_id for m in members)
+
+    def notified_once(member):
+        feed = member.get("/notifications", params={"limit": 100}).json()["items"]
+        return sum(title in str(item) for item in feed)
+
+    wait_until(lambda: all(notified_once(m) >= 1 for m in members), timeout=60, interval=0.5,
+               what="an in-app notification for every assignee")
+    wait_until(lambda: all(e["task_counts"]["open"] == 1 for e in employees(owner, org_id)
+                           if e["user_id"] != owner.user_id),
+               timeout=60, interval=0.5, what="every open task count at 1")
+    eventlet.sleep(1)  # a late duplicate would land now
+    assert [notified_once(m) for m in members] == [1] * CREW
+    replica_mesh.wait_healthy()
+    assert replica_mesh.mesh.dead() == []
