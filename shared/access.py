@@ -188,19 +188,42 @@ def provision_broker(management_url: str, vhost: str, services=SERVICES) -> None
                          json={"exchange": exchange, **keys}).raise_for_status()
 
 
-def provision_redis(redis_uri: str, services=SERVICES) -> None:
-    """Create (or reset) each service's Redis ACL user (needs an admin connection)."""
-    client = redis.Redis.from_url(redis_uri)
-    try:
-        for service in services:
-            client.execute_command("ACL", "SETUSER", user_name(service), "reset",
-                                   *redis_rules(service))
-    finally:
-        client.close()
+def _redis_nodes(config: dict) -> list[redis.Redis]:
+    """Admin connections to every Redis node: ``REDIS_URI``'s, or with
+    ``REDIS_SENTINELS`` the primary and replicas the sentinels name (ACL users
+    are not replicated, and a replica may become the primary)."""
+    if not config.get("REDIS_SENTINELS"):
+        return [redis.Redis.from_url(config["REDIS_URI"])]
+    from redis.connection import parse_url
+    from redis.sentinel import Sentinel
+
+    from shared.redis import sentinel_hosts
+
+    url = parse_url(config["REDIS_URI"])
+    master = config.get("REDIS_SENTINEL_MASTER") or "workforce"
+    sentinel = Sentinel(sentinel_hosts(config["REDIS_SENTINELS"]), sentinel_kwargs={
+        "password": config.get("REDIS_SENTINEL_PASSWORD") or None})
+    addresses = [sentinel.discover_master(master), *sentinel.discover_slaves(master)]
+    return [redis.Redis(host=host, port=port, username=url.get("username"),
+                        password=url.get("password")) for host, port in addresses]
 
 
-def provision(amqp_uri: str, redis_uri: str, management_url: str) -> dict[str, dict]:
-    """Every service's users on these servers; returns each one's environment."""
-    provision_broker(management_url, vhost_of(amqp_uri))
-    provision_redis(redis_uri)
-    return {service: service_uris(service, amqp_uri, redis_uri) for service in SERVICES}
+def provision_redis(config: dict, services=SERVICES) -> None:
+    """Create (or reset) each service's Redis ACL user on every node (needs admin rights)."""
+    for client in _redis_nodes(config):
+        try:
+            for service in services:
+                client.execute_command("ACL", "SETUSER", user_name(service), "reset",
+                                       *redis_rules(service))
+        finally:
+            client.close()
+
+
+def provision(config: dict) -> dict[str, dict]:
+    """Every service's users on the servers of ``config`` (``AMQP_URI``,
+    ``RABBITMQ_MANAGEMENT_URL``, ``REDIS_URI``, ``REDIS_SENTINELS``...: admin
+    rights); returns each service's environment."""
+    provision_broker(config["RABBITMQ_MANAGEMENT_URL"], vhost_of(config["AMQP_URI"]))
+    provision_redis(config)
+    return {service: service_uris(service, config["AMQP_URI"], config["REDIS_URI"])
+            for service in SERVICES}

@@ -256,9 +256,8 @@ def service_users(env: dict) -> dict[str, dict]:
     if env.get("SERVICE_USERS", "1") == "0":
         return {}
     try:
-        return access.provision(env.get("AMQP_URI", DEFAULT_AMQP_URI),
-                                env.get("REDIS_URI", DEFAULT_REDIS_URI),
-                                env.get("RABBITMQ_MANAGEMENT_URL", DEFAULT_MANAGEMENT_URL))
+        return access.provision({"AMQP_URI": DEFAULT_AMQP_URI, "REDIS_URI": DEFAULT_REDIS_URI,
+                                 "RABBITMQ_MANAGEMENT_URL": DEFAULT_MANAGEMENT_URL, **env})
     except (requests.RequestException, redis.RedisError) as exc:
         sys.exit(f"Could not create the services' RabbitMQ and Redis users ({exc}): "
                  "RABBITMQ_MANAGEMENT_URL and REDIS_URI need admin rights, or set "

@@ -27,7 +27,8 @@ def users(vhost_factory):
             Exchange(name, type="topic", durable=True)(channel).declare()
         Queue("rpc-employees", exchange=RPC, routing_key="employees.*",
               durable=True)(channel).declare()
-    return access.provision(admin_uri, REDIS_URI, MANAGEMENT_URL)
+    return access.provision({"AMQP_URI": admin_uri, "REDIS_URI": REDIS_URI,
+                             "RABBITMQ_MANAGEMENT_URL": MANAGEMENT_URL})
 
 
 def refused(action) -> str:
