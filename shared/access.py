@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import redis
 import requests
 
+from shared.cli import management
 from shared.events import ReliableEventHandler
 from shared.rpc import ServiceRpc
 
@@ -49,8 +50,9 @@ UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 REDIS_READS = {
     "gateway": ["auth:blacklist:*", "auth:jwks:*", "employees:perm:*",
                 "notifications:stream:*",
-                # the response cache is keyed by the owners' version counters
-                *(f"{name}:ver:*" for name in SERVICES if name != "gateway")],
+                # the response cache is keyed by the owners' per-org version
+                # counters (shared.redis.org_version_key), any owner's
+                *(f"{name}:ver:org:*" for name in SERVICES if name != "gateway")],
     "organizations": ["employees:perm:*"],
     "teams": ["employees:perm:*"],
     "tasks": ["employees:perm:*"],
@@ -146,11 +148,6 @@ def redis_rules(service: str) -> list[str]:
             "+@all", "-@dangerous"]
 
 
-def vhost_of(amqp_uri: str) -> str:
-    path = urllib.parse.urlsplit(amqp_uri.replace("pyamqp://", "amqp://", 1)).path
-    return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
-
-
 def _with_credentials(uri: str, user: str, secret: str) -> str:
     parts = urllib.parse.urlsplit(uri)
     host = parts.hostname or "127.0.0.1"
@@ -166,12 +163,10 @@ def service_uris(service: str, amqp_uri: str, redis_uri: str) -> dict:
             "REDIS_URI": _with_credentials(redis_uri, user, secret)}
 
 
-def provision_broker(management_url: str, vhost: str, services=SERVICES) -> None:
-    """Create (or update) each service's RabbitMQ user and its rights on ``vhost``."""
-    parts = urllib.parse.urlsplit(management_url)
-    api = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port or 15672}"))
-    auth = (urllib.parse.unquote(parts.username or "guest"),
-            urllib.parse.unquote(parts.password or "guest"))
+def provision_broker(config: dict, services=SERVICES) -> None:
+    """Create (or update) each service's RabbitMQ user and its rights on the
+    vhost of ``AMQP_URI``, through the management API (``RABBITMQ_MANAGEMENT_URL``)."""
+    api, auth, vhost = management(config)
     quoted_vhost = urllib.parse.quote(vhost, safe="")
     with requests.Session() as http:
         http.auth = auth
@@ -223,7 +218,7 @@ def provision(config: dict) -> dict[str, dict]:
     """Every service's users on the servers of ``config`` (``AMQP_URI``,
     ``RABBITMQ_MANAGEMENT_URL``, ``REDIS_URI``, ``REDIS_SENTINELS``...: admin
     rights); returns each service's environment."""
-    provision_broker(config["RABBITMQ_MANAGEMENT_URL"], vhost_of(config["AMQP_URI"]))
+    provision_broker(config)
     provision_redis(config)
     return {service: service_uris(service, config["AMQP_URI"], config["REDIS_URI"])
             for service in SERVICES}
