@@ -47,6 +47,7 @@ from shared.errors import (
     Unavailable,
     ValidationFailed,
 )
+from shared.sealed import seal
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +182,13 @@ class Accounts:
                                    errors={"password": problems})
         return hash_password(password, self.rounds)
 
-    def _verification(self, user_id: str, email: str, session=None) -> tuple[str, str]:
+    def _verification(self, user_id: str, email: str, session=None) -> str:
+        """A new verification token; the link to it, sealed for the email (shared.sealed)."""
         token = new_secret()
         self.store.add_token(VERIFY, digest(token), user_id, self.verify_ttl, email=email,
                              session=session)
-        return token, domain.link(self.public_url, "/verify-email", token)
+        return seal(self.config, domain.link(self.public_url, "/verify-email", token),
+                    self.verify_ttl)
 
     def _tokens(self, user: dict, session_id: str, refresh_token: str) -> dict:
         access, _ = mint_access_token(self.ring, user["_id"], session_id=session_id,
@@ -227,10 +230,10 @@ class Accounts:
         (the unique email index decides between racing registrations)."""
         def write(session):
             self.store.insert_user(user, session=session)
-            token, url = self._verification(user["_id"], user["email"], session=session)
+            sealed_link = self._verification(user["_id"], user["email"], session=session)
             self.events.publish("user.registered", {
                 "user_id": user["_id"], "email": user["email"], "name": user["name"],
-                "verification_token": token, "verify_url": url},
+                "sealed_link": sealed_link},
                 actor_id=user["_id"], session=session)
 
         self.store.run_transaction(write)
@@ -409,8 +412,8 @@ class Accounts:
         self.store.add_token(RESET, digest(token), user["_id"], self.reset_ttl)
         self.events.publish("user.password.reset", {
             "user_id": user["_id"], "email": user["email"], "name": user["name"],
-            "reset_token": token,
-            "reset_url": domain.link(self.public_url, "/reset-password", token)},
+            "sealed_link": seal(self.config, domain.link(self.public_url, "/reset-password",
+                                                         token), self.reset_ttl)},
             actor_id=user["_id"])
 
     def reset_password(self, token: str, password: str) -> None:
@@ -464,10 +467,9 @@ class Accounts:
         self._request_verification(user, email)
 
     def _request_verification(self, user: dict, email: str) -> None:
-        token, url = self._verification(user["_id"], email)
         self.events.publish("user.email.verification.requested", {
             "user_id": user["_id"], "email": email, "name": user["name"],
-            "verification_token": token, "verify_url": url}, actor_id=user["_id"])
+            "sealed_link": self._verification(user["_id"], email)}, actor_id=user["_id"])
 
     # -- profile -------------------------------------------------------------
     def me(self, user_id: str) -> dict:

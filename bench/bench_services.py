@@ -2,11 +2,10 @@
 gateway built from the real gateway machinery (gateway_svc.http: ``@api``,
 problem+json, request ids, rate-limit-free routes) and the real Redis cache."""
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 
 from gateway_svc.http import api
 from shared.redis import Redis
-from shared.rpc import ServiceRpc
+from shared.rpc import ServiceRpc, rpc
 
 
 class EchoService:

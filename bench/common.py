@@ -71,4 +71,69 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-__all__ = ["environment", "running", "wait", "pct", "ms", "statistics"]
+def cpu_seconds(pid: int) -> float:
+    """CPU (user + system, every thread) a process has used so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(secantus_port: int | None = None) -> dict[str, list[int]]:
+    """The local RabbitMQ, Redis and SecantusDB (only the one on ``secantus_port``
+    if given) processes, read from /proc; shared servers count others' work too."""
+    found: dict[str, list[int]] = {"rabbitmq": [], "redis": [], "secantusdb": []}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        program = args.split(" ", 1)[0]
+        if program.endswith("beam.smp"):
+            found["rabbitmq"].append(int(entry))
+        elif program.startswith("redis-server"):
+            found["redis"].append(int(entry))
+        elif "secantusd" in args and (secantus_port is None
+                                      or f"--port {secantus_port} " in f"{args} "):
+            found["secantusdb"].append(int(entry))
+    return found
+
+
+class CpuMeter:
+    """CPU milliseconds per request, per group of processes: ``start()``, make
+    ``n`` requests, then ``per_request(n)`` -> ``{group: ms}`` (a figure that
+    machine noise moves far less than latency)."""
+
+    def __init__(self, groups: dict[str, list[int]]):
+        self.groups = {name: pids for name, pids in groups.items() if pids}
+        self._before: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        totals = {}
+        for name, pids in self.groups.items():
+            total = 0.0
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    total += cpu_seconds(pid)
+            totals[name] = total
+        return totals
+
+    def start(self) -> "CpuMeter":
+        self._before = self._read()
+        return self
+
+    def per_request(self, requests_made: int) -> dict[str, float]:
+        after = self._read()
+        return {name: (after[name] - self._before[name]) * 1000 / max(1, requests_made)
+                for name in self.groups}
+
+    @staticmethod
+    def format(figures: dict[str, float]) -> str:
+        parts = [f"{name} {ms:.2f}" for name, ms in figures.items()]
+        return f"CPU ms/request: {', '.join(parts)}; total {sum(figures.values()):.2f}"
+
+
+__all__ = ["environment", "running", "wait", "pct", "ms", "statistics", "cpu_seconds",
+           "server_pids", "CpuMeter"]

@@ -5,9 +5,12 @@
   (c) an HTTP GET through a gateway built on gateway_svc.http that makes one RPC
   (d) the same kind of HTTP GET answered from the gateway's Redis cache (no RPC)
 
-Prints p50/p99 latency (sequential calls) and throughput (CONCURRENCY client
-threads) for each, and the ratios b/a, c/a (p50) and d/c (throughput).
-Targets (issue 2): c/a <= 3 at p50; d >= 4x the throughput of c.
+Prints p50/p99 latency (sequential calls), throughput (CONCURRENCY client
+threads) and the CPU milliseconds each call cost the serving processes (read
+from /proc over the throughput run: the echo server or the nameko services
+process, RabbitMQ, Redis; the clients are not counted) for each, and the
+ratios b/a, c/a (p50) and d/c (throughput). Targets: c/a <= 2.5 at p50;
+d >= 4x the throughput of c.
 
     .venv/bin/python bench/rpc_roundtrip.py [--calls 1000] [--seconds 5]
 """
@@ -29,6 +32,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import CpuMeter, server_pids  # noqa: E402
 from shared import mesh  # noqa: E402
 
 AMQP = os.environ.get("AMQP_URI", "amqp://guest:guest@127.0.0.1:5672//").replace("pyamqp", "amqp")
@@ -56,11 +60,13 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def summarise(name: str, latencies: list[float], throughput: float) -> dict:
+def summarise(name: str, latencies: list[float], run: tuple[float, dict[str, float]]) -> dict:
+    rate, cpu = run
     row = {"name": name, "p50": statistics.median(latencies) * 1000,
-           "p99": percentile(latencies, 0.99) * 1000, "rps": throughput}
+           "p99": percentile(latencies, 0.99) * 1000, "rps": rate, "cpu": cpu}
     print(f"{name:<44} p50 {row['p50']:7.2f} ms   p99 {row['p99']:7.2f} ms   "
           f"{row['rps']:8.0f} calls/s", flush=True)
+    print(f"{'':<44} {CpuMeter.format(cpu)}", flush=True)
     return row
 
 
@@ -73,8 +79,9 @@ def timed(call, n: int) -> list[float]:
     return out
 
 
-def throughput(make_caller, seconds: float) -> float:
-    """Calls/s with CONCURRENCY threads, each with its own client."""
+def throughput(make_caller, seconds: float, meter: CpuMeter) -> tuple[float, dict[str, float]]:
+    """Calls/s with CONCURRENCY threads, each with its own client, and the CPU ms
+    per call of the metered processes."""
     counts = [0] * CONCURRENCY
     stop = time.monotonic() + seconds
 
@@ -85,12 +92,14 @@ def throughput(make_caller, seconds: float) -> float:
             counts[i] += 1
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(CONCURRENCY)]
+    meter.start()
     started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    return sum(counts) / elapsed, meter.per_request(sum(counts))
 
 
 class KombuClient:
@@ -163,18 +172,23 @@ def main() -> None:
             timed(warm, 50)
         print(f"{args.calls} sequential calls each; throughput with {CONCURRENCY} client "
               f"threads for {args.seconds:g} s; 2-core machine shared by client and servers\n")
+        shared = {k: v for k, v in server_pids().items() if k in ("rabbitmq", "redis")}
+        kombu_meter = CpuMeter({"echo server": [procs[0].pid], **shared})
+        nameko_meter = CpuMeter({"services": [procs[1].pid], **shared})
         a = summarise("(a) raw kombu request/reply", timed(KombuClient(), args.calls),
-                      throughput(KombuClient, args.seconds))
+                      throughput(KombuClient, args.seconds, kombu_meter))
         b = summarise("(b) nameko RPC", timed(nameko_client(), args.calls),
-                      throughput(nameko_client, args.seconds))
+                      throughput(nameko_client, args.seconds, nameko_meter))
         c = summarise("(c) HTTP GET via gateway, one RPC",
                       timed(http_client(port, "/api/v1/bench/rpc"), args.calls),
-                      throughput(lambda: http_client(port, "/api/v1/bench/rpc"), args.seconds))
+                      throughput(lambda: http_client(port, "/api/v1/bench/rpc"), args.seconds,
+                                 nameko_meter))
         d = summarise("(d) HTTP GET via gateway, Redis cache",
                       timed(http_client(port, "/api/v1/bench/cached"), args.calls),
-                      throughput(lambda: http_client(port, "/api/v1/bench/cached"), args.seconds))
+                      throughput(lambda: http_client(port, "/api/v1/bench/cached"), args.seconds,
+                                 nameko_meter))
         print(f"\nb/a p50 {b['p50'] / a['p50']:.2f}   c/a p50 {c['p50'] / a['p50']:.2f} "
-              f"(target <= 3)   d/c throughput {d['rps'] / c['rps']:.2f} (target >= 4)")
+              f"(target <= 2.5)   d/c throughput {d['rps'] / c['rps']:.2f} (target >= 4)")
     finally:
         for proc in procs:
             mesh.stop_process(proc)

@@ -19,6 +19,7 @@ from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
+from shared.sealed import seal
 from shared.tenancy import cache_membership, invalidate_membership, membership_generation
 
 log = logging.getLogger(__name__)
@@ -343,9 +344,10 @@ class EmployeeService(base.ServiceBase):
                 "created_at": domain.now()})
         accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
                       f"/api/v1/invitations/{token}/accept")
+        sealed_link = seal(self.config, accept_url, domain.INVITATION_TTL.total_seconds())
         self.events.publish("employee.invited", {
             "org_id": org["org_id"], "invitation_id": doc["_id"], "email": email,
-            "role": doc["role"], "token": token, "accept_url": accept_url,
+            "role": doc["role"], "sealed_link": sealed_link,
             "invited_by_user_id": actor["user_id"], "org_name": org.get("name", "")},
             org_id=org["org_id"], actor_id=actor["user_id"])
         return doc

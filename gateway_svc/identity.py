@@ -1,5 +1,5 @@
 """Who is calling: access-token verification for ``@api(auth=True)`` routes
-(and the websocket's ``?token=``).
+(and the websocket's token, gateway_svc.realtime).
 
 * The token is a JWT signed by auth with Ed25519 (``alg: EdDSA``); it is
   verified locally with auth's public keys. Only ``EdDSA`` is accepted, so
@@ -13,6 +13,12 @@
 * Revocation: ``auth:blacklist:jti:{jti}`` (logout) and
   ``auth:blacklist:sid:{sid}`` (a revoked session) are checked on every
   request, failing closed: Redis unreachable -> 503, never a free pass.
+  (``@api`` routes check them with their other per-request checks in one
+  Redis call: ``gateway_svc.checks``.)
+* A token whose signature was verified is remembered in process until it
+  expires (at most ``VERIFIED_TOKENS_MAX`` of them), keyed by the whole
+  token: PyJWT is skipped on its next requests, while its key must still be
+  trusted and the blacklist is still checked every time.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import time
 
 import jwt
 import redis
+from cachetools import TLRUCache
 from jwt.algorithms import OKPAlgorithm
 
 from shared.errors import Unauthorized, Unavailable
@@ -36,6 +43,8 @@ JWKS_KEY_PREFIX = "auth:jwks:kid:"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud"]
 _KID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 MAX_TOKEN_BYTES = 4096
+VERIFIED_TOKENS_MAX = 10_000
+REVOKED = "The access token has been revoked."
 
 
 def blacklist_keys(claims: dict) -> list[str]:
@@ -55,22 +64,42 @@ class Identity:
         self._keys: dict[str, tuple[object, float]] = {}   # kid -> (public key, fetched at)
         self._missing: dict[str, float] = {}               # kid -> when found missing
         self._window = (0.0, 0)                            # (second, lookups in it)
+        # token -> (kid, claims), each until its exp (+ leeway), as PyJWT would accept it
+        self._verified = TLRUCache(VERIFIED_TOKENS_MAX, timer=time.time,
+                                   ttu=lambda _token, entry, _now: entry[1]["exp"] + self.leeway)
 
     # -- the request side ---------------------------------------------------
     def authenticate(self, request) -> dict:
         """The verified claims of the request's bearer token, or Unauthorized."""
+        return self.verify_token(self.bearer_token(request))
+
+    @staticmethod
+    def bearer_token(request) -> str:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Send an access token: Authorization: Bearer <token>.",
                                headers={"WWW-Authenticate": 'Bearer realm="api"'})
-        return self.verify_token(token.strip())
+        return token.strip()
 
     def verify_token(self, token: str) -> dict:
         """Claims of a valid, unrevoked access token; Unauthorized (401) if not,
         Unavailable (503) when revocation cannot be checked."""
+        claims = self.verify_signature(token)
+        if self.is_revoked(claims):
+            raise Unauthorized(REVOKED)
+        return claims
+
+    def verify_signature(self, token: str) -> dict:
+        """Claims of a well-formed, well-signed, unexpired access token, revocation
+        not checked (the caller does: :meth:`is_revoked`, ``gateway_svc.checks``)."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
             raise Unauthorized("The access token is malformed.")
+        known = self._verified.get(token)
+        if known is not None:
+            kid, claims = known
+            self.public_key(kid)  # a key dropped from the JWKS since is not trusted
+            return dict(claims)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -89,9 +118,8 @@ class Identity:
         if not isinstance(claims.get("sub"), str) or not isinstance(claims.get("jti"), str):
             raise Unauthorized("The access token is invalid.")
         claims.setdefault("email_verified", False)
-        if self.is_revoked(claims):
-            raise Unauthorized("The access token has been revoked.")
-        return claims
+        self._verified[token] = (header["kid"], claims)
+        return dict(claims)
 
     def is_revoked(self, claims: dict) -> bool:
         try:

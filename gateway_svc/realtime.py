@@ -1,5 +1,11 @@
-"""The websocket at ``/api/v1/ws?token=...[&last_id=...]``: real-time in-app
+"""The websocket at ``/api/v1/ws[?last_id=...]``: real-time in-app
 notifications for the token's user.
+
+The access token never goes in the URL (URLs end up in access logs and
+proxies' logs): the client offers it as a subprotocol, ``new WebSocket(url,
+["bearer", token])`` (the server answers ``Sec-WebSocket-Protocol: bearer``),
+or sends ``{"type": "auth", "token": ..., "last_id"?: ...}`` as its first
+message within ``AUTH_SECONDS``. A ``?token=`` is refused (1008).
 
 The notifications service publishes every new in-app item on the Redis
 channel ``notifications:user:{user_id}`` and appends it to the capped stream
@@ -11,7 +17,10 @@ oldest first, from the stream (``{"type": "resync"}`` when that id is older
 than the stream holds: refetch ``GET /notifications``).
 
 A bad, expired or revoked token is answered by closing with 1008 (policy
-violation); so is a token expiring while connected.
+violation); so is a token expiring while connected, and one revoked while
+connected (logout, a revoked session, a password change or reset): each
+process checks its sockets' tokens against auth's blacklist every
+``WS_REVOCATION_CHECK_SECONDS`` (one pipelined round trip for all of them).
 """
 from __future__ import annotations
 
@@ -25,7 +34,7 @@ import redis
 from eventlet.queue import Empty, LightQueue
 from eventlet.websocket import WebSocketWSGI
 
-from gateway_svc.identity import Identity
+from gateway_svc.identity import Identity, blacklist_keys
 from shared.redis import make_client
 
 log = logging.getLogger(__name__)
@@ -36,6 +45,9 @@ STREAM_PREFIX = "notifications:stream:"
 POLICY_VIOLATION = 1008
 PING_SECONDS = 25
 CATCH_UP_MAX = 500
+AUTH_SECONDS = 10
+BEARER = "bearer"  # the subprotocol naming the token that follows it
+REVOKED = object()  # queued to a socket whose token was revoked
 
 
 class Realtime:
@@ -46,8 +58,12 @@ class Realtime:
         self.identity = Identity(config, self.redis)
         self.uri = config["REDIS_URI"]
         self.sockets: dict[str, set[LightQueue]] = {}
+        self.claims: dict[LightQueue, dict] = {}   # each socket's token, for revocation
+        self.revocation_seconds = float(config.get("WS_REVOCATION_CHECK_SECONDS", 5))
         self.listener = None
-        self.ws_app = WebSocketWSGI(self.handle)
+        self.watcher = None
+        self.ws_app = WebSocketWSGI.configured(self.handle, supported_protocols=[BEARER],
+                                               support_legacy_versions=True)
 
     def __call__(self, environ, start_response):
         return self.ws_app(environ, start_response)
@@ -58,6 +74,28 @@ class Realtime:
             ready = eventlet.event.Event()
             self.listener = eventlet.spawn(self._listen, ready)
             ready.wait()
+
+    def _ensure_watcher(self) -> None:
+        if self.watcher is None or self.watcher.dead:
+            self.watcher = eventlet.spawn(self._watch_revocations)
+
+    def _watch_revocations(self) -> None:
+        while True:
+            eventlet.sleep(self.revocation_seconds)
+            connected = list(self.claims.items())
+            if not connected:
+                continue
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for _, claims in connected:
+                    pipe.exists(*blacklist_keys(claims))
+                revoked = pipe.execute()
+            except redis.RedisError as exc:  # checked again next round
+                log.warning("cannot check websocket tokens for revocation: %s", exc)
+                continue
+            for (queue, _), gone in zip(connected, revoked, strict=True):
+                if gone:
+                    queue.put(REVOKED)
 
     def _listen(self, ready) -> None:
         while True:
@@ -83,8 +121,9 @@ class Realtime:
                 client.close()
 
     def stop(self) -> None:
-        if self.listener is not None:
-            self.listener.kill()
+        for thread in (self.listener, self.watcher):
+            if thread is not None:
+                thread.kill()
         for queues in list(self.sockets.values()):
             for queue in list(queues):
                 queue.put(None)
@@ -107,9 +146,28 @@ class Realtime:
         return None
 
     # one connection -------------------------------------------------------------
+    def _credentials(self, ws, query: dict) -> tuple[str, str]:
+        """(token, last_id) from the subprotocol or the first message."""
+        last_id = (query.get("last_id") or [""])[0]
+        offered = [p.strip() for p in ws.environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL", "").split(",")]
+        if len(offered) >= 2 and offered[0] == BEARER:
+            return offered[1], last_id
+        try:
+            with eventlet.Timeout(AUTH_SECONDS):
+                first = ws.wait()
+            message = json.loads(first or "")
+        except (eventlet.Timeout, ValueError, OSError):
+            return "", last_id
+        if not isinstance(message, dict) or message.get("type") != "auth":
+            return "", last_id
+        return str(message.get("token") or ""), str(message.get("last_id") or last_id)
+
     def handle(self, ws) -> None:
         query = parse_qs(ws.environ.get("QUERY_STRING", ""))
-        token = (query.get("token") or [""])[0]
+        if "token" in query:  # would sit in access logs: refused, so clients stop sending it
+            ws.close((POLICY_VIOLATION, "send the token as a subprotocol or first message"))
+            return
+        token, last_id = self._credentials(ws, query)
         try:
             claims = self.identity.verify_token(token)
         except Exception as exc:  # 401 or 503 alike: policy violation, nothing kept
@@ -118,12 +176,13 @@ class Realtime:
         user_id, expires = claims["sub"], float(claims.get("exp") or time.time() + 3600)
         queue: LightQueue = LightQueue()
         self._ensure_listener()
+        self._ensure_watcher()
         self.sockets.setdefault(user_id, set()).add(queue)
+        self.claims[queue] = claims
         reader = eventlet.spawn(self._read_until_closed, ws, queue)
         try:
             ws.send(json.dumps({"type": "hello", "user_id": user_id}))
             seen = set()
-            last_id = (query.get("last_id") or [""])[0]
             if last_id:
                 missed = self.missed(user_id, last_id)
                 if missed is None:
@@ -136,6 +195,7 @@ class Realtime:
             pass  # the client went away
         finally:
             reader.kill()
+            self.claims.pop(queue, None)
             self.sockets.get(user_id, set()).discard(queue)
             if not self.sockets.get(user_id):
                 self.sockets.pop(user_id, None)
@@ -153,6 +213,9 @@ class Realtime:
                     ws.send(json.dumps({"type": "ping"}))
                 continue
             if message is None:  # closed by the client, or the gateway stops
+                return
+            if message is REVOKED:
+                ws.close((POLICY_VIOLATION, "token revoked"))
                 return
             if seen and _id_of(message) in seen:
                 continue

@@ -17,8 +17,11 @@ from email.utils import formataddr, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
+import requests
 from eventlet.queue import Empty, LightQueue
 from nameko.extensions import DependencyProvider
+
+from shared.outbound import Unresolvable, UnsafeUrl, allowed_networks, check_public_url
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +206,7 @@ class Pusher(DependencyProvider):
             self.private_key = (Vapid.from_pem(key.encode()) if key.startswith("-----")
                                 else Vapid.from_string(key))
         self.subject = config.get("VAPID_SUBJECT") or "mailto:ops@workforce.local"
+        self.allowed_networks = allowed_networks(config)
 
     def get_dependency(self, worker_ctx) -> "Pusher":
         return self
@@ -214,9 +218,20 @@ class Pusher(DependencyProvider):
     def send(self, subscription: dict, payload: dict) -> str:
         from pywebpush import WebPushException, webpush
         info = {"endpoint": subscription["endpoint"], "keys": subscription["keys"]}
+        try:  # again now: the name may point elsewhere than when it was accepted
+            check_public_url(info["endpoint"], self.allowed_networks)
+        except Unresolvable as exc:
+            raise Transient(str(exc)) from None
+        except UnsafeUrl as exc:
+            raise Permanent(str(exc)) from None
+        session = requests.Session()
+        session.max_redirects = 0  # a redirect would skip the address check
         try:
             response = webpush(info, json.dumps(payload), vapid_private_key=self.private_key,
-                               vapid_claims={"sub": self.subject}, timeout=10)
+                               vapid_claims={"sub": self.subject}, timeout=10,
+                               requests_session=session)
+        except requests.TooManyRedirects:
+            raise Permanent("the push endpoint redirects") from None
         except WebPushException as exc:
             status = getattr(exc.response, "status_code", None)
             if status in (404, 410):
@@ -226,4 +241,6 @@ class Pusher(DependencyProvider):
             raise Transient(str(exc)) from None
         except OSError as exc:
             raise Transient(str(exc)) from None
+        finally:
+            session.close()
         return f"{response.status_code}"

@@ -9,9 +9,11 @@ import logging
 import re
 import uuid
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 
+import nh3
 import redis
 import yaml
 from jinja2 import Environment
@@ -19,6 +21,9 @@ from jinja2 import Environment
 from notify_svc import domain
 from notify_svc.channels import Permanent, Transient
 from notify_svc.store import now_utc
+from shared.errors import Conflict, ValidationFailed
+from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
+from shared.sealed import unseal
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +68,17 @@ def _layout():
     return Environment(autoescape=True).from_string((TEMPLATES_DIR / "layout.html").read_text())
 
 
-def html_from_text(subject: str, text: str, link: str | None, locale: str) -> str:
+def html_email(subject: str, text: str, link: str | None, locale: str, footer: str,
+               body_html: str | None = None) -> str:
+    """The HTML part: our layout around the text's paragraphs, or around a
+    template's own HTML (sanitized, so no markup or style of it can hide the
+    footer or anything outside its own part), and always the fixed footer."""
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
     if link:
         paragraphs = [p.replace(link, "").strip() for p in paragraphs]
     return _layout().render(subject=subject, paragraphs=[p for p in paragraphs if p],
-                            link=link, locale=locale)
+                            link=link, locale=locale, footer=footer,
+                            body_html=nh3.clean(body_html) if body_html else None)
 
 
 def public(doc: dict) -> dict:
@@ -200,14 +210,15 @@ class Notifier:
             nid = domain.group_id(plan.group, who)
         else:
             nid = domain.notification_id(event["event_id"], who)
-        rendered = domain.render(self.template(event.get("org_id"), plan.kind, locale), context)
+        rendered = self.render(event.get("org_id"), plan.kind, locale, context)
+        if plan.kind in domain.SECRET_LINK_KINDS:  # the link goes by email only
+            rendered["text"] = domain.render_part(
+                "text", default_templates(locale)[plan.kind]["notice"], context)
         now = now_utc()
         doc = {"_id": nid, "user_id": rec.user_id, "kind": plan.kind,
                "title": rendered["subject"], "body": rendered.get("text"), "link": plan.link,
                "org_id": event.get("org_id"), "event_id": event["event_id"], "read": False,
-               "created_at": now, "data": {k: v for k, v in plan.context.items()
-                                           if k not in ("verification_token", "reset_token",
-                                                        "token")}}
+               "created_at": now, "data": plan.context}
         if rec.user_id and decision.in_app:
             if plan.group:
                 task = {"task_id": plan.context.get("task_id"), "title": plan.context.get("title")}
@@ -252,13 +263,32 @@ class Notifier:
             "_id": f"{nid}:email", "notification_id": nid, "user_id": user_id, "channel": "email",
             "kind": plan.kind, "to": email, "name": name, "org_id": event.get("org_id"),
             "locale": locale, "context": {**plan.context, "link": plan.link,
-                                          "recipient_name": name},
+                                          "recipient_name": name,
+                                          **({"sealed_link": plan.sealed_link}
+                                             if plan.sealed_link else {})},
             "group": plan.group, "status": status, "due_at": due, "created_at": now,
             "attempts": [], "attempt_count": 0}
         if status == "queued":  # inserted already claimed: sent right now by this worker
             delivery.update(status="sending", lease_until=now + timedelta(seconds=60))
         if self.store.add_delivery(delivery) and status == "queued":
             self._send(delivery)
+
+    def add_push_subscription(self, user_id: str, sub: dict) -> None:
+        """A browser's subscription: a public https endpoint (shared.outbound),
+        at most PUSH_MAX_SUBSCRIPTIONS per user, never another user's."""
+        try:
+            check_public_url(sub["endpoint"], allowed_networks(self.config))
+        except UnsafeUrl as exc:
+            raise ValidationFailed(f"The push endpoint is refused: {exc}.",
+                                   {"endpoint": [str(exc)]}) from None
+        cap = int(self.setting("PUSH_MAX_SUBSCRIPTIONS", 10))
+        if not self.store.has_push_subscription(user_id, sub["endpoint"]) and \
+                self.store.push_subscription_count(user_id) >= cap:
+            raise ValidationFailed(f"At most {cap} push subscriptions; remove one first.",
+                                   {"endpoint": [f"At most {cap} subscriptions."]})
+        if not self.store.add_push_subscription(user_id, sub):
+            raise Conflict("This push endpoint is registered to another account; "
+                           "subscribe again for a new endpoint.")
 
     def _push(self, nid: str, user_id: str, kind: str, title: str, link: str | None) -> None:
         for sub in self.store.push_subscriptions(user_id):
@@ -271,18 +301,39 @@ class Notifier:
                 log.warning("push to %s failed: %s", user_id, exc)
 
     # sending --------------------------------------------------------------
+    def render(self, org_id: str | None, kind: str, locale: str, context: dict) -> dict:
+        """The org's template, or the default when the org's no longer renders
+        (over its budget with this context, say): the message still goes out."""
+        try:
+            return domain.render(self.template(org_id, kind, locale), context)
+        except domain.TemplateInvalid as exc:
+            if not org_id:
+                raise
+            log.warning("template %s of org %s does not render, using the default: %s",
+                        kind, org_id, exc)
+            return domain.render(default_templates(locale)[kind], context)
+
+    def footer(self, context: dict, locale: str) -> str:
+        return domain.render_part("text", default_templates(locale)["footer"]["text"], {
+            "sender": parseaddr(self.mailer.sender)[1], "org_name": context.get("org_name")}
+        ).strip()
+
     def _email_content(self, delivery: dict) -> dict:
         context = dict(delivery["context"])
         context.update({"count": 1, "tasks": []})
+        sealed = context.pop("sealed_link", None)
+        if sealed:  # opened here only; raises Unsealable once the secret has expired
+            context["link"] = unseal(self.config, sealed)
         if delivery.get("group"):
             doc = self.store.get_notification(delivery["notification_id"]) or {}
             tasks = doc.get("tasks") or []
             context.update({"count": max(1, len(tasks)), "tasks": tasks})
-        rendered = domain.render(self.template(delivery.get("org_id"), delivery["kind"],
-                                               delivery.get("locale", "en")), context)
-        if "html" not in rendered:
-            rendered["html"] = html_from_text(rendered["subject"], rendered["text"],
-                                              context.get("link"), delivery.get("locale", "en"))
+        locale = delivery.get("locale", "en")
+        rendered = self.render(delivery.get("org_id"), delivery["kind"], locale, context)
+        footer = self.footer(context, locale)
+        rendered["html"] = html_email(rendered["subject"], rendered["text"], context.get("link"),
+                                      locale, footer, rendered.get("html"))
+        rendered["text"] = f"{rendered['text'].rstrip()}\n\n-- \n{footer}\n"
         return rendered
 
     def deliver(self, delivery_id: str) -> str | None:
@@ -361,10 +412,11 @@ class Notifier:
         for item in items:
             content = self._email_content(item)
             entries.append({"subject": content["subject"], "link": item["context"].get("link")})
-        template = default_templates(first.get("locale", "en"))["digest"]
-        rendered = domain.render(template, {"items": entries})
-        html = html_from_text(rendered["subject"], rendered["text"], None,
-                              first.get("locale", "en"))
+        locale = first.get("locale", "en")
+        rendered = domain.render(default_templates(locale)["digest"], {"items": entries})
+        footer = self.footer({}, locale)
+        html = html_email(rendered["subject"], rendered["text"], None, locale, footer)
+        rendered["text"] = f"{rendered['text'].rstrip()}\n\n-- \n{footer}\n"
         digest_delivery = {**first, "_id": f"digest:{first['_id']}", "kind": "digest"}
         try:
             answer = self.mailer.send(first["to"], first.get("name"), rendered["subject"],

@@ -3,13 +3,16 @@ through which channels, and how a message is rendered."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sized
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
+from time import monotonic
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 CHANNELS = ("email", "push", "in_app")
 DIGEST_FREQUENCIES = ("off", "hourly", "daily")
@@ -18,6 +21,7 @@ DIGEST_FREQUENCIES = ("off", "hourly", "daily")
 # preferences, quiet hours and digests.
 KINDS: dict[str, tuple[str, bool]] = {
     "welcome": ("user.registered", True),
+    "verify_email": ("user.email.verification.requested", True),
     "password_reset": ("user.password.reset", True),
     "password_changed": ("user.password.changed", True),
     "email_verified": ("user.email.verified", False),
@@ -35,6 +39,14 @@ KINDS: dict[str, tuple[str, bool]] = {
 KIND_OF_EVENT = {event: kind for kind, (event, _) in KINDS.items()}
 # kinds that are never held for a digest (time-sensitive)
 URGENT = {"task_overdue"}
+# kinds whose link is a secret (a reset, verification or invitation token): it
+# goes by email only, sealed in the event (shared.sealed) and opened only while
+# the email is rendered; the in-app item and the push carry a notice instead
+SECRET_LINK_KINDS = {"welcome", "verify_email", "password_reset", "employee_invited"}
+# event fields never copied into a notification, a delivery or a stream; the
+# unsealed names are those of events published before links were sealed
+SECRET_FIELDS = {"sealed_link", "token", "reset_token", "verification_token", "reset_url",
+                 "verify_url", "accept_url"}
 
 
 def is_critical(kind: str) -> bool:
@@ -56,6 +68,7 @@ class Plan:
     context: dict = field(default_factory=dict)
     link: str | None = None
     group: str | None = None     # bulk job: one message per (job, person)
+    sealed_link: str | None = None  # SECRET_LINK_KINDS: the emailed link, sealed
 
 
 def notification_id(event_id: str, who: str) -> str:
@@ -72,16 +85,15 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
     if kind is None:
         return []
     d = event.get("data") or {}
-    ctx = dict(d)
+    ctx = {k: v for k, v in d.items() if k not in SECRET_FIELDS}
     app = public_url.rstrip("/")
 
     def one(user_id, email=None, name=None, link=None, group=None):
-        return [Plan(kind, Recipient(user_id, email, name), ctx, link, group)]
+        sealed = d.get("sealed_link") if kind in SECRET_LINK_KINDS else None
+        return [Plan(kind, Recipient(user_id, email, name), ctx, link, group, sealed)]
 
-    if kind == "welcome":
-        return one(d.get("user_id"), d.get("email"), d.get("name"), d.get("verify_url"))
-    if kind == "password_reset":
-        return one(d.get("user_id"), d.get("email"), d.get("name"), d.get("reset_url"))
+    if kind in ("welcome", "verify_email", "password_reset"):
+        return one(d.get("user_id"), d.get("email"), d.get("name"))
     if kind in ("password_changed", "email_verified"):
         return one(d.get("user_id"), d.get("email"), d.get("name"))
     if kind == "org_created":
@@ -90,7 +102,7 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
     if kind in ("employee_added", "employee_removed"):
         return one(d.get("user_id"), d.get("email"), d.get("name"))
     if kind == "employee_invited":
-        return one(None, d.get("email"), None, d.get("accept_url"))
+        return one(None, d.get("email"))
     if kind == "team_member_added":
         return one(d.get("user_id"))
     task_link = f"{app}/orgs/{d.get('org_id')}/tasks/{d.get('task_id')}"
@@ -195,9 +207,101 @@ def decide(kind: str, prefs: dict, org_defaults: dict | None, now: datetime,
 
 
 # Templates ------------------------------------------------------------------
+# Org admins write templates, so a template must never stall the service nor
+# let one org slow the others: every render has a time budget and an output
+# cap, loops are few and short, and what could build a huge value in one step
+# (repetition, %-formatting, padding filters and str methods) is refused.
+RENDER_BUDGET_SECONDS = 0.1
+MAX_OUTPUT_CHARS = 100_000
+MAX_RANGE = 100
+MAX_LOOP_DEPTH = 2
+SAFE_FILTERS = ("abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape",
+                "first", "float", "forceescape", "groupby", "int", "items", "join", "last",
+                "length", "list", "lower", "map", "max", "min", "reject", "rejectattr",
+                "reverse", "round", "safe", "select", "selectattr", "sort", "string",
+                "striptags", "sum", "title", "tojson", "trim", "truncate", "unique", "upper",
+                "urlencode", "wordcount")
+SAFE_METHODS = {"upper", "lower", "title", "capitalize", "strip", "lstrip", "rstrip",
+                "startswith", "endswith", "get", "items", "keys", "values"}
+REFUSED_NODES = (nodes.Macro, nodes.CallBlock, nodes.Import, nodes.FromImport, nodes.Include,
+                 nodes.Extends)
 
-_env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
-_html_env = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+_deadline: ContextVar[float] = ContextVar("template_deadline", default=float("inf"))
+
+
+def _within_budget() -> None:
+    if monotonic() > _deadline.get():
+        raise SecurityError(f"the template takes over {RENDER_BUDGET_SECONDS}s to render")
+
+
+def _budgeted(iterable):
+    """Every loop iterates through this (added by TemplateSandbox._parse)."""
+    for item in iterable:
+        _within_budget()
+        yield item
+
+
+def _range(*args: int) -> range:
+    rng = range(*args)
+    if len(rng) > MAX_RANGE:
+        raise SecurityError(f"range() is limited to {MAX_RANGE} items")
+    return rng
+
+
+def _check_tree(node, depth: int = 0) -> None:
+    if isinstance(node, REFUSED_NODES):
+        raise TemplateSyntaxError(f"{type(node).__name__.lower()} is not allowed in templates",
+                                  node.lineno)
+    if isinstance(node, nodes.For):
+        depth += 1
+        if depth > MAX_LOOP_DEPTH:
+            raise TemplateSyntaxError(f"loops may nest at most {MAX_LOOP_DEPTH} deep",
+                                      node.lineno)
+        if node.recursive:
+            raise TemplateSyntaxError("recursive loops are not allowed", node.lineno)
+        node.iter = nodes.Filter(node.iter, "_budgeted", [], [], None, None,
+                                 lineno=node.lineno)
+    for child in node.iter_child_nodes():
+        _check_tree(child, depth)
+
+
+class TemplateSandbox(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **kwargs):
+        super().__init__(undefined=StrictUndefined, **kwargs)
+        self.filters = {name: self.filters[name] for name in SAFE_FILTERS}
+        self.filters["_budgeted"] = _budgeted
+        self.globals = {"range": _range, "dict": dict}
+
+    def _parse(self, source, name, filename):
+        tree = super()._parse(source, name, filename)
+        _check_tree(tree)
+        return tree
+
+    def call_binop(self, context, operator, left, right):
+        _within_budget()
+        if operator == "**":
+            raise SecurityError("** is not allowed in templates")
+        if operator == "*" and (isinstance(left, Sized) or isinstance(right, Sized)):
+            raise SecurityError("repeating text or lists is not allowed in templates")
+        if operator == "%" and isinstance(left, str):
+            raise SecurityError("%-formatting is not allowed in templates")
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
+        _within_budget()
+        method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
+        owner = getattr(method, "__self__", None)
+        if isinstance(owner, (str, bytes, list, tuple, dict)) and \
+                getattr(method, "__name__", "") not in SAFE_METHODS:
+            raise SecurityError(f"{getattr(__obj, '__name__', 'this')}() is not allowed "
+                                "in templates")
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+_env = TemplateSandbox(autoescape=False)
+_html_env = TemplateSandbox(autoescape=True)
 
 TEMPLATE_PARTS = ("subject", "text", "html")
 
@@ -214,27 +318,42 @@ def _compiled(part: str, source: str):
 
 
 def render_part(part: str, source: str, context: dict) -> str:
+    budget = _deadline.set(monotonic() + RENDER_BUDGET_SECONDS)
     try:
-        return _compiled(part, source).render(**context)
+        out, size = [], 0
+        for chunk in _compiled(part, source).generate(**context):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"the template renders over {MAX_OUTPUT_CHARS} characters")
+            _within_budget()
+            out.append(chunk)
+        return "".join(out)
     except TemplateError as exc:
         raise TemplateInvalid(part, exc.message or str(exc), getattr(exc, "lineno", None)) from None
+    except RecursionError:
+        raise TemplateInvalid(part, "the template is nested too deeply", None) from None
+    finally:
+        _deadline.reset(budget)
 
 
 def render(template: dict, context: dict) -> dict:
-    return {part: render_part(part, template[part], context).strip() if part == "subject"
-            else render_part(part, template[part], context)
+    """Each part of ``template``; the subject on one line (it is a mail header)."""
+    return {part: " ".join(render_part(part, template[part], context).split())
+            if part == "subject" else render_part(part, template[part], context)
             for part in TEMPLATE_PARTS if template.get(part)}
 
 
 def sample_context(kind: str) -> dict:
-    """Values every template of ``kind`` may use, for validation on save."""
+    """Values every template of ``kind`` may use, for validation on save (lists
+    of a realistic length, so the render budget is tried on save)."""
+    tasks = [{"task_id": f"t{i}", "title": f"Task {i}"} for i in range(50)]
     sample = {"user_id": "u1", "email": "someone@example.com", "name": "Sam", "org_id": "o1",
               "org_name": "Acme", "title": "Write the report", "task_id": "t1",
-              "verify_url": "https://x/verify", "reset_url": "https://x/reset",
-              "accept_url": "https://x/accept", "team_name": "Team", "role": "member",
+              "team_name": "Team", "role": "member",
               "preview": "Looks good", "due_at": "2026-01-01T00:00:00Z", "priority": "normal",
-              "reason": "", "job_id": None, "count": 1, "tasks": [], "link": "https://x/",
-              "recipient_name": "Sam", "items": [], "owner_name": "Sam"}
+              "reason": "", "job_id": None, "count": 1, "tasks": tasks, "link": "https://x/",
+              "recipient_name": "Sam", "items": [{"subject": t["title"], "link": "https://x/"}
+                                                 for t in tasks], "owner_name": "Sam"}
     return {**sample, "kind": kind}
 
 

@@ -69,9 +69,10 @@ class PushKeysSchema(Strict):
 
 class PushSubscriptionSchema(Strict):
     """A browser's ``PushSubscription.toJSON()``."""
-    endpoint = fields.Url(required=True, schemes={"https", "http"},
+    endpoint = fields.Url(required=True, schemes={"https"},
                           validate=validate.Length(max=2000), require_tld=False,
-                          metadata={"example": ex.PUSH_ENDPOINT})
+                          metadata={"example": ex.PUSH_ENDPOINT,
+                                    "description": "https, to a public address"})
     keys = fields.Nested(PushKeysSchema, required=True)
     expirationTime = fields.Raw(allow_none=True, metadata={"example": None})
 

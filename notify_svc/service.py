@@ -72,6 +72,10 @@ class NotificationService(base.ServiceBase):
     def on_password_reset(self, event):
         self.notifier.handle(event)
 
+    @handles("auth", "user.email.verification.requested")
+    def on_verification_requested(self, event):
+        self.notifier.handle(event)
+
     @handles("auth", "user.password.changed")
     def on_password_changed(self, event):
         self.notifier.handle(event)
@@ -202,7 +206,7 @@ class NotificationService(base.ServiceBase):
     @rpc
     def add_push_subscription(self, user_id: str, subscription: dict) -> dict:
         sub = load(PushSubscriptionSchema(), subscription)
-        self.store.add_push_subscription(user_id, sub)
+        self.notifier.add_push_subscription(user_id, sub)
         return {"endpoint": sub["endpoint"]}
 
     @rpc

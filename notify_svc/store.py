@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from notify_svc import domain
 from shared.mongo import BaseStore, utcnow
 
 now_utc = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
@@ -22,7 +23,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return datetime.fromisoformat(at), _id
 
 
+def drop_clear_secret_links(db) -> None:
+    """Items and finished deliveries stored before links were sealed kept reset,
+    verification and invitation links in clear: remove them (deliveries still
+    to be sent keep theirs until they are)."""
+    kinds = sorted(domain.SECRET_LINK_KINDS)
+    db.notifications.update_many({"kind": {"$in": kinds}}, {"$set": {"link": None}, "$unset": {
+        f"data.{name}": "" for name in domain.SECRET_FIELDS}})
+    db.deliveries.update_many(
+        {"kind": {"$in": kinds}, "status": {"$nin": ["queued", "held", "sending"]}},
+        {"$unset": {"context.link": "", **{f"context.{name}": "" for name in domain.SECRET_FIELDS
+                                           if name != "sealed_link"}}})
+
+
 class NotificationStore(BaseStore):
+    MIGRATIONS = [("0001_drop_clear_secret_links", drop_clear_secret_links)]
     INDEXES = {
         **BaseStore.INDEXES,
         "notifications": [IndexModel([("user_id", ASCENDING), ("created_at", DESCENDING),
@@ -194,10 +209,23 @@ class NotificationStore(BaseStore):
                                        "updated_at": now_utc()}, upsert=True)
 
     # push subscriptions --------------------------------------------------
-    def add_push_subscription(self, user_id: str, sub: dict) -> None:
-        self.db.push_subscriptions.update_one(
-            {"_id": sub["endpoint"]}, {"$set": {**sub, "user_id": user_id,
-                                                "created_at": now_utc()}}, upsert=True)
+    def add_push_subscription(self, user_id: str, sub: dict) -> bool:
+        """Store or refresh the user's subscription; False when the endpoint
+        belongs to another user (it is never moved to the caller)."""
+        try:
+            self.db.push_subscriptions.update_one(
+                {"_id": sub["endpoint"], "user_id": user_id},
+                {"$set": {**sub, "user_id": user_id, "created_at": now_utc()}}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def has_push_subscription(self, user_id: str, endpoint: str) -> bool:
+        return self.db.push_subscriptions.count_documents(
+            {"_id": endpoint, "user_id": user_id}, limit=1) > 0
+
+    def push_subscription_count(self, user_id: str) -> int:
+        return self.db.push_subscriptions.count_documents({"user_id": user_id})
 
     def remove_push_subscription(self, user_id: str | None, endpoint: str) -> int:
         query = {"_id": endpoint}

@@ -54,14 +54,15 @@ _employee_change = {"org_id": _req(Str), "employee_id": _req(Str), "user_id": _o
 CATALOGUE: list[EventSpec] = [
     EventSpec("user.registered", "auth", _schema(
         "UserRegistered", user_id=_req(Str), email=_req(Str), name=_req(Str),
-        verification_token=_req(Str), verify_url=_req(Str)),
-        "An account was created; carries the email-verification link."),
+        sealed_link=_req(Str)),
+        "An account was created; carries the email-verification link, sealed "
+        "(shared.sealed: only notifications opens it, to render the email)."),
     EventSpec("user.email.verified", "auth", _schema(
         "UserEmailVerified", user_id=_req(Str), email=_req(Str)), "A user proved their email."),
     EventSpec("user.email.verification.requested", "auth", _schema(
         "UserVerificationRequested", user_id=_req(Str), email=_req(Str), name=_opt(Str),
-        verification_token=_req(Str), verify_url=_req(Str)),
-        "A new verification link (re-send, or a changed email)."),
+        sealed_link=_req(Str)),
+        "A new verification link, sealed (re-send, or a changed email)."),
     EventSpec("user.login", "auth", _schema(
         "UserLogin", user_id=_req(Str), session_id=_req(Str), ip=_opt(Str), user_agent=_opt(Str)),
         "A session was started."),
@@ -69,7 +70,8 @@ CATALOGUE: list[EventSpec] = [
         "UserLogout", user_id=_req(Str), session_id=_req(Str)), "A session was ended."),
     EventSpec("user.password.reset", "auth", _schema(
         "UserPasswordReset", user_id=_req(Str), email=_req(Str), name=_opt(Str),
-        reset_token=_req(Str), reset_url=_req(Str)), "A password reset was asked for."),
+        sealed_link=_req(Str)),
+        "A password reset was asked for; the reset link is sealed (shared.sealed)."),
     EventSpec("user.password.changed", "auth", _schema(
         "UserPasswordChanged", user_id=_req(Str), email=_req(Str), name=_opt(Str)),
         "A password was changed; every session was revoked."),
@@ -99,8 +101,8 @@ CATALOGUE: list[EventSpec] = [
         "A user became an employee of an organization."),
     EventSpec("employee.invited", "employees", _schema(
         "EmployeeInvited", org_id=_req(Str), invitation_id=_req(Str), email=_req(Str),
-        role=_req(Str), token=_req(Str), accept_url=_req(Str), invited_by_user_id=_opt(Str),
-        org_name=_opt(Str)), "An unknown email was invited."),
+        role=_req(Str), sealed_link=_req(Str), invited_by_user_id=_opt(Str),
+        org_name=_opt(Str)), "An email was invited; the accept link is sealed (shared.sealed)."),
     EventSpec("employee.updated", "employees", _schema(
         "EmployeeUpdated", **_employee_change, changes=_opt(Dict)), "Employee fields changed."),
     EventSpec("employee.role.changed", "employees", _schema(

@@ -206,27 +206,28 @@ class Cache:
 
 
 # GCRA (generic cell rate algorithm) in one atomic script: no read-then-write
-# race between concurrent callers. KEYS[1] holds the "theoretical arrival
-# time" in milliseconds. ARGV: limit, period_ms. Returns
-# {allowed, remaining, retry_after_ms, reset_after_ms}.
-GCRA_LUA = """
-local key = KEYS[1]
-local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local interval = period / limit
-local tat = tonumber(redis.call('GET', key) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - period
-if allow_at > now then
-  return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+# race between concurrent callers. The key holds the "theoretical arrival
+# time" in milliseconds. ``gcra(key, limit, period_ms)`` returns
+# {allowed, remaining, retry_after_ms, reset_after_ms}; other scripts that
+# count a request among other checks (the gateway's) include the function.
+GCRA_FUNCTION = """
+local function gcra(key, limit, period)
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local interval = period / limit
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - period
+  if allow_at > now then
+    return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+  end
+  redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now))
+  local remaining = math.floor((now - allow_at) / interval)
+  return {1, remaining, 0, math.ceil(new_tat - now)}
 end
-redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now))
-local remaining = math.floor((now - allow_at) / interval)
-return {1, remaining, 0, math.ceil(new_tat - now)}
 """
+GCRA_LUA = GCRA_FUNCTION + "return gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))\n"
 
 
 @dataclass(frozen=True)

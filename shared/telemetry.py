@@ -6,7 +6,9 @@
 * binds the request's correlation id (the gateway's X-Request-ID, carried in
   nameko's context data over RPC and events) to the current green thread so
   every log line of that call carries it;
-* writes one JSON log line: service, entrypoint, duration, outcome;
+* writes one JSON log line: service, entrypoint, duration, outcome (at DEBUG
+  for an HTTP entrypoint's success: the web server's access line, JSON
+  too, already records that request);
 * observes the entrypoint counter and latency histogram;
 * reports unexpected errors to Sentry (expected ones are not).
 """
@@ -117,11 +119,15 @@ class Telemetry(DependencyProvider):
             outcome = "error"
         ENTRYPOINT_CALLS.labels(service, entrypoint, outcome).inc()
         ENTRYPOINT_LATENCY.labels(service, entrypoint).observe(duration)
-        fields = {"service": service, "entrypoint": entrypoint, "outcome": outcome,
-                  "duration_ms": round(duration * 1000, 3)}
-        if exc_info is not None:
-            fields["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
-        _log.info("%s.%s %s", service, entrypoint, outcome, extra={"fields": fields})
+        # an HTTP request that went well already has its one access line (the web server's)
+        level = logging.DEBUG if outcome == "ok" and getattr(
+            worker_ctx.entrypoint, "access_logged", False) else logging.INFO
+        if _log.isEnabledFor(level):
+            fields = {"service": service, "entrypoint": entrypoint, "outcome": outcome,
+                      "duration_ms": round(duration * 1000, 3)}
+            if exc_info is not None:
+                fields["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
+            _log.log(level, "%s.%s %s", service, entrypoint, outcome, extra={"fields": fields})
         if outcome == "error" and self.container.config.get("SENTRY_DSN"):
             import sentry_sdk
 

@@ -94,16 +94,22 @@ def cached_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> d
     return json.loads(raw) if raw else None
 
 
+def is_active(membership: dict | None) -> bool:
+    return bool(membership) and membership.get("status") == "active"
+
+
 def require_member(redis_tools, employees_rpc, org_id: str, user_id: str,
-                   action: str | None = None) -> dict:
+                   action: str | None = None, *, cached: dict | None = None) -> dict:
     """The caller's active membership of ``org_id``, or NotFound/Forbidden.
 
     ``redis_tools`` is a service's ``shared.redis.RedisTools``;
-    ``employees_rpc`` a ``ServiceRpc("employees")``."""
-    membership = cached_membership(redis_tools.client, org_id, user_id)
+    ``employees_rpc`` a ``ServiceRpc("employees")``; ``cached``: the membership
+    the caller already read from its cache key (the gateway reads it with its
+    other per-request checks), so it is not read again."""
+    membership = cached or cached_membership(redis_tools.client, org_id, user_id)
     if membership is None:
         membership = employees_rpc.get_membership(org_id, user_id)
-    if not membership or membership.get("status") != "active":
+    if not is_active(membership):
         raise NotFound("Organization not found.")
     if action is not None and not role_allows(membership["role"], action):
         raise Forbidden(f"Your role ({membership['role']}) may not do {action}.")

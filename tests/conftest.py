@@ -11,6 +11,14 @@ import eventlet
 
 eventlet.monkey_patch()  # noqa: E402  must run before anything else imports sockets
 
+import ssl  # noqa: E402
+
+import urllib3.util.ssl_  # noqa: E402
+
+# nameko's pytest plugin imports requests (so urllib3) before this file runs:
+# give urllib3 the green SSLContext, or every https request recurses endlessly
+urllib3.util.ssl_.SSLContext = ssl.SSLContext
+
 import os  # noqa: E402
 import uuid  # noqa: E402
 
@@ -18,7 +26,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from shared import mesh  # noqa: E402
-from tests.tokens import TEST_PRIVATE_KEYS_PEM  # noqa: E402
+from tests.tokens import TEST_PRIVATE_KEYS_PEM, TEST_SEALING_KEY  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 RABBIT_AUTH = ("guest", "guest")
@@ -83,6 +91,7 @@ def make_config(mongo_uri, vhost_factory):
             # deterministic Ed25519 keys (tests/tokens.py): tokens minted by
             # tests.tokens.auth_headers are accepted by a gateway of this config
             "JWT_PRIVATE_KEYS": TEST_PRIVATE_KEYS_PEM,
+            "SEALING_KEYS": TEST_SEALING_KEY,
             "BCRYPT_ROUNDS": 4,
         }
         config.update(overrides)

@@ -11,6 +11,7 @@ Redis keys ``auth:jwks:kid:{kid}``.
 """
 from __future__ import annotations
 
+import base64
 import uuid
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,11 +19,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auth_svc.keys import KeyRing, SigningKey, load_keyring, publish_jwks
 from auth_svc.tokens import mint_access_token
 from shared.redis import make_client
+from shared.sealed import unseal
 
 TEST_SEEDS = (b"workforce-test-key-one-32-bytes!", b"workforce-test-key-two-32-bytes!")
 TEST_KEYS = [SigningKey.from_private(Ed25519PrivateKey.from_private_bytes(seed))
              for seed in TEST_SEEDS]
 TEST_PRIVATE_KEYS_PEM = "".join(key.pem() for key in TEST_KEYS)
+# the Fernet key tests seal links with (shared.sealed): tests.tokens.unseal_link
+TEST_SEALING_KEY = base64.urlsafe_b64encode(b"workforce-test-sealing-32-bytes!").decode()
 
 _published: set[str] = set()
 
@@ -55,3 +59,14 @@ def access_token(config: dict, user_id: str, *, email_verified: bool = True,
 def auth_headers(config: dict, user_id: str, **kwargs) -> dict:
     token, _ = access_token(config, user_id, **kwargs)
     return {"Authorization": f"Bearer {token}"}
+
+
+def unseal_link(config: dict, data: dict) -> str:
+    """The link an event's ``sealed_link`` holds (what the email will show)."""
+    return unseal(config, data["sealed_link"])
+
+
+def token_of(config: dict, data: dict) -> str:
+    """The reset/verification/invitation token inside an event's sealed link."""
+    link = unseal_link(config, data)
+    return link.split("token=")[-1] if "token=" in link else link.split("/")[-2]

@@ -52,7 +52,7 @@ class NotificationRoutes:
         return self.rpc_notifications.set_preferences(request.user_id, body)
 
     @api("POST", "/notifications/push-subscriptions", body=PushSubscriptionSchema, status=201,
-         response=PushSubscriptionOutSchema, errors=(400, 413, 415, 422))
+         response=PushSubscriptionOutSchema, errors=(400, 409, 413, 415, 422))
     def push_subscribe(self, request):
         body = read_json(request, PushSubscriptionSchema())
         return 201, self.rpc_notifications.add_push_subscription(request.user_id, body)

@@ -125,7 +125,7 @@ class OrgRoutes:
         query = query_args(request, EmployeeQuerySchema())
         self._member(request, org_id, "employee.read")
         key = f"employees:list:{org_id}:{json.dumps(query, sort_keys=True)}"
-        return ResponseCache(self.redis).get_or_compute(  # no RPC while nothing changed
+        return ResponseCache(self.redis).response(  # no RPC while nothing changed
             key, [org_version_key("employees", org_id)],
             lambda: self.rpc_employees.list_employees(org_id, query), ttl=LIST_CACHE_TTL)
 

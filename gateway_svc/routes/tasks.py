@@ -5,16 +5,14 @@ the schemas named here, which document the route) and decides tenancy
 from __future__ import annotations
 
 import base64
-import json
 from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
-from gateway_svc.cache import ResponseCache
+from gateway_svc.cache import CachedRoute
 from gateway_svc.http import api
 from gateway_svc.routes.teams import json_object
 from shared.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
-from shared.redis import org_version_key
 from task_svc.schemas import (
     AssignSchema,
     AttachmentOutSchema,
@@ -40,7 +38,7 @@ from task_svc.schemas import (
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
-LIST_CACHE_TTL = 60
+TASK_LISTS = CachedRoute("tasks:list", "tasks", ttl=60)
 UPLOAD_MAX_PARTS = 4  # the file, and room for a client that adds a field or two
 UPLOAD_MAX_FIELD_BYTES = 16 * 1024
 
@@ -79,15 +77,13 @@ class TaskRoutes:
         return 201, self.rpc_tasks.create_task(request.user_id, org_id, json_object(request))
 
     @api("GET", f"{ORG}/tasks", query=ListQuerySchema, response=TaskPageSchema,
-         errors=(403, 404))
+         errors=(403, 404), cached=TASK_LISTS)
     def list_tasks(self, request, org_id):
         """List, filter, search. Answered from the gateway's cache, with no RPC, until
         a task of the org changes (every task event bumps the org's version)."""
         args = request.args.to_dict()
-        return ResponseCache(self.redis).get_or_compute(
-            f"tasks:list:{org_id}:{json.dumps(args, sort_keys=True)}",
-            [org_version_key("tasks", org_id)],
-            lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args), ttl=LIST_CACHE_TTL)
+        return TASK_LISTS.response(self.redis, request, org_id,
+                                   lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args))
 
     @api("GET", "/me/tasks", query=ListQuerySchema, response=TaskPageSchema)
     def my_tasks(self, request):

@@ -47,6 +47,7 @@ class Mesh:
     """The two services under test plus their fakes, on one test's vhost."""
 
     def __init__(self, container_factory, config, with_orgs: bool = True):
+        self.config = config
         self.containers = {}
         classes = [EmployeeService, FakeAuth, FakeTeams, FakeTasks]
         if with_orgs:
@@ -81,6 +82,5 @@ class Mesh:
                 f"{user_id[:6]}@example.com", "name": name, "email_verified": verified}
         FakeAuth.users[user_id] = user
         if publish:
-            self.emit("auth", "user.registered", {**user, "verification_token": "t",
-                                                  "verify_url": "u"})
+            self.emit("auth", "user.registered", {**user, "sealed_link": "s"})
         return user

@@ -1,5 +1,6 @@
 """Auth through the real gateway: AuthService + GatewayService against real
 RabbitMQ, Redis and SecantusDB (bcrypt cost 4 from make_config, for speed)."""
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +13,9 @@ from nameko.standalone.rpc import ServiceRpcProxy
 
 from auth_svc.service import AuthService
 from gateway_svc.service import GatewayService
+from shared.sealed import Unsealable
 from tests.helpers import wait_until
+from tests.tokens import token_of, unseal_link
 
 PASSWORD = "correct horse battery"
 EVENT_TYPES = ("user.registered", "user.email.verified", "user.login", "user.logout",
@@ -95,12 +98,13 @@ def test_register_verify_and_profile(api, unique):
     assert body["token_type"] == "Bearer" and body["expires_in"] == 900
     assert "password_hash" not in body["user"]
     event = wait_event("user.registered", email=normalised)
-    assert event["data"]["verify_url"] == (
-        f"http://127.0.0.1:8000/verify-email?token={event['data']['verification_token']}")
+    token = token_of(api.config, event["data"])     # the link is sealed in the event
+    assert unseal_link(api.config, event["data"]) == (
+        f"http://127.0.0.1:8000/verify-email?token={token}")
+    assert token not in json.dumps(event)
     me = api("GET", "/users/me", body["access_token"])
     assert me.status_code == 200 and me.json()["user_id"] == body["user"]["user_id"]
 
-    token = event["data"]["verification_token"]
     assert api("POST", "/auth/email/verify", json={"token": token}).status_code == 204
     problem(api("POST", "/auth/email/verify", json={"token": token}), 422)   # single use
     wait_event("user.email.verified", user_id=body["user"]["user_id"])
@@ -181,7 +185,7 @@ def test_patch_and_delete_me(api, unique):
     assert answer.json()["pending_email"] == new_email
     event = wait_event("user.email.verification.requested", email=new_email)
     assert api("POST", "/auth/email/verify",
-               json={"token": event["data"]["verification_token"]}).status_code == 204
+               json={"token": token_of(api.config, event["data"])}).status_code == 204
     me = api("GET", "/users/me", token).json()
     assert me["email"] == new_email and me["pending_email"] is None and me["email_verified"]
 
@@ -312,8 +316,9 @@ def test_forgot_and_reset_password(api, unique):
                ).status_code == 202
     assert api("POST", "/auth/password/forgot", json={"email": email}).status_code == 202
     event = wait_event("user.password.reset", email=email)
-    token = event["data"]["reset_token"]
-    assert event["data"]["reset_url"].endswith(f"/reset-password?token={token}")
+    token = token_of(api.config, event["data"])
+    assert unseal_link(api.config, event["data"]).endswith(f"/reset-password?token={token}")
+    assert token not in json.dumps(event)
     assert not events_of("user.password.reset", email=f"nobody.{unique}@x.com")
 
     problem(api("POST", "/auth/password/reset", json={"token": token, "password": "short"}),
@@ -339,10 +344,13 @@ def test_reset_token_expires(container_factory, make_config, unique):
     api.register(email)
     api("POST", "/auth/password/forgot", json={"email": email})
     event = wait_event("user.password.reset", email=email)
+    token = token_of(config, event["data"])
     issued = time.time()
     wait_until(lambda: time.time() > issued + 1.2, what="the reset token to expire")
+    with pytest.raises(Unsealable):     # the sealed link expires with its token
+        unseal_link(config, event["data"])
     problem(api("POST", "/auth/password/reset", json={
-        "token": event["data"]["reset_token"], "password": "a brand new passphrase"}), 422)
+        "token": token, "password": "a brand new passphrase"}), 422)
     api.login(email)
 
 

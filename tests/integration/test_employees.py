@@ -19,6 +19,7 @@ from shared.tenancy import (
 )
 from tests.helpers import wait_until
 from tests.integration.orgs_fakes import FakeAuth, Mesh
+from tests.tokens import token_of
 
 
 class Listener:
@@ -113,7 +114,8 @@ def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
                       {"email": email, "role": "manager", "job_title": "Ops"})
     assert again["invitation"]["invitation_id"] == first["invitation"]["invitation_id"]
     wait_until(lambda: len(events_of("employee.invited")) == 2)
-    tokens = [e["data"]["token"] for e in events_of("employee.invited")]
+    tokens = [token_of(mesh.config, e["data"]) for e in events_of("employee.invited")]
+    assert not any(t in json.dumps(events_of("employee.invited")) for t in tokens)  # sealed
     assert tokens[0] != tokens[1]  # re-send issues a fresh token
     stored = mesh.store("employees").db.invitations.find_one({"email": email})
     assert stored["token_hash"] not in tokens and "token" not in stored  # only the hash
@@ -123,7 +125,7 @@ def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
     user = mesh.register(unique, name="Newbie Person", publish=False)
     FakeAuth.users[user["user_id"]]["email"] = email
     mesh.emit("auth", "user.registered", {**FakeAuth.users[user["user_id"]],
-                                          "verification_token": "t", "verify_url": "u"})
+                                          "sealed_link": "s"})
     joined = wait_until(lambda: membership(mesh, org_id, user["user_id"]),
                         what="the invited user's membership")
     assert joined["role"] == "manager" and joined["status"] == "active"
@@ -139,7 +141,7 @@ def test_accepting_an_invitation_needs_the_verified_invited_email_and_is_single_
     FakeAuth.users.pop(invitee["user_id"])  # not registered yet when invited
     mesh.call("employees", "add_employee", owner, org_id, {"email": email})
     FakeAuth.users[invitee["user_id"]] = invitee
-    token = wait_until(lambda: events_of("employee.invited"))[0]["data"]["token"]
+    token = token_of(mesh.config, wait_until(lambda: events_of("employee.invited"))[0]["data"])
 
     with pytest.raises(Forbidden):
         mesh.call("employees", "accept_invitation", stranger["user_id"], token)
@@ -161,7 +163,7 @@ def test_revoked_invitation_cannot_be_accepted(mesh, unique):
     invitation = mesh.call("employees", "add_employee", owner, org_id,
                            {"email": user["email"]})["invitation"]
     FakeAuth.users[user["user_id"]] = user
-    token = wait_until(lambda: events_of("employee.invited"))[0]["data"]["token"]
+    token = token_of(mesh.config, wait_until(lambda: events_of("employee.invited"))[0]["data"])
     mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
     with pytest.raises(NotFound):
         mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])

@@ -1,6 +1,7 @@
 """The gateway's HTTP machinery on a real socket: problem+json for every
 failure, body limits, rate limits, request ids carried through RPC."""
 import json
+import logging
 
 import pytest
 import requests
@@ -12,6 +13,7 @@ from shared.redis import Redis
 from shared.rpc import ServiceRpc, rpc
 from shared.service import ServiceBase
 from shared.telemetry import Telemetry
+from tests.helpers import wait_until
 
 
 class ThingSchema(Schema):
@@ -143,3 +145,22 @@ def test_cors_for_configured_origins_only(gateway):
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
     other = requests.get(f"{gateway}/limited", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_a_request_that_went_well_logs_its_access_line_only_and_a_failure_says_why(
+        gateway, caplog):
+    def lines(path):
+        return [r for r in caplog.records if r.levelno >= logging.INFO and (
+            r.name == "workforce.entrypoint" or path in r.getMessage())]
+
+    with caplog.at_level(logging.INFO):
+        assert requests.post(f"{gateway}/things", json={"name": "x"}).status_code == 201
+        logged = wait_until(lambda: lines("/api/v1/things"), what="the access line")
+        assert [r.name for r in logged] == ["nameko.web.server"]
+        assert " 201 " in logged[0].getMessage()
+        caplog.clear()
+        assert requests.get(f"{gateway}/boom").status_code == 500
+        logged = wait_until(lambda: len(lines("/api/v1/boom")) == 2 and lines("/api/v1/boom"),
+                            what="the error and access lines")
+    error = next(r for r in logged if r.name == "workforce.entrypoint")
+    assert error.fields["outcome"] == "error" and "RuntimeError" in error.fields["error"]

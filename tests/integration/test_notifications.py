@@ -2,17 +2,23 @@
 real SMTP server (aiosmtpd): events in, emails and in-app items out."""
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import datetime, timezone
 
+import pymongo
 import pytest
+import redis
 from nameko.testing.services import entrypoint_hook
 from nameko.web.server import WebServer  # noqa: F401  (nameko's web extensions load)
 
 from notify_svc.service import NotificationService
 from shared import service as base
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.events import Events
+from shared.mongo import database_name
 from shared.rpc import rpc
+from shared.sealed import seal
 from tests.helpers import wait_until
 from tests.smtp_sink import body_html, body_text, smtp_sink  # noqa: F401  (fixture)
 
@@ -75,10 +81,14 @@ def uid():
     return uuid.uuid4().hex[:10]
 
 
+def sealed(mesh, link):
+    return seal(mesh.config, link, 600)
+
+
 def register(mesh, user_id, email, name="Ann"):
-    mesh.emit("auth", "user.registered", {"user_id": user_id, "email": email, "name": name,
-                                          "verification_token": "tok",
-                                          "verify_url": f"https://app.test/verify?t={user_id}"})
+    mesh.emit("auth", "user.registered", {
+        "user_id": user_id, "email": email, "name": name,
+        "sealed_link": sealed(mesh, f"https://app.test/verify?t={user_id}")})
 
 
 def feed(mesh, user_id, **query):
@@ -96,12 +106,12 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
     assert f"https://app.test/verify?t={ann}" in body_text(welcome)
     assert f"https://app.test/verify?t={ann}" in body_html(welcome)
     mesh.emit("auth", "user.registered", {"user_id": bob, "email": bob_mail, "name": "Bob",
-                                          "verification_token": "t", "verify_url": "https://v"})
+                                          "sealed_link": sealed(mesh, "https://v")})
     smtp_sink.wait_for(bob_mail)
 
     cases = [
         ("auth", "user.password.reset", {"user_id": ann, "email": ann_mail, "name": "Ann",
-                                         "reset_token": "r", "reset_url": "https://app.test/reset/r"},
+                                         "sealed_link": sealed(mesh, "https://app.test/reset/r")},
          ann_mail, "Reset your", "https://app.test/reset/r"),
         ("auth", "user.password.changed", {"user_id": ann, "email": ann_mail, "name": "Ann"},
          ann_mail, "password was changed", None),
@@ -113,7 +123,7 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
          f"https://app.test/orgs/{org}"),
         ("employees", "employee.invited",
          {"org_id": org, "invitation_id": "i1", "email": f"new-{ann}@example.com", "role": "member",
-          "token": "x", "accept_url": "https://app.test/accept/x", "invited_by_user_id": ann,
+          "sealed_link": sealed(mesh, "https://app.test/accept/x"), "invited_by_user_id": ann,
           "org_name": "Acme"}, f"new-{ann}@example.com", "invited to join Acme",
          "https://app.test/accept/x"),
         ("employees", "employee.added",
@@ -161,6 +171,16 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
     assert kinds_bob[:3] == ["employee_removed", "task_comment", "task_overdue"]
     # the comment author (a watcher) does not hear about their own comment
     assert "task_comment" not in kinds_ann
+    # secret links went by email only: not in the feed, the stream or the deliveries
+    reset_item = next(n for n in feed(mesh, ann, limit=100) if n["kind"] == "password_reset")
+    assert reset_item["link"] is None
+    assert reset_item["body"] == "A password reset link was sent to your email."
+    stream = redis.Redis.from_url(mesh.config["REDIS_URI"], decode_responses=True).xrange(
+        f"notifications:stream:{ann}")
+    stored = json.dumps([feed(mesh, ann, limit=100), list(mesh.db().deliveries.find()),
+                         [fields for _, fields in stream]], default=str)
+    for secret in ("app.test/reset/r", f"verify?t={ann}", "app.test/accept/x"):
+        assert secret not in stored, secret
 
 
 def test_feed_pages_read_state_and_ownership(mesh):
@@ -207,7 +227,7 @@ def test_preferences_off_keeps_in_app_and_critical_ignores_them(mesh, smtp_sink)
     mesh.emit("tasks", "task.overdue", {"org_id": "o", "task_id": "k", "title": "Quiet",
                                         "assignee_id": "e", "assignee_user_id": ann, "due_at": "x"})
     mesh.emit("auth", "user.password.reset", {"user_id": ann, "email": mail, "name": "Ann",
-                                              "reset_token": "r", "reset_url": "https://r"})
+                                              "sealed_link": sealed(mesh, "https://r")})
     got = smtp_sink.wait_for(mail, 2)
     wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
     assert [m["Subject"] for m in got][1] == "Reset your Workforce password"
@@ -228,8 +248,7 @@ def test_same_event_twice_sends_one_email(mesh, smtp_sink):  # noqa: F811
     ann = uid()
     mail = f"{ann}@example.com"
     event_id = uuid.uuid4().hex
-    data = {"user_id": ann, "email": mail, "name": "Ann", "reset_token": "r",
-            "reset_url": "https://r"}
+    data = {"user_id": ann, "email": mail, "name": "Ann", "sealed_link": sealed(mesh, "https://r")}
     mesh.emit("auth", "user.password.reset", data, event_id=event_id)
     smtp_sink.wait_for(mail)
     mesh.emit("auth", "user.password.reset", data, event_id=event_id)
@@ -350,15 +369,37 @@ def test_templates_are_validated_sandboxed_and_used(mesh, smtp_sink, monkeypatch
                                         "due_at": "x"}, org_id=org)
     got = smtp_sink.wait_for(f"{ann}@example.com", 2)
     assert got[1]["Subject"] == "LATE REPORT"
+    footer = "Sent by Workforce (no-reply@workforce.local)"
+    assert footer in body_text(got[1]) and footer in body_html(got[1])
+    # an admin's own HTML cannot hide the footer nor change who the mail is from
+    mesh.call("put_template", "admin", org, "task_overdue", {
+        "subject": "Urgent from your bank", "text": "Pay now {{ link }}",
+        "html": '<style>p { display: none }</style><div style="display:none"><p>Pay '
+                '<a href="{{ link }}" onclick="x()">now</a><script>steal()</script><!--'})
+    mesh.emit("tasks", "task.overdue", {"org_id": org, "task_id": "k2", "title": "again",
+                                        "assignee_id": "e", "assignee_user_id": ann,
+                                        "due_at": "x"}, org_id=org)
+    got = smtp_sink.wait_for(f"{ann}@example.com", 3)
+    html = body_html(got[2])
+    assert got[2]["From"] == "Workforce <no-reply@workforce.local>"
+    assert body_text(got[2]).rstrip().endswith("never asks for your password or a sign-in "
+                                               "code by email.")
+    assert footer in html and "<style" not in html.split("</head>")[1]
+    assert "display:none" not in html and "<script" not in html and "onclick" not in html
+    assert html.index("Pay") < html.index(footer)
+
+
+PUBLIC_ENDPOINT = "https://93.184.215.14/push/"  # a public address literal: no DNS needed
+PUSH_KEYS = {"p256dh": "B" * 87, "auth": "A" * 22}
 
 
 def test_push_subscriptions_are_validated(mesh):
     mesh.start()
     ann = uid()
-    good = {"endpoint": "https://push.example.com/abc",
-            "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
+    good = {"endpoint": f"{PUBLIC_ENDPOINT}{ann}", "keys": PUSH_KEYS}
     assert mesh.call("add_push_subscription", ann, good) == {"endpoint": good["endpoint"]}
-    for bad in ({"endpoint": "not a url", "keys": good["keys"]}, {"endpoint": good["endpoint"]},
+    assert mesh.call("add_push_subscription", ann, good) == {"endpoint": good["endpoint"]}
+    for bad in ({"endpoint": "not a url", "keys": PUSH_KEYS}, {"endpoint": good["endpoint"]},
                 {**good, "keys": {"p256dh": {"$gt": ""}, "auth": "x" * 10}}):
         with pytest.raises(ValidationFailed):
             mesh.call("add_push_subscription", ann, bad)
@@ -366,6 +407,48 @@ def test_push_subscriptions_are_validated(mesh):
     mesh.call("remove_push_subscription", ann, good["endpoint"])
     with pytest.raises(NotFound):
         mesh.call("remove_push_subscription", ann, good["endpoint"])
+
+
+@pytest.mark.parametrize("endpoint", [
+    "http://93.184.215.14/push",                 # not https
+    "https://127.0.0.1:6379/",                   # loopback: Redis
+    "https://localhost/push",                    # a name for loopback
+    "https://169.254.169.254/latest/meta-data",  # link-local: cloud metadata
+    "https://10.0.0.8/push", "https://192.168.1.1/", "https://172.16.0.1/",  # private
+    "https://100.64.0.1/",                       # shared address space
+    "https://224.0.0.1/", "https://[ff02::1]/",  # multicast
+    "https://0.0.0.0/", "https://[::]/",         # unspecified
+    "https://240.0.0.1/",                        # reserved
+    "https://[::1]/", "https://[::ffff:127.0.0.1]/", "https://[fe80::1]/",
+    "https://user:pw@93.184.215.14/push",        # userinfo
+    "https://no-such-host.invalid/push",         # does not resolve
+])
+def test_push_endpoints_inside_our_network_are_refused(mesh, endpoint):
+    mesh.start()
+    ann = uid()
+    with pytest.raises(ValidationFailed):
+        mesh.call("add_push_subscription", ann, {"endpoint": endpoint, "keys": PUSH_KEYS})
+    assert mesh.db().push_subscriptions.count_documents({}) == 0
+
+
+def test_push_subscriptions_are_capped_and_cannot_be_taken_over(mesh):
+    mesh.start(PUSH_MAX_SUBSCRIPTIONS=2)
+    ann, eve = uid(), uid()
+    subs = [{"endpoint": f"{PUBLIC_ENDPOINT}{ann}/{i}", "keys": PUSH_KEYS} for i in range(3)]
+    mesh.call("add_push_subscription", ann, subs[0])
+    mesh.call("add_push_subscription", ann, subs[1])
+    with pytest.raises(ValidationFailed):   # a third one: over the cap
+        mesh.call("add_push_subscription", ann, subs[2])
+    mesh.call("add_push_subscription", ann, subs[1])  # refreshing one is not a new one
+    # eve cannot move ann's endpoint to her account (nor change its keys)
+    with pytest.raises(Conflict):
+        mesh.call("add_push_subscription", eve, {**subs[0], "keys": {
+            "p256dh": "C" * 87, "auth": "D" * 22}})
+    stored = mesh.db().push_subscriptions.find_one({"_id": subs[0]["endpoint"]})
+    assert stored["user_id"] == ann and stored["keys"] == PUSH_KEYS
+    with pytest.raises(NotFound):
+        mesh.call("remove_push_subscription", eve, subs[0]["endpoint"])
+    assert mesh.db().push_subscriptions.count_documents({"user_id": ann}) == 2
 
 
 def test_org_defaults_apply_unless_the_user_chose(mesh, smtp_sink, container_factory):  # noqa: F811
@@ -395,3 +478,31 @@ def test_org_defaults_apply_unless_the_user_chose(mesh, smtp_sink, container_fac
     wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
     assert [m["Subject"] for m in got][1] == "Task reassigned to you: Org"
     assert len(smtp_sink.to(mail)) == 2  # the org turned overdue emails off
+
+
+def test_links_stored_in_clear_before_sealing_are_removed_at_start(make_config, mongo_uri,
+                                                                   container_factory):
+    config = make_config()
+    client = pymongo.MongoClient(mongo_uri)
+    db = client[database_name(config, "notifications")]
+    now = datetime.now(timezone.utc)
+    db.notifications.insert_many([
+        {"_id": "n1", "user_id": "u", "kind": "password_reset", "link": "https://r?token=old1",
+         "data": {"reset_url": "https://r?token=old1", "reset_token": "old1", "email": "a@b.c"},
+         "created_at": now},
+        {"_id": "n2", "user_id": "u", "kind": "task_overdue", "link": "https://app/t/1",
+         "data": {"title": "T"}, "created_at": now}])
+    db.deliveries.insert_many([
+        {"_id": "n1:email", "kind": "password_reset", "status": "sent",
+         "context": {"link": "https://r?token=old1", "reset_token": "old1", "name": "A"}},
+        {"_id": "n3:email", "kind": "welcome", "status": "queued",
+         "context": {"link": "https://v?token=old3"}}])
+    container_factory(NotificationService, config).start()
+    stored = json.dumps([list(db.notifications.find()), list(db.deliveries.find())],
+                        default=str)
+    assert "old1" not in stored
+    assert db.notifications.find_one({"_id": "n1"})["data"] == {"email": "a@b.c"}
+    assert db.notifications.find_one({"_id": "n2"})["link"] == "https://app/t/1"
+    assert db.deliveries.find_one({"_id": "n1:email"})["context"] == {"name": "A"}
+    assert "old3" in stored   # not sent yet: it keeps the link its email needs
+    client.close()

@@ -4,6 +4,7 @@ bad token)."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import time
 import uuid
@@ -14,6 +15,7 @@ import requests
 import websocket
 from nameko.testing.services import entrypoint_hook
 
+from gateway_svc import realtime
 from gateway_svc.service import GatewayService
 from notify_svc.service import NotificationService
 from shared import service as base
@@ -21,8 +23,9 @@ from shared.events import Events
 from shared.rpc import rpc
 from shared.tenancy import membership_key
 from tests.helpers import wait_until
+from tests.integration.test_auth_flows import Recorder, start_mesh, wait_event
 from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)
-from tests.tokens import access_token, auth_headers
+from tests.tokens import access_token, auth_headers, token_of
 
 
 class FakeTasks:
@@ -131,9 +134,12 @@ def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
     assert get(stack, url, ann).json()["timezone"] == "Europe/Paris"
 
     push = "/notifications/push-subscriptions"
-    sub = {"endpoint": "https://push.example.com/x1", "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
-    assert send(stack, "POST", push, ann, json={"endpoint": "ftp://x", "keys": sub["keys"]}
-                ).status_code == 422
+    sub = {"endpoint": f"https://93.184.215.14/push/{ann}",
+           "keys": {"p256dh": "B" * 87, "auth": "A" * 22}}
+    for endpoint in ("ftp://x", "http://127.0.0.1:6379/", "https://169.254.169.254/latest"):
+        refused = send(stack, "POST", push, ann, json={"endpoint": endpoint, "keys": sub["keys"]})
+        assert refused.status_code == 422, endpoint
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
     assert send(stack, "POST", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 422
     assert send(stack, "POST", push, ann, json=sub).status_code == 201
     assert send(stack, "DELETE", push, ann, json={"endpoint": sub["endpoint"]}).status_code == 204
@@ -154,6 +160,14 @@ def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
     sneaky = send(stack, "PUT", tpl, admin,
                   json={"subject": "{{ title.__class__.__mro__[1].__subclasses__() }}", "text": "x"})
     assert sneaky.status_code == 422
+    started = time.monotonic()
+    for hostile in ("{{ 'x' * 1000000000 }}", "{% for a in range(10**6) %}x{% endfor %}",
+                    "{% for a in range(99) %}{% for b in range(99) %}{{ title }}{{ title }}"
+                    "{{ title }}{% endfor %}{% endfor %}", "{{ title.ljust(10**9) }}"):
+        refused = send(stack, "PUT", tpl, admin, json={"subject": "Hi", "text": hostile})
+        assert refused.status_code == 422, hostile
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert time.monotonic() - started < 5
     assert get(stack, tpl, admin).json()["overridden"] is False
     good = send(stack, "PUT", tpl, admin, json={"subject": "Do {{ title }}", "text": "{{ link }}"})
     assert good.status_code == 200 and get(stack, tpl, admin).json()["subject"] == "Do {{ title }}"
@@ -161,11 +175,18 @@ def test_preferences_push_and_template_routes_refuse_bad_input(stack, unique):
 
 
 def connect(stack, user, last_id=None):
+    """As a browser does: ``new WebSocket(url, ["bearer", token])``."""
     token, _ = access_token(stack.config, user)
-    url = f"{stack.ws_url}?token={token}" + (f"&last_id={last_id}" if last_id else "")
-    ws = websocket.create_connection(url, timeout=5)
+    url = stack.ws_url + (f"?last_id={last_id}" if last_id else "")
+    ws = websocket.create_connection(url, timeout=5, subprotocols=["bearer", token])
     assert json.loads(ws.recv())["type"] == "hello"
     return ws
+
+
+def closed_with_1008(ws) -> bool:
+    opcode, data = ws.recv_data(control_frame=True)
+    ws.close()
+    return opcode == websocket.ABNF.OPCODE_CLOSE and struct.unpack("!H", data[:2])[0] == 1008
 
 
 def test_websocket_real_time_and_catch_up(stack, unique):
@@ -192,12 +213,97 @@ def test_websocket_real_time_and_catch_up(stack, unique):
     ws.close()
 
 
+def test_websocket_takes_the_token_as_its_first_message_never_in_the_url(stack, unique):
+    ann = f"ann-{unique}"
+    token, _ = access_token(stack.config, ann)
+    ws = websocket.create_connection(stack.ws_url, timeout=5)
+    ws.send(json.dumps({"type": "auth", "token": token}))
+    assert json.loads(ws.recv()) == {"type": "hello", "user_id": ann}
+    stack.assign(ann, "First message")
+    assert json.loads(ws.recv())["notification"]["title"] == "New task: First message"
+    ws.close()
+    # the subprotocol answer names "bearer", never the token
+    ws = connect(stack, ann)
+    assert ws.getsubprotocol() == "bearer"
+    ws.close()
+    # a token in the URL is refused even when valid
+    assert closed_with_1008(websocket.create_connection(f"{stack.ws_url}?token={token}",
+                                                        timeout=5))
+
+
 @pytest.mark.parametrize("token", ["garbage", "expired", ""])
 def test_websocket_with_a_bad_token_is_closed_with_1008(stack, unique, token):
     if token == "expired":
         token, _ = access_token(stack.config, f"u-{unique}", ttl=-60)
-    ws = websocket.create_connection(f"{stack.ws_url}?token={token}", timeout=5)
-    opcode, data = ws.recv_data(control_frame=True)
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert struct.unpack("!H", data[:2])[0] == 1008
-    ws.close()
+    ws = websocket.create_connection(stack.ws_url, timeout=5)
+    ws.send(json.dumps({"type": "auth", "token": token}))
+    assert closed_with_1008(ws)
+    if token:
+        ws = websocket.create_connection(stack.ws_url, timeout=5, subprotocols=["bearer", token])
+        assert closed_with_1008(ws)
+
+
+def test_websocket_without_a_first_message_is_closed(stack, monkeypatch):
+    monkeypatch.setattr(realtime, "AUTH_SECONDS", 0.5)
+    ws = websocket.create_connection(stack.ws_url, timeout=5)
+    ws.send(json.dumps({"type": "ping"}))         # not an auth message
+    assert closed_with_1008(ws)
+
+
+def test_access_log_lines_carry_no_bearer_secrets(stack, unique, caplog):
+    caplog.set_level(logging.INFO, logger="nameko.web.server")
+    ann = f"ann-{unique}"
+    token, _ = access_token(stack.config, ann)
+    secret = f"invitation-secret-{unique}"
+    requests.post(f"{stack.base}/invitations/{secret}/accept", headers=auth_headers(
+        stack.config, ann))
+    requests.get(f"{stack.base}/notifications?token=query-secret-{unique}",
+                 headers=auth_headers(stack.config, ann))
+    old_client = websocket.create_connection(f"{stack.ws_url}?token={token}", timeout=5)
+    assert closed_with_1008(old_client)
+    wait_until(lambda: caplog.text.count("[redacted]") >= 3, what="the access log lines")
+    assert secret not in caplog.text and f"query-secret-{unique}" not in caplog.text
+    assert token not in caplog.text
+    assert "/invitations/[redacted]/accept" in caplog.text
+
+
+def test_websocket_is_closed_when_its_token_is_revoked(container_factory, make_config, unique):
+    """Logout, a revoked session and a password change each end the socket at once
+    (within the check interval), not when the token expires 15 min later."""
+    config = make_config(WS_REVOCATION_CHECK_SECONDS=0.2)
+    Recorder.seen = []
+    api = start_mesh(container_factory, config)
+    ws_url = f"ws://{config['WEB_SERVER_ADDRESS']}/api/v1/ws"
+    email = f"rev-{unique}@example.com"
+    first = api.register(email)
+
+    def open_socket(access_token):
+        ws = websocket.create_connection(ws_url, timeout=5,
+                                         subprotocols=["bearer", access_token])
+        assert json.loads(ws.recv())["type"] == "hello"
+        return ws
+
+    def revoked_within_a_second(ws):
+        started = time.monotonic()
+        assert closed_with_1008(ws)
+        return time.monotonic() - started < 1.5
+
+    ws = open_socket(first["access_token"])
+    assert api("POST", "/auth/logout", first["access_token"]).status_code == 204
+    assert revoked_within_a_second(ws)
+
+    second, third = api.login(email), api.login(email)
+    ws2, ws3 = open_socket(second["access_token"]), open_socket(third["access_token"])
+    sessions = api("GET", "/auth/sessions", third["access_token"]).json()["items"]
+    other = next(s["session_id"] for s in sessions if not s["current"])
+    assert api("DELETE", f"/auth/sessions/{other}", third["access_token"]).status_code == 204
+    assert revoked_within_a_second(ws2)
+    ws3.settimeout(0.6)                       # the current session's socket stays open
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        ws3.recv()
+    # a password reset revokes every session, the current one's socket too
+    assert api("POST", "/auth/password/forgot", json={"email": email}).status_code == 202
+    reset = token_of(config, wait_event("user.password.reset", email=email)["data"])
+    assert api("POST", "/auth/password/reset", json={
+        "token": reset, "password": "an entirely new passphrase"}).status_code == 204
+    assert revoked_within_a_second(ws3)

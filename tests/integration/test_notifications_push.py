@@ -3,6 +3,8 @@ VAPID header and decrypts what it receives; a 410 removes the subscription."""
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import json
 import uuid
 
@@ -10,13 +12,16 @@ import eventlet
 import eventlet.wsgi
 import http_ece
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from nameko.testing.services import entrypoint_hook
 from py_vapid import Vapid
 
 from notify_svc.service import NotificationService
 from shared.mongo import Mongo
+from shared.sealed import seal
 from tests.helpers import wait_until
 from tests.integration.test_notifications import make_producer
 
@@ -25,13 +30,39 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-class PushEndpoint:
-    """A push service: /ok/<id> accepts (201), /gone/<id> answers 410."""
+def self_signed(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and 127.0.0.2 (cert, key paths): the endpoint is https."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "push.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.2"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "push.crt", directory / "push.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
 
-    def __init__(self):
+
+class PushEndpoint:
+    """A push service over https: /ok/<id> accepts (201), /gone/<id> answers 410,
+    /moved/<id> redirects (307) to Redis."""
+
+    def __init__(self, host: str, cert: tuple[str, str]):
+        self.host = host
         self.keys = {}      # endpoint id -> (private key, auth secret)
         self.received = []  # (endpoint id, authorization header, decrypted payload)
-        self.sock = eventlet.listen(("127.0.0.1", 0))
+        self.requests = []  # every path asked for
+        self.sock = eventlet.wrap_ssl(eventlet.listen((host, 0)), certfile=cert[0],
+                                      keyfile=cert[1], server_side=True)
         self.port = self.sock.getsockname()[1]
         self.server = eventlet.spawn(eventlet.wsgi.server, self.sock, self.app,
                                      log_output=False)
@@ -43,14 +74,18 @@ class PushEndpoint:
         self.keys[key_id] = (private, auth)
         public = private.public_key().public_bytes(serialization.Encoding.X962,
                                                    serialization.PublicFormat.UncompressedPoint)
-        return {"endpoint": f"http://127.0.0.1:{self.port}/{kind}/{key_id}",
+        return {"endpoint": f"https://{self.host}:{self.port}/{kind}/{key_id}",
                 "keys": {"p256dh": b64(public), "auth": b64(auth)}}
 
     def app(self, environ, start_response):
         _, kind, key_id = environ["PATH_INFO"].split("/")
+        self.requests.append(environ["PATH_INFO"])
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         if kind == "gone":
             start_response("410 Gone", [])
+            return [b""]
+        if kind == "moved":
+            start_response("307 Temporary Redirect", [("Location", "https://127.0.0.1:6379/")])
             return [b""]
         private, auth = self.keys[key_id]
         payload = http_ece.decrypt(body, private_key=private, auth_secret=auth,
@@ -66,18 +101,34 @@ class PushEndpoint:
 
 
 @pytest.fixture
-def push_endpoint():
-    endpoint = PushEndpoint()
+def certificate(tmp_path, monkeypatch):
+    cert = self_signed(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert[0])  # requests (pywebpush) trusts it
+    return cert
+
+
+@pytest.fixture
+def push_endpoint(certificate):
+    endpoint = PushEndpoint("127.0.0.1", certificate)
+    yield endpoint
+    endpoint.stop()
+
+
+@pytest.fixture
+def private_endpoint(certificate):
+    """On 127.0.0.2: loopback, outside the test's OUTBOUND_ALLOWED_NETWORKS."""
+    endpoint = PushEndpoint("127.0.0.2", certificate)
     yield endpoint
     endpoint.stop()
 
 
 def test_push_is_encrypted_signed_and_gone_subscriptions_are_removed(
-        container_factory, make_config, push_endpoint, tmp_path):
+        container_factory, make_config, push_endpoint, private_endpoint, tmp_path):
     vapid = Vapid()
     vapid.generate_keys()
     config = make_config(VAPID_PRIVATE_KEY=vapid.private_pem().decode(),
-                         MAIL_DIR=str(tmp_path))
+                         MAIL_DIR=str(tmp_path / "mail"),
+                         OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32")  # the local push service
     service = container_factory(NotificationService, config)
     tasks = container_factory(make_producer("tasks"), config)
     auth = container_factory(make_producer("auth"), config)
@@ -86,11 +137,17 @@ def test_push_is_encrypted_signed_and_gone_subscriptions_are_removed(
     user = uuid.uuid4().hex[:8]
     with entrypoint_hook(auth, "emit") as emit:
         emit("user.registered", {"user_id": user, "email": f"{user}@example.com", "name": "P",
-                                 "verification_token": "t", "verify_url": "https://v/1"})
+                                 "sealed_link": seal(config, "https://v/1", 60)})
     ok, gone = push_endpoint.subscription("ok"), push_endpoint.subscription("gone")
-    for sub in (ok, gone):
+    moved = push_endpoint.subscription("moved")
+    for sub in (ok, gone, moved):
         with entrypoint_hook(service, "add_push_subscription") as add:
             add(user, sub)
+    db = next(d for d in service.dependencies if isinstance(d, Mongo)).store.db
+    # accepted when it pointed at a public address, now resolving to a private one
+    # (DNS rebinding): checked again before sending, never contacted, removed
+    rebound = private_endpoint.subscription("ok")
+    db.push_subscriptions.insert_one({"_id": rebound["endpoint"], **rebound, "user_id": user})
     with entrypoint_hook(tasks, "emit") as emit:
         emit("task.assigned", {"org_id": "o", "task_id": "t1", "title": "Pushed",
                                "assignee_id": "e", "assignee_user_id": user,
@@ -102,10 +159,11 @@ def test_push_is_encrypted_signed_and_gone_subscriptions_are_removed(
     assert ok["endpoint"].endswith(key_id)
     assert payload["title"] == "New task: Pushed" and payload["kind"] == "task_assigned"
     assert authorization.startswith("vapid t=") or authorization.startswith("WebPush ")
-    db = next(d for d in service.dependencies if isinstance(d, Mongo)).store.db
-    wait_until(lambda: db.push_subscriptions.count_documents({}) == 1, what="gone removed")
+    wait_until(lambda: db.push_subscriptions.count_documents({}) == 1,
+               what="gone, redirecting and rebound endpoints removed")
     assert db.push_subscriptions.find_one()["_id"] == ok["endpoint"]
+    assert private_endpoint.requests == []
     # with no SMTP configured the emails went to .eml files
-    files = wait_until(lambda: (lambda f: f if len(f) == 2 else None)(list(tmp_path.glob("*.eml"))),
-                       what="two .eml files")
+    files = wait_until(lambda: (lambda f: f if len(f) == 2 else None)(
+        list((tmp_path / "mail").glob("*.eml"))), what="two .eml files")
     assert any(b"Subject: New task: Pushed" in f.read_bytes() for f in files)

@@ -60,8 +60,7 @@ def my_org_ids(mesh, user_id):
 
 def test_registration_creates_one_personal_org_even_when_redelivered(mesh, unique):
     user = mesh.register(unique, name="Pia Personal")
-    mesh.emit("auth", "user.registered", {**user, "verification_token": "t",
-                                          "verify_url": "u"})  # the same fact again
+    mesh.emit("auth", "user.registered", {**user, "sealed_link": "s"})  # the same fact again
     org_id = personal_org_id(user["user_id"])
     wait_until(lambda: mesh.call("employees", "get_membership", org_id, user["user_id"]))
     org = mesh.call("organizations", "get_org", org_id)

@@ -8,7 +8,7 @@ from gateway_svc.service import GatewayService
 from org_svc.domain import personal_org_id
 from tests.helpers import wait_until
 from tests.integration.orgs_fakes import FakeAuth, Mesh
-from tests.tokens import auth_headers
+from tests.tokens import auth_headers, token_of
 
 
 @pytest.fixture
@@ -136,10 +136,10 @@ def test_accepting_an_invitation_over_http(gw, unique):
     FakeAuth.users[invitee["user_id"]] = invitee
     doc = gw.store("employees").db.invitations.find_one({"org_id": org_id})
     assert doc and "token" not in doc
-    # the token only travels in the event; take it from the outbox
+    # the token only travels in the event, sealed; unseal it from the outbox
     event = wait_until(lambda: gw.store("employees").db.outbox.find_one(
         {"envelope.event_type": "employee.invited"}), what="the invitation event")
-    token = event["envelope"]["data"]["token"]
+    token = token_of(gw.config, event["envelope"]["data"])
     ivy = Client(gw, invitee)
     problem(ivy.post("/invitations/not-a-token/accept"), 404)
     joined = ivy.post(f"/invitations/{token}/accept")

@@ -188,3 +188,58 @@ def test_keys_are_generated_for_local_runs(tmp_path):
     assert len(ring.keys) == 2
     again = load_keyring({"JWT_KEYS_DIR": str(tmp_path / "keys")})
     assert [k.kid for k in again.keys] == [k.kid for k in ring.keys]
+
+
+def counting_decode(monkeypatch) -> list:
+    calls = []
+    decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *a, **kw: calls.append(1) or decode(*a, **kw))
+    return calls
+
+
+def test_a_verified_token_is_not_verified_again_but_is_checked_for_revocation(monkeypatch):
+    calls = counting_decode(monkeypatch)
+    token, claims = mint()
+    fake = FakeRedis(RING)
+    ident = identity(fake)
+    assert ident.verify_token(token)["sub"] == "u1"
+    assert ident.verify_token(token)["sub"] == "u1"
+    assert len(calls) == 1                      # the signature was verified once
+    fake.keys.add(f"auth:blacklist:jti:{claims['jti']}")
+    with pytest.raises(Unauthorized, match="revoked"):
+        ident.verify_token(token)               # the blacklist is still read every time
+
+
+def test_a_remembered_token_is_refused_once_its_key_leaves_the_jwks():
+    fake = FakeRedis(RING)
+    ident = Identity({"JWKS_CACHE_SECONDS": 0}, fake)   # keys re-read on every use
+    token, _ = mint()
+    assert ident.verify_token(token)
+    fake.hash.clear()                                   # auth dropped the key
+    with pytest.raises(Unauthorized, match="unknown key"):
+        ident.verify_token(token)
+
+
+def test_a_remembered_token_is_forgotten_when_it_expires(monkeypatch):
+    calls = counting_decode(monkeypatch)
+    now = [time.time()]
+    token, claims = mint(now=now[0])
+    monkeypatch.setattr(time, "time", lambda: now[0])  # the memory's clock
+    ident = identity()
+    ident.verify_token(token)
+    now[0] = claims["exp"] + 4                          # within the 5 s leeway: remembered
+    ident.verify_token(token)
+    assert len(calls) == 1
+    now[0] = claims["exp"] + 6                          # past it: verified afresh
+    ident.verify_token(token)
+    assert len(calls) == 2
+
+
+def test_a_token_with_a_changed_payload_is_not_taken_for_the_remembered_one():
+    token, _ = mint()
+    ident = identity()
+    assert ident.verify_token(token)
+    header, _, sig = token.split(".")
+    forged = base64.urlsafe_b64encode(json.dumps({"sub": "admin"}).encode()).rstrip(b"=").decode()
+    with pytest.raises(Unauthorized):
+        ident.verify_token(f"{header}.{forged}.{sig}")

@@ -38,6 +38,17 @@ def test_compose_services_connect_as_their_own_users_and_never_see_the_admin():
             "condition": "service_completed_successfully"}
 
 
+def test_every_setting_of_env_example_reaches_compose():
+    """Services read no env_file: a value set in .env reaches a container only if
+    docker-compose.yml names it (else it would be silently ignored)."""
+    import re
+
+    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
+    compose = (ROOT / "docker-compose.yml").read_text()
+    missing = [name for name in names if "${" + name not in compose]
+    assert names and not missing, missing
+
+
 def test_image_runs_as_a_non_root_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "\nUSER app\n" in dockerfile and "useradd" in dockerfile

@@ -172,6 +172,22 @@ def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
     handler.queue_consumer.ack_message.assert_called_once_with(message)
 
 
+def test_gateway_connections_send_answers_without_waiting_for_acks():
+    import socket
+
+    from gateway_svc.http import NoDelayProtocol
+
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname()):
+        conn, _ = listener.accept()
+        with conn:
+            assert not conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            protocol = NoDelayProtocol.__new__(NoDelayProtocol)  # what the server does per connection
+            protocol.request = conn
+            protocol.setup()
+            assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_mongodb_writes_wait_for_a_majority_unless_configured_otherwise():
     from shared.mongo import concerns
 

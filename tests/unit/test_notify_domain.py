@@ -1,12 +1,16 @@
 """Notification rules without I/O: who hears about what, through which
 channel, when; templates render sandboxed."""
+import time
 from datetime import datetime, timezone
 
 import pytest
+from cryptography.fernet import Fernet
 
 from notify_svc import domain
 from notify_svc.channels import SmtpSettings
-from notify_svc.dispatch import default_templates, html_from_text
+from notify_svc.dispatch import default_templates, html_email
+from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
+from shared.sealed import Unsealable, seal, unseal
 
 NOON_UTC = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -32,9 +36,9 @@ def test_completion_goes_to_the_creator_unless_they_completed_it():
 
 def test_invitation_is_addressed_by_email_and_bulk_assignments_are_grouped():
     [plan] = domain.plans_for(event("employee.invited", org_id="o", email="x@y.z",
-                                    accept_url="https://a", org_name="O", role="member"))
+                                    sealed_link="sealed", org_name="O", role="member"))
     assert plan.recipient.user_id is None and plan.recipient.email == "x@y.z"
-    assert plan.link == "https://a"
+    assert plan.link is None and plan.sealed_link == "sealed" and "sealed_link" not in plan.context
     [bulk] = domain.plans_for(event("task.assigned", org_id="o", task_id="t", title="T",
                                     assignee_user_id="u", job_id="j1"))
     assert bulk.group == "j1"
@@ -94,7 +98,7 @@ def test_every_kind_has_a_default_template_that_renders():
 
 
 def test_html_is_escaped():
-    html = html_from_text("<b>", "Hello <script>x</script>", None, "en")
+    html = html_email("<b>", "Hello <script>x</script>", None, "en", "footer")
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
@@ -103,3 +107,105 @@ def test_smtp_url_options():
     assert (s.host, s.port, s.user, s.password, s.starttls, s.ssl, s.timeout) == (
         "mail.example", 587, "me@x", "p/w", True, False, 3.0)
     assert SmtpSettings("smtps://mail.example").port == 465
+
+
+HOSTILE_TEMPLATES = [
+    "{% for a in range(1000) %}x{% endfor %}",                      # range over the bound
+    "{% for a in range(99) %}{% for b in range(99) %}{% for c in range(99) %}x"
+    "{% endfor %}{% endfor %}{% endfor %}",                          # loops too deep
+    "{% for a in range(100) %}{% for b in range(100) %}{{ title }}{{ title }}"
+    "{% endfor %}{% endfor %}",                                      # output over the cap
+    "{{ 'x' * 1000000000 }}", "{{ [1] * 100000000 }}",               # repetition
+    "{{ 9 ** 99999999 }}", "{{ '%0999999999d' % 1 }}",               # power, %-padding
+    "{{ title.center(1000000000) }}", "{{ '{:>999999999}'.format(1) }}",
+    "{{ title|center(1000000000) }}", "{{ title|indent(999999999, true) }}",
+    "{{ lipsum(100000) }}",
+    "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",               # recursion
+    "{% for x in tasks recursive %}{{ loop(tasks) }}{% endfor %}",
+    "{{" + "(" * 5000 + "1" + ")" * 5000 + "}}",                     # nesting
+    "{% for a in tasks %}{% for b in tasks %}{% for c in tasks %}{% endfor %}{% endfor %}"
+    "{% endfor %}",
+]
+
+
+@pytest.mark.parametrize("source", HOSTILE_TEMPLATES)
+def test_hostile_templates_are_refused_quickly(source):
+    started = time.monotonic()
+    with pytest.raises(domain.TemplateInvalid):
+        domain.validate_template("task_assigned", {"subject": "ok", "text": source})
+    assert time.monotonic() - started < 1.0
+
+
+def test_the_render_budget_stops_a_slow_template_with_real_data():
+    slow = "{% for a in tasks %}{% for b in tasks %}{% endfor %}{% endfor %}"
+    domain.validate_template("task_assigned", {"subject": "ok", "text": slow})  # 50 tasks: fine
+    tasks = [{"task_id": str(i), "title": "t"} for i in range(20_000)]      # 400 M iterations
+    started = time.monotonic()
+    with pytest.raises(domain.TemplateInvalid, match="to render"):
+        domain.render_part("text", slow, {"tasks": tasks})
+    assert time.monotonic() - started < domain.RENDER_BUDGET_SECONDS + 0.5
+
+
+def test_ordinary_templates_still_render():
+    out = domain.render({"subject": "{{ count }} {{ title|upper }}\nBCC: x", "text":
+                         "{% for t in tasks[:2] %}{{ loop.index }}. {{ t.title.strip() }}\n"
+                         "{% endfor %}{{ name or email }} {{ tasks|length }}"},
+                        domain.sample_context("task_assigned"))
+    assert out["subject"] == "1 WRITE THE REPORT BCC: x"   # one header line
+    assert out["text"] == "1. Task 0\n2. Task 1\nSam 50"
+
+
+def test_secret_links_are_kept_out_of_the_plan_context():
+    for event_type, extra in (("user.registered", {}), ("user.password.reset", {}),
+                              ("user.email.verification.requested", {})):
+        [plan] = domain.plans_for(event(event_type, user_id="u", email="a@b.c", name="A",
+                                        sealed_link="SEALED", reset_url="https://r?token=raw",
+                                        **extra))
+        assert plan.link is None and plan.sealed_link == "SEALED"
+        assert "SEALED" not in str(plan.context) and "raw" not in str(plan.context)
+        assert plan.kind in domain.SECRET_LINK_KINDS
+
+
+def test_sealed_links_open_with_the_key_only_until_they_expire(monkeypatch):
+    config = {"SEALING_KEYS": Fernet.generate_key().decode()}
+    link = "https://app/reset-password?token=s3cret"
+    sealed = seal(config, link, 60)
+    assert "s3cret" not in sealed and unseal(config, sealed) == link
+    with pytest.raises(Unsealable):
+        unseal({"SEALING_KEYS": Fernet.generate_key().decode()}, sealed)   # another key
+    rotated = {"SEALING_KEYS": f"{Fernet.generate_key().decode()},{config['SEALING_KEYS']}"}
+    assert unseal(rotated, sealed) == link                                   # rotation
+    expired = seal(config, link, -1)
+    with pytest.raises(Unsealable):
+        unseal(config, expired)
+    with pytest.raises(Unsealable):
+        unseal(config, sealed[:-4] + "AAAA")                                 # tampered
+
+
+def test_a_local_sealing_key_is_made_once_and_shared(tmp_path):
+    config = {"JWT_KEYS_DIR": str(tmp_path / "keys")}
+    sealed = seal(config, "x", 60)
+    assert (tmp_path / "keys" / "sealing.key").stat().st_mode & 0o777 == 0o600
+    assert unseal(dict(config), sealed) == "x"
+
+
+@pytest.mark.parametrize("url", [
+    "http://93.184.215.14/", "https://127.0.0.1/", "https://localhost/", "https://10.1.2.3/",
+    "https://169.254.169.254/", "https://[::1]/", "https://[::ffff:10.0.0.1]/",
+    "https://224.0.0.251/", "https://0.0.0.0/", "https://240.0.0.1/", "https://100.64.1.1/",
+    "https://a:b@93.184.215.14/", "https://93.184.215.14:99999/", "https:///x",
+])
+def test_outbound_urls_must_be_public_https(url):
+    with pytest.raises(UnsafeUrl):
+        check_public_url(url)
+
+
+def test_outbound_allowed_networks_admit_an_operators_relay():
+    check_public_url("https://93.184.215.14/push")
+    check_public_url("https://[2606:4700::1111]/push")
+    allowed = allowed_networks({"OUTBOUND_ALLOWED_NETWORKS": "10.0.0.0/8, 127.0.0.1/32"})
+    check_public_url("https://10.9.8.7/push", allowed)
+    with pytest.raises(UnsafeUrl):
+        check_public_url("http://10.9.8.7/push", allowed)   # still https only
+    with pytest.raises(UnsafeUrl):
+        check_public_url("https://192.168.0.1/push", allowed)

@@ -1,0 +1,84 @@
+"""What every authenticated ``@api`` request checks in Redis, in one round trip.
+
+One script, in this order, stopping at the first refusal: the token's
+blacklist keys (``auth:blacklist:jti:*``, ``auth:blacklist:sid:*``), the
+rate limit (``shared.redis`` GCRA, counted only for a token not revoked),
+on an ``/orgs/<org_id>`` route the caller's cached membership
+(``shared.tenancy.membership_key``), and, when it is there, on a route with
+a ``CachedRoute`` its cached answer (``gateway_svc.cache``). It fails
+closed: Redis unreachable is a 503, as the blacklist check alone was.
+
+The keys live in different hash slots; under Redis Cluster this script would
+need them under one hash tag (e.g. the user id), or be split into one call
+per slot.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import redis
+
+from gateway_svc.cache import LOOKUP_FUNCTION
+from gateway_svc.identity import blacklist_keys
+from shared.errors import Unavailable
+from shared.redis import GCRA_FUNCTION, Decision, Limit
+
+log = logging.getLogger(__name__)
+
+# KEYS: n blacklist keys, the rate-limit key (if ARGV[1] > 0), the membership key
+# (if ARGV[4] = 1), then the cached answer's version keys. ARGV: limit, period_ms, n,
+# membership?, the cached answer's name (or ''). Returns {revoked, gcra reply or
+# nil, membership or nil, cached answer or nil}.
+CHECKS_LUA = GCRA_FUNCTION + LOOKUP_FUNCTION + """
+local n = tonumber(ARGV[3])
+if redis.call('EXISTS', unpack(KEYS, 1, n)) > 0 then return {1} end
+local i = n + 1
+local rate = false
+if tonumber(ARGV[1]) > 0 then
+  rate = gcra(KEYS[i], tonumber(ARGV[1]), tonumber(ARGV[2]))
+  i = i + 1
+  if rate[1] == 0 then return {0, rate} end
+end
+if ARGV[4] ~= '1' then return {0, rate} end
+local member = redis.call('GET', KEYS[i])
+if not member or ARGV[5] == '' then return {0, rate, member} end
+return {0, rate, member, cached_answer(ARGV[5], i + 1, #KEYS)[2]}
+"""
+
+
+@dataclass(frozen=True)
+class Checked:
+    revoked: bool
+    decision: Decision | None  # None: the route has no rate limit
+    membership: dict | None    # None: not asked, or not cached
+    answer: str | None         # the cached answer's JSON text, if asked and there
+
+
+class RequestChecks:
+    def __init__(self, client: redis.Redis):
+        self._script = client.register_script(CHECKS_LUA)
+
+    def run(self, claims: dict, rate_key: str | None, limit: Limit | None,
+            membership_key: str | None, answer: tuple[str, list[str]] | None = None) -> Checked:
+        """``answer``: the cached answer's entry name and version keys."""
+        keys = blacklist_keys(claims)
+        args = [0, 0, len(keys), 0, ""]
+        if limit is not None:
+            keys.append(rate_key)
+            args[:2] = [limit.limit, int(limit.period * 1000)]
+        if membership_key:
+            keys.append(membership_key)
+            args[3] = 1
+            if answer is not None:
+                args[4] = answer[0]
+                keys.extend(answer[1])
+        try:
+            reply = self._script(keys=keys, args=args)
+        except redis.RedisError as exc:
+            log.warning("token blacklist unreachable, refusing: %s", exc)
+            raise Unavailable("Cannot check the token right now; try again shortly.") from None
+        revoked, rate, member, text = [*reply, None, None, None][:4]
+        return Checked(bool(revoked), None if rate is None else Decision.from_script(limit, rate),
+                       json.loads(member) if member else None, text)
