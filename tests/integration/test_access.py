@@ -1,6 +1,7 @@
 """Each service's own RabbitMQ and Redis user (shared.access) on the real
 servers: what another service's credentials would let an attacker do is
 refused, what the service itself needs is allowed."""
+import json
 import uuid
 
 import amqp.exceptions
@@ -119,4 +120,43 @@ def test_only_auth_writes_signing_keys_and_the_gateway_reads_them(users, unique)
     finally:
         auth.delete(key)
         auth.close()
+        gateway.close()
+
+
+def test_the_gateways_one_call_checks_and_cache_work_as_its_own_user(users, unique):
+    """The gateway's scripts read others' keys it may not write (blacklist,
+    membership, version counters): refused, they would fail closed (503) or
+    silently skip the cache."""
+    from gateway_svc.cache import ResponseCache, entry_name
+    from gateway_svc.checks import RequestChecks
+    from shared.redis import Limit, RedisTools, org_version_key
+    from shared.tenancy import membership_key
+
+    admin = redis.Redis.from_url(REDIS_URI, decode_responses=True)
+    gateway = redis.Redis.from_url(users["gateway"]["REDIS_URI"], decode_responses=True)
+    org, user = f"o{unique}", f"u{unique}"
+    claims = {"jti": f"j{unique}", "sid": f"s{unique}"}
+    member, version = membership_key(org, user), org_version_key("tasks", org)
+    admin.set(member, json.dumps({"role": "member", "status": "active"}), ex=60)
+    admin.set(version, "7", ex=60)
+    checks = RequestChecks(gateway)
+    run = lambda: checks.run(claims, f"gateway:ratelimit:{unique}", Limit(5, 60), member,  # noqa: E731
+                             (entry_name(f"t:{unique}"), [version]))
+    try:
+        first = run()
+        assert not first.revoked and first.decision.allowed
+        assert first.membership == {"role": "member", "status": "active"}
+        computed = []
+        cache = ResponseCache(RedisTools(gateway, "gateway", 60))
+        for _ in range(2):
+            assert cache.get_or_compute(f"t:{unique}", [version],
+                                        lambda: computed.append(1) or {"n": 1}) == {"n": 1}
+        assert computed == [1]  # the second answer came from the cache
+        assert run().answer == '{"n": 1}'  # and the request checks find it too
+        admin.set(f"auth:blacklist:jti:{claims['jti']}", 1, ex=60)
+        assert run().revoked
+    finally:
+        admin.delete(member, version, f"auth:blacklist:jti:{claims['jti']}",
+                     f"gateway:ratelimit:{unique}", f"{entry_name(f't:{unique}')}|7")
+        admin.close()
         gateway.close()
