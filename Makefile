@@ -35,8 +35,9 @@ e2e: $(STAMP)
 	$(PY) -m shared.mesh check
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff on everything, mypy on shared/ (pyproject.toml); CI runs it before the tests
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) var/log var/db

@@ -457,6 +457,13 @@ class Accounts:
                                                     "email": user["email"]},
                             actor_id=user["_id"])
 
+    def confirm_email(self, user_id: str) -> None:
+        user = self._require_user(user_id)
+        if not user.get("email_verified"):
+            user = self.store.update_user(user_id, {"email_verified": True})
+        self.events.publish("user.email.verified", {"user_id": user_id, "email": user["email"]},
+                            actor_id=None)
+
     def resend_verification(self, user_id: str) -> None:
         user = self._require_user(user_id)
         email = user.get("pending_email") or (None if user.get("email_verified")

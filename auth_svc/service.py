@@ -126,6 +126,12 @@ class AuthService(base.ServiceBase):
     def resend_verification(self, user_id):
         self.accounts.resend_verification(user_id)
 
+    @rpc
+    def confirm_email(self, user_id):
+        """Operator only (``shared.cli verify-email``, no HTTP route): vouch for the
+        account's current address as if its link had been used."""
+        self.accounts.confirm_email(user_id)
+
     # -- two-factor ---------------------------------------------------------
     @rpc
     def mfa_setup(self, user_id):

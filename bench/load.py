@@ -69,8 +69,9 @@ class Client:
                                     **kwargs)
 
 
-def setup(api, clients: int):
-    """One org (enterprise plan), its owner, and `clients` managers with a task each."""
+def setup(api, amqp: str, clients: int):
+    """One org (enterprise plan), its owner, and `clients` managers with a task each
+    (the plan and the managers' verified addresses set by operator RPC)."""
     session = requests.Session()
 
     def register(prefix):
@@ -78,6 +79,7 @@ def setup(api, clients: int):
         r = session.post(f"{api}/auth/register", json={"email": email, "password": PASSWORD,
                                                        "name": prefix}, timeout=30)
         r.raise_for_status()
+        cli.rpc_call({"AMQP_URI": amqp}, "auth", "confirm_email", r.json()["user"]["user_id"])
         return {**r.json(), "email": email}
 
     owner = register("owner")
@@ -89,8 +91,7 @@ def setup(api, clients: int):
             break
         time.sleep(0.1)
     org_id = items[0]["org_id"]
-    session.put(f"{api}/orgs/{org_id}/subscription", json={"plan": "enterprise"}, headers=auth,
-                timeout=30).raise_for_status()
+    cli.rpc_call({"AMQP_URI": amqp}, "organizations", "set_plan", org_id, "enterprise")
     pool = eventlet.GreenPool(20)
     users = list(pool.imap(lambda _: register("loader"), range(clients)))
     out = []
@@ -196,7 +197,7 @@ def main():
     try:
         mesh.start()
         mesh_mod.wait_for(lambda: _healthy(api), 90, "the mesh")
-        org_id, owner, clients = setup(api, args.clients)
+        org_id, owner, clients = setup(api, amqp, args.clients)
         print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
         stats, errors, error_kinds, limited, writes, elapsed = run(clients, args.seconds, org_id)
         total = sum(len(v) for v in stats.values())

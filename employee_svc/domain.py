@@ -18,6 +18,11 @@ from shared.permissions import (
 )
 
 INVITATION_TTL = timedelta(days=7)
+# invitation emails (new and re-sent), "count/seconds"; config INVITATION_RATE_LIMITS
+INVITE_RATE = {"address": "3/3600", "org": "100/3600"}
+INVITE_RATE_REFUSED = {
+    "address": "Too many invitations were sent to this address; try again later.",
+    "org": "This organization sent too many invitations; try again later."}
 _WORD = re.compile(r"[\w]+", re.UNICODE)
 
 
@@ -88,6 +93,13 @@ def check_remove(actor: dict, target: dict, owner_count: int) -> None:
     if target["status"] == "removed":
         raise NotFound("Employee not found.")
     check_removal(actor["role"], target["role"], owner_count)
+
+
+def may_join(user: dict | None, email: str) -> bool:
+    """A membership for ``email`` goes only to an account that holds that address
+    verified: registering someone else's address first gains nothing."""
+    return bool(user and user.get("email_verified")
+                and user.get("email", "").lower() == email.lower())
 
 
 def check_acceptance(invitation: dict | None, user: dict | None, at: datetime) -> dict:

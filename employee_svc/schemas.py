@@ -81,6 +81,7 @@ class InvitationSchema(Schema):
     status = fields.String(metadata={"example": "pending"})
     expires_at = fields.String(metadata={"example": ex.EXPIRES_AT})
     invited_by_user_id = fields.String(metadata={"example": ex.USER_ID})
+    org_name = fields.String(metadata={"example": "Acme"})
 
 
 class InvitationPageSchema(Schema):

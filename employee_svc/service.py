@@ -13,11 +13,11 @@ from employee_svc.schemas import (
 )
 from employee_svc.store import EmployeeStore
 from shared import service as base
-from shared.errors import Conflict, NotFound, PlanLimitExceeded
+from shared.errors import Conflict, NotFound, PlanLimitExceeded, RateLimited
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
-from shared.redis import org_version_key
+from shared.redis import Limit, org_version_key
 from shared.rpc import ServiceRpc, rpc
 from shared.sealed import seal
 from shared.tenancy import cache_membership, invalidate_membership, membership_generation
@@ -48,7 +48,8 @@ def invitation_out(doc: dict) -> dict:
     return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
             "role": doc["role"], "job_title": doc.get("job_title", ""),
             "status": doc["status"], "expires_at": iso(doc["expires_at"]),
-            "invited_by_user_id": doc.get("invited_by_user_id")}
+            "invited_by_user_id": doc.get("invited_by_user_id"),
+            "org_name": doc.get("org_name", "")}
 
 
 class EmployeeService(base.ServiceBase):
@@ -115,8 +116,13 @@ class EmployeeService(base.ServiceBase):
         domain.check_can_add(actor["role"], body["role"])
         org = self.organizations.get_org(org_id)
         user = self.auth.find_user_by_email(body["email"])
-        if user:
+        if domain.may_join(user, body["email"]):
             return {"status": 201, "employee": employee_out(self._add_user(actor, org, user, body))}
+        if user and self.store.is_member(org_id, user["user_id"]):
+            raise Conflict("This user is already an employee of the organization.")
+        # an unknown or not yet verified address: an invitation, which becomes a
+        # membership once that address is verified (whoever proves it, not whoever
+        # registered it first)
         return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
 
     @rpc
@@ -170,6 +176,23 @@ class EmployeeService(base.ServiceBase):
         return page(docs, query["limit"], invitation_out)
 
     @rpc
+    def my_invitations(self, user_id: str, query: dict) -> dict:
+        """The pending invitations to the caller's address (joined once it is verified)."""
+        query = InvitationQuerySchema().load(query)
+        user = (self.auth.get_users([user_id]) or [None])[0]
+        if user is None:
+            return {"items": [], "next_cursor": None}
+        docs = self.store.invitations_for_email(user["email"].lower(), domain.now(),
+                                                decode_cursor(query.get("cursor")),
+                                                query["limit"])
+        return page(docs, query["limit"], invitation_out)
+
+    @rpc
+    def active_org_ids(self, user_id: str) -> list[str]:
+        """The orgs where the user is an active employee (and that still exist)."""
+        return self.store.active_org_ids(user_id)
+
+    @rpc
     def revoke_invitation(self, actor: dict, org_id: str, invitation_id: str) -> None:
         invitation = self.store.invitation(org_id, invitation_id)
         if invitation is None or not self.store.close_invitation(
@@ -200,17 +223,18 @@ class EmployeeService(base.ServiceBase):
     def on_org_deleted(self, event: dict) -> None:
         self.close_org(event["data"]["org_id"])
 
-    @handles("auth", "user.registered")
-    def on_user_registered(self, event: dict) -> None:
-        data = event["data"]
-        user = {"user_id": data["user_id"], "email": data["email"], "name": data.get("name", "")}
-        for invitation in self.store.invitations_to_join(data["email"].lower(),
-                                                         data["user_id"], domain.now()):
-            self._join(invitation, user)
-
     @handles("auth", "user.email.verified")
     def on_email_verified(self, event: dict) -> None:
-        self._sync_user(event["data"]["user_id"], {"email_verified": True})
+        """The address is proven: its pending invitations become memberships, for the
+        account that holds it verified now (auth is asked: the event may be old)."""
+        data = event["data"]
+        self._sync_user(data["user_id"], {"email_verified": True})
+        user = (self.auth.get_users([data["user_id"]]) or [None])[0]
+        if not domain.may_join(user, data["email"]):
+            return
+        for invitation in self.store.invitations_to_join(user["email"].lower(),
+                                                         user["user_id"], domain.now()):
+            self._join(invitation, user)
 
     @handles("auth", "user.updated")
     def on_user_updated(self, event: dict) -> None:
@@ -325,17 +349,29 @@ class EmployeeService(base.ServiceBase):
             event_id=event_id("employee.added", doc["_id"], str(doc["created_at"])))
         return doc
 
+    def _check_invitation_rate(self, org_id: str, email: str) -> None:
+        """Invitation emails are limited per org and per address (anti-spam); the
+        address is hashed into the key, so Redis holds no list of addresses."""
+        limits = {**domain.INVITE_RATE, **(self.config.get("INVITATION_RATE_LIMITS") or {})}
+        for scope, key in (("address", domain.hash_token(email)), ("org", org_id)):
+            decision = self.redis.limiter.hit(f"employees:invite-rate:{scope}:{key}",
+                                              Limit.parse(limits[scope]))
+            if not decision.allowed:
+                raise RateLimited(domain.INVITE_RATE_REFUSED[scope], headers=decision.headers())
+
     def _invite(self, actor: dict, org: dict, body: dict) -> dict:
         email = body["email"].lower()
         token, token_hash = domain.new_invitation_token()
         expires_at = domain.now() + domain.INVITATION_TTL
         doc = self.store.pending_invitation(org["org_id"], email)
+        if doc is None:
+            self._check_seats(org)
+        self._check_invitation_rate(org["org_id"], email)  # before anything changes
         if doc:  # re-send: a fresh token; the old one stops working
             doc = self.store.refresh_invitation(doc["_id"], {
                 "token_hash": token_hash, "expires_at": expires_at, "role": body["role"],
                 "job_title": body["job_title"]}) or doc
         else:
-            self._check_seats(org)
             doc = self.store.insert_invitation({
                 "_id": domain.new_id(), "org_id": org["org_id"], "email": email,
                 "role": body["role"], "job_title": body["job_title"], "status": "pending",

@@ -75,6 +75,15 @@ class EmployeeStore(BaseStore):
     def employees_of_user(self, user_id: str) -> list[dict]:
         return list(self.db.employees.find({"user_id": user_id}))
 
+    def is_member(self, org_id: str, user_id: str) -> bool:
+        return self.db.employees.count_documents(
+            {"org_id": org_id, "user_id": user_id, "status": {"$ne": "removed"}}) > 0
+
+    def active_org_ids(self, user_id: str) -> list[str]:
+        return sorted(d["org_id"] for d in self.db.employees.find(
+            {"user_id": user_id, "status": "active", "org_deleted": {"$ne": True}},
+            {"org_id": 1}))
+
     def owner_count(self, org_id: str) -> int:
         return self.db.employees.count_documents({"org_id": org_id, "role": "owner",
                                                   "status": "active"})
@@ -189,6 +198,14 @@ class EmployeeStore(BaseStore):
         return list(self.db.invitations.find({"email": email, "$or": [
             {"status": "pending", "expires_at": {"$gt": at}},
             {"status": "accepted", "accepted_by_user_id": user_id}]}))
+
+    def invitations_for_email(self, email: str, at: datetime, after: str | None,
+                              limit: int) -> list[dict]:
+        query: dict = {"email": email, "status": "pending", "expires_at": {"$gt": at}}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.invitations.find(query, {"token_hash": 0})
+                    .sort("_id", ASCENDING).limit(limit + 1))
 
     def close_invitation(self, invitation_id: str, status: str, fields: dict) -> bool:
         """pending -> accepted/revoked, once (single use)."""

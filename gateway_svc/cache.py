@@ -24,7 +24,7 @@ import redis
 from werkzeug.wrappers import Response
 
 from shared.redis import RedisTools, org_version_key
-from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
+from shared.telemetry import REDIS_ERRORS, count_cache
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,9 @@ class ResponseCache:
             log.warning("response cache unavailable, answering from the service: %s", exc)
             return json.dumps(compute(), default=str)
         if raw is not None:
-            CACHE_REQUESTS.labels(service, "hit").inc()
+            count_cache(service, "hit", key)
             return raw
-        CACHE_REQUESTS.labels(service, "miss").inc()
+        count_cache(service, "miss", key)
         text = json.dumps(compute(), default=str)
         try:
             self.tools.client.set(full_key, text, ex=ttl or self.default_ttl)

@@ -24,6 +24,7 @@ import uuid
 from functools import partial
 from typing import Any
 
+import eventlet.corolocal
 import marshmallow
 from eventlet.event import Event
 from nameko.extensions import SharedExtension
@@ -48,11 +49,11 @@ from shared.errors import (
 )
 from shared.redis import Limit, RateLimiter, make_client
 from shared.telemetry import (
-    CACHE_REQUESTS,
     CORRELATION_KEY,
     ENTRYPOINT_CALLS,
     ENTRYPOINT_LATENCY,
     bind_correlation_id,
+    count_cache,
 )
 from shared.tenancy import is_active, membership_key, require_member
 
@@ -91,11 +92,31 @@ def redact_url(text: str) -> str:
     return _SECRET_PATH.sub(r"\1[redacted]\2", _SECRET_QUERY.sub(r"\1[redacted]", text))
 
 
-class RedactingLog(logging.LoggerAdapter):
-    """The WSGI server's log (it writes each request line at INFO), redacted."""
+# the access line eventlet's server writes after each request, tab-separated so
+# AccessLog can split it into fields
+ACCESS_FORMAT = "%(client_ip)s\t%(request_line)s\t%(status_code)s\t%(body_length)s\t%(wall_seconds).6f"
+_caller = eventlet.corolocal.local()  # the request's user, for its access line
+
+
+class AccessLog(logging.LoggerAdapter):
+    """The WSGI server's log (it writes each request line at INFO): one JSON
+    object per request with method, path (secrets redacted), status, bytes,
+    duration and the caller's user id; anything else it logs, redacted."""
 
     def process(self, msg, kwargs):
-        return redact_url(str(msg)), kwargs
+        text = str(msg)
+        parts = text.split("\t")
+        if len(parts) != 5:
+            return redact_url(text), kwargs
+        ip, line, status, size, seconds = parts
+        method, _, rest = line.partition(" ")
+        path = redact_url(rest.rsplit(" ", 1)[0])
+        fields = {"method": method, "path": path,
+                  "status": int(status) if status.isdigit() else status,
+                  "bytes": int(size) if size.isdigit() else None,
+                  "duration_ms": round(float(seconds) * 1000, 3),
+                  "user_id": getattr(_caller, "user_id", None), "client_ip": ip}
+        return f"{method} {path} {status}", {**kwargs, "extra": {"fields": fields}}
 
 
 def _valid_request_id(value: str | None) -> bool:
@@ -123,6 +144,7 @@ class ApiWsgiApp(WsgiApp):
             request_id = uuid.uuid4().hex
         environ["workforce.request_id"] = request_id
         bind_correlation_id(request_id)
+        _caller.user_id = None  # Guard.check names the caller once the token is verified
         response = self._dispatch(environ)
         self._decorate(environ, response, request_id)
         return response(environ, start_response)
@@ -202,7 +224,8 @@ class ApiServer(WebServer):
 
     def get_wsgi_server(self, sock, wsgi_app, protocol=NoDelayProtocol, debug=False):
         server = super().get_wsgi_server(sock, wsgi_app, protocol=protocol, debug=debug)
-        server.log = RedactingLog(logging.getLogger("nameko.web.server"), {})
+        server.log = AccessLog(logging.getLogger("nameko.web.server"), {})
+        server.log_format = ACCESS_FORMAT
         return server
 
     def get_wsgi_app(self):
@@ -254,6 +277,7 @@ class Guard(SharedExtension):
         if auth:
             claims = self.identity.verify_signature(self.identity.bearer_token(request))
             request.token_claims, request.user_id = claims, claims["sub"]
+            _caller.user_id = request.user_id
             checked = self.checks.run(
                 claims, f"{service}:ratelimit:user:{request.user_id}:{limit}", rule,
                 membership_key(org_id, request.user_id) if org_id else None,
@@ -345,7 +369,7 @@ class ApiEntrypoint(HttpRequestHandler):
         worker starts (the worker would do the same checks and serve the same
         text); counted as the route's call and a cache hit."""
         service = self.container.service_name
-        CACHE_REQUESTS.labels(service, "hit").inc()
+        count_cache(service, "hit", request.path)
         ENTRYPOINT_CALLS.labels(service, self.method_name, "ok").inc()
         ENTRYPOINT_LATENCY.labels(service, self.method_name).observe(time.perf_counter() - started)
         return Response(request.cached_answer, content_type=JSON)

@@ -13,16 +13,16 @@ from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
-from gateway_svc.routes import auth, notifications, orgs, tasks, teams
+from gateway_svc.routes import auth, notifications, orgs, tasks, teams, webhooks
 from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
 from shared.rpc import ServiceRpc
+from shared.services import SERVICES
 from shared.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("auth", "organizations", "employees", "teams", "tasks", "notifications")
 HEALTH_TIMEOUT = 2.0
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 DOCS_PAGE = """<!doctype html>
@@ -40,7 +40,7 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # Route mixins are referenced through their modules: nameko run treats every
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
-                     notifications.NotificationRoutes):
+                     notifications.NotificationRoutes, webhooks.WebhookRoutes):
     name = "gateway"
 
     config = Config()
@@ -53,6 +53,7 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
     rpc_teams = ServiceRpc("teams")
     rpc_tasks = ServiceRpc("tasks")
     rpc_notifications = ServiceRpc("notifications")
+    rpc_webhooks = ServiceRpc("webhooks")
 
     @api("GET", "/health", auth=False, limit="public", response=HealthSchema)
     def health(self, request):

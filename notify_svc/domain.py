@@ -35,6 +35,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "task_completed": ("task.completed", False),
     "task_overdue": ("task.overdue", False),
     "task_comment": ("task.comment.added", False),
+    "webhook_disabled": ("webhook.endpoint.disabled", False),
 }
 KIND_OF_EVENT = {event: kind for kind, (event, _) in KINDS.items()}
 # kinds that are never held for a digest (time-sensitive)
@@ -105,6 +106,9 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
         return one(None, d.get("email"))
     if kind == "team_member_added":
         return one(d.get("user_id"))
+    if kind == "webhook_disabled":  # the admin who registered the endpoint
+        return one(d.get("created_by_user_id"),
+                   link=f"{app}/orgs/{d.get('org_id')}/webhooks/{d.get('webhook_id')}")
     task_link = f"{app}/orgs/{d.get('org_id')}/tasks/{d.get('task_id')}"
     if kind == "task_assigned":
         if not d.get("assignee_user_id"):
@@ -353,7 +357,8 @@ def sample_context(kind: str) -> dict:
               "preview": "Looks good", "due_at": "2026-01-01T00:00:00Z", "priority": "normal",
               "reason": "", "job_id": None, "count": 1, "tasks": tasks, "link": "https://x/",
               "recipient_name": "Sam", "items": [{"subject": t["title"], "link": "https://x/"}
-                                                 for t in tasks], "owner_name": "Sam"}
+                                                 for t in tasks], "owner_name": "Sam",
+              "url": "https://hooks.example.com/x", "webhook_id": "w1"}
     return {**sample, "kind": kind}
 
 

@@ -108,6 +108,10 @@ class NotificationService(base.ServiceBase):
     def on_task_assigned(self, event):
         self.notifier.handle(event)
 
+    @handles("webhooks", "webhook.endpoint.disabled")
+    def on_webhook_disabled(self, event):
+        self.notifier.handle(event)
+
     @handles("tasks", "task.reassigned")
     def on_task_reassigned(self, event):
         self.notifier.handle(event)

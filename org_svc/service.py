@@ -75,11 +75,14 @@ class OrganizationService(base.ServiceBase):
         return page(orgs, query["limit"], lambda o: {k: v for k, v in o.items() if k != "_id"})
 
     @rpc
-    def check_plan_limit(self, org_id: str, resource: str) -> None:
-        """Raise PlanLimitExceeded (403 plan-limit) if one more team/employee is too many."""
+    def check_plan_limit(self, org_id: str, resource: str, current: int | None = None) -> None:
+        """Raise PlanLimitExceeded (403 plan-limit) if one more team/employee is too many.
+        ``current``: the caller's own count, when it has one (the org's counts follow
+        events, so a burst of creations would get past them)."""
         org = self.get_org(org_id)
         sub = org["subscription"]
-        domain.check_limit(sub["plan"], sub["limits"], resource, org["counts"].get(resource, 0))
+        count = org["counts"].get(resource, 0) if current is None else int(current)
+        domain.check_limit(sub["plan"], sub["limits"], resource, count)
 
     @rpc
     def get_subscription(self, org_id: str) -> dict:
@@ -131,16 +134,19 @@ class OrganizationService(base.ServiceBase):
         doc = self._hand_over(org_id, actor["user_id"], body["user_id"], actor["user_id"])
         return domain.org_out(doc, self.config)
 
+    # --- operator (``shared.cli set-plan`` or a billing hook): no HTTP route --------
     @rpc
-    def set_subscription(self, actor: dict, org_id: str, body: dict) -> dict:
-        plan = SubscriptionUpdateSchema().load(body)["plan"]
+    def set_plan(self, org_id: str, plan: str) -> dict:
+        """Move the org to ``plan``; 409 if it does not fit. Plans are billing's
+        business: owners cannot pick the unlimited one themselves."""
+        plan = SubscriptionUpdateSchema().load({"plan": plan})["plan"]
         org = self.get_org(org_id)
         limits = domain.limits_of(self.config, plan)
         domain.check_downgrade(plan, limits, org["counts"])
         self._update(org_id, {"plan": plan})
         self.events.publish("organization.updated", {"org_id": org_id, "name": org["name"],
                                                      "changes": {"plan": plan}},
-                            org_id=org_id, actor_id=actor["user_id"])
+                            org_id=org_id, actor_id=None)
         return {"plan": plan, "limits": limits, "usage": org["counts"]}
 
     # --- events -------------------------------------------------------------------

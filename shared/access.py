@@ -29,19 +29,17 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import requests
 
+from shared import services
 from shared.cli import management
 from shared.events import ReliableEventHandler
 from shared.rpc import ServiceRpc
 
-SERVICES = {  # nameko name -> package
-    "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
-    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
-    "gateway": "gateway_svc",
-}
+SERVICES = services.PROCESSES  # nameko name -> package, the gateway too
 USER_PREFIX = "wf-"
 RPC_EXCHANGE = "nameko-rpc"
 UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -57,6 +55,7 @@ REDIS_READS = {
     "teams": ["employees:perm:*"],
     "tasks": ["employees:perm:*"],
     "notifications": ["employees:perm:*"],
+    "webhooks": ["employees:perm:*"],
 }
 # Pub/sub channels (notifications publishes a user's feed, the gateway's
 # websockets subscribe to the pattern).
@@ -85,13 +84,13 @@ class Wiring:
     calls: dict[str, tuple[str, ...] | None]     # target -> methods (None: any)
 
 
-def service_class(service: str) -> type:
+def service_class(service: str) -> Any:
     module = importlib.import_module(f"{SERVICES[service]}.service")
     return next(cls for _, cls in inspect.getmembers(module, inspect.isclass)
                 if getattr(cls, "name", None) == service and cls.__module__ == module.__name__)
 
 
-def wiring(cls: type) -> Wiring:
+def wiring(cls: Any) -> Wiring:
     consumes: dict[str, set[str]] = {}
     calls: dict[str, tuple[str, ...] | None] = {}
     for _, member in inspect.getmembers(cls):

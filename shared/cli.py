@@ -14,8 +14,9 @@ import click
 import requests
 import yaml
 
+from shared.services import PACKAGES, SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("auth", "organizations", "employees", "teams", "tasks", "notifications")
 
 
 def load_config(path: str) -> dict:
@@ -91,9 +92,7 @@ def ping(config, service, timeout):
     """Exit 0 if one service answers health (container health checks)."""
     import os
 
-    packages = {"auth_svc": "auth", "org_svc": "organizations", "employee_svc": "employees",
-                "team_svc": "teams", "task_svc": "tasks", "notify_svc": "notifications"}
-    service = service or packages.get(os.environ.get("SERVICE", ""), "")
+    service = service or PACKAGES.get(os.environ.get("SERVICE", ""), "")
     if not service:
         raise click.UsageError("which service? --service or $SERVICE")
     try:
@@ -188,14 +187,49 @@ def create_admin(config, email, name, password):
                "their organization appears in a moment: GET /api/v1/orgs")
 
 
+@cli.command("set-plan")
+@click.argument("org_id")
+@click.argument("plan", type=click.Choice(["free", "pro", "enterprise"]))
+@click.pass_obj
+def set_plan(config, org_id, plan):
+    """Move an organization to a plan (billing's decision: owners cannot)."""
+    from shared.errors import AppError
+
+    try:
+        result = rpc_call(config, "organizations", "set_plan", org_id, plan, timeout=30)
+    except AppError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"organization {org_id}: plan {result['plan']}, limits {json.dumps(result['limits'])}")
+
+
+@cli.command("verify-email")
+@click.option("--email", required=True)
+@click.pass_obj
+def verify_email(config, email):
+    """Mark an account's address verified (support, seeding): its pending invitations
+    become memberships."""
+    from shared.errors import AppError
+
+    user = rpc_call(config, "auth", "find_user_by_email", email)
+    if user is None:
+        raise click.ClickException(f"no account with the email {email}")
+    try:
+        rpc_call(config, "auth", "confirm_email", user["user_id"], timeout=30)
+    except AppError as exc:
+        raise click.ClickException(exc.detail) from None
+    click.echo(f"{user['email']} (user {user['user_id']}) is verified")
+
+
 @cli.command()
 @click.option("--api", envvar="PUBLIC_URL", default="http://127.0.0.1:8000", show_default=True)
 @click.option("--employees", default=20, show_default=True)
 @click.option("--teams", default=3, show_default=True)
 @click.option("--tasks", default=50, show_default=True)
 @click.option("--password", default="demo password 1234", show_default=True)
-def seed(api, employees, teams, tasks, password):
-    """A demo organization with employees, teams and tasks, through the HTTP API."""
+@click.pass_obj
+def seed(config, api, employees, teams, tasks, password):
+    """A demo organization with employees, teams and tasks, through the HTTP API (the
+    enterprise plan and the employees' verified addresses by operator RPC)."""
     import random
     import time
     import uuid
@@ -214,6 +248,7 @@ def seed(api, employees, teams, tasks, password):
     def register(name):
         email = f"{name.lower().replace(' ', '.')}.{tag}@demo.example"
         body = call("POST", "/auth/register", json={"email": email, "password": password, "name": name})
+        rpc_call(config, "auth", "confirm_email", body["user"]["user_id"], timeout=30)
         return {"email": email, "token": body["access_token"]}
 
     owner = register("Demo Owner")
@@ -223,7 +258,7 @@ def seed(api, employees, teams, tasks, password):
             raise click.ClickException("the owner's organization did not appear")
         time.sleep(0.2)
     org_id = orgs[0]["org_id"]
-    call("PUT", f"/orgs/{org_id}/subscription", owner["token"], json={"plan": "enterprise"})
+    rpc_call(config, "organizations", "set_plan", org_id, "enterprise", timeout=30)
     staff = []
     with click.progressbar(range(employees), label="employees") as bar:
         for i in bar:

@@ -16,7 +16,9 @@ ENV = re.compile(r"\$\{(?P<env>[A-Z0-9_]+):?(?P<default>[^}]*)\}")
 
 
 def rows(text: str) -> list[tuple[str, str, str, str]]:
-    out, parents, comment = [], [], []
+    out: list[tuple[str, str, str, str]] = []
+    parents: list[str] = []
+    comment: list[str] = []
     for raw in text.splitlines():
         stripped = raw.strip()
         if stripped.startswith("#"):

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from marshmallow import Schema, fields
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 
+from shared.services import SERVICES
+
 Str, Bool, Int = fields.String, fields.Boolean, fields.Integer
 Dict, List = fields.Dict, fields.List
 
-SERVICE_PACKAGES = {"auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
-                    "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc"}
+SERVICE_PACKAGES = SERVICES  # nameko name -> package
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ CATALOGUE: list[EventSpec] = [
               "An in-app notification was read."),
     EventSpec("notification.deleted", "notifications", _schema(
         "NotificationDeleted", **_notification), "An in-app notification was deleted."),
+    EventSpec("webhook.endpoint.disabled", "webhooks", _schema(
+        "WebhookEndpointDisabled", org_id=_req(Str), webhook_id=_req(Str), url=_req(Str),
+        reason=_req(Str), created_by_user_id=_opt(Str)),
+        "A webhook endpoint failed too often in a row and stopped receiving deliveries."),
 ]
 BY_NAME = {spec.name: spec for spec in CATALOGUE}
 

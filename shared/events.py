@@ -293,6 +293,8 @@ def dead_letter_queue(queue_name: str, queue_type: str = "classic") -> Queue:
 class ReliableEventHandler(EventHandler):
     """See the module docstring. Always SERVICE_POOL with reliable delivery."""
 
+    queue: Any  # a kombu Queue (nameko sets it in setup; kombu sets its attributes dynamically)
+
     def __init__(self, source_service: str, event_type: str, **kwargs):
         super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
                          reliable_delivery=True, requeue_on_error=False, **kwargs)
@@ -322,10 +324,11 @@ class ReliableEventHandler(EventHandler):
                            bindings=[
                                binding(queue.exchange, routing_key=queue.routing_key),
                                binding(handlers_exchange(queue.name), routing_key=queue.name)])
-        self.mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
-        if self.mongo is None:
+        mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
+        if mongo is None:
             raise RuntimeError(f"{self.handler_key}: @handles needs a Mongo dependency "
                                "to record handled event ids")
+        self.mongo: Mongo = mongo
 
     @property
     def queue_name(self) -> str:

@@ -30,11 +30,11 @@ from pathlib import Path
 import redis
 import requests
 
-from shared import access
-from shared.access import SERVICES
+from shared import access, services
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+SERVICES = services.PROCESSES  # nameko name -> package
 DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1"
 DEFAULT_REDIS_URI = "redis://127.0.0.1:6379/0"
 DEFAULT_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"

@@ -187,7 +187,7 @@ class Mongo(DependencyProvider):
     def __init__(self, store_cls: type[BaseStore] = BaseStore):
         self.store_cls = store_cls
         self.client: pymongo.MongoClient | None = None
-        self.store: BaseStore | None = None
+        self.store: BaseStore  # made by setup()
 
     def setup(self) -> None:
         config = self.container.config

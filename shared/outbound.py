@@ -61,6 +61,6 @@ def check_public_url(url: str, allowed: Iterable = ()) -> None:
         raise Unresolvable(f"{parts.hostname} does not resolve: {exc}") from None
     allowed = tuple(allowed)
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not _public(address, allowed):
             raise UnsafeUrl(f"{parts.hostname} is not a public address ({address})")

@@ -20,7 +20,6 @@ _LOWEST_ROLE = {
     "org.settings.update": "admin",
     "org.delete": "owner",
     "org.transfer": "owner",
-    "org.subscription.manage": "owner",
     # employees and invitations
     "employee.read": "member",
     "employee.add": "manager",
@@ -47,6 +46,8 @@ _LOWEST_ROLE = {
     "task.stats": "member",
     # notifications
     "notification_templates.manage": "admin",
+    # webhooks
+    "webhook.manage": "admin",
 }
 ACTIONS = tuple(_LOWEST_ROLE)
 

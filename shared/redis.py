@@ -9,6 +9,7 @@ and let ``redis.RedisError`` become a 503.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ from nameko.extensions import DependencyProvider
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from shared.telemetry import CACHE_REQUESTS, REDIS_ERRORS
+from shared.telemetry import REDIS_ERRORS, count_cache
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +134,9 @@ class Cache:
             raw = self.client.get(key)
         except redis.RedisError as exc:
             self._failed("cache_get", exc)
-            CACHE_REQUESTS.labels(self.service, "error").inc()
+            count_cache(self.service, "error", key)
             return _MISS
-        CACHE_REQUESTS.labels(self.service, "miss" if raw is None else "hit").inc()
+        count_cache(self.service, "miss" if raw is None else "hit", key)
         return _MISS if raw is None else json.loads(raw)
 
     def generations(self, tags: Iterable[str]) -> list[str] | None:
@@ -314,7 +315,7 @@ class RedisTools:
         """Advance version counters: cached answers keyed on them go stale (a bump
         missed while Redis is unreachable is made when it answers)."""
         for key in sorted(set(keys)):
-            self.invalidate(f"bump {key}", lambda client, key=key: _bump(client, key))
+            self.invalidate(f"bump {key}", functools.partial(_bump, key=key))
 
     def ping(self) -> float:
         """Latency in ms. Redis is not healthy again until the invalidations it

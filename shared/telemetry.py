@@ -45,6 +45,16 @@ REDIS_ERRORS = Counter("redis_errors_total", "Redis failures tolerated (fail ope
                        ["service", "what"])
 
 
+_cache_log = logging.getLogger("workforce.cache")
+
+
+def count_cache(service: str, result: str, key: str) -> None:
+    """Every cache look-up: the hit/miss/error counter, and a debug line naming the key."""
+    CACHE_REQUESTS.labels(service, result).inc()
+    _cache_log.debug("cache %s %s", result, key,
+                     extra={"fields": {"service": service, "cache": result, "key": key}})
+
+
 def current_correlation_id() -> str | None:
     return getattr(_local, "correlation_id", None)
 

@@ -95,7 +95,7 @@ def cached_membership(redis_client: redis.Redis, org_id: str, user_id: str) -> d
 
 
 def is_active(membership: dict | None) -> bool:
-    return bool(membership) and membership.get("status") == "active"
+    return membership is not None and membership.get("status") == "active"
 
 
 def require_member(redis_tools, employees_rpc, org_id: str, user_id: str,

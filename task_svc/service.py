@@ -30,7 +30,7 @@ class TaskService(base.ServiceBase):
     store = Mongo(TaskStore)
     events = Events()
     files = Files()
-    employees = ServiceRpc("employees", methods=("get_employees", "get_membership"))
+    employees = ServiceRpc("employees", methods=("active_org_ids", "get_employees", "get_membership"))
     teams = ServiceRpc("teams", methods=("get_team_briefs",))
 
     # --- one task ----------------------------------------------------------------
@@ -117,10 +117,13 @@ class TaskService(base.ServiceBase):
     @rpc
     def my_tasks(self, user_id: str, args: dict) -> dict:
         f = schemas.ListArgsSchema().load(args)
+        # only orgs the user is still an active employee of (not left, not deleted); the
+        # ids are in the cache key, so leaving an org changes the key at once
+        org_ids = self.employees.active_org_ids(user_id)
         return self.redis.cache.get_or_set(
-            f"tasks:list:user:{user_id}:{self._args_key(f)}",
-            lambda: self._page({"assignee_user_id": user_id}, f), ttl=self._list_ttl(),
-            tags=[f"user:{user_id}"])
+            f"tasks:list:user:{user_id}:{self._args_key({**f, 'org_ids': org_ids})}",
+            lambda: self._page({"assignee_user_id": user_id, "org_id": {"$in": org_ids}}, f),
+            ttl=self._list_ttl(), tags=[f"user:{user_id}"])
 
     # --- bulk ------------------------------------------------------------------------
     @rpc

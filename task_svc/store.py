@@ -176,11 +176,12 @@ class TaskStore(BaseStore):
         return list(self.tasks.find(query).sort([(field, direction), ("_id", direction)]).limit(n))
 
     # filters an index serves together with created_at (org_created, org_assignee, org_team,
-    # assignee_user): only these are read in windows; SecantusDB scans the collection for any
-    # filter no single index covers, and a scan per window would cost more, not less
+    # assignee_user, /me/tasks' org ids checked on the rows it finds): only these are read
+    # in windows; SecantusDB scans the collection for any filter no single index covers,
+    # and a scan per window would cost more, not less
     WINDOWED_SHAPES = frozenset(frozenset(keys) for keys in (
         ("org_id", "deleted"), ("org_id", "deleted", "assignee_id"), ("org_id", "deleted", "team_id"),
-        ("assignee_user_id", "deleted")))
+        ("assignee_user_id", "org_id", "deleted")))
     # growing windows back in time from the cursor (or now); past the last, one unbounded query.
     # From one second: a busy org (a bulk job adds thousands of tasks a minute) finds its page
     # in the first windows, and a window costs SecantusDB ~0.07 ms per task in it

@@ -29,9 +29,13 @@ def may_manage_members(membership: dict, team: dict) -> bool:
     return "team.manage_members" in granted
 
 
-def require_manage_members(membership: dict, team: dict) -> None:
+def require_manage_members(membership: dict, team: dict, role: str = "member") -> None:
     if not may_manage_members(membership, team):
         raise Forbidden("Only a manager or this team's leader may change its members.")
+    # the leader seat is what team.update governs (PUT .../leader): a leader, or a
+    # member granted team.manage_members, cannot hand it out (nor take it over)
+    if role == "leader" and not role_allows(membership["role"], "team.update"):
+        raise Forbidden("Only a manager or above may make someone a team's leader.")
 
 
 def permission_changes(old: dict[str, list[str]], new: dict[str, list[str]],

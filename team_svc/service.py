@@ -18,14 +18,17 @@ class TeamService(base.ServiceBase):
     store = Mongo(TeamStore)
     events = Events()
     employees = ServiceRpc("employees", methods=("get_employees", "get_membership"))
+    organizations = ServiceRpc("organizations", methods=("check_plan_limit",))
 
     # --- teams -------------------------------------------------------------
     @rpc
     def create_team(self, user_id: str, org_id: str, body: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "team.create")
         data = schemas.TeamCreateSchema().load(body)
-        team = self.store.create_team(org_id, data["name"], data["description"],
-                                      data["settings"], user_id)
+        with self.redis.lock(f"teams:create:{org_id}"):  # one count, one insert at a time
+            self.organizations.check_plan_limit(org_id, "teams", self.store.count(org_id))
+            team = self.store.create_team(org_id, data["name"], data["description"],
+                                          data["settings"], user_id)
         self._changed(team, "team.created", user_id)
         return schemas.dump_team(team)
 
@@ -74,7 +77,7 @@ class TeamService(base.ServiceBase):
     def add_member(self, user_id: str, org_id: str, team_id: str, body: dict) -> dict:
         membership = require_member(self.redis, self.employees, org_id, user_id, "team.read")
         data = schemas.MemberAddSchema().load(body)
-        domain.require_manage_members(membership, self._team(org_id, team_id))
+        domain.require_manage_members(membership, self._team(org_id, team_id), data["role"])
         employee = self._active_employee(org_id, data["employee_id"])
         member = {"employee_id": employee["employee_id"], "user_id": employee["user_id"],
                   "name": employee.get("name"), "role": data["role"], "added_at": now()}

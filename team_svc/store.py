@@ -50,6 +50,9 @@ class TeamStore(BaseStore):
             raise Conflict(f"A team named {name!r} already exists in this organization.") from None
         return doc
 
+    def count(self, org_id: str) -> int:
+        return self.teams.count_documents({"org_id": org_id})
+
     def get(self, org_id: str, team_id: str) -> dict | None:
         return self.teams.find_one({"_id": team_id, "org_id": org_id})
 

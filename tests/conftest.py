@@ -9,15 +9,7 @@
 """
 import eventlet
 
-eventlet.monkey_patch()  # noqa: E402  must run before anything else imports sockets
-
-import ssl  # noqa: E402
-
-import urllib3.util.ssl_  # noqa: E402
-
-# nameko's pytest plugin imports requests (so urllib3) before this file runs:
-# give urllib3 the green SSLContext, or every https request recurses endlessly
-urllib3.util.ssl_.SSLContext = ssl.SSLContext
+eventlet.monkey_patch()  # noqa: E402  done already by tests.green (pyproject addopts), before plugins
 
 import os  # noqa: E402
 import uuid  # noqa: E402

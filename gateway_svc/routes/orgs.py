@@ -24,7 +24,6 @@ from org_svc.schemas import (
     PageQuerySchema,
     SettingsSchema,
     SubscriptionSchema,
-    SubscriptionUpdateSchema,
     TransferSchema,
 )
 from shared.redis import org_version_key
@@ -101,18 +100,11 @@ class OrgRoutes:
         org = self._org(org_id)
         return {**org["subscription"], "usage": org["counts"]}
 
-    @api("PUT", "/orgs/<org_id>/subscription", body=SubscriptionUpdateSchema,
-         response=SubscriptionSchema, errors=(403, 404, 409))
-    def set_subscription(self, request, org_id):
-        body = read_json(request, SubscriptionUpdateSchema())
-        actor = self._member(request, org_id, "org.subscription.manage")
-        return self.rpc_organizations.set_subscription(actor, org_id, body)
-
     # --- employees ----------------------------------------------------------------
     @api("POST", "/orgs/<org_id>/employees", body=EmployeeAddSchema, response=EmployeeSchema,
          status=201, also={202: InvitationSchema}, errors=(403, 404, 409))
     def add_employee(self, request, org_id):
-        """Add a registered user (201 employee) or invite an unknown email (202 invitation)."""
+        """Add a verified address's account (201 employee), else invite it (202 invitation)."""
         body = read_json(request, EmployeeAddSchema())
         actor = self._member(request, org_id, "employee.add")
         result = self.rpc_employees.add_employee(actor, org_id, body)
@@ -164,6 +156,12 @@ class OrgRoutes:
         actor = self._member(request, org_id, "invitation.manage")
         self.rpc_employees.revoke_invitation(actor, org_id, invitation_id)
         return 204, None
+
+    @api("GET", "/me/invitations", query=InvitationQuerySchema, response=InvitationPageSchema)
+    def my_invitations(self, request):
+        """Pending invitations to the caller's address (memberships once it is verified)."""
+        query = query_args(request, InvitationQuerySchema())
+        return self.rpc_employees.my_invitations(request.user_id, query)
 
     @api("POST", "/invitations/<token>/accept", response=EmployeeSchema, status=200,
          errors=(403, 404))

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from shared import mesh as mesh_mod
+from shared.cli import rpc_call
 from tests.conftest import _create_vhost, _delete_vhost
 from tests.e2e.mailbox import Mailbox
 from tests.helpers import wait_until
@@ -28,6 +29,10 @@ class RunningMesh:
 
     def request(self, method, path, **kwargs):
         return requests.request(method, f"{self.api}{path}", timeout=15, **kwargs)
+
+    def operator(self, service, method, *args):
+        """What an operator does from `nameko shell` or shared.cli (plans, verifying)."""
+        return rpc_call({"AMQP_URI": self.env["AMQP_URI"]}, service, method, *args, timeout=10)
 
     def wait_healthy(self, timeout=90):
         def healthy():
@@ -86,6 +91,7 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
             RATE_LIMIT_PUBLIC="100000/60",  # wait_healthy polls /health
             RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
             METRICS_PORT_GATEWAY=str(mesh_mod.free_port()),
+            OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",  # webhook and push receivers of the tests
         ) as running:
             yield running
     finally:

@@ -52,7 +52,7 @@ def crew(fault_mesh):
     """An enterprise org: its owner and CREW members, plus what each member should hold."""
     owner = register(fault_mesh, "boss")
     org_id = personal_org(owner)["org_id"]
-    assert owner.call("PUT", f"/orgs/{org_id}/subscription", {"plan": "enterprise"}).status_code == 200
+    rpc(fault_mesh, "organizations", "set_plan", org_id, "enterprise")
     members = list(eventlet.GreenPool(8).imap(lambda _: register(fault_mesh, "crew"), range(CREW)))
     for member in members:
         response = owner.post(f"/orgs/{org_id}/employees", json={"email": member.email, "role": "member"})

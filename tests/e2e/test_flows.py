@@ -32,12 +32,29 @@ class User:
         return self.mesh.request(method, path, headers=self.headers, json=json)
 
 
-def register(mesh, prefix="user"):
+def register(mesh, prefix="user", verified=True):
+    """A new account; ``verified``: its address vouched for by an operator (only a
+    verified address can be made an employee)."""
     email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
     response = mesh.request("POST", "/auth/register",
                             json={"email": email, "password": PASSWORD, "name": prefix.title()})
     assert response.status_code == 201, response.text
-    return User(mesh, email, response.json())
+    user = User(mesh, email, response.json())
+    if verified:
+        mesh.operator("auth", "confirm_email", user.user_id)
+    return user
+
+
+def verify_by_link(mesh, mailbox, email):
+    """Use the verification link of the last email to ``email``, as its owner would."""
+    def link():
+        found = [m for msg in mailbox.messages(email)
+                 for m in re.findall(r"verify-email\?token=([\w\-]+)", text_of(msg))]
+        return found[-1] if found else None
+
+    token = wait_until(link, timeout=20, what=f"the verification email to {email}")
+    response = mesh.request("POST", "/auth/email/verify", json={"token": token})
+    assert response.status_code == 204, response.text
 
 
 def personal_org(user):
@@ -60,33 +77,39 @@ def employees(user, org_id, **params):
 
 
 def test_registration_flow(running_mesh, mailbox):
-    owner = register(running_mesh, "owner")
+    owner = register(running_mesh, "owner", verified=False)
     org = personal_org(owner)
     assert org["owner_user_id"] == owner.user_id
     staff = wait_until(lambda: employees(owner, org["org_id"]), timeout=20, what="the owner as employee")
     assert [(e["user_id"], e["role"], e["status"]) for e in staff] == [(owner.user_id, "owner", "active")]
 
-    mails = wait_until(lambda: len(mailbox.messages(owner.email)) >= 2 and mailbox.messages(owner.email),
-                       timeout=20, what="the welcome and verification emails")
-    links = [m for msg in mails for m in re.findall(r"verify-email\?token=([\w\-]+)", text_of(msg))]
-    assert links, [text_of(m) for m in mails]
+    wait_until(lambda: len(mailbox.messages(owner.email)) >= 2, timeout=20,
+               what="the welcome and verification emails")
     assert owner.get("/users/me").json()["email_verified"] is False
-    response = running_mesh.request("POST", "/auth/email/verify", json={"token": links[0]})
-    assert response.status_code == 204, response.text
+    verify_by_link(running_mesh, mailbox, owner.email)
     assert owner.get("/users/me").json()["email_verified"] is True
 
-    # a pending invitation for an email becomes a membership when it registers
+    # a pending invitation for an email becomes a membership once its owner verifies it:
+    # registering the address is not enough (anyone can type it)
     invitee_email = f"invitee-{uuid.uuid4().hex[:10]}@example.com"
     invited = owner.post(f"/orgs/{org['org_id']}/employees",
-                         json={"email": invitee_email, "role": "member", "job_title": "Engineer"})
+                         json={"email": invitee_email, "role": "admin", "job_title": "Engineer"})
     assert invited.status_code == 202, invited.text
     response = running_mesh.request("POST", "/auth/register", json={
         "email": invitee_email, "password": PASSWORD, "name": "Invitee"})
     assert response.status_code == 201
-    invitee_id = response.json()["user"]["user_id"]
-    wait_until(lambda: any(e["user_id"] == invitee_id and e["status"] == "active"
+    invitee = User(running_mesh, invitee_email, response.json())
+    pending = wait_until(lambda: invitee.get("/me/invitations").json()["items"], timeout=20,
+                         what="the invitation among the invitee's pending ones")
+    assert [(i["org_id"], i["role"], i["status"]) for i in pending] == [
+        (org["org_id"], "admin", "pending")]
+    assert invitee.get(f"/orgs/{org['org_id']}").status_code == 404  # not a member yet
+    assert [e["user_id"] for e in employees(owner, org["org_id"])] == [owner.user_id]
+    verify_by_link(running_mesh, mailbox, invitee_email)
+    wait_until(lambda: any(e["user_id"] == invitee.user_id and e["status"] == "active"
                            for e in employees(owner, org["org_id"])),
                timeout=20, what="the invitation to become a membership")
+    assert invitee.get("/me/invitations").json()["items"] == []
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +117,7 @@ def staffed_org(running_mesh):
     """An org on the enterprise plan with a manager and 200 members."""
     owner = register(running_mesh, "boss")
     org_id = personal_org(owner)["org_id"]
-    assert owner.call("PUT", f"/orgs/{org_id}/subscription", {"plan": "enterprise"}).status_code == 200
+    running_mesh.operator("organizations", "set_plan", org_id, "enterprise")
     manager = register(running_mesh, "manager")
     pool = eventlet.GreenPool(10)
     members = list(pool.imap(lambda _: register(running_mesh, "member"), range(200)))

@@ -1,9 +1,10 @@
 """The mesh as `make run` starts it: health, request ids, problem+json."""
 import json
 
+from shared import services
 from tests.helpers import wait_until
 
-SERVICES = {"auth", "organizations", "employees", "teams", "tasks", "notifications", "gateway"}
+SERVICES = {*services.SERVICES, services.GATEWAY}
 
 
 def test_health_lists_every_service_and_names_the_one_that_stops(running_mesh):

@@ -10,6 +10,7 @@ from collections import Counter
 import eventlet
 import pytest
 
+from shared import services
 from tests.conftest import _create_vhost, _delete_vhost
 from tests.e2e.conftest import started_mesh
 from tests.e2e.mailbox import text_of
@@ -65,7 +66,7 @@ def test_every_timer_does_its_work_once_per_period(replica_mesh):
     wait_until(lambda: sum(1 for _, e in log_entries(replica_mesh, "tasks")
                            if e.get("timer") == "mark_overdue") >= 5,
                timeout=30, interval=0.5, what="five overdue sweeps")
-    for service in ("auth", "organizations", "employees", "teams", "tasks", "notifications"):
+    for service in services.SERVICES:
         claims = Counter((e["timer"], e["period"]) for _, e in log_entries(replica_mesh, service)
                          if "timer" in e)
         assert claims, f"{service}: no timer ran"

@@ -67,7 +67,6 @@ ROUTES = {
     "update_org_settings": ("org.settings.update", _body(timezone="Europe/Paris")),
     "transfer_ownership": ("org.transfer", lambda w: {"user_id": w.admin.user_id}),
     "get_subscription": ("org.read", None),
-    "set_subscription": ("org.subscription.manage", _body(plan="free")),
     # employees and invitations
     "list_employees": ("employee.read", None),
     "add_employee": ("employee.add", lambda w: {"email": f"new-{uuid.uuid4().hex[:8]}@example.com",
@@ -115,6 +114,16 @@ ROUTES = {
     "notification_template": ("notification_templates.manage", None),
     "notification_template_put": ("notification_templates.manage",
                                   _body(subject="Hijacked {{ title }}", text="Hijacked")),
+    # webhooks
+    "create_webhook": ("webhook.manage", _body(url="https://127.0.0.1:9/intruder",
+                                               event_types=["task.created"])),
+    "list_webhooks": ("webhook.manage", None),
+    "get_webhook": ("webhook.manage", None),
+    "update_webhook": ("webhook.manage", _body(description="Changed by an intruder")),
+    "delete_webhook": ("webhook.manage", None),
+    "rotate_webhook_secret": ("webhook.manage", None),
+    "list_webhook_deliveries": ("webhook.manage", None),
+    "redeliver_webhook": ("webhook.manage", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
@@ -130,7 +139,9 @@ def register(mesh, name):
     response = mesh.request("POST", "/auth/register",
                             json={"email": email, "password": PASSWORD, "name": name})
     assert response.status_code == 201, response.text
-    return User(mesh, email, response.json())
+    user = User(mesh, email, response.json())
+    mesh.operator("auth", "confirm_email", user.user_id)  # only verified addresses join
+    return user
 
 
 def own_org(user) -> str:
@@ -225,7 +236,7 @@ def world(running_mesh):
                                         ("Outsider", "Removed", "Deleted"))
     w.org_id, w.outsider_org_id = own_org(w.owner), own_org(w.outsider)
     org = f"/orgs/{w.org_id}"
-    _ok(w.owner.call("PUT", f"{org}/subscription", {"plan": "enterprise"}))
+    mesh.operator("organizations", "set_plan", w.org_id, "enterprise")
 
     w.employee_ids = {"owner": next(e["employee_id"] for e in employees(w.owner, w.org_id)
                                     if e["user_id"] == w.owner.user_id)}
@@ -250,7 +261,13 @@ def world(running_mesh):
         "task": {"title": f"Onboarding {w.keyword}"}}), 202)
     invitation = _ok(w.owner.post(f"{org}/employees", json={
         "email": f"invitee-{uuid.uuid4().hex[:10]}@example.com", "role": "member"}), 202)
+    hook = _ok(w.owner.post(f"{org}/webhooks", json={"url": "https://127.0.0.1:9/matrix",
+                                                     "event_types": ["*"]}), 201)
+    _ok(w.owner.post(f"{org}/tasks", json={"title": f"For the webhook {w.keyword}"}), 201)
+    delivery = wait_until(lambda: w.owner.get(f"{org}/webhooks/{hook['webhook_id']}/deliveries")
+                          .json()["items"], timeout=20, what="a webhook delivery")[0]
     w.ids = {"org_id": w.org_id, "team_id": team["team_id"], "task_id": task["task_id"],
+             "webhook_id": hook["webhook_id"], "delivery_id": delivery["delivery_id"],
              "employee_id": w.employee_ids["bystander"], "job_id": job["job_id"],
              "attachment_id": attachment["attachment_id"], "comment_id": comment["comment_id"],
              "invitation_id": invitation["invitation_id"], "key": TEMPLATE_KEY}

@@ -1,5 +1,5 @@
-"""What the teams/tasks integration tests share: a fake ``employees`` service
-(the organizations/employees engineer builds the real one), a listener that
+"""What the teams/tasks integration tests share: fake ``employees`` and
+``organizations`` services (the real ones have their own tests), a listener that
 records the events users would notice, and small helpers."""
 from __future__ import annotations
 
@@ -33,6 +33,22 @@ class FakeEmployees:
     @rpc
     def get_employees(self, org_id, employee_ids):
         return [dict(PEOPLE[e]) for e in employee_ids if e in PEOPLE and PEOPLE[e]["org_id"] == org_id]
+
+    @rpc
+    def active_org_ids(self, user_id):
+        return sorted({p["org_id"] for p in PEOPLE.values()
+                       if p["user_id"] == user_id and p["status"] == "active"})
+
+
+class FakeOrganizations:
+    """The one call teams makes: these orgs are on a plan with no team limit (the
+    limit itself is tested against the real organizations service in test_teams)."""
+
+    name = "organizations"
+
+    @rpc
+    def check_plan_limit(self, org_id, resource, current=None):
+        return None
 
 
 LISTENED = [

@@ -6,9 +6,17 @@ import json
 import marshmallow
 import pytest
 from nameko.events import event_handler
+from nameko.testing.services import entrypoint_waiter
 
 from org_svc.domain import personal_org_id
-from shared.errors import Conflict, Forbidden, NotFound, PlanLimitExceeded, ValidationFailed
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PlanLimitExceeded,
+    RateLimited,
+    ValidationFailed,
+)
 from shared.redis import RedisTools
 from shared.tenancy import (
     cache_membership,
@@ -104,7 +112,7 @@ def test_add_registered_user_then_duplicate_is_409_and_role_must_be_in_table(mes
         add(mesh, manager, org_id, carl, role="admin")
 
 
-def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
+def test_invitation_turns_into_a_membership_once_the_address_is_verified(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     email = f"newbie-{unique}@example.com"
     first = mesh.call("employees", "add_employee", owner, org_id,
@@ -122,14 +130,50 @@ def test_invitation_then_registration_turns_into_a_membership(mesh, unique):
     listed = mesh.call("employees", "list_invitations", org_id, {})
     assert [i["email"] for i in listed["items"]] == [email]
 
-    user = mesh.register(unique, name="Newbie Person", publish=False)
+    user = mesh.register(unique, name="Newbie Person", verified=False, publish=False)
     FakeAuth.users[user["user_id"]]["email"] = email
     mesh.emit("auth", "user.registered", {**FakeAuth.users[user["user_id"]],
                                           "sealed_link": "s"})
+    mine = mesh.call("employees", "my_invitations", user["user_id"], {})["items"]
+    assert [(i["org_id"], i["role"], i["org_name"]) for i in mine] == [
+        (org_id, "manager", "Olga Owner's workspace")]
+    # a verification event of an address auth does not (or no longer) hold verified is
+    # not enough: auth is asked who holds it now
+    with entrypoint_waiter(mesh.containers["employees"], "on_email_verified"):
+        mesh.emit("auth", "user.email.verified", {"user_id": user["user_id"], "email": email})
+    assert membership(mesh, org_id, user["user_id"]) is None
+    FakeAuth.users[user["user_id"]]["email_verified"] = True
+    mesh.emit("auth", "user.email.verified", {"user_id": user["user_id"], "email": email})
     joined = wait_until(lambda: membership(mesh, org_id, user["user_id"]),
                         what="the invited user's membership")
     assert joined["role"] == "manager" and joined["status"] == "active"
     assert mesh.call("employees", "list_invitations", org_id, {})["items"] == []
+    assert mesh.call("employees", "my_invitations", user["user_id"], {})["items"] == []
+
+
+def test_invitation_emails_are_rate_limited_per_address_and_per_org(container_factory,
+                                                                     make_config, unique):
+    config = make_config(INVITATION_RATE_LIMITS={"address": "2/3600", "org": "3/3600"})
+    Listener.seen = []
+    container_factory(Listener, config).start()
+    mesh = Mesh(container_factory, config)
+    _, org_id, owner = owner_org(mesh, unique)
+    email = f"spam-target-{unique}@example.com"
+    for _ in range(2):
+        mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+    stored = mesh.store("employees").db.invitations.find_one({"email": email})
+    with pytest.raises(RateLimited) as refused:  # the third mail to one address
+        mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+    assert int(refused.value.extra["headers"]["Retry-After"]) > 0
+    # refused before anything changed: the token sent last still works, no third mail
+    assert mesh.store("employees").db.invitations.find_one({"email": email}) == stored
+    mesh.call("employees", "add_employee", owner, org_id,
+              {"email": f"other-{unique}@example.com"})
+    with pytest.raises(RateLimited):  # the org's fourth invitation within the period
+        mesh.call("employees", "add_employee", owner, org_id,
+                  {"email": f"third-{unique}@example.com"})
+    assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 2
+    wait_until(lambda: len(events_of("employee.invited")) == 3)
 
 
 def test_accepting_an_invitation_needs_the_verified_invited_email_and_is_single_use(
@@ -242,7 +286,7 @@ def test_status_change_and_soft_removal(mesh, unique):
 
 def test_list_filters_search_and_cursor_pagination(mesh, unique, container_factory):
     _, org_id, owner = owner_org(mesh, unique, name="Zed Owner")
-    mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    mesh.call("organizations", "set_plan", org_id, "pro")
     people = [("Alice Archer", "manager", "Backend Engineer"),
               ("Albert Stone", "member", "Designer"),
               ("Bianca Alvarez", "member", "Backend Lead"),
@@ -347,7 +391,7 @@ def test_plan_limit_refuses_another_employee_or_invitation(mesh, unique):
         mesh.call("employees", "add_employee", owner, org_id,
                   {"email": f"other-{unique}@example.com"})
     assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 1
-    mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    mesh.call("organizations", "set_plan", org_id, "pro")
     add(mesh, owner, org_id, mesh.register(unique, name="Dan", publish=False))
 
 
@@ -393,3 +437,21 @@ def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique
     fresh = membership_generation(client, org_id, owner["user_id"])
     assert cache_membership(client, owner, fresh)
     assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
+
+
+def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique):
+    """What /me/tasks filters by: a left or deleted org's tasks are not the user's list."""
+    _, org_a, owner_a = owner_org(mesh, unique, name="Ada Owner")
+    _, org_b, owner_b = owner_org(mesh, unique, name="Bea Owner")
+    _, org_c, owner_c = owner_org(mesh, unique, name="Cy Owner")
+    bob = mesh.register(unique, name="Bob Builder", publish=False)
+    own_org = mesh.call("organizations", "create_org", bob["user_id"], {"name": "Bob's"})
+    in_a, in_b, _ = (add(mesh, owner, org, bob) for owner, org in
+                     ((owner_a, org_a), (owner_b, org_b), (owner_c, org_c)))
+    assert mesh.call("employees", "active_org_ids", bob["user_id"]) == sorted(
+        [org_a, org_b, org_c, own_org["org_id"]])
+    mesh.call("employees", "remove_employee", owner_a, org_a, in_a["employee_id"])
+    mesh.call("employees", "update_employee", owner_b, org_b, in_b["employee_id"],
+              {"status": "inactive"})
+    mesh.call("organizations", "delete_org", owner_c, org_c)
+    assert mesh.call("employees", "active_org_ids", bob["user_id"]) == [own_org["org_id"]]

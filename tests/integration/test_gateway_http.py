@@ -157,7 +157,10 @@ def test_a_request_that_went_well_logs_its_access_line_only_and_a_failure_says_w
         assert requests.post(f"{gateway}/things", json={"name": "x"}).status_code == 201
         logged = wait_until(lambda: lines("/api/v1/things"), what="the access line")
         assert [r.name for r in logged] == ["nameko.web.server"]
-        assert " 201 " in logged[0].getMessage()
+        assert logged[0].getMessage() == "POST /api/v1/things 201"
+        fields = logged[0].fields  # the JSON line's fields: method, path, status, user, duration
+        assert (fields["method"], fields["path"], fields["status"]) == ("POST", "/api/v1/things", 201)
+        assert fields["duration_ms"] > 0 and fields["user_id"] is None and fields["bytes"] > 0
         caplog.clear()
         assert requests.get(f"{gateway}/boom").status_code == 500
         logged = wait_until(lambda: len(lines("/api/v1/boom")) == 2 and lines("/api/v1/boom"),

@@ -265,6 +265,9 @@ def test_access_log_lines_carry_no_bearer_secrets(stack, unique, caplog):
     assert secret not in caplog.text and f"query-secret-{unique}" not in caplog.text
     assert token not in caplog.text
     assert "/invitations/[redacted]/accept" in caplog.text
+    listed = next(r for r in caplog.records if getattr(r, "fields", {}).get("path", "")
+                  .startswith("/api/v1/notifications?token="))
+    assert listed.fields["user_id"] == ann and listed.fields["status"] == 422  # unknown parameter
 
 
 def test_websocket_is_closed_when_its_token_is_revoked(container_factory, make_config, unique):

@@ -170,19 +170,18 @@ def test_subscription_plan_and_team_limit(mesh, unique):
     wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["teams"] == 1)
     with pytest.raises(PlanLimitExceeded):
         mesh.call("organizations", "check_plan_limit", org_id, "teams")
-    upgraded = mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "pro"})
+    upgraded = mesh.call("organizations", "set_plan", org_id, "pro")
     assert upgraded["plan"] == "pro" and upgraded["limits"]["teams"] == 50
     mesh.call("organizations", "check_plan_limit", org_id, "teams")
     mesh.emit("teams", "team.created", {"org_id": org_id, "team_id": "t2", "name": "Red"})
     wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["teams"] == 2)
     with pytest.raises(Conflict):  # two teams do not fit the free plan
-        mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "free"})
+        mesh.call("organizations", "set_plan", org_id, "free")
     with pytest.raises(marshmallow.ValidationError):
-        mesh.call("organizations", "set_subscription", owner, org_id, {"plan": "platinum"})
+        mesh.call("organizations", "set_plan", org_id, "platinum")
     mesh.emit("teams", "team.deleted", {"org_id": org_id, "team_id": "t2", "name": "Red"})
     wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["teams"] == 1)
-    assert mesh.call("organizations", "set_subscription", owner, org_id,
-                     {"plan": "free"})["plan"] == "free"
+    assert mesh.call("organizations", "set_plan", org_id, "free")["plan"] == "free"
 
 
 def test_deleted_user_hands_orgs_to_an_admin_or_closes_them(mesh, unique):

@@ -13,7 +13,8 @@ from tests.tokens import auth_headers, token_of
 
 @pytest.fixture
 def gw(container_factory, make_config):
-    config = make_config(ORG_PLANS={"free": {"employees": 3, "teams": 1}})
+    config = make_config(ORG_PLANS={"free": {"employees": 3, "teams": 1}},
+                         INVITATION_RATE_LIMITS={"address": "2/3600", "org": "100/3600"})
     mesh = Mesh(container_factory, config)
     container_factory(GatewayService, config).start()
     mesh.base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
@@ -73,8 +74,10 @@ def test_org_lifecycle_over_http(gw, unique):
     assert owner.get(f"/orgs/{org_id}/settings").json()["timezone"] == "Asia/Tokyo"
 
     assert owner.get(f"/orgs/{org_id}/subscription").json()["plan"] == "free"
-    problem(owner.put(f"/orgs/{org_id}/subscription", json={"plan": "gold"}), 422)
-    assert owner.put(f"/orgs/{org_id}/subscription", json={"plan": "pro"}).json()["plan"] == "pro"
+    # the plan is billing's (an operator RPC), not a switch the owner flips
+    problem(owner.put(f"/orgs/{org_id}/subscription", json={"plan": "enterprise"}), 405)
+    assert owner.get(f"/orgs/{org_id}/subscription").json()["plan"] == "free"
+    assert gw.call("organizations", "set_plan", org_id, "pro")["plan"] == "pro"
     assert owner.get(f"/orgs/{org_id}/subscription").json()["limits"]["employees"] == 250
 
     assert owner.delete(f"/orgs/{org_id}").status_code == 204
@@ -148,6 +151,18 @@ def test_accepting_an_invitation_over_http(gw, unique):
     assert ivy.get(f"/orgs/{org_id}").status_code == 200
 
 
+def test_re_inviting_one_address_is_limited_with_a_429_and_retry_after(gw, unique):
+    owner, org_id = signed_up(gw, unique, "Olga Owner")
+    email = f"spam-{unique}@example.com"
+    for _ in range(2):
+        assert owner.post(f"/orgs/{org_id}/employees", json={"email": email}).status_code == 202
+    refused = owner.post(f"/orgs/{org_id}/employees", json={"email": email})
+    body = problem(refused, 429)
+    assert body["type"].endswith("rate-limited") and "this address" in body["detail"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 3600
+    assert len(owner.get(f"/orgs/{org_id}/invitations").json()["items"]) == 1
+
+
 def test_transfer_ownership_over_http(gw, unique):
     owner, org_id = signed_up(gw, unique, "Olga Owner")
     bob_user = gw.register(unique, name="Bob", publish=False)
@@ -175,7 +190,6 @@ def test_tenancy_matrix_a_user_of_org_a_sees_nothing_of_org_b(gw, unique):
               ("patch", f"/orgs/{org_b}/settings", {"timezone": "UTC"}),
               ("post", f"/orgs/{org_b}/transfer-ownership", {"user_id": alice.user["user_id"]}),
               ("get", f"/orgs/{org_b}/subscription", None),
-              ("put", f"/orgs/{org_b}/subscription", {"plan": "pro"}),
               ("post", f"/orgs/{org_b}/employees", {"email": f"z-{unique}@example.com"}),
               ("get", f"/orgs/{org_b}/employees", None),
               ("get", f"/orgs/{org_b}/employees/{e}", None),

@@ -41,7 +41,14 @@ def test_every_team_and_task_route_refuses_a_caller_without_a_token(gateway):
 from task_svc.service import TaskService  # noqa: E402
 from team_svc.service import TeamService  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
-from tests.integration.tasks_mesh import SEEN, FakeEmployees, Listener, database, make_org  # noqa: E402
+from tests.integration.tasks_mesh import (  # noqa: E402
+    SEEN,
+    FakeEmployees,
+    FakeOrganizations,
+    Listener,
+    database,
+    make_org,
+)
 from tests.tokens import auth_headers  # noqa: E402
 
 
@@ -50,7 +57,7 @@ def api(container_factory, make_config, tmp_path):
     config = make_config(TASK_FILES_DIR=str(tmp_path / "files"), TASK_ATTACHMENT_MAX_BYTES=1000,
                          ATTACHMENT_MAX_BODY_BYTES=5000)
     SEEN.clear()
-    for cls in (FakeEmployees, Listener, TeamService, TaskService, GatewayService):
+    for cls in (FakeEmployees, FakeOrganizations, Listener, TeamService, TaskService, GatewayService):
         container_factory(cls, config).start()
     base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
 

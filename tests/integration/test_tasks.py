@@ -11,8 +11,10 @@ from task_svc.service import TaskService
 from team_svc.service import TeamService
 from tests.helpers import wait_until
 from tests.integration.tasks_mesh import (
+    PEOPLE,
     SEEN,
     FakeEmployees,
+    FakeOrganizations,
     Listener,
     call,
     database,
@@ -27,7 +29,7 @@ def mesh(container_factory, make_config, tmp_path):
     config = make_config(TASK_FILES_DIR=str(tmp_path / "files"), TASK_BULK_CHUNK=100,
                          TASK_ATTACHMENT_MAX_BYTES=1000)
     SEEN.clear()
-    for cls in (FakeEmployees, Listener):
+    for cls in (FakeEmployees, FakeOrganizations, Listener):
         container_factory(cls, config).start()
     teams, tasks = container_factory(TeamService, config), container_factory(TaskService, config)
     teams.start()
@@ -510,3 +512,28 @@ def test_a_member_leaving_a_team_hands_that_teams_open_tasks_to_its_leader(mesh)
     event = wait_until(lambda: seen("task.reassigned", task_id=in_team["task_id"]))[0]["data"]
     assert event["reason"] == "team.member.removed" and event["old_assignee_id"] == bob
     assert call(tasks, "get_task", boss, org, elsewhere["task_id"])["assignee_id"] == bob
+
+
+def test_my_tasks_leave_out_orgs_the_user_left_or_that_were_deleted(mesh):
+    config, tasks, _ = mesh
+    org_a, p = make_org({"boss": "admin", "bob": "member"})
+    org_b, q = make_org({"boss": "admin"})
+    bob = p["bob"]
+    bob_in_b = {**bob, "employee_id": f"{bob['employee_id']}-b", "org_id": org_b}
+    PEOPLE[bob_in_b["employee_id"]] = bob_in_b
+    for org, boss, employee in ((org_a, p["boss"], bob), (org_b, q["boss"], bob_in_b)):
+        task = call(tasks, "create_task", boss["user_id"], org,
+                    {"title": "Ship it", "assignee_id": employee["employee_id"]})
+        call(tasks, "change_status", employee["user_id"], org, task["task_id"],
+             {"status": "in_progress"})
+        call(tasks, "change_status", employee["user_id"], org, task["task_id"],
+             {"status": "done"})  # done tasks stay his after he leaves
+
+    def mine():
+        return sorted(t["org_id"] for t in call(tasks, "my_tasks", bob["user_id"], {})["items"])
+
+    assert mine() == sorted([org_a, org_b])  # and now cached
+    PEOPLE[bob["employee_id"]]["status"] = "removed"  # bob left org A (or it was deleted)
+    assert mine() == [org_b]  # at once
+    PEOPLE[bob_in_b["employee_id"]]["status"] = "removed"
+    assert mine() == []

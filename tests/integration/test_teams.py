@@ -1,14 +1,22 @@
 """The teams service against real RabbitMQ, Redis and SecantusDB, with a fake
-employees service."""
+employees service (and the real organizations and employees for the plan limit)."""
+import uuid
+
+import eventlet
 import pytest
 from marshmallow import ValidationError
+from nameko.standalone.rpc import ServiceRpcProxy
 
-from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from employee_svc.service import EmployeeService
+from org_svc.service import OrganizationService
+from shared.errors import Conflict, Forbidden, NotFound, PlanLimitExceeded, ValidationFailed
 from team_svc.service import TeamService
 from tests.helpers import wait_until
+from tests.integration.orgs_fakes import FakeAuth
 from tests.integration.tasks_mesh import (
     SEEN,
     FakeEmployees,
+    FakeOrganizations,
     Listener,
     call,
     database,
@@ -21,7 +29,7 @@ from tests.integration.tasks_mesh import (
 @pytest.fixture
 def teams(container_factory, config):
     SEEN.clear()
-    for cls in (FakeEmployees, Listener):
+    for cls in (FakeEmployees, FakeOrganizations, Listener):
         container_factory(cls, config).start()
     container = container_factory(TeamService, config)
     container.start()
@@ -59,8 +67,8 @@ def test_teams_are_created_listed_updated_and_deleted(teams):
 
 def test_members_leader_and_permissions(teams):
     config, svc = teams
-    org, p = make_org({"boss": "admin", "lead": "member", "ann": "member", "old": "member"},
-                      status={"old": "removed"})
+    org, p = make_org({"boss": "admin", "lead": "member", "ann": "member", "old": "member",
+                       "cal": "member"}, status={"old": "removed"})
     _, q = make_org({"foreign": "member"})
     boss = p["boss"]["user_id"]
     team = call(svc, "create_team", boss, org, {"name": "Core"})["team_id"]
@@ -83,6 +91,11 @@ def test_members_leader_and_permissions(teams):
         call(svc, "set_leader", boss, org, team, {"employee_id": p["ann"]["employee_id"]})
     # the leader may now manage members even as an org "member"
     call(svc, "add_member", p["lead"]["user_id"], org, team, {"employee_id": p["ann"]["employee_id"]})
+    # but not hand out the leader seat: that is team.update's (a manager's), as PUT .../leader
+    with pytest.raises(Forbidden):
+        call(svc, "add_member", p["lead"]["user_id"], org, team,
+             {"employee_id": p["cal"]["employee_id"], "role": "leader"})
+    assert call(svc, "get_team", boss, org, team)["leader_id"] == p["lead"]["employee_id"]
     assert {t["team_id"] for t in call(svc, "list_teams", boss, org,
                                        {"employee_id": p["ann"]["employee_id"]})["items"]} == {team}
 
@@ -93,6 +106,15 @@ def test_members_leader_and_permissions(teams):
                  {"permissions": {p["ann"]["employee_id"]: ["task.assign_team"]}})
     assert perms["permissions"] == {p["ann"]["employee_id"]: ["task.assign_team"]}
     assert wait_until(lambda: seen("team.permission.granted", employee_id=p["ann"]["employee_id"]))
+    # a member granted team.manage_members may add members, not a leader (taking the
+    # team over by adding themselves as one)
+    call(svc, "set_permissions", boss, org, team,
+         {"permissions": {p["ann"]["employee_id"]: ["team.manage_members"]}})
+    with pytest.raises(Forbidden):
+        call(svc, "add_member", p["ann"]["user_id"], org, team,
+             {"employee_id": p["cal"]["employee_id"], "role": "leader"})
+    call(svc, "add_member", p["ann"]["user_id"], org, team, {"employee_id": p["cal"]["employee_id"]})
+    assert call(svc, "get_team", boss, org, team)["leader_id"] == p["lead"]["employee_id"]
     call(svc, "set_permissions", boss, org, team, {"permissions": {}})
     assert wait_until(lambda: seen("team.permission.revoked", permission="task.assign_team"))
     with pytest.raises((ValidationFailed, ValidationError)):
@@ -132,3 +154,31 @@ def test_employee_removed_leaves_every_team_and_a_leader_seat_empty(teams):
     wait_until(lambda: len(seen("team.deleted")) == 2)
     assert db.teams.count_documents({"org_id": org}) == 0
     assert len(seen("team.member.removed", employee_id=lead)) == 2
+
+
+def test_the_plan_limits_teams_as_the_real_organizations_service_says(container_factory,
+                                                                      make_config, unique):
+    config = make_config(ORG_PLANS={"free": {"employees": 5, "teams": 2}})
+    containers = {}
+    for cls in (OrganizationService, EmployeeService, FakeAuth, TeamService):
+        containers[cls.name] = container_factory(cls, config)
+        containers[cls.name].start()
+    user_id = uuid.uuid4().hex
+    FakeAuth.users[user_id] = {"user_id": user_id, "email": f"tess-{unique}@example.com",
+                               "name": "Tess", "email_verified": True}
+    org_id = call(containers["organizations"], "create_org", user_id, {"name": "Acme"})["org_id"]
+
+    def create(i):  # over AMQP, as the gateway calls it (one proxy per concurrent caller)
+        try:
+            with ServiceRpcProxy("teams", config) as teams:
+                return teams.create_team(user_id, org_id, {"name": f"T{i}"})
+        except PlanLimitExceeded as exc:
+            return exc
+
+    # a burst of four on a plan of two: the org's counts (from events) lag behind
+    results = list(eventlet.GreenPool(4).imap(create, range(4)))
+    refused = [r for r in results if isinstance(r, PlanLimitExceeded)]
+    assert len(refused) == 2 and refused[0].extra == {"limit": 2, "resource": "teams"}
+    assert database(config, "teams").teams.count_documents({"org_id": org_id}) == 2
+    call(containers["organizations"], "set_plan", org_id, "pro")
+    assert call(containers["teams"], "create_team", user_id, org_id, {"name": "T9"})["name"] == "T9"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shared import services
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
-            "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
-            "gateway": "gateway_svc"}
+SERVICES = {**services.SERVICES, services.GATEWAY: "gateway_svc"}
 
 
 def test_compose_runs_every_service_with_health_checks_and_restarts():

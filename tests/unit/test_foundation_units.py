@@ -1,6 +1,7 @@
 """Pure pieces of shared/: envelope, retry schedule, limiter arithmetic,
 error crossing and mapping, and the idempotency skip of @handles."""
 import json
+import logging
 from unittest.mock import MagicMock
 
 import eventlet
@@ -194,3 +195,14 @@ def test_mongodb_writes_wait_for_a_majority_unless_configured_otherwise():
     assert concerns({}) == {"w": "majority", "readConcernLevel": "local"}
     assert concerns({"MONGODB_WRITE_CONCERN": "1", "MONGODB_READ_CONCERN": "majority"}) == \
         {"w": 1, "readConcernLevel": "majority"}
+
+
+def test_every_cache_look_up_is_counted_and_logged_at_debug(caplog):
+    from shared.telemetry import CACHE_REQUESTS, count_cache
+
+    before = CACHE_REQUESTS.labels("svc-x", "hit")._value.get()
+    with caplog.at_level(logging.DEBUG, logger="workforce.cache"):
+        count_cache("svc-x", "hit", "teams:team:o1:t1")
+    assert CACHE_REQUESTS.labels("svc-x", "hit")._value.get() == before + 1
+    (record,) = [r for r in caplog.records if r.name == "workforce.cache"]
+    assert record.levelno == logging.DEBUG and record.fields["key"] == "teams:team:o1:t1"

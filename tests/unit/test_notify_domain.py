@@ -209,3 +209,11 @@ def test_outbound_allowed_networks_admit_an_operators_relay():
         check_public_url("http://10.9.8.7/push", allowed)   # still https only
     with pytest.raises(UnsafeUrl):
         check_public_url("https://192.168.0.1/push", allowed)
+
+
+def test_a_disabled_webhook_is_told_to_the_admin_who_registered_it():
+    (plan,) = domain.plans_for(event("webhook.endpoint.disabled", org_id="o", webhook_id="w",
+                                     url="https://hooks.example.com/x", reason="50 failed attempts",
+                                     created_by_user_id="admin-1"), "https://app.example.com")
+    assert (plan.kind, plan.recipient.user_id) == ("webhook_disabled", "admin-1")
+    assert plan.link == "https://app.example.com/orgs/o/webhooks/w"

@@ -32,6 +32,9 @@ BODYLESS = {
     ("POST", "/invitations/<token>/accept"): "the token in the path is the whole input",
     ("POST", "/notifications/<notification_id>/read"): "the id in the path is the whole input",
     ("POST", "/notifications/read-all"): "applies to every notification of the caller",
+    ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/rotate-secret"): "makes a new secret; nothing to send",
+    ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver"):
+        "the ids in the path are the whole input",
 }
 # a handler that calls one of these reads the request body
 READS_BODY = re.compile(r"\b(read_json|json_object|uploaded_file|read_body)\(")

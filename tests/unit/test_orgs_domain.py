@@ -162,3 +162,11 @@ def test_plan_limits_and_downgrades():
 
 def test_personal_org_id_is_deterministic():
     assert org.personal_org_id("u1") == org.personal_org_id("u1") != org.personal_org_id("u2")
+
+
+def test_only_an_account_holding_the_address_verified_may_join():
+    holder = {"user_id": "u1", "email": "NewHire@Company.com", "email_verified": True}
+    assert emp.may_join(holder, "newhire@company.com")
+    assert not emp.may_join({**holder, "email_verified": False}, "newhire@company.com")
+    assert not emp.may_join(holder, "someone.else@company.com")
+    assert not emp.may_join(None, "newhire@company.com")

@@ -1,0 +1,8 @@
+"""Loaded first (``-p tests.green`` in pyproject's addopts), before pytest's
+plugins: nameko's and schemathesis's import requests, urllib3 and ssl, and an
+ssl imported before eventlet.monkey_patch() recurses forever when a client sets
+up TLS (eventlet's SSLContext.minimum_version loop). Services under
+``nameko run`` are patched first thing already."""
+import eventlet
+
+eventlet.monkey_patch()

@@ -1,0 +1,206 @@
+"""The webhooks service against real RabbitMQ, Redis and SecantusDB, delivering
+to a real HTTPS receiver on this machine (its own certificate authority):
+signed deliveries, exactly one per event and endpoint, retries with back-off,
+a delivery log, redelivery, and an endpoint disabled after failing too often."""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import time
+
+import eventlet
+import eventlet.wsgi
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from shared.errors import Forbidden, NotFound, ValidationFailed
+from tests.helpers import wait_until
+from tests.integration.tasks_mesh import FakeEmployees, call, database, dispatch, make_org
+from webhook_svc import domain
+from webhook_svc.service import WebhookService
+
+
+class Receiver:
+    """An HTTPS server: ``/ok`` answers 200, ``/fail`` 500, ``/flaky/<n>`` 503 n times
+    then 200, ``/redirect`` 302 to the metadata address. Records every request."""
+
+    def __init__(self, directory):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        self.cert_path = directory / "receiver.pem"
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path = directory / "receiver.key"
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        self.requests: list[dict] = []
+        self.counts: dict[str, int] = {}
+        self.sock = eventlet.wrap_ssl(eventlet.listen(("127.0.0.1", 0)), certfile=str(self.cert_path),
+                                      keyfile=str(key_path), server_side=True)
+        self.base = f"https://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = eventlet.spawn(eventlet.wsgi.server, self.sock, self.app, log_output=False)
+
+    def app(self, environ, start_response):
+        path = environ["PATH_INFO"] + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = {k[5:].replace("_", "-").title(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        self.requests.append({"path": path, "headers": headers, "body": body})
+        count = self.counts[path] = self.counts.get(path, 0) + 1
+        status, extra = "200 OK", []
+        if path.startswith("/fail"):
+            status = "500 Internal Server Error"
+        elif path.startswith("/flaky/") and count <= int(path.rsplit("/", 1)[1]):
+            status = "503 Service Unavailable"
+        elif path == "/redirect":
+            status, extra = "302 Found", [("Location", "https://169.254.169.254/latest/meta-data")]
+        start_response(status, extra)
+        return [b"ok" if status.startswith("200") else b"nope!!"]
+
+    def stop(self):
+        self.server.kill()
+        self.sock.close()
+
+    def to(self, path: str) -> list[dict]:
+        return [r for r in self.requests if r["path"] == path]
+
+
+@pytest.fixture
+def hooks(container_factory, make_config, tmp_path):
+    receiver = Receiver(tmp_path)
+    config = make_config(OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",
+                         WEBHOOK_CA_BUNDLE=str(receiver.cert_path), WEBHOOK_TICK_SECONDS=0.1,
+                         WEBHOOK_RETRY_SCHEDULE_S="0.2,0.4", WEBHOOK_DISABLE_AFTER_FAILURES=3)
+    container_factory(FakeEmployees, config).start()
+    service = container_factory(WebhookService, config)
+    service.start()
+    yield config, service, receiver
+    receiver.stop()
+
+
+def test_admins_register_only_public_https_endpoints_for_known_events(hooks):
+    config, svc, receiver = hooks
+    org, p = make_org({"boss": "admin", "ann": "member"})
+    boss = p["boss"]["user_id"]
+    body = {"url": f"{receiver.base}/ok", "event_types": ["task.created"]}
+    with pytest.raises(Forbidden):
+        call(svc, "create_webhook", p["ann"]["user_id"], org, body)
+    for url in ("http://example.com/hook", "https://169.254.169.254/latest", "https://10.0.0.1/x",
+                "https://user:pw@example.com/x"):  # (loopback is allowed to these tests only)
+        with pytest.raises(ValidationFailed) as refused:
+            call(svc, "create_webhook", boss, org, {**body, "url": url})
+        assert "url" in refused.value.errors, url
+    for types in (["user.password_reset.requested"], ["employee.invited"], ["no.such"], []):
+        with pytest.raises(ValidationFailed):
+            call(svc, "create_webhook", boss, org, {**body, "event_types": types})
+    with pytest.raises(ValidationFailed):
+        call(svc, "create_webhook", boss, org, {**body, "url": {"$gt": ""}})
+    made = call(svc, "create_webhook", boss, org, body)
+    assert made["secret"].startswith("whsec_") and made["enabled"] is True
+    shown = call(svc, "get_webhook", boss, org, made["webhook_id"])
+    assert "secret" not in shown
+    _, q = make_org({"outsider": "owner"})
+    with pytest.raises(NotFound):
+        call(svc, "get_webhook", q["outsider"]["user_id"], org, made["webhook_id"])
+    assert [w["webhook_id"] for w in call(svc, "list_webhooks", boss, org, {})["items"]] == \
+        [made["webhook_id"]]
+
+
+def test_an_event_is_delivered_once_signed_and_without_secrets(hooks):
+    config, svc, receiver = hooks
+    org, p = make_org({"boss": "admin"})
+    boss = p["boss"]["user_id"]
+    hook = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/ok",
+                                                   "event_types": ["task.created"]})
+    other = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/ok?all",
+                                                    "event_types": ["*"]})
+    envelope = dispatch(config, "tasks", "task.created",
+                        {"org_id": org, "task_id": "t-1", "title": "Ship it", "token": "hunter2"})
+    dispatch(config, "tasks", "task.created", envelope["data"], event_id=envelope["event_id"])
+    dispatch(config, "tasks", "task.deleted", {"org_id": org, "task_id": "t-1"})
+    other_org, _ = make_org({"x": "owner"})
+    dispatch(config, "tasks", "task.created", {"org_id": other_org, "task_id": "t-9"})
+    wait_until(lambda: len(receiver.to("/ok")) >= 1 and len(receiver.to("/ok?all")) >= 2,
+               timeout=10, what="the deliveries")
+    eventlet.sleep(0.5)  # would a duplicate delivery arrive now?
+    (got,) = receiver.to("/ok")  # once, though the event came twice; task.deleted not subscribed
+    assert len(receiver.to("/ok?all")) == 2  # task.created and task.deleted, this org only
+    signature = got["headers"][domain.SIGNATURE_HEADER]
+    assert domain.verify(hook["secret"], signature, got["body"], now=int(time.time()))
+    assert not domain.verify(other["secret"], signature, got["body"], now=int(time.time()))
+    assert not domain.verify(hook["secret"], signature, got["body"] + b" ", now=int(time.time()))
+    sent = json.loads(got["body"])
+    assert sent["event_id"] == envelope["event_id"] and sent["event_type"] == "task.created"
+    assert sent["data"] == {"org_id": org, "task_id": "t-1", "title": "Ship it"}  # no token
+    assert got["headers"]["Workforce-Event"] == "task.created"
+    log = call(svc, "list_deliveries", boss, org, hook["webhook_id"], {})["items"]
+    assert [(d["state"], d["attempts"], d["last"]["status_code"]) for d in log] == \
+        [("succeeded", 1, 200)]
+
+
+def test_a_failing_receiver_is_retried_then_recovers_and_a_delivery_can_be_sent_again(hooks):
+    config, svc, receiver = hooks
+    org, p = make_org({"boss": "admin"})
+    boss = p["boss"]["user_id"]
+    hook = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/flaky/2",
+                                                   "event_types": ["task.completed"]})
+    dispatch(config, "tasks", "task.completed", {"org_id": org, "task_id": "t-2"})
+
+    def delivered():
+        items = call(svc, "list_deliveries", boss, org, hook["webhook_id"], {})["items"]
+        return items and items[0]["state"] == "succeeded" and items[0]
+
+    delivery = wait_until(delivered, timeout=15, what="the third attempt to succeed")
+    assert delivery["attempts"] == 3
+    assert [a["status_code"] for a in delivery["log"]] == [503, 503, 200]
+    assert delivery["log"][0]["response"] == "nope!!" and delivery["log"][0]["latency_ms"] > 0
+    assert call(svc, "get_webhook", boss, org, hook["webhook_id"])["consecutive_failures"] == 0
+
+    again = call(svc, "redeliver", boss, org, hook["webhook_id"], delivery["delivery_id"])
+    assert again["state"] == "pending"
+    wait_until(lambda: len(receiver.to("/flaky/2")) == 4, timeout=10, what="the redelivery")
+    with pytest.raises(NotFound):
+        call(svc, "redeliver", boss, org, hook["webhook_id"], "0" * 24)
+
+
+def test_an_endpoint_that_keeps_failing_is_disabled_and_redirects_are_not_followed(hooks):
+    config, svc, receiver = hooks
+    org, p = make_org({"boss": "admin"})
+    boss = p["boss"]["user_id"]
+    hook = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/fail",
+                                                   "event_types": ["task.overdue"]})
+    moved = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/redirect",
+                                                    "event_types": ["task.overdue"]})
+    dispatch(config, "tasks", "task.overdue", {"org_id": org, "task_id": "t-3"})
+    wait_until(lambda: not call(svc, "get_webhook", boss, org, hook["webhook_id"])["enabled"],
+               timeout=15, what="the endpoint to be disabled")
+    disabled = call(svc, "get_webhook", boss, org, hook["webhook_id"])
+    assert "3 failed attempts in a row" in disabled["disabled_reason"]
+    (delivery,) = call(svc, "list_deliveries", boss, org, hook["webhook_id"], {})["items"]
+    assert (delivery["state"], delivery["attempts"]) == ("failed", 3)
+    assert len(receiver.to("/fail")) == 3
+    published = database(config, "webhooks").outbox.find_one(
+        {"envelope.event_type": "webhook.endpoint.disabled"})
+    assert published["envelope"]["data"]["webhook_id"] == hook["webhook_id"]  # admins are told
+    # nothing more reaches a disabled endpoint
+    dispatch(config, "tasks", "task.overdue", {"org_id": org, "task_id": "t-4"})
+    wait_until(lambda: len(receiver.to("/redirect")) >= 2, timeout=10, what="the second event")
+    assert len(receiver.to("/fail")) == 3
+    # a 302 is a failure, and its Location (the metadata address) is never requested
+    first = call(svc, "list_deliveries", boss, org, moved["webhook_id"], {})["items"][-1]
+    assert first["log"][0]["status_code"] == 302
+    # an admin turns it on again: a fresh start
+    back = call(svc, "update_webhook", boss, org, hook["webhook_id"], {"enabled": True})
+    assert back["enabled"] and back["consecutive_failures"] == 0 and back["disabled_reason"] is None
