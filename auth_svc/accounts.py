@@ -4,24 +4,19 @@ one method each.
 
 Redis keys (docs/architecture.md naming):
 
-* ``auth:fail:account:{h}`` / ``auth:fail:ip:{ip}``: failed logins in the
-  window (``LOGIN_FAILURE_WINDOW``); ``h`` is a hash of the normalised email,
-  so unknown emails are counted too and no address is written in clear;
-* ``auth:lock:account:{h}``: the lock (TTL = its remaining time) and
-  ``auth:strikes:account:{h}``: locks in the last 24 h (doubles the next one);
+* failed sign-ins, waits, the account lock and known devices: see
+  ``auth_svc.throttle``;
 * ``auth:blacklist:jti:{jti}`` / ``auth:blacklist:sid:{sid}``: revoked access
   tokens / sessions, until the last access token they cover has expired;
 * ``auth:mfa:{h}``: a pending second login step (hash: user_id, ip, user agent,
-  attempts), ``MFA_TOKEN_TTL`` seconds, single use.
-
-Lockout state lives only in Redis, so when Redis is unreachable login answers
-503 rather than skip the lockout check (fail closed).
+  device, attempts), ``MFA_TOKEN_TTL`` seconds, single use; an attempt is
+  reserved atomically before its code is checked, so parallel requests on one
+  token get ``MFA_MAX_ATTEMPTS`` tries in all.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import threading
 import time
@@ -37,12 +32,18 @@ from eventlet.semaphore import Semaphore
 
 from auth_svc import domain
 from auth_svc.store import utcnow
-from auth_svc.tokens import digest, mint_access_token, new_secret
+from auth_svc.throttle import Attempt, LoginThrottle
+from auth_svc.tokens import (
+    digest,
+    mint_access_token,
+    mint_device_token,
+    new_secret,
+    read_device_token,
+)
 from shared.errors import (
     Conflict,
-    Locked,
+    Forbidden,
     NotFound,
-    RateLimited,
     Unauthorized,
     Unavailable,
     ValidationFailed,
@@ -53,9 +54,20 @@ log = logging.getLogger(__name__)
 
 RESET = "password_reset_tokens"
 VERIFY = "email_verification_tokens"
+UNLOCK = "unlock_tokens"
 MFA_MAX_ATTEMPTS = 5
-STRIKES_TTL = 24 * 3600
 BAD_LOGIN = "Invalid email or password."
+# reserve one attempt of a pending 2FA step, atomically: nil once it is gone
+# or its attempts are spent (then it is deleted)
+RESERVE_MFA_ATTEMPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempts > tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+return redis.call('HGETALL', KEYS[1])
+"""
 
 
 # bcrypt runs in real OS threads (eventlet.tpool), else it blocks the hub.
@@ -133,19 +145,22 @@ def email_key(email: str) -> str:
 
 
 class Accounts:
-    def __init__(self, store, redis_client, events, config: dict, ring):
+    def __init__(self, store, redis_client, events, config: dict, ring, vault):
         self.store = store
+        self.vault = vault
         self.redis = redis_client
         self.events = events
         self.config = config
         self.ring = ring
-        self.policy = domain.LockoutPolicy.from_config(config)
+        self.throttle = LoginThrottle(self._redis, domain.LockoutPolicy.from_config(config))
         self.rounds = int(config.get("BCRYPT_ROUNDS", 12))
         self.access_ttl = int(config.get("ACCESS_TOKEN_TTL", 900))
         self.refresh_ttl = int(config.get("REFRESH_TOKEN_TTL", 30 * 24 * 3600))
         self.reset_ttl = int(config.get("PASSWORD_RESET_TTL", 1800))
         self.verify_ttl = int(config.get("EMAIL_VERIFICATION_TTL", 24 * 3600))
         self.mfa_ttl = int(config.get("MFA_TOKEN_TTL", 300))
+        self.unlock_ttl = int(config.get("UNLOCK_TOKEN_TTL", 3600))
+        self.device_ttl = int(config.get("KNOWN_DEVICE_TTL", 180 * 24 * 3600))
         self.public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8000")
 
     # -- helpers -------------------------------------------------------------
@@ -210,7 +225,8 @@ class Accounts:
             self.events.publish("user.login", {"user_id": user["_id"], "session_id": session_id,
                                                "ip": ip, "user_agent": user_agent},
                                 actor_id=user["_id"])
-        return self._tokens(user, session_id, refresh)
+        return {**self._tokens(user, session_id, refresh),
+                "device_token": mint_device_token(self.ring, user["_id"], self.device_ttl)}
 
     # -- register ----------------------------------------------------------
     def register(self, email: str, password: str, name: str, ip, user_agent) -> dict:
@@ -239,63 +255,40 @@ class Accounts:
         self.store.run_transaction(write)
 
     # -- login -------------------------------------------------------------
-    def login(self, email: str, password: str, ip, user_agent) -> dict:
-        key, ip = email_key(email), ip or "unknown"
+    def _attempt(self, email: str, ip, user: dict | None, device_token: str | None) -> Attempt:
+        device = read_device_token(self.ring, device_token, user["_id"]) if user else None
+        return Attempt(email_key(email), ip or "unknown", device)
 
-        def read(client):
-            pipe = client.pipeline(transaction=False)
-            pipe.pttl(f"auth:lock:account:{key}")
-            pipe.get(f"auth:fail:ip:{ip}")
-            pipe.ttl(f"auth:fail:ip:{ip}")
-            return pipe.execute()
-        lock_ms, ip_failures, ip_ttl = self._redis(read)
-        if lock_ms and lock_ms > 0:
-            retry = max(1, math.ceil(lock_ms / 1000))
-            raise Locked("Too many failed attempts; the account is locked for a while.",
-                         retry_after=retry, headers={"Retry-After": str(retry)})
-        if self.policy.ip_blocked(int(ip_failures or 0)):
-            retry = max(1, int(ip_ttl or 1))
-            raise RateLimited("Too many failed sign-ins from this address.",
-                              headers={"Retry-After": str(retry)})
-        user = self.store.user_by_email(email)
-        hashed = (user or {}).get("password_hash") or dummy_hash(self.rounds)
-        if not (check_password(password, hashed) and user):
-            self._record_failure(key, ip)
-            raise Unauthorized(BAD_LOGIN)
-        self._redis(lambda c: c.delete(f"auth:fail:account:{key}"))   # strikes stay 24 h
-        if (user.get("mfa") or {}).get("enabled"):
-            return self._mfa_challenge(user, ip, user_agent)
+    def _failed(self, attempt: Attempt, user: dict | None) -> None:
+        if self.throttle.failed(attempt) and user:
+            self._send_unlock_link(user)
+
+    def _signed_in(self, user: dict, attempt: Attempt, ip, user_agent) -> dict:
+        self.throttle.succeeded(attempt)
         return self._start_session(user, ip, user_agent)
 
-    def _record_failure(self, key: str, ip: str) -> None:
-        window = self.policy.window
-
-        def count(client):
-            pipe = client.pipeline(transaction=False)
-            for name in (f"auth:fail:account:{key}", f"auth:fail:ip:{ip}"):
-                pipe.set(name, 0, ex=window, nx=True)
-                pipe.incr(name)
-            return pipe.execute()
-        failures = self._redis(count)[1]
-        if self.policy.locks_now(failures):
-            def lock(client):
-                strikes = client.incr(f"auth:strikes:account:{key}")
-                client.expire(f"auth:strikes:account:{key}", STRIKES_TTL)
-                pipe = client.pipeline(transaction=False)
-                pipe.set(f"auth:lock:account:{key}", 1, ex=self.policy.lock_duration(strikes))
-                pipe.delete(f"auth:fail:account:{key}")
-                pipe.execute()
-            self._redis(lock)
+    def login(self, email: str, password: str, ip, user_agent, device_token=None) -> dict:
+        user = self.store.user_by_email(email)
+        attempt = self._attempt(email, ip, user, device_token)
+        self.throttle.check(attempt)
+        hashed = (user or {}).get("password_hash") or dummy_hash(self.rounds)
+        if not (check_password(password, hashed) and user):
+            self._failed(attempt, user)
+            raise Unauthorized(BAD_LOGIN)
+        if (user.get("mfa") or {}).get("enabled"):
+            return self._mfa_challenge(user, ip, user_agent, attempt.device)
+        return self._signed_in(user, attempt, ip, user_agent)
 
     # -- MFA at login ------------------------------------------------------
-    def _mfa_challenge(self, user: dict, ip, user_agent) -> dict:
+    def _mfa_challenge(self, user: dict, ip, user_agent, device: str | None) -> dict:
         token = new_secret()
         name = f"auth:mfa:{digest(token)}"
 
         def store(client):
             pipe = client.pipeline(transaction=True)
             pipe.hset(name, mapping={"user_id": user["_id"], "ip": ip or "",
-                                     "user_agent": user_agent or "", "attempts": 0})
+                                     "user_agent": user_agent or "", "device": device or "",
+                                     "attempts": 0})
             pipe.expire(name, self.mfa_ttl)
             pipe.execute()
         self._redis(store)
@@ -303,18 +296,68 @@ class Accounts:
 
     def login_mfa(self, mfa_token: str, code: str, ip, user_agent) -> dict:
         name = f"auth:mfa:{digest(mfa_token)}"
-        pending = self._redis(lambda c: c.hgetall(name))
-        if not pending:
+        reply = self._redis(lambda c: c.register_script(RESERVE_MFA_ATTEMPT)(
+            keys=[name], args=[MFA_MAX_ATTEMPTS]))
+        pending = dict(zip(reply[::2], reply[1::2], strict=True)) if reply else {}
+        if not pending.get("user_id"):
             raise Unauthorized("The MFA token is invalid, used or expired; log in again.")
         user = self._require_user(pending["user_id"])
+        attempt = Attempt(email_key(user["email"]), ip or "unknown", pending.get("device") or None)
+        self.throttle.check(attempt)
         if not self._second_factor(user, code):
-            attempts = self._redis(lambda c: c.hincrby(name, "attempts", 1))
-            if attempts >= MFA_MAX_ATTEMPTS:
-                self._redis(lambda c: c.delete(name))
+            self._failed(attempt, user)
             raise Unauthorized("The code is not valid.", errors={"code": ["Invalid code."]})
         if not self._redis(lambda c: c.delete(name)):
             raise Unauthorized("The MFA token is invalid, used or expired; log in again.")
-        return self._start_session(user, ip, user_agent)
+        return self._signed_in(user, attempt, ip, user_agent)
+
+    # -- unlock link ---------------------------------------------------------
+    def _send_unlock_link(self, user: dict) -> None:
+        """Emailed when the account gets locked: the owner can lift the lock
+        from any client. Single use, stored hashed, ``UNLOCK_TOKEN_TTL``. The
+        call that locks fails (401), so the event goes out through the outbox
+        relay (``OUTBOX_GRACE_SECONDS``)."""
+        token = new_secret()
+
+        def write(session):   # in the outbox now: the failed call publishes nothing itself
+            self.store.add_token(UNLOCK, digest(token), user["_id"], self.unlock_ttl,
+                                 session=session)
+            self.events.publish("user.unlock.requested", {
+                "user_id": user["_id"], "email": user["email"], "name": user["name"],
+                "sealed_link": seal(self.config, domain.link(self.public_url, "/unlock-account",
+                                                             token), self.unlock_ttl)},
+                actor_id=user["_id"], session=session)
+        self.store.run_transaction(write)
+
+    def unlock(self, token: str) -> None:
+        used = self.store.use_token(UNLOCK, digest(token))
+        user = used and self.store.user(used["user_id"])
+        if not user:
+            raise ValidationFailed("The unlock link is invalid, used or expired.",
+                                   errors={"token": ["Invalid, used or expired."]})
+        self.store.drop_tokens(UNLOCK, user["_id"])
+        self.throttle.unlock(email_key(user["email"]))
+
+    # -- confirming a sensitive change (recent re-authentication) --------------
+    def _confirm(self, user: dict, proof: dict, ip, device_token, code_only: bool = False) -> None:
+        """The password or a 2FA code, checked now: an access token alone
+        (15 minutes, maybe stolen) cannot change the email, delete the
+        account or weaken 2FA. Wrong guesses count like failed sign-ins."""
+        field = "code" if code_only or proof.get("code") else "password"
+        if not proof.get(field):
+            needed = "a current 2FA code" if code_only else "your password (or a 2FA code)"
+            raise ValidationFailed(f"Confirm this change with {needed}.",
+                                   errors={field: ["Required to confirm this change."]})
+        attempt = self._attempt(user["email"], ip, user, device_token)
+        self.throttle.check(attempt)
+        if field == "code":
+            valid = self._second_factor(user, proof["code"])
+        else:
+            valid = bool(user.get("password_hash")) and check_password(
+                proof["password"], user["password_hash"])
+        if not valid:
+            self._failed(attempt, user)
+            raise Forbidden("The confirmation is not correct.", errors={field: ["Incorrect."]})
 
     def _second_factor(self, user: dict, code: str) -> bool:
         mfa = user.get("mfa") or {}
@@ -322,9 +365,20 @@ class Accounts:
             return False
         if domain.looks_like_recovery_code(code):
             return self.store.use_recovery_code(
-                user["_id"], digest(domain.normalise_recovery_code(code)))
-        step = domain.totp_step(mfa["secret"], code, time.time())
+                user["_id"], self.vault.code_hashes(domain.normalise_recovery_code(code)))
+        step = domain.totp_step(self._totp_secret(user["_id"], mfa), code, time.time())
         return step is not None and self.store.set_totp_step(user["_id"], step)
+
+    def _totp_secret(self, user_id: str, mfa: dict, field: str = "secret") -> str | None:
+        """The TOTP secret, decrypted. One stored in clear (before encryption at
+        rest) is encrypted now and its clear copy dropped."""
+        if mfa.get(f"{field}_enc"):
+            return self.vault.decrypt(mfa[f"{field}_enc"])
+        plain = mfa.get(field)
+        if plain:
+            self.store.update_user(user_id, {f"mfa.{field}_enc": self.vault.encrypt(plain)},
+                                   unset=[f"mfa.{field}"])
+        return plain
 
     # -- MFA settings ------------------------------------------------------
     def mfa_setup(self, user_id: str) -> dict:
@@ -332,7 +386,8 @@ class Accounts:
         if (user.get("mfa") or {}).get("enabled"):
             raise Conflict("Two-factor authentication is already enabled.")
         secret = pyotp.random_base32()
-        self.store.update_user(user_id, {"mfa": {"enabled": False, "pending_secret": secret}})
+        self.store.update_user(user_id, {"mfa": {
+            "enabled": False, "pending_secret_enc": self.vault.encrypt(secret)}})
         return {"secret": secret, "otpauth_uri": domain.otpauth_uri(secret, user["email"])}
 
     def mfa_enable(self, user_id: str, code: str) -> dict:
@@ -340,24 +395,36 @@ class Accounts:
         mfa = user.get("mfa") or {}
         if mfa.get("enabled"):
             raise Conflict("Two-factor authentication is already enabled.")
-        if not mfa.get("pending_secret"):
+        secret = self._totp_secret(user_id, mfa, "pending_secret")
+        if not secret:
             raise Conflict("Call /auth/mfa/setup first.")
-        step = domain.totp_step(mfa["pending_secret"], code, time.time())
+        step = domain.totp_step(secret, code, time.time())
         if step is None:
             raise ValidationFailed("The code is not valid.", errors={"code": ["Invalid code."]})
         codes = domain.new_recovery_codes()
         self.store.update_user(user_id, {"mfa": {
-            "enabled": True, "secret": mfa["pending_secret"], "last_step": step,
-            "recovery_codes": [digest(c) for c in codes], "enabled_at": utcnow()}})
+            "enabled": True, "secret_enc": self.vault.encrypt(secret), "last_step": step,
+            "recovery_codes": [self.vault.code_hash(c) for c in codes],
+            "enabled_at": utcnow()}})
         return {"recovery_codes": codes}
 
-    def mfa_disable(self, user_id: str, code: str) -> None:
+    def mfa_disable(self, user_id: str, code: str, ip=None, device_token=None) -> None:
         user = self._require_user(user_id)
         if not (user.get("mfa") or {}).get("enabled"):
             raise Conflict("Two-factor authentication is not enabled.")
-        if not self._second_factor(user, code):
-            raise ValidationFailed("The code is not valid.", errors={"code": ["Invalid code."]})
+        self._confirm(user, {"code": code}, ip, device_token, code_only=True)
         self.store.update_user(user_id, {}, unset=["mfa"])
+
+    def new_recovery_codes(self, user_id: str, code: str, ip=None, device_token=None) -> dict:
+        """A fresh set of recovery codes; the old ones stop working."""
+        user = self._require_user(user_id)
+        if not (user.get("mfa") or {}).get("enabled"):
+            raise Conflict("Two-factor authentication is not enabled.")
+        self._confirm(user, {"code": code}, ip, device_token, code_only=True)
+        codes = domain.new_recovery_codes()
+        self.store.update_user(user_id, {"mfa.recovery_codes": [self.vault.code_hash(c)
+                                                                for c in codes]})
+        return {"recovery_codes": codes}
 
     # -- refresh, logout, sessions ---------------------------------------------
     def refresh(self, refresh_token: str, ip, user_agent) -> dict:
@@ -430,8 +497,7 @@ class Accounts:
                                              "password_changed_at": utcnow()})
         self.store.drop_tokens(RESET, user["_id"])
         self._blacklist_sessions(self.store.revoke_all_sessions(user["_id"]))
-        key = email_key(user["email"])
-        self._redis(lambda c: c.delete(f"auth:fail:account:{key}", f"auth:lock:account:{key}"))
+        self.throttle.unlock(email_key(user["email"]))
         self.events.publish("user.password.changed", {
             "user_id": user["_id"], "email": user["email"], "name": user["name"]},
             actor_id=user["_id"])
@@ -482,12 +548,14 @@ class Accounts:
     def me(self, user_id: str) -> dict:
         return domain.public_user(self._require_user(user_id))
 
-    def update_me(self, user_id: str, changes: dict) -> dict:
+    def update_me(self, user_id: str, changes: dict, ip=None, device_token=None) -> dict:
         user = self._require_user(user_id)
+        email = changes.get("email")
+        if email and email != user["email"]:
+            self._confirm(user, changes, ip, device_token)
         if "name" in changes and changes["name"] != user["name"]:
             user = self.store.update_user(user_id, {"name": changes["name"]})
             self._announce_update(user)
-        email = changes.get("email")
         if email and email != user["email"]:
             if self.store.user_by_email(email):
                 raise Conflict("An account with this email already exists.",
@@ -502,7 +570,8 @@ class Accounts:
             "user_id": user["_id"], "email": user["email"], "name": user["name"],
             "email_verified": bool(user.get("email_verified"))}, actor_id=user["_id"])
 
-    def delete_me(self, user_id: str) -> None:
+    def delete_me(self, user_id: str, proof: dict, ip=None, device_token=None) -> None:
+        self._confirm(self._require_user(user_id), proof, ip, device_token)
         user = self.store.soft_delete_user(user_id)
         if user is None:
             raise Unauthorized("This account no longer exists.")

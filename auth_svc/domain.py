@@ -56,11 +56,27 @@ def prehash(password: str) -> bytes:
 # -- lockout ---------------------------------------------------------------
 @dataclass(frozen=True)
 class LockoutPolicy:
+    """Failed sign-ins (wrong passwords and wrong 2FA codes alike), after
+    OWASP's "device cookie" and Keycloak's brute-force detection:
+
+    * per (account, client IP): ``pair_free_failures`` free, then each further
+      failure makes that pair wait ``delay_seconds`` * 2^(n-1) (429);
+    * per client IP: ``ip_max_failures`` free, then growing delays the same way,
+      without its attempts counting against accounts;
+    * per account: ``max_failures`` within ``window`` lock it for clients that
+      are not a known device of the account (423), ``lock_seconds`` doubled
+      for each further lock within 24 h;
+    * a known device (a signed token of an earlier sign-in) skips these and has
+      its own count: ``max_failures`` wrong attempts and it is a stranger too.
+    """
     max_failures: int = 5        # failures within `window` that lock the account
-    window: int = 900            # seconds the failure count lives
+    window: int = 900            # seconds the failure counts live
     lock_seconds: int = 900      # first lock; doubles with each lock in a row
     max_lock_seconds: int = 86400
-    ip_max_failures: int = 50    # failures from one IP within `window` before it is refused
+    ip_max_failures: int = 50    # failures from one IP within `window` before it waits
+    pair_free_failures: int = 3  # failures of one (account, IP) before it waits
+    delay_seconds: int = 1       # first wait; doubles with each further failure
+    max_delay_seconds: int = 900
 
     @classmethod
     def from_config(cls, config: dict) -> "LockoutPolicy":
@@ -68,7 +84,10 @@ class LockoutPolicy:
                    int(config.get("LOGIN_FAILURE_WINDOW", 900)),
                    int(config.get("LOCKOUT_SECONDS", 900)),
                    int(config.get("LOCKOUT_MAX_SECONDS", 86400)),
-                   int(config.get("LOGIN_IP_MAX_FAILURES", 50)))
+                   int(config.get("LOGIN_IP_MAX_FAILURES", 50)),
+                   int(config.get("LOGIN_PAIR_FREE_FAILURES", 3)),
+                   int(config.get("LOGIN_DELAY_SECONDS", 1)),
+                   int(config.get("LOGIN_DELAY_MAX_SECONDS", 900)))
 
     def locks_now(self, failures: int) -> bool:
         """Whether ``failures`` failed attempts in the window lock the account."""
@@ -80,8 +99,23 @@ class LockoutPolicy:
         strikes = max(1, strikes)
         return int(min(self.max_lock_seconds, self.lock_seconds * 2 ** min(strikes - 1, 30)))
 
-    def ip_blocked(self, ip_failures: int) -> bool:
-        return ip_failures >= self.ip_max_failures
+    def delay(self, failures: int, free: int) -> int:
+        """Seconds to wait before the next attempt after ``failures`` of which
+        ``free`` cost nothing: 0, then ``delay_seconds`` doubling, capped."""
+        over = failures - free
+        if over <= 0:
+            return 0
+        return int(min(self.max_delay_seconds, self.delay_seconds * 2 ** min(over - 1, 30)))
+
+    def pair_delay(self, failures: int) -> int:
+        return self.delay(failures, self.pair_free_failures)
+
+    def ip_delay(self, failures: int) -> int:
+        return self.delay(failures, self.ip_max_failures - 1)
+
+    def device_distrusted(self, device_failures: int) -> bool:
+        """A known device that failed this often is treated as a stranger."""
+        return device_failures >= self.max_failures
 
 
 # -- TOTP and recovery codes -----------------------------------------------
@@ -103,10 +137,13 @@ def otpauth_uri(secret: str, email: str, issuer: str = "Workforce") -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
 
 
+RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"   # no 0/o, 1/i/l
+RECOVERY_GROUPS = 4      # of 5 characters: 20 * log2(31) = 99 bits each
+
+
 def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
-    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
-    return ["-".join("".join(secrets.choice(alphabet) for _ in range(5)) for _ in range(2))
-            for _ in range(count)]
+    return ["-".join("".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(5))
+                     for _ in range(RECOVERY_GROUPS)) for _ in range(count)]
 
 
 def normalise_recovery_code(code: str) -> str:
@@ -114,8 +151,9 @@ def normalise_recovery_code(code: str) -> str:
 
 
 def looks_like_recovery_code(code: str) -> bool:
-    code = normalise_recovery_code(code)
-    return len(code) == 11 and code[5] == "-"
+    """``xxxxx-xxxxx-xxxxx-xxxxx``, or the 2-group codes issued before."""
+    groups = normalise_recovery_code(code).split("-")
+    return len(groups) in (2, RECOVERY_GROUPS) and all(len(g) == 5 for g in groups)
 
 
 # -- shapes ----------------------------------------------------------------

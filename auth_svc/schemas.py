@@ -95,14 +95,33 @@ class CodeSchema(Schema):
     code = _code()
 
 
+def _confirm_password():
+    return Password(load_default=None, metadata={
+        "example": ex.PASSWORD, "description": "your password, to confirm the change"})
+
+
+def _confirm_code():
+    return fields.String(load_default=None, validate=validate.Length(min=1, max=32), metadata={
+        "example": ex.TOTP_CODE, "description": "or a TOTP / recovery code, to confirm"})
+
+
 class ProfileUpdateSchema(Schema):
+    """A new email needs ``password`` (or ``code``, with 2FA on) as well."""
     name = _name()
     email = _email(required=False, example=ex.NEW_EMAIL)
+    password = _confirm_password()
+    code = _confirm_code()
 
     @validates_schema
     def not_empty(self, data, **kwargs):
-        if not data:
+        if not (data.get("name") or data.get("email")):
             raise ValidationError("Send name and/or email.", "_schema")
+
+
+class ConfirmSchema(Schema):
+    """Re-authentication for a sensitive change: the password, or a 2FA code."""
+    password = _confirm_password()
+    code = _confirm_code()
 
 
 # -- answers (OpenAPI) -------------------------------------------------------
@@ -110,6 +129,8 @@ USER_EXAMPLE = {"user_id": ex.USER_ID, "email": ex.EMAIL, "name": ex.NAME,
                 "email_verified": True, "mfa_enabled": False, "pending_email": None,
                 "created_at": ex.CREATED_AT}
 MFA_SECRET_EXAMPLE = "6WEMKJIKQKACVPZEX73YLA6NJ45MGIJT"
+DEVICE_TOKEN_EXAMPLE = ("eyJhbGciOiJFZERTQSIsImtpZCI6Im9fR2JkNHZQIiwidHlwIjoiZGV2aWNlK2p3dCJ9."
+                        "eyJzdWIiOiI2NmYxYzBkZSJ9.c2lnbmF0dXJl")
 
 
 class UserSchema(Schema):
@@ -130,7 +151,8 @@ class TokensSchema(Schema):
     class Meta:
         # two shapes: the example shows the common one whole, not a mix of both
         example = {"user": USER_EXAMPLE, "access_token": ex.ACCESS_TOKEN,
-                   "refresh_token": ex.REFRESH_TOKEN, "token_type": "Bearer", "expires_in": 900}
+                   "refresh_token": ex.REFRESH_TOKEN, "token_type": "Bearer", "expires_in": 900,
+                   "device_token": DEVICE_TOKEN_EXAMPLE}
 
     user = fields.Nested(UserSchema)
     access_token = fields.String(metadata={"example": ex.ACCESS_TOKEN})
@@ -139,6 +161,10 @@ class TokensSchema(Schema):
     expires_in = fields.Integer(metadata={"example": 900, "description": "seconds"})
     mfa_required = fields.Boolean(metadata={"example": True})
     mfa_token = fields.String(metadata={"example": ex.MFA_TOKEN})
+    device_token = fields.String(metadata={
+        "example": DEVICE_TOKEN_EXAMPLE,
+        "description": "keep it and send it as X-Device-Token when signing in again: a "
+                       "locked account still lets a known device in (not on refresh)"})
 
 
 class SessionSchema(Schema):
@@ -165,8 +191,11 @@ class MfaSetupSchema(Schema):
 
 class RecoveryCodesSchema(Schema):
     recovery_codes = fields.List(fields.String(), metadata={
-        "example": ["52jq6-rxg9m", "sewaj-v4972", "xc9xc-bsfdr", "rcxq2-6npb8", "k6kaf-aad6j",
-                    "7ve8z-5kx2n", "fjmwe-r7sgd", "zj8ec-s9cpf", "jqzu8-gup6q", "txzb9-3zq8j"]})
+        "example": ["mrqe4-zmryt-k4ucd-yjdff", "p7mhm-xydx9-62w6p-sgve4",
+                    "x22en-kf7n9-8ytyu-xe2ya", "52jqe-rxg9m-sewaj-v4972",
+                    "xc9xc-bsfdr-rcxq2-6npb8", "k6kaf-aad6j-7ve8z-5kx2n",
+                    "fjmwe-r7sgd-zj8ec-s9cpf", "jqzu8-gup6q-txzb9-3zq8j",
+                    "h4tnw-m2kpe-q9rxa-vb7cs", "d3fyu-8wzgh-n5jmk-t6rqe"]})
 
 
 class JwkSchema(Schema):

@@ -10,6 +10,7 @@ from auth_svc.accounts import Accounts, dummy_hash
 from auth_svc.domain import brief_user, normalise_email
 from auth_svc.keys import load_keyring, publish_jwks
 from auth_svc.store import AuthStore
+from auth_svc.vault import load_vault
 from shared import service as base
 from shared.errors import ValidationFailed
 from shared.events import Events
@@ -33,6 +34,16 @@ class SigningKeys(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.ring
+
+
+class DataKeys(DependencyProvider):
+    """The keys of 2FA data at rest (auth_svc.vault), loaded once per process."""
+
+    def setup(self) -> None:
+        self.vault = load_vault(self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.vault
 
 
 class DummyHashWarmup(DependencyProvider):
@@ -64,11 +75,13 @@ class AuthService(base.ServiceBase):
     store = Mongo(AuthStore)
     events = Events()
     keys = SigningKeys()
+    vault = DataKeys()
     warmup = DummyHashWarmup()
 
     @property
     def accounts(self) -> Accounts:
-        return Accounts(self.store, self.redis.client, self.events, self.config, self.keys)
+        return Accounts(self.store, self.redis.client, self.events, self.config, self.keys,
+                        self.vault)
 
     @periodic(interval=JWKS_REFRESH_SECONDS)
     def publish_keys(self):
@@ -82,10 +95,10 @@ class AuthService(base.ServiceBase):
         return self.accounts.register(body["email"], body["password"], body["name"],
                                       ip, user_agent)
 
-    @rpc(sensitive_arguments=("data.password",))
-    def login(self, data, ip=None, user_agent=None):
+    @rpc(sensitive_arguments=("data.password", "device_token"))
+    def login(self, data, ip=None, user_agent=None, device_token=None):
         body = _load(schemas.LoginSchema(), data)
-        return self.accounts.login(body["email"], body["password"], ip, user_agent)
+        return self.accounts.login(body["email"], body["password"], ip, user_agent, device_token)
 
     @rpc(sensitive_arguments=("data.mfa_token", "data.code"))
     def login_mfa(self, data, ip=None, user_agent=None):
@@ -122,6 +135,10 @@ class AuthService(base.ServiceBase):
     def verify_email(self, data):
         self.accounts.verify_email(_load(schemas.TokenSchema(), data)["token"])
 
+    @rpc(sensitive_arguments=("data.token",))
+    def unlock(self, data):
+        self.accounts.unlock(_load(schemas.TokenSchema(), data)["token"])
+
     @rpc
     def resend_verification(self, user_id):
         self.accounts.resend_verification(user_id)
@@ -141,22 +158,29 @@ class AuthService(base.ServiceBase):
     def mfa_enable(self, user_id, data):
         return self.accounts.mfa_enable(user_id, _load(schemas.CodeSchema(), data)["code"])
 
-    @rpc(sensitive_arguments=("data.code",))
-    def mfa_disable(self, user_id, data):
-        self.accounts.mfa_disable(user_id, _load(schemas.CodeSchema(), data)["code"])
+    @rpc(sensitive_arguments=("data.code", "device_token"))
+    def mfa_disable(self, user_id, data, ip=None, user_agent=None, device_token=None):
+        self.accounts.mfa_disable(user_id, _load(schemas.CodeSchema(), data)["code"], ip,
+                                  device_token)
+
+    @rpc(sensitive_arguments=("data.code", "device_token"))
+    def new_recovery_codes(self, user_id, data, ip=None, user_agent=None, device_token=None):
+        return self.accounts.new_recovery_codes(
+            user_id, _load(schemas.CodeSchema(), data)["code"], ip, device_token)
 
     # -- profile --------------------------------------------------------------
     @rpc
     def get_me(self, user_id):
         return self.accounts.me(user_id)
 
-    @rpc
-    def update_me(self, user_id, data):
-        return self.accounts.update_me(user_id, _load(schemas.ProfileUpdateSchema(), data))
+    @rpc(sensitive_arguments=("data.password", "data.code", "device_token"))
+    def update_me(self, user_id, data, ip=None, user_agent=None, device_token=None):
+        return self.accounts.update_me(user_id, _load(schemas.ProfileUpdateSchema(), data),
+                                       ip, device_token)
 
-    @rpc
-    def delete_me(self, user_id):
-        self.accounts.delete_me(user_id)
+    @rpc(sensitive_arguments=("data.password", "data.code", "device_token"))
+    def delete_me(self, user_id, data=None, ip=None, user_agent=None, device_token=None):
+        self.accounts.delete_me(user_id, _load(schemas.ConfirmSchema(), data), ip, device_token)
 
     # -- for other services -------------------------------------------------------
     @rpc

@@ -1,12 +1,15 @@
 """The auth service's MongoDB collections: indexes beside the queries.
 
 users                      _id, email (normalised, unique), name, password_hash,
-                           email_verified, pending_email, mfa{...}, deleted_at
+                           email_verified, pending_email, deleted_at, mfa{enabled,
+                           secret_enc / pending_secret_enc (encrypted, auth_svc.vault),
+                           last_step, recovery_codes (keyed hashes)}
 refresh_tokens             one document per session: _id = session id,
                            token_hash (current), used_hashes (rotated out),
                            revoked_at, expires_at (TTL)
 password_reset_tokens      _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
 email_verification_tokens  _id = SHA-256 of the token, user_id, email, expires_at (TTL), used_at
+unlock_tokens              _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class AuthStore(BaseStore):
                                   IndexModel("expires_at", expireAfterSeconds=0)],
         "email_verification_tokens": [IndexModel("user_id"),
                                       IndexModel("expires_at", expireAfterSeconds=0)],
+        "unlock_tokens": [IndexModel("user_id"), IndexModel("expires_at", expireAfterSeconds=0)],
     }
 
     # -- users -------------------------------------------------------------
@@ -72,9 +76,12 @@ class AuthStore(BaseStore):
             {"$set": {"mfa.last_step": step}})
         return result.modified_count == 1
 
-    def use_recovery_code(self, user_id: str, code_hash: str) -> bool:
-        result = self.db.users.update_one({"_id": user_id, "mfa.recovery_codes": code_hash},
-                                          {"$pull": {"mfa.recovery_codes": code_hash}})
+    def use_recovery_code(self, user_id: str, code_hashes: list[str]) -> bool:
+        """Spend the stored code that is one of ``code_hashes`` (its hash under
+        each key that may have made it); False if there is none."""
+        result = self.db.users.update_one(
+            {"_id": user_id, "mfa.recovery_codes": {"$in": code_hashes}},
+            {"$pull": {"mfa.recovery_codes": {"$in": code_hashes}}})
         return result.modified_count == 1
 
     def soft_delete_user(self, user_id: str, session=None) -> dict | None:

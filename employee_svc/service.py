@@ -21,6 +21,7 @@ from shared.redis import Limit, org_version_key
 from shared.rpc import ServiceRpc, rpc
 from shared.sealed import seal
 from shared.tenancy import cache_membership, invalidate_membership, membership_generation
+from shared.timers import periodic
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,24 @@ class EmployeeService(base.ServiceBase):
                                            "revoked_at": domain.now()}):
             raise NotFound("Invitation not found.")
         self._changed(org_id)
+
+    @periodic(interval=60, config_key="EMPLOYEE_INVITATION_SWEEP_INTERVAL")
+    def expire_invitations(self) -> int:
+        """Pending invitations past their expiry become ``expired`` (so they stop holding a
+        seat and leave the list) with ``employee.invitation.expired``; the conditional
+        update makes each expire once, whichever replica gets there first."""
+        at = domain.now()
+        expired = [i for i in self.store.expired_invitations(at)
+                   if self.store.expire_invitation(i["_id"], at)]
+        for invitation in expired:
+            self.events.publish("employee.invitation.expired", {
+                "org_id": invitation["org_id"], "invitation_id": invitation["_id"],
+                "email": invitation["email"], "role": invitation["role"],
+                "expires_at": iso(invitation["expires_at"]),
+                "invited_by_user_id": invitation.get("invited_by_user_id")},
+                org_id=invitation["org_id"], event_id=event_id("invitation.expired", invitation["_id"],
+                                                               iso(invitation["expires_at"])))
+        return len(expired)
 
     @rpc
     def accept_invitation(self, user_id: str, token: str) -> dict:

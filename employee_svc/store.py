@@ -30,6 +30,7 @@ class EmployeeStore(BaseStore):
             IndexModel([("org_id", ASCENDING), ("email", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("email", ASCENDING), ("status", ASCENDING)]),
             IndexModel([("org_id", ASCENDING), ("_id", ASCENDING)]),
+            IndexModel([("status", ASCENDING), ("expires_at", ASCENDING)]),  # the expiry sweep
         ],
         # one document per task: which employee holds it and whether it is done;
         # task counts are recomputed from it, so redelivered events count once
@@ -211,6 +212,17 @@ class EmployeeStore(BaseStore):
         """pending -> accepted/revoked, once (single use)."""
         result = self.db.invitations.update_one({"_id": invitation_id, "status": "pending"},
                                                 {"$set": {"status": status, **fields}})
+        return result.modified_count == 1
+
+    def expired_invitations(self, at: datetime, limit: int = 500) -> list[dict]:
+        return list(self.db.invitations.find({"status": "pending", "expires_at": {"$lte": at}},
+                                             {"token_hash": 0}).limit(limit))
+
+    def expire_invitation(self, invitation_id: str, at: datetime) -> bool:
+        """pending -> expired, once, and only if it was not renewed meanwhile (a re-invite)."""
+        result = self.db.invitations.update_one(
+            {"_id": invitation_id, "status": "pending", "expires_at": {"$lte": at}},
+            {"$set": {"status": "expired", "expired_at": at}})
         return result.modified_count == 1
 
     def list_invitations(self, org_id: str, after: str | None, limit: int) -> list[dict]:

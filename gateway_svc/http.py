@@ -37,6 +37,7 @@ from gateway_svc.cache import CachedRoute
 from gateway_svc.checks import RequestChecks
 from gateway_svc.identity import REVOKED, Identity
 from gateway_svc.problems import PROBLEM_TYPE, from_exception, problem_response
+from gateway_svc.proxies import TrustedProxies
 from gateway_svc.realtime import WS_PATH, Realtime
 from shared.errors import (
     AppError,
@@ -230,7 +231,7 @@ class ApiServer(WebServer):
 
     def get_wsgi_app(self):
         self.app = ApiWsgiApp(self)
-        return self.app
+        return TrustedProxies(self.app, self.container.config.get("TRUSTED_PROXIES"))
 
     def stop(self):
         super().stop()
@@ -300,6 +301,8 @@ class Guard(SharedExtension):
 
 
 def client_ip(request) -> str:
+    """The client's address: the TCP peer, or what trusted proxies forwarded
+    (``TRUSTED_PROXIES``, applied to the environ by ``gateway_svc.proxies``)."""
     return request.remote_addr or "unknown"
 
 

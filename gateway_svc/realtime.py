@@ -182,6 +182,7 @@ class Realtime:
         reader = eventlet.spawn(self._read_until_closed, ws, queue)
         try:
             ws.send(json.dumps({"type": "hello", "user_id": user_id}))
+            log.info("websocket opened", extra={"fields": {"user_id": user_id}})
             seen = set()
             if last_id:
                 missed = self.missed(user_id, last_id)

@@ -146,7 +146,7 @@ class Notifier:
         try:
             org = self.organizations.get_org(org_id) or {}
             settings = org.get("settings") or {}
-            defaults = settings.get("notifications") or settings.get("notification_defaults") or {}
+            defaults = settings.get("notification_defaults") or {}
             ttl = ORG_DEFAULTS_TTL
         except Exception as exc:  # built-in defaults; ask again soon
             log.info("org settings of %s unavailable: %s", org_id, exc)
@@ -444,6 +444,9 @@ class Notifier:
     def mark_all_read(self, user_id: str) -> int:
         count = self.store.mark_all_read(user_id)
         self._cache_del(unread_key(user_id))
+        if count:
+            self.events.publish("notification.read.all", {"user_id": user_id, "count": count},
+                                actor_id=user_id)
         return count
 
     def delete(self, user_id: str, nid: str) -> dict | None:

@@ -23,6 +23,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "welcome": ("user.registered", True),
     "verify_email": ("user.email.verification.requested", True),
     "password_reset": ("user.password.reset", True),
+    "account_unlock": ("user.unlock.requested", True),
     "password_changed": ("user.password.changed", True),
     "email_verified": ("user.email.verified", False),
     "org_created": ("organization.created", False),
@@ -35,15 +36,17 @@ KINDS: dict[str, tuple[str, bool]] = {
     "task_completed": ("task.completed", False),
     "task_overdue": ("task.overdue", False),
     "task_comment": ("task.comment.added", False),
+    "task_mention": ("task.comment.added", False),  # the comment's @mentioned members
     "webhook_disabled": ("webhook.endpoint.disabled", False),
 }
-KIND_OF_EVENT = {event: kind for kind, (event, _) in KINDS.items()}
+KIND_OF_EVENT = {event: kind for kind, (event, _) in reversed(KINDS.items())}  # first kind wins
 # kinds that are never held for a digest (time-sensitive)
 URGENT = {"task_overdue"}
 # kinds whose link is a secret (a reset, verification or invitation token): it
 # goes by email only, sealed in the event (shared.sealed) and opened only while
 # the email is rendered; the in-app item and the push carry a notice instead
-SECRET_LINK_KINDS = {"welcome", "verify_email", "password_reset", "employee_invited"}
+SECRET_LINK_KINDS = {"welcome", "verify_email", "password_reset", "account_unlock",
+                     "employee_invited"}
 # event fields never copied into a notification, a delivery or a stream; the
 # unsealed names are those of events published before links were sealed
 SECRET_FIELDS = {"sealed_link", "token", "reset_token", "verification_token", "reset_url",
@@ -93,7 +96,7 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
         sealed = d.get("sealed_link") if kind in SECRET_LINK_KINDS else None
         return [Plan(kind, Recipient(user_id, email, name), ctx, link, group, sealed)]
 
-    if kind in ("welcome", "verify_email", "password_reset"):
+    if kind in ("welcome", "verify_email", "password_reset", "account_unlock"):
         return one(d.get("user_id"), d.get("email"), d.get("name"))
     if kind in ("password_changed", "email_verified"):
         return one(d.get("user_id"), d.get("email"), d.get("name"))
@@ -124,14 +127,16 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
         return one(creator, link=task_link)
     if kind == "task_overdue":
         return one(d.get("assignee_user_id"), link=task_link) if d.get("assignee_user_id") else []
-    if kind == "task_comment":
+    if kind == "task_comment":  # each person once: a mention, else a comment they follow
         author = d.get("author_user_id")
-        users = [d.get("assignee_user_id"), *(d.get("watcher_user_ids") or [])]
+        mentioned = [("task_mention", u) for u in d.get("mentioned_user_ids") or []]
+        watching = [("task_comment", u) for u in [d.get("assignee_user_id"),
+                                                   *(d.get("watcher_user_ids") or [])]]
         seen, out = set(), []
-        for user in users:
+        for plan_kind, user in mentioned + watching:
             if user and user != author and user not in seen:
                 seen.add(user)
-                out += one(user, link=task_link)
+                out.append(Plan(plan_kind, Recipient(user), ctx, task_link))
         return out
     return []
 
@@ -143,10 +148,13 @@ def default_preferences() -> dict:
 
 
 def channel_on(kind: str, channel: str, prefs: dict, org_defaults: dict | None) -> bool:
+    """The user's choice for this kind; else the org's default for the channel
+    (organizations' ``settings.notification_defaults``: ``{email, in_app, push, digest}``,
+    one switch per channel for every kind); else on."""
     user = (prefs.get("channels") or {}).get(kind, {})
     if channel in user:
         return bool(user[channel])
-    org = ((org_defaults or {}).get(kind) or {})
+    org = org_defaults or {}
     if channel in org:
         return bool(org[channel])
     return True

@@ -72,6 +72,10 @@ class NotificationService(base.ServiceBase):
     def on_password_reset(self, event):
         self.notifier.handle(event)
 
+    @handles("auth", "user.unlock.requested")
+    def on_unlock_requested(self, event):
+        self.notifier.handle(event)
+
     @handles("auth", "user.email.verification.requested")
     def on_verification_requested(self, event):
         self.notifier.handle(event)

@@ -29,6 +29,9 @@ class EventSpec:
     schema: type[Schema]
     description: str
     version: int = 1
+    # no service of the mesh needs it: published for outside subscribers (audit, analytics,
+    # search, webhooks, a data warehouse), documented as such in docs/events.md
+    external: bool = False
 
 
 def _schema(schema_name: str, **declared) -> type[Schema]:
@@ -66,13 +69,17 @@ CATALOGUE: list[EventSpec] = [
         "A new verification link, sealed (re-send, or a changed email)."),
     EventSpec("user.login", "auth", _schema(
         "UserLogin", user_id=_req(Str), session_id=_req(Str), ip=_opt(Str), user_agent=_opt(Str)),
-        "A session was started."),
+        "A session was started.", external=True),
     EventSpec("user.logout", "auth", _schema(
-        "UserLogout", user_id=_req(Str), session_id=_req(Str)), "A session was ended."),
+        "UserLogout", user_id=_req(Str), session_id=_req(Str)), "A session was ended.", external=True),
     EventSpec("user.password.reset", "auth", _schema(
         "UserPasswordReset", user_id=_req(Str), email=_req(Str), name=_opt(Str),
         sealed_link=_req(Str)),
         "A password reset was asked for; the reset link is sealed (shared.sealed)."),
+    EventSpec("user.unlock.requested", "auth", _schema(
+        "UserUnlockRequested", user_id=_req(Str), email=_req(Str), name=_opt(Str),
+        sealed_link=_req(Str)),
+        "Failed sign-ins locked the account; the emailed unlock link is sealed (shared.sealed)."),
     EventSpec("user.password.changed", "auth", _schema(
         "UserPasswordChanged", user_id=_req(Str), email=_req(Str), name=_opt(Str)),
         "A password was changed; every session was revoked."),
@@ -87,7 +94,7 @@ CATALOGUE: list[EventSpec] = [
         "An organization exists; its owner becomes its first employee."),
     EventSpec("organization.updated", "organizations", _schema(
         "OrganizationUpdated", org_id=_req(Str), name=_opt(Str), changes=_opt(Dict)),
-        "Organization fields changed."),
+        "Organization fields changed.", external=True),
     EventSpec("organization.deleted", "organizations", _schema(
         "OrganizationDeleted", org_id=_req(Str)), "An organization was soft-deleted."),
     EventSpec("organization.owner.changed", "organizations", _schema(
@@ -104,8 +111,14 @@ CATALOGUE: list[EventSpec] = [
         "EmployeeInvited", org_id=_req(Str), invitation_id=_req(Str), email=_req(Str),
         role=_req(Str), sealed_link=_req(Str), invited_by_user_id=_opt(Str),
         org_name=_opt(Str)), "An email was invited; the accept link is sealed (shared.sealed)."),
+    EventSpec("employee.invitation.expired", "employees", _schema(
+        "EmployeeInvitationExpired", org_id=_req(Str), invitation_id=_req(Str), email=_req(Str),
+        role=_opt(Str), expires_at=_opt(Str), invited_by_user_id=_opt(Str)),
+        "A pending invitation passed its expiry unaccepted (the sweep, once per invitation).",
+        external=True),
     EventSpec("employee.updated", "employees", _schema(
-        "EmployeeUpdated", **_employee_change, changes=_opt(Dict)), "Employee fields changed."),
+        "EmployeeUpdated", **_employee_change, changes=_opt(Dict)), "Employee fields changed.",
+        external=True),
     EventSpec("employee.role.changed", "employees", _schema(
         "EmployeeRoleChanged", **_employee_change, old_role=_opt(Str), new_role=_req(Str)),
         "An employee's role changed."),
@@ -116,7 +129,7 @@ CATALOGUE: list[EventSpec] = [
         "EmployeeRemoved", **_employee_change, email=_opt(Str), name=_opt(Str),
         org_name=_opt(Str), removed_by_user_id=_opt(Str)), "An employee was removed (soft)."),
     EventSpec("team.created", "teams", _schema("TeamCreated", **_org_team), "A team was created."),
-    EventSpec("team.updated", "teams", _schema("TeamUpdated", **_org_team), "A team changed."),
+    EventSpec("team.updated", "teams", _schema("TeamUpdated", **_org_team), "A team changed.", external=True),
     EventSpec("team.deleted", "teams", _schema("TeamDeleted", **_org_team), "A team was deleted."),
     EventSpec("team.member.added", "teams", _schema("TeamMemberAdded", **_member),
               "An employee joined a team."),
@@ -132,7 +145,7 @@ CATALOGUE: list[EventSpec] = [
     EventSpec("task.created", "tasks", _schema(
         "TaskCreated", org_id=_req(Str), task_id=_req(Str), title=_req(Str),
         creator_user_id=_opt(Str), assignee_id=_opt(Str), team_id=_opt(Str), status=_opt(Str),
-        priority=_opt(Str), due_at=_opt(Str)), "A task was created."),
+        priority=_opt(Str), due_at=_opt(Str)), "A task was created.", external=True),
     EventSpec("task.bulk.created", "tasks", _schema(
         "TaskBulkCreated", org_id=_req(Str), job_id=_req(Str), chunk=_opt(Int),
         assignee_ids=_req(List, cls_or_instance=Str()), task=_req(Dict)),
@@ -147,7 +160,7 @@ CATALOGUE: list[EventSpec] = [
         reason=_opt(Str)), "A task moved to another assignee (or to none)."),
     EventSpec("task.updated", "tasks", _schema(
         "TaskUpdated", org_id=_req(Str), task_id=_req(Str), changes=_opt(Dict)),
-        "Task fields changed."),
+        "Task fields changed.", external=True),
     EventSpec("task.status.changed", "tasks", _schema(
         "TaskStatusChanged", org_id=_req(Str), task_id=_req(Str), old_status=_opt(Str),
         new_status=_req(Str), assignee_id=_opt(Str)), "A task moved in its status machine."),
@@ -165,16 +178,26 @@ CATALOGUE: list[EventSpec] = [
     EventSpec("task.comment.added", "tasks", _schema(
         "TaskCommentAdded", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         comment_id=_req(Str), author_user_id=_opt(Str), assignee_user_id=_opt(Str),
-        watcher_user_ids=_opt(List, cls_or_instance=Str()), preview=_opt(Str)),
-        "A comment was added to a task."),
+        watcher_user_ids=_opt(List, cls_or_instance=Str()), preview=_opt(Str),
+        mentions=_opt(List, cls_or_instance=Str()),
+        mentioned_user_ids=_opt(List, cls_or_instance=Str())),
+        "A comment was added to a task; `mentions` (employee ids) and `mentioned_user_ids` are "
+        "the active members of the org it @mentions."),
+    EventSpec("task.attachment.deleted", "tasks", _schema(
+        "TaskAttachmentDeleted", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        attachment_id=_req(Str), filename=_opt(Str), size=_opt(Int)),
+        "An attachment was deleted (its bytes with it).", external=True),
     EventSpec("notification.sent", "notifications", _schema("NotificationSent", **_notification),
-              "A notification was delivered on a channel."),
+              "A notification was delivered on a channel.", external=True),
     EventSpec("notification.failed", "notifications", _schema("NotificationFailed", **_notification),
-              "A delivery failed for good."),
+              "A delivery failed for good.", external=True),
     EventSpec("notification.read", "notifications", _schema("NotificationRead", **_notification),
-              "An in-app notification was read."),
+              "An in-app notification was read.", external=True),
+    EventSpec("notification.read.all", "notifications", _schema(
+        "NotificationReadAll", user_id=_req(Str), count=_req(Int)),
+        "Every unread in-app notification of a user was marked read at once.", external=True),
     EventSpec("notification.deleted", "notifications", _schema(
-        "NotificationDeleted", **_notification), "An in-app notification was deleted."),
+        "NotificationDeleted", **_notification), "An in-app notification was deleted.", external=True),
     EventSpec("webhook.endpoint.disabled", "webhooks", _schema(
         "WebhookEndpointDisabled", org_id=_req(Str), webhook_id=_req(Str), url=_req(Str),
         reason=_req(Str), created_by_user_id=_opt(Str)),
@@ -219,12 +242,16 @@ def markdown() -> str:
         "the event name as routing key, wrapped in the envelope `{event_id, event_type,",
         "version, occurred_at, producer, org_id, actor_id, correlation_id, data}`. Ids are",
         "strings; `*_user_id` are auth user ids, `employee_id`/`assignee_id` employee ids.",
+        "\"Outside subscribers\": no service of the mesh needs the event; it is published",
+        "for consumers outside it (audit, analytics, search, webhooks), with the same",
+        "envelope and guarantees (outbox, at least once).",
         "",
         "| event | version | producer | consumers | what |",
         "|---|---|---|---|---|",
     ]
     for spec in CATALOGUE:
-        who = ", ".join(f"`{c}`" for c in sorted(used_by.get(spec.name, []))) or "—"
+        who = ", ".join(f"`{c}`" for c in sorted(used_by.get(spec.name, []))) or \
+            ("outside subscribers" if spec.external else "—")
         lines.append(f"| `{spec.name}` | {spec.version} | {spec.producer} | {who} | {spec.description} |")
     lines += ["", "## Payloads (`data`)", ""]
     for spec in CATALOGUE:

@@ -58,16 +58,17 @@ def _source(config: dict) -> tuple[str, str]:
 @lru_cache(maxsize=8)
 def _keys(text: str, directory: str) -> MultiFernet:
     if not text.strip():
-        text = _local_key(Path(directory))
+        text = local_key(Path(directory))
     return MultiFernet([Fernet(key.strip()) for key in text.split(",") if key.strip()])
 
 
-def _local_key(directory: Path) -> str:
-    """The checkout's key, created once even when services start together."""
-    path = directory / KEY_FILE
+def local_key(directory: Path, name: str = KEY_FILE) -> str:
+    """The checkout's Fernet key in ``directory/name``, created once even when
+    services start together (local runs; also auth_svc.vault's data key)."""
+    path = directory / name
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        draft = directory / f".{KEY_FILE}.{os.getpid()}"
+        draft = directory / f".{name}.{os.getpid()}"
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(Fernet.generate_key())

@@ -10,20 +10,32 @@
   for an HTTP entrypoint's success: the web server's access line, JSON
   too, already records that request);
 * observes the entrypoint counter and latency histogram;
-* reports unexpected errors to Sentry (expected ones are not).
+* reports unexpected errors to Sentry (expected ones are not, except
+  503/504: an ``AppError`` with a 5xx status is the server failing, so it
+  counts as ``outcome="error"`` and goes to Sentry too).
+
+Everything sent to Sentry passes ``scrub_event`` first: any value under a key
+whose name contains password, token, secret, code or authorization is
+replaced, at any depth (request data, headers, frame locals, breadcrumbs,
+extra), and ``token=…``-style pairs inside strings (a logged URL) are masked.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import eventlet.corolocal
 from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 CORRELATION_KEY = "correlation_id"
 _local = eventlet.corolocal.local()
@@ -83,6 +95,43 @@ class JsonFormatter(logging.Formatter):
 _log = logging.getLogger("workforce.entrypoint")
 
 
+SENSITIVE_NAME = re.compile(r"password|passwd|token|secret|code|authorization|cookie|"
+                            r"api[_-]?key", re.I)
+# name=value pairs inside a string (a URL, a query string, a log message)
+SENSITIVE_PAIR = re.compile(
+    r"((?:[\w-]*(?:password|token|secret|code|authorization)[\w-]*)[\"']?\s*[=:]\s*[\"']?)"
+    r"(?:Bearer\s+)?[^\s&\"',;}]+", re.I)
+SCRUBBED = "[Filtered]"
+MAX_SCRUB_DEPTH = 64
+
+
+def scrub(value, depth: int = 0):
+    """``value`` with every secret-looking entry replaced, recursively."""
+    if depth > MAX_SCRUB_DEPTH:
+        return SCRUBBED
+    if isinstance(value, dict):
+        return {key: (SCRUBBED if isinstance(key, str) and SENSITIVE_NAME.search(key)
+                      and item not in (None, "", [], {}) else scrub(item, depth + 1))
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        # headers and form data as [name, value] pairs
+        if len(value) == 2 and isinstance(value[0], str) and SENSITIVE_NAME.search(value[0]):
+            return [value[0], SCRUBBED]
+        return [scrub(item, depth + 1) for item in value]
+    if isinstance(value, str):
+        return SENSITIVE_PAIR.sub(lambda m: m.group(1) + SCRUBBED, value)
+    return value
+
+
+def scrub_event(event: Event, hint: Hint | None = None) -> Event:
+    """Sentry ``before_send`` / ``before_send_transaction``: see the module docstring."""
+    return scrub(event)
+
+
+def scrub_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint | None = None) -> Breadcrumb:
+    return scrub(crumb)
+
+
 def init_sentry(config: dict, service_name: str) -> None:
     dsn = config.get("SENTRY_DSN")
     if not dsn:
@@ -91,7 +140,21 @@ def init_sentry(config: dict, service_name: str) -> None:
 
     sentry_sdk.init(dsn=dsn, environment=config.get("ENVIRONMENT", "development"),
                     release=config.get("RELEASE") or os.environ.get("RELEASE"),
-                    server_name=service_name, traces_sample_rate=0)
+                    server_name=service_name, traces_sample_rate=0,
+                    send_default_pii=False, before_send=scrub_event,
+                    before_send_transaction=scrub_event, before_breadcrumb=scrub_breadcrumb)
+
+
+def outcome_of(exc_info, expected) -> str:
+    """ok, expected_error (a 4xx the caller caused) or error (a bug, or 503/504)."""
+    if exc_info is None:
+        return "ok"
+    exc = exc_info[1]
+    status = getattr(exc, "status", None)
+    server_side = isinstance(status, int) and status >= 500
+    if expected and isinstance(exc, expected) and not server_side:
+        return "expected_error"
+    return "error"
 
 
 class Telemetry(DependencyProvider):
@@ -121,12 +184,7 @@ class Telemetry(DependencyProvider):
         service = self.container.service_name
         entrypoint = worker_ctx.entrypoint.method_name
         expected = getattr(worker_ctx.entrypoint, "expected_exceptions", ())
-        if exc_info is None:
-            outcome = "ok"
-        elif expected and isinstance(exc_info[1], expected):
-            outcome = "expected_error"
-        else:
-            outcome = "error"
+        outcome = outcome_of(exc_info, expected)
         ENTRYPOINT_CALLS.labels(service, entrypoint, outcome).inc()
         ENTRYPOINT_LATENCY.labels(service, entrypoint).observe(duration)
         # an HTTP request that went well already has its one access line (the web server's)

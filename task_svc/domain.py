@@ -7,8 +7,16 @@ import binascii
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote
 
-from shared.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge, ValidationFailed
+from shared.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from shared.permissions import role_allows, team_role_allows
 
 STATUSES = ("todo", "in_progress", "done")
@@ -112,6 +120,12 @@ TRACKED = ("title", "description", "assignee_id", "team_id", "priority", "status
 def diff(old: dict, new: dict) -> list[tuple[str, object, object]]:
     """``(field, old, new)`` for each tracked field whose value changes."""
     return [(f, old.get(f), new[f]) for f in TRACKED if f in new and old.get(f) != new[f]]
+
+
+def created(task: dict) -> dict:
+    """What a new task starts with, for its first history entry (``field: "created"``):
+    the tracked fields it was given (assignee, team, priority, due date, ...)."""
+    return {f: task[f] for f in TRACKED if task.get(f) not in (None, "", [], False)}
 
 
 # --- search -------------------------------------------------------------------
@@ -219,6 +233,42 @@ def fold_stats(raw: dict) -> dict:
 
 # --- attachments --------------------------------------------------------------------
 ATTACHMENT_MAX_BYTES = 5 * 1024 * 1024
+# what may be uploaded (TASK_ATTACHMENT_TYPES): no HTML or SVG, which a browser would run
+ATTACHMENT_TYPES = ("application/pdf", "application/zip", "application/json", "application/octet-stream",
+                    "application/msword", "application/vnd.ms-excel",
+                    "application/vnd.openxmlformats-officedocument.*", "application/vnd.oasis.opendocument.*",
+                    "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "text/csv",
+                    "text/markdown")
+
+
+def allowed_types(setting: str | list | None) -> tuple[str, ...]:
+    """``TASK_ATTACHMENT_TYPES``: a list or a comma-separated string; ``type/*`` and
+    ``prefix.*`` patterns; empty means the built-in list."""
+    if isinstance(setting, str):
+        setting = [t.strip() for t in setting.split(",")]
+    return tuple(t.lower() for t in setting or () if t) or ATTACHMENT_TYPES
+
+
+def check_attachment_type(content_type: str, allowed: tuple[str, ...]) -> None:
+    """415 unless the upload's type is one the policy allows."""
+    kind = content_type.lower()
+    if not any(kind == a or (a.endswith("*") and kind.startswith(a[:-1])) for a in allowed):
+        raise UnsupportedMediaType(f"Files of type {content_type} cannot be attached.",
+                                   allowed=list(allowed))
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the uploaded name, RFC 6266/5987 encoded."""
+    return f"attachment; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def require_delete_attachment(membership: dict, task: dict, team: dict | None,
+                              attachment: dict) -> None:
+    """Who uploaded it, or whoever may change the task."""
+    if attachment.get("uploaded_by_user_id") == membership.get("user_id"):
+        return
+    if not can_update(membership, task, team):
+        raise Forbidden("Only who uploaded it, or who may change the task, may delete an attachment.")
 
 
 def decode_attachment(data_b64: str, limit: int) -> bytes:

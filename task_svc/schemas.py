@@ -223,7 +223,9 @@ class AttachmentPageSchema(Schema):
 
 class HistoryEntrySchema(Schema):
     history_id = fields.String(metadata={"example": ex.HISTORY_ID})
-    field = fields.String(metadata={"example": "status"})
+    field = fields.String(metadata={
+        "example": "status", "description": "a task field, or `created`: the first entry, whose "
+        "`new` holds what the task started with (assignee_id, team_id, priority, due_at, ...)"})
     old = fields.Raw(allow_none=True, metadata={"example": "todo"})
     new = fields.Raw(allow_none=True, metadata={"example": "in_progress"})
     actor = fields.String(allow_none=True, metadata={"description": "user id; null for the system",
@@ -291,7 +293,9 @@ def dump_job(j: dict) -> dict:
 
 
 def dump_history(h: dict) -> dict:
-    def plain(v):
+    def plain(v):  # a "created" entry's value is the dict of the fields it started with
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
         return iso(v) if isinstance(v, datetime) else v
     return {"history_id": h["_id"], "field": h["field"], "old": plain(h["old"]),
             "new": plain(h["new"]), "actor": h.get("actor"), "reason": h.get("reason"),

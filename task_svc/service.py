@@ -42,6 +42,7 @@ class TaskService(base.ServiceBase):
         domain.require_assign(me, team, data["assignee_id"])
         assignee = self._assignee(org_id, data["assignee_id"])
         task = self.store.insert(self.store.task_document(org_id, data, me, assignee))
+        self.store.add_created_history([task], user_id)
         self._publish_created(task, user_id)
         return schemas.dump_task(task)
 
@@ -164,6 +165,7 @@ class TaskService(base.ServiceBase):
                                          task_id=domain.bulk_task_id(d["job_id"], e["employee_id"]))
                 for e in valid]
         self.store.insert_many_idempotent(docs)
+        self.store.add_created_history(docs, d["creator_user_id"])
         for doc in docs:  # every one, new or not: deterministic event ids make a re-run safe
             self._publish_assigned(doc, d["creator_user_id"], event_id=f"task.assigned:{doc['_id']}")
         self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)
@@ -175,11 +177,12 @@ class TaskService(base.ServiceBase):
         require_member(self.redis, self.employees, org_id, user_id, "task.comment")
         data = schemas.CommentSchema().load(body)
         task = self._task(org_id, task_id)
-        mentions = [e["employee_id"] for e in self._employees(org_id, data["mentions"])
-                    if e.get("status") == "active"]
+        mentioned = [e for e in self._employees(org_id, data["mentions"]) if e.get("status") == "active"]
         comment = self.store.add_comment({"_id": new_id(), "task_id": task_id, "org_id": org_id,
                                           "author_user_id": user_id, "body": data["body"],
-                                          "mentions": mentions, "created_at": now()})
+                                          "mentions": [e["employee_id"] for e in mentioned],
+                                          "mentioned_user_ids": [e["user_id"] for e in mentioned],
+                                          "created_at": now()})
         self._publish_comment(task, comment)
         return schemas.dump_comment(comment)
 
@@ -196,6 +199,8 @@ class TaskService(base.ServiceBase):
         require_member(self.redis, self.employees, org_id, user_id, "task.comment")
         data = schemas.AttachmentSchema().load(body)
         task = self._task(org_id, task_id)
+        domain.check_attachment_type(data["content_type"],
+                                     domain.allowed_types(self.config.get("TASK_ATTACHMENT_TYPES")))
         blob = domain.decode_attachment(data["data_b64"], int(self.config.get(
             "TASK_ATTACHMENT_MAX_BYTES", domain.ATTACHMENT_MAX_BYTES)))
         attachment_id = new_id()
@@ -217,13 +222,30 @@ class TaskService(base.ServiceBase):
 
     @rpc
     def get_attachment(self, user_id: str, org_id: str, task_id: str, attachment_id: str) -> dict:
+        """The attachment with a presigned ``url`` to fetch it from (S3), or else its bytes."""
         require_member(self.redis, self.employees, org_id, user_id, "task.read")
         self._task(org_id, task_id)
-        doc = self.store.attachment(org_id, task_id, attachment_id)
-        if doc is None:
-            raise NotFound("Attachment not found.")
-        blob = self.files.get(self._file_key(attachment_id))
-        return {**schemas.dump_attachment(doc), "data_b64": base64.b64encode(blob).decode()}
+        doc = self._attachment(org_id, task_id, attachment_id)
+        key, out = self._file_key(attachment_id), schemas.dump_attachment(doc)
+        url = self.files.download_url(key, domain.content_disposition(doc["filename"]),
+                                      doc["content_type"])
+        if url:
+            return {**out, "url": url}
+        return {**out, "data_b64": base64.b64encode(self.files.get(key)).decode()}
+
+    @rpc
+    def delete_attachment(self, user_id: str, org_id: str, task_id: str, attachment_id: str) -> None:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self._task(org_id, task_id)
+        doc = self._attachment(org_id, task_id, attachment_id)
+        domain.require_delete_attachment(me, task, self._team(org_id, task.get("team_id")), doc)
+        if self.store.delete_attachment(org_id, task_id, attachment_id) is None:
+            raise NotFound("Attachment not found.")  # deleted meanwhile
+        self.files.delete(self._file_key(attachment_id))
+        self.store.add_history(task, [("attachments", doc["filename"], None)], user_id)
+        self._publish(task, "task.attachment.deleted", {
+            "attachment_id": attachment_id, "filename": doc["filename"], "size": doc["size"]},
+            user_id)
 
     @rpc
     def task_history(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
@@ -287,7 +309,7 @@ class TaskService(base.ServiceBase):
         d = event["data"]
         self.redis.cache.invalidate_tags(f"team:{d['team_id']}")
         tasks = self.store.tasks_of_team(d["org_id"], d["team_id"])
-        self._drop_team(d["org_id"], d["team_id"], tasks, event.get("actor_id"))
+        self._drop_team(d["org_id"], d["team_id"], tasks, event)
 
     @handles("teams", "team.leader.changed")
     def on_team_leader_changed(self, event: dict) -> None:
@@ -337,6 +359,12 @@ class TaskService(base.ServiceBase):
             raise ValidationFailed("Unknown team.",
                                    errors={"team_id": ["No such team in this organization."]})
         return team
+
+    def _attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict:
+        doc = self.store.attachment(org_id, task_id, str(attachment_id))
+        if doc is None:
+            raise NotFound("Attachment not found.")
+        return doc
 
     def _employees(self, org_id: str, ids: list[str]) -> list[dict]:
         return self.employees.get_employees(org_id, list(ids)) if ids else []
@@ -389,11 +417,15 @@ class TaskService(base.ServiceBase):
             self._reassign(task, target, event.get("actor_id"), reason,
                            event_id=f"{event['event_id']}:{task['_id']}")
 
-    def _drop_team(self, org_id: str, team_id: str, tasks: list[dict], actor: str | None) -> None:
+    def _drop_team(self, org_id: str, team_id: str, tasks: list[dict], event: dict) -> None:
         if not tasks:
             return
+        actor = event.get("actor_id")
         self.store.bulk_update_team_removed(org_id, team_id, [t["_id"] for t in tasks], actor)
         self._invalidate(org_id, *[t.get("assignee_user_id") for t in tasks])
+        for task in tasks:  # each also bumps the org's version: the gateway's cached lists go
+            self._publish(task, "task.updated", {"changes": {"team_id": None}}, actor,
+                          event_id=f"{event['event_id']}:{task['_id']}")
 
     def _publish(self, task: dict, event_type: str, extra: dict, actor: str | None,
                  event_id: str | None = None) -> None:
@@ -435,7 +467,8 @@ class TaskService(base.ServiceBase):
         self._publish(task, "task.comment.added", {
             "comment_id": comment["_id"], "author_user_id": author,
             "assignee_user_id": task.get("assignee_user_id"), "watcher_user_ids": sorted(watchers),
-            "preview": comment["body"][:140], "mentions": comment["mentions"]}, author)
+            "preview": comment["body"][:140], "mentions": comment["mentions"],
+            "mentioned_user_ids": comment["mentioned_user_ids"]}, author)
 
     def _invalidate(self, org_id: str, *user_ids: str | None) -> None:
         tags = [f"org:{org_id}", *{f"user:{u}" for u in user_ids if u}]

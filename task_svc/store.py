@@ -214,7 +214,7 @@ class TaskStore(BaseStore):
 
     def tasks_of_team(self, org_id: str, team_id: str) -> list[dict]:
         return list(self.tasks.find({"org_id": org_id, "team_id": team_id},
-                                    {"_id": 1, "assignee_user_id": 1}))
+                                    {"_id": 1, "org_id": 1, "title": 1, "assignee_user_id": 1}))
 
     # --- overdue ----------------------------------------------------------------
     def overdue_candidates(self, at: datetime, limit: int = 500) -> list[dict]:
@@ -262,9 +262,15 @@ class TaskStore(BaseStore):
                  "old": old, "new": new, "actor": actor, "reason": reason, "at": at}
                 for f, old, new in changes])
 
-    def add_history_many(self, entries: list[dict]) -> None:
-        if entries:
-            self.db.history.insert_many(entries)
+    def add_created_history(self, tasks: list[dict], actor: str | None) -> None:
+        """One ``created`` entry per new task, at its creation time, holding what it
+        started with (one document, not one per field: a bulk job writes thousands).
+        The id is deterministic (a redelivered bulk chunk adds nothing twice) and sorts
+        before later entries of the same instant (ObjectIds of the same process)."""
+        self.insert_ignoring_duplicates(self.db.history, [
+            {"_id": f"{t['_id']}-created", "task_id": t["_id"], "org_id": t["org_id"],
+             "field": "created", "old": None, "new": domain.created(t), "actor": actor,
+             "reason": "created", "at": t["created_at"]} for t in tasks])
 
     def history(self, task_id: str, limit: int, after: str | None) -> list[dict]:
         """Oldest first. The cursor is the last entry's id; entries are ordered by
@@ -303,6 +309,11 @@ class TaskStore(BaseStore):
     def attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict | None:
         return self.db.attachments.find_one({"_id": attachment_id, "task_id": task_id,
                                              "org_id": org_id})
+
+    def delete_attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict | None:
+        """Removes it once: a second delete (or a concurrent one) gets None."""
+        return self.db.attachments.find_one_and_delete({"_id": attachment_id, "task_id": task_id,
+                                                        "org_id": org_id})
 
     def bulk_update_team_removed(self, org_id: str, team_id: str, task_ids: list[str],
                                  actor: str | None) -> None:

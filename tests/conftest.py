@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 import requests  # noqa: E402
 
 from shared import mesh  # noqa: E402
-from tests.tokens import TEST_PRIVATE_KEYS_PEM, TEST_SEALING_KEY  # noqa: E402
+from tests.tokens import TEST_DATA_KEYS, TEST_PRIVATE_KEYS_PEM, TEST_SEALING_KEY  # noqa: E402
 
 RABBIT_MGMT = os.environ.get("RABBITMQ_MANAGEMENT_URL", "http://127.0.0.1:15672")
 RABBIT_AUTH = ("guest", "guest")
@@ -83,6 +83,7 @@ def make_config(mongo_uri, vhost_factory):
             # deterministic Ed25519 keys (tests/tokens.py): tokens minted by
             # tests.tokens.auth_headers are accepted by a gateway of this config
             "JWT_PRIVATE_KEYS": TEST_PRIVATE_KEYS_PEM,
+            "AUTH_DATA_KEYS": TEST_DATA_KEYS,     # tests/tokens.py: fixed, like the JWT keys
             "SEALING_KEYS": TEST_SEALING_KEY,
             "BCRYPT_ROUNDS": 4,
         }
@@ -95,6 +96,23 @@ def make_config(mongo_uri, vhost_factory):
 @pytest.fixture
 def config(make_config):
     return make_config()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-protocol HTTP server (moto's server mode) on a free port, for the
+    session; each test makes its own bucket. boto3 takes the (dummy) credentials
+    from the environment, as it would take real ones."""
+    from moto.server import ThreadedMotoServer
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    port = mesh.free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ TEST_SEEDS = (b"workforce-test-key-one-32-bytes!", b"workforce-test-key-two-32-b
 TEST_KEYS = [SigningKey.from_private(Ed25519PrivateKey.from_private_bytes(seed))
              for seed in TEST_SEEDS]
 TEST_PRIVATE_KEYS_PEM = "".join(key.pem() for key in TEST_KEYS)
+# fixed keys of 2FA data at rest (auth_svc.vault): Fernet keys, the first in use
+TEST_DATA_KEYS = "x3kV1pQ0uJ1o3C4r1m0Yc0R8w7cVw7kq4hZ3bR2l1aE=,Zm9yLXRlc3RzLW9ubHktb2xkLWRhdGEta2V5LTAwMDA="
 # the Fernet key tests seal links with (shared.sealed): tests.tokens.unseal_link
 TEST_SEALING_KEY = base64.urlsafe_b64encode(b"workforce-test-sealing-32-bytes!").decode()
 

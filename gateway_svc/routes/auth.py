@@ -4,6 +4,7 @@ calls that create or use a session."""
 from auth_svc.schemas import (
     AcceptedSchema,
     CodeSchema,
+    ConfirmSchema,
     ForgotPasswordSchema,
     JwksSchema,
     LoginSchema,
@@ -22,11 +23,16 @@ from auth_svc.schemas import (
 from gateway_svc.http import api, client_ip, read_json
 
 MAX_USER_AGENT = 256
+DEVICE_HEADER = "X-Device-Token"   # the "known device" token a sign-in answered
 
 
-def client(request) -> dict:
-    return {"ip": client_ip(request),
-            "user_agent": (request.headers.get("User-Agent") or "")[:MAX_USER_AGENT]}
+def client(request, device: bool = False) -> dict:
+    """Who is asking: IP, User-Agent and, where lockout applies, the device token."""
+    who = {"ip": client_ip(request),
+           "user_agent": (request.headers.get("User-Agent") or "")[:MAX_USER_AGENT]}
+    if device:
+        who["device_token"] = request.headers.get(DEVICE_HEADER) or None
+    return who
 
 
 class AuthRoutes:
@@ -40,12 +46,15 @@ class AuthRoutes:
     @api("POST", "/auth/login", auth=False, limit="auth", body=LoginSchema,
          response=TokensSchema, status=200, errors=(401, 422, 423, 429))
     def login(self, request):
-        """Tokens, or ``{mfa_required: true, mfa_token}`` when 2FA is on."""
+        """Tokens, or ``{mfa_required: true, mfa_token}`` when 2FA is on.
+
+        Send the ``device_token`` of an earlier sign-in as ``X-Device-Token``: a
+        locked account still lets that client in."""
         body = read_json(request, LoginSchema())
-        return self.rpc_auth.login(body, **client(request))
+        return self.rpc_auth.login(body, **client(request, device=True))
 
     @api("POST", "/auth/login/mfa", auth=False, limit="auth", body=MfaLoginSchema,
-         response=TokensSchema, status=200, errors=(401, 422))
+         response=TokensSchema, status=200, errors=(401, 422, 423, 429))
     def login_mfa(self, request):
         """Second login step: the mfa_token and a TOTP or recovery code."""
         body = read_json(request, MfaLoginSchema())
@@ -85,6 +94,13 @@ class AuthRoutes:
         self.rpc_auth.verify_email(read_json(request, TokenSchema()))
         return 204, None
 
+    @api("POST", "/auth/unlock", auth=False, limit="auth", body=TokenSchema,
+         status=204, errors=(422,))
+    def unlock(self, request):
+        """Lift the lock of an account with the emailed unlock link's token."""
+        self.rpc_auth.unlock(read_json(request, TokenSchema()))
+        return 204, None
+
     @api("POST", "/auth/email/resend", limit="auth", response=AcceptedSchema, status=202,
          errors=(401, 409))
     def resend_verification(self, request):
@@ -102,10 +118,22 @@ class AuthRoutes:
         """Turn 2FA on with a code from the app; answers the recovery codes, once."""
         return self.rpc_auth.mfa_enable(request.user_id, read_json(request, CodeSchema()))
 
-    @api("POST", "/auth/mfa/disable", body=CodeSchema, status=204, errors=(401, 409, 422))
+    @api("POST", "/auth/mfa/disable", body=CodeSchema, status=204,
+         errors=(401, 403, 409, 422, 423, 429))
     def mfa_disable(self, request):
-        self.rpc_auth.mfa_disable(request.user_id, read_json(request, CodeSchema()))
+        """Turn 2FA off: needs a current TOTP or recovery code."""
+        self.rpc_auth.mfa_disable(request.user_id, read_json(request, CodeSchema()),
+                                  **client(request, device=True))
         return 204, None
+
+    @api("POST", "/auth/mfa/recovery-codes", body=CodeSchema, response=RecoveryCodesSchema,
+         status=200, errors=(401, 403, 409, 422, 423, 429))
+    def new_recovery_codes(self, request):
+        """New recovery codes, shown once (the old ones stop working).
+
+        Needs a current TOTP or recovery code."""
+        return self.rpc_auth.new_recovery_codes(request.user_id, read_json(request, CodeSchema()),
+                                                **client(request, device=True))
 
     @api("GET", "/auth/sessions", response=SessionListSchema, errors=(401,))
     def list_sessions(self, request):
@@ -126,13 +154,18 @@ class AuthRoutes:
         return self.rpc_auth.get_me(request.user_id)
 
     @api("PATCH", "/users/me", body=ProfileUpdateSchema, response=UserSchema,
-         errors=(401, 409, 422))
+         errors=(401, 403, 409, 422, 423, 429))
     def update_me(self, request):
-        """Name, or email (applied once the new address is verified)."""
-        return self.rpc_auth.update_me(request.user_id, read_json(request, ProfileUpdateSchema()))
+        """Name, or email (applied once the new address is verified).
 
-    @api("DELETE", "/users/me", status=204, errors=(401,))
+        A new email needs ``password`` (or ``code``, with 2FA on)."""
+        return self.rpc_auth.update_me(request.user_id, read_json(request, ProfileUpdateSchema()),
+                                       **client(request, device=True))
+
+    @api("DELETE", "/users/me", body=ConfirmSchema, status=204,
+         errors=(401, 403, 422, 423, 429))
     def delete_me(self, request):
-        """Soft delete: every session is revoked."""
-        self.rpc_auth.delete_me(request.user_id)
+        """Soft delete, confirmed with ``password`` (or ``code``): every session is revoked."""
+        self.rpc_auth.delete_me(request.user_id, read_json(request, ConfirmSchema()),
+                                **client(request, device=True))
         return 204, None

@@ -5,7 +5,6 @@ the schemas named here, which document the route) and decides tenancy
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote
 
 from werkzeug.wrappers import Response
 
@@ -13,6 +12,7 @@ from gateway_svc.cache import CachedRoute
 from gateway_svc.http import api
 from gateway_svc.routes.teams import json_object
 from shared.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from task_svc.domain import content_disposition
 from task_svc.schemas import (
     AssignSchema,
     AttachmentOutSchema,
@@ -41,6 +41,9 @@ TASK = f"{ORG}/tasks/<task_id>"
 TASK_LISTS = CachedRoute("tasks:list", "tasks", ttl=60)
 UPLOAD_MAX_PARTS = 4  # the file, and room for a client that adds a field or two
 UPLOAD_MAX_FIELD_BYTES = 16 * 1024
+# uploads cross RPC base64-encoded (4/3 of the size): RabbitMQ refuses messages over
+# 128 MiB (its max_message_size), which would be a 500; past this, a 413 instead
+RPC_FILE_CEILING = 90 * 1024 * 1024
 
 
 def uploaded_file(request) -> dict:
@@ -59,14 +62,21 @@ def uploaded_file(request) -> dict:
         raise
     if upload is None:
         raise ValidationFailed("No file.", errors={"file": ["Missing data for required field."]})
-    return {"filename": upload.filename or "", "data_b64": base64.b64encode(upload.read()).decode(),
+    data = upload.read()
+    if len(data) > RPC_FILE_CEILING:
+        raise PayloadTooLarge(f"Attachments are limited to {RPC_FILE_CEILING} bytes.")
+    return {"filename": upload.filename or "", "data_b64": base64.b64encode(data).decode(),
             "content_type": upload.mimetype or "application/octet-stream"}
 
 
 def download(attachment: dict) -> Response:
-    name = quote(attachment["filename"], safe="")
+    """A redirect to the presigned URL of the object store (S3: the bytes never cross
+    the mesh), or the bytes themselves (the local store)."""
+    if attachment.get("url"):
+        return Response(status=302, headers={"Location": attachment["url"],
+                                             "Cache-Control": "private, no-store"})
     return Response(base64.b64decode(attachment["data_b64"]), content_type=attachment["content_type"],
-                    headers={"Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+                    headers={"Content-Disposition": content_disposition(attachment["filename"]),
                              "Cache-Control": "private, no-store"})
 
 
@@ -151,7 +161,7 @@ class TaskRoutes:
 
     @api("POST", f"{TASK}/attachments", max_body="ATTACHMENT_MAX_BODY_BYTES",
          body=AttachmentUploadSchema, body_media="multipart/form-data",
-         response=AttachmentOutSchema, status=201, errors=(403, 404))
+         response=AttachmentOutSchema, status=201, errors=(403, 404, 413, 415))
     def add_task_attachment(self, request, org_id, task_id):
         """Upload a file as multipart/form-data, in the part named ``file``."""
         return 201, self.rpc_tasks.add_attachment(request.user_id, org_id, task_id,
@@ -163,10 +173,19 @@ class TaskRoutes:
 
     @api("GET", f"{TASK}/attachments/<attachment_id>", response_media="application/octet-stream",
          errors=(403, 404),
-         response_headers={"Content-Disposition": "attachment, with the uploaded file name"})
+         response_headers={"Content-Disposition": "attachment, with the uploaded file name",
+                           "Location": "with S3 storage: 302 to a presigned URL of the file "
+                                       "(valid TASK_FILES_URL_TTL s)"})
     def download_task_attachment(self, request, org_id, task_id, attachment_id):
-        """The file's bytes, with the content type it was uploaded with."""
+        """The file's bytes, with the content type it was uploaded with; with S3 storage a
+        302 redirect to a short-lived presigned URL that answers the same way."""
         return download(self.rpc_tasks.get_attachment(request.user_id, org_id, task_id, attachment_id))
+
+    @api("DELETE", f"{TASK}/attachments/<attachment_id>", status=204, errors=(403, 404))
+    def delete_task_attachment(self, request, org_id, task_id, attachment_id):
+        """Who uploaded it, or who may change the task; the stored bytes go too."""
+        self.rpc_tasks.delete_attachment(request.user_id, org_id, task_id, attachment_id)
+        return 204, None
 
     @api("GET", f"{TASK}/history", query=PageArgsSchema, response=HistoryPageSchema,
          errors=(403, 404))

@@ -9,6 +9,7 @@ from collections import Counter
 
 import eventlet
 import pytest
+import websocket
 
 from shared import services
 from tests.conftest import _create_vhost, _delete_vhost
@@ -116,3 +117,33 @@ def test_one_replica_of_each_service_killed_mid_bulk_job_loses_and_repeats_nothi
     assert [notified_once(m) for m in members] == [1] * CREW
     replica_mesh.wait_healthy()
     assert replica_mesh.mesh.dead() == []
+
+
+def test_a_notification_reaches_the_users_sockets_on_both_gateways(replica_mesh):
+    user = register(replica_mesh, "tabs")
+    org_id = personal_org(user)["org_id"]
+    me = wait_until(lambda: employees(user, org_id), timeout=20, what="the owner")[0]
+    ws_url = replica_mesh.base_url.replace("http://", "ws://") + "/api/v1/ws"
+    sockets = []
+
+    def on_both_gateways():  # SO_REUSEPORT picks the process: open tabs until both hold one
+        ws = websocket.create_connection(ws_url, timeout=10, subprotocols=["bearer", user.token])
+        assert json.loads(ws.recv())["type"] == "hello"
+        sockets.append(ws)
+        holders = {name for name, e in log_entries(replica_mesh, "gateway")
+                   if e.get("msg") == "websocket opened" and e.get("user_id") == user.user_id}
+        return len(holders) == 2
+
+    wait_until(on_both_gateways, timeout=30, interval=0, what="a socket on each gateway")
+    try:
+        title = f"Seen in every tab {uuid.uuid4().hex[:6]}"
+        response = user.post(f"/orgs/{org_id}/tasks", json={"title": title, "assignee_id": me["employee_id"]})
+        assert response.status_code == 201, response.text
+        for ws in sockets:
+            while True:
+                message = json.loads(ws.recv())
+                if message.get("type") == "notification" and title in json.dumps(message):
+                    break
+    finally:
+        for ws in sockets:
+            ws.close()

@@ -54,7 +54,7 @@ class FakeOrganizations:
 LISTENED = [
     ("tasks", t) for t in ("task.created", "task.assigned", "task.reassigned", "task.updated",
                            "task.status.changed", "task.completed", "task.overdue",
-                           "task.deleted", "task.comment.added")
+                           "task.deleted", "task.comment.added", "task.attachment.deleted")
 ] + [
     ("teams", t) for t in ("team.created", "team.updated", "team.deleted", "team.member.added",
                            "team.member.removed", "team.leader.changed",

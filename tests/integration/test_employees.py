@@ -2,6 +2,7 @@
 the organizations service beside it and auth/teams/tasks faked as small
 nameko services that publish real events."""
 import json
+from datetime import datetime, timedelta, timezone
 
 import marshmallow
 import pytest
@@ -47,10 +48,15 @@ class Listener:
     def role_changed(self, event):
         Listener.seen.append(event)
 
+    @event_handler("employees", "employee.invitation.expired")
+    def invitation_expired(self, event):
+        Listener.seen.append(event)
+
 
 @pytest.fixture
 def mesh(container_factory, make_config):
-    config = make_config(ORG_PLANS={"free": {"employees": 4, "teams": 1}})
+    config = make_config(ORG_PLANS={"free": {"employees": 4, "teams": 1}},
+                         EMPLOYEE_INVITATION_SWEEP_INTERVAL=0.2)
     Listener.seen = []
     container_factory(Listener, config).start()
     return Mesh(container_factory, config)
@@ -213,6 +219,24 @@ def test_revoked_invitation_cannot_be_accepted(mesh, unique):
         mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
     with pytest.raises(NotFound):
         mesh.call("employees", "accept_invitation", user["user_id"], token)
+
+
+def test_an_invitation_past_its_expiry_expires_without_being_read(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    old, fresh = (mesh.call("employees", "add_employee", owner, org_id,
+                            {"email": f"{who}-{unique}@example.com"})["invitation"]
+                  for who in ("old", "fresh"))
+    db = mesh.store("employees").db
+    past = datetime.now(timezone.utc) - timedelta(minutes=1)  # as if invited 7 days ago
+    db.invitations.update_one({"_id": old["invitation_id"]}, {"$set": {"expires_at": past}})
+    [event] = wait_until(lambda: events_of("employee.invitation.expired"), what="the sweep")
+    assert event["data"]["invitation_id"] == old["invitation_id"] and event["org_id"] == org_id
+    assert event["data"]["email"] == old["email"] and "token" not in event["data"]
+    assert db.invitations.find_one({"_id": old["invitation_id"]})["status"] == "expired"
+    listed = mesh.call("employees", "list_invitations", org_id, {})["items"]
+    assert [i["invitation_id"] for i in listed] == [fresh["invitation_id"]]
+    assert mesh.call("employees", "expire_invitations") == 0  # once, on any replica
+    assert len(events_of("employee.invitation.expired")) == 1
 
 
 def test_role_change_is_seen_by_the_next_request_at_once(mesh, unique):

@@ -62,3 +62,11 @@ def test_a_hostile_multipart_body_is_refused_before_it_is_parsed_through(gateway
                             headers={"Content-Type": "multipart/form-data; boundary=b"})
     assert hostile.status_code == 413, hostile.text
     assert hostile.headers["Content-Type"] == "application/problem+json"
+
+
+def test_a_file_past_what_rpc_can_carry_is_a_413_not_a_500(gateway, monkeypatch):
+    from gateway_svc.routes import tasks
+    monkeypatch.setattr(tasks, "RPC_FILE_CEILING", 2000)  # 90 MiB in production
+    big = requests.post(f"{gateway}/upload", files={"file": ("a.txt", b"x" * 2001, "text/plain")})
+    assert big.status_code == 413 and "2000 bytes" in big.json()["detail"]
+    assert requests.post(f"{gateway}/upload", files={"file": ("a.txt", b"x" * 2000)}).status_code == 201

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pymongo
 import pytest
 import redis
+from nameko.events import event_handler
 from nameko.testing.services import entrypoint_hook
 from nameko.web.server import WebServer  # noqa: F401  (nameko's web extensions load)
 
@@ -75,6 +76,15 @@ def mesh(container_factory, make_config, smtp_sink):  # noqa: F811
             return next(d for d in self.service.dependencies if isinstance(d, Mongo)).store.db
 
     return Mesh()
+
+
+class ReadAllListener:
+    name = "read_all_listener"
+    seen: list = []
+
+    @event_handler("notifications", "notification.read.all")
+    def on_read_all(self, event):
+        ReadAllListener.seen.append(event)
 
 
 def uid():
@@ -183,8 +193,9 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
         assert secret not in stored, secret
 
 
-def test_feed_pages_read_state_and_ownership(mesh):
+def test_feed_pages_read_state_and_ownership(mesh, container_factory):
     mesh.start()
+    container_factory(ReadAllListener, mesh.config).start()
     ann, eve = uid(), uid()
     register(mesh, ann, f"{ann}@example.com")
     for i in range(5):
@@ -211,6 +222,8 @@ def test_feed_pages_read_state_and_ownership(mesh):
     mesh.call("delete_notification", ann, ids[1])
     assert mesh.call("unread_count", ann) == 4
     assert mesh.call("mark_all_read", ann) == 4
+    [read_all] = wait_until(lambda: [e for e in ReadAllListener.seen if e["data"]["user_id"] == ann])
+    assert read_all["data"] == {"user_id": ann, "count": 4} and read_all["actor_id"] == ann
     assert mesh.call("unread_count", ann) == 0
     with pytest.raises(ValidationFailed):
         mesh.call("list_notifications", ann, {"cursor": "%%%"})
@@ -451,33 +464,81 @@ def test_push_subscriptions_are_capped_and_cannot_be_taken_over(mesh):
     assert mesh.db().push_subscriptions.count_documents({"user_id": ann}) == 2
 
 
-def test_org_defaults_apply_unless_the_user_chose(mesh, smtp_sink, container_factory):  # noqa: F811
-    class FakeOrganizations:
-        name = "organizations"
-
-        @rpc
-        def get_org(self, org_id):
-            return {"id": org_id, "settings": {"notifications": {
-                "task_overdue": {"email": False}, "task_reassigned": {"email": False}}}}
+def test_org_defaults_of_the_real_organizations_service_apply_unless_the_user_chose(
+        mesh, smtp_sink, container_factory, unique):  # noqa: F811
+    from tests.integration.orgs_fakes import Mesh as OrgsMesh  # organizations + employees, real
 
     mesh.start()
-    container_factory(FakeOrganizations, mesh.config).start()
+    orgs = OrgsMesh(container_factory, mesh.config)
+    ann = orgs.register(unique, name="Ann Quiet", publish=False)
+    orgs.emit("auth", "user.updated", {**ann})  # into notifications' recipient directory
+    wait_until(lambda: mesh.db().recipients.find_one({"_id": ann["user_id"]}), what="the directory")
+    org = orgs.call("organizations", "create_org", ann["user_id"], {
+        "name": "Quiet", "settings": {"notification_defaults": {"email": False}}})
+    org_id, user = org["org_id"], ann["user_id"]
+    mesh.call("set_preferences", user, {"channels": {"task_reassigned": {"email": True}}})
+    task = {"org_id": org_id, "task_id": "k", "title": "Org", "assignee_id": "e"}
+    orgs.emit("tasks", "task.overdue", {**task, "assignee_user_id": user, "due_at": "x"})
+    orgs.emit("tasks", "task.reassigned", {**task, "old_assignee_id": "a", "new_assignee_id": "e",
+                                           "new_assignee_user_id": user, "reason": ""})
+    wait_until(lambda: {"org_created", "task_overdue", "task_reassigned"} <=
+               {n["kind"] for n in feed(mesh, user)}, what="the in-app items (in-app stays on)")
+    wait_until(lambda: mesh.db().handled_events.count_documents(
+        {"_id": {"$regex": "^notifications.on_(task_overdue|task_reassigned|org_created):"},
+         "state": "done"}) == 3, what="the three handlers to finish")
+    [got] = smtp_sink.wait_for(ann["email"])
+    assert got["Subject"] == "Task reassigned to you: Org"  # the user's own choice
+    assert len(smtp_sink.to(ann["email"])) == 1  # the org turned email off: no overdue, no setup mail
+
+    owner = orgs.call("employees", "get_membership", org_id, user)
+    orgs.call("organizations", "update_settings", owner, org_id,
+              {"notification_defaults": {"email": True}})
+    wait_until(lambda: mesh.db().handled_events.find_one(
+        {"_id": {"$regex": "^notifications.on_org_settings:"}, "state": "done"}),
+        what="organization.settings.updated to reach notifications")
+    orgs.emit("tasks", "task.overdue", {**task, "task_id": "k2", "assignee_user_id": user,
+                                        "due_at": "x"})
+    assert smtp_sink.wait_for(ann["email"], 2)[1]["Subject"] == "Overdue: Org"
+
+
+def test_a_resent_verification_link_is_emailed_like_the_first(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
     ann = uid()
-    mail = f"{ann}@example.com"
-    register(mesh, ann, mail)
-    smtp_sink.wait_for(mail)
-    mesh.call("set_preferences", ann, {"channels": {"task_reassigned": {"email": True}}})
+    old, new = f"ann-{ann}@example.com", f"ann-new-{ann}@example.com"
+    register(mesh, ann, old)
+    smtp_sink.wait_for(old)
+    for address, url in ((old, f"https://app.test/verify?t=again-{ann}"),
+                         (new, f"https://app.test/verify?t=new-{ann}")):  # resend; changed email
+        mesh.emit("auth", "user.email.verification.requested", {
+            "user_id": ann, "email": address, "name": "Ann", "sealed_link": sealed(mesh, url)})
+        mail = smtp_sink.wait_for(address, 2 if address == old else 1)[-1]
+        assert mail["Subject"] == "Confirm your email address"
+        assert url in body_text(mail) and url in body_html(mail)
+    items = [n for n in feed(mesh, ann) if n["kind"] == "verify_email"]
+    assert len(items) == 2 and all(n["link"] is None for n in items)  # the link: by email only
+
+
+def test_mentioned_members_hear_once_and_the_author_not_at_all(mesh, smtp_sink):  # noqa: F811
+    mesh.start()
+    author, bob, cat = uid(), uid(), uid()
+    for user in (author, bob, cat):
+        register(mesh, user, f"{user}@example.com")
+        smtp_sink.wait_for(f"{user}@example.com")
+    mesh.call("set_preferences", cat, {"channels": {"task_mention": {"email": False}}})
     org = uid()
-    base_data = {"org_id": org, "task_id": "k", "title": "Org", "assignee_id": "e"}
-    mesh.emit("tasks", "task.overdue", {**base_data, "assignee_user_id": ann, "due_at": "x"},
-              org_id=org)
-    mesh.emit("tasks", "task.reassigned", {**base_data, "old_assignee_id": "a",
-                                           "new_assignee_id": "e", "new_assignee_user_id": ann,
-                                           "reason": ""}, org_id=org)
-    got = smtp_sink.wait_for(mail, 2)
-    wait_until(lambda: len(feed(mesh, ann)) == 3, what="3 in-app items")
-    assert [m["Subject"] for m in got][1] == "Task reassigned to you: Org"
-    assert len(smtp_sink.to(mail)) == 2  # the org turned overdue emails off
+    comment = {"org_id": org, "task_id": "k1", "title": "Launch", "comment_id": "c1",
+               "author_user_id": author, "assignee_user_id": bob, "watcher_user_ids": [bob],
+               "preview": "@bob @cat please look", "mentions": ["e-bob", "e-cat", "e-author"],
+               "mentioned_user_ids": [bob, cat, author]}
+    for _ in range(2):  # the same event delivered twice
+        mesh.emit("tasks", "task.comment.added", comment, org_id=org, event_id=f"evt-{org}")
+    [mail] = smtp_sink.wait_for(f"{bob}@example.com", 2)[1:]
+    assert mail["Subject"] == "You were mentioned on Launch"
+    wait_until(lambda: [n["kind"] for n in feed(mesh, cat)] == ["task_mention", "welcome"],
+               what="cat's in-app mention")
+    assert [n["kind"] for n in feed(mesh, bob)] == ["task_mention", "welcome"]  # once, not twice
+    assert len(smtp_sink.to(f"{cat}@example.com")) == 1  # cat turned mention emails off
+    assert [n["kind"] for n in feed(mesh, author)] == ["welcome"]
 
 
 def test_links_stored_in_clear_before_sealing_are_removed_at_start(make_config, mongo_uri,

@@ -155,7 +155,7 @@ def test_bad_input_gets_clear_4xx_and_stores_nothing(api):
         problem(boss.post(f"{k}/attachments", files={"file": (name, b"x")}), 422)
     problem(boss.get(f"{k}/attachments/nope"), 404)
     assert boss.get(f"{k}/attachments").json()["items"] == []
-    assert boss.get(f"{k}/history").json()["items"] == []
+    assert [h["field"] for h in boss.get(f"{k}/history").json()["items"]] == ["created"]
     db = database(config, "tasks")
     assert db.tasks.count_documents({}) == 1 and db.jobs.count_documents({}) == 0
 
@@ -184,3 +184,18 @@ def test_bulk_through_the_gateway_and_a_download_refused_to_a_foreign_user(api):
     assert got.headers["Content-Type"] == "application/pdf"
     assert got.headers["Content-Disposition"] == "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
     problem(as_user(q["outsider"]).get(url), 404)
+
+
+def test_deleting_a_team_shows_in_the_gateways_cached_task_list_at_once(api):
+    config, base, as_user = api
+    org, p = make_org({"boss": "admin"})
+    boss = as_user(p["boss"])
+    o = f"{base}/orgs/{org}"
+    team = boss.post(f"{o}/teams", json={"name": "Short-lived"}).json()
+    task = boss.post(f"{o}/tasks", json={"title": "x", "team_id": team["team_id"]}).json()
+    listed = boss.get(f"{o}/tasks").json()["items"]  # now in the gateway's cache (60 s)
+    assert [t["team_id"] for t in listed] == [team["team_id"]]
+    assert boss.delete(f"{o}/teams/{team['team_id']}").status_code == 204
+    wait_until(lambda: boss.get(f"{o}/tasks").json()["items"][0]["team_id"] is None, timeout=5,
+               what="the cached list to show the task without its team")
+    assert boss.get(f"{o}/tasks/{task['task_id']}").json()["team_id"] is None

@@ -67,8 +67,12 @@ def test_a_task_lives_through_assignment_status_changes_and_history(mesh):
 
     history = call(tasks, "task_history", bob, org, task["task_id"], {})["items"]
     assert [(h["field"], h["old"], h["new"]) for h in history] == [
+        ("created", None, {"title": "Ship the release", "assignee_id": p["bob"]["employee_id"],
+                           "priority": "high", "status": "todo", "due_at": "2030-01-01T10:00:00Z",
+                           "labels": ["release"]}),
         ("status", "todo", "in_progress"), ("status", "in_progress", "done")]
-    assert all(h["actor"] == bob and h["at"] for h in history)
+    assert history[0]["actor"] == p["boss"]["user_id"] and history[0]["at"] == task["created_at"]
+    assert all(h["actor"] == bob and h["at"] for h in history[1:])
 
     call(tasks, "update_task", p["boss"]["user_id"], org, task["task_id"], {"title": "Ship 2.0"})
     changed = call(tasks, "task_history", bob, org, task["task_id"], {})["items"][-1]
@@ -148,6 +152,23 @@ def test_tenancy_and_roles_decide_who_may_do_what(mesh):
     call(tasks, "change_status", lead, org, team_task["task_id"], {"status": "in_progress"})
 
 
+def test_the_history_starts_with_the_creation_and_records_every_assignment(mesh):
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager", "ann": "member", "bob": "member"})
+    boss = p["boss"]["user_id"]
+    task = call(tasks, "create_task", boss, org, {"title": "Plan", "priority": "low"})
+    for who in ("ann", "bob"):
+        call(tasks, "assign_task", boss, org, task["task_id"], {"assignee_id": p[who]["employee_id"]})
+    call(tasks, "assign_task", boss, org, task["task_id"], {"assignee_id": None})
+    history = call(tasks, "task_history", boss, org, task["task_id"], {})["items"]
+    ann, bob = p["ann"]["employee_id"], p["bob"]["employee_id"]
+    assert [(h["field"], h["old"], h["new"]) for h in history] == [
+        ("created", None, {"title": "Plan", "priority": "low", "status": "todo"}),
+        ("assignee_id", None, ann), ("assignee_id", ann, bob), ("assignee_id", bob, None)]
+    assert all(h["actor"] == boss for h in history)
+    assert [h["at"] for h in history] == sorted(h["at"] for h in history)
+
+
 def test_bulk_of_500_with_3_invalid_assignees_makes_497_tasks(mesh):
     config, tasks, _ = mesh
     org, p = make_org({"boss": "manager", **{f"w{i}": "member" for i in range(496)},
@@ -199,6 +220,10 @@ def test_a_chunk_delivered_twice_creates_no_duplicates(mesh):
     wait_until(lambda: db.handled_events.count_documents(
         {"_id": {"$regex": "^tasks.on_bulk_chunk:"}, "state": "done"}) == 3, what="both redeliveries")
     assert db.tasks.count_documents({"job_id": job["job_id"]}) == 2
+    for task in db.tasks.find({"job_id": job["job_id"]}):  # created once, in the history too
+        history = call(tasks, "task_history", p["boss"]["user_id"], org, task["_id"], {})["items"]
+        assert [(h["field"], h["new"]["assignee_id"], h["actor"]) for h in history] == [
+            ("created", task["assignee_id"], p["boss"]["user_id"])]
     final = db.jobs.find_one({"_id": job["job_id"]})
     assert (final["done"], final["failed"], final["status"]) == (2, 1, "done")
 
@@ -252,7 +277,8 @@ def test_a_deleted_team_leaves_its_tasks_without_a_team(mesh):
     call(teams, "delete_team", boss, org, team["team_id"])
     wait_until(lambda: call(tasks, "get_task", boss, org, task["task_id"])["team_id"] is None)
     history = call(tasks, "task_history", boss, org, task["task_id"], {})["items"]
-    assert [(h["field"], h["old"], h["new"]) for h in history] == [("team_id", team["team_id"], None)]
+    assert [(h["field"], h["old"], h["new"]) for h in history][1:] == [
+        ("team_id", team["team_id"], None)]
     # later changes follow the team-removed entry (whose id is not an ObjectId) page by page too
     for status in ("in_progress", "done"):
         call(tasks, "change_status", boss, org, task["task_id"], {"status": status})
@@ -263,7 +289,7 @@ def test_a_deleted_team_leaves_its_tasks_without_a_team(mesh):
         cursor = got["next_cursor"]
         if not cursor:
             break
-    assert paged == [("team_id", None), ("status", "in_progress"), ("status", "done")]
+    assert paged[1:] == [("team_id", None), ("status", "in_progress"), ("status", "done")]
 
 
 def test_attachments_upload_download_and_refusals(mesh, tmp_path):
@@ -298,16 +324,21 @@ def test_attachments_upload_download_and_refusals(mesh, tmp_path):
 
 def test_comments_notify_the_people_involved(mesh):
     config, tasks, _ = mesh
-    org, p = make_org({"boss": "manager", "bob": "member", "cat": "member"})
+    org, p = make_org({"boss": "manager", "bob": "member", "cat": "member", "gone": "member"},
+                      status={"gone": "removed"})
+    _, q = make_org({"foreign": "member"})
     task = call(tasks, "create_task", p["boss"]["user_id"], org,
                 {"title": "discuss", "assignee_id": p["bob"]["employee_id"]})
     call(tasks, "add_comment", p["cat"]["user_id"], org, task["task_id"], {"body": "first"})
     comment = call(tasks, "add_comment", p["bob"]["user_id"], org, task["task_id"],
-                   {"body": "on it", "mentions": [p["cat"]["employee_id"], "emp-nobody"]})
-    assert comment["mentions"] == [p["cat"]["employee_id"]]
+                   {"body": "on it", "mentions": [p["cat"]["employee_id"], "emp-nobody",
+                                                  p["gone"]["employee_id"],
+                                                  q["foreign"]["employee_id"]]})
+    assert comment["mentions"] == [p["cat"]["employee_id"]]  # active members of this org only
     event = wait_until(lambda: seen("task.comment.added", comment_id=comment["comment_id"]))[0]["data"]
     assert event["author_user_id"] == p["bob"]["user_id"] and event["preview"] == "on it"
     assert set(event["watcher_user_ids"]) == {p["boss"]["user_id"], p["cat"]["user_id"]}
+    assert event["mentioned_user_ids"] == [p["cat"]["user_id"]]  # notifications tells them
     listed = call(tasks, "list_comments", p["boss"]["user_id"], org, task["task_id"], {})
     assert [c["body"] for c in listed["items"]] == ["first", "on it"]
 

@@ -191,9 +191,10 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_redirects_are_not_follow
     (delivery,) = call(svc, "list_deliveries", boss, org, hook["webhook_id"], {})["items"]
     assert (delivery["state"], delivery["attempts"]) == ("failed", 3)
     assert len(receiver.to("/fail")) == 3
-    published = database(config, "webhooks").outbox.find_one(
-        {"envelope.event_type": "webhook.endpoint.disabled"})
-    assert published["envelope"]["data"]["webhook_id"] == hook["webhook_id"]  # admins are told
+    published = database(config, "webhooks").outbox.find_one(  # the admin is told
+        {"envelope.event_type": "webhook.endpoint.disabled",
+         "envelope.data.webhook_id": hook["webhook_id"]})
+    assert published["envelope"]["data"]["created_by_user_id"] == boss
     # nothing more reaches a disabled endpoint
     dispatch(config, "tasks", "task.overdue", {"org_id": org, "task_id": "t-4"})
     wait_until(lambda: len(receiver.to("/redirect")) >= 2, timeout=10, what="the second event")

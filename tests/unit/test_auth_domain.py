@@ -1,5 +1,6 @@
 """Auth rules without I/O: password policy, email normalisation, lockout
 arithmetic, TOTP steps, and the reuse-detection decision of refresh."""
+import math
 import time
 from unittest import mock
 
@@ -11,7 +12,7 @@ from auth_svc import domain
 from auth_svc.accounts import Accounts, check_password, hash_password
 from auth_svc.domain import LockoutPolicy
 from shared.errors import Unauthorized
-from tests.tokens import TEST_KEYS
+from tests.tokens import TEST_DATA_KEYS, TEST_KEYS
 
 
 @pytest.mark.parametrize("password, email, ok", [
@@ -47,7 +48,11 @@ def test_lockout_arithmetic():
                            max_lock_seconds=3600, ip_max_failures=50)
     assert [policy.locks_now(n) for n in (1, 4, 5, 6)] == [False, False, True, True]
     assert [policy.lock_duration(s) for s in (1, 2, 3, 4, 99)] == [900, 1800, 3600, 3600, 3600]
-    assert not policy.ip_blocked(49) and policy.ip_blocked(50)
+    # an (account, IP) pair: 3 free failures, then 1, 2, 4 ... s, capped
+    assert [policy.pair_delay(n) for n in (1, 3, 4, 5, 6, 40)] == [0, 0, 1, 2, 4, 900]
+    # an IP: waits from its 50th failure on
+    assert [policy.ip_delay(n) for n in (49, 50, 51)] == [0, 1, 2]
+    assert not policy.device_distrusted(4) and policy.device_distrusted(5)
     assert LockoutPolicy.from_config({"LOGIN_MAX_FAILURES": "3"}).max_failures == 3
 
 
@@ -68,11 +73,17 @@ def test_recovery_codes():
     assert len(set(codes)) == 10 and all(domain.looks_like_recovery_code(c) for c in codes)
     assert domain.looks_like_recovery_code(" " + codes[0].upper() + " ")
     assert not domain.looks_like_recovery_code("123456")
+    # >= 80 bits each: 20 characters of a 31-letter alphabet
+    assert all(len(c.replace("-", "")) == 20 for c in codes)
+    assert 20 * math.log2(len(set(domain.RECOVERY_ALPHABET))) >= 80
+    assert domain.looks_like_recovery_code("52jq6-rxg9m")        # issued before: still taken
 
 
 def accounts(store):
     from auth_svc.keys import KeyRing
-    return Accounts(store, mock.Mock(), mock.Mock(), {"BCRYPT_ROUNDS": 4}, KeyRing(TEST_KEYS))
+    from auth_svc.vault import load_vault
+    return Accounts(store, mock.Mock(), mock.Mock(), {"BCRYPT_ROUNDS": 4}, KeyRing(TEST_KEYS),
+                    load_vault({"AUTH_DATA_KEYS": TEST_DATA_KEYS}))
 
 
 def test_refresh_with_a_used_token_revokes_the_session():

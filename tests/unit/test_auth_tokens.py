@@ -1,5 +1,6 @@
 """Access tokens: minted by auth, verified by the gateway's Identity."""
 import base64
+import hashlib
 import json
 import time
 
@@ -188,6 +189,41 @@ def test_keys_are_generated_for_local_runs(tmp_path):
     assert len(ring.keys) == 2
     again = load_keyring({"JWT_KEYS_DIR": str(tmp_path / "keys")})
     assert [k.kid for k in again.keys] == [k.kid for k in ring.keys]
+
+
+# -- 2FA data at rest (auth_svc.vault) -------------------------------------------
+def test_vault_encrypts_and_rotates_keys():
+    from cryptography.fernet import Fernet
+
+    from auth_svc.vault import Vault
+
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    before = Vault([old])
+    stored = before.encrypt("JBSWY3DPEHPK3PXP")
+    assert "JBSWY3DPEHPK3PXP" not in stored
+    rotated = Vault([new, old])
+    assert rotated.decrypt(stored) == "JBSWY3DPEHPK3PXP"          # old data still reads
+    with pytest.raises(ValueError):
+        Vault([new]).decrypt(stored)
+    # recovery codes: keyed, so not the plain SHA-256 anyone can compute...
+    code = "abcde-fghjk-mnpqr-stuvw"
+    assert before.code_hash(code) != hashlib.sha256(code.encode()).hexdigest()
+    assert before.code_hash(code) != Vault([new]).code_hash(code)
+    # ...yet codes hashed under an older key, or stored before keyed hashing, verify
+    assert before.code_hash(code) in rotated.code_hashes(code)
+    assert hashlib.sha256(code.encode()).hexdigest() in rotated.code_hashes(code)
+
+
+def test_vault_key_file_is_generated_once(tmp_path):
+    from auth_svc.vault import load_vault
+
+    config = {"JWT_KEYS_DIR": str(tmp_path / "keys")}
+    first = load_vault(config)
+    path = tmp_path / "keys" / "data.keys"
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = load_vault(config)                      # the same key: data stays readable
+    assert again.decrypt(first.encrypt("s")) == "s"
+    assert list((tmp_path / "keys").iterdir()) == [path]
 
 
 def counting_decode(monkeypatch) -> list:

@@ -49,6 +49,16 @@ def test_every_setting_of_env_example_reaches_compose():
     assert names and not missing, missing
 
 
+def test_compose_keeps_attachments_in_minio_in_a_bucket_made_at_start():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    tasks, init = compose["tasks"], compose["minio-init"]
+    bucket = tasks["environment"]["TASK_FILES_S3_BUCKET"]
+    assert tasks["environment"]["TASK_FILES_S3_ENDPOINT"] == "http://minio:9000"
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(tasks["environment"])
+    assert f"mc mb --ignore-existing local/{bucket}" in " ".join(init["entrypoint"])
+    assert tasks["depends_on"]["minio-init"] == {"condition": "service_completed_successfully"}
+
+
 def test_image_runs_as_a_non_root_user():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "\nUSER app\n" in dockerfile and "useradd" in dockerfile
@@ -63,7 +73,8 @@ def _compose_client() -> bool:
 @pytest.mark.skipif(not _compose_client(), reason="no docker compose client on this machine")
 def test_docker_compose_config_accepts_the_file():
     env = dict(os.environ, RABBITMQ_PASSWORD="x", REDIS_PASSWORD="x", MONGO_PASSWORD="x",
-               MONGO_KEYFILE="x" * 32, MINIO_PASSWORD="x" * 8, GRAFANA_PASSWORD="x")
+               MONGO_KEYFILE="x" * 32, MINIO_PASSWORD="x" * 8, GRAFANA_PASSWORD="x",
+               AUTH_DATA_KEYS="x" * 44)
     (ROOT / ".env").touch(exist_ok=True)
     result = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, env=env,
                             capture_output=True, text=True)

@@ -25,3 +25,9 @@ def test_every_published_event_is_catalogued_under_its_producer():
 def test_every_consumed_event_is_catalogued():
     for event_type, handlers in consumers().items():
         assert event_type in BY_NAME, f"{handlers} consume {event_type}, which nobody documents"
+
+
+def test_every_event_has_a_consumer_or_is_documented_for_outside_subscribers():
+    used = consumers()
+    unheard = [s.name for s in BY_NAME.values() if s.name not in used and not s.external]
+    assert unheard == [], f"published, consumed by nobody and not marked external: {unheard}"

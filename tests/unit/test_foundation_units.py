@@ -173,6 +173,25 @@ def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
     handler.queue_consumer.ack_message.assert_called_once_with(message)
 
 
+def test_trusted_proxies_setting_and_hops():
+    from gateway_svc.proxies import TrustedProxies, parse_trusted_proxies
+
+    assert parse_trusted_proxies(None) == (0, ()) == parse_trusted_proxies(0)
+    assert parse_trusted_proxies("2") == (2, ())
+    count, networks = parse_trusted_proxies("10.0.0.0/8, fd00::/8")
+    assert count == 0 and [str(n) for n in networks] == ["10.0.0.0/8", "fd00::/8"]
+    with pytest.raises(ValueError):
+        parse_trusted_proxies("not-a-network")
+    middleware = TrustedProxies(None, "10.0.0.0/8")
+    hops = middleware.hops
+    assert hops({"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}) == 1
+    assert hops({"REMOTE_ADDR": "10.0.0.2",
+                 "HTTP_X_FORWARDED_FOR": "9.9.9.9, 1.2.3.4, 10.0.0.9"}) == 2
+    assert hops({"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "10.0.0.3"}) == 1
+    assert hops({"REMOTE_ADDR": "192.0.2.1", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}) == 0
+    assert hops({"REMOTE_ADDR": "10.0.0.2"}) == 0
+
+
 def test_gateway_connections_send_answers_without_waiting_for_acks():
     import socket
 

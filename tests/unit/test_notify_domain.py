@@ -27,6 +27,14 @@ def test_comment_goes_to_assignee_and_watchers_but_not_the_author():
     assert plans[0].link == "https://x/orgs/o/tasks/t"
 
 
+def test_a_mentioned_member_hears_once_as_a_mention_and_the_author_not_at_all():
+    plans = domain.plans_for(event("task.comment.added", org_id="o", task_id="t", title="T",
+                                   author_user_id="a", assignee_user_id="b", watcher_user_ids=["c"],
+                                   mentioned_user_ids=["b", "d", "a", "d"], preview="@b @d"))
+    assert [(p.kind, p.recipient.user_id) for p in plans] == [
+        ("task_mention", "b"), ("task_mention", "d"), ("task_comment", "c")]
+
+
 def test_completion_goes_to_the_creator_unless_they_completed_it():
     data = dict(org_id="o", task_id="t", title="T", assignee_id="e", creator_user_id="c")
     assert [p.recipient.user_id for p in domain.plans_for(
@@ -48,7 +56,7 @@ def test_invitation_is_addressed_by_email_and_bulk_assignments_are_grouped():
 
 def test_user_preference_beats_org_default_beats_built_in():
     prefs = {"channels": {"task_assigned": {"email": True}}}
-    org = {"task_assigned": {"email": False, "push": False}}
+    org = {"email": False, "in_app": True, "push": False, "digest": "off"}  # organizations' shape
     assert domain.channel_on("task_assigned", "email", prefs, org) is True
     assert domain.channel_on("task_assigned", "push", prefs, org) is False
     assert domain.channel_on("task_assigned", "in_app", prefs, org) is True

@@ -132,6 +132,9 @@ def test_uploads_are_multipart_and_downloads_binary():
     download = SPEC["paths"]["/api/v1/orgs/{org_id}/tasks/{task_id}/attachments/{attachment_id}"]
     content = download["get"]["responses"]["200"]["content"]
     assert all(media["schema"] == {"type": "string", "format": "binary"} for media in content.values())
+    assert "Location" in download["get"]["responses"]["200"]["headers"]  # the S3 redirect
+    assert {"413", "415"} <= set(upload["responses"])  # the size and type policy
+    assert {"204", "403", "404"} <= set(download["delete"]["responses"])
 
 
 def test_bulk_creation_answers_202_with_a_location_and_the_job():

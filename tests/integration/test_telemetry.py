@@ -1,0 +1,100 @@
+"""What reaches Sentry: a real sentry_sdk client posting to a real HTTP
+server (the "Sentry" of this test) from a service in a real container."""
+import gzip
+import json
+import threading
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import sentry_sdk
+from nameko.standalone.rpc import ServiceRpcProxy
+
+from shared import mesh
+from shared import service as base
+from shared.errors import Timeout, Unavailable
+from shared.rpc import rpc
+from shared.telemetry import ENTRYPOINT_CALLS
+from tests.helpers import wait_until
+
+SECRET = "hunter2-correct-horse"
+
+
+class SentrySink(BaseHTTPRequestHandler):
+    events: list = []
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        encoding = self.headers.get("Content-Encoding", "")
+        if encoding == "gzip":
+            raw = gzip.decompress(raw)
+        elif encoding == "deflate":
+            raw = zlib.decompress(raw)
+        for line in raw.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and "exception" in item:
+                SentrySink.events.append(item)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def sentry_dsn():
+    SentrySink.events = []
+    port = mesh.free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), SentrySink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://publickey@127.0.0.1:{port}/1"
+    sentry_sdk.get_client().close(timeout=1)
+    sentry_sdk.get_global_scope().set_client(None)
+    server.shutdown()
+
+
+class Failing(base.ServiceBase):
+    name = "telemetry_probe"
+
+    @rpc
+    def unavailable(self, form):
+        password = SECRET                          # noqa: F841  (a frame local)
+        nested = {"user": {"reset_token": SECRET, "Authorization": f"Bearer {SECRET}"}}  # noqa: F841
+        raise Unavailable(f"The database is unavailable (url ?token={SECRET}).")
+
+    @rpc
+    def timeout(self):
+        raise Timeout("The tasks service did not answer in time.")
+
+
+def errors(entrypoint):
+    return ENTRYPOINT_CALLS.labels("telemetry_probe", entrypoint, "error")._value.get()
+
+
+def test_503_and_504_reach_sentry_and_the_error_count_scrubbed(container_factory, make_config,
+                                                                sentry_dsn):
+    config = make_config(SENTRY_DSN=sentry_dsn)
+    container_factory(Failing, config).start()
+    before = errors("unavailable"), errors("timeout")
+    with ServiceRpcProxy("telemetry_probe", config) as probe:
+        with pytest.raises(Exception, match="unavailable"):
+            probe.unavailable({"client_secret": SECRET, "note": f"code={SECRET}"})
+        with pytest.raises(Exception, match="did not answer"):
+            probe.timeout()
+    # the error panel (outcome="error"): 503 and 504 are server failures
+    wait_until(lambda: (errors("unavailable"), errors("timeout")) == (before[0] + 1, before[1] + 1),
+               timeout=5, what="both calls counted as errors")
+
+    wait_until(lambda: len(SentrySink.events) >= 2, timeout=10, what="two Sentry events")
+    types = {e["exception"]["values"][-1]["type"] for e in SentrySink.events}
+    assert types == {"Unavailable", "Timeout"}
+    sent = json.dumps(SentrySink.events)
+    assert SECRET not in sent                       # not in locals, message, arguments
+    frame = next(f for e in SentrySink.events for v in e["exception"]["values"]
+                 for f in (v.get("stacktrace") or {}).get("frames", [])
+                 if f.get("function") == "unavailable")
+    assert frame["vars"]["password"] == "[Filtered]"
+    assert "[Filtered]" in json.dumps(frame["vars"]["nested"])
