@@ -58,8 +58,8 @@ class EmployeeService(base.ServiceBase):
 
     store = Mongo(EmployeeStore)
     events = Events()
-    auth = ServiceRpc("auth")
-    organizations = ServiceRpc("organizations")
+    auth = ServiceRpc("auth", methods=("find_user_by_email", "get_users"))
+    organizations = ServiceRpc("organizations", methods=("get_org",))
 
     # --- contracts other services use -------------------------------------------
     @rpc

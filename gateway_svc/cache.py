@@ -28,6 +28,13 @@ from shared.telemetry import REDIS_ERRORS, count_cache
 
 log = logging.getLogger(__name__)
 
+# The keys of the gateway's scripts travel in ARGV (a local KEYS, from ARGV[first_key]
+# on): EVAL wants write access to every declared key, and the gateway's Redis user may
+# only read the keys of others (versions, blacklist, memberships: shared.access).
+def keys_from_argv(first_key: int) -> str:
+    return f"local KEYS = {{unpack(ARGV, {first_key})}}\n"
+
+
 # the entry's key: its name then the versions in KEYS[first..last]; returns {key, entry or nil}
 LOOKUP_FUNCTION = """
 local function cached_answer(name, first, last)
@@ -37,7 +44,7 @@ local function cached_answer(name, first, last)
   return {key, redis.call('GET', key)}
 end
 """
-LOOKUP_LUA = LOOKUP_FUNCTION + "return cached_answer(ARGV[1], 1, #KEYS)\n"
+LOOKUP_LUA = keys_from_argv(2) + LOOKUP_FUNCTION + "return cached_answer(ARGV[1], 1, #KEYS)\n"
 
 
 def entry_name(key: str) -> str:
@@ -91,7 +98,7 @@ class ResponseCache:
         """The stored JSON text, or ``compute()``'s value serialised once and stored."""
         service = self.tools.service
         try:
-            full_key, raw = self._lookup(keys=version_keys, args=[entry_name(key)])
+            full_key, raw = self._lookup(args=[entry_name(key), *version_keys])
         except redis.RedisError as exc:
             REDIS_ERRORS.labels(service, "response_cache").inc()
             log.warning("response cache unavailable, answering from the service: %s", exc)

@@ -20,18 +20,19 @@ from dataclasses import dataclass
 
 import redis
 
-from gateway_svc.cache import LOOKUP_FUNCTION
+from gateway_svc.cache import LOOKUP_FUNCTION, keys_from_argv
 from gateway_svc.identity import blacklist_keys
 from shared.errors import Unavailable
 from shared.redis import GCRA_FUNCTION, Decision, Limit
 
 log = logging.getLogger(__name__)
 
-# KEYS: n blacklist keys, the rate-limit key (if ARGV[1] > 0), the membership key
-# (if ARGV[4] = 1), then the cached answer's version keys. ARGV: limit, period_ms, n,
-# membership?, the cached answer's name (or ''). Returns {revoked, gcra reply or
+# KEYS (in ARGV after the five arguments: gateway_svc.cache.keys_from_argv): n blacklist
+# keys, the rate-limit key (if ARGV[1] > 0), the membership key (if ARGV[4] = 1), then
+# the cached answer's version keys. ARGV: limit, period_ms, n, membership?, the cached
+# answer's name (or ''). Returns {revoked, gcra reply or
 # nil, membership or nil, cached answer or nil}.
-CHECKS_LUA = GCRA_FUNCTION + LOOKUP_FUNCTION + """
+CHECKS_LUA = keys_from_argv(6) + GCRA_FUNCTION + LOOKUP_FUNCTION + """
 local n = tonumber(ARGV[3])
 if redis.call('EXISTS', unpack(KEYS, 1, n)) > 0 then return {1} end
 local i = n + 1
@@ -75,7 +76,7 @@ class RequestChecks:
                 args[4] = answer[0]
                 keys.extend(answer[1])
         try:
-            reply = self._script(keys=keys, args=args)
+            reply = self._script(args=[*args, *keys])
         except redis.RedisError as exc:
             log.warning("token blacklist unreachable, refusing: %s", exc)
             raise Unavailable("Cannot check the token right now; try again shortly.") from None

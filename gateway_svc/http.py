@@ -70,6 +70,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+# JSON answers load nothing; the Swagger UI page loads its own files only
+# (its script is a file, not inline; it sets inline styles and data: icons)
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+DOCS_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'")
+DOCS_PATH = f"{API_PREFIX}/docs"
+HSTS = "max-age=31536000; includeSubDomains"
+MAX_JSON_DEPTH = 32  # no body of this API nests deeper; Python's parser gives up near 1,000
 
 
 # bearer secrets that can sit in a URL: query values by name, and the
@@ -126,6 +135,7 @@ class ApiWsgiApp(WsgiApp):
         self.cors_origins = {o.strip() for o in (origins.split(",") if isinstance(origins, str)
                                                  else origins) if o.strip()}
         self.realtime = Realtime(config)  # the websocket (gateway_svc.realtime)
+        self.hsts = str(config.get("PUBLIC_URL") or "").startswith("https://")
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == WS_PATH:
@@ -181,6 +191,11 @@ class ApiWsgiApp(WsgiApp):
         headers[REQUEST_ID_HEADER] = request_id
         for name, value in SECURITY_HEADERS.items():
             headers.setdefault(name, value)
+        path = environ.get("PATH_INFO", "")
+        headers.setdefault("Content-Security-Policy",
+                           DOCS_CSP if path.startswith(DOCS_PATH) else API_CSP)
+        if self.hsts:
+            headers["Strict-Transport-Security"] = HSTS
         if environ.get("PATH_INFO", "").startswith(f"{API_PREFIX}/auth") or \
                 environ.get("PATH_INFO", "").startswith(f"{API_PREFIX}/users"):
             headers["Cache-Control"] = "no-store"
@@ -433,15 +448,21 @@ def read_json(request, schema=None, *, partial_load: bool = False) -> Any:
     """The request body as JSON (validated by a marshmallow schema if given).
 
     415 unless the body is JSON, 413 over the size limit, 400 when it does not
-    parse, 422 with per-field messages when the schema refuses it."""
+    parse or nests deeper than MAX_JSON_DEPTH, 422 with per-field messages when
+    the schema refuses it."""
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType("Send the body as application/json.")
     raw = read_body(request)
     try:
         data = json.loads(raw or b"null")
+        too_deep = _nested_deeper(data, MAX_JSON_DEPTH)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}") from None
+    except RecursionError:  # far deeper than the bound
+        too_deep = True
+    if too_deep:
+        raise BadRequest(f"The body nests deeper than {MAX_JSON_DEPTH} levels.")
     if schema is None:
         return data
     if not isinstance(data, dict) and not getattr(schema, "many", False):
@@ -450,6 +471,18 @@ def read_json(request, schema=None, *, partial_load: bool = False) -> Any:
         return schema.load(data, partial=partial_load)
     except marshmallow.ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """True when objects/arrays nest more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def query_args(request, schema) -> dict:

@@ -40,8 +40,8 @@ class NotificationService(base.ServiceBase):
     events = Events()
     mailer = Mailer()
     pusher = Pusher()
-    organizations = ServiceRpc("organizations", timeout=2)
-    employees = ServiceRpc("employees")
+    organizations = ServiceRpc("organizations", timeout=2, methods=("get_org",))
+    employees = ServiceRpc("employees", methods=("get_membership",))
 
     @property
     def notifier(self) -> Notifier:

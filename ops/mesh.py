@@ -5,6 +5,10 @@
   saying what to install or set;
 * starts SecantusDB (a MongoDB-wire server, docs/stack.md) when ``MONGODB_URI`` is
   not set: on disk under ./var/db for ``run``, in memory for tests;
+* gives each service its own RabbitMQ and Redis user (shared.access), created
+  idempotently on the servers of AMQP_URI / REDIS_URI with the admin rights
+  of RABBITMQ_MANAGEMENT_URL / REDIS_URI (``SERVICE_USERS=0``: every service
+  uses AMQP_URI / REDIS_URI as they are);
 * starts every service as its own ``nameko run --config config.yaml
   <pkg>.service`` process (each in its own process group) and stops them all,
   and nothing else, on Ctrl-C or exit;
@@ -25,11 +29,17 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared import services
+import redis
+import requests
+
+from shared import access, services
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SERVICES = {**services.SERVICES, services.GATEWAY: "gateway_svc"}  # nameko name -> package
+SERVICES = services.PROCESSES  # nameko name -> package
+DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1"
+DEFAULT_REDIS_URI = "redis://127.0.0.1:6379/0"
+DEFAULT_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
 METRICS_BASE_PORT = 9101
 
 
@@ -163,6 +173,7 @@ class Mesh:
     gateways: int = 1
     web: bool = False  # also start the web console (WEB_PORT in env)
     replicas: int = 1  # processes of every other service
+    service_env: dict[str, dict] = field(default_factory=dict)  # per service (its users)
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
@@ -172,7 +183,7 @@ class Mesh:
     def _spawn(self, name: str, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}{'-' + str(index) if index else ''}.log", "ab")
-        env = dict(self.env)
+        env = {**self.env, **self.service_env.get(name, {})}
         if index:  # only the first copy serves the service's metrics port
             env[f"METRICS_PORT_{name.upper()}"] = "0"
         command = ([str(VENV_BIN / "python"), "-m", "web_svc"] if name == "web" else
@@ -241,15 +252,30 @@ def base_env(mongo_uri: str, **overrides: str) -> dict:
 
 def metrics_env() -> dict:
     return {f"METRICS_PORT_{name.upper()}": str(METRICS_BASE_PORT + i)
-            for i, name in enumerate(SERVICES) if name != "gateway"}
+            for i, name in enumerate(SERVICES)}
+
+
+def service_users(env: dict) -> dict[str, dict]:
+    """Each service's own users on the servers of ``env`` (created or updated
+    now), as per-service environments; none when ``SERVICE_USERS=0``."""
+    if env.get("SERVICE_USERS", "1") == "0":
+        return {}
+    try:
+        return access.provision({"AMQP_URI": DEFAULT_AMQP_URI, "REDIS_URI": DEFAULT_REDIS_URI,
+                                 "RABBITMQ_MANAGEMENT_URL": DEFAULT_MANAGEMENT_URL, **env})
+    except (requests.RequestException, redis.RedisError) as exc:
+        sys.exit(f"Could not create the services' RabbitMQ and Redis users ({exc}): "
+                 "RABBITMQ_MANAGEMENT_URL and REDIS_URI need admin rights, or set "
+                 "SERVICE_USERS=0 to run every service with AMQP_URI / REDIS_URI.")
 
 
 def run(gateways: int, replicas: int = 1) -> None:
-    amqp_uri = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1")
-    redis_uri = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")
+    amqp_uri = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    redis_uri = os.environ.get("REDIS_URI", DEFAULT_REDIS_URI)
     ensure_rabbitmq(amqp_uri)
-    ensure_rabbitmq_management()  # the CLI's `queues` and `dead-letters` read it
+    ensure_rabbitmq_management()  # the CLI's `queues` and `dead-letters` read it, and users
     ensure_redis(redis_uri)
+    users = service_users(dict(os.environ))
     var = ROOT / "var"
     db_proc = None
     mongo_uri = os.environ.get("MONGODB_URI")
@@ -263,7 +289,7 @@ def run(gateways: int, replicas: int = 1) -> None:
     web_url = f"http://127.0.0.1:{web_port}"
     mesh = Mesh(base_env(mongo_uri, **metrics_env(), WEB_PORT=web_port,
                          PUBLIC_URL=os.environ.get("PUBLIC_URL", web_url)),
-                var / "log", gateways=gateways, replicas=replicas, web=True)
+                var / "log", gateways=gateways, replicas=replicas, web=True, service_env=users)
 
     def shutdown(*_):
         raise KeyboardInterrupt
@@ -279,9 +305,12 @@ def run(gateways: int, replicas: int = 1) -> None:
         print(f"  API      {api}/api/v1")
         print(f"  docs     {api}/api/v1/docs")
         print(f"  health   {api}/api/v1/health")
-        print(f"  metrics  {api}/api/v1/metrics (services: ports "
-              f"{METRICS_BASE_PORT}-{METRICS_BASE_PORT + len(SERVICES) - 2})")
+        print(f"  metrics  http://127.0.0.1:{METRICS_BASE_PORT}-"
+              f"{METRICS_BASE_PORT + len(SERVICES) - 1}/metrics (the gateway: "
+              f"{METRICS_BASE_PORT + len(SERVICES) - 1})")
         print(f"  MongoDB  {mongo_uri}")
+        print("  users    " + (f"one RabbitMQ and Redis user per service ({access.USER_PREFIX}*)"
+                                if users else "AMQP_URI / REDIS_URI for every service"))
         print("Ctrl-C stops everything.", flush=True)
         while True:
             dead = mesh.dead()
@@ -306,13 +335,17 @@ def main() -> None:
     run_p.add_argument("--replicas", type=int, default=int(os.environ.get("REPLICAS", "1")),
                        help="processes of every service but the gateway")
     sub.add_parser("check", help="make sure RabbitMQ (with management) and Redis answer")
+    sub.add_parser("users", help="create or update every service's RabbitMQ and Redis user "
+                                 "(compose and k8s run this once before the services)")
     args = parser.parse_args()
     if args.command == "run":
         run(args.gateways, args.replicas)
-    else:
-        ensure_rabbitmq(os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1"))
-        ensure_rabbitmq_management()
-        ensure_redis(os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0"))
+        return
+    ensure_rabbitmq(os.environ.get("AMQP_URI", DEFAULT_AMQP_URI))
+    ensure_rabbitmq_management()
+    ensure_redis(os.environ.get("REDIS_URI", DEFAULT_REDIS_URI))
+    if args.command == "users":
+        service_users(dict(os.environ, SERVICE_USERS="1"))
 
 
 if __name__ == "__main__":

@@ -51,8 +51,9 @@ class OrganizationService(base.ServiceBase):
 
     store = Mongo(OrganizationStore)
     events = Events()
-    auth = ServiceRpc("auth")
-    employees = ServiceRpc("employees")
+    auth = ServiceRpc("auth", methods=("get_users",))
+    employees = ServiceRpc("employees", methods=(
+        "add_owner", "close_org", "find_successor", "get_employee_by_user", "transfer_ownership"))
 
     # --- reads (cached) -----------------------------------------------------------
     @rpc

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kombu import Connection
 
-from shared.events import ATTEMPT_HEADER, DEFAULT_EXCHANGE, dead_letter_queue, dlq_name
+from shared.events import ATTEMPT_HEADER, dead_letter_queue, dlq_name, handlers_exchange
 
 _SUMMARY_HEADERS = ("x-error", "x-attempts", "x-failed-at", "x-handler", "x-original-queue")
 
@@ -56,6 +56,11 @@ def replay_dead_letters(amqp_uri: str, queues: list[str], event_id: str | None =
         try:
             for queue in queues:
                 dead_letter_queue(queue, queue_type)(channel).declare()
+                # the handler queue is bound to its service's exchange when that
+                # service runs; bind it here too, so nothing replayed goes unrouted
+                exchange = handlers_exchange(queue)
+                exchange(channel).declare()
+                channel.queue_bind(queue, exchange.name, routing_key=queue)
                 while moved < limit:
                     raw = channel.basic_get(dlq_name(queue), no_ack=False)
                     if raw is None:
@@ -67,7 +72,7 @@ def replay_dead_letters(amqp_uri: str, queues: list[str], event_id: str | None =
                     headers = {k: v for k, v in (message.headers or {}).items()
                                if not k.startswith("x-")}
                     headers[ATTEMPT_HEADER] = 1
-                    producer.publish(body, exchange=DEFAULT_EXCHANGE, routing_key=queue,
+                    producer.publish(body, exchange=exchange, routing_key=queue,
                                      headers=headers, serializer="json", delivery_mode=2)
                     message.ack()
                     moved += 1

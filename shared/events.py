@@ -28,6 +28,10 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   whose consumer keeps crashing before it settles goes to the dead-letter queue
   instead of looping forever. ``classic`` (the laptop default) keeps one-node
   classic queues; both are declared with the same names;
+* retries, dead letters and replays go through the consuming service's own
+  direct exchange ``{service}.handlers`` (never RabbitMQ's default exchange,
+  which reaches every queue by name: a service's broker user may not write
+  to it, docs/security.md);
 * **a bounded share of the process**: at most ``EVENT_CONCURRENCY`` events are
   handled at once per service process (all its handlers together), so a
   fan-out (a bulk job's thousands of ``task.assigned``) queues in RabbitMQ
@@ -49,7 +53,7 @@ from functools import partial
 from typing import Any
 
 from eventlet.semaphore import Semaphore
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, binding
 from nameko.amqp.publish import Publisher as AmqpPublisher
 from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
 from nameko.extensions import DependencyProvider
@@ -65,7 +69,6 @@ ENVELOPE_VERSION = 1
 # events do not carry it
 DEADLINE_KEY = "deadline"
 ATTEMPT_HEADER = "x-attempt"
-DEFAULT_EXCHANGE = Exchange("", type="direct")
 
 
 def utcnow_iso() -> str:
@@ -270,25 +273,36 @@ def dlq_name(queue_name: str) -> str:
     return f"{queue_name}.dlq"
 
 
+def handlers_exchange(queue_name: str) -> Exchange:
+    """The direct exchange of the service that consumes ``queue_name`` (nameko
+    names handler queues ``evt-{source}-{event}--{service}.{method}``): its
+    handler, retry and dead-letter queues are bound to it by their names."""
+    service = queue_name.rpartition("--")[2].partition(".")[0]
+    return Exchange(f"{service}.handlers", type="direct", durable=True)
+
+
 def retry_queue(queue_name: str, delay_ms: int, queue_type: str = "classic") -> Queue:
     # x-expires lets an idle retry queue go, but only after every message in
     # it has dead-lettered back (its TTL is far shorter than the expiry).
-    return Queue(f"{queue_name}.retry.{delay_ms}", exchange=DEFAULT_EXCHANGE,
+    exchange = handlers_exchange(queue_name)
+    return Queue(f"{queue_name}.retry.{delay_ms}", exchange=exchange,
                  routing_key=f"{queue_name}.retry.{delay_ms}", durable=True,
                  queue_arguments=queue_arguments(queue_type, **{
-                     "x-message-ttl": delay_ms, "x-dead-letter-exchange": "",
+                     "x-message-ttl": delay_ms, "x-dead-letter-exchange": exchange.name,
                      "x-dead-letter-routing-key": queue_name,
                      "x-expires": delay_ms + 300_000}))
 
 
 def dead_letter_queue(queue_name: str, queue_type: str = "classic") -> Queue:
-    return Queue(dlq_name(queue_name), exchange=DEFAULT_EXCHANGE,
+    return Queue(dlq_name(queue_name), exchange=handlers_exchange(queue_name),
                  routing_key=dlq_name(queue_name), durable=True,
                  queue_arguments=queue_arguments(queue_type) or None)
 
 
 class ReliableEventHandler(EventHandler):
     """See the module docstring. Always SERVICE_POOL with reliable delivery."""
+
+    queue: Any  # a kombu Queue (nameko sets it in setup; kombu sets its attributes dynamically)
 
     def __init__(self, source_service: str, event_type: str, **kwargs):
         super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
@@ -304,13 +318,21 @@ class ReliableEventHandler(EventHandler):
         if self.queue_type == "quorum":  # before Consumer.setup registers the queue
             self.queue.queue_arguments = queue_arguments(self.queue_type, **{
                 "x-delivery-limit": int(config.get("EVENT_DELIVERY_LIMIT", 20)),
-                "x-dead-letter-exchange": "",
+                "x-dead-letter-exchange": handlers_exchange(self.queue.name).name,
                 "x-dead-letter-routing-key": dlq_name(self.queue.name)})
         self.handler_key = f"{self.container.service_name}.{self.method_name}"
         # one semaphore per container, shared by all its handlers
         self.slots = self.container.__dict__.setdefault(
             "_event_slots", Semaphore(int(config.get("EVENT_CONCURRENCY", 8))))
         self.publisher = AmqpPublisher(config["AMQP_URI"])
+        # bound to the source's events and, for retries and replays, to the
+        # service's own exchange (handlers_exchange), by its name
+        queue = self.queue
+        self.queue = Queue(queue.name, durable=queue.durable, auto_delete=queue.auto_delete,
+                           exclusive=queue.exclusive, queue_arguments=queue.queue_arguments,
+                           bindings=[
+                               binding(queue.exchange, routing_key=queue.routing_key),
+                               binding(handlers_exchange(queue.name), routing_key=queue.name)])
         mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
         if mongo is None:
             raise RuntimeError(f"{self.handler_key}: @handles needs a Mongo dependency "
@@ -392,7 +414,7 @@ class ReliableEventHandler(EventHandler):
         if count:
             headers[ATTEMPT_HEADER] = int(headers.get(ATTEMPT_HEADER, 1)) + 1
         queue = retry_queue(self.queue_name, tier_for(delay_ms, self.tiers), self.queue_type)
-        self.publisher.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+        self.publisher.publish(message.payload, exchange=queue.exchange,
                                routing_key=queue.name, headers=headers, declare=[queue])
 
     def _retry_or_park(self, message, exc_info, event_id: str | None) -> None:
@@ -417,7 +439,7 @@ class ReliableEventHandler(EventHandler):
             "x-original-queue": self.queue_name,
             "x-handler": self.handler_key,
         })
-        self.publisher.publish(message.payload, exchange=DEFAULT_EXCHANGE,
+        self.publisher.publish(message.payload, exchange=queue.exchange,
                                routing_key=queue.name, headers=headers, declare=[queue])
         EVENT_DEAD_LETTERS.labels(service, self.method_name).inc()
         log.error("%s failed %s times, parked in %s: %s", self.handler_key, attempt,

@@ -197,10 +197,16 @@ class _Reply:
 
 
 class _Service:
-    def __init__(self, proxy, target: str, timeout: float, service: str):
+    def __init__(self, proxy, target: str, timeout: float, service: str,
+                 methods: frozenset[str] | None = None):
         self._proxy, self._target, self._timeout, self._service = proxy, target, timeout, service
+        self._methods = methods
 
     def __getattr__(self, name: str) -> _Method:
+        if self._methods is not None and name not in self._methods:
+            # the broker would refuse it too (shared.access): say so before sending
+            raise AttributeError(f"{self._service} may not call {self._target}.{name}: "
+                                 "add it to the ServiceRpc's methods")
         return _Method(getattr(self._proxy, name), self._target, self._timeout, self._service)
 
 
@@ -208,10 +214,15 @@ class ServiceRpc(RpcProxy):
     """``RpcProxy`` whose calls time out (``RPC_TIMEOUT`` seconds, default 5)
     with :class:`shared.errors.Timeout`; an undeliverable call becomes
     :class:`shared.errors.Unavailable`. Requests expire in the queue after the
-    same time, so a service that comes back does not work through stale calls."""
+    same time, so a service that comes back does not work through stale calls.
 
-    def __init__(self, target_service: str, timeout: float | None = None, **options):
+    ``methods``: the only methods of the target this service may call (None:
+    all). Its broker user gets exactly these routing keys (shared.access)."""
+
+    def __init__(self, target_service: str, timeout: float | None = None,
+                 methods: tuple[str, ...] | None = None, **options):
         self._timeout = timeout
+        self.methods = frozenset(methods) if methods is not None else None
         super().__init__(target_service, **options)
 
     def setup(self) -> None:
@@ -225,6 +236,6 @@ class ServiceRpc(RpcProxy):
 
     def get_dependency(self, worker_ctx) -> _Service:
         return _Service(super().get_dependency(worker_ctx), self.target_service, self.timeout,
-                        self.container.service_name)
+                        self.container.service_name, self.methods)
 
 

@@ -7,4 +7,5 @@ SERVICES = {
     "webhooks": "webhook_svc",
 }
 GATEWAY = "gateway"
+PROCESSES = {**SERVICES, GATEWAY: "gateway_svc"}  # every service the mesh runs, the gateway too
 PACKAGES = {package: name for name, package in SERVICES.items()}  # package -> nameko name

@@ -30,8 +30,8 @@ class TaskService(base.ServiceBase):
     store = Mongo(TaskStore)
     events = Events()
     files = Files()
-    employees = ServiceRpc("employees")
-    teams = ServiceRpc("teams")
+    employees = ServiceRpc("employees", methods=("active_org_ids", "get_employees", "get_membership"))
+    teams = ServiceRpc("teams", methods=("get_team_briefs",))
 
     # --- one task ----------------------------------------------------------------
     @rpc

@@ -17,8 +17,8 @@ class TeamService(base.ServiceBase):
 
     store = Mongo(TeamStore)
     events = Events()
-    employees = ServiceRpc("employees")
-    organizations = ServiceRpc("organizations")
+    employees = ServiceRpc("employees", methods=("get_employees", "get_membership"))
+    organizations = ServiceRpc("organizations", methods=("check_plan_limit",))
 
     # --- teams -------------------------------------------------------------
     @rpc

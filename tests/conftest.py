@@ -151,7 +151,9 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
             TASK_FILES_DIR=str(tmp_path_factory.mktemp("files")),
             BCRYPT_ROUNDS="4",  # hundreds of sign-ups per run; the default stays 12
             RATE_LIMIT_AUTH="100000/60",
+            RATE_LIMIT_PUBLIC="100000/60",  # wait_healthy polls /health
             RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
+            METRICS_PORT_GATEWAY=str(mesh.free_port()),
             OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",  # webhook and push receivers of the tests
         ) as running:
             yield running

@@ -38,7 +38,7 @@ class WebhookService(base.ServiceBase):
     store = Mongo(WebhookStore)
     events = Events()
     sender = WebhookSender()
-    employees = ServiceRpc("employees")
+    employees = ServiceRpc("employees", methods=("get_membership",))
 
     # --- endpoints (org admins) ----------------------------------------------
     @rpc

@@ -144,7 +144,7 @@ class AuthRoutes:
         self.rpc_auth.revoke_session(request.user_id, session_id)
         return 204, None
 
-    @api("GET", "/auth/jwks.json", auth=False, limit=None, response=JwksSchema)
+    @api("GET", "/auth/jwks.json", auth=False, limit="public", response=JwksSchema)
     def jwks(self, request):
         """The public keys that verify access tokens."""
         return 200, {"Cache-Control": "public, max-age=300"}, self.rpc_auth.jwks()

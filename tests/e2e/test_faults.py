@@ -31,7 +31,10 @@ def fault_mesh(mongo_uri, tmp_path_factory):
                           TASK_FILES_DIR=str(tmp_path_factory.mktemp("fault-files")),
                           BCRYPT_ROUNDS="4", RATE_LIMIT_AUTH="100000/60",
                           RATE_LIMIT_BULK="1000/60", TASK_BULK_CHUNK=str(CHUNK),
-                          EVENT_LEASE_MS="5000") as running:  # a killed worker's claim lapses soon
+                          EVENT_LEASE_MS="5000",  # a killed worker's claim lapses soon
+                          # the private servers have no management API, and a Redis
+                          # restart forgets ACL users: every service uses the admin URIs
+                          SERVICE_USERS="0") as running:
             running.rabbit, running.redis_server = rabbit, redis_server
             yield running
     finally:

@@ -51,6 +51,19 @@ def test_uploads_must_be_multipart_with_a_file_part(gateway):
     assert missing.status_code == 422 and "file" in missing.json()["errors"]
 
 
+def test_a_hostile_multipart_body_is_refused_before_it_is_parsed_through(gateway):
+    """Many tiny parts (werkzeug 2.3's multipart parser, CVE-2024-49767 class):
+    413 problem+json, not a parse of every part."""
+    parts = b"".join(b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % n
+                     for n in range(60))
+    body = parts + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nx\r\n--b--\r\n'
+    assert len(body) < 5000  # under the route's body limit: the part count refuses it
+    hostile = requests.post(f"{gateway}/upload", data=body,
+                            headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert hostile.status_code == 413, hostile.text
+    assert hostile.headers["Content-Type"] == "application/problem+json"
+
+
 def test_a_file_past_what_rpc_can_carry_is_a_413_not_a_500(gateway, monkeypatch):
     from gateway_svc.routes import tasks
     monkeypatch.setattr(tasks, "RPC_FILE_CEILING", 2000)  # 90 MiB in production

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from ops import mesh
+from shared import access
 from shared.redis import RedisTools, make_client
 from tests.helpers import wait_until
 
@@ -69,6 +70,19 @@ def test_the_client_talks_to_the_primary_the_sentinels_name(sentinel_group, uniq
     assert tools.client.connection_pool.get_master_address() == ("127.0.0.1", sentinel_group["primary"])
     with tools.lock(f"l:{unique}"):
         pass
+
+
+def test_service_users_exist_on_every_node_so_they_survive_a_failover(sentinel_group):
+    """ACL users are not replicated: shared.access creates them on the primary
+    and on every replica the sentinels know."""
+    access.provision_redis(sentinel_group["config"], services=["notifications"])
+    for node in ("primary", "replica"):
+        client = redis.Redis(port=sentinel_group[node], username="wf-notifications",
+                             password=access.password("notifications"))
+        assert client.ping(), node
+        with pytest.raises(redis.exceptions.NoPermissionError):  # with its rules, not open
+            client.get("auth:jwks:kid:x")
+        client.close()
 
 
 @pytest.mark.timeout(120)

@@ -25,6 +25,30 @@ def test_compose_runs_every_service_with_health_checks_and_restarts():
     assert "MONGO_INITDB_ROOT_PASSWORD" in compose["mongodb"]["environment"]
 
 
+def test_compose_services_connect_as_their_own_users_and_never_see_the_admin():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["access"]["command"][-2:] == ["ops.mesh", "users"]
+    for name in SERVICES:
+        env = compose[name]["environment"]
+        assert "env_file" not in compose[name]  # .env holds the admin passwords
+        assert env["AMQP_URI"].startswith(f"pyamqp://wf-{name}:"), name
+        assert env["REDIS_URI"].startswith(f"redis://wf-{name}:"), name
+        assert "RABBITMQ_PASSWORD" not in str(env) and "REDIS_PASSWORD" not in str(env)
+        assert compose[name]["depends_on"]["access"] == {
+            "condition": "service_completed_successfully"}
+
+
+def test_every_setting_of_env_example_reaches_compose():
+    """Services read no env_file: a value set in .env reaches a container only if
+    docker-compose.yml names it (else it would be silently ignored)."""
+    import re
+
+    names = re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M)
+    compose = (ROOT / "docker-compose.yml").read_text()
+    missing = [name for name in names if "${" + name not in compose]
+    assert names and not missing, missing
+
+
 def test_compose_keeps_attachments_in_minio_in_a_bucket_made_at_start():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     tasks, init = compose["tasks"], compose["minio-init"]
@@ -55,3 +79,37 @@ def test_docker_compose_config_accepts_the_file():
     result = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def _docker_ignores(path: str) -> bool:
+    """Docker's .dockerignore rule: the last matching pattern wins, ``!`` re-includes,
+    a pattern matching a directory excludes everything under it."""
+    import fnmatch
+
+    ignored = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        candidates = {pattern, pattern.replace("**/", "")}
+        if any(fnmatch.fnmatchcase(p, c) for p in prefixes for c in candidates):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize("path", [".env", ".env.production", "var/keys/k1.pem", "var/db/data",
+                                  "var/mail/1.eml", "var/files/a.bin", "var/log/auth.log",
+                                  "server.key", "deploy/k8s/secret.yaml", ".git/config",
+                                  "tests/tokens.py", ".venv/bin/python"])
+def test_secrets_and_local_data_stay_out_of_the_image(path):
+    assert _docker_ignores(path), path
+
+
+@pytest.mark.parametrize("path", ["auth_svc/service.py", "shared/access.py", "config.yaml",
+                                  ".env.example", "requirements.in"])
+def test_the_code_goes_into_the_image(path):
+    assert not _docker_ignores(path), path

@@ -62,6 +62,8 @@ def test_retry_queue_dead_letters_back_to_the_handler_queue():
     assert queue.name == "evt-a-b--c.d.retry.2000"
     assert queue.queue_arguments["x-message-ttl"] == 2000
     assert queue.queue_arguments["x-dead-letter-routing-key"] == "evt-a-b--c.d"
+    # through the consuming service's own exchange, not the default one
+    assert queue.queue_arguments["x-dead-letter-exchange"] == queue.exchange.name == "c.handlers"
     assert queue.queue_arguments["x-expires"] > 2000
 
 

@@ -124,10 +124,24 @@ def test_every_deployment_reads_the_configmap_and_secret_that_exist():
             assert ({"configMapRef": "ConfigMap", "secretRef": "Secret"}[kind], ref["name"]) in names
 
 
-def test_the_secret_is_a_template_with_placeholders():
-    (secret,) = [d for d in DOCS if d["kind"] == "Secret"]
-    values = secret["stringData"].values()
-    assert all(v == "" or "CHANGE_ME" in v for v in values)
+def test_the_secrets_are_templates_with_placeholders():
+    secrets = [d for d in DOCS if d["kind"] == "Secret"]
+    values = [v for secret in secrets for v in secret["stringData"].values()]
+    assert values and all(v == "" or "CHANGE_ME" in v for v in values)
+
+
+def test_each_service_reads_its_own_broker_user_and_never_the_admin():
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in DOCS if d["kind"] == "Secret"}
+    assert "AMQP_URI" in secrets["workforce-access"]  # the access Job's admin
+    for name in DEPLOYMENTS:
+        refs = [s["secretRef"]["name"] for s in _container(name)["envFrom"] if "secretRef" in s]
+        assert "workforce-access" not in refs
+        env = {k: v for ref in refs for k, v in secrets[ref].items()}
+        assert env["AMQP_URI"].startswith(f"pyamqp://wf-{name}:"), name
+        assert env["REDIS_URI"].startswith(f"redis://wf-{name}:"), name
+    (job,) = [d for d in DOCS if d["kind"] == "Job"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-2:] == [
+        "ops.mesh", "users"]
 
 
 def test_kustomization_lists_every_manifest():
