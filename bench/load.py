@@ -19,6 +19,7 @@ were errors or a check failed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import statistics
@@ -39,6 +40,7 @@ import requests  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.capacity import COSTS_FILE  # noqa: E402
 from bench.common import CpuMeter, server_pids  # noqa: E402
 from ops import cli  # noqa: E402
 from ops import mesh as mesh_mod  # noqa: E402
@@ -202,6 +204,7 @@ def main():
                             GATEWAY_ADDRESS=f"127.0.0.1:{port}", MONGODB_DB_PREFIX="load",
                             BCRYPT_ROUNDS="4", RATE_LIMIT_AUTH="100000/60",
                             RATE_LIMIT_DEFAULT="100000/60", RATE_LIMIT_BULK="30/60",
+                            RATE_LIMIT_PUBLIC="100000/60",
                             JWT_KEYS_DIR=str(tmp / "keys"), TASK_FILES_DIR=str(tmp / "files"),
                             LOG_LEVEL="WARNING")
     mesh = mesh_mod.Mesh(env, tmp / "logs", gateways=int(os.environ.get("GATEWAYS", "2")))
@@ -216,6 +219,8 @@ def main():
         cpu = meter.per_request(total)  # the background work the run left is not counted
         print(f"\n{total} requests in {elapsed:.1f} s = {total / elapsed:.0f} req/s")
         print(CpuMeter.format(cpu), "(RabbitMQ and Redis are shared with other sessions)")
+        COSTS_FILE.write_text(json.dumps({k: round(v, 3) for k, v in cpu.items()}, indent=1) + "\n")
+        print(f"(written to {COSTS_FILE.relative_to(ROOT)} for bench/capacity.py)")
         for kind, _ in MIX:
             values = stats.get(kind, [])
             p50 = statistics.median(values) * 1000 if values else 0

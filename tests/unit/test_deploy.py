@@ -113,3 +113,12 @@ def test_secrets_and_local_data_stay_out_of_the_image(path):
                                   ".env.example", "requirements.in"])
 def test_the_code_goes_into_the_image(path):
     assert not _docker_ignores(path), path
+
+
+def test_redis_never_evicts_the_state_it_holds_and_persists_it():
+    redis = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["redis"]
+    command = " ".join(redis["command"])
+    # a blacklisted token, a lockout or a lock evicted under memory pressure would reopen it
+    assert "--maxmemory-policy noeviction" in command and "--maxmemory " in command
+    assert "--appendonly yes" in command and "--save " in command
+    assert redis["mem_limit"] and any(v.endswith(":/data") for v in redis["volumes"])
