@@ -5,7 +5,7 @@ import uuid
 import requests
 from kombu import Connection
 
-from shared.events import DEFAULT_EXCHANGE, dead_letter_queue, make_envelope
+from shared.events import dead_letter_queue, make_envelope
 from tests.browser.walk import PASSWORD, mailed_link, sign_in
 from tests.e2e.test_flows import personal_org, register
 from tests.e2e.test_mesh_health import run_cli
@@ -132,7 +132,7 @@ def _park(mesh, handler: str, envelope: dict) -> str:
     with Connection(mesh.env["AMQP_URI"]) as conn:
         dlq = dead_letter_queue(queue)(conn.default_channel)
         dlq.declare()
-        conn.Producer().publish(envelope, exchange=DEFAULT_EXCHANGE, routing_key=dlq.name,
+        conn.Producer().publish(envelope, exchange=dlq.exchange, routing_key=dlq.name,
                                 serializer="json", delivery_mode=2, headers={
                                     "x-error": "Unavailable: MongoDB did not answer", "x-attempts": 5,
                                     "x-handler": handler, "x-original-queue": queue,
