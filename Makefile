@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: run test unit integration e2e browser browsers bench lint venv clean
+.PHONY: lock run test unit integration e2e browser browsers bench lint venv clean
 
-$(STAMP): requirements.in requirements-dev.in constraints.txt
+$(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || \
 		{ echo "Python 3.11 is needed (nameko 2 and eventlet are pinned for it): found '$$($(PYTHON) --version 2>&1)'; install python3.11 or run: make PYTHON=python3.11 run"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
-		-r requirements.in -r requirements-dev.in
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,6 +46,12 @@ e2e: $(STAMP)
 lint: $(STAMP)  ## ruff on everything, mypy on shared/ (pyproject.toml); CI runs it before the tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+lock:  ## re-resolve the locks from pyproject.toml (keeps current pins; needs uv: pip install uv)
+	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+		--custom-compile-command "make lock" -o requirements.lock
+	uv pip compile pyproject.toml --python-version 3.11 --extra local --extra dev --generate-hashes \
+		--custom-compile-command "make lock" -o requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) var/log var/db

@@ -110,7 +110,7 @@ def test_secrets_and_local_data_stay_out_of_the_image(path):
 
 
 @pytest.mark.parametrize("path", ["auth_svc/service.py", "shared/access.py", "config.yaml",
-                                  ".env.example", "requirements.in"])
+                                  ".env.example", "requirements.lock", "pyproject.toml"])
 def test_the_code_goes_into_the_image(path):
     assert not _docker_ignores(path), path
 
