@@ -40,7 +40,10 @@ ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
 TASK_LISTS = CachedRoute("tasks:list", "tasks", ttl=60)
 UPLOAD_MAX_PARTS = 4  # the file, and room for a client that adds a field or two
-UPLOAD_MAX_FIELD_BYTES = 16 * 1024
+# werkzeug 2.3's parser applies max_form_memory_size to its whole read buffer (it reads
+# 64 KiB at a time, file parts included), not to text fields alone as 3.0.6 does: this
+# bounds that buffer, so a part that never ends cannot grow it, while files stream on
+UPLOAD_MAX_BUFFER_BYTES = 1024 * 1024
 # uploads cross RPC base64-encoded (4/3 of the size): RabbitMQ refuses messages over
 # 128 MiB (its max_message_size), which would be a 500; past this, a 413 instead
 RPC_FILE_CEILING = 90 * 1024 * 1024
@@ -50,10 +53,10 @@ def uploaded_file(request) -> dict:
     """The ``file`` part of a multipart upload, as the tasks service takes it."""
     if request.mimetype != "multipart/form-data":
         raise UnsupportedMediaType("Upload the file as multipart/form-data (field 'file').")
-    # werkzeug 2.3 (nameko 2 pins < 3) misses CVE-2024-49767's fix: few parts,
-    # small text fields; the route's body limit bounds the rest (docs/security.md)
+    # werkzeug 2.3 (nameko 2 pins < 3) misses CVE-2024-49767's fix: few parts, a
+    # bounded parse buffer; the route's body limit bounds the rest (docs/security.md)
     request.max_form_parts = UPLOAD_MAX_PARTS
-    request.max_form_memory_size = UPLOAD_MAX_FIELD_BYTES
+    request.max_form_memory_size = UPLOAD_MAX_BUFFER_BYTES
     try:
         upload = request.files.get("file")
     except Exception as exc:  # werkzeug refuses a body over max_content_length

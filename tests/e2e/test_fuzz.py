@@ -42,6 +42,10 @@ def test_no_input_makes_the_gateway_fail(case, running_mesh, fuzz_user):
     headers["X-Request-ID"] = uuid.uuid4().hex
     response = case.call(base_url=running_mesh.base_url, headers=headers, timeout=30)
     SENT.append(response.status_code)
+    if response.status_code == 414 and len(case.formatted_path) + len(str(case.query)) > 2000:
+        # eventlet's HTTP server refuses a request line over 8 KiB itself, before any
+        # code of ours runs (so without our headers): a right 4xx, but not ours to shape
+        return
     headers = {name.lower(): values[0] for name, values in response.headers.items()}
     assert (headers.get("x-content-type-options"), headers.get("x-frame-options")) == (
         "nosniff", "DENY"), (case.method, case.formatted_path, headers)

@@ -70,3 +70,4 @@ def test_a_file_past_what_rpc_can_carry_is_a_413_not_a_500(gateway, monkeypatch)
     big = requests.post(f"{gateway}/upload", files={"file": ("a.txt", b"x" * 2001, "text/plain")})
     assert big.status_code == 413 and "2000 bytes" in big.json()["detail"]
     assert requests.post(f"{gateway}/upload", files={"file": ("a.txt", b"x" * 2000)}).status_code == 201
+
