@@ -3,8 +3,6 @@ VAPID header and decrypts what it receives; a 410 removes the subscription."""
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import uuid
 
@@ -12,44 +10,20 @@ import eventlet
 import eventlet.wsgi
 import http_ece
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from nameko.testing.services import entrypoint_hook
 from py_vapid import Vapid
 
 from notify_svc.service import NotificationService
 from shared.mongo import Mongo
 from shared.sealed import seal
-from tests.helpers import wait_until
+from tests.helpers import self_signed, wait_until
 from tests.integration.test_notifications import make_producer
 
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def self_signed(directory) -> tuple[str, str]:
-    """A certificate for 127.0.0.1 and 127.0.0.2 (cert, key paths): the endpoint is https."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "push.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.2"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "push.crt", directory / "push.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
 
 
 class PushEndpoint:
@@ -102,7 +76,7 @@ class PushEndpoint:
 
 @pytest.fixture
 def certificate(tmp_path, monkeypatch):
-    cert = self_signed(tmp_path)
+    cert = self_signed(tmp_path, hosts=("127.0.0.1", "127.0.0.2"), name="push")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert[0])  # requests (pywebpush) trusts it
     return cert
 

@@ -4,21 +4,15 @@ signed deliveries, exactly one per event and endpoint, retries with back-off,
 a delivery log, redelivery, and an endpoint disabled after failing too often."""
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import time
 
 import eventlet
 import eventlet.wsgi
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from shared.errors import Forbidden, NotFound, ValidationFailed
-from tests.helpers import wait_until
+from tests.helpers import self_signed, wait_until
 from tests.integration.tasks_mesh import FakeEmployees, call, database, dispatch, make_org
 from webhook_svc import domain
 from webhook_svc.service import WebhookService
@@ -29,27 +23,12 @@ class Receiver:
     then 200, ``/redirect`` 302 to the metadata address. Records every request."""
 
     def __init__(self, directory):
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(key, hashes.SHA256()))
-        self.cert_path = directory / "receiver.pem"
-        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path = directory / "receiver.key"
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                               serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        cert, key_path = self_signed(directory, name="receiver")
+        self.cert_path = cert
         self.requests: list[dict] = []
         self.counts: dict[str, int] = {}
-        self.sock = eventlet.wrap_ssl(eventlet.listen(("127.0.0.1", 0)), certfile=str(self.cert_path),
-                                      keyfile=str(key_path), server_side=True)
+        self.sock = eventlet.wrap_ssl(eventlet.listen(("127.0.0.1", 0)), certfile=cert,
+                                      keyfile=key_path, server_side=True)
         self.base = f"https://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = eventlet.spawn(eventlet.wsgi.server, self.sock, self.app, log_output=False)
 
