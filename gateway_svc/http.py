@@ -55,6 +55,8 @@ from shared.telemetry import (
     ENTRYPOINT_LATENCY,
     bind_correlation_id,
     count_cache,
+    outcome_of,
+    report_error,
 )
 from shared.tenancy import is_active, membership_key, require_member
 
@@ -353,6 +355,7 @@ class ApiEntrypoint(HttpRequestHandler):
         started = time.perf_counter()
         request.shallow = False
         rate_headers: dict[str, str] = {}
+        in_worker = False
         try:
             rate_headers = self.guard.check(request, self.url, self.auth, self.limit,
                                             request.path_values.get("org_id") if self.auth
@@ -360,12 +363,25 @@ class ApiEntrypoint(HttpRequestHandler):
             if request.cached_answer is not None and is_active(request.cached_membership):
                 response = self.answer_from_cache(request, started)
             else:
+                in_worker = True
                 response = self.run_worker(request)
         except Exception as exc:
+            if not in_worker:  # a worker's failure is reported by its Telemetry
+                self.report_before_worker(request, exc)
             response = self.response_from_exception(exc)
         for name, value in rate_headers.items():
             response.headers.setdefault(name, value)
         return response
+
+    def report_before_worker(self, request, exc: Exception) -> None:
+        """A failure of the checks before any worker (Redis down: 503) counts and
+        reaches Sentry as a worker's would; a refusal the caller caused does not."""
+        if outcome_of((type(exc), exc, None), (AppError,)) != "error":
+            return
+        service = self.container.service_name
+        ENTRYPOINT_CALLS.labels(service, self.method_name, "error").inc()
+        report_error(self.container.config, service, self.method_name,
+                     request.environ.get("workforce.request_id"), exc)
 
     def answer_from_cache(self, request, started: float) -> Response:
         """The cached answer of a ``cached=`` route to an active member, before any

@@ -157,6 +157,20 @@ def outcome_of(exc_info, expected) -> str:
     return "error"
 
 
+def report_error(config: dict, service: str, entrypoint: str, correlation_id: str | None,
+                 exc: BaseException) -> None:
+    """An unexpected error, or a 503/504, to Sentry (when SENTRY_DSN is set)."""
+    if not config.get("SENTRY_DSN"):
+        return
+    import sentry_sdk
+
+    with sentry_sdk.new_scope() as scope:
+        scope.set_tag("service", service)
+        scope.set_tag("entrypoint", entrypoint)
+        scope.set_tag(CORRELATION_KEY, correlation_id)
+        sentry_sdk.capture_exception(exc)
+
+
 class Telemetry(DependencyProvider):
     """Per-call logging, metrics and error reporting (see module docstring)."""
 
@@ -196,14 +210,9 @@ class Telemetry(DependencyProvider):
             if exc_info is not None:
                 fields["error"] = f"{type(exc_info[1]).__name__}: {exc_info[1]}"[:500]
             _log.log(level, "%s.%s %s", service, entrypoint, outcome, extra={"fields": fields})
-        if outcome == "error" and self.container.config.get("SENTRY_DSN"):
-            import sentry_sdk
-
-            with sentry_sdk.new_scope() as scope:
-                scope.set_tag("service", service)
-                scope.set_tag("entrypoint", entrypoint)
-                scope.set_tag(CORRELATION_KEY, worker_ctx.data.get(CORRELATION_KEY))
-                sentry_sdk.capture_exception(exc_info[1])
+        if outcome == "error":
+            report_error(self.container.config, service, entrypoint,
+                         worker_ctx.data.get(CORRELATION_KEY), exc_info[1])
 
     def get_dependency(self, worker_ctx):
         return worker_ctx.data.get(CORRELATION_KEY)

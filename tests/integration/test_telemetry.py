@@ -7,15 +7,20 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
 import sentry_sdk
+from nameko.dependency_providers import Config
 from nameko.standalone.rpc import ServiceRpcProxy
 
+from gateway_svc.http import api
 from ops import mesh
 from shared import service as base
 from shared.errors import Timeout, Unavailable
+from shared.redis import Redis
 from shared.rpc import rpc
-from shared.telemetry import ENTRYPOINT_CALLS
+from shared.telemetry import ENTRYPOINT_CALLS, Telemetry
 from tests.helpers import wait_until
+from tests.tokens import auth_headers
 
 SECRET = "hunter2-correct-horse"
 
@@ -98,3 +103,33 @@ def test_503_and_504_reach_sentry_and_the_error_count_scrubbed(container_factory
                  if f.get("function") == "unavailable")
     assert frame["vars"]["password"] == "[Filtered]"
     assert "[Filtered]" in json.dumps(frame["vars"]["nested"])
+
+
+class CheckedGateway:
+    """A gateway route whose checks (token, blacklist, rate limit) need Redis."""
+
+    name = "checkedgw"
+    config = Config()
+    telemetry = Telemetry()
+    redis = Redis()
+
+    @api("GET", "/mine")
+    def mine(self, request):
+        return {"user_id": request.user_id}
+
+
+def test_a_503_from_the_gateways_checks_reaches_sentry_and_the_error_count(
+        container_factory, make_config, sentry_dsn):
+    """Redis down at the gateway: the request fails closed (503) before any worker runs,
+    and that outage is counted and reported like a worker's."""
+    config = make_config(SENTRY_DSN=sentry_dsn)
+    headers = auth_headers(config, "ann")  # a good token; then the gateway loses Redis
+    down = {**config, "REDIS_URI": f"redis://127.0.0.1:{mesh.free_port()}/0", "REDIS_TIMEOUT": 0.3}
+    container_factory(CheckedGateway, down).start()
+    before = ENTRYPOINT_CALLS.labels("checkedgw", "mine", "error")._value.get()
+    answer = requests.get(f"http://{down['WEB_SERVER_ADDRESS']}/api/v1/mine", headers=headers,
+                          timeout=10)
+    assert answer.status_code == 503, answer.text
+    wait_until(lambda: any(e["exception"]["values"][-1]["type"] == "Unavailable"
+                           for e in SentrySink.events), timeout=10, what="the 503 in Sentry")
+    assert ENTRYPOINT_CALLS.labels("checkedgw", "mine", "error")._value.get() == before + 1
