@@ -32,6 +32,11 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   direct exchange ``{service}.handlers`` (never RabbitMQ's default exchange,
   which reaches every queue by name: a service's broker user may not write
   to it, docs/security.md);
+* **a bounded time**: a handler's MongoDB operations run under its lease
+  (``pymongo.timeout(EVENT_LEASE_MS)``, :class:`HandlerBudget`): one blocked
+  behind a lock (a crashed client's transaction) fails and is retried, then
+  parked where operators see it, instead of holding its message unseen; and a
+  handler cannot go on writing after its claim has lapsed to another worker;
 * **a bounded share of the process**: at most ``EVENT_CONCURRENCY`` events are
   handled at once per service process (all its handlers together), so a
   fan-out (a bulk job's thousands of ``task.assigned``) queues in RabbitMQ
@@ -52,6 +57,7 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
+import pymongo
 from eventlet.semaphore import Semaphore
 from kombu import Exchange, Queue, binding
 from nameko.amqp.publish import Publisher as AmqpPublisher
@@ -386,6 +392,7 @@ class ReliableEventHandler(EventHandler):
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         try:
+            HandlerBudget.leave(self.container, worker_ctx)  # settling is never cut
             event_id = self._event_id(message.payload)
             if exc_info is None:
                 exc_info = record_events(self.container, worker_ctx)  # before the ack
@@ -460,6 +467,35 @@ def record_events(container, worker_ctx):
         log.exception("could not record the events of %s in the outbox", worker_ctx)
         return sys.exc_info()
     return None
+
+
+class HandlerBudget(DependencyProvider):
+    """Runs a ``@handles`` worker's MongoDB operations under its lease (see the
+    module docstring); left before the message is settled."""
+
+    def setup(self) -> None:
+        self.active: dict = {}
+
+    def worker_setup(self, worker_ctx) -> None:
+        entrypoint = worker_ctx.entrypoint
+        if isinstance(entrypoint, ReliableEventHandler):
+            scope = pymongo.timeout(entrypoint.lease_ms / 1000)
+            scope.__enter__()
+            self.active[worker_ctx] = scope
+
+    def worker_teardown(self, worker_ctx) -> None:
+        self._leave(worker_ctx)
+
+    def _leave(self, worker_ctx) -> None:
+        scope = self.active.pop(worker_ctx, None)
+        if scope is not None:
+            scope.__exit__(None, None, None)
+
+    @staticmethod
+    def leave(container, worker_ctx) -> None:
+        for dependency in container.dependencies:
+            if isinstance(dependency, HandlerBudget):
+                dependency._leave(worker_ctx)
 
 
 class HandlerQueues(DependencyProvider):

@@ -8,7 +8,7 @@ import time
 from nameko.dependency_providers import Config
 
 from shared import deadletters
-from shared.events import Events, HandlerQueues, event_queue_type
+from shared.events import Events, HandlerBudget, HandlerQueues, event_queue_type
 from shared.mongo import Mongo
 from shared.redis import Redis
 from shared.rpc import CallDeadline, rpc
@@ -36,6 +36,7 @@ class ServiceBase:
     handler_queues = HandlerQueues()
     events = Events()
     deadline = CallDeadline()
+    handler_budget = HandlerBudget()
 
     @rpc
     def health(self) -> dict:

@@ -100,6 +100,14 @@ class PrivateRabbit:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def queues(self) -> str:
+        """Every queue with its ready and unacked messages and consumers (what a
+        failing test prints: this node has no management API)."""
+        done = subprocess.run(["rabbitmqctl", "-n", self.node, "-q", "list_queues", "name", "messages_ready",
+                               "messages_unacknowledged", "consumers"],
+                              capture_output=True, text=True, timeout=60, check=False)
+        return done.stdout + done.stderr
+
 
 def available() -> bool:
     return bool(shutil.which("rabbitmq-server")) and bool(shutil.which("redis-server"))

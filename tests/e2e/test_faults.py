@@ -5,6 +5,7 @@ import time
 import uuid
 
 import eventlet
+import pymongo
 import pytest
 import requests
 
@@ -61,6 +62,14 @@ def crew(fault_mesh):
     return {"org_id": org_id, "owner": owner, "members": members, "titles": []}
 
 
+def stuck_job_report(mesh, job) -> str:
+    tasks_db = pymongo.MongoClient(mesh.env["MONGODB_URI"])[f"{mesh.env['MONGODB_DB_PREFIX']}_tasks"]
+    claims = list(tasks_db.handled_events.find({"_id": {"$regex": "^tasks.on_bulk_chunk:"}}))
+    pending = list(tasks_db.outbox.find({"state": "pending"}, {"envelope.data.assignee_ids": 0}))
+    return (f"job: {job}\nchunk claims: {claims}\noutbox pending: {pending}\n"
+            f"dead letters: {rpc(mesh, 'tasks', 'dead_letters')}\nqueues:\n{mesh.rabbit.queues()}")
+
+
 def titled(items, title):
     return sum(title in str(item) for item in items)
 
@@ -77,11 +86,13 @@ def everyone(members, check, what, timeout=60):
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("victim", [
-    # an open bug this test found: now and then (1 run in 3 today, also on a quiet machine)
-    # two chunk events of the job are never handled after tasks is killed, and the job
-    # never finishes; not yet explained, so it is expected to fail until fixed, not hidden
+    # an open bug this test found: now and then (1 full run in 3, never in 12 runs of this
+    # module alone) two chunk events of the job are not handled after tasks is killed and
+    # the job never finishes. Handlers now give up at their lease instead of waiting on
+    # a lock for ever (one such hang was found), and a failure prints where every chunk
+    # is (stuck_job_report); until a run shows the cause it stays an expected failure
     pytest.param("tasks", marks=pytest.mark.xfail(
-        strict=False, reason="chunk events sometimes lost when tasks is SIGKILLed mid job")),
+        strict=False, reason="chunk events sometimes not handled when tasks is SIGKILLed mid job")),
     "notifications", "employees"])
 def test_a_service_killed_mid_bulk_job_loses_and_repeats_nothing(fault_mesh, crew, victim):
     org_id, owner, members = crew["org_id"], crew["owner"], crew["members"]
@@ -97,8 +108,11 @@ def test_a_service_killed_mid_bulk_job_loses_and_repeats_nothing(fault_mesh, cre
     fault_mesh.wait_healthy()
     crew["titles"].append(title)
 
-    job = wait_until(lambda: (lambda j: j["status"] == "done" and j)(owner.get(job_url).json()),
-                     timeout=90, interval=0.2, what="the bulk job to finish")
+    try:
+        job = wait_until(lambda: (lambda j: j["status"] == "done" and j)(owner.get(job_url).json()),
+                         timeout=90, interval=0.2, what="the bulk job to finish")
+    except AssertionError as exc:  # say where each chunk is, so a failure explains itself
+        raise AssertionError(f"{exc}\n{stuck_job_report(fault_mesh, owner.get(job_url).json())}") from exc
     assert (job["total"], job["done"], job["failed"]) == (CREW, CREW, 0)
     every_task = owner.get(f"/orgs/{org_id}/tasks", params={"q": title, "limit": 100}).json()["items"]
     assert sorted(t["assignee_id"] for t in every_task) == sorted(m.employee_id for m in members)

@@ -151,6 +151,34 @@ def test_handler_always_failing_is_parked_with_its_error_and_the_next_flows(mesh
     assert deadletters.list_dead_letters(config["AMQP_URI"], [queue], queue_type=queue_type) == []
 
 
+def test_a_handler_blocked_behind_a_lock_is_parked_in_sight_not_stuck(container_factory, make_config):
+    """A crashed client's transaction can hold a document's lock (SecantusDB keeps it
+    until the transaction's lifetime runs out): a handler that waits on it gives up at
+    its lease, is retried, then parked with the reason, and is handled once after."""
+    config = make_config(EVENT_LEASE_MS=500)
+    consumer, producer = container_factory(Consumer, config), container_factory(Producer, config)
+    consumer.start()
+    producer.start()
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    db = client[f"{config['MONGODB_DB_PREFIX']}_consumer"]
+    db.attempts.insert_one({"_id": "locked", "n": 0})
+    queue = "evt-producer-thing.happened--consumer.on_thing"
+    with client.start_session() as session:
+        session.start_transaction()
+        db.attempts.update_one({"_id": "locked"}, {"$set": {"held": True}}, session=session)
+        emit(producer, "locked")
+        parked = wait_until(lambda: deadletters.list_dead_letters(config["AMQP_URI"], [queue]),
+                            timeout=30, what="the blocked event parked")
+        assert parked[0]["attempts"] == config["EVENT_MAX_ATTEMPTS"]
+        assert "time" in parked[0]["error"].lower(), parked[0]["error"]
+        emit(producer, "free")  # the handler still serves other events meanwhile
+        wait_until(lambda: effects(db, "free") == 1, what="an unblocked event")
+        session.abort_transaction()
+    assert deadletters.replay_dead_letters(config["AMQP_URI"], [queue]) == 1
+    wait_until(lambda: effects(db, "locked") == 1, what="the replayed event handled")
+    assert effects(db, "locked") == 1
+
+
 def run_cli(config, tmp_path, *args):
     """The operator CLI, as a separate process, against this test's broker."""
     path = tmp_path / "config.yaml"
