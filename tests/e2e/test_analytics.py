@@ -3,11 +3,25 @@ completed over HTTP reach the analytics service as the tasks service's events,
 and its summary, times, throughput and workload say so, in the org's time zone."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tests.e2e.test_flows import register, personal_org
+import requests
+
+from tests.e2e.test_flows import PASSWORD, personal_org, register
 from tests.helpers import wait_until
+
+
+def console_session(mesh, user) -> requests.Session:
+    """Signed in to the web console as ``user``, through its sign-in form."""
+    web = requests.Session()
+    page = web.get(f"{mesh.web_url}/login", timeout=15)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    signed_in = web.post(f"{mesh.web_url}/login", timeout=15, data={
+        "email": user.email, "password": PASSWORD, "csrf_token": token})
+    assert signed_in.status_code == 200 and "Sign out" in signed_in.text, signed_in.text[:500]
+    return web
 
 
 def test_tasks_created_and_completed_show_in_the_analytics(running_mesh):
@@ -58,6 +72,17 @@ def test_tasks_created_and_completed_show_in_the_analytics(running_mesh):
     assert workload["items"] == [{"employee_id": me, "open": 1, "todo": 1, "in_progress": 0,
                                   "overdue": 0}]
     assert workload["unassigned"]["open"] == 1
+
+    # the console's analytics page draws them (server-side SVG)
+    page = console_session(running_mesh, owner).get(
+        f"{running_mesh.web_url}/orgs/{org_id}/analytics", params=days, timeout=15)
+    assert page.status_code == 200, page.text[:500]
+    completed = re.findall(r'data-series="completed" data-label="([\d-]+)" data-value="(\d+)"', page.text)
+    assert completed[-1] == (today.isoformat(), "1") and len(completed) == 2
+    assert 'id="chart-teams"' in page.text and "Analysts" in page.text
+    workload_chart = page.text.split('id="chart-workload"', 1)[1].split("</svg>", 1)[0]
+    assert re.findall(r'<g class="bar" data-label="([^"]+)" data-value="(\d+)"', workload_chart) == [
+        ("Analyst", "1"), ("unassigned", "1")]
 
     bad = owner.get(f"{org}/analytics/summary", params={"period": "fortnight"})
     assert bad.status_code == 422 and bad.headers["Content-Type"].startswith("application/problem+json")
