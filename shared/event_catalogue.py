@@ -150,7 +150,7 @@ CATALOGUE: list[EventSpec] = [
         "A task got an assignee (bulk jobs announce theirs per chunk: `task.bulk.assigned`)."),
     EventSpec("task.bulk.assigned", "tasks", _schema(
         "TaskBulkAssigned", org_id=_req(Str), job_id=_req(Str), chunk=_req(Int), title=_req(Str),
-        assigned_by_user_id=_opt(Str), due_at=_opt(Str), priority=_opt(Str),
+        assigned_by_user_id=_opt(Str), due_at=_opt(Str), priority=_opt(Str), team_id=_opt(Str),
         tasks=_req(List, cls_or_instance=Dict())),
         "One chunk of a bulk job was created: `tasks` is `[{task_id, assignee_id, "
         "assignee_user_id}]`, the other fields are shared by every task of the job "

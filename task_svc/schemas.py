@@ -293,6 +293,7 @@ def bulk_assigned(chunk: dict, docs: list[dict]) -> dict:
     return {"org_id": chunk["org_id"], "job_id": chunk["job_id"], "chunk": chunk["chunk"],
             "title": first["title"], "assigned_by_user_id": chunk["creator_user_id"],
             "due_at": iso(first.get("due_at")), "priority": first["priority"],
+            "team_id": first.get("team_id"),
             "tasks": [{"task_id": d["_id"], "assignee_id": d["assignee_id"],
                        "assignee_user_id": d["assignee_user_id"]} for d in docs]}
 

@@ -55,11 +55,12 @@ def create_app(config: dict) -> Flask:
     Session(app)
     CSRFProtect(app)
 
-    from web_svc.views import operator, people, work
+    from web_svc.views import analytics, operator, people, work
 
     app.register_blueprint(people.bp)
     app.register_blueprint(work.bp)
     app.register_blueprint(operator.bp)
+    app.register_blueprint(analytics.bp)
 
     @app.get("/healthz")
     def healthz():

@@ -126,6 +126,11 @@ ROUTES = {
     "rotate_webhook_secret": ("webhook.manage", None),
     "list_webhook_deliveries": ("webhook.manage", None),
     "redeliver_webhook": ("webhook.manage", None),
+    # analytics
+    "analytics_summary": ("task.stats", None),
+    "analytics_times": ("task.stats", None),
+    "analytics_throughput": ("task.stats", None),
+    "analytics_workload": ("task.stats", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
