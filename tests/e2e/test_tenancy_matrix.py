@@ -126,6 +126,9 @@ ROUTES = {
     "rotate_webhook_secret": ("webhook.manage", None),
     "list_webhook_deliveries": ("webhook.manage", None),
     "redeliver_webhook": ("webhook.manage", None),
+    # search: every member reads tasks, employees and teams
+    "search": ("task.read", None),
+    "search_suggest": ("task.read", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
@@ -426,6 +429,9 @@ def _lists_of(user, org_id: str | None, w: World) -> dict:
             "tasks/stats?team_id=<target team>": (f"{org}/tasks/stats",
                                                   {"team_id": w.ids["team_id"]}),
             "leaderboard": (f"{org}/leaderboard", {}),
+            "search?q=keyword": (f"{org}/search", {"q": w.keyword}),
+            "search?q=Quarterly": (f"{org}/search", {"q": "Quarterly"}),
+            "search/suggest?q=Quar": (f"{org}/search/suggest", {"q": "Quar"}),
         }
         for label, (path, params) in searches.items():
             lists[label] = user.get(path, params=params)
