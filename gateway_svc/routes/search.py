@@ -13,8 +13,10 @@ SEARCH = "/orgs/<org_id>/search"
 class SearchRoutes:
     @api("GET", SEARCH, query=SearchArgsSchema, response=SearchPageSchema, errors=(403, 404))
     def search(self, request, org_id):
-        """Tasks (title, description, comments), employees (name, email, job title) and
-        teams (name, description), best first; typos forgiven, the last word a prefix."""
+        """Search the org's tasks, employees and teams, best first; typos forgiven.
+
+        Tasks by title, description and comments, employees by name, email and job
+        title, teams by name and description; the last word also matches as a prefix."""
         return self.rpc_search.search(request.user_id, org_id, request.args.to_dict())
 
     @api("GET", f"{SEARCH}/suggest", query=SuggestArgsSchema, response=SuggestionsSchema,
