@@ -82,7 +82,8 @@ class EmployeeStore(BaseStore):
         if org_id is not None:
             query["org_id"] = org_id
         if ids is not None:
-            return [d for part in id_slices(ids) for d in self.db.employees.find({**query, "_id": {"$in": part}})]
+            return [d for part in id_slices(ids)
+                    for d in self.db.employees.find({**query, "_id": {"$in": part}})]
         if after:
             query["_id"] = {"$gt": after}
         return list(self.db.employees.find(query).sort("_id", ASCENDING).limit(limit))

@@ -60,8 +60,9 @@ def plan_query(q: str) -> QueryPlan:
 def plan_suggest(prefix: str) -> QueryPlan:
     """As-you-type: the last word is always a prefix (with one typo from four letters)."""
     found = words(prefix)[:MAX_TERMS]
-    return QueryPlan(tuple(PlannedTerm(w, typo_distance(w) if i < len(found) - 1 else min(1, typo_distance(w)),
-                                       prefix=i == len(found) - 1)
+    last = len(found) - 1
+    return QueryPlan(tuple(PlannedTerm(w, min(1, typo_distance(w)) if i == last else typo_distance(w),
+                                       prefix=i == last)
                            for i, w in enumerate(found)))
 
 
