@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import requests
+from eventlet import patcher, tpool
 from nameko.extensions import DependencyProvider
 
 from search_svc import domain
@@ -87,11 +88,22 @@ class Index(Protocol):
     def count(self, org_id: str | None = None) -> int: ...
 
 
+def offload(fn, *args, **kwargs):
+    """Run a call into tantivy in a native thread when the process is green (a
+    service): tantivy releases the GIL, so searches run in parallel and the event
+    loop keeps serving meanwhile. Elsewhere (the bench, scripts) call it directly."""
+    if patcher.is_monkey_patched("thread"):
+        return tpool.execute(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
 # --- tantivy ------------------------------------------------------------------------------
 class TantivyIndex:
     """An on-disk tantivy index. Writes are committed before they return (a
     handler that returned has made its change durable), under one lock: one
-    writer per process. Every commit reloads the searcher."""
+    writer per process. Every commit reloads the searcher. Commits and searches
+    run off the event loop (:func:`offload`); a searcher is a snapshot, so a
+    search never sees half a commit."""
 
     def __init__(self, path: str | None, heap_bytes: int = 50_000_000, threads: int = 1,
                  read_only: bool = False):
@@ -126,7 +138,7 @@ class TantivyIndex:
                                 meta=doc.meta)
 
     def _commit(self) -> None:
-        self.writer.commit()
+        offload(self.writer.commit)
         self.index.reload()
 
     def upsert(self, docs: list[SearchDoc]) -> None:
@@ -190,8 +202,7 @@ class TantivyIndex:
                         boost * domain.PREFIX_BOOST / 2))
         return Q.boolean_query([(Occur.Should, q) for q in alternatives])
 
-    def _query(self, org_id: str, plan: domain.QueryPlan, types: tuple[str, ...],
-               fields_: tuple[str, ...] | None = None):
+    def _query(self, org_id: str, plan: domain.QueryPlan, types: tuple[str, ...]):
         Occur = self._t.Occur
         clauses = self._scope(org_id, types)
         clauses += [(Occur.Must, self._term_query(t)) for t in plan.terms]
@@ -210,9 +221,13 @@ class TantivyIndex:
         if not query.plan.terms or not query.types:
             return [], 0
         searcher = self.index.searcher()
-        result = searcher.search(self._query(query.org_id, query.plan, query.types),
-                                 limit=query.limit, offset=query.offset, count=True)
-        return self._hits(searcher, result.hits), int(result.count or 0)
+        built = self._query(query.org_id, query.plan, query.types)
+
+        def run():
+            result = searcher.search(built, limit=query.limit, offset=query.offset, count=True)
+            return self._hits(searcher, result.hits), int(result.count or 0)
+
+        return offload(run)
 
     def suggest(self, org_id: str, prefix: str, types: tuple[str, ...], limit: int) -> list[Hit]:
         """Titles (task titles, names, team names) whose words begin with what was typed."""
@@ -233,9 +248,9 @@ class TantivyIndex:
                 options.append(Q.boost_query(Q.fuzzy_term_query(
                     self.schema, "title", term.text, distance=term.distance), 0.5))
             clauses.append((Occur.Must, Q.boolean_query([(Occur.Should, q) for q in options])))
-        searcher = self.index.searcher()
-        return self._hits(searcher, searcher.search(Q.boolean_query(clauses), limit=limit,
-                                                    count=False).hits)
+        searcher, built = self.index.searcher(), Q.boolean_query(clauses)
+        return offload(lambda: self._hits(searcher, searcher.search(built, limit=limit,
+                                                                    count=False).hits))
 
 
 # --- OpenSearch / Elasticsearch ----------------------------------------------------------
