@@ -80,6 +80,19 @@ class EmployeeService(base.ServiceBase):
                 for out in map(employee_out, self.store.employees_by_ids(org_id, ids))]
 
     @rpc
+    def search_documents(self, org_id: str | None, employee_ids: list[str] | None = None,
+                         after: str | None = None, limit: int = 200) -> dict:
+        """What the search index holds of employees: those of ``employee_ids`` (missing or
+        removed ones are dropped), or a page after ``after`` (one org, or all: a rebuild)."""
+        ids = [i for i in employee_ids if isinstance(i, str)][:1000] if employee_ids is not None else None
+        limit = max(1, min(int(limit), 1000))
+        docs = self.store.search_export(org_id, ids, after, limit)
+        return {"items": [{k: out[k] for k in ("employee_id", "org_id", "user_id", "name", "email",
+                                               "job_title", "role", "status")}
+                          for out in map(employee_out, docs)],
+                "next_after": docs[-1]["_id"] if ids is None and len(docs) == limit else None}
+
+    @rpc
     def get_employee_by_user(self, org_id: str, user_id: str) -> dict | None:
         doc = self.store.employee_by_user(org_id, user_id)
         return employee_out(doc) if doc else None

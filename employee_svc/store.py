@@ -74,6 +74,20 @@ class EmployeeStore(BaseStore):
         return [doc for part in id_slices(employee_ids)
                 for doc in self.db.employees.find({"org_id": org_id, "_id": {"$in": part}})]
 
+    def search_export(self, org_id: str | None, ids: list[str] | None, after: str | None,
+                      limit: int) -> list[dict]:
+        """Employees (not removed, of live orgs) for the search service's index: those
+        of ``ids`` (in ``org_id``), or a page in ``_id`` order (one org, or all)."""
+        query: dict = {"status": {"$ne": "removed"}, "org_deleted": {"$ne": True}}
+        if org_id is not None:
+            query["org_id"] = org_id
+        if ids is not None:
+            return [d for part in id_slices(ids)
+                    for d in self.db.employees.find({**query, "_id": {"$in": part}})]
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.employees.find(query).sort("_id", ASCENDING).limit(limit))
+
     def employees_of_user(self, user_id: str) -> list[dict]:
         return list(self.db.employees.find({"user_id": user_id}))
 

@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
-from gateway_svc.routes import analytics, auth, notifications, orgs, tasks, teams, webhooks
+from gateway_svc.routes import analytics, auth, notifications, orgs, search, tasks, teams, webhooks
 from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
@@ -41,7 +41,7 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
-                     analytics.AnalyticsRoutes):
+                     analytics.AnalyticsRoutes, search.SearchRoutes):
     name = "gateway"
 
     config = Config()
@@ -56,6 +56,7 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
     rpc_notifications = ServiceRpc("notifications")
     rpc_webhooks = ServiceRpc("webhooks")
     rpc_analytics = ServiceRpc("analytics")
+    rpc_search = ServiceRpc("search")
 
     @api("GET", "/health", auth=False, limit="public", response=HealthSchema)
     def health(self, request):

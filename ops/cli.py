@@ -209,6 +209,23 @@ def set_plan(config, org_id, plan):
     click.echo(f"organization {org_id}: plan {result['plan']}, limits {json.dumps(result['limits'])}")
 
 
+@cli.command("search-rebuild")
+@click.argument("org_id", required=False)
+@click.option("--timeout", default=3600.0, show_default=True, help="seconds to wait for it")
+@click.pass_obj
+def search_rebuild(config, org_id, timeout):
+    """Re-index ORG_ID (default: every org) in the search service, from the owners
+    (tasks, employees, teams) by RPC. Searches meanwhile see what is indexed so far."""
+    from shared.errors import AppError
+
+    try:
+        result = rpc_call(config, "search", "rebuild", org_id, timeout=timeout)
+    except AppError as exc:
+        raise click.ClickException(exc.detail) from None
+    counts = ", ".join(f"{n} {kind}s" for kind, n in result["indexed"].items())
+    click.echo(f"search index of {org_id or 'every org'} rebuilt: {counts}")
+
+
 @cli.command("verify-email")
 @click.option("--email", required=True)
 @click.pass_obj

@@ -37,6 +37,7 @@ from shared import access, services
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 SERVICES = services.PROCESSES  # nameko name -> package
+SINGLE_PROCESS = services.SINGLE_PROCESS
 DEFAULT_AMQP_URI = "pyamqp://guest:guest@127.0.0.1"
 DEFAULT_REDIS_URI = "redis://127.0.0.1:6379/0"
 DEFAULT_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
@@ -177,7 +178,8 @@ class Mesh:
     procs: dict[str, list[subprocess.Popen]] = field(default_factory=dict)
 
     def start_service(self, name: str) -> None:
-        copies = self.gateways if name == "gateway" else self.replicas
+        copies = (self.gateways if name == "gateway" else 1 if name in SINGLE_PROCESS
+                  else self.replicas)
         self.procs[name] = [self._spawn(name, i) for i in range(copies)]
 
     def _spawn(self, name: str, index: int) -> subprocess.Popen:

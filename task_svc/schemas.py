@@ -286,6 +286,14 @@ def dump_task(t: dict) -> dict:
             "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id")}
 
 
+def dump_search_document(t: dict) -> dict:
+    """A task as the search service indexes it (its text, and what a hit shows)."""
+    return {"task_id": t["_id"], "org_id": t["org_id"], "title": t["title"],
+            "description": t.get("description", ""), "comments": list(t.get("comments", [])),
+            "status": t["status"], "priority": t["priority"], "assignee_id": t.get("assignee_id"),
+            "team_id": t.get("team_id"), "updated_at": iso(t.get("updated_at"))}
+
+
 def bulk_assigned(chunk: dict, docs: list[dict]) -> dict:
     """``task.bulk.assigned``: one bulk chunk's tasks, which share every field but
     their id and assignee (one event instead of a ``task.assigned`` per task)."""

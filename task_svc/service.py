@@ -277,6 +277,18 @@ class TaskService(base.ServiceBase):
         return {"items": [{"rank": i + 1, "employee_id": e, "name": names.get(e), "completed": int(n)}
                           for i, (e, n) in enumerate(rows)], "source": source}
 
+    # --- for the search service ----------------------------------------------------------
+    @rpc
+    def search_documents(self, org_id: str | None, task_ids: list[str] | None = None,
+                         after: str | None = None, limit: int = 200) -> dict:
+        """What the search index holds of live tasks: those of ``task_ids`` (missing
+        ones are deleted), or a page after ``after`` (one org, or all: a rebuild)."""
+        ids = [i for i in task_ids if isinstance(i, str)][:1000] if task_ids is not None else None
+        limit = max(1, min(int(limit), 1000))
+        docs = self.store.search_export(org_id, ids, after, limit)
+        return {"items": [schemas.dump_search_document(d) for d in docs],
+                "next_after": docs[-1]["_id"] if ids is None and len(docs) == limit else None}
+
     # --- overdue -------------------------------------------------------------------------
     @periodic(interval=60, config_key="TASK_OVERDUE_INTERVAL")
     def mark_overdue(self) -> int:

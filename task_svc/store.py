@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
-from shared.mongo import BaseStore, utcnow
+from shared.mongo import BaseStore, id_slices, utcnow
 from task_svc import domain
 
 now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
@@ -27,6 +27,7 @@ def _ix(name: str, *keys, **kw) -> IndexModel:
 
 
 A, D = ASCENDING, DESCENDING
+SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
 class TaskStore(BaseStore):
@@ -280,6 +281,28 @@ class TaskStore(BaseStore):
                 return []
             query["$or"] = [{"at": {"$gt": last["at"]}}, {"at": last["at"], "_id": {"$gt": after}}]
         return list(self.db.history.find(query).sort([("at", A), ("_id", A)]).limit(limit))
+
+    def search_export(self, org_id: str | None, ids: list[str] | None, after: str | None,
+                      limit: int) -> list[dict]:
+        """Live tasks for the search service's index: those of ``ids`` (in ``org_id``),
+        or a page in ``_id`` order (of one org, or of every org for a full rebuild),
+        each with the text of its latest comments (``comments``)."""
+        query: dict = {"deleted": False}
+        if org_id is not None:
+            query["org_id"] = org_id
+        if ids is not None:
+            docs = [d for part in id_slices(ids) for d in self.tasks.find({**query, "_id": {"$in": part}})]
+        else:
+            if after:
+                query["_id"] = {"$gt": after}
+            docs = list(self.tasks.find(query).sort("_id", A).limit(limit))
+        texts: dict[str, list[str]] = {}
+        for part in id_slices([d["_id"] for d in docs]):
+            for c in self.db.comments.find({"task_id": {"$in": part}}, {"task_id": 1, "body": 1}
+                                           ).sort("_id", D).limit(SEARCH_COMMENTS * len(part)):
+                if len(texts.setdefault(c["task_id"], [])) < SEARCH_COMMENTS:
+                    texts[c["task_id"]].append(c.get("body", ""))
+        return [{**d, "comments": texts.get(d["_id"], [])} for d in docs]
 
     def add_comment(self, doc: dict) -> dict:
         self.db.comments.insert_one(doc)

@@ -119,3 +119,10 @@ def brief(team: dict) -> dict:
                                     if m["employee_id"] == team.get("leader_id")), None),
             "member_ids": list(team.get("member_ids", [])),
             "permissions": dict(team.get("permissions") or {})}
+
+
+def search_document(team: dict) -> dict:
+    """A team as the search service indexes it."""
+    return {"team_id": team["_id"], "org_id": team["org_id"], "name": team["name"],
+            "description": team.get("description", ""),
+            "member_count": len(team.get("member_ids", []))}

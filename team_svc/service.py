@@ -150,6 +150,17 @@ class TeamService(base.ServiceBase):
         """``{team_id: brief}`` for the teams found in ``org_id`` (one call for many)."""
         return {t["_id"]: schemas.brief(t) for t in self.store.many(org_id, list(team_ids)[:1000])}
 
+    @rpc
+    def search_documents(self, org_id: str | None, team_ids: list[str] | None = None,
+                         after: str | None = None, limit: int = 200) -> dict:
+        """What the search index holds of teams: those of ``team_ids`` (missing ones are
+        deleted), or a page after ``after`` (one org, or all: a rebuild)."""
+        ids = [i for i in team_ids if isinstance(i, str)][:1000] if team_ids is not None else None
+        limit = max(1, min(int(limit), 1000))
+        docs = self.store.search_export(org_id, ids, after, limit)
+        return {"items": [schemas.search_document(d) for d in docs],
+                "next_after": docs[-1]["_id"] if ids is None and len(docs) == limit else None}
+
     # --- events consumed ---------------------------------------------------
     @handles("employees", "employee.removed")
     def on_employee_removed(self, event: dict) -> None:

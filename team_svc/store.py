@@ -66,6 +66,17 @@ class TeamStore(BaseStore):
         return list(self.teams.find({"org_id": org_id, "member_ids": employee_id})
                     .sort("_id", ASCENDING))
 
+    def search_export(self, org_id: str | None, ids: list[str] | None, after: str | None,
+                      limit: int) -> list[dict]:
+        """Teams for the search service's index: those of ``ids`` (in ``org_id``), or a
+        page in ``_id`` order (one org, or every org for a full rebuild)."""
+        query: dict = {} if org_id is None else {"org_id": org_id}
+        if ids is not None:
+            return list(self.teams.find({**query, "_id": {"$in": ids}}))
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.teams.find(query).sort("_id", ASCENDING).limit(limit))
+
     def many(self, org_id: str, team_ids: list[str]) -> list[dict]:
         return list(self.teams.find({"org_id": org_id, "_id": {"$in": team_ids}}))
 

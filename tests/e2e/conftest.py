@@ -58,7 +58,8 @@ def started_mesh(mongo_uri, log_dir, gateways, replicas=1, web=False, **env):
     env = mesh_mod.base_env(mongo_uri, GATEWAY_ADDRESS=f"127.0.0.1:{port}",
                             PUBLIC_URL=web_url or f"http://127.0.0.1:{port}",
                             WEB_PORT=web_url.rsplit(":", 1)[1] if web else "0",
-                            EVENT_RETRY_TIERS_MS="100,200,400,800", **env)
+                            EVENT_RETRY_TIERS_MS="100,200,400,800",
+                            SEARCH_INDEX_DIR=str(Path(log_dir) / "search-index"), **env)
     # each service with its own RabbitMQ and Redis user, as make run does
     mesh = mesh_mod.Mesh(env, Path(log_dir), gateways=gateways, replicas=replicas, web=web,
                          service_env=mesh_mod.service_users(env))

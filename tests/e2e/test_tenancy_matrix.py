@@ -131,6 +131,9 @@ ROUTES = {
     "analytics_times": ("task.stats", None),
     "analytics_throughput": ("task.stats", None),
     "analytics_workload": ("task.stats", None),
+    # search: every member reads tasks, employees and teams
+    "search": ("task.read", None),
+    "search_suggest": ("task.read", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
@@ -431,6 +434,9 @@ def _lists_of(user, org_id: str | None, w: World) -> dict:
             "tasks/stats?team_id=<target team>": (f"{org}/tasks/stats",
                                                   {"team_id": w.ids["team_id"]}),
             "leaderboard": (f"{org}/leaderboard", {}),
+            "search?q=keyword": (f"{org}/search", {"q": w.keyword}),
+            "search?q=Quarterly": (f"{org}/search", {"q": "Quarterly"}),
+            "search/suggest?q=Quar": (f"{org}/search/suggest", {"q": "Quar"}),
         }
         for label, (path, params) in searches.items():
             lists[label] = user.get(path, params=params)

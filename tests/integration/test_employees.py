@@ -507,3 +507,20 @@ def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique)
               {"status": "inactive"})
     mesh.call("organizations", "delete_org", owner_c, org_c)
     assert mesh.call("employees", "active_org_ids", bob["user_id"]) == [own_org["org_id"]]
+
+
+def test_search_documents_give_the_search_service_the_orgs_employees_not_the_removed(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = add(mesh, owner, org_id, mesh.register(unique, name="Bob Builder", publish=False),
+              job_title="Site Lead")
+    cy = add(mesh, owner, org_id, mesh.register(unique, name="Cy Gone", publish=False))
+    mesh.call("employees", "remove_employee", owner, org_id, cy["employee_id"])
+    _, other_org, stranger = owner_org(mesh, unique, name="Stranger Danger")
+    asked = [owner["employee_id"], bob["employee_id"], cy["employee_id"], stranger["employee_id"]]
+    found = mesh.call("employees", "search_documents", org_id, asked)["items"]
+    assert {e["employee_id"] for e in found} == {owner["employee_id"], bob["employee_id"]}
+    (shown,) = [e for e in found if e["employee_id"] == bob["employee_id"]]
+    assert (shown["name"], shown["job_title"], shown["email"]) == ("Bob Builder", "Site Lead", bob["email"])
+    first = mesh.call("employees", "search_documents", org_id, None, None, 1)
+    rest = mesh.call("employees", "search_documents", org_id, None, first["next_after"], 10)
+    assert len(first["items"]) == 1 and len(rest["items"]) == 1 and rest["next_after"] is None

@@ -578,3 +578,32 @@ def test_my_tasks_leave_out_orgs_the_user_left_or_that_were_deleted(mesh):
     assert mine() == [org_b]  # at once
     PEOPLE[bob_in_b["employee_id"]]["status"] = "removed"
     assert mine() == []
+
+
+def test_search_documents_give_the_search_service_live_tasks_and_teams_with_their_text(mesh):
+    config, tasks, teams = mesh
+    org, p = make_org({"boss": "manager"})
+    other, q = make_org({"eve": "owner"})
+    boss = p["boss"]["user_id"]
+    team = call(teams, "create_team", boss, org, {"name": "Mapping", "description": "maps and charts"})
+    made = [call(tasks, "create_task", boss, org, {"title": f"Task {i}", "description": f"about {i}"})
+            for i in range(3)]
+    theirs = call(tasks, "create_task", q["eve"]["user_id"], other, {"title": "Not yours"})
+    call(tasks, "add_comment", boss, org, made[0]["task_id"], {"body": "first note"})
+    call(tasks, "add_comment", boss, org, made[0]["task_id"], {"body": "second note"})
+    call(tasks, "delete_task", boss, org, made[2]["task_id"])
+    ids = [t["task_id"] for t in made]
+    found = call(tasks, "search_documents", org, [*ids, theirs["task_id"], "nope"])
+    by_id = {t["task_id"]: t for t in found["items"]}
+    assert set(by_id) == set(ids[:2])  # the deleted one, another org's and unknown ids: none
+    assert by_id[ids[0]]["description"] == "about 0"
+    assert sorted(by_id[ids[0]]["comments"]) == ["first note", "second note"]
+    first = call(tasks, "search_documents", org, None, None, 1)
+    rest = call(tasks, "search_documents", org, None, first["next_after"], 5)
+    assert [t["task_id"] for t in first["items"] + rest["items"]] == sorted(ids[:2])
+    assert rest["next_after"] is None
+    everything = call(tasks, "search_documents", None, None, None, 1000)["items"]
+    assert {org, other} <= {t["org_id"] for t in everything}
+    (brief,) = call(teams, "search_documents", org, [team["team_id"], "nope"])["items"]
+    assert (brief["name"], brief["description"]) == ("Mapping", "maps and charts")
+    assert call(teams, "search_documents", other, [team["team_id"]])["items"] == []
