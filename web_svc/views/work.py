@@ -108,7 +108,7 @@ def _settings_page(org_id, errors=None, saved=False, form=None, status=None):
     return render_template(
         "org_settings.html", org=found, settings=auth.api("GET", f"/orgs/{org_id}/settings"),
         plan=auth.api("GET", f"/orgs/{org_id}/subscription"), people=people, errors=errors or {},
-        saved=saved, form=form if errors else {}, days=WORKDAYS, priorities=PRIORITIES,
+        saved=saved, form=(form or {}) if errors else {}, days=WORKDAYS, priorities=PRIORITIES,
         may_update=roles.can(org_id, "org.settings.update"),
         may_transfer=roles.can(org_id, "org.transfer")), status or (422 if errors else 200)
 
