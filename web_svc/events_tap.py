@@ -1,7 +1,7 @@
 """The operator pages' live view of events flowing: a queue of the console's own
 (``web.events-tap``, shared by its replicas, so each event is counted once)
 bound with ``#`` to every service's ``<service>.events`` exchange. Each message
-is counted per minute in Redis (``web:events:<minute>``: a hash of
+is counted per minute in Redis (``web:events:<vhost>:<minute>``: a hash of
 ``<producer> <event type>`` -> count, kept a little over an hour) and acked;
 nothing else is read from it. The queue holds at most a minute's backlog and
 goes away ten minutes after the last console stops (its arguments say so), so
@@ -16,6 +16,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 
 import redis
 from kombu import Connection, Queue
@@ -31,6 +32,11 @@ KEEP_SECONDS = (WINDOW_MINUTES + 2) * 60
 QUEUE_ARGUMENTS = {"x-expires": 600_000, "x-message-ttl": 60_000, "x-max-length": 50_000}
 
 
+def vhost_of(amqp_uri: str) -> str:
+    path = urllib.parse.urlsplit(amqp_uri).path
+    return urllib.parse.unquote(path[1:]) if path not in ("", "/") else "/"
+
+
 def tap_queue() -> Queue:
     return Queue(TAP_QUEUE, durable=False, queue_arguments=QUEUE_ARGUMENTS)
 
@@ -39,22 +45,27 @@ def minute_of(at: float) -> int:
     return int(at // 60)
 
 
-def count(client: redis.Redis, producer: str, event_type: str, at: float) -> None:
-    key = f"{COUNTS}{minute_of(at)}"
+def minute_key(scope: str, minute: int) -> str:
+    """One hash a minute, per broker vhost (two meshes may share a Redis)."""
+    return f"{COUNTS}{scope}:{minute}"
+
+
+def count(client: redis.Redis, scope: str, producer: str, event_type: str, at: float) -> None:
+    key = minute_key(scope, minute_of(at))
     pipe = client.pipeline(transaction=False)
     pipe.hincrby(key, f"{producer} {event_type}", 1)
     pipe.expire(key, KEEP_SECONDS)
     pipe.execute()
 
 
-def per_minute(client: redis.Redis, now: float,
+def per_minute(client: redis.Redis, scope: str, now: float,
                minutes: int = WINDOW_MINUTES) -> dict[tuple[str, str], list[int]]:
     """``{(producer, event type): [count per minute, oldest first]}`` over the last
     ``minutes`` minutes, the current one last."""
     last = minute_of(now)
     pipe = client.pipeline(transaction=False)
     for minute in range(last - minutes + 1, last + 1):
-        pipe.hgetall(f"{COUNTS}{minute}")
+        pipe.hgetall(minute_key(scope, minute))
     series: dict[tuple[str, str], list[int]] = {}
     for i, counts in enumerate(pipe.execute()):
         for field, value in counts.items():
@@ -70,6 +81,7 @@ class EventTap:
     def __init__(self, amqp_uri: str, client: redis.Redis, sources=tuple(SERVICES),
                  round_seconds: float = 20):
         self.amqp_uri = amqp_uri
+        self.scope = vhost_of(amqp_uri)
         self.client = client
         self.sources = sources
         self.round_seconds = round_seconds
@@ -109,7 +121,8 @@ class EventTap:
         exchange = message.delivery_info.get("exchange") or ""
         producer = exchange[:-len(".events")] if exchange.endswith(".events") else exchange
         try:
-            count(self.client, producer, message.delivery_info.get("routing_key") or "?", time.time())
+            count(self.client, self.scope, producer, message.delivery_info.get("routing_key") or "?",
+                  time.time())
         except redis.RedisError as exc:  # a gap in the chart, not a stuck queue
             log.warning("events tap: not counted (%s)", exc)
         message.ack()

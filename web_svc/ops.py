@@ -88,7 +88,8 @@ class Ops:
     def event_flows(self, client, now: float | None = None) -> list[dict]:
         """Every event type the catalogue names or the tap has seen: producer,
         consumers, counts per minute over the last hour (oldest first)."""
-        series = events_tap.per_minute(client, now or time.time())
+        series = events_tap.per_minute(client, events_tap.vhost_of(self.config["AMQP_URI"]),
+                                       now or time.time())
         try:
             consumers = self.consumers()
         except requests.RequestException:

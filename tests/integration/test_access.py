@@ -204,12 +204,13 @@ def test_the_web_consoles_tap_counts_events_it_may_only_read(users, unique):
         wait_until(lambda: tap.bound == {"auth", "notifications"}, timeout=10, what="the tap bound")
         for _ in range(3):
             publish(users["notifications"]["AMQP_URI"], "notifications.events", event_type)
-        wait_until(lambda: events_tap.per_minute(client, time.time()).get(
+        wait_until(lambda: events_tap.per_minute(client, tap.scope, time.time()).get(
             ("notifications", event_type), [0])[-1] >= 3, timeout=10, what="three events counted")
-        assert ("auth", event_type) not in events_tap.per_minute(client, time.time())
+        assert ("auth", event_type) not in events_tap.per_minute(client, tap.scope, time.time())
+        assert tap.scope == web["AMQP_URI"].rsplit("/", 1)[1]  # counts are per vhost
     finally:
         tap.stop()
         thread.join(10)
         for minute in range(events_tap.minute_of(time.time()) - 1, events_tap.minute_of(time.time()) + 1):
-            client.hdel(f"{events_tap.COUNTS}{minute}", f"notifications {event_type}")
+            client.delete(events_tap.minute_key(tap.scope, minute))
         client.close()

@@ -76,3 +76,21 @@ def test_signed_out_people_are_sent_to_sign_in_from_every_private_page(client):
 
 def test_health(client):
     assert client.get("/healthz").json == {"ok": True}
+
+
+def test_the_new_pages_send_signed_out_people_to_sign_in(client):
+    for path in ("/orgs/o1/teams", "/orgs/o1/teams/t1", "/orgs/o1/settings", "/orgs/o1/tasks/t1",
+                 "/orgs/o1/tasks/t1/attachments/a1", "/ops/events", "/ops/jobs"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/login?next="), path
+
+
+def test_the_push_service_worker_is_served_from_the_root_and_posts_need_csrf(client):
+    worker = client.get("/sw.js")
+    assert worker.status_code == 200 and b'addEventListener("push"' in worker.data
+    assert worker.headers["Cache-Control"] == "no-cache"  # a new version is picked up at once
+    for path in ("/notifications/push", "/notifications/n1/delete", "/orgs/o1/teams",
+                 "/orgs/o1/transfer-ownership", "/orgs/o1/tasks/t1/attachments"):
+        response = client.post(path, json={"endpoint": "https://push.example/x"})
+        assert response.status_code == 400, path  # no CSRF token: refused before anything runs
