@@ -342,22 +342,24 @@ def notifications():
                            vapid_key=current_app.config["VAPID_PUBLIC_KEY"])
 
 
-@bp.post("/notifications/<notification_id>/read")
-@auth.login_required
-def notification_read(notification_id):
-    auth.api("POST", f"/notifications/{notification_id}/read")
+def _notification_change(method: str, path: str):
+    """The change; the page's script (JSON) gets the new unread count, a form the feed."""
+    auth.api(method, path)
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"unread": auth.api("GET", "/notifications/unread-count")["unread"]})
     return redirect(url_for("work.notifications"))
+
+
+@bp.post("/notifications/<notification_id>/read")
+@auth.login_required
+def notification_read(notification_id):
+    return _notification_change("POST", f"/notifications/{notification_id}/read")
 
 
 @bp.post("/notifications/<notification_id>/delete")
 @auth.login_required
 def notification_delete(notification_id):
-    auth.api("DELETE", f"/notifications/{notification_id}")
-    if request.accept_mimetypes.best == "application/json":
-        return jsonify({"unread": auth.api("GET", "/notifications/unread-count")["unread"]})
-    return redirect(url_for("work.notifications"))
+    return _notification_change("DELETE", f"/notifications/{notification_id}")
 
 
 @bp.post("/notifications/push")
@@ -365,13 +367,8 @@ def notification_delete(notification_id):
 def push_subscribe():
     """The browser's ``PushSubscription.toJSON()`` (from the page's script), handed
     to the API; its refusal comes back as the API's status and field errors."""
-    body = request.get_json(silent=True)
     try:
-        if request.args.get("off"):
-            auth.api("DELETE", "/notifications/push-subscriptions",
-                     json={"endpoint": (body or {}).get("endpoint", "")})
-            return jsonify({"subscribed": False})
-        auth.api("POST", "/notifications/push-subscriptions", json=body)
+        auth.api("POST", "/notifications/push-subscriptions", json=request.get_json(silent=True))
     except ApiError as exc:
         if exc.status not in (400, 409, 422):
             raise
