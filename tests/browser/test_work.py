@@ -334,6 +334,14 @@ def test_org_settings_a_read_only_plan_and_a_confirmed_ownership_transfer(browse
     ann.wait_text("#settings-saved", "Saved")
     assert owner.get(f"/orgs/{org_id}/settings").json()["timezone"] == "Europe/Paris"
     ann.shot("settings")
+    # people: the search narrows the list, the owner changes a role in place
+    ann.open(f"/orgs/{org_id}/employees?q={admin.email}")
+    row = f"tr.employee[data-email='{admin.email}']"
+    assert len(ann.all("tr.employee")) == 1 and ann.all(row)
+    Select(ann.find(f"{row} select[name=role]")).select_by_visible_text("admin")
+    ann.click(f"{row} button.change-role")
+    assert owner.get(f"/orgs/{org_id}/employees/{admin_id}").json()["role"] == "admin"
+    ann.open(f"/orgs/{org_id}/settings")
     Select(ann.find("#f-user_id")).select_by_value(admin.user_id)
     ann.fill(confirm="not the name")  # without the organization's name typed, nothing moves
     ann.click("#transfer-ownership")
@@ -377,6 +385,9 @@ def test_org_settings_a_read_only_plan_and_a_confirmed_ownership_transfer(browse
                what="the guest's membership")
     ann.open("/orgs")
     assert not ann.all(f".my-invitation[data-org-id='{org_id}']")
+    ann.open(f"/orgs/{org_id}/employees")  # a member: no role changes, no invitations to send
+    assert ann.all("tr.employee") and not ann.all(".role-form, #invite-section, #invitations")
+    ann.shot("people-as-member")
 
 
 def test_a_task_is_edited_assigned_and_carries_an_attachment_with_its_history(
