@@ -437,8 +437,13 @@ def test_a_task_is_edited_assigned_and_carries_an_attachment_with_its_history(
     ann.wait_text("#attachments", "None")
     assert owner.get(f"/orgs/{org_id}/tasks/{task_id}/attachments").json()["items"] == []
 
-    # a member who may not assign others is not shown the assignee form
+    ann.open(f"/orgs/{org_id}/tasks")
+    assert ann.all("#bulk-link")  # a manager may create for many at once
+
+    # a member who may not assign others is not shown the assignee form, nor bulk creation
     _sign_in_as(ann, member.email)
     ann.open(f"/orgs/{org_id}/tasks/{task_id}")
     ann.wait_text("h1", "Publish the release notes")
     assert not ann.all("#task-assign")
+    ann.open(f"/orgs/{org_id}/tasks")
+    assert ann.all("#task-list .task-row") and not ann.all("#bulk-link")

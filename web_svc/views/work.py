@@ -199,7 +199,8 @@ def tasks(org_id):
     names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
     return render_template("tasks.html", org_id=org_id, page=page, filters=filters, errors=errors,
                            form=form, people=people, names=names, statuses=STATUSES,
-                           priorities=PRIORITIES), 422 if errors else 200
+                           priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create")), \
+        422 if errors else 200
 
 
 @bp.get("/orgs/<org_id>/tasks/<task_id>")
