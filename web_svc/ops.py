@@ -8,11 +8,13 @@ import time
 import urllib.parse
 
 import requests
+from nameko.exceptions import RemoteError
 
 from ops import cli
 from shared.event_catalogue import CATALOGUE
 from shared.services import SERVICES as _SERVICES
 from web_svc import events_tap
+from web_svc.gateway import ApiError
 
 SERVICES = tuple(_SERVICES)  # nameko names, in the mesh's order
 
@@ -29,14 +31,22 @@ class Ops:
         "tasks": (*OPERATOR_RPCS, "running_jobs"),
     }
 
-    def __init__(self, config: dict, timeout: float = 5):
+    def __init__(self, config: dict, timeout: float = 10):
         self.config = config
-        self.timeout = timeout
+        self.timeout = timeout  # operator reads (dead letters walk every handler queue) may be slow
 
     def rpc(self, service: str, method: str, *args):
+        """The RPC's answer; a service that does not answer in time (or is refused) is
+        the console's 503 page naming it, never a 500."""
         if method not in self.CALLS.get(service, ()):
             raise ValueError(f"{service}.{method} is not among Ops.CALLS (its broker user may not call it)")
-        return cli.rpc_call(self.config, service, method, *args, timeout=self.timeout)
+        try:
+            return cli.rpc_call(self.config, service, method, *args, timeout=self.timeout)
+        except RemoteError:
+            raise
+        except Exception as exc:
+            raise ApiError(503, {"detail": f"{service} did not answer {method} "
+                                           f"({type(exc).__name__}); try again shortly."}) from None
 
     def health(self) -> list[dict]:
         rows = []
@@ -45,7 +55,8 @@ class Ops:
                 report = self.rpc(service, "health")
             except Exception as exc:  # a console reports a service that does not answer
                 report = {"service": service, "ok": False, "checks": {},
-                          "error": f"no answer ({type(exc).__name__})"}
+                          "error": exc.detail if isinstance(exc, ApiError) else
+                          f"no answer ({type(exc).__name__})"}
             rows.append(report)
         return rows
 

@@ -94,3 +94,15 @@ def test_the_push_service_worker_is_served_from_the_root_and_posts_need_csrf(cli
                  "/orgs/o1/transfer-ownership", "/orgs/o1/tasks/t1/attachments"):
         response = client.post(path, json={"endpoint": "https://push.example/x"})
         assert response.status_code == 400, path  # no CSRF token: refused before anything runs
+
+
+def test_a_service_that_does_not_answer_an_operator_rpc_is_a_503_naming_it():
+    from web_svc.gateway import ApiError
+    from web_svc.ops import Ops
+
+    ops = Ops({"AMQP_URI": "pyamqp://guest:guest@127.0.0.1:1//"}, timeout=0.5)  # no broker there
+    with pytest.raises(ApiError) as refused:
+        ops.rpc("notifications", "dead_letters")
+    assert refused.value.status == 503 and "notifications did not answer" in refused.value.detail
+    with pytest.raises(ValueError):
+        ops.rpc("auth", "set_operator", "u1", True)  # not among its calls: refused here at once
