@@ -214,11 +214,69 @@ def provision_redis(config: dict, services=SERVICES) -> None:
             client.close()
 
 
+# -- the web console (web_svc) ----------------------------------------------------
+# Not a nameko service: its rights are derived from what its operator pages call
+# (``web_svc.ops.Ops.CALLS``) and its events tap. It reaches people's data only
+# through the gateway's HTTP API, as a browser does.
+CONSOLE = "web"
+
+
+def console_calls() -> dict[str, tuple[str, ...]]:
+    """target service -> the RPC methods the console calls (nameko's standalone proxy)."""
+    return importlib.import_module("web_svc.ops").Ops.CALLS
+
+
+def console_permissions() -> dict:
+    """Its standalone proxy's reply queues and its events tap queue (bound to every
+    ``<service>.events``, reading only); publish only the RPCs it calls."""
+    tap = importlib.import_module("web_svc.events_tap").TAP_QUEUE
+    queues = [rf"rpc\.reply-standalone_rpc_proxy-{UUID}", re.escape(tap)]
+    sources = [rf"{re.escape(source)}\.events" for source in services.SERVICES]
+    rpc = re.escape(RPC_EXCHANGE)
+    calls = [rf"{re.escape(target)}\.(" + "|".join(map(re.escape, methods)) + ")"
+             for target, methods in sorted(console_calls().items())]
+    topic = {RPC_EXCHANGE: {"write": _alternatives([*calls, UUID]), "read": _alternatives([UUID])}}
+    for source in services.SERVICES:
+        topic[f"{source}.events"] = {"write": "^$", "read": "^#$"}
+    return {"configure": _alternatives([*queues, rpc]),
+            "write": _alternatives([*queues, rpc]),
+            "read": _alternatives([*queues, rpc, *sources]),
+            "topic": topic}
+
+
+def console_uris(amqp_uri: str, redis_uri: str, management_url: str | None) -> dict:
+    """The console's environment: its own users, and the management API (queues,
+    bindings) as that same user (tagged ``monitoring``: read only)."""
+    base = management_url or "http://127.0.0.1:15672"
+    return {**service_uris(CONSOLE, amqp_uri, redis_uri),
+            "RABBITMQ_MANAGEMENT_URL": _with_credentials(base, user_name(CONSOLE), password(CONSOLE))}
+
+
+def provision_console(config: dict) -> None:
+    api, auth, vhost = management(config)
+    quoted_vhost = urllib.parse.quote(vhost, safe="")
+    user = urllib.parse.quote(user_name(CONSOLE), safe="")
+    rights = console_permissions()
+    topic = rights.pop("topic")
+    with requests.Session() as http:
+        http.auth = auth
+        http.put(f"{api}/api/users/{user}", timeout=10,
+                 json={"password": password(CONSOLE), "tags": "monitoring"}).raise_for_status()
+        http.put(f"{api}/api/permissions/{quoted_vhost}/{user}", timeout=10, json=rights).raise_for_status()
+        for exchange, keys in topic.items():
+            http.put(f"{api}/api/topic-permissions/{quoted_vhost}/{user}", timeout=10,
+                     json={"exchange": exchange, **keys}).raise_for_status()
+    provision_redis(config, services=[CONSOLE])
+
+
 def provision(config: dict) -> dict[str, dict]:
-    """Every service's users on the servers of ``config`` (``AMQP_URI``,
-    ``RABBITMQ_MANAGEMENT_URL``, ``REDIS_URI``, ``REDIS_SENTINELS``...: admin
-    rights); returns each service's environment."""
+    """Every service's users (and the web console's) on the servers of ``config``
+    (``AMQP_URI``, ``RABBITMQ_MANAGEMENT_URL``, ``REDIS_URI``, ``REDIS_SENTINELS``...:
+    admin rights); returns each one's environment."""
     provision_broker(config)
     provision_redis(config)
-    return {service: service_uris(service, config["AMQP_URI"], config["REDIS_URI"])
-            for service in SERVICES}
+    provision_console(config)
+    return {**{service: service_uris(service, config["AMQP_URI"], config["REDIS_URI"])
+               for service in SERVICES},
+            CONSOLE: console_uris(config["AMQP_URI"], config["REDIS_URI"],
+                                  config.get("RABBITMQ_MANAGEMENT_URL"))}

@@ -184,6 +184,18 @@ class BaseStore:
                 claimed.append(got["envelope"])
         return claimed
 
+    def outbox_backlog(self) -> dict:
+        """Events recorded and not yet sent: how many, and how old the oldest is (s)."""
+        pending = self.db.outbox.count_documents({"state": "pending"})
+        oldest = next(iter(self.db.outbox.find({"state": "pending"}, {"created_at": 1})
+                           .sort("created_at", 1).limit(1)), None)
+        age = None
+        if oldest is not None:
+            created = oldest["created_at"]
+            created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+            age = round((datetime.now(timezone.utc) - created).total_seconds(), 1)
+        return {"pending": pending, "oldest_s": age}
+
     @staticmethod
     def insert_ignoring_duplicates(collection, docs: list[dict]) -> set[str]:
         """Insert in one write; documents whose _id exists already are skipped

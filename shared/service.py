@@ -40,12 +40,20 @@ class ServiceBase:
 
     @rpc
     def health(self) -> dict:
-        """MongoDB and Redis pings with their latency; AMQP is up if this answers."""
+        """MongoDB and Redis pings with their latency; AMQP is up if this answers;
+        the outbox backlog (events recorded, not yet sent) when MongoDB answers."""
         started = time.perf_counter()
         checks = {"mongodb": _probe(self.store.ping), "redis": _probe(self.redis.ping),
                   "amqp": {"ok": True}}
+        outbox = None
+        if checks["mongodb"]["ok"]:
+            try:
+                outbox = self.store.outbox_backlog()
+            except Exception:  # health reports, it does not raise
+                outbox = None
         return {"service": self.name, "ok": all(c["ok"] for c in checks.values()),
-                "checks": checks, "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
+                "checks": checks, "outbox": outbox,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
     @rpc
     def migrations(self) -> list[dict]:

@@ -154,6 +154,12 @@ class TaskService(base.ServiceBase):
             raise NotFound("Job not found.")
         return {**schemas.dump_job(job), "status_url": self._job_url(org_id, job_id)}
 
+    @rpc
+    def running_jobs(self, limit: int = 50) -> list[dict]:
+        """Bulk jobs in progress in every org: an operator RPC (the web console's
+        operator pages; no HTTP route reaches it)."""
+        return [schemas.dump_job(j) for j in self.store.running_jobs(min(int(limit), 200))]
+
     @handles("tasks", "task.bulk.created")
     def on_bulk_chunk(self, event: dict) -> None:
         d = event["data"]

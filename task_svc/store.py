@@ -53,6 +53,8 @@ class TaskStore(BaseStore):
         "history": [_ix("task_at", ("task_id", A), ("at", A))],
         "comments": [_ix("task_comments", ("task_id", A), ("_id", A))],
         "attachments": [_ix("task_attachments", ("task_id", A), ("_id", A))],
+        # the operator console's bulk jobs in progress (jobs, not tasks: cheap)
+        "jobs": [_ix("jobs_status", ("status", A), ("created_at", D))],
     }
 
     @property
@@ -108,6 +110,11 @@ class TaskStore(BaseStore):
 
     def get_job(self, org_id: str, job_id: str) -> dict | None:
         return self.db.jobs.find_one({"_id": job_id, "org_id": org_id})
+
+    def running_jobs(self, limit: int) -> list[dict]:
+        """Bulk jobs not finished yet, newest first (every org: for operators)."""
+        return list(self.db.jobs.find({"status": "running"}, {"errors": 0})
+                    .sort("created_at", -1).limit(limit))
 
     def record_chunk(self, job_id: str, chunk: int, done: int, errors: list[dict]) -> dict | None:
         """Count a chunk once (a redelivered chunk changes nothing) and mark the

@@ -155,6 +155,10 @@ def running_mesh(mongo_uri, tmp_path_factory, mailbox):
             RATE_LIMIT_BULK=str(BULK_LIMIT) + "/60",
             METRICS_PORT_GATEWAY=str(mesh.free_port()),
             OUTBOUND_ALLOWED_NETWORKS="127.0.0.1/32",  # webhook and push receivers of the tests
+            # the web console: a VAPID public key for its push button (no private key:
+            # the mesh sends no push), and the operator pages' links out
+            VAPID_PUBLIC_KEY="BN_VqHSnnzRFoKiZBnIfh6fpQcjhZPur09a4wPU--_MqrvzlBfe1-6Ob9WtewwEVRiBjwv0Zx0nw18e6X2xTwCA",
+            OPS_METRICS_URL="http://127.0.0.1:9090", OPS_GRAFANA_URL="http://127.0.0.1:3000/d/workforce",
         ) as running:
             yield running
     finally:

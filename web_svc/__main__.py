@@ -30,6 +30,10 @@ def main() -> None:
     config = load_config(os.environ.get("WEB_CONFIG", str(ROOT / "config.yaml")))
     logging.config.dictConfig(config["LOGGING"])
     app = create_app(config)
+    if str(config.get("WEB_EVENTS_TAP", "true")).lower() not in ("0", "false", "no", "off"):
+        from web_svc.events_tap import EventTap
+
+        eventlet.spawn(EventTap(config["AMQP_URI"], app.extensions["web_redis"]).run)
     host = config.get("WEB_HOST") or "127.0.0.1"
     port = int(config.get("WEB_PORT") or 8080)
     logging.getLogger("web_svc").info("web console on http://%s:%s", host, port)

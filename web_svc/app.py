@@ -7,7 +7,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Request, jsonify, redirect, render_template, request, session, url_for
 from flask_session import Session
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
@@ -31,8 +31,16 @@ def gateway_url(config: dict) -> str:
     return config.get("GATEWAY_URL") or f"http://{config.get('WEB_SERVER_ADDRESS', '127.0.0.1:8000')}"
 
 
+class WebRequest(Request):
+    # werkzeug 2.3 counts its 64 KiB multipart reads (file parts too) against this
+    # limit, so its 500 kB default refuses ordinary uploads; bounded, as the gateway does
+    max_form_memory_size = 1024 * 1024
+    max_form_parts = 50
+
+
 def create_app(config: dict) -> Flask:
     app = Flask(__name__)
+    app.request_class = WebRequest
     client = redis.Redis.from_url(config["REDIS_URI"], socket_timeout=float(config.get("REDIS_TIMEOUT", 2)))
     public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8080")
     app.config.update(
@@ -48,6 +56,10 @@ def create_app(config: dict) -> Flask:
         GATEWAY_URL=gateway_url(config),
         WS_URL=config.get("GATEWAY_WS_URL") or gateway_url(config).replace("http", "ws", 1) + "/api/v1/ws",
         SWAGGER_URL=gateway_url(config) + "/api/v1/docs",
+        OPS_METRICS_URL=config.get("OPS_METRICS_URL") or "",
+        OPS_GRAFANA_URL=config.get("OPS_GRAFANA_URL") or "",
+        VAPID_PUBLIC_KEY=(config.get("VAPID_PUBLIC_KEY") or "").strip(),  # web push: the browser's key
+        MAX_CONTENT_LENGTH=int(config.get("ATTACHMENT_MAX_BODY_BYTES") or 5505024),
     )
     app.extensions["web_redis"] = client
     app.extensions["gateway"] = Gateway(app.config["GATEWAY_URL"])
@@ -55,12 +67,20 @@ def create_app(config: dict) -> Flask:
     Session(app)
     CSRFProtect(app)
 
-    from web_svc.views import analytics, operator, people, work
+    from web_svc.views import analytics, operator, people, teams, work
 
     app.register_blueprint(people.bp)
     app.register_blueprint(work.bp)
+    app.register_blueprint(teams.bp)
     app.register_blueprint(operator.bp)
     app.register_blueprint(analytics.bp)
+
+    @app.get("/sw.js")
+    def service_worker():
+        """The push service worker, served from the root so its scope is the whole console."""
+        response = app.send_static_file("sw.js")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     @app.get("/healthz")
     def healthz():
@@ -96,6 +116,10 @@ def create_app(config: dict) -> Flask:
     def csrf_error(exc):
         return render_template("error.html", status=400, detail=(
             "This form has expired or did not come from this site. Reload the page and try again.")), 400
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return render_template("error.html", status=413, detail="That file is too large."), 413
 
     @app.errorhandler(404)
     def not_found(_exc):

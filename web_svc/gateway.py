@@ -36,13 +36,16 @@ class Gateway:
         self.http = requests.Session()
 
     def call(self, method: str, path: str, token: str | None = None, *, json=None,
-             params=None, user_agent: str | None = None):
+             params=None, files=None, user_agent: str | None = None, raw: bool = False):
+        """The answer's JSON (None for 204); ``raw=True``: the response itself, with
+        redirects not followed (a download may be a 302 to a presigned URL)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if user_agent:
             headers["User-Agent"] = user_agent[:256]
         try:
             response = self.http.request(method, f"{self.api}{path}", json=json, params=params,
-                                         headers=headers, timeout=self.timeout)
+                                         files=files, headers=headers, timeout=self.timeout,
+                                         allow_redirects=not raw, stream=raw)
         except requests.RequestException:
             raise ApiError(503, {"detail": "The service is not reachable; try again shortly."}) from None
         if response.status_code >= 400:
@@ -51,6 +54,8 @@ class Gateway:
             except ValueError:
                 body = None
             raise ApiError(response.status_code, body)
+        if raw:
+            return response
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

@@ -1,20 +1,52 @@
-"""What operator pages read: nameko's standalone RPC proxy (health, dead letters)
-and RabbitMQ's management API (queues), the same calls as ``ops.cli``."""
+"""What operator pages read: nameko's standalone RPC proxy (health with the outbox
+backlog, dead letters, bulk jobs in progress), RabbitMQ's management API (queues,
+the bindings that say who consumes what), the same calls as ``ops.cli``, and the
+console's own events tap (web_svc.events_tap) for the events flowing."""
 from __future__ import annotations
 
+import time
+import urllib.parse
+
+import requests
+from nameko.exceptions import RemoteError
+
 from ops import cli
+from shared.event_catalogue import CATALOGUE
 from shared.services import SERVICES as _SERVICES
+from web_svc import events_tap
+from web_svc.gateway import ApiError
 
 SERVICES = tuple(_SERVICES)  # nameko names, in the mesh's order
 
 
+OPERATOR_RPCS = ("health", "dead_letters", "replay_dead_letters", "purge_dead_letters")
+
+
 class Ops:
-    def __init__(self, config: dict, timeout: float = 5):
+    # every RPC the console makes: its RabbitMQ user may publish exactly these
+    # (shared.access.console_permissions), and calling another one fails at once
+    CALLS: dict[str, tuple[str, ...]] = {
+        **{service: OPERATOR_RPCS for service in SERVICES},
+        "auth": (*OPERATOR_RPCS, "is_operator"),
+        "tasks": (*OPERATOR_RPCS, "running_jobs"),
+    }
+
+    def __init__(self, config: dict, timeout: float = 10):
         self.config = config
-        self.timeout = timeout
+        self.timeout = timeout  # operator reads (dead letters walk every handler queue) may be slow
 
     def rpc(self, service: str, method: str, *args):
-        return cli.rpc_call(self.config, service, method, *args, timeout=self.timeout)
+        """The RPC's answer; a service that does not answer in time (or is refused) is
+        the console's 503 page naming it, never a 500."""
+        if method not in self.CALLS.get(service, ()):
+            raise ValueError(f"{service}.{method} is not among Ops.CALLS (its broker user may not call it)")
+        try:
+            return cli.rpc_call(self.config, service, method, *args, timeout=self.timeout)
+        except RemoteError:
+            raise
+        except Exception as exc:
+            raise ApiError(503, {"detail": f"{service} did not answer {method} "
+                                           f"({type(exc).__name__}); try again shortly."}) from None
 
     def health(self) -> list[dict]:
         rows = []
@@ -23,7 +55,8 @@ class Ops:
                 report = self.rpc(service, "health")
             except Exception as exc:  # a console reports a service that does not answer
                 report = {"service": service, "ok": False, "checks": {},
-                          "error": f"no answer ({type(exc).__name__})"}
+                          "error": exc.detail if isinstance(exc, ApiError) else
+                          f"no answer ({type(exc).__name__})"}
             rows.append(report)
         return rows
 
@@ -44,3 +77,39 @@ class Ops:
 
     def purge(self, service: str) -> int:
         return self.rpc(service, "purge_dead_letters")
+
+    def running_jobs(self) -> list[dict]:
+        return self.rpc("tasks", "running_jobs")
+
+    def consumers(self) -> dict[tuple[str, str], list[str]]:
+        """``{(producer, event type): ["service.handler", ...]}`` from the bindings of
+        the events exchanges to the handler queues (``evt-...--service.handler``)."""
+        url, auth, vhost = cli.management(self.config)
+        response = requests.get(f"{url}/api/bindings/{urllib.parse.quote(vhost, safe='')}",
+                                auth=auth, timeout=self.timeout)
+        response.raise_for_status()
+        found: dict[tuple[str, str], list[str]] = {}
+        for b in response.json():
+            source, queue = b.get("source", ""), b.get("destination", "")
+            if source.endswith(".events") and queue.startswith("evt-") and "--" in queue:
+                found.setdefault((source[:-len(".events")], b.get("routing_key", "")), []).append(
+                    queue.rpartition("--")[2])
+        return {key: sorted(set(handlers)) for key, handlers in found.items()}
+
+    def event_flows(self, client, now: float | None = None) -> list[dict]:
+        """Every event type the catalogue names or the tap has seen: producer,
+        consumers, counts per minute over the last hour (oldest first)."""
+        series = events_tap.per_minute(client, events_tap.vhost_of(self.config["AMQP_URI"]),
+                                       now or time.time())
+        try:
+            consumers = self.consumers()
+        except requests.RequestException:
+            consumers = {}
+        keys = {(spec.producer, spec.name) for spec in CATALOGUE} | set(series)
+        rows = [{"producer": producer, "type": event_type,
+                 "consumers": consumers.get((producer, event_type), []),
+                 "per_minute": series.get((producer, event_type), [0] * events_tap.WINDOW_MINUTES)}
+                for producer, event_type in keys]
+        for row in rows:
+            row["last_hour"] = sum(row["per_minute"])
+        return sorted(rows, key=lambda r: (-r["last_hour"], r["producer"], r["type"]))

@@ -2,6 +2,8 @@
 servers: what another service's credentials would let an attacker do is
 refused, what the service itself needs is allowed."""
 import json
+import threading
+import time
 import uuid
 
 import amqp.exceptions
@@ -11,6 +13,7 @@ from kombu import Connection, Exchange, Queue
 
 from shared import access
 from tests.conftest import RABBIT_MGMT, REDIS_URI
+from tests.helpers import wait_until
 
 RPC = Exchange("nameko-rpc", type="topic", durable=True)
 MANAGEMENT_URL = RABBIT_MGMT.replace("://", "://guest:guest@", 1) if "@" not in RABBIT_MGMT \
@@ -160,3 +163,54 @@ def test_the_gateways_one_call_checks_and_cache_work_as_its_own_user(users, uniq
                      f"gateway:ratelimit:{unique}", f"{entry_name(f't:{unique}')}|7")
         admin.close()
         gateway.close()
+
+
+def test_the_web_consoles_user_keeps_to_its_own_keys_and_operator_rpcs(users, unique):
+    web = users[access.CONSOLE]
+    client = redis.Redis.from_url(web["REDIS_URI"], decode_responses=True)
+    admin = redis.Redis.from_url(REDIS_URI, decode_responses=True)
+    try:
+        for key in (f"auth:jwks:kid:{unique}", f"employees:perm:{unique}:u", f"tasks:x:{unique}",
+                    f"gateway:ratelimit:{unique}"):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.set(key, "planted")
+            assert admin.get(key) is None
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.get(f"employees:perm:{unique}:u")  # not even reading others' keys
+        client.set(f"web:session:{unique}", "1", ex=60)  # its own: sessions, tokens, counts
+    finally:
+        admin.delete(f"web:session:{unique}")
+        client.close()
+        admin.close()
+    uri = web["AMQP_URI"]
+    for key in ("auth.set_operator", "auth.revoke_sessions", "employees.add_owner", "tasks.create_task"):
+        assert key in refused(lambda key=key: publish(uri, RPC.name, key))
+    assert "notifications.events" in refused(lambda: publish(uri, "notifications.events", "x.happened"))
+    publish(uri, RPC.name, "auth.is_operator")  # what its operator pages call
+    publish(uri, RPC.name, "notifications.replay_dead_letters")
+
+
+def test_the_web_consoles_tap_counts_events_it_may_only_read(users, unique):
+    from web_svc import events_tap
+
+    web = users[access.CONSOLE]
+    client = redis.Redis.from_url(REDIS_URI)  # admin, to read and clean the counts
+    tap = events_tap.EventTap(web["AMQP_URI"], redis.Redis.from_url(web["REDIS_URI"]),
+                              sources=("auth", "notifications"), round_seconds=1)
+    thread = threading.Thread(target=tap.run, daemon=True)
+    thread.start()
+    event_type = f"thing.{unique}.happened"
+    try:
+        wait_until(lambda: tap.bound == {"auth", "notifications"}, timeout=10, what="the tap bound")
+        for _ in range(3):
+            publish(users["notifications"]["AMQP_URI"], "notifications.events", event_type)
+        wait_until(lambda: events_tap.per_minute(client, tap.scope, time.time()).get(
+            ("notifications", event_type), [0])[-1] >= 3, timeout=10, what="three events counted")
+        assert ("auth", event_type) not in events_tap.per_minute(client, tap.scope, time.time())
+        assert tap.scope == web["AMQP_URI"].rsplit("/", 1)[1]  # counts are per vhost
+    finally:
+        tap.stop()
+        thread.join(10)
+        for minute in range(events_tap.minute_of(time.time()) - 1, events_tap.minute_of(time.time()) + 1):
+            client.delete(events_tap.minute_key(tap.scope, minute))
+        client.close()

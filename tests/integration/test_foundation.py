@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import eventlet
 import pymongo
@@ -375,3 +376,30 @@ def test_publishing_an_org_event_makes_cached_answers_for_that_org_stale(
         change(org_a)
     assert read(org_a) == 3  # the write is visible to the very next read
     assert read(org_b) == 2  # other orgs keep their cached answers
+
+
+class Recorder(ServiceBase):
+    name = "recorder"
+    store = Mongo(BaseStore)
+    events = Events()
+
+    @rpc
+    def record(self):
+        self.events.publish("thing.recorded", {"n": 1})
+
+
+def test_health_reports_the_outbox_backlog_events_not_sent_yet(container_factory, make_config):
+    config = make_config(OUTBOX_GRACE_SECONDS=3600)  # the relay leaves what is written here alone
+    container = container_factory(Recorder, config)
+    container.start()
+    db = pymongo.MongoClient(config["MONGODB_URI"])[f"{config['MONGODB_DB_PREFIX']}_recorder"]
+    with entrypoint_hook(container, "health") as health:
+        assert health()["outbox"] == {"pending": 0, "oldest_s": None}
+    with entrypoint_hook(container, "record") as record:
+        record()  # recorded and sent at once
+    db.outbox.insert_one({"_id": "stuck-1", "state": "pending", "created_at": datetime.now(timezone.utc),
+                          "envelope": {"event_id": "stuck-1", "event_type": "thing.recorded"}})
+    with entrypoint_hook(container, "health") as health:
+        report = health()
+    assert report["outbox"]["pending"] == 1 and report["outbox"]["oldest_s"] >= 0
+    assert db.outbox.count_documents({"state": "sent"}) == 1

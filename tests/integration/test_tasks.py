@@ -607,3 +607,21 @@ def test_search_documents_give_the_search_service_live_tasks_and_teams_with_thei
     (brief,) = call(teams, "search_documents", org, [team["team_id"], "nope"])["items"]
     assert (brief["name"], brief["description"]) == ("Mapping", "maps and charts")
     assert call(teams, "search_documents", other, [team["team_id"]])["items"] == []
+
+
+def test_running_jobs_lists_the_unfinished_bulk_jobs_of_every_org_for_operators(mesh):
+    config, tasks, _ = mesh
+    jobs = database(config, "tasks").jobs
+    now = datetime.now(timezone.utc)
+    jobs.insert_many([
+        {"_id": "job-old", "org_id": "org-a", "status": "running", "total": 10, "done": 2, "failed": 0,
+         "errors": [{"assignee_id": "x", "error": "big"}], "created_at": now - timedelta(minutes=5)},
+        {"_id": "job-new", "org_id": "org-b", "status": "running", "total": 4, "done": 1, "failed": 1,
+         "errors": [], "created_at": now},
+        {"_id": "job-done", "org_id": "org-a", "status": "done", "total": 1, "done": 1, "failed": 0,
+         "errors": [], "created_at": now}])
+    running = call(tasks, "running_jobs")
+    assert [(j["job_id"], j["org_id"], j["done"], j["total"]) for j in running] == [
+        ("job-new", "org-b", 1, 4), ("job-old", "org-a", 2, 10)]  # newest first, done left out
+    assert running[1]["errors"] == []  # the list leaves the error details out
+    assert [j["job_id"] for j in call(tasks, "running_jobs", 1)] == ["job-new"]

@@ -76,3 +76,33 @@ def test_signed_out_people_are_sent_to_sign_in_from_every_private_page(client):
 
 def test_health(client):
     assert client.get("/healthz").json == {"ok": True}
+
+
+def test_the_new_pages_send_signed_out_people_to_sign_in(client):
+    for path in ("/orgs/o1/teams", "/orgs/o1/teams/t1", "/orgs/o1/settings", "/orgs/o1/tasks/t1",
+                 "/orgs/o1/tasks/t1/attachments/a1", "/ops/events", "/ops/jobs"):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/login?next="), path
+
+
+def test_the_push_service_worker_is_served_from_the_root_and_posts_need_csrf(client):
+    worker = client.get("/sw.js")
+    assert worker.status_code == 200 and b'addEventListener("push"' in worker.data
+    assert worker.headers["Cache-Control"] == "no-cache"  # a new version is picked up at once
+    for path in ("/notifications/push", "/notifications/n1/delete", "/orgs/o1/teams",
+                 "/orgs/o1/transfer-ownership", "/orgs/o1/tasks/t1/attachments"):
+        response = client.post(path, json={"endpoint": "https://push.example/x"})
+        assert response.status_code == 400, path  # no CSRF token: refused before anything runs
+
+
+def test_a_service_that_does_not_answer_an_operator_rpc_is_a_503_naming_it():
+    from web_svc.gateway import ApiError
+    from web_svc.ops import Ops
+
+    ops = Ops({"AMQP_URI": "pyamqp://guest:guest@127.0.0.1:1//"}, timeout=0.5)  # no broker there
+    with pytest.raises(ApiError) as refused:
+        ops.rpc("notifications", "dead_letters")
+    assert refused.value.status == 503 and "notifications did not answer" in refused.value.detail
+    with pytest.raises(ValueError):
+        ops.rpc("auth", "set_operator", "u1", True)  # not among its calls: refused here at once

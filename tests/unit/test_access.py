@@ -52,6 +52,31 @@ def test_only_auth_may_write_auth_keys():
     assert "%R~auth:jwks:*" in access.redis_rules("gateway")
 
 
+def test_the_web_console_may_call_only_its_operator_rpcs_and_tap_events_read_only():
+    r = access.console_permissions()
+    rpc = r["topic"]["nameko-rpc"]
+    for allowed in ("auth.is_operator", "tasks.running_jobs", "notifications.replay_dead_letters",
+                    "0b8a2f4e-1c3d-4e5f-8a9b-0c1d2e3f4a5b"):
+        assert allows(rpc["write"], allowed), allowed
+    for refused in ("auth.set_operator", "employees.add_owner", "tasks.create_task", "auth.revoke_sessions"):
+        assert not allows(rpc["write"], refused), refused
+    assert allows(r["read"], "web.events-tap") and allows(r["read"], "tasks.events")
+    assert not allows(r["write"], "tasks.events") and not allows(r["read"], "rpc-tasks")
+    assert not allows(r["read"], "evt-tasks-task.assigned--notifications.on_task_assigned")
+    assert all(r["topic"][f"{s}.events"]["write"] == "^$" for s in access.services.SERVICES)
+    rules = access.redis_rules(access.CONSOLE)
+    assert [rule for rule in rules if rule.startswith(("~", "%", "&"))] == ["~web:*"]
+
+
+def test_every_rpc_the_web_console_makes_is_in_its_calls():
+    """``.rpc("<service>", "<method>"`` in web_svc must be among Ops.CALLS."""
+    source = "\n".join(p.read_text() for p in (ROOT / "web_svc").rglob("*.py"))
+    made = set(re.findall(r'\.rpc\(\s*"(\w+)",\s*"(\w+)"', source))
+    assert made, "no RPC found: the pattern is stale"
+    calls = access.console_calls()
+    assert {(t, m) for t, m in made if m not in calls.get(t, ())} == set()
+
+
 @pytest.mark.parametrize("service", [s for s in access.SERVICES if s != "gateway"])
 def test_every_rpc_call_is_in_the_proxys_methods(service):
     """``self.<proxy>.<method>`` anywhere in the package (and require_member's

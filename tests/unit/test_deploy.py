@@ -38,6 +38,21 @@ def test_compose_services_connect_as_their_own_users_and_never_see_the_admin():
             "condition": "service_completed_successfully"}
 
 
+def test_compose_runs_the_web_console_as_its_own_user_beside_the_gateway():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    web = compose["web"]
+    assert web["command"] == ["python", "-m", "web_svc"] and web["restart"] == "unless-stopped"
+    env = web["environment"]
+    for uri in ("AMQP_URI", "REDIS_URI"):
+        assert env[uri].split("://", 1)[1].startswith("wf-web:"), uri
+    assert env["RABBITMQ_MANAGEMENT_URL"].startswith("http://wf-web:")
+    assert "RABBITMQ_PASSWORD" not in str(env) and "REDIS_PASSWORD" not in str(env)
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    assert web["depends_on"]["access"] == {"condition": "service_completed_successfully"}
+    assert "SERVICE_PASSWORD_WEB" in str(compose["access"]["environment"])
+    assert "8080" in env["PUBLIC_URL"]  # emailed links open the console
+
+
 def test_every_setting_of_env_example_reaches_compose():
     """Services read no env_file: a value set in .env reaches a container only if
     docker-compose.yml names it (else it would be silently ignored)."""

@@ -43,9 +43,29 @@ def test_compose_runs_every_service_of_the_mesh():
 
 
 def test_every_compose_service_has_a_deployment_running_its_package():
-    assert set(DEPLOYMENTS) == set(APP_SERVICES)
+    assert set(DEPLOYMENTS) == set(APP_SERVICES) | {"web"}
     for name, package in APP_SERVICES.items():
         assert _env(_container(name))["SERVICE"] == package
+
+
+def test_the_web_console_runs_like_in_compose_with_probes_a_service_and_its_own_users():
+    container = _container("web")
+    assert container["command"] == COMPOSE["web"]["command"] == ["python", "-m", "web_svc"]
+    pod = DEPLOYMENTS["web"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "exec" not in container["livenessProbe"]
+    assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+    services = [d for d in DOCS if d["kind"] == "Service"]
+    assert any(s["spec"]["selector"] == DEPLOYMENTS["web"]["spec"]["selector"]["matchLabels"]
+               for s in services)
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in DOCS if d["kind"] == "Secret"}
+    assert secrets["workforce-web"]["RABBITMQ_MANAGEMENT_URL"].startswith("http://wf-web:")
+    assert "SERVICE_PASSWORD_WEB" in secrets["workforce-access"]
+    # people's data only through the gateway: no database, no shared secrets
+    refs = [s[k]["name"] for s in container["envFrom"] for k in s]
+    assert "workforce-secrets" not in refs
 
 
 @pytest.mark.parametrize("name", sorted(APP_SERVICES))

@@ -76,6 +76,51 @@ async function startLive() {
   if (info.token && "WebSocket" in window) connectLive(info, false, 1000);
 }
 
+// Web push: register the service worker, subscribe with the server's VAPID key,
+// and hand the subscription to the API (through this app: the tokens stay here).
+function vapidBytes(key) {
+  const padded = (key + "=".repeat((4 - key.length % 4) % 4)).replace(/-/g, "+").replace(/_/g, "/");
+  return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+}
+
+async function sendSubscription(subscription) {
+  const box = document.getElementById("push");
+  const response = await fetch(box.dataset.url, {method: "POST", body: JSON.stringify(subscription),
+    headers: {"X-CSRFToken": document.body.dataset.csrf, "Content-Type": "application/json",
+              "Accept": "application/json"}});
+  const answer = await response.json();
+  const state = document.getElementById("push-state");
+  if (state) state.textContent = response.ok ? "On for this device." : (answer.detail || `HTTP ${response.status}`);
+  box.dataset.state = response.ok ? "subscribed" : "refused";
+  return {status: response.status, answer};
+}
+window.wfSendSubscription = sendSubscription;  // the browser test's way in when push is unavailable
+
+async function subscribePush() {
+  const box = document.getElementById("push");
+  const state = document.getElementById("push-state");
+  try {
+    const registration = await navigator.serviceWorker.register(box.dataset.worker);
+    await navigator.serviceWorker.ready;
+    if ((await Notification.requestPermission()) !== "granted") throw new Error("notifications are blocked");
+    const subscription = await registration.pushManager.subscribe({
+      userVisibleOnly: true, applicationServerKey: vapidBytes(box.dataset.vapidKey)});
+    await sendSubscription(subscription.toJSON());
+  } catch (error) {
+    box.dataset.state = "unavailable";
+    if (state) state.textContent = `Push is not available here (${error.message || error}).`;
+  }
+}
+
+async function deleteNotification(li) {
+  const url = document.getElementById("feed").dataset.deleteUrl.replace("ID", encodeURIComponent(li.dataset.id));
+  const response = await fetch(url, {method: "POST", headers: {
+    "X-CSRFToken": document.body.dataset.csrf, "Accept": "application/json"}});
+  if (!response.ok) return;
+  li.remove();
+  setBadge((await response.json()).unread);
+}
+
 async function pollBulk(box) {
   const response = await fetch(box.dataset.poll, {headers: {"Accept": "application/json"}});
   if (response.ok) {
@@ -101,6 +146,14 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form.mark-read").forEach((form) => {
     form.addEventListener("submit", (event) => { event.preventDefault(); markRead(form.closest("li")); });
   });
+  document.querySelectorAll("form.delete").forEach((form) => {
+    form.addEventListener("submit", (event) => { event.preventDefault(); deleteNotification(form.closest("li")); });
+  });
+  const pushButton = document.getElementById("push-subscribe");
+  if (pushButton && "serviceWorker" in navigator && "PushManager" in window) {
+    pushButton.hidden = false;
+    pushButton.addEventListener("click", subscribePush);
+  }
   document.querySelectorAll("[data-check-all]").forEach((button) => {
     button.addEventListener("click", () => document.querySelectorAll(
       `input[name="${button.dataset.checkAll}"]`).forEach((box) => { box.checked = true; }));

@@ -1,9 +1,10 @@
-"""Operator pages: services' health, queues, dead letters (replay, purge with confirmation)."""
+"""Operator pages: services' health and outbox backlog, queues, dead letters (replay,
+purge with confirmation), the events flowing, bulk jobs in progress, links out."""
 from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
-from web_svc import auth
+from web_svc import auth, charts
 from web_svc.ops import SERVICES
 
 bp = Blueprint("operator", __name__, url_prefix="/ops")
@@ -22,8 +23,33 @@ def _service(name: str) -> str:
 @bp.get("/")
 @auth.operator_required
 def overview():
-    return render_template("ops_health.html", services=_ops().health(),
-                           swagger=current_app.config["SWAGGER_URL"])
+    return render_template("ops_health.html", services=_ops().health(), links=_links())
+
+
+def _links() -> list[tuple[str, str]]:
+    """Swagger UI always (the gateway serves it); metrics and Grafana where configured."""
+    config = current_app.config
+    found = [("Swagger UI", config["SWAGGER_URL"]), ("Metrics", config["OPS_METRICS_URL"]),
+             ("Grafana", config["OPS_GRAFANA_URL"])]
+    return [(name, url) for name, url in found if url]
+
+
+@bp.get("/events")
+@auth.operator_required
+def events():
+    """Events flowing: type, producer, consumers, a chart per minute over the last hour
+    (the page reloads itself every 30 s; counted by the console's own tap queue)."""
+    flows = _ops().event_flows(current_app.extensions["web_redis"])
+    total = [sum(minute) for minute in zip(*(f["per_minute"] for f in flows), strict=True)] if flows else []
+    for flow in flows:
+        flow["chart"] = charts.columns(flow["per_minute"], width=240, height=28)
+    return render_template("ops_events.html", flows=flows, total=charts.columns(total))
+
+
+@bp.get("/jobs")
+@auth.operator_required
+def jobs():
+    return render_template("ops_jobs.html", jobs=_ops().running_jobs())
 
 
 @bp.get("/queues")

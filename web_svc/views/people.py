@@ -5,6 +5,8 @@ the browser redirected to a token-free URL, so it stays out of history, logs
 and Referer headers."""
 from __future__ import annotations
 
+from functools import wraps
+
 import qrcode
 import qrcode.image.svg
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
@@ -111,32 +113,49 @@ def logout():
 
 
 # -- emailed links ---------------------------------------------------------------
-def _take_token(kind: str):
-    """Move ``?token=`` into the session; answers the token-free redirect, or None."""
-    token = request.args.get("token")
-    if token:
-        session[f"link:{kind}"] = token
-        return redirect(request.path)
-    return None
+LINKS = {"verify": "verification", "reset": "password reset", "invitation": "invitation"}
+
+
+def emailed_link(kind: str):
+    """The page of an emailed link: ``?token=`` moves into the session at once (the
+    answer is the token-free redirect); with no token kept, the clear invalid-link
+    page; otherwise the view runs with the token as its first argument."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            token = request.args.get("token")
+            if token:
+                session[f"link:{kind}"] = token
+                return redirect(request.path)
+            token = session.get(f"link:{kind}")
+            if not token:
+                return link_invalid(kind)
+            return view(token, *args, **kwargs)
+        return wrapper
+    return decorate
+
+
+def link_invalid(kind: str, detail: str | None = None, **extra):
+    """A used, expired or unknown link: forgotten, and said so (400)."""
+    session.pop(f"link:{kind}", None)
+    return render_template("link_invalid.html", what=LINKS[kind], detail=detail, **extra), 400
+
+
+def _link_refused(kind: str, exc: ApiError):
+    if exc.status >= 500:
+        raise exc
+    return link_invalid(kind, exc.detail)
 
 
 @bp.route("/verify-email", methods=["GET", "POST"])
-def verify_email():
-    moved = _take_token("verify")
-    if moved:
-        return moved
-    token = session.get("link:verify")
-    if not token:
-        return render_template("link_invalid.html", what="verification"), 400
+@emailed_link("verify")
+def verify_email(token):
     if request.method == "GET":  # a button, so a mail scanner's prefetch does not use the link
         return render_template("verify_email.html")
     try:
         _public("POST", "/auth/email/verify", json={"token": token})
     except ApiError as exc:
-        if exc.status >= 500:
-            raise
-        session.pop("link:verify", None)
-        return render_template("link_invalid.html", what="verification", detail=exc.detail), 400
+        return _link_refused("verify", exc)
     session.pop("link:verify", None)
     return render_template("verified.html")
 
@@ -156,13 +175,8 @@ def forgot_password():
 
 
 @bp.route("/reset-password", methods=["GET", "POST"])
-def reset_password():
-    moved = _take_token("reset")
-    if moved:
-        return moved
-    token = session.get("link:reset")
-    if not token:
-        return render_template("link_invalid.html", what="password reset"), 400
+@emailed_link("reset")
+def reset_password(token):
     errors, detail = {}, None
     if request.method == "POST":
         try:
@@ -171,12 +185,9 @@ def reset_password():
             session.pop("link:reset", None)
             return render_template("reset_done.html")
         except ApiError as exc:
-            if exc.status >= 500:
-                raise
+            if exc.status >= 500 or "token" in exc.errors:  # used, expired or unknown: nothing to retry
+                return _link_refused("reset", exc)
             errors, detail = exc.field_errors(), exc.detail
-            if "token" in errors:  # used, expired or unknown: nothing to retry
-                session.pop("link:reset", None)
-                return render_template("link_invalid.html", what="password reset", detail=detail), 400
     return render_template("reset.html", errors=errors, detail=detail, rules=PASSWORD_RULES), \
         422 if errors else 200
 
@@ -188,10 +199,8 @@ def invitation_link(token):
 
 
 @bp.route("/invitation", methods=["GET", "POST"])
-def invitation():
-    token = session.get("link:invitation")
-    if not token:
-        return render_template("link_invalid.html", what="invitation"), 400
+@emailed_link("invitation")
+def invitation(token):
     if not auth.signed_in():
         return render_template("invitation.html", signed_in=False)
     if request.method == "GET":
@@ -203,12 +212,9 @@ def invitation():
             raise
         if exc.status in (403, 409):  # e.g. verify your email first: the link stays usable
             return render_template("invitation.html", signed_in=True, detail=exc.detail), exc.status
-        session.pop("link:invitation", None)
         # signing up (or verifying) with the invited address joins by itself, which
         # uses the invitation: show where this person is a member now
-        orgs = auth.api("GET", "/orgs")["items"]
-        return render_template("link_invalid.html", what="invitation", detail=exc.detail,
-                               orgs=orgs), 400
+        return link_invalid("invitation", exc.detail, orgs=auth.api("GET", "/orgs")["items"])
     session.pop("link:invitation", None)
     return redirect(url_for("work.org", org_id=employee["org_id"], joined=1))
 

@@ -1,9 +1,20 @@
 """Organizations, tasks (list, create, page, status, comments, bulk) and notifications."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
 
-from web_svc import auth, charts
+from web_svc import auth, charts, roles
 from web_svc.gateway import ApiError
 
 bp = Blueprint("work", __name__)
@@ -11,9 +22,11 @@ TASK_FILTERS = ("status", "priority", "assignee_id", "team_id", "q", "labels", "
                 "due_before", "due_after", "cursor")
 STATUSES = ("todo", "in_progress", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")
+ROLES = ("member", "manager", "admin", "owner")
 
 
-def _form_errors(exc: ApiError) -> dict:
+def form_errors(exc: ApiError) -> dict:
+    """A refusal to show beside the form (400/409/422, a 403 with field errors); else raised."""
     if exc.status not in (400, 409, 422) and not (exc.status == 403 and exc.errors):
         raise exc
     return exc.field_errors() or {"_": exc.detail}
@@ -40,7 +53,11 @@ def home():
 @bp.get("/orgs")
 @auth.login_required
 def orgs():
-    return render_template("orgs.html", orgs=auth.api("GET", "/orgs")["items"])
+    """Your organizations, and the invitations waiting for your address: verifying
+    that address accepts them all (the emailed link accepts one)."""
+    return render_template("orgs.html", orgs=auth.api("GET", "/orgs")["items"],
+                           invitations=auth.api("GET", "/me/invitations")["items"],
+                           me=auth.api("GET", "/users/me"))
 
 
 @bp.post("/orgs/switch")
@@ -60,6 +77,57 @@ def org(org_id):
     return render_template("org.html", org=found, joined=bool(request.args.get("joined")))
 
 
+WORKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@bp.route("/orgs/<org_id>/settings", methods=["GET", "POST"])
+@auth.login_required
+def org_settings(org_id):
+    """Name and settings (admins), the plan (read only: operators set it with
+    ``ops.cli set-plan``), ownership transfer (the owner, with confirmation)."""
+    errors, saved, form = {}, False, request.form.to_dict()
+    if request.method == "POST":
+        try:
+            auth.api("PATCH", f"/orgs/{org_id}", json={"name": form.get("name", "")})
+            auth.api("PATCH", f"/orgs/{org_id}/settings", json={
+                "timezone": form.get("timezone", ""), "locale": form.get("locale", ""),
+                "default_task_priority": form.get("default_task_priority", ""),
+                "week_start": form.get("week_start", ""),
+                "working_days": request.form.getlist("working_days")})
+            saved = True
+        except ApiError as exc:
+            errors = form_errors(exc)
+    return _settings_page(org_id, errors, saved, form)
+
+
+def _settings_page(org_id, errors=None, saved=False, form=None, status=None):
+    found = auth.api("GET", f"/orgs/{org_id}")
+    _remember_org(found)
+    people = [e for e in auth.api("GET", f"/orgs/{org_id}/employees")["items"]
+              if e.get("status") == "active" and e.get("user_id") != found.get("owner_user_id")]
+    return render_template(
+        "org_settings.html", org=found, settings=auth.api("GET", f"/orgs/{org_id}/settings"),
+        plan=auth.api("GET", f"/orgs/{org_id}/subscription"), people=people, errors=errors or {},
+        saved=saved, form=(form or {}) if errors else {}, days=WORKDAYS, priorities=PRIORITIES,
+        may_update=roles.can(org_id, "org.settings.update"),
+        may_transfer=roles.can(org_id, "org.transfer")), status or (422 if errors else 200)
+
+
+@bp.post("/orgs/<org_id>/transfer-ownership")
+@auth.login_required
+def transfer_ownership(org_id):
+    """The new owner is chosen, and the organization's name typed to confirm."""
+    found = auth.api("GET", f"/orgs/{org_id}")
+    if request.form.get("confirm", "").strip() != found["name"]:
+        return _settings_page(org_id, {"confirm": f"Type {found['name']} to confirm the transfer."})
+    try:
+        auth.api("POST", f"/orgs/{org_id}/transfer-ownership",
+                 json={"user_id": request.form.get("user_id", "")})
+    except ApiError as exc:
+        return _settings_page(org_id, form_errors(exc))
+    return redirect(url_for("work.org_settings", org_id=org_id, transferred=1))
+
+
 @bp.route("/orgs/<org_id>/employees", methods=["GET", "POST"])
 @auth.login_required
 def employees(org_id):
@@ -71,7 +139,7 @@ def employees(org_id):
                 "job_title": form.get("job_title", "")})
             form = {}
         except ApiError as exc:
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
     params = {"q": request.args["q"]} if request.args.get("q") else None
     page = auth.api("GET", f"/orgs/{org_id}/employees", params=params)
     try:  # managers and up; the section is left out for whoever the API refuses
@@ -82,7 +150,22 @@ def employees(org_id):
         invitations = None
     return render_template("employees.html", org_id=org_id, employees=page["items"], errors=errors,
                            form=form, invited=invited, q=request.args.get("q", ""),
-                           invitations=invitations), 422 if errors else 200
+                           invitations=invitations, roles=ROLES,
+                           may_change_roles=roles.can(org_id, "employee.update_role"),
+                           may_add=roles.can(org_id, "employee.add")), 422 if errors else 200
+
+
+@bp.post("/orgs/<org_id>/employees/<employee_id>/role")
+@auth.login_required
+def employee_role(org_id, employee_id):
+    try:
+        auth.api("PATCH", f"/orgs/{org_id}/employees/{employee_id}",
+                 json={"role": request.form.get("role", "")})
+    except ApiError as exc:
+        if exc.status not in (403, 409, 422):
+            raise
+        return render_template("error.html", status=exc.status, detail=exc.detail), exc.status
+    return redirect(url_for("work.employees", org_id=org_id))
 
 
 @bp.route("/orgs/<org_id>/tasks", methods=["GET", "POST"])
@@ -101,7 +184,7 @@ def tasks(org_id):
             created = auth.api("POST", f"/orgs/{org_id}/tasks", json=body)
             return redirect(url_for("work.task", org_id=org_id, task_id=created["task_id"]))
         except ApiError as exc:
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
     filters = {k: v for k, v in request.args.items() if k in TASK_FILTERS and v}
     try:
         page = auth.api("GET", f"/orgs/{org_id}/tasks", params=filters)
@@ -116,7 +199,8 @@ def tasks(org_id):
     names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
     return render_template("tasks.html", org_id=org_id, page=page, filters=filters, errors=errors,
                            form=form, people=people, names=names, statuses=STATUSES,
-                           priorities=PRIORITIES), 422 if errors else 200
+                           priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create")), \
+        422 if errors else 200
 
 
 @bp.get("/orgs/<org_id>/tasks/<task_id>")
@@ -125,34 +209,84 @@ def task(org_id, task_id):
     return _task_page(org_id, task_id)
 
 
-def _task_page(org_id, task_id, errors=None, status=200):
-    found = auth.api("GET", f"/orgs/{org_id}/tasks/{task_id}")
-    comments = auth.api("GET", f"/orgs/{org_id}/tasks/{task_id}/comments")["items"]
-    history = auth.api("GET", f"/orgs/{org_id}/tasks/{task_id}/history")["items"]
-    return render_template("task.html", org_id=org_id, task=found, comments=comments, history=history,
-                           errors=errors or {}, statuses=STATUSES), status
+def _task_page(org_id, task_id, errors=None, status=200, form=None):
+    base = f"/orgs/{org_id}/tasks/{task_id}"
+    found = auth.api("GET", base)
+    people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
+    names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
+    return render_template(
+        "task.html", org_id=org_id, task=found, comments=auth.api("GET", f"{base}/comments")["items"],
+        history=auth.api("GET", f"{base}/history")["items"],
+        attachments=auth.api("GET", f"{base}/attachments")["items"],
+        people=people, names=names, errors=errors or {}, form=form or {}, statuses=STATUSES,
+        priorities=PRIORITIES, may_assign=roles.can(org_id, "task.assign_any")), status
+
+
+def _task_change(org_id, task_id, method, path, **kwargs):
+    """One change to the task through the API; refused: the task page again with the
+    API's field errors (what was typed kept), else back to the task."""
+    try:
+        auth.api(method, f"/orgs/{org_id}/tasks/{task_id}{path}", **kwargs)
+    except ApiError as exc:
+        return _task_page(org_id, task_id, form_errors(exc), 422, request.form.to_dict())
+    return redirect(url_for("work.task", org_id=org_id, task_id=task_id))
 
 
 @bp.post("/orgs/<org_id>/tasks/<task_id>/status")
 @auth.login_required
 def task_status(org_id, task_id):
-    try:
-        auth.api("POST", f"/orgs/{org_id}/tasks/{task_id}/status",
-                 json={"status": request.form.get("status", "")})
-    except ApiError as exc:
-        return _task_page(org_id, task_id, _form_errors(exc), 422)
-    return redirect(url_for("work.task", org_id=org_id, task_id=task_id))
+    return _task_change(org_id, task_id, "POST", "/status", json={"status": request.form.get("status", "")})
 
 
 @bp.post("/orgs/<org_id>/tasks/<task_id>/comments")
 @auth.login_required
 def task_comment(org_id, task_id):
-    try:
-        auth.api("POST", f"/orgs/{org_id}/tasks/{task_id}/comments",
-                 json={"body": request.form.get("body", "")})
-    except ApiError as exc:
-        return _task_page(org_id, task_id, _form_errors(exc), 422)
-    return redirect(url_for("work.task", org_id=org_id, task_id=task_id))
+    return _task_change(org_id, task_id, "POST", "/comments", json={"body": request.form.get("body", "")})
+
+
+@bp.post("/orgs/<org_id>/tasks/<task_id>/edit")
+@auth.login_required
+def task_edit(org_id, task_id):
+    form = request.form
+    body = {"title": form.get("title", ""), "description": form.get("description", ""),
+            "priority": form.get("priority", ""), "due_at": form.get("due_at") or None}
+    return _task_change(org_id, task_id, "PATCH", "", json=body)
+
+
+@bp.post("/orgs/<org_id>/tasks/<task_id>/assign")
+@auth.login_required
+def task_assign(org_id, task_id):
+    return _task_change(org_id, task_id, "POST", "/assign",
+                        json={"assignee_id": request.form.get("assignee_id") or None})
+
+
+@bp.post("/orgs/<org_id>/tasks/<task_id>/attachments")
+@auth.login_required
+def task_attach(org_id, task_id):
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return _task_page(org_id, task_id, {"file": "Choose a file to upload."}, 422)
+    return _task_change(org_id, task_id, "POST", "/attachments", files={
+        "file": (upload.filename, upload.stream, upload.mimetype or "application/octet-stream")})
+
+
+@bp.get("/orgs/<org_id>/tasks/<task_id>/attachments/<attachment_id>")
+@auth.login_required
+def task_attachment(org_id, task_id, attachment_id):
+    """The file through the API; with S3 storage the API's presigned URL (short-lived,
+    no bearer token in it) is where the browser goes."""
+    answer = auth.api("GET", f"/orgs/{org_id}/tasks/{task_id}/attachments/{attachment_id}", raw=True)
+    if answer.is_redirect:
+        return redirect(answer.headers["Location"])
+    headers = {k: answer.headers[k] for k in ("Content-Type", "Content-Disposition", "Content-Length")
+               if k in answer.headers}
+    return Response(stream_with_context(answer.iter_content(64 * 1024)), headers=headers)
+
+
+@bp.post("/orgs/<org_id>/tasks/<task_id>/attachments/<attachment_id>/delete")
+@auth.login_required
+def task_attachment_delete(org_id, task_id, attachment_id):
+    return _task_change(org_id, task_id, "DELETE", f"/attachments/{attachment_id}")
 
 
 @bp.route("/orgs/<org_id>/tasks/bulk", methods=["GET", "POST"])
@@ -167,7 +301,7 @@ def bulk(org_id):
                          "priority": form.get("priority") or "medium"}})
             return redirect(url_for("work.bulk_job", org_id=org_id, job_id=job["job_id"]))
         except ApiError as exc:
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
     people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
     return render_template("bulk.html", org_id=org_id, people=people, errors=errors, form=form,
                            priorities=PRIORITIES), 422 if errors else 200
@@ -205,16 +339,42 @@ def revoke_invitation(org_id, invitation_id):
 def notifications():
     params = {"cursor": request.args["cursor"]} if request.args.get("cursor") else None
     page = auth.api("GET", "/notifications", params=params)
-    return render_template("notifications.html", page=page)
+    return render_template("notifications.html", page=page,
+                           vapid_key=current_app.config["VAPID_PUBLIC_KEY"])
+
+
+def _notification_change(method: str, path: str):
+    """The change; the page's script (JSON) gets the new unread count, a form the feed."""
+    auth.api(method, path)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"unread": auth.api("GET", "/notifications/unread-count")["unread"]})
+    return redirect(url_for("work.notifications"))
 
 
 @bp.post("/notifications/<notification_id>/read")
 @auth.login_required
 def notification_read(notification_id):
-    auth.api("POST", f"/notifications/{notification_id}/read")
-    if request.accept_mimetypes.best == "application/json":
-        return jsonify({"unread": auth.api("GET", "/notifications/unread-count")["unread"]})
-    return redirect(url_for("work.notifications"))
+    return _notification_change("POST", f"/notifications/{notification_id}/read")
+
+
+@bp.post("/notifications/<notification_id>/delete")
+@auth.login_required
+def notification_delete(notification_id):
+    return _notification_change("DELETE", f"/notifications/{notification_id}")
+
+
+@bp.post("/notifications/push")
+@auth.login_required
+def push_subscribe():
+    """The browser's ``PushSubscription.toJSON()`` (from the page's script), handed
+    to the API; its refusal comes back as the API's status and field errors."""
+    try:
+        auth.api("POST", "/notifications/push-subscriptions", json=request.get_json(silent=True))
+    except ApiError as exc:
+        if exc.status not in (400, 409, 422):
+            raise
+        return jsonify({"detail": exc.detail, "errors": exc.errors}), exc.status
+    return jsonify({"subscribed": True}), 201
 
 
 @bp.post("/notifications/read-all")
