@@ -9,6 +9,7 @@ from auth_svc import schemas
 from auth_svc.accounts import Accounts, dummy_hash
 from auth_svc.domain import brief_user, normalise_email
 from auth_svc.keys import load_keyring, publish_jwks
+from auth_svc.pats import PersonalTokens
 from auth_svc.store import AuthStore
 from auth_svc.vault import load_vault
 from shared import service as base
@@ -82,6 +83,10 @@ class AuthService(base.ServiceBase):
     def accounts(self) -> Accounts:
         return Accounts(self.store, self.redis.client, self.events, self.config, self.keys,
                         self.vault)
+
+    @property
+    def tokens(self) -> PersonalTokens:
+        return PersonalTokens(self.store, self.redis.client)
 
     @periodic(interval=JWKS_REFRESH_SECONDS)
     def publish_keys(self):
@@ -181,6 +186,29 @@ class AuthService(base.ServiceBase):
     @rpc(sensitive_arguments=("data.password", "data.code", "device_token"))
     def delete_me(self, user_id, data=None, ip=None, user_agent=None, device_token=None):
         self.accounts.delete_me(user_id, _load(schemas.ConfirmSchema(), data), ip, device_token)
+        self.tokens.revoke_all(user_id)
+
+    # -- personal access tokens (auth_svc.pats) ------------------------------------
+    @rpc
+    def create_token(self, user_id, data):
+        """A new token: the answer holds its secret, the only time it is given out."""
+        return self.tokens.create(user_id, _load(schemas.TokenCreateSchema(), data))
+
+    @rpc
+    def list_tokens(self, user_id):
+        return self.tokens.list(user_id)
+
+    @rpc
+    def revoke_token(self, user_id, token_id):
+        self.tokens.revoke(user_id, str(token_id))
+
+    @periodic(interval=JWKS_REFRESH_SECONDS)
+    def publish_tokens(self):
+        """Re-assert the live tokens' records and the recent revocations in Redis."""
+        try:
+            self.tokens.publish()
+        except redis.RedisError as exc:  # the next tick tries again
+            log.error("could not publish access tokens to Redis: %s", exc)
 
     # -- for other services -------------------------------------------------------
     @rpc

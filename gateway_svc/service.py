@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
-from gateway_svc.routes import auth, notifications, orgs, tasks, teams, webhooks
+from gateway_svc.routes import auth, notifications, orgs, tasks, teams, tokens, webhooks
 from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
@@ -40,7 +40,8 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # Route mixins are referenced through their modules: nameko run treats every
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
-                     notifications.NotificationRoutes, webhooks.WebhookRoutes):
+                     notifications.NotificationRoutes, webhooks.WebhookRoutes,
+                     tokens.TokenRoutes):
     name = "gateway"
 
     config = Config()
