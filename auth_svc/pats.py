@@ -124,4 +124,4 @@ class PersonalTokens:
             log.warning("could not read access token uses: %s", exc)
             return {}
         return {i: datetime.fromtimestamp(int(v), timezone.utc)
-                for i, v in zip(token_ids, values) if v and v.isdigit()}
+                for i, v in zip(token_ids, values, strict=True) if v and v.isdigit()}

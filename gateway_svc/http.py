@@ -35,8 +35,8 @@ from werkzeug.wrappers import Request, Response
 
 from gateway_svc.cache import CachedRoute
 from gateway_svc.checks import RequestChecks
-from gateway_svc.identity import REVOKED, UNKNOWN_PAT, Identity, PersonalTokens, is_personal_token
 from gateway_svc.idempotency import idempotent
+from gateway_svc.identity import REVOKED, UNKNOWN_PAT, Identity, PersonalTokens, is_personal_token
 from gateway_svc.problems import PROBLEM_TYPE, from_exception, problem_response
 from gateway_svc.proxies import TrustedProxies
 from gateway_svc.realtime import WS_PATH, Realtime

@@ -110,7 +110,8 @@ class TeamGrantsSchema(Schema):
 
 
 def dump_team(team: dict) -> dict:
-    return TeamSchema().dump(team)
+    # a team written before versions existed is at version 0 (shared.versions)
+    return TeamSchema().dump({**team, "version": team.get("version") or 0})
 
 
 def brief(team: dict) -> dict:
