@@ -264,3 +264,46 @@ def dump_token(token: dict, last_used_at=None) -> dict:
     seen = [t for t in (token.get("last_used_at"), last_used_at) if t is not None]
     return AccessTokenSchema().dump({**token, "token_id": token["_id"],
                                      "last_used_at": max(seen) if seen else None})
+
+
+# --- service accounts -------------------------------------------------------------------
+class ServiceAccountCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"example": "Deploy bot"})
+    role = fields.String(load_default="member",
+                         validate=validate.OneOf(("admin", "manager", "member")),
+                         metadata={"description": "its role in the organization (at most "
+                                                  "the creator's)", "example": "member"})
+
+
+class ServiceAccountSchema(Schema):
+    user_id = fields.String(metadata={"example": ex.USER_ID})
+    name = fields.String(metadata={"example": "Deploy bot"})
+    email = fields.String(metadata={"description": "reserved, receives no mail",
+                                    "example": "sa-5f0c6d1e@service-accounts.invalid"})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    employee_id = fields.String(allow_none=True, metadata={
+        "description": "its membership (in the create answer)", "example": ex.EMPLOYEE_ID})
+    role = fields.String(allow_none=True, metadata={"example": "member"})
+    created_by = fields.String(metadata={"example": ex.OTHER_USER_ID})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+
+
+class ServiceAccountPageSchema(Schema):
+    items = fields.List(fields.Nested(ServiceAccountSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"example": None,
+                                                           "description": "always null: one page"})
+
+
+class ServiceTokenCreateSchema(TokenCreateSchema):
+    class Meta:
+        exclude = ("org_id",)  # always the service account's org
+
+
+def dump_service_account(user: dict) -> dict:
+    owner = user["service_account"]
+    return ServiceAccountSchema().dump({
+        "user_id": user["_id"], "name": user["name"], "email": user["email"],
+        "org_id": owner["org_id"],
+        "employee_id": None, "role": None, "created_by": owner["created_by"],
+        "created_at": user.get("created_at")})

@@ -30,7 +30,7 @@ USED_HASHES_KEPT = 100   # rotated-out refresh tokens remembered per session (re
 
 class AuthStore(BaseStore):
     INDEXES = {
-        "users": [IndexModel("email", unique=True)],
+        "users": [IndexModel("email", unique=True), IndexModel("service_account.org_id")],
         "refresh_tokens": [IndexModel("token_hash", unique=True),
                            IndexModel("used_hashes"),
                            IndexModel([("user_id", ASCENDING), ("revoked_at", ASCENDING)]),
@@ -59,6 +59,10 @@ class AuthStore(BaseStore):
 
     def users(self, user_ids: list[str]) -> list[dict]:
         return list(self.db.users.find({"_id": {"$in": list(user_ids)}, "deleted_at": None}))
+
+    def service_accounts(self, org_id: str) -> list[dict]:
+        return list(self.db.users.find({"service_account.org_id": org_id, "deleted_at": None})
+                    .sort("created_at", ASCENDING))
 
     def user_by_email(self, email: str) -> dict | None:
         return self.db.users.find_one({"email": email, "deleted_at": None})

@@ -127,6 +127,18 @@ class EmployeeService(base.ServiceBase):
         return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
 
     @rpc
+    def add_service_account(self, actor: dict, org_id: str, account: dict) -> dict:
+        """A service account (made by auth) becomes an active member at once: it has
+        no mailbox to verify. Its role is at most the adding admin's."""
+        role = account.get("role") or "member"
+        domain.check_can_add(actor["role"], role)
+        org = self.organizations.get_org(org_id)
+        user = {"user_id": account["user_id"], "email": account["email"],
+                "name": account.get("name", ""), "email_verified": True}
+        return employee_out(self._add_user(actor, org, user,
+                                           {"role": role, "job_title": "service account"}))
+
+    @rpc
     def list_employees(self, org_id: str, query: dict) -> dict:
         query = EmployeeQuerySchema().load(query)
         docs = self.store.list_employees(

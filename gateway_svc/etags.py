@@ -29,9 +29,10 @@ def _tags(header: str) -> list[str]:
     return [part.strip() for part in header.split(",") if part.strip()]
 
 
-def answer(request, obj: dict, status: int = 200):
-    """``obj`` with its ETag, or 304 when the client's If-None-Match names it."""
-    tag = etag(obj.get("version") or 0)
+def answer(request, obj: dict, status: int = 200, version: int | None = None):
+    """``obj`` with its ETag (its ``version``, or ``version`` for a part of an object
+    such as the org's settings), or 304 when the client's If-None-Match names it."""
+    tag = etag(version if version is not None else obj.get("version") or 0)
     wanted = request.headers.get("If-None-Match")
     if wanted is not None and request.method in ("GET", "HEAD"):
         # weak comparison (RFC 9110 13.1.2): W/"v3" matches "v3"

@@ -13,7 +13,16 @@ from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
-from gateway_svc.routes import auth, notifications, orgs, tasks, teams, tokens, webhooks
+from gateway_svc.routes import (
+    auth,
+    notifications,
+    orgs,
+    service_accounts,
+    tasks,
+    teams,
+    tokens,
+    webhooks,
+)
 from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
@@ -41,7 +50,7 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
-                     tokens.TokenRoutes):
+                     tokens.TokenRoutes, service_accounts.ServiceAccountRoutes):
     name = "gateway"
 
     config = Config()

@@ -47,3 +47,45 @@ def test_a_personal_access_token_works_through_the_mesh_until_revoked(running_me
     # revoked: refused on the next request by every gateway process
     assert ada.call("DELETE", f"/me/tokens/{made.json()['token_id']}").status_code == 204
     assert {call("GET", task).status_code for _ in range(6)} == {401}
+
+
+def test_a_service_account_holds_org_bound_tokens_and_goes_with_them(running_mesh):
+    from tests.helpers import wait_until
+
+    owner = register(running_mesh, "sa-owner")
+    org_id = personal_org(owner)["org_id"]
+    other_org = owner.post("/orgs", json={"name": f"Other {uuid.uuid4().hex[:6]}"}).json()["org_id"]
+    made = owner.post(f"/orgs/{org_id}/service-accounts", json={"name": "Deploy bot", "role": "member"})
+    assert made.status_code == 201, made.text
+    account = made.json()
+    assert account["role"] == "member" and account["email"].endswith("@service-accounts.invalid")
+    listed = owner.get(f"/orgs/{org_id}/service-accounts").json()["items"]
+    assert [a["user_id"] for a in listed] == [account["user_id"]]
+    staff = owner.get(f"/orgs/{org_id}/employees", params={"limit": 200}).json()["items"]
+    assert any(e["user_id"] == account["user_id"] and e["status"] == "active" for e in staff)
+
+    tokens = f"/orgs/{org_id}/service-accounts/{account['user_id']}/tokens"
+    token = owner.post(tokens, json={"name": "ci", "scope": "write"})
+    assert token.status_code == 201, token.text
+    assert token.json()["org_id"] == org_id
+    bot = {"Authorization": f"Bearer {token.json()['token']}"}
+    task = running_mesh.request("POST", f"/orgs/{org_id}/tasks", headers=bot,
+                                json={"title": "deployed"})
+    assert task.status_code == 201, task.text
+    assert task.json()["creator_user_id"] == account["user_id"]
+    assert running_mesh.request("GET", f"/orgs/{other_org}/tasks", headers=bot).status_code == 404
+    # the account cannot sign in: it has no password
+    login = running_mesh.request("POST", "/auth/login",
+                                 json={"email": account["email"], "password": "x" * 12})
+    assert login.status_code == 401
+    assert [t["token_id"] for t in owner.get(tokens).json()["items"]] == [token.json()["token_id"]]
+
+    assert owner.call("DELETE", f"/orgs/{org_id}/service-accounts/{account['user_id']}").status_code == 204
+    assert running_mesh.request("GET", f"/orgs/{org_id}/tasks", headers=bot).status_code == 401
+    assert owner.get(f"/orgs/{org_id}/service-accounts").json()["items"] == []
+
+    def membership_gone():
+        staff = owner.get(f"/orgs/{org_id}/employees", params={"limit": 200}).json()["items"]
+        return not any(e["user_id"] == account["user_id"] and e["status"] == "active" for e in staff)
+
+    wait_until(membership_gone, timeout=20, interval=0.2, what="the account's membership to go")
