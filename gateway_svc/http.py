@@ -454,7 +454,7 @@ def api(method: str, url: str, **kwargs):
 
     def decorate(fn):
         if kwargs["idempotent"]:
-            fn = idempotent(fn)
+            fn = idempotent(fn, read_body)
         if not kwargs.get("auth", True) or "<org_id>" not in url:
             return register(fn)
 
@@ -470,7 +470,11 @@ def api(method: str, url: str, **kwargs):
 
 
 def read_body(request) -> bytes:
-    """The raw body, at most ``MAX_BODY_BYTES`` (413 past it), chunked or not."""
+    """The raw body, at most ``MAX_BODY_BYTES`` (413 past it), chunked or not; read
+    once (the Idempotency-Key check reads it before the route does)."""
+    cached = getattr(request, "workforce_body", None)
+    if cached is not None:
+        return cached
     if request.content_length is not None:
         try:
             return request.get_data(cache=True)
@@ -483,6 +487,7 @@ def read_body(request) -> bytes:
     raw = request.environ["wsgi.input"].read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+    request.workforce_body = raw
     return raw
 
 

@@ -107,7 +107,7 @@ class Idempotency:
                                or max(60, 4 * float(config.get("RPC_TIMEOUT", 5))))
         self._release = client.register_script(RELEASE_LUA)
 
-    def run(self, request, run: Callable[[], Any]) -> Any:
+    def run(self, request, run: Callable[[], Any], body: Callable[[Any], bytes]) -> Any:
         key = request.headers.get(HEADER)
         if key is None:
             return run()
@@ -116,7 +116,7 @@ class Idempotency:
                                    "ASCII characters.", errors={HEADER: ["Invalid."]})
         token_id = (getattr(request, "token_claims", None) or {}).get("pat")
         where = storage_key(request.user_id, token_id, key)
-        print_ = fingerprint(request.method, request.path, request.get_data(cache=True))
+        print_ = fingerprint(request.method, request.path, body(request))
         claim = uuid.uuid4().hex
         try:
             stored = self._claim(where, print_, claim)
@@ -176,12 +176,13 @@ class Idempotency:
             log.warning("could not release an idempotency key: %s", exc)
 
 
-def idempotent(fn: Callable) -> Callable:
-    """Wrap a route so an ``Idempotency-Key`` makes it safe to retry."""
+def idempotent(fn: Callable, body: Callable[[Any], bytes]) -> Callable:
+    """Wrap a route so an ``Idempotency-Key`` makes it safe to retry; ``body``
+    reads the request's body (chunked or not) once."""
 
     @functools.wraps(fn)
     def route(self, request, *args, **kwargs):
         return Idempotency(self.redis.client, self.config).run(
-            request, lambda: fn(self, request, *args, **kwargs))
+            request, lambda: fn(self, request, *args, **kwargs), body)
 
     return route

@@ -198,3 +198,22 @@ def test_racing_conditional_writes_on_one_version_let_exactly_one_through(api):
     assert statuses == [200] + [412] * 7, [a.text for a in answers]
     winner = next(a for a in answers if a.status_code == 200).json()["title"]
     assert requests.get(url, headers=headers).json()["title"] == winner
+
+
+def test_a_chunked_body_is_compared_too(api):
+    config, base, as_user = api
+    org, p = make_org({"boss": "admin"})
+    headers = {**auth_headers(config, p["boss"]["user_id"]), "Idempotency-Key": "chunked",
+               "Content-Type": "application/json"}
+    url = f"{base}/orgs/{org}/tasks"
+
+    def chunked(text):
+        return iter([text[:5].encode(), text[5:].encode()])
+
+    first = requests.post(url, data=chunked('{"title": "one"}'), headers=headers)
+    assert first.status_code == 201, first.text
+    other = requests.post(url, data=chunked('{"title": "two"}'), headers=headers)
+    assert other.status_code == 422, other.text
+    same = requests.post(url, data=chunked('{"title": "one"}'), headers=headers)
+    assert same.status_code == 201 and same.headers["Idempotent-Replayed"] == "true"
+    assert count_tasks(config, org) == 1
