@@ -130,24 +130,26 @@ class OrgRoutes:
             lambda: self.rpc_employees.list_employees(org_id, query), ttl=LIST_CACHE_TTL)
 
     @api("GET", "/orgs/<org_id>/employees/<employee_id>", response=EmployeeSchema,
-         errors=(404,))
+         errors=(404,), etag=True)
     def get_employee(self, request, org_id, employee_id):
         self._member(request, org_id, "employee.read")
-        return self.rpc_employees.get_employee(org_id, employee_id)
+        return etags.answer(request, self.rpc_employees.get_employee(org_id, employee_id))
 
     @api("PATCH", "/orgs/<org_id>/employees/<employee_id>", body=EmployeeUpdateSchema,
-         response=EmployeeSchema, errors=(403, 404, 409))
+         response=EmployeeSchema, errors=(403, 404, 409), etag=True)
     def update_employee(self, request, org_id, employee_id):
         """Role (employee.update_role), job title, status (employee.update)."""
         body = read_json(request, EmployeeUpdateSchema())
         actor = self._member(request, org_id, None)
-        return self.rpc_employees.update_employee(actor, org_id, employee_id, body)
+        return etags.answer(request, self.rpc_employees.update_employee(
+            actor, org_id, employee_id, body, if_version=etags.if_match_version(request)))
 
     @api("DELETE", "/orgs/<org_id>/employees/<employee_id>", status=204,
-         errors=(403, 404, 409))
+         errors=(403, 404, 409), etag=True)
     def remove_employee(self, request, org_id, employee_id):
         actor = self._member(request, org_id, "employee.remove")
-        self.rpc_employees.remove_employee(actor, org_id, employee_id)
+        self.rpc_employees.remove_employee(actor, org_id, employee_id,
+                                           if_version=etags.if_match_version(request))
         return 204, None
 
     # --- invitations --------------------------------------------------------------

@@ -242,3 +242,18 @@ def test_org_and_settings_etags_guard_writes(gw, unique):
     done = owner.patch(f"/orgs/{org_id}/settings", json={"timezone": "Asia/Tokyo"},
                        headers={"If-Match": new_tag})
     assert done.status_code == 200 and done.json()["timezone"] == "Asia/Tokyo"
+
+
+def test_an_employee_etag_guards_its_changes(gw, unique):
+    owner, org_id = signed_up(gw, unique, "Emma Etag")
+    me = owner.get(f"/orgs/{org_id}/employees").json()["items"][0]
+    url = f"/orgs/{org_id}/employees/{me['employee_id']}"
+    got = owner.get(url)
+    tag = got.headers["ETag"]
+    assert tag == f'"v{got.json()["version"]}"'
+    assert owner.get(url, headers={"If-None-Match": tag}).status_code == 304
+    changed = owner.patch(url, json={"job_title": "Founder"}, headers={"If-Match": tag})
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] != tag
+    problem(owner.patch(url, json={"job_title": "Lost"}, headers={"If-Match": tag}), 412)
+    assert owner.get(url).json()["job_title"] == "Founder"
