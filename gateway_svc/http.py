@@ -286,7 +286,6 @@ class Guard(SharedExtension):
             token = self.identity.bearer_token(request)
             if is_personal_token(token):
                 claims = self.personal_tokens.resolve(token)
-                check_token(claims, request.method, route[len(API_PREFIX):], org_id)
             else:
                 claims = self.identity.verify_signature(token)
             request.token_claims, request.user_id = claims, claims["sub"]
@@ -297,7 +296,8 @@ class Guard(SharedExtension):
                 cached.lookup(request, org_id) if cached and org_id else None)
             if checked.revoked:
                 raise Unauthorized(UNKNOWN_PAT if "pat" in claims else REVOKED)
-            if "pat" in claims:
+            if "pat" in claims:  # its scope and org, once it is known to be live
+                check_token(claims, request.method, route[len(API_PREFIX):], org_id)
                 self.personal_tokens.note_use(claims["pat"])
             request.cached_membership = checked.membership
             request.cached_answer = checked.answer
