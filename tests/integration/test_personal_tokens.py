@@ -170,3 +170,19 @@ def test_bad_token_requests_are_422_and_create_nothing(mesh):
         answer = requests.post(f"{base}/me/tokens", json=body, headers=ada["jwt"])
         assert answer.status_code == 422, (body, answer.text)
     assert database(config, "auth").access_tokens.count_documents({"user_id": ada["user_id"]}) == 0
+
+
+def test_a_replayed_token_creation_does_not_show_the_secret_again(mesh):
+    config, base, _ = mesh
+    ada = person(base)
+    key = {**ada["jwt"], "Idempotency-Key": "make-ci-token"}
+    first = requests.post(f"{base}/me/tokens", json={"name": "ci"}, headers=key)
+    again = requests.post(f"{base}/me/tokens", json={"name": "ci"}, headers=key)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["token_id"] == first.json()["token_id"]
+    assert first.json()["token"].startswith("wfp_") and again.json()["token"] is None
+    assert database(config, "auth").access_tokens.count_documents({"user_id": ada["user_id"]}) == 1
+    client = redis.Redis.from_url(config["REDIS_URI"], decode_responses=True)
+    stored = [client.get(k) for k in client.scan_iter(f"gateway:idem:{ada['user_id']}:*")]
+    assert stored and not any(first.json()["token"] in (v or "") for v in stored)
