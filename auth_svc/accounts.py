@@ -473,7 +473,7 @@ class Accounts:
     # -- password reset ------------------------------------------------------
     def forgot_password(self, email: str) -> None:
         user = self.store.user_by_email(email)
-        if user is None:
+        if user is None or user.get("service_account"):  # no password, no mailbox
             return
         token = new_secret()
         self.store.add_token(RESET, digest(token), user["_id"], self.reset_ttl)

@@ -180,3 +180,29 @@ def session_view(doc: dict, current_session_id: str | None) -> dict:
 
 def link(public_url: str, path: str, token: str) -> str:
     return f"{public_url.rstrip('/')}{path}?token={token}"
+
+
+# --- personal access tokens (auth_svc.pats) ---------------------------------------
+PAT_PREFIX = "wfp_"          # secret scanners (GitHub's, gitleaks) match on a fixed prefix
+PAT_SCOPES = ("read", "write", "admin")
+PAT_MAX_PER_USER = 50
+PAT_DEFAULT_DAYS = 30
+PAT_MAX_DAYS = 366
+PAT_LAST_USED_EVERY = 60     # seconds: the gateway reports a token's use at most this often
+
+
+def pat_display(secret_body: str) -> str:
+    """What identifies a token in lists and logs without granting anything:
+    the prefix and the first 6 characters of its 43 random ones."""
+    return f"{PAT_PREFIX}{secret_body[:6]}"
+
+
+def pat_record(token: dict) -> dict:
+    """What the gateway keeps of a live token (``auth:pat:{hash}``): no secret."""
+    return {"token_id": token["_id"], "user_id": token["user_id"], "scope": token["scope"],
+            "org_id": token.get("org_id"),
+            "expires_at": int(token["expires_at"].timestamp())}
+
+
+def pat_live(token: dict, now) -> bool:
+    return token.get("revoked_at") is None and token["expires_at"] > now

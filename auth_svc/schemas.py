@@ -214,3 +214,96 @@ class JwksSchema(Schema):
 class AcceptedSchema(Schema):
     """The answer to work done later (an email sent): the same whatever happens next."""
     status = fields.String(metadata={"enum": ["accepted"], "example": "accepted"})
+
+
+# --- personal access tokens ----------------------------------------------------------
+class TokenCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"example": "CI deploys"})
+    scope = fields.String(load_default="read", validate=validate.OneOf(domain.PAT_SCOPES),
+                          metadata={"description": "read: GET only; write: every change but "
+                                                   "admin ones; admin: everything the user may do",
+                                    "example": "write"})
+    org_id = fields.String(load_default=None, allow_none=True,
+                           validate=validate.Length(min=1, max=64),
+                           metadata={"description": "bind the token to this organization "
+                                                    "(null: every organization of the user)",
+                                     "example": ex.ORG_ID})
+    expires_in_days = fields.Integer(load_default=domain.PAT_DEFAULT_DAYS,
+                                     validate=validate.Range(min=1, max=domain.PAT_MAX_DAYS),
+                                     metadata={"example": 30})
+
+
+class AccessTokenSchema(Schema):
+    token_id = fields.String(metadata={"example": "5f0c6d1e2a3b4c5d6e7f8091a2b3c4d5"})
+    name = fields.String(metadata={"example": "CI deploys"})
+    prefix = fields.String(metadata={"description": "the first characters of the token, to "
+                                                    "recognise it", "example": "wfp_3kV1pQ"})
+    scope = fields.String(metadata={"enum": list(domain.PAT_SCOPES), "example": "write"})
+    org_id = fields.String(allow_none=True, metadata={"example": ex.ORG_ID})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+    expires_at = fields.DateTime(metadata={"example": ex.DUE_AT})
+    last_used_at = fields.DateTime(allow_none=True, metadata={
+        "description": "at most a minute behind", "example": ex.UPDATED_AT})
+    revoked_at = fields.DateTime(allow_none=True, metadata={"example": None})
+
+
+class TokenCreatedSchema(AccessTokenSchema):
+    token = fields.String(metadata={"description": "the secret: shown this once, never again",
+                                    "example": "wfp_3kV1pQ0uJ1o3C4r1m0Yc0R8w7cVw7kq4hZ3bR2l1aE"})
+
+
+class TokenListSchema(Schema):
+    items = fields.List(fields.Nested(AccessTokenSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"example": None,
+                                                           "description": "always null: one page"})
+
+
+def dump_token(token: dict, last_used_at=None) -> dict:
+    """A stored token as the owner sees it: never its hash, never its secret."""
+    seen = [t for t in (token.get("last_used_at"), last_used_at) if t is not None]
+    return AccessTokenSchema().dump({**token, "token_id": token["_id"],
+                                     "last_used_at": max(seen) if seen else None})
+
+
+# --- service accounts -------------------------------------------------------------------
+class ServiceAccountCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"example": "Deploy bot"})
+    role = fields.String(load_default="member",
+                         validate=validate.OneOf(("admin", "manager", "member")),
+                         metadata={"description": "its role in the organization (at most "
+                                                  "the creator's)", "example": "member"})
+
+
+class ServiceAccountSchema(Schema):
+    user_id = fields.String(metadata={"example": ex.USER_ID})
+    name = fields.String(metadata={"example": "Deploy bot"})
+    email = fields.String(metadata={"description": "reserved, receives no mail",
+                                    "example": "sa-5f0c6d1e@service-accounts.invalid"})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    employee_id = fields.String(allow_none=True, metadata={
+        "description": "its membership (in the create answer)", "example": ex.EMPLOYEE_ID})
+    role = fields.String(allow_none=True, metadata={"example": "member"})
+    created_by = fields.String(metadata={"example": ex.OTHER_USER_ID})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+
+
+class ServiceAccountPageSchema(Schema):
+    items = fields.List(fields.Nested(ServiceAccountSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"example": None,
+                                                           "description": "always null: one page"})
+
+
+class ServiceTokenCreateSchema(TokenCreateSchema):
+    class Meta:
+        exclude = ("org_id",)  # always the service account's org
+
+
+def dump_service_account(user: dict) -> dict:
+    owner = user["service_account"]
+    return ServiceAccountSchema().dump({
+        "user_id": user["_id"], "name": user["name"], "email": user["email"],
+        "org_id": owner["org_id"],
+        "employee_id": None, "role": None, "created_by": owner["created_by"],
+        "created_at": user.get("created_at")})

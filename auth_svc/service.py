@@ -9,6 +9,8 @@ from auth_svc import schemas
 from auth_svc.accounts import Accounts, dummy_hash
 from auth_svc.domain import brief_user, normalise_email
 from auth_svc.keys import load_keyring, publish_jwks
+from auth_svc.pats import PersonalTokens
+from auth_svc.service_accounts import ServiceAccounts
 from auth_svc.store import AuthStore
 from auth_svc.vault import load_vault
 from shared import service as base
@@ -82,6 +84,14 @@ class AuthService(base.ServiceBase):
     def accounts(self) -> Accounts:
         return Accounts(self.store, self.redis.client, self.events, self.config, self.keys,
                         self.vault)
+
+    @property
+    def tokens(self) -> PersonalTokens:
+        return PersonalTokens(self.store, self.redis.client)
+
+    @property
+    def service_accounts(self) -> ServiceAccounts:
+        return ServiceAccounts(self.store, self.tokens, self.events)
 
     @periodic(interval=JWKS_REFRESH_SECONDS)
     def publish_keys(self):
@@ -181,6 +191,56 @@ class AuthService(base.ServiceBase):
     @rpc(sensitive_arguments=("data.password", "data.code", "device_token"))
     def delete_me(self, user_id, data=None, ip=None, user_agent=None, device_token=None):
         self.accounts.delete_me(user_id, _load(schemas.ConfirmSchema(), data), ip, device_token)
+        self.tokens.revoke_all(user_id)
+
+    # -- personal access tokens (auth_svc.pats) ------------------------------------
+    @rpc
+    def create_token(self, user_id, data):
+        """A new token: the answer holds its secret, the only time it is given out."""
+        return self.tokens.create(user_id, _load(schemas.TokenCreateSchema(), data))
+
+    @rpc
+    def list_tokens(self, user_id):
+        return self.tokens.list(user_id)
+
+    @rpc
+    def revoke_token(self, user_id, token_id):
+        self.tokens.revoke(user_id, str(token_id))
+
+    # -- service accounts (auth_svc.service_accounts; the gateway checked the org admin) ----
+    @rpc
+    def create_service_account(self, org_id, creator_user_id, data):
+        body = _load(schemas.ServiceAccountCreateSchema(), data)
+        return self.service_accounts.create(str(org_id), creator_user_id, body["name"])
+
+    @rpc
+    def list_service_accounts(self, org_id):
+        return self.service_accounts.list(str(org_id))
+
+    @rpc
+    def delete_service_account(self, org_id, user_id, actor_id):
+        self.service_accounts.delete(str(org_id), str(user_id), actor_id)
+
+    @rpc
+    def create_service_token(self, org_id, user_id, data):
+        return self.service_accounts.create_token(
+            str(org_id), str(user_id), _load(schemas.ServiceTokenCreateSchema(), data))
+
+    @rpc
+    def list_service_tokens(self, org_id, user_id):
+        return self.service_accounts.list_tokens(str(org_id), str(user_id))
+
+    @rpc
+    def revoke_service_token(self, org_id, user_id, token_id):
+        self.service_accounts.revoke_token(str(org_id), str(user_id), str(token_id))
+
+    @periodic(interval=JWKS_REFRESH_SECONDS)
+    def publish_tokens(self):
+        """Re-assert the live tokens' records and the recent revocations in Redis."""
+        try:
+            self.tokens.publish()
+        except redis.RedisError as exc:  # the next tick tries again
+            log.error("could not publish access tokens to Redis: %s", exc)
 
     # -- for other services -------------------------------------------------------
     @rpc

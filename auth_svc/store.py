@@ -10,6 +10,10 @@ refresh_tokens             one document per session: _id = session id,
 password_reset_tokens      _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
 email_verification_tokens  _id = SHA-256 of the token, user_id, email, expires_at (TTL), used_at
 unlock_tokens              _id = SHA-256 of the token, user_id, expires_at (TTL), used_at
+access_tokens              personal access tokens: _id (token id), user_id, name, prefix
+                           (wfp_ + 6 characters), token_hash (SHA-256, unique), scope,
+                           org_id (or None: every org), created_at, expires_at,
+                           last_used_at, revoked_at
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ USED_HASHES_KEPT = 100   # rotated-out refresh tokens remembered per session (re
 
 class AuthStore(BaseStore):
     INDEXES = {
-        "users": [IndexModel("email", unique=True)],
+        "users": [IndexModel("email", unique=True), IndexModel("service_account.org_id")],
         "refresh_tokens": [IndexModel("token_hash", unique=True),
                            IndexModel("used_hashes"),
                            IndexModel([("user_id", ASCENDING), ("revoked_at", ASCENDING)]),
@@ -36,6 +40,9 @@ class AuthStore(BaseStore):
         "email_verification_tokens": [IndexModel("user_id"),
                                       IndexModel("expires_at", expireAfterSeconds=0)],
         "unlock_tokens": [IndexModel("user_id"), IndexModel("expires_at", expireAfterSeconds=0)],
+        "access_tokens": [IndexModel("token_hash", unique=True),
+                          IndexModel([("user_id", ASCENDING), ("created_at", ASCENDING)]),
+                          IndexModel([("revoked_at", ASCENDING), ("expires_at", ASCENDING)])],
     }
 
     # -- users -------------------------------------------------------------
@@ -52,6 +59,10 @@ class AuthStore(BaseStore):
 
     def users(self, user_ids: list[str]) -> list[dict]:
         return list(self.db.users.find({"_id": {"$in": list(user_ids)}, "deleted_at": None}))
+
+    def service_accounts(self, org_id: str) -> list[dict]:
+        return list(self.db.users.find({"service_account.org_id": org_id, "deleted_at": None})
+                    .sort("created_at", ASCENDING))
 
     def user_by_email(self, email: str) -> dict | None:
         return self.db.users.find_one({"email": email, "deleted_at": None})
@@ -162,3 +173,43 @@ class AuthStore(BaseStore):
         """Invalidates every outstanding token of the user in ``collection``."""
         self.db[collection].update_many({"user_id": user_id, "used_at": None},
                                         {"$set": {"used_at": utcnow()}})
+
+    # -- personal access tokens -------------------------------------------------
+    def insert_access_token(self, doc: dict) -> dict:
+        self.db.access_tokens.insert_one(doc)
+        return doc
+
+    def access_tokens(self, user_id: str) -> list[dict]:
+        return list(self.db.access_tokens.find({"user_id": user_id})
+                    .sort("created_at", ASCENDING))
+
+    def count_live_access_tokens(self, user_id: str, now) -> int:
+        return self.db.access_tokens.count_documents(
+            {"user_id": user_id, "revoked_at": None, "expires_at": {"$gt": now}})
+
+    def access_token_by_hash(self, token_hash: str) -> dict | None:
+        return self.db.access_tokens.find_one({"token_hash": token_hash})
+
+    def live_access_tokens(self, now, limit: int = 10_000) -> list[dict]:
+        return list(self.db.access_tokens.find({"revoked_at": None, "expires_at": {"$gt": now}})
+                    .limit(limit))
+
+    def recently_revoked_access_tokens(self, since) -> list[dict]:
+        return list(self.db.access_tokens.find({"revoked_at": {"$gte": since}}))
+
+    def revoke_access_token(self, user_id: str, token_id: str, now) -> dict | None:
+        """The token as it was, if it was this user's and not yet revoked."""
+        return self.db.access_tokens.find_one_and_update(
+            {"_id": token_id, "user_id": user_id, "revoked_at": None},
+            {"$set": {"revoked_at": now}})
+
+    def revoke_user_access_tokens(self, user_id: str, now) -> list[dict]:
+        tokens = list(self.db.access_tokens.find({"user_id": user_id, "revoked_at": None}))
+        self.db.access_tokens.update_many({"user_id": user_id, "revoked_at": None},
+                                          {"$set": {"revoked_at": now}})
+        return tokens
+
+    def note_access_token_use(self, token_id: str, at) -> None:
+        self.db.access_tokens.update_one(
+            {"_id": token_id, "$or": [{"last_used_at": None}, {"last_used_at": {"$lt": at}}]},
+            {"$set": {"last_used_at": at}})

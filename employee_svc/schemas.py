@@ -65,6 +65,9 @@ class EmployeeSchema(Schema):
     created_at = fields.String(metadata={"example": ex.CREATED_AT})
     removed_at = fields.String(allow_none=True, metadata={"example": None})
     removed_by = fields.String(allow_none=True, metadata={"example": None})
+    version = fields.Integer(metadata={"description": "bumped by every change (task counts "
+                                                      "included); the ETag derives from it",
+                                       "example": 3})
 
 
 class EmployeePageSchema(Schema):

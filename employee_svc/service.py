@@ -13,7 +13,7 @@ from employee_svc.schemas import (
 )
 from employee_svc.store import EmployeeStore
 from shared import service as base
-from shared.errors import Conflict, NotFound, PlanLimitExceeded, RateLimited
+from shared.errors import Conflict, NotFound, PlanLimitExceeded, PreconditionFailed, RateLimited
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
@@ -22,6 +22,7 @@ from shared.rpc import ServiceRpc, rpc
 from shared.sealed import seal
 from shared.tenancy import cache_membership, invalidate_membership, membership_generation
 from shared.timers import periodic
+from shared.versions import STALE, expect_version, require_version
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def employee_out(doc: dict) -> dict:
             "teams": doc.get("teams") or {},
             "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
             "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
-            "removed_by": doc.get("removed_by")}
+            "removed_by": doc.get("removed_by"), "version": doc.get("version") or 0}
 
 
 def invitation_out(doc: dict) -> dict:
@@ -140,6 +141,18 @@ class EmployeeService(base.ServiceBase):
         return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
 
     @rpc
+    def add_service_account(self, actor: dict, org_id: str, account: dict) -> dict:
+        """A service account (made by auth) becomes an active member at once: it has
+        no mailbox to verify. Its role is at most the adding admin's."""
+        role = account.get("role") or "member"
+        domain.check_can_add(actor["role"], role)
+        org = self.organizations.get_org(org_id)
+        user = {"user_id": account["user_id"], "email": account["email"],
+                "name": account.get("name", ""), "email_verified": True}
+        return employee_out(self._add_user(actor, org, user,
+                                           {"role": role, "job_title": "service account"}))
+
+    @rpc
     def list_employees(self, org_id: str, query: dict) -> dict:
         query = EmployeeQuerySchema().load(query)
         docs = self.store.list_employees(
@@ -153,11 +166,14 @@ class EmployeeService(base.ServiceBase):
         return employee_out(self._employee(org_id, employee_id))
 
     @rpc
-    def update_employee(self, actor: dict, org_id: str, employee_id: str, body: dict) -> dict:
+    def update_employee(self, actor: dict, org_id: str, employee_id: str, body: dict,
+                        if_version: int | None = None) -> dict:
+        """``if_version``: the version the client saw (If-Match); 412 if it moved on."""
         body = EmployeeUpdateSchema().load(body)
         target = self._employee(org_id, employee_id)
         changes = domain.changes_of(target, body)
         domain.check_update(actor, target, changes, self.store.owner_count(org_id))
+        require_version(target, if_version)
         if not changes:
             return employee_out(target)
         fields = dict(changes)
@@ -166,7 +182,10 @@ class EmployeeService(base.ServiceBase):
                                                  changes["job_title"])
         def write(session):  # the change and its events, together
             doc = self.store.update_employee(org_id, employee_id, fields, session=session,
-                                             expect={"status": target["status"]})
+                                             expect={"status": target["status"],
+                                                     **expect_version(if_version)})
+            if doc is None and if_version is not None:  # changed (or removed) meanwhile
+                raise PreconditionFailed(STALE)
             if doc is None:  # removed meanwhile
                 raise NotFound("Employee not found.")
             self._publish_update(actor["user_id"], target, doc, changes, session)
@@ -177,10 +196,12 @@ class EmployeeService(base.ServiceBase):
         return employee_out(doc)
 
     @rpc
-    def remove_employee(self, actor: dict, org_id: str, employee_id: str) -> None:
+    def remove_employee(self, actor: dict, org_id: str, employee_id: str,
+                        if_version: int | None = None) -> None:
         target = self._employee(org_id, employee_id)
         domain.check_remove(actor, target, self.store.owner_count(org_id))
-        self._remove(target, actor["user_id"])
+        require_version(target, if_version)
+        self._remove(target, actor["user_id"], if_version=if_version)
 
     @rpc
     def list_invitations(self, org_id: str, query: dict) -> dict:
@@ -437,11 +458,15 @@ class EmployeeService(base.ServiceBase):
         body = {"role": invitation["role"], "job_title": invitation.get("job_title", "")}
         return self._add_user(None, org, user, body, check_limit=False)
 
-    def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None) -> None:
+    def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None,
+                if_version: int | None = None) -> None:
         def write(session):
             doc = self.store.update_employee(target["org_id"], target["_id"], {
                 "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
-                expect={"status": {"$ne": "removed"}}, session=session)
+                expect={"status": {"$ne": "removed"}, **expect_version(if_version)},
+                session=session)
+            if doc is None and if_version is not None:
+                raise PreconditionFailed(STALE)
             if doc is None and eid is None:
                 raise NotFound("Employee not found.")
             # a re-run handler (eid) sends its event again: consumers dedupe it

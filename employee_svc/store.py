@@ -39,6 +39,7 @@ class EmployeeStore(BaseStore):
 
     # employees
     def insert_employee(self, doc: dict) -> dict:
+        doc.setdefault("version", 1)  # bumped by every write: the ETag (shared.versions)
         try:
             self.db.employees.insert_one(doc)
         except DuplicateKeyError:
@@ -52,13 +53,15 @@ class EmployeeStore(BaseStore):
         existing = self.db.employees.find_one(query)
         if existing and existing["status"] != "removed":
             return existing, False
-        if existing:
-            fields = {k: v for k, v in doc.items() if k != "_id"}
+        if existing:  # its version goes on: a tag of the old membership never matches
+            fields = {k: v for k, v in doc.items() if k not in ("_id", "version")}
             fields.update(removed_at=None, removed_by=None)
             return self.db.employees.find_one_and_update(
-                {"_id": existing["_id"], "status": "removed"}, {"$set": fields},
+                {"_id": existing["_id"], "status": "removed"},
+                {"$set": fields, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER) or existing, True
         try:
+            doc.setdefault("version", 1)
             self.db.employees.insert_one(doc)
             return doc, True
         except DuplicateKeyError:
@@ -114,7 +117,8 @@ class EmployeeStore(BaseStore):
                         expect: dict | None = None, session=None) -> dict | None:
         """Conditional on ``expect`` (None when it no longer holds)."""
         query = {"_id": employee_id, "org_id": org_id, **(expect or {})}
-        return self.db.employees.find_one_and_update(query, {"$set": fields},
+        return self.db.employees.find_one_and_update(query, {"$set": fields,
+                                                             "$inc": {"version": 1}},
                                                      return_document=ReturnDocument.AFTER,
                                                      session=session)
 
@@ -124,7 +128,8 @@ class EmployeeStore(BaseStore):
             merged = {**doc, **fields}
             self.db.employees.update_one({"_id": doc["_id"]}, {"$set": {
                 **fields, "keywords": keywords(merged["name"], merged["email"],
-                                               merged.get("job_title", ""))}})
+                                               merged.get("job_title", ""))},
+                "$inc": {"version": 1}})
         return docs
 
     def list_employees(self, org_id: str, *, role: str | None = None, status: str | None = None,
@@ -166,9 +171,11 @@ class EmployeeStore(BaseStore):
 
     def set_team(self, org_id: str, employee_id: str, team_id: str, role: str | None) -> dict | None:
         if role is None:
-            update = {"$unset": {f"teams.{team_id}": ""}, "$pull": {"team_ids": team_id}}
+            update = {"$unset": {f"teams.{team_id}": ""}, "$pull": {"team_ids": team_id},
+                      "$inc": {"version": 1}}
         else:
-            update = {"$set": {f"teams.{team_id}": role}, "$addToSet": {"team_ids": team_id}}
+            update = {"$set": {f"teams.{team_id}": role}, "$addToSet": {"team_ids": team_id},
+                      "$inc": {"version": 1}}
         return self.db.employees.find_one_and_update({"_id": employee_id, "org_id": org_id},
                                                      update)
 
@@ -176,7 +183,7 @@ class EmployeeStore(BaseStore):
                                 role: str) -> dict | None:
         return self.db.employees.find_one_and_update(
             {"_id": employee_id, "org_id": org_id, "team_ids": team_id},
-            {"$set": {f"teams.{team_id}": role}})
+            {"$set": {f"teams.{team_id}": role}, "$inc": {"version": 1}})
 
     def mark_org_deleted(self, org_id: str) -> list[dict]:
         docs = list(self.db.employees.find({"org_id": org_id}, {"user_id": 1}))
@@ -285,6 +292,7 @@ class EmployeeStore(BaseStore):
         if alike:
             self.db.employees.bulk_write([
                 UpdateMany({"_id": {"$in": part}, "org_id": org_id},
-                           {"$set": {"task_counts": {"open": n_open, "completed": n_done}}})
+                           {"$set": {"task_counts": {"open": n_open, "completed": n_done}},
+                            "$inc": {"version": 1}})
                 for (n_open, n_done), same in alike.items() for part in id_slices(same)],
                 ordered=False)

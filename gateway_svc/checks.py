@@ -1,7 +1,9 @@
 """What every authenticated ``@api`` request checks in Redis, in one round trip.
 
 One script, in this order, stopping at the first refusal: the token's
-blacklist keys (``auth:blacklist:jti:*``, ``auth:blacklist:sid:*``), the
+blacklist keys (``auth:blacklist:jti:*``, ``auth:blacklist:sid:*``), or for
+a personal access token its record (``auth:pat:*``, which must be there and
+not ``revoked``), the
 rate limit (``shared.redis`` GCRA, counted only for a token not revoked),
 on an ``/orgs/<org_id>`` route the caller's cached membership
 (``shared.tenancy.membership_key``), and, when it is there, on a route with
@@ -27,15 +29,20 @@ from shared.redis import GCRA_FUNCTION, Decision, Limit
 
 log = logging.getLogger(__name__)
 
-# KEYS (in ARGV after the five arguments: gateway_svc.cache.keys_from_argv): n blacklist
-# keys, the rate-limit key (if ARGV[1] > 0), the membership key (if ARGV[4] = 1), then
-# the cached answer's version keys. ARGV: limit, period_ms, n, membership?, the cached
-# answer's name (or ''). Returns {revoked, gcra reply or
-# nil, membership or nil, cached answer or nil}.
-CHECKS_LUA = keys_from_argv(6) + GCRA_FUNCTION + LOOKUP_FUNCTION + """
+# KEYS (in ARGV after the six arguments: gateway_svc.cache.keys_from_argv): n blacklist
+# keys, the token record that must be live (if ARGV[6] = 1), the rate-limit key (if
+# ARGV[1] > 0), the membership key (if ARGV[4] = 1), then the cached answer's version
+# keys. ARGV: limit, period_ms, n, membership?, the cached answer's name (or ''), live
+# record?. Returns {revoked, gcra reply or nil, membership or nil, cached answer or nil}.
+CHECKS_LUA = keys_from_argv(7) + GCRA_FUNCTION + LOOKUP_FUNCTION + """
 local n = tonumber(ARGV[3])
-if redis.call('EXISTS', unpack(KEYS, 1, n)) > 0 then return {1} end
+if n > 0 and redis.call('EXISTS', unpack(KEYS, 1, n)) > 0 then return {1} end
 local i = n + 1
+if ARGV[6] == '1' then
+  local record = redis.call('GET', KEYS[i])
+  if not record or record == 'revoked' then return {1} end
+  i = i + 1
+end
 local rate = false
 if tonumber(ARGV[1]) > 0 then
   rate = gcra(KEYS[i], tonumber(ARGV[1]), tonumber(ARGV[2]))
@@ -65,7 +72,10 @@ class RequestChecks:
             membership_key: str | None, answer: tuple[str, list[str]] | None = None) -> Checked:
         """``answer``: the cached answer's entry name and version keys."""
         keys = blacklist_keys(claims)
-        args = [0, 0, len(keys), 0, ""]
+        args = [0, 0, len(keys), 0, "", 0]
+        if claims.get("pat_key"):
+            keys.append(claims["pat_key"])
+            args[5] = 1
         if limit is not None:
             keys.append(rate_key)
             args[:2] = [limit.limit, int(limit.period * 1000)]

@@ -35,10 +35,12 @@ from werkzeug.wrappers import Request, Response
 
 from gateway_svc.cache import CachedRoute
 from gateway_svc.checks import RequestChecks
-from gateway_svc.identity import REVOKED, Identity
+from gateway_svc.idempotency import idempotent
+from gateway_svc.identity import REVOKED, UNKNOWN_PAT, Identity, PersonalTokens, is_personal_token
 from gateway_svc.problems import PROBLEM_TYPE, from_exception, problem_response
 from gateway_svc.proxies import TrustedProxies
 from gateway_svc.realtime import WS_PATH, Realtime
+from gateway_svc.scopes import check_token
 from shared.errors import (
     AppError,
     BadRequest,
@@ -205,10 +207,12 @@ class ApiWsgiApp(WsgiApp):
         if origin:
             headers["Access-Control-Allow-Origin"] = origin
             headers["Vary"] = "Origin"
-            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-ID"
+            headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, X-Request-ID, Idempotency-Key, If-Match, If-None-Match")
             headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
             headers["Access-Control-Expose-Headers"] = (
-                "X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After")
+                "X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, ETag, "
+                "Idempotent-Replayed")
 
 
 class NoDelayProtocol(HttpOnlyProtocol):
@@ -261,6 +265,7 @@ class Guard(SharedExtension):
                        for name, text in (config.get("RATE_LIMITS") or {}).items()}
         self.limits.setdefault("default", Limit(600, 60))
         self.identity = Identity(config, self.redis)
+        self.personal_tokens = PersonalTokens(self.redis)
 
     def stop(self) -> None:
         self.redis.close()
@@ -278,7 +283,11 @@ class Guard(SharedExtension):
         rule = None if limit is None else self.limits.get(limit, self.limits["default"])
         service = self.container.service_name
         if auth:
-            claims = self.identity.verify_signature(self.identity.bearer_token(request))
+            token = self.identity.bearer_token(request)
+            if is_personal_token(token):
+                claims = self.personal_tokens.resolve(token)
+            else:
+                claims = self.identity.verify_signature(token)
             request.token_claims, request.user_id = claims, claims["sub"]
             _caller.user_id = request.user_id
             checked = self.checks.run(
@@ -286,7 +295,10 @@ class Guard(SharedExtension):
                 membership_key(org_id, request.user_id) if org_id else None,
                 cached.lookup(request, org_id) if cached and org_id else None)
             if checked.revoked:
-                raise Unauthorized(REVOKED)
+                raise Unauthorized(UNKNOWN_PAT if "pat" in claims else REVOKED)
+            if "pat" in claims:  # its scope and org, once it is known to be live
+                check_token(claims, request.method, route[len(API_PREFIX):], org_id)
+                self.personal_tokens.note_use(claims["pat"])
             request.cached_membership = checked.membership
             request.cached_answer = checked.answer
             decision = checked.decision
@@ -320,6 +332,7 @@ class ApiEntrypoint(HttpRequestHandler):
                  response_media: str | tuple[str, ...] = JSON,
                  response_headers: dict[str, str] | None = None,
                  also: dict[int, Any] | None = None, cached: CachedRoute | None = None,
+                 idempotent: bool | None = None, etag: bool = False,
                  **kwargs):
         """``max_body``: this route's body limit in bytes, or the name of the
         config key holding it (default: ``MAX_BODY_BYTES``). ``body_media`` and
@@ -328,8 +341,14 @@ class ApiEntrypoint(HttpRequestHandler):
         (``{name: description}``); ``also`` other success answers
         (``{status: schema}``), such as a 202 beside the usual 201; ``cached``
         how an ``/orgs/<org_id>`` GET's answers are cached (``gateway_svc.cache``):
-        a hit for an active member is answered before a worker starts."""
+        a hit for an active member is answered before a worker starts.
+        ``idempotent``: the route honours ``Idempotency-Key``
+        (``gateway_svc.idempotency``; default: an authenticated POST answering
+        201 or 202 with a JSON body); ``etag``: the route answers or checks
+        ``ETag`` / ``If-Match`` / ``If-None-Match`` (``gateway_svc.etags``)."""
         self.auth = auth
+        self.idempotent = bool(idempotent)
+        self.etag = etag
         self.cached = cached
         self.limit = limit
         self.max_body = max_body
@@ -340,7 +359,8 @@ class ApiEntrypoint(HttpRequestHandler):
                     "summary": summary, "errors": tuple(errors), "body_media": body_media,
                     "response_media": ((response_media,) if isinstance(response_media, str)
                                        else tuple(response_media)),
-                    "response_headers": dict(response_headers or {}), "also": dict(also or {})}
+                    "response_headers": dict(response_headers or {}), "also": dict(also or {}),
+                    "idempotent": bool(idempotent), "etag": etag}
         full_url = url if url.startswith(API_PREFIX) else f"{API_PREFIX}{url}"
         super().__init__(method, full_url, expected_exceptions=(AppError,), **kwargs)
 
@@ -426,9 +446,15 @@ def api(method: str, url: str, **kwargs):
     that org (``shared.tenancy.require_member``: 404 otherwise) before anything
     else, body validation included, happens; their membership is on
     ``request.membership``."""
+    if kwargs.get("idempotent") is None:
+        kwargs["idempotent"] = (method == "POST" and kwargs.get("auth", True)
+                                and kwargs.get("status") in (201, 202)
+                                and kwargs.get("body_media", JSON) == JSON)
     register = ApiEntrypoint.decorator(method, url, **kwargs)
 
     def decorate(fn):
+        if kwargs["idempotent"]:
+            fn = idempotent(fn, read_body)
         if not kwargs.get("auth", True) or "<org_id>" not in url:
             return register(fn)
 
@@ -444,7 +470,11 @@ def api(method: str, url: str, **kwargs):
 
 
 def read_body(request) -> bytes:
-    """The raw body, at most ``MAX_BODY_BYTES`` (413 past it), chunked or not."""
+    """The raw body, at most ``MAX_BODY_BYTES`` (413 past it), chunked or not; read
+    once (the Idempotency-Key check reads it before the route does)."""
+    cached = getattr(request, "workforce_body", None)
+    if cached is not None:
+        return cached
     if request.content_length is not None:
         try:
             return request.get_data(cache=True)
@@ -457,6 +487,7 @@ def read_body(request) -> bytes:
     raw = request.environ["wsgi.input"].read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+    request.workforce_body = raw
     return raw
 
 

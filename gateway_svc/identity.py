@@ -22,6 +22,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -48,6 +49,8 @@ REVOKED = "The access token has been revoked."
 
 
 def blacklist_keys(claims: dict) -> list[str]:
+    if "pat" in claims:  # a personal access token: its record must be live instead
+        return []
     keys = [f"auth:blacklist:jti:{claims['jti']}"]
     if claims.get("sid"):
         keys.append(f"auth:blacklist:sid:{claims['sid']}")
@@ -172,3 +175,68 @@ class Identity:
         except (ValueError, jwt.PyJWTError) as exc:
             log.warning("bad JWK for kid %s: %s", kid, exc)
             return None
+
+
+# --- personal access tokens (auth_svc.pats writes their records) -------------------
+PAT_PREFIX = "wfp_"
+PAT_RECORD_PREFIX = "auth:pat:"
+PAT_USED_PREFIX = "gateway:pat:used:"
+PAT_REVOKED = "revoked"
+PAT_USED_EVERY = 60          # seconds between two reports of one token's use, per process
+PAT_USED_TTL = 400 * 24 * 3600
+_PAT = re.compile(r"^wfp_[A-Za-z0-9_-]{43}$")
+UNKNOWN_PAT = "The personal access token is unknown, expired or revoked."
+
+
+def is_personal_token(token: str) -> bool:
+    return token.startswith(PAT_PREFIX)
+
+
+class PersonalTokens:
+    """``Authorization: Bearer wfp_...``: the token's SHA-256 names its record in
+    Redis (``auth:pat:{hash}``, written by auth). The record's fields never
+    change, so a process keeps it after the first look-up; whether the token is
+    still live (not revoked) is read on every request, in the request's one
+    Redis script (``gateway_svc.checks``), like a JWT's blacklist."""
+
+    def __init__(self, redis_client):
+        self.redis = redis_client
+        self._known = TLRUCache(VERIFIED_TOKENS_MAX, timer=time.time,
+                                ttu=lambda _hash, record, _now: record["expires_at"])
+        self._reported: dict[str, float] = {}
+
+    def resolve(self, token: str) -> dict:
+        """Claims-like fields of a well-formed, unexpired token (revocation is
+        checked by the caller through ``claims["pat_key"]``)."""
+        if not _PAT.match(token):
+            raise Unauthorized("The personal access token is malformed.")
+        token_hash = hashlib.sha256(token.encode()).hexdigest()
+        record = self._known.get(token_hash)
+        if record is None:
+            try:
+                raw = self.redis.get(f"{PAT_RECORD_PREFIX}{token_hash}")
+            except redis.RedisError as exc:
+                log.warning("token records unreachable, refusing: %s", exc)
+                raise Unavailable("Cannot check the token right now; try again shortly.") from None
+            if raw is None or raw == PAT_REVOKED:
+                raise Unauthorized(UNKNOWN_PAT)
+            record = json.loads(raw)
+            if record["expires_at"] <= time.time():
+                raise Unauthorized(UNKNOWN_PAT)
+            self._known[token_hash] = record
+        return {"sub": record["user_id"], "pat": record["token_id"], "scope": record["scope"],
+                "org_id": record.get("org_id"), "exp": record["expires_at"],
+                "pat_key": f"{PAT_RECORD_PREFIX}{token_hash}"}
+
+    def note_use(self, token_id: str) -> None:
+        """Tell auth the token was used, at most once a minute per process."""
+        now = time.monotonic()
+        if now - self._reported.get(token_id, -PAT_USED_EVERY) < PAT_USED_EVERY:
+            return
+        if len(self._reported) > VERIFIED_TOKENS_MAX:
+            self._reported.clear()
+        self._reported[token_id] = now
+        try:
+            self.redis.set(f"{PAT_USED_PREFIX}{token_id}", int(time.time()), ex=PAT_USED_TTL)
+        except redis.RedisError as exc:  # only "last used" is late
+            log.warning("could not note an access token's use: %s", exc)

@@ -26,7 +26,10 @@ ERROR_TEXT = {
     403: "Allowed in the organization but not this action",
     404: "Not found, or in an organization you do not belong to",
     405: "Method not allowed",
-    409: "Conflict",
+    409: "Conflict (with an Idempotency-Key: the first request with it is still running; "
+         "retry after Retry-After)",
+    412: "Precondition failed: If-Match names a version the object no longer has; "
+         "nothing was changed",
     413: "Body too large",
     415: "The body is not JSON",
     422: "Invalid fields (`errors` names each)",
@@ -131,6 +134,7 @@ def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
     for other, schema in doc["also"].items():
         op["responses"][str(other)] = success_response({**doc, "response": schema}, other)
     codes = set(doc["errors"]) | {404, 503, 504}
+    codes |= conditional_headers(entrypoint, op, status)
     if entrypoint.auth:
         op["security"] = [{"bearerAuth": []}]
         codes.add(401)
@@ -147,14 +151,61 @@ def operation(name: str, entrypoint: ApiEntrypoint, method_fn) -> dict:
     return op
 
 
+IDEMPOTENCY_PARAM = {
+    "in": "header", "name": "Idempotency-Key", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Retry safely: the same key and body within 24 h answer the first result "
+                   "(with `Idempotent-Replayed: true`) and create nothing more; the same key "
+                   "with another body is a 422; while the first is running, 409. Keys belong "
+                   "to the caller (each personal access token has its own)."}
+IF_NONE_MATCH = {"in": "header", "name": "If-None-Match", "required": False,
+                 "schema": {"type": "string"},
+                 "description": "An ETag from an earlier answer: 304 while it is current."}
+IF_MATCH = {"in": "header", "name": "If-Match", "required": False, "schema": {"type": "string"},
+            "description": "The ETag you read: the change happens only while the object is "
+                           "still at that version, else 412 and nothing changes."}
+ETAG_HEADER = {"description": "The object's version, a strong ETag (`\"v3\"`)",
+               "schema": {"type": "string"}}
+
+
+def conditional_headers(entrypoint: ApiEntrypoint, op: dict, status: int) -> set[int]:
+    """Document Idempotency-Key and ETag / If-Match / If-None-Match on the routes
+    that honour them; returns the extra error codes."""
+    doc, codes = entrypoint.doc, set()
+    success = op["responses"][str(status)]
+    if doc["idempotent"]:
+        op.setdefault("parameters", []).append(IDEMPOTENCY_PARAM)
+        for code, answer in op["responses"].items():
+            if code.startswith("2"):
+                answer.setdefault("headers", {})["Idempotent-Replayed"] = {
+                    "description": "`true` when this is the stored answer of an earlier "
+                                   "request with the same Idempotency-Key",
+                    "schema": {"type": "string"}}
+        codes |= {409, 422}
+    if doc["etag"]:
+        if entrypoint.method == "GET":
+            op.setdefault("parameters", []).append(IF_NONE_MATCH)
+            op["responses"]["304"] = {"description": "Not modified: If-None-Match names the "
+                                                     "current ETag", "headers": {"ETag": ETAG_HEADER}}
+        else:
+            op.setdefault("parameters", []).append(IF_MATCH)
+            codes.add(412)
+        if status != 204:
+            success.setdefault("headers", {})["ETag"] = ETAG_HEADER
+    return codes
+
+
 def build_spec(service_cls, server_url: str = "/") -> dict:
     spec = APISpec(title=TITLE, version=VERSION, openapi_version="3.1.0",
                    plugins=[ExamplePlugin()],
                    info={"description": "The HTTP API of the workforce mesh gateway. Errors are "
                                         "RFC 9457 problem details (application/problem+json)."},
                    servers=[{"url": server_url}])
-    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer",
-                                                   "bearerFormat": "JWT"})
+    spec.components.security_scheme("bearerAuth", {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT or wfp_ token",
+        "description": "An access token (JWT, from /auth/login) or a personal access token "
+                       "(`wfp_...`, from POST /me/tokens; its scope and organization bound what "
+                       "it may call)"})
     spec.components.schema("Problem", schema=ProblemSchema)
     for code, text in ERROR_TEXT.items():
         spec.components.response(f"Problem{code}", {

@@ -13,7 +13,18 @@ from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
-from gateway_svc.routes import analytics, auth, notifications, orgs, search, tasks, teams, webhooks
+from gateway_svc.routes import (
+    analytics,
+    auth,
+    notifications,
+    orgs,
+    search,
+    service_accounts,
+    tasks,
+    teams,
+    tokens,
+    webhooks,
+)
 from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
@@ -41,7 +52,8 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
-                     analytics.AnalyticsRoutes, search.SearchRoutes):
+                     analytics.AnalyticsRoutes, search.SearchRoutes,
+                     tokens.TokenRoutes, service_accounts.ServiceAccountRoutes):
     name = "gateway"
 
     config = Config()

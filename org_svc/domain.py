@@ -74,4 +74,5 @@ def org_out(doc: dict, config: dict) -> dict:
                              "limits": limits_of(config, doc.get("plan", "free"))},
             "counts": {"employees": doc.get("employee_count", 0),
                        "teams": doc.get("team_count", 0)},
-            "created_at": doc["created_at"].isoformat() if doc.get("created_at") else None}
+            "created_at": doc["created_at"].isoformat() if doc.get("created_at") else None,
+            "version": doc.get("version") or 0}

@@ -112,6 +112,9 @@ class OrgSchema(Schema):
     subscription = fields.Nested(SubscriptionSchema)
     counts = fields.Nested(LimitsSchema)
     created_at = fields.String(metadata={"example": ex.CREATED_AT})
+    version = fields.Integer(metadata={"description": "bumped by every change (settings and "
+                                                      "counts included); the ETag derives "
+                                                      "from it", "example": 3})
 
 
 class OrgPageSchema(Schema):

@@ -17,12 +17,13 @@ from org_svc.schemas import (
 )
 from org_svc.store import OrganizationStore
 from shared import service as base
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import NotFound, PreconditionFailed, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
+from shared.versions import STALE, expect_version, require_version
 
 log = logging.getLogger(__name__)
 
@@ -99,26 +100,31 @@ class OrganizationService(base.ServiceBase):
         return domain.org_out(doc, self.config)
 
     @rpc
-    def update_org(self, actor: dict, org_id: str, body: dict) -> dict:
+    def update_org(self, actor: dict, org_id: str, body: dict,
+                   if_version: int | None = None) -> dict:
+        """``if_version``: the version the client saw (If-Match); 412 if it moved on."""
         body = OrgUpdateSchema().load(body)
-        doc = self._update(org_id, {"name": body["name"]})
+        doc = self._update(org_id, {"name": body["name"]}, if_version)
         self.events.publish("organization.updated", {"org_id": org_id, "name": doc["name"],
                                                      "changes": body},
                             org_id=org_id, actor_id=actor["user_id"])
         return domain.org_out(doc, self.config)
 
     @rpc
-    def delete_org(self, actor: dict, org_id: str) -> None:
-        self._delete(org_id, actor["user_id"])
+    def delete_org(self, actor: dict, org_id: str, if_version: int | None = None) -> None:
+        self._delete(org_id, actor["user_id"], if_version=if_version)
 
     @rpc
-    def update_settings(self, actor: dict, org_id: str, body: dict) -> dict:
+    def update_settings(self, actor: dict, org_id: str, body: dict,
+                        if_version: int | None = None) -> dict:
+        """``if_version``: the org's version the client saw (If-Match on settings)."""
         changes = SettingsSchema().load(body)
         current = self.store.org(org_id)
         if current is None:
             raise NotFound("Organization not found.")
+        require_version(current, if_version)
         settings = domain.merge_settings(current.get("settings"), changes)
-        self._update(org_id, {"settings": settings})
+        self._update(org_id, {"settings": settings}, if_version)
         self.events.publish("organization.settings.updated",
                             {"org_id": org_id, "settings": settings},
                             org_id=org_id, actor_id=actor["user_id"])
@@ -236,16 +242,21 @@ class OrganizationService(base.ServiceBase):
                             event_id=eid)
         return doc
 
-    def _update(self, org_id: str, fields: dict) -> dict:
-        doc = self.store.update_org(org_id, fields)
+    def _update(self, org_id: str, fields: dict, if_version: int | None = None) -> dict:
+        doc = self.store.update_org(org_id, fields, expect_version(if_version))
+        if doc is None and if_version is not None and self.store.org(org_id) is not None:
+            raise PreconditionFailed(STALE)
         if doc is None:
             raise NotFound("Organization not found.")
         self._forget(org_id)
         return doc
 
-    def _delete(self, org_id: str, actor_id: str | None, eid: str | None = None) -> None:
-        if self.store.update_org(org_id, {"deleted_at": domain.now(),
-                                          "deleted_by": actor_id}) is None and eid is None:
+    def _delete(self, org_id: str, actor_id: str | None, eid: str | None = None,
+                if_version: int | None = None) -> None:
+        if self.store.update_org(org_id, {"deleted_at": domain.now(), "deleted_by": actor_id},
+                                 expect_version(if_version)) is None and eid is None:
+            if if_version is not None and self.store.org(org_id) is not None:
+                raise PreconditionFailed(STALE)
             raise NotFound("Organization not found.")
         self._forget(org_id, *self.store.member_user_ids(org_id))
         self.employees.close_org(org_id)  # every membership ends now, not after the event

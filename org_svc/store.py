@@ -21,6 +21,7 @@ class OrganizationStore(BaseStore):
     }
 
     def insert_org(self, doc: dict) -> bool:
+        doc.setdefault("version", 1)  # bumped by every write: the ETag (shared.versions)
         try:
             self.db.orgs.insert_one(doc)
             return True
@@ -42,7 +43,7 @@ class OrganizationStore(BaseStore):
 
     def update_org(self, org_id: str, fields: dict, expect: dict | None = None) -> dict | None:
         return self.db.orgs.find_one_and_update({"_id": org_id, **LIVE, **(expect or {})},
-                                                {"$set": fields},
+                                                {"$set": fields, "$inc": {"version": 1}},
                                                 return_document=ReturnDocument.AFTER)
 
     def set_member(self, org_id: str, user_id: str, status: str) -> None:
@@ -67,5 +68,8 @@ class OrganizationStore(BaseStore):
         employees = self.db.members.count_documents({"org_id": org_id,
                                                      "status": {"$ne": "removed"}})
         teams = self.db.teams.count_documents({"org_id": org_id})
-        self.db.orgs.update_one({"_id": org_id}, {"$set": {"employee_count": employees,
-                                                           "team_count": teams}})
+        self.db.orgs.update_one(  # only a real change bumps the version (the ETag)
+            {"_id": org_id, "$or": [{"employee_count": {"$ne": employees}},
+                                    {"team_count": {"$ne": teams}}]},
+            {"$set": {"employee_count": employees, "team_count": teams},
+             "$inc": {"version": 1}})

@@ -46,12 +46,14 @@ UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 # Other services' keys a service reads; it writes only its own "{service}:*".
 REDIS_READS = {
-    "gateway": ["auth:blacklist:*", "auth:jwks:*", "employees:perm:*",
+    "gateway": ["auth:blacklist:*", "auth:jwks:*", "auth:pat:*", "employees:perm:*",
                 "notifications:stream:*",
                 # the response cache is keyed by the owners' per-org version
                 # counters (shared.redis.org_version_key), any owner's
                 *(f"{name}:ver:org:*" for name in SERVICES if name != "gateway")],
     "organizations": ["employees:perm:*"],
+    # when a personal access token was last used, as the gateway reports it
+    "auth": ["gateway:pat:used:*"],
     "teams": ["employees:perm:*"],
     "tasks": ["employees:perm:*"],
     "notifications": ["employees:perm:*"],

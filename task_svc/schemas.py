@@ -160,6 +160,8 @@ class TaskOutSchema(Schema):
     overdue = fields.Boolean(metadata={"example": False})
     job_id = fields.String(allow_none=True, metadata={"description": "the bulk job that made it",
                                                       "example": None})
+    version = fields.Integer(metadata={"description": "bumped by every change; the ETag "
+                                                      "derives from it", "example": 3})
 
 
 class TaskPageSchema(Schema):
@@ -283,7 +285,8 @@ def dump_task(t: dict) -> dict:
             "due_at": iso(t.get("due_at")), "labels": t.get("labels", []),
             "creator_user_id": t.get("creator_user_id"), "created_at": iso(t.get("created_at")),
             "updated_at": iso(t.get("updated_at")), "completed_at": iso(t.get("completed_at")),
-            "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id")}
+            "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id"),
+            "version": t.get("version") or 0}
 
 
 def dump_search_document(t: dict) -> dict:

@@ -11,12 +11,13 @@ import logging
 import redis as redis_lib
 
 from shared import service as base
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import membership_key, require_member
 from shared.timers import periodic
+from shared.versions import STALE, expect_version, require_version
 from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
 from task_svc.store import TaskStore, new_id, now
@@ -52,27 +53,39 @@ class TaskService(base.ServiceBase):
         return schemas.dump_task(self._task(org_id, task_id))
 
     @rpc
-    def update_task(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
+    def update_task(self, user_id: str, org_id: str, task_id: str, body: dict,
+                    if_version: int | None = None) -> dict:
+        """``if_version``: the version the client saw (If-Match); 412 if it moved on."""
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
         changes = schemas.TaskUpdateSchema().load(body)
         task = self._task(org_id, task_id)
         domain.require_update(me, task, self._team(org_id, task.get("team_id")))
+        require_version(task, if_version)
         if changes.get("team_id"):
             self._body_team(org_id, changes["team_id"])
         if "title" in changes or "description" in changes:
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
-        task = self._write(task, changes, user_id) if changes else task
+        task = self._write(task, changes, user_id, expect=expect_version(if_version)) \
+            if changes else task
+        if task is None and if_version is not None:
+            raise PreconditionFailed(STALE)
         if task is not None and changes:
             self._publish(task, "task.updated", {"changes": self._changes_wire(changes)}, user_id)
         return schemas.dump_task(task or self._task(org_id, task_id))
 
     @rpc
-    def delete_task(self, user_id: str, org_id: str, task_id: str) -> None:
+    def delete_task(self, user_id: str, org_id: str, task_id: str,
+                    if_version: int | None = None) -> None:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
         task = self._task(org_id, task_id)
         domain.require_delete(me, task, self._team(org_id, task.get("team_id")))
-        if self._write(task, {"deleted": True, "deleted_at": now()}, user_id):
+        require_version(task, if_version)
+        deleted = self._write(task, {"deleted": True, "deleted_at": now()}, user_id,
+                              expect=expect_version(if_version))
+        if deleted is None and if_version is not None:
+            raise PreconditionFailed(STALE)
+        if deleted:
             if task["status"] == "done":
                 leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
             self._publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),

@@ -78,6 +78,7 @@ class TaskStore(BaseStore):
             "labels": data.get("labels", []), "creator_id": creator.get("employee_id"),
             "creator_user_id": creator["user_id"], "created_at": at, "updated_at": at,
             "completed_at": None, "overdue_at": None, "deleted": False, "job_id": job_id,
+            "version": 1,
         }
 
     def insert(self, doc: dict) -> dict:
@@ -96,7 +97,10 @@ class TaskStore(BaseStore):
             changes["due_sort"] = changes["due_at"] or domain.NO_DUE
             changes["overdue_at"] = None  # a new due date may become overdue again
         query = {"_id": task_id, "org_id": org_id, "deleted": False, **(expect or {})}
-        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": now()}},
+        # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
+        # conditional, race-free (If-Match)
+        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": now()},
+                                                      "$inc": {"version": 1}},
                                               return_document=ReturnDocument.AFTER)
 
     # --- bulk -----------------------------------------------------------------
@@ -228,7 +232,7 @@ class TaskStore(BaseStore):
     def mark_overdue(self, task_id: str, at: datetime) -> dict | None:
         """Marks once: only the first marker gets the task back."""
         return self.tasks.find_one_and_update({"_id": task_id, "overdue_at": None},
-                                              {"$set": {"overdue_at": at}},
+                                              {"$set": {"overdue_at": at}, "$inc": {"version": 1}},
                                               return_document=ReturnDocument.AFTER)
 
     # --- stats, leaderboard -------------------------------------------------------
@@ -348,7 +352,8 @@ class TaskStore(BaseStore):
         at = now()
         result = self.tasks.bulk_write([UpdateOne(
             {"_id": task_id, "org_id": org_id, "team_id": team_id},
-            {"$set": {"team_id": None, "updated_at": at}}) for task_id in task_ids], ordered=False)
+            {"$set": {"team_id": None, "updated_at": at}, "$inc": {"version": 1}})
+            for task_id in task_ids], ordered=False)
         if result.modified_count:
             self.insert_ignoring_duplicates(self.db.history, [
                 {"_id": f"team-removed-{task_id}-{team_id}", "task_id": task_id, "org_id": org_id,

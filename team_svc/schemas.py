@@ -78,7 +78,7 @@ class TeamSchema(Schema):
                         {"employee_id": ex.OTHER_EMPLOYEE_ID, "user_id": ex.OTHER_USER_ID,
                          "name": ex.OTHER_NAME, "role": "member", "added_at": ex.UPDATED_AT}],
             "permissions": PERMISSIONS_EXAMPLE, "created_at": ex.CREATED_AT,
-            "updated_at": ex.UPDATED_AT}
+            "updated_at": ex.UPDATED_AT, "version": 3}
 
     team_id = fields.String(attribute="_id", metadata={"example": ex.TEAM_ID})
     org_id = fields.String(metadata={"example": ex.ORG_ID})
@@ -91,6 +91,8 @@ class TeamSchema(Schema):
                                         "description": "employee id -> granted permissions"})
     created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
     updated_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
+    version = fields.Integer(metadata={"description": "bumped by every change; the ETag "
+                                                      "derives from it", "example": 3})
 
 
 class TeamPageSchema(Schema):
@@ -108,7 +110,8 @@ class TeamGrantsSchema(Schema):
 
 
 def dump_team(team: dict) -> dict:
-    return TeamSchema().dump(team)
+    # a team written before versions existed is at version 0 (shared.versions)
+    return TeamSchema().dump({**team, "version": team.get("version") or 0})
 
 
 def brief(team: dict) -> dict:

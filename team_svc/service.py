@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from shared import service as base
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from shared.events import Events, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
+from shared.versions import STALE, expect_version, require_version
 from team_svc import domain, schemas
 from team_svc.store import TeamStore, now
 
@@ -53,21 +54,30 @@ class TeamService(base.ServiceBase):
             tags=[f"team:{team_id}", f"org:{org_id}"])
 
     @rpc
-    def update_team(self, user_id: str, org_id: str, team_id: str, body: dict) -> dict:
+    def update_team(self, user_id: str, org_id: str, team_id: str, body: dict,
+                    if_version: int | None = None) -> dict:
+        """``if_version``: the version the client saw (If-Match); 412 if it moved on."""
         require_member(self.redis, self.employees, org_id, user_id, "team.update")
         changes = schemas.TeamUpdateSchema().load(body)
-        self._team(org_id, team_id)
-        team = self.store.update_team(org_id, team_id, changes) if changes else \
-            self.store.get(org_id, team_id)
+        require_version(self._team(org_id, team_id), if_version)
+        team = self.store.update_team(org_id, team_id, changes, expect_version(if_version)) \
+            if changes else self.store.get(org_id, team_id)
+        if team is None and if_version is not None:
+            raise PreconditionFailed(STALE)
         if team is None:
             raise NotFound("Team not found.")
         self._changed(team, "team.updated", user_id)
         return schemas.dump_team(team)
 
     @rpc
-    def delete_team(self, user_id: str, org_id: str, team_id: str) -> None:
+    def delete_team(self, user_id: str, org_id: str, team_id: str,
+                    if_version: int | None = None) -> None:
         require_member(self.redis, self.employees, org_id, user_id, "team.delete")
-        team = self.store.delete_team(org_id, team_id)
+        if if_version is not None:
+            require_version(self._team(org_id, team_id), if_version)
+        team = self.store.delete_team(org_id, team_id, expect_version(if_version))
+        if team is None and if_version is not None:
+            raise PreconditionFailed(STALE)
         if team is None:
             raise NotFound("Team not found.")
         self._changed(team, "team.deleted", user_id)

@@ -43,7 +43,7 @@ class TeamStore(BaseStore):
         doc = {"_id": new_id(), "org_id": org_id, "name": name, "name_key": name.casefold(),
                "description": description, "settings": settings, "leader_id": None,
                "members": [], "member_ids": [], "permissions": {}, "created_by": actor,
-               "created_at": now(), "updated_at": now()}
+               "created_at": now(), "updated_at": now(), "version": 1}
         try:
             self.teams.insert_one(doc)
         except DuplicateKeyError:
@@ -80,18 +80,22 @@ class TeamStore(BaseStore):
     def many(self, org_id: str, team_ids: list[str]) -> list[dict]:
         return list(self.teams.find({"org_id": org_id, "_id": {"$in": team_ids}}))
 
-    def update_team(self, org_id: str, team_id: str, changes: dict) -> dict | None:
+    def update_team(self, org_id: str, team_id: str, changes: dict,
+                    expect: dict | None = None) -> dict | None:
+        """Every write bumps ``version`` (the ETag); ``expect`` (shared.versions) makes
+        this one conditional on it."""
         if "name" in changes:
             changes = {**changes, "name_key": changes["name"].casefold()}
         try:
             return self.teams.find_one_and_update(
-                {"_id": team_id, "org_id": org_id}, {"$set": {**changes, "updated_at": now()}},
+                {"_id": team_id, "org_id": org_id, **(expect or {})},
+                {"$set": {**changes, "updated_at": now()}, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             raise Conflict(f"A team named {changes['name']!r} already exists.") from None
 
-    def delete_team(self, org_id: str, team_id: str) -> dict | None:
-        return self.teams.find_one_and_delete({"_id": team_id, "org_id": org_id})
+    def delete_team(self, org_id: str, team_id: str, expect: dict | None = None) -> dict | None:
+        return self.teams.find_one_and_delete({"_id": team_id, "org_id": org_id, **(expect or {})})
 
     def delete_org_teams(self, org_id: str) -> list[dict]:
         teams = list(self.teams.find({"org_id": org_id}, {"name": 1, "org_id": 1}))
@@ -102,7 +106,7 @@ class TeamStore(BaseStore):
         """Adds unless already a member (None then): the condition makes a
         concurrent double add impossible."""
         update: dict = {"$push": {"members": member}, "$addToSet": {"member_ids": member["employee_id"]},
-                        "$set": {"updated_at": now()}}
+                        "$set": {"updated_at": now()}, "$inc": {"version": 1}}
         if member["role"] == "leader":
             update["$set"]["leader_id"] = member["employee_id"]
         return self.teams.find_one_and_update(
@@ -116,7 +120,8 @@ class TeamStore(BaseStore):
         if before is None:
             return None
         update: dict = {"$pull": {"members": {"employee_id": employee_id}, "member_ids": employee_id},
-                        "$unset": {f"permissions.{employee_id}": ""}, "$set": {"updated_at": now()}}
+                        "$unset": {f"permissions.{employee_id}": ""}, "$set": {"updated_at": now()},
+                        "$inc": {"version": 1}}
         done = self.teams.update_one({"_id": team_id, "member_ids": employee_id}, update)
         if not done.modified_count:
             return None
@@ -132,12 +137,14 @@ class TeamStore(BaseStore):
                    for m in team["members"]]
         self.teams.update_one({"_id": team_id},
                               {"$set": {"members": members, "leader_id": employee_id,
-                                        "updated_at": now()}})
-        return team.get("leader_id"), {**team, "members": members, "leader_id": employee_id}
+                                        "updated_at": now()}, "$inc": {"version": 1}})
+        return team.get("leader_id"), {**team, "members": members, "leader_id": employee_id,
+                                       "version": int(team.get("version") or 0) + 1}
 
     def set_permissions(self, org_id: str, team_id: str, permissions: dict) -> None:
         self.teams.update_one({"_id": team_id, "org_id": org_id},
-                              {"$set": {"permissions": permissions, "updated_at": now()}})
+                              {"$set": {"permissions": permissions, "updated_at": now()},
+                               "$inc": {"version": 1}})
 
     def remember_employee(self, employee: dict) -> None:
         self.db.directory.update_one({"_id": employee["employee_id"]},

@@ -14,6 +14,7 @@ from employee_svc.schemas import (
     InvitationQuerySchema,
     InvitationSchema,
 )
+from gateway_svc import etags
 from gateway_svc.cache import ResponseCache
 from gateway_svc.http import api, query_args, read_json
 from org_svc.schemas import (
@@ -56,36 +57,43 @@ class OrgRoutes:
         query = query_args(request, PageQuerySchema())
         return self.rpc_organizations.list_orgs_for_user(request.user_id, query)
 
-    @api("GET", "/orgs/<org_id>", response=OrgSchema, errors=(404,))
+    @api("GET", "/orgs/<org_id>", response=OrgSchema, errors=(404,), etag=True)
     def get_org(self, request, org_id):
         self._member(request, org_id, "org.read")
-        return self._org(org_id)
+        return etags.answer(request, self._org(org_id))
 
     @api("PATCH", "/orgs/<org_id>", body=OrgUpdateSchema, response=OrgSchema,
-         errors=(403, 404))
+         errors=(403, 404), etag=True)
     def update_org(self, request, org_id):
         body = read_json(request, OrgUpdateSchema())
         actor = self._member(request, org_id, "org.update")
-        return self.rpc_organizations.update_org(actor, org_id, body)
+        return etags.answer(request, self.rpc_organizations.update_org(
+            actor, org_id, body, if_version=etags.if_match_version(request)))
 
-    @api("DELETE", "/orgs/<org_id>", status=204, errors=(403, 404))
+    @api("DELETE", "/orgs/<org_id>", status=204, errors=(403, 404), etag=True)
     def delete_org(self, request, org_id):
         """Soft delete (owner only): the org answers 404 and leaves every list."""
         actor = self._member(request, org_id, "org.delete")
-        self.rpc_organizations.delete_org(actor, org_id)
+        self.rpc_organizations.delete_org(actor, org_id,
+                                          if_version=etags.if_match_version(request))
         return 204, None
 
-    @api("GET", "/orgs/<org_id>/settings", response=SettingsSchema, errors=(404,))
+    @api("GET", "/orgs/<org_id>/settings", response=SettingsSchema, errors=(404,), etag=True)
     def get_org_settings(self, request, org_id):
+        """Its ETag is the org's (every change of the org changes it)."""
         self._member(request, org_id, "org.read")
-        return self._org(org_id)["settings"]
+        org = self._org(org_id)
+        return etags.answer(request, org["settings"], version=org.get("version"))
 
     @api("PATCH", "/orgs/<org_id>/settings", body=SettingsSchema, response=SettingsSchema,
-         errors=(403, 404))
+         errors=(403, 404), etag=True)
     def update_org_settings(self, request, org_id):
+        """With If-Match (the ETag of the settings or the org): merged and written only
+        while the org is still at that version."""
         body = read_json(request, SettingsSchema())
         actor = self._member(request, org_id, "org.settings.update")
-        return self.rpc_organizations.update_settings(actor, org_id, body)
+        return self.rpc_organizations.update_settings(
+            actor, org_id, body, if_version=etags.if_match_version(request))
 
     @api("POST", "/orgs/<org_id>/transfer-ownership", body=TransferSchema, response=OrgSchema,
          status=200, errors=(403, 404))
@@ -122,24 +130,26 @@ class OrgRoutes:
             lambda: self.rpc_employees.list_employees(org_id, query), ttl=LIST_CACHE_TTL)
 
     @api("GET", "/orgs/<org_id>/employees/<employee_id>", response=EmployeeSchema,
-         errors=(404,))
+         errors=(404,), etag=True)
     def get_employee(self, request, org_id, employee_id):
         self._member(request, org_id, "employee.read")
-        return self.rpc_employees.get_employee(org_id, employee_id)
+        return etags.answer(request, self.rpc_employees.get_employee(org_id, employee_id))
 
     @api("PATCH", "/orgs/<org_id>/employees/<employee_id>", body=EmployeeUpdateSchema,
-         response=EmployeeSchema, errors=(403, 404, 409))
+         response=EmployeeSchema, errors=(403, 404, 409), etag=True)
     def update_employee(self, request, org_id, employee_id):
         """Role (employee.update_role), job title, status (employee.update)."""
         body = read_json(request, EmployeeUpdateSchema())
         actor = self._member(request, org_id, None)
-        return self.rpc_employees.update_employee(actor, org_id, employee_id, body)
+        return etags.answer(request, self.rpc_employees.update_employee(
+            actor, org_id, employee_id, body, if_version=etags.if_match_version(request)))
 
     @api("DELETE", "/orgs/<org_id>/employees/<employee_id>", status=204,
-         errors=(403, 404, 409))
+         errors=(403, 404, 409), etag=True)
     def remove_employee(self, request, org_id, employee_id):
         actor = self._member(request, org_id, "employee.remove")
-        self.rpc_employees.remove_employee(actor, org_id, employee_id)
+        self.rpc_employees.remove_employee(actor, org_id, employee_id,
+                                           if_version=etags.if_match_version(request))
         return 204, None
 
     # --- invitations --------------------------------------------------------------

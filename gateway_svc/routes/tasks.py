@@ -8,6 +8,7 @@ import base64
 
 from werkzeug.wrappers import Response
 
+from gateway_svc import etags
 from gateway_svc.cache import CachedRoute
 from gateway_svc.http import api
 from gateway_svc.routes.teams import json_object
@@ -127,17 +128,21 @@ class TaskRoutes:
         """Most tasks completed."""
         return self.rpc_tasks.leaderboard(request.user_id, org_id, request.args.to_dict())
 
-    @api("GET", TASK, response=TaskOutSchema, errors=(403, 404))
+    @api("GET", TASK, response=TaskOutSchema, errors=(403, 404), etag=True)
     def get_task(self, request, org_id, task_id):
-        return self.rpc_tasks.get_task(request.user_id, org_id, task_id)
+        return etags.answer(request, self.rpc_tasks.get_task(request.user_id, org_id, task_id))
 
-    @api("PATCH", TASK, body=TaskUpdateSchema, response=TaskOutSchema, errors=(403, 404))
+    @api("PATCH", TASK, body=TaskUpdateSchema, response=TaskOutSchema, errors=(403, 404),
+         etag=True)
     def update_task(self, request, org_id, task_id):
-        return self.rpc_tasks.update_task(request.user_id, org_id, task_id, json_object(request))
+        version = etags.if_match_version(request)
+        return etags.answer(request, self.rpc_tasks.update_task(
+            request.user_id, org_id, task_id, json_object(request), if_version=version))
 
-    @api("DELETE", TASK, status=204, errors=(403, 404))
+    @api("DELETE", TASK, status=204, errors=(403, 404), etag=True)
     def delete_task(self, request, org_id, task_id):
-        self.rpc_tasks.delete_task(request.user_id, org_id, task_id)
+        self.rpc_tasks.delete_task(request.user_id, org_id, task_id,
+                                   if_version=etags.if_match_version(request))
         return 204, None
 
     @api("POST", f"{TASK}/assign", body=AssignSchema, response=TaskOutSchema, status=200,

@@ -4,6 +4,7 @@ the schemas named here, which document the route) and decides tenancy
 (404 outside the org, 403 without the permission) before it does."""
 from __future__ import annotations
 
+from gateway_svc import etags
 from gateway_svc.http import api, read_json
 from shared.errors import BadRequest
 from team_svc.schemas import (
@@ -43,17 +44,21 @@ class TeamRoutes:
         """``?employee_id=`` lists the teams of one employee."""
         return self.rpc_teams.list_teams(request.user_id, org_id, request.args.to_dict())
 
-    @api("GET", TEAM, response=TeamSchema, errors=(403, 404))
+    @api("GET", TEAM, response=TeamSchema, errors=(403, 404), etag=True)
     def get_team(self, request, org_id, team_id):
-        return self.rpc_teams.get_team(request.user_id, org_id, team_id)
+        return etags.answer(request, self.rpc_teams.get_team(request.user_id, org_id, team_id))
 
-    @api("PATCH", TEAM, body=TeamUpdateSchema, response=TeamSchema, errors=(403, 404))
+    @api("PATCH", TEAM, body=TeamUpdateSchema, response=TeamSchema, errors=(403, 404),
+         etag=True)
     def update_team(self, request, org_id, team_id):
-        return self.rpc_teams.update_team(request.user_id, org_id, team_id, json_object(request))
+        version = etags.if_match_version(request)
+        return etags.answer(request, self.rpc_teams.update_team(
+            request.user_id, org_id, team_id, json_object(request), if_version=version))
 
-    @api("DELETE", TEAM, status=204, errors=(403, 404))
+    @api("DELETE", TEAM, status=204, errors=(403, 404), etag=True)
     def delete_team(self, request, org_id, team_id):
-        self.rpc_teams.delete_team(request.user_id, org_id, team_id)
+        self.rpc_teams.delete_team(request.user_id, org_id, team_id,
+                                   if_version=etags.if_match_version(request))
         return 204, None
 
     @api("POST", f"{TEAM}/members", body=MemberAddSchema, response=MemberSchema, status=201,

@@ -212,3 +212,48 @@ def test_tenancy_matrix_a_user_of_org_a_sees_nothing_of_org_b(gw, unique):
     assert bert.get(f"/orgs/{org_b}").json()["name"] == "Bert B's workspace"
     assert bert.get(f"/orgs/{org_b}/employees/{e}").json()["role"] == "member"
     assert len(bert.get(f"/orgs/{org_b}/invitations").json()["items"]) == 1
+
+
+def test_org_and_settings_etags_guard_writes(gw, unique):
+    owner, _ = signed_up(gw, unique, "Etta Etag")
+    created = owner.post("/orgs", json={"name": "Tags"}, headers={"Idempotency-Key": unique})
+    assert created.status_code == 201, created.text
+    org_id = created.json()["org_id"]
+    again = owner.post("/orgs", json={"name": "Tags"}, headers={"Idempotency-Key": unique})
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json()["org_id"] == org_id
+    wait_until(lambda: owner.get(f"/orgs/{org_id}").status_code == 200)
+    got = owner.get(f"/orgs/{org_id}")
+    tag = got.headers["ETag"]
+    assert tag == f'"v{got.json()["version"]}"'
+    assert owner.get(f"/orgs/{org_id}", headers={"If-None-Match": tag}).status_code == 304
+    settings = owner.get(f"/orgs/{org_id}/settings")
+    assert settings.headers["ETag"] == tag  # the settings' tag is the org's
+    assert owner.get(f"/orgs/{org_id}/settings", headers={"If-None-Match": tag}).status_code == 304
+    renamed = owner.patch(f"/orgs/{org_id}", json={"name": "Tags 2"}, headers={"If-Match": tag})
+    assert renamed.status_code == 200, renamed.text
+    new_tag = renamed.headers["ETag"]
+    assert new_tag != tag
+    problem(owner.patch(f"/orgs/{org_id}", json={"name": "lost"}, headers={"If-Match": tag}), 412)
+    problem(owner.patch(f"/orgs/{org_id}/settings", json={"timezone": "Asia/Tokyo"},
+                        headers={"If-Match": tag}), 412)
+    problem(owner.delete(f"/orgs/{org_id}", headers={"If-Match": tag}), 412)
+    assert owner.get(f"/orgs/{org_id}").json()["name"] == "Tags 2"
+    assert owner.get(f"/orgs/{org_id}/settings").json()["timezone"] != "Asia/Tokyo"
+    done = owner.patch(f"/orgs/{org_id}/settings", json={"timezone": "Asia/Tokyo"},
+                       headers={"If-Match": new_tag})
+    assert done.status_code == 200 and done.json()["timezone"] == "Asia/Tokyo"
+
+
+def test_an_employee_etag_guards_its_changes(gw, unique):
+    owner, org_id = signed_up(gw, unique, "Emma Etag")
+    me = owner.get(f"/orgs/{org_id}/employees").json()["items"][0]
+    url = f"/orgs/{org_id}/employees/{me['employee_id']}"
+    got = owner.get(url)
+    tag = got.headers["ETag"]
+    assert tag == f'"v{got.json()["version"]}"'
+    assert owner.get(url, headers={"If-None-Match": tag}).status_code == 304
+    changed = owner.patch(url, json={"job_title": "Founder"}, headers={"If-Match": tag})
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["ETag"] != tag
+    problem(owner.patch(url, json={"job_title": "Lost"}, headers={"If-Match": tag}), 412)
+    assert owner.get(url).json()["job_title"] == "Founder"
