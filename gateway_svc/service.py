@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
-from gateway_svc.routes import auth, notifications, orgs, tasks, teams, webhooks
+from gateway_svc.routes import audit, auth, notifications, orgs, tasks, teams, webhooks
 from gateway_svc.schemas import HealthSchema, OpenApiDocumentSchema
 from shared.errors import AppError, NotFound
 from shared.redis import Redis
@@ -40,7 +40,7 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # Route mixins are referenced through their modules: nameko run treats every
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
-                     notifications.NotificationRoutes, webhooks.WebhookRoutes):
+                     notifications.NotificationRoutes, webhooks.WebhookRoutes, audit.AuditRoutes):
     name = "gateway"
 
     config = Config()
@@ -54,6 +54,7 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
     rpc_tasks = ServiceRpc("tasks")
     rpc_notifications = ServiceRpc("notifications")
     rpc_webhooks = ServiceRpc("webhooks")
+    rpc_audit = ServiceRpc("audit")
 
     @api("GET", "/health", auth=False, limit="public", response=HealthSchema)
     def health(self, request):

@@ -56,6 +56,7 @@ REDIS_READS = {
     "tasks": ["employees:perm:*"],
     "notifications": ["employees:perm:*"],
     "webhooks": ["employees:perm:*"],
+    "audit": ["employees:perm:*"],
 }
 # Pub/sub channels (notifications publishes a user's feed, the gateway's
 # websockets subscribe to the pattern).

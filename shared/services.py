@@ -4,7 +4,7 @@ operator CLI and the event catalogue walk them."""
 SERVICES = {
     "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
     "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
-    "webhooks": "webhook_svc",
+    "webhooks": "webhook_svc", "audit": "audit_svc",
 }
 GATEWAY = "gateway"
 PROCESSES = {**SERVICES, GATEWAY: "gateway_svc"}  # every service the mesh runs, the gateway too

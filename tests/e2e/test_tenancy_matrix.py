@@ -126,6 +126,9 @@ ROUTES = {
     "rotate_webhook_secret": ("webhook.manage", None),
     "list_webhook_deliveries": ("webhook.manage", None),
     "redeliver_webhook": ("webhook.manage", None),
+    # audit
+    "list_audit_records": ("audit.read", None),
+    "export_audit_records": ("audit.read", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
