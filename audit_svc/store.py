@@ -107,7 +107,7 @@ class AuditStore(BaseStore):
                             ("object_id", "object_id"), ("event_type", "event_type")):
             if filters.get(name):
                 query[field] = filters[name]
-        when = {op: filters[name] for name, op in (("from", "$gte"), ("to", "$lt"))
+        when = {op: filters[name] for name, op in (("since", "$gte"), ("until", "$lt"))
                 if filters.get(name)}
         if when:
             query["at"] = when
