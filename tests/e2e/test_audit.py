@@ -21,8 +21,8 @@ def test_the_owner_sees_who_did_what_from_which_request_and_a_member_may_not(run
     assert added.status_code == 201, added.text
 
     request_id = f"audit-e2e-{uuid.uuid4().hex}"
-    created = owner.post(f"/orgs/{org_id}/tasks", json={"title": "Audited task"},
-                         headers={**owner.headers, "X-Request-ID": request_id})
+    created = running_mesh.request("POST", f"/orgs/{org_id}/tasks", json={"title": "Audited task"},
+                                   headers={**owner.headers, "X-Request-ID": request_id})
     assert created.status_code == 201, created.text
     task_id = created.json()["task_id"]
 
