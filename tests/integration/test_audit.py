@@ -4,25 +4,33 @@ a tampered chain found at its first break (RPC and ops.cli audit-verify), and
 the retention sweep, after which the chain still verifies."""
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from datetime import timedelta
 
 import eventlet
 import pytest
+import requests
 import yaml
 from click.testing import CliRunner
 from marshmallow import ValidationError
+from nameko.dependency_providers import Config
 
 from audit_svc import domain
 from audit_svc.service import AuditService
 from audit_svc.store import AuditStore
+from gateway_svc.routes.audit import EXPORT_PAGE, AuditRoutes
 from ops.cli import cli
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import make_envelope
 from shared.mongo import utcnow
-from shared.telemetry import EVENT_DUPLICATES
+from shared.redis import Redis
+from shared.rpc import ServiceRpc
+from shared.telemetry import EVENT_DUPLICATES, Telemetry
 from tests.helpers import wait_until
 from tests.integration.tasks_mesh import FakeEmployees, call, database, dispatch, make_org
+from tests.tokens import auth_headers
 
 
 @pytest.fixture
@@ -217,3 +225,47 @@ def test_a_retention_of_zero_days_keeps_everything(container_factory, make_confi
     store.append(domain.entry(event, utcnow() - timedelta(days=4000)))
     assert call(svc, "sweep_expired") == 0
     assert len(_records(config, org)) == 1
+
+
+class AuditGateway(AuditRoutes):
+    """The gateway's audit routes, alone, over the real audit service."""
+
+    name = "auditgw"
+    config = Config()
+    telemetry = Telemetry()
+    redis = Redis()
+    rpc_employees = ServiceRpc("employees")
+    rpc_audit = ServiceRpc("audit")
+
+
+def test_the_csv_export_streams_every_page_and_the_list_is_never_cached(audit, container_factory):
+    config, svc = audit
+    container_factory(AuditGateway, config).start()
+    org, p = make_org({"boss": "owner", "ann": "member"})
+    total = EXPORT_PAGE + 50  # two pages of the export
+    store = AuditStore(database(config, "audit"))
+    for i in range(total):
+        store.append(domain.entry(make_envelope("task.updated", {
+            "org_id": org, "task_id": f"t-{i}", "changes": {"title": f"=cmd|' /C calc'!A{i}"}},
+            producer="tasks", org_id=org, actor_id=p["boss"]["user_id"]), utcnow()))
+    base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1/orgs/{org}"
+    boss = auth_headers(config, p["boss"]["user_id"])
+
+    export = requests.get(f"{base}/audit.csv", headers=boss, params={"limit": 1}, timeout=30)
+    assert export.status_code == 200, export.text
+    assert export.headers["Content-Type"].startswith("text/csv")
+    assert export.headers["Cache-Control"] == "no-store"
+    assert f'filename="audit-{org}.csv"' in export.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [int(r["seq"]) for r in rows] == list(range(total, 0, -1))  # all, newest first
+    assert {r["object_id"] for r in rows} == {f"t-{i}" for i in range(total)}
+
+    listed = requests.get(f"{base}/audit", headers=boss, params={"limit": 5}, timeout=10)
+    assert listed.status_code == 200 and listed.headers["Cache-Control"] == "no-store"
+    assert [r["seq"] for r in listed.json()["items"]] == list(range(total, total - 5, -1))
+    ann = auth_headers(config, p["ann"]["user_id"])
+    for path in ("audit", "audit.csv"):
+        refused = requests.get(f"{base}/{path}", headers=ann, timeout=10)
+        assert refused.status_code == 403, refused.text
+    bad = requests.get(f"{base}/audit.csv", headers=boss, params={"to": "never"}, timeout=10)
+    assert bad.status_code == 422 and bad.headers["Content-Type"] == "application/problem+json"
