@@ -35,8 +35,9 @@ class AuditRoutes:
          errors=(403, 404),
          response_headers={"Content-Disposition": "attachment; filename=audit-<org_id>.csv"})
     def export_audit_records(self, request, org_id):
-        """The filtered records as CSV (one header line, then newest first),
-        streamed a page at a time; at most 100,000 rows per export."""
+        """The filtered records as a streamed CSV file, newest first (at most 100,000 rows).
+
+        One header line, then a page of records at a time."""
         # the export pages itself: a limit or cursor of the caller's is not one of its filters
         args = {**{k: v for k, v in request.args.to_dict().items() if k not in ("limit", "cursor")},
                 "limit": EXPORT_PAGE}
