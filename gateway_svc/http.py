@@ -50,6 +50,7 @@ from shared.errors import (
     UnsupportedMediaType,
     validation_error,
 )
+from shared.events import CLIENT_IP_KEY
 from shared.redis import Limit, RateLimiter, make_client
 from shared.telemetry import (
     CORRELATION_KEY,
@@ -245,7 +246,8 @@ class ApiServer(WebServer):
             self.app.realtime.stop()
 
     def context_data_from_headers(self, request) -> dict:
-        data = {CORRELATION_KEY: request.environ.get("workforce.request_id")}
+        data = {CORRELATION_KEY: request.environ.get("workforce.request_id"),
+                CLIENT_IP_KEY: client_ip(request)}  # into the envelopes of what it causes
         if getattr(request, "user_id", None):
             data["user_id"] = request.user_id
         return data

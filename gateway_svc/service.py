@@ -15,6 +15,7 @@ from gateway_svc.http import api
 from gateway_svc.openapi import cached_spec
 from gateway_svc.routes import (
     analytics,
+    audit,
     auth,
     notifications,
     orgs,
@@ -52,7 +53,7 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
-                     analytics.AnalyticsRoutes, search.SearchRoutes,
+                     analytics.AnalyticsRoutes, search.SearchRoutes, audit.AuditRoutes,
                      tokens.TokenRoutes, service_accounts.ServiceAccountRoutes):
     name = "gateway"
 
@@ -69,6 +70,7 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
     rpc_webhooks = ServiceRpc("webhooks")
     rpc_analytics = ServiceRpc("analytics")
     rpc_search = ServiceRpc("search")
+    rpc_audit = ServiceRpc("audit")
 
     @api("GET", "/health", auth=False, limit="public", response=HealthSchema)
     def health(self, request):

@@ -336,5 +336,32 @@ def rotate_key(config):
                "Restart the auth service to sign with it.")
 
 
+@cli.command("audit-verify")
+@click.argument("org_id", required=False)
+@click.option("--no-org", is_flag=True, help="the chain of events without an org (sign-ins, ...)")
+@click.option("--timeout", default=120.0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def audit_verify(config, org_id, no_org, timeout, as_json):
+    """Check an org's audit hash chain; exit 1 at the first break, naming it."""
+    if bool(org_id) == no_org:
+        raise click.UsageError("give an ORG_ID or --no-org")
+    result = rpc_call(config, "audit", "verify_chain", None if no_org else org_id, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif result["ok"]:
+        span = (f"records {result['first_seq']}..{result['last_seq']}" if result["checked"]
+                else "no records")
+        click.echo(f"audit chain of {result['org_id'] or '(no org)'}: ok, {span}"
+                   f"{' (older ones swept by retention)' if result['anchored'] else ''}; "
+                   f"head {result['head_hash'] or '-'}")
+    else:
+        found = result["break"]
+        click.echo(f"audit chain of {result['org_id'] or '(no org)'}: BROKEN at seq {found['seq']} "
+                   f"({found['reason']}): {found['detail']}; record {found['record_id'] or '-'}, "
+                   f"event {found['event_id'] or '-'}; {result['checked']} records before it are intact")
+    sys.exit(0 if result["ok"] else 1)
+
+
 if __name__ == "__main__":
     cli()

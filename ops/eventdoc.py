@@ -46,18 +46,18 @@ def markdown() -> str:
         "",
         "Every event is published on the producer's `{producer}.events` topic exchange with",
         "the event name as routing key, wrapped in the envelope `{event_id, event_type,",
-        "version, occurred_at, producer, org_id, actor_id, correlation_id, data}`. Ids are",
+        "version, occurred_at, producer, org_id, actor_id, correlation_id, client_ip, data}`. Ids are",
         "strings; `*_user_id` are auth user ids, `employee_id`/`assignee_id` employee ids.",
         "\"Outside subscribers\": no service of the mesh needs the event; it is published",
-        "for consumers outside it (audit, analytics, search, webhooks), with the same",
+        "for consumers outside it (analytics, search, webhooks, a warehouse), with the same",
         "envelope and guarantees (outbox, at least once).",
         "",
         "| event | version | producer | consumers | what |",
         "|---|---|---|---|---|",
     ]
     for spec in CATALOGUE:
-        who = ", ".join(f"`{c}`" for c in sorted(used_by.get(spec.name, []))) or \
-            ("outside subscribers" if spec.external else "—")
+        who = ", ".join([*(f"`{c}`" for c in sorted(used_by.get(spec.name, []))),
+                         *(["outside subscribers"] if spec.external else [])]) or "—"
         lines.append(f"| `{spec.name}` | {spec.version} | {spec.producer} | {who} | {spec.description} |")
     lines += ["", "## Payloads (`data`)", ""]
     for spec in CATALOGUE:

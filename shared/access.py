@@ -59,6 +59,7 @@ REDIS_READS = {
     "notifications": ["employees:perm:*"],
     "webhooks": ["employees:perm:*"],
     "analytics": ["employees:perm:*"],
+    "audit": ["employees:perm:*"],
 }
 # Pub/sub channels (notifications publishes a user's feed, the gateway's
 # websockets subscribe to the pattern).

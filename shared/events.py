@@ -74,6 +74,9 @@ ENVELOPE_VERSION = 1
 # nameko context data of an RPC: when its caller stops waiting (epoch s, shared.rpc);
 # events do not carry it
 DEADLINE_KEY = "deadline"
+# nameko context data of a request: the client's address as the gateway saw it
+# (gateway_svc.http.client_ip); it travels beside the correlation id into envelopes
+CLIENT_IP_KEY = "client_ip"
 ATTEMPT_HEADER = "x-attempt"
 
 
@@ -83,7 +86,8 @@ def utcnow_iso() -> str:
 
 def make_envelope(event_type: str, data: dict, *, producer: str, org_id: str | None = None,
                   actor_id: str | None = None, correlation_id: str | None = None,
-                  version: int = ENVELOPE_VERSION, event_id: str | None = None) -> dict:
+                  version: int = ENVELOPE_VERSION, event_id: str | None = None,
+                  client_ip: str | None = None) -> dict:
     return {
         "event_id": event_id or uuid.uuid4().hex,
         "event_type": event_type,
@@ -93,6 +97,7 @@ def make_envelope(event_type: str, data: dict, *, producer: str, org_id: str | N
         "org_id": org_id,
         "actor_id": actor_id,
         "correlation_id": correlation_id,
+        "client_ip": client_ip,
         "data": data,
     }
 
@@ -113,13 +118,15 @@ class EventBus:
         self._worker_ctx = worker_ctx
         self.producer = provider.container.service_name
         self.correlation_id = worker_ctx.data.get(CORRELATION_KEY)
+        self.client_ip = worker_ctx.data.get(CLIENT_IP_KEY)
         self.pending: list[dict] = []      # to record and send after the call
         self.in_transaction: list[dict] = []  # written with a transaction, which may not commit
         self.recorded: list[dict] = []     # in the outbox (Events.record)
 
     def envelope(self, event_type: str, data: dict, **fields: Any) -> dict:
         return make_envelope(event_type, data, producer=self.producer,
-                             correlation_id=self.correlation_id, **fields)
+                             correlation_id=self.correlation_id, client_ip=self.client_ip,
+                             **fields)
 
     def publish(self, event_type: str, data: dict, *, org_id: str | None = None,
                 actor_id: str | None = None, event_id: str | None = None,

@@ -48,6 +48,8 @@ _LOWEST_ROLE = {
     "notification_templates.manage": "admin",
     # webhooks
     "webhook.manage": "admin",
+    # audit
+    "audit.read": "admin",
 }
 ACTIONS = tuple(_LOWEST_ROLE)
 

@@ -5,6 +5,7 @@ SERVICES = {
     "auth": "auth_svc", "organizations": "org_svc", "employees": "employee_svc",
     "teams": "team_svc", "tasks": "task_svc", "notifications": "notify_svc",
     "webhooks": "webhook_svc", "analytics": "analytics_svc", "search": "search_svc",
+    "audit": "audit_svc",
 }
 GATEWAY = "gateway"
 PROCESSES = {**SERVICES, GATEWAY: "gateway_svc"}  # every service the mesh runs, the gateway too

@@ -134,6 +134,9 @@ ROUTES = {
     # search: every member reads tasks, employees and teams
     "search": ("task.read", None),
     "search_suggest": ("task.read", None),
+    # audit
+    "list_audit_records": ("audit.read", None),
+    "export_audit_records": ("audit.read", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")

@@ -30,7 +30,7 @@ def test_envelope_has_every_field_of_architecture_md():
     env = make_envelope("task.assigned", {"task_id": "t1"}, producer="tasks", org_id="o1",
                         actor_id="u1", correlation_id="req-1")
     assert set(env) == {"event_id", "event_type", "version", "occurred_at", "producer",
-                        "org_id", "actor_id", "correlation_id", "data"}
+                        "org_id", "actor_id", "correlation_id", "client_ip", "data"}
     assert env["event_type"] == "task.assigned" and env["version"] == 1
     assert len(env["event_id"]) == 32 and env["occurred_at"].endswith("Z")
     assert env["data"] == {"task_id": "t1"}
