@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -114,10 +115,19 @@ class _BcryptLoad:
 _load = _BcryptLoad()
 
 
-def _bcrypt(function, *args):
-    if _load.expected_wait() > _load.max_wait:
+def admit_bcrypt() -> None:
+    """503 + Retry-After at once when a bcrypt slot is further away than
+    BCRYPT_MAX_WAIT: called first, so a shed sign-in costs no database or Redis
+    round trip and holds a worker (here and in the gateway) for no time, and
+    the other calls queued behind a storm of sign-ins are reached quickly."""
+    wait = _load.expected_wait()
+    if wait > _load.max_wait:  # come back when the queue ahead has gone through
         raise Unavailable("Too many sign-ins right now; try again in a moment.",
-                          headers={"Retry-After": "1"})
+                          headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+def _bcrypt(function, *args):
+    admit_bcrypt()
     with _bcrypt_slots:
         started = time.perf_counter()
         try:
@@ -268,6 +278,7 @@ class Accounts:
         return self._start_session(user, ip, user_agent)
 
     def login(self, email: str, password: str, ip, user_agent, device_token=None) -> dict:
+        admit_bcrypt()
         user = self.store.user_by_email(email)
         attempt = self._attempt(email, ip, user, device_token)
         self.throttle.check(attempt)

@@ -207,39 +207,53 @@ class Notifier:
 
     # events -> notifications ---------------------------------------------
     def handle(self, event: dict) -> None:
-        self._notify(event, domain.plans_for(event, self.config.get("PUBLIC_URL") or ""))
+        self.handle_many([event])
+
+    def handle_many(self, events: list[dict]) -> None:
+        """Events handled together (a batch of ``task.assigned``): one read or
+        write per collection for all of them, as for a bulk chunk."""
+        public_url = self.config.get("PUBLIC_URL") or ""
+        self._notify([(event, plan) for event in events
+                      for plan in domain.plans_for(event, public_url)])
 
     def handle_bulk(self, event: dict) -> None:
         """A bulk chunk: every assignee's notification, with one read or write per
         collection for the whole chunk instead of several per person."""
-        self._notify(event, domain.bulk_plans(event, self.config.get("PUBLIC_URL") or ""))
+        self._notify([(event, plan) for plan in
+                      domain.bulk_plans(event, self.config.get("PUBLIC_URL") or "")])
 
-    def _notify(self, event: dict, plans: list[domain.Plan]) -> None:
-        plans = [p for p in plans if p.recipient.user_id or p.recipient.email]
-        if not plans:
+    def _templates_for(self, keys) -> dict:
+        """``{(org_id, kind, locale): template}``: each looked up once per batch."""
+        return {key: self.template(*key) for key in set(keys)}
+
+    def _notify(self, pairs: list[tuple[dict, domain.Plan]]) -> None:
+        pairs = [(e, p) for e, p in pairs if p.recipient.user_id or p.recipient.email]
+        if not pairs:
             return
-        org_id = event.get("org_id")
-        users = sorted({p.recipient.user_id for p in plans if p.recipient.user_id})
+        users = sorted({p.recipient.user_id for _, p in pairs if p.recipient.user_id})
         directory, prefs = self.store.recipients(users), self.preferences_of(users)
-        org_defaults, templates = self.org_defaults(org_id), {}
+        org_defaults = {org: self.org_defaults(org) for org in {e.get("org_id") for e, _ in pairs}}
+        templates: dict = {}
         now = now_utc()
         items, deliveries, pushes = [], [], []
-        for plan in plans:
+        for event, plan in pairs:
+            org_id = event.get("org_id")
             rec = plan.recipient
             entry = directory.get(rec.user_id) or {}
             email, name = rec.email or entry.get("email"), rec.name or entry.get("name")
             locale = entry.get("locale") or "en"
             user_prefs = prefs[rec.user_id] if rec.user_id else domain.default_preferences()
-            decision = domain.decide(plan.kind, user_prefs, org_defaults, now,
+            decision = domain.decide(plan.kind, user_prefs, org_defaults[org_id], now,
                                      grouped=plan.group is not None)
             who = rec.user_id or rec.email.lower()
             nid = (domain.group_id(plan.group, who) if plan.group
                    else domain.notification_id(event["event_id"], who))
-            if (plan.kind, locale) not in templates:
-                templates[plan.kind, locale] = self.template(org_id, plan.kind, locale)
+            if (org_id, plan.kind, locale) not in templates:
+                templates[org_id, plan.kind, locale] = self.template(org_id, plan.kind, locale)
             context = {**plan.context, "link": plan.link, "recipient_name": name, "count": 1,
                        "tasks": []}
-            rendered = self.render(org_id, plan.kind, locale, context, templates[plan.kind, locale])
+            rendered = self.render(org_id, plan.kind, locale, context,
+                                   templates[org_id, plan.kind, locale])
             if plan.kind in domain.SECRET_LINK_KINDS:  # the link goes by email only
                 rendered["text"] = domain.render_part(
                     "text", default_templates(locale)[plan.kind]["notice"], context)
@@ -256,7 +270,8 @@ class Notifier:
                 pushes.append((nid, rec.user_id, plan.kind, rendered["subject"], plan.link))
         self._announce(self._store_items(items))
         new = self.store.add_deliveries(deliveries)
-        self._send_many([d for d in deliveries if d["_id"] in new and d["status"] == "sending"])
+        self._send_many([d for d in deliveries if d["_id"] in new and d["status"] == "sending"],
+                        templates)
         for push in pushes:
             self._push(*push)
 
@@ -370,7 +385,8 @@ class Notifier:
             "sender": parseaddr(self.mailer.sender)[1], "org_name": context.get("org_name")}
         ).strip()
 
-    def _email_content(self, delivery: dict, group: dict | None = None) -> dict:
+    def _email_content(self, delivery: dict, group: dict | None = None,
+                       template: dict | None = None) -> dict:
         context = dict(delivery["context"])
         context.update({"count": 1, "tasks": []})
         sealed = context.pop("sealed_link", None)
@@ -382,7 +398,8 @@ class Notifier:
             tasks = (group or {}).get("tasks") or []
             context.update({"count": max(1, len(tasks)), "tasks": tasks})
         locale = delivery.get("locale", "en")
-        rendered = self.render(delivery.get("org_id"), delivery["kind"], locale, context)
+        rendered = self.render(delivery.get("org_id"), delivery["kind"], locale, context,
+                               template)
         footer = self.footer(context, locale)
         settings = domain.preferences_link(self.config.get("PUBLIC_URL") or "", delivery["kind"])
         if settings:  # every email but a security message: where to turn it off
@@ -392,16 +409,25 @@ class Notifier:
         rendered["text"] = f"{rendered['text'].rstrip()}\n\n-- \n{footer}\n"
         return rendered
 
-    def _send_many(self, deliveries: list[dict]) -> list[str]:
+    def _send_many(self, deliveries: list[dict], templates: dict | None = None) -> list[str]:
         """Send claimed deliveries over the mailer's pooled connections, then record
-        every outcome in one write: ``sent``, ``retry`` or ``failed`` each."""
+        every outcome in one write: ``sent``, ``retry`` or ``failed`` each.
+        ``templates`` (``{(org, kind, locale): template}``) are those looked up
+        already; the others are looked up once each for the batch."""
         if not deliveries:
             return []
         groups = self.store.get_notifications(
             [d["notification_id"] for d in deliveries if d.get("group")])
+
+        def key(d: dict) -> tuple:
+            return d.get("org_id"), d["kind"], d.get("locale", "en")
+
+        templates = {**self._templates_for(key(d) for d in deliveries
+                                           if key(d) not in (templates or {})),
+                     **(templates or {})}
         pool = GreenPool(self.mailer.parallel)
-        outcomes = list(pool.imap(lambda d: self._attempt(d, groups.get(d["notification_id"])),
-                                  deliveries))
+        outcomes = list(pool.imap(lambda d: self._attempt(d, groups.get(d["notification_id"]),
+                                                          templates[key(d)]), deliveries))
         done = list(zip(deliveries, outcomes, strict=True))
         self.store.record_attempts([(d["_id"], status, answer, retry_at)
                                     for d, (status, answer, retry_at) in done])
@@ -417,11 +443,12 @@ class Notifier:
             results.append("retry" if status == "transient" else status)
         return results
 
-    def _attempt(self, delivery: dict, group: dict | None) -> tuple[str, str, object]:
+    def _attempt(self, delivery: dict, group: dict | None,
+                 template: dict | None = None) -> tuple[str, str, object]:
         """One send: ``(status, answer, retry_at)`` for the delivery's record."""
         delivery_id = delivery["_id"]
         try:
-            content = self._email_content(delivery, group)
+            content = self._email_content(delivery, group, template)
             answer = self.mailer.send(delivery["to"], delivery.get("name"), content["subject"],
                                       content["text"], content.get("html"),
                                       message_id=f"<{delivery_id.replace(':', '.')}@workforce.local>")

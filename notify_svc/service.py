@@ -23,6 +23,9 @@ from shared.tenancy import require_member
 from shared.timers import periodic
 
 TICK_SECONDS = 1
+# task.assigned arrives by the thousand when many tasks are created at once:
+# handled in batches of up to this many (shared.events), one write per collection
+BATCH = 50
 
 
 def load(schema, data):
@@ -108,9 +111,9 @@ class NotificationService(base.ServiceBase):
     def on_team_member_added(self, event):
         self.notifier.handle(event)
 
-    @handles("tasks", "task.assigned")
-    def on_task_assigned(self, event):
-        self.notifier.handle(event)
+    @handles("tasks", "task.assigned", batch=BATCH)
+    def on_task_assigned(self, events):
+        self.notifier.handle_many(events)
 
     @handles("tasks", "task.bulk.assigned")
     def on_task_bulk_assigned(self, event):

@@ -43,6 +43,15 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   instead of taking every worker and database slot from the RPCs that
   answer users.
 
+* **batches** (``@handles(..., batch=N)``, opt-in): the method gets a *list*
+  of up to N envelopes that arrived together (at most the prefetch count,
+  ``max_workers``), claimed and finished in one write each, so a fan-out of
+  thousands of small events costs a handful of round trips per batch, not per
+  event. Nothing waits for a batch to fill: a batch is what is waiting when a
+  slot frees. When a batch fails, each of its messages is tried again alone
+  (``x-alone``, after the first retry tier, not counted as an attempt), so one
+  poison message is retried and parked by itself and its neighbours are not.
+
 The original message is acked only once its successor (retry or dead letter)
 is safely published; if that publish fails it is requeued instead, so nothing
 is dropped.
@@ -62,6 +71,7 @@ from eventlet.semaphore import Semaphore
 from kombu import Exchange, Queue, binding
 from nameko.amqp.publish import Publisher as AmqpPublisher
 from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
+from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider
 
 from shared.mongo import Mongo
@@ -78,6 +88,7 @@ DEADLINE_KEY = "deadline"
 # (gateway_svc.http.client_ip); it travels beside the correlation id into envelopes
 CLIENT_IP_KEY = "client_ip"
 ATTEMPT_HEADER = "x-attempt"
+ALONE_HEADER = "x-alone"  # a message of a failed batch: handled by itself from now on
 
 
 def utcnow_iso() -> str:
@@ -317,7 +328,10 @@ class ReliableEventHandler(EventHandler):
 
     queue: Any  # a kombu Queue (nameko sets it in setup; kombu sets its attributes dynamically)
 
-    def __init__(self, source_service: str, event_type: str, **kwargs):
+    def __init__(self, source_service: str, event_type: str, batch: int = 1, **kwargs):
+        self.batch = max(1, int(batch))
+        self._waiting: list[tuple[Any, Any]] = []  # batchable messages not yet claimed
+        self._collector = None
         super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
                          reliable_delivery=True, requeue_on_error=False, **kwargs)
 
@@ -358,7 +372,116 @@ class ReliableEventHandler(EventHandler):
 
     def handle_message(self, body, message) -> None:
         # The duplicate check talks to MongoDB: keep it off the consumer loop.
-        self.container.spawn_managed_thread(partial(self._process, body, message))
+        if self.batch == 1:
+            self.container.spawn_managed_thread(partial(self._process, body, message))
+            return
+        headers = message.headers or {}
+        if headers.get(ALONE_HEADER) or int(headers.get(ATTEMPT_HEADER, 1)) > 1:
+            self.container.spawn_managed_thread(partial(self._run_batch, [(body, message)]))
+            return
+        self._waiting.append((body, message))
+        if self._collector is None:
+            self._collector = self.container.spawn_managed_thread(self._collect)
+
+    def _collect(self) -> None:
+        """Batches of what is waiting, each as soon as a slot is free."""
+        try:
+            while self._waiting:
+                self.slots.acquire()
+                taken = self._waiting[:self.batch]
+                del self._waiting[:self.batch]
+                try:
+                    self._claim_and_spawn(taken)
+                except BaseException:
+                    self.slots.release()
+                    raise
+        finally:
+            self._collector = None
+
+    def _run_batch(self, taken: list) -> None:
+        self.slots.acquire()
+        try:
+            self._claim_and_spawn(taken)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def _claim_and_spawn(self, taken: list) -> None:
+        """Claim the batch's event ids in one write, settle duplicates and those
+        another worker holds, and run one worker for the rest; the slot is
+        released by ``handle_batch_result``, or here when no worker runs."""
+        ids = [self._event_id(body) for body, _ in taken]
+        try:
+            states = self.mongo.store.claim_events(self.handler_key, [i for i in ids if i],
+                                                   self.lease_ms)
+        except Exception as exc:  # database down: back off, keep the messages
+            log.warning("%s: could not claim %d events: %s", self.handler_key, len(taken), exc)
+            for _, message in taken:
+                self._settle(message, partial(self._delay, message, self.tiers[0], count=False))
+            self.slots.release()
+            return
+        run = []
+        for (body, message), event_id in zip(taken, ids, strict=True):
+            state, lease_left_ms = states.get(event_id, ("claimed", 0)) if event_id else ("claimed", 0)
+            if state == "done":
+                EVENT_DUPLICATES.labels(self.container.service_name, self.method_name).inc()
+                self.queue_consumer.ack_message(message)
+            elif state == "busy":
+                delay = tier_for(lease_left_ms, self.tiers)
+                self._settle(message, partial(self._delay, message, delay, count=False))
+            else:
+                run.append((body, message, event_id))
+        if not run:
+            self.slots.release()
+            return
+        context_data = self.unpack_message_headers(run[0][1])
+        try:
+            self.container.spawn_worker(self, ([body for body, _, _ in run],), {},
+                                        context_data=context_data,
+                                        handle_result=partial(self.handle_batch_result, run))
+        except ContainerBeingKilled:
+            for _, message, event_id in run:
+                if event_id:
+                    self.mongo.store.release_event(self.handler_key, event_id)
+                self.queue_consumer.requeue_message(message)
+            self.slots.release()
+
+    def handle_batch_result(self, run: list, worker_ctx, result=None, exc_info=None):
+        try:
+            HandlerBudget.leave(self.container, worker_ctx)  # settling is never cut
+            ids = [event_id for _, _, event_id in run if event_id]
+            if exc_info is None:
+                exc_info = record_events(self.container, worker_ctx)  # before the acks
+            if exc_info is None:
+                try:
+                    self.mongo.store.finish_events(self.handler_key, ids)
+                except Exception:
+                    log.exception("%s: could not record a handled batch; requeueing it",
+                                  self.handler_key)
+                    for _, message, _ in run:
+                        self.queue_consumer.requeue_message(message)
+                    return result, exc_info
+                for _, message, _ in run:
+                    self.queue_consumer.ack_message(message)
+            elif len(run) == 1:
+                _, message, event_id = run[0]
+                self._settle(message, partial(self._retry_or_park, message, exc_info, event_id))
+            else:  # which one failed is not known: each again by itself
+                log.warning("%s: a batch of %d failed, trying each alone: %s", self.handler_key,
+                            len(run), exc_info[1])
+                for _, message, event_id in run:
+                    self._settle(message, partial(self._alone, message, event_id))
+            return result, exc_info
+        finally:
+            self.slots.release()
+
+    def _alone(self, message, event_id: str | None) -> None:
+        if event_id:
+            self.mongo.store.release_event(self.handler_key, event_id)
+        headers = {**(message.headers or {}), ALONE_HEADER: 1}
+        queue = retry_queue(self.queue_name, self.tiers[0], self.queue_type)
+        self.publisher.publish(message.payload, exchange=queue.exchange,
+                               routing_key=queue.name, headers=headers, declare=[queue])
 
     def _event_id(self, body) -> str | None:
         return body.get("event_id") if isinstance(body, dict) else None

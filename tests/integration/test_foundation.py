@@ -34,6 +34,10 @@ class Producer(ServiceBase):
 
 
     @rpc
+    def emit_many(self, event_type, datas):
+        return [self.events.publish(event_type, data) for data in datas]
+
+    @rpc
     def emit_in_transaction(self, key, abort=False):
         def write(session):
             self.store.db.things.insert_one({"_id": key}, session=session)
@@ -178,6 +182,58 @@ def test_a_handler_blocked_behind_a_lock_is_parked_in_sight_not_stuck(container_
     assert deadletters.replay_dead_letters(config["AMQP_URI"], [queue]) == 1
     wait_until(lambda: effects(db, "locked") == 1, what="the replayed event handled")
     assert effects(db, "locked") == 1
+
+
+class BatchConsumer(ServiceBase):
+    """``@handles(..., batch=...)``: records each call's batch; fails a whole call
+    when one of its events has fail_times (which one failed is not known)."""
+
+    name = "batcher"
+
+    @handles("producer", "thing.happened", batch=10)
+    def on_things(self, events):
+        keys = [event["data"]["key"] for event in events]
+        self.store.db.calls.insert_one({"keys": keys})
+        for event in events:
+            attempts = self.store.db.attempts.find_one_and_update(
+                {"_id": event["data"]["key"]}, {"$inc": {"n": 1}}, upsert=True,
+                return_document=pymongo.ReturnDocument.AFTER)["n"]
+            if attempts <= event["data"].get("fail_times", 0):
+                raise RuntimeError(f"boom {event['data']['key']}")
+        self.store.db.effects.insert_many([{"key": k} for k in keys])
+
+
+def test_a_batch_handler_gets_events_together_and_a_poison_one_is_parked_alone(
+        container_factory, config):
+    batcher = container_factory(BatchConsumer, config)
+    producer = container_factory(Producer, config)
+    batcher.start()
+    producer.start()
+    db = pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
+        f"{config['MONGODB_DB_PREFIX']}_batcher"]
+    with entrypoint_hook(producer, "emit") as hook:
+        first = hook("thing.happened", {"key": "b0"})
+    wait_until(lambda: effects(db, "b0") == 1, what="the first event")
+    keys = [f"b{i}" for i in range(1, 40)]
+    with entrypoint_hook(producer, "emit_many") as hook:  # published at once
+        sent = dict(zip(keys, hook("thing.happened", [
+            {"key": k, **({"fail_times": 99} if k == "b7" else {})} for k in keys]), strict=True))
+    with entrypoint_hook(producer, "emit") as hook:  # the first again: a duplicate
+        hook("thing.happened", {"key": "b0"}, event_id=first["event_id"])
+    good = [k for k in keys if k != "b7"]
+    wait_until(lambda: all(effects(db, k) == 1 for k in good), timeout=20,
+               what="every good event of the batches")
+    queue = "evt-producer-thing.happened--batcher.on_things"
+    parked = wait_until(lambda: deadletters.list_dead_letters(config["AMQP_URI"], [queue]),
+                        what="the poison event parked")
+    assert [p["event_id"] for p in parked] == [sent["b7"]["event_id"]]
+    assert parked[0]["attempts"] == config["EVENT_MAX_ATTEMPTS"]
+    # its neighbours were tried again alone and handled once; the duplicate not at all
+    assert all(effects(db, k) == 1 for k in ["b0", *good]) and effects(db, "b7") == 0
+    sizes = [len(call["keys"]) for call in db.calls.find()]
+    assert max(sizes) > 1 and max(sizes) <= 10
+    # the batch that held b7 failed once, then b7 alone failed EVENT_MAX_ATTEMPTS times
+    assert db.attempts.find_one({"_id": "b7"})["n"] == config["EVENT_MAX_ATTEMPTS"] + 1
 
 
 def run_cli(config, tmp_path, *args):
