@@ -13,7 +13,7 @@ from nameko.rpc import RpcProxy
 from nameko.testing.services import entrypoint_hook
 
 from shared import deadletters
-from shared.errors import Timeout
+from shared.errors import Timeout, Unavailable
 from shared.events import Events, handles
 from shared.mongo import BaseStore, Mongo
 from shared.redis import Cache, Limit, RateLimiter
@@ -232,6 +232,40 @@ def test_rpc_to_a_stopped_service_times_out_within_the_limit(container_factory, 
         call()
     assert eventlet.hubs.get_hub().clock() - started < 2
     assert "sleeper" in exc.value.detail
+
+
+class GhostCaller(ServiceBase):
+    name = "ghost_caller"
+    ghost = ServiceRpc("ghost", timeout=60)
+
+    @rpc
+    def call_ghost(self):
+        return self.ghost.boo()
+
+    @rpc
+    def call_ghost_twice(self):
+        first, second = self.ghost.boo.call_async(), self.ghost.boo.call_async()
+        return [type(exc).__name__ for exc in (_raised(first), _raised(second))]
+
+
+def _raised(reply):
+    try:
+        reply.result()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_rpc_to_a_service_that_never_ran_is_unavailable_not_a_timeout(container_factory, config):
+    """No queue is bound to ghost.* on this broker: the request comes back
+    (mandatory) and the call fails with 503 instead of waiting out its 60 s."""
+    caller = container_factory(GhostCaller, config)
+    caller.start()
+    with entrypoint_hook(caller, "call_ghost") as call, pytest.raises(Unavailable) as exc:
+        call()
+    assert "ghost" in exc.value.detail
+    with entrypoint_hook(caller, "call_ghost_twice") as call:
+        assert call() == ["Unavailable", "Unavailable"]
 
 
 def test_rate_limiter_admits_exactly_the_limit_under_50_green_threads(config, unique):
