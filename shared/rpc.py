@@ -21,7 +21,8 @@ import marshmallow
 import pymongo
 import pymongo.errors
 import redis
-from kombu import Connection, Producer
+from eventlet.event import Event
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import OperationalError
 from nameko.constants import (
     AMQP_SSL_CONFIG_KEY,
@@ -34,7 +35,7 @@ from nameko.constants import (
 from nameko.exceptions import UnserializableValueError, deserialize, serialize
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import HeaderEncoder
-from nameko.rpc import Rpc, RpcProxy
+from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, RPC_REPLY_QUEUE_TTL, Rpc, RpcProxy
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
 from shared.events import DEADLINE_KEY, record_events
@@ -88,10 +89,18 @@ class RpcLink(SharedExtension):
     and the reader of this connection answers the waiting call with
     :data:`UNROUTABLE` at once (503), as the confirm used to make it fail.
 
+    A container that calls other services (a :class:`ServiceRpc`) gets its
+    replies here too: the same reply queue as nameko's ``ReplyListener``
+    (``rpc.reply-{service}-{uuid}``, bound to its uuid on the RPC exchange,
+    expiring 5 minutes after its last consumer left), consumed on this channel
+    without acks, each reply handed to its waiting call by the reader (no
+    green thread per reply, no ack frame per reply).
+
     Publishes are serialised by a lock (one writer on the socket); a green
-    thread reads the connection (returned messages, a closed channel). A
-    connection that fails is dropped and opened again on the next publish,
-    which is tried once more (a broker outage is an ``OperationalError``)."""
+    thread reads the connection (replies, returned messages, a closed
+    channel). A connection that fails is dropped and opened again on the next
+    publish, which is tried once more (a broker outage is an
+    ``OperationalError``)."""
 
     def __init__(self):
         super().__init__()
@@ -99,7 +108,9 @@ class RpcLink(SharedExtension):
         self._producer = None
         self._lock = eventlet.semaphore.Semaphore()
         self._readers: set = set()
-        self.reply_events: dict | None = None  # the container's ReplyListener's, for returns
+        self.reply_events: dict = {}  # correlation id -> the Event its call waits on
+        self.reply_to: str | None = None
+        self._reply_queue: Queue | None = None
 
     def setup(self) -> None:
         config = self.container.config
@@ -108,6 +119,17 @@ class RpcLink(SharedExtension):
                                   heartbeat=0, connect_timeout=5)
         self.uri = config[AMQP_URI_CONFIG_KEY]
         self.rpc_exchange = config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc")
+
+    def listen(self) -> None:
+        """Receive replies (called by every :class:`ServiceRpc` of the container)."""
+        if self._reply_queue is not None:
+            return
+        self.reply_to = str(uuid.uuid4())
+        self._reply_queue = Queue(
+            RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, self.reply_to),
+            exchange=Exchange(self.container.config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc"),
+                              type="topic", durable=True),
+            routing_key=self.reply_to, queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL})
 
     def stop(self) -> None:
         self._drop()
@@ -135,6 +157,9 @@ class RpcLink(SharedExtension):
         conn.connection.client_properties.get("capabilities", {})["connection.blocked"] = False
         channel = conn.channel()
         channel.events["basic_return"].add(self._on_return)
+        if self._reply_queue is not None:  # before any request can be answered
+            Consumer(channel, queues=[self._reply_queue], callbacks=[self._on_reply],
+                     no_ack=True, accept=self.container.accept).consume()
         self._conn, self._producer = conn, Producer(channel, auto_declare=False)
         self.container.spawn_managed_thread(lambda: self._read(conn), identifier="rpc-link")
 
@@ -147,9 +172,13 @@ class RpcLink(SharedExtension):
                 log.warning("RPC link lost, reconnecting on the next call: %s", exc)
                 self._drop(conn)
 
+    def _on_reply(self, body, message) -> None:
+        event = self.reply_events.pop(message.properties.get("correlation_id"), None)
+        if event is not None:  # else its caller gave up (timeout)
+            event.send(body)
+
     def _on_return(self, exc, exchange, routing_key, message) -> None:
-        correlation_id = message.properties.get("correlation_id")
-        event = (self.reply_events or {}).pop(correlation_id, None)
+        event = self.reply_events.pop(message.properties.get("correlation_id"), None)
         if event is not None:
             event.send(UNROUTABLE)
 
@@ -298,17 +327,17 @@ class _Method:
                 data.pop(DEADLINE_KEY, None)
             else:
                 data[DEADLINE_KEY] = inherited
-        listener = provider.rpc_reply_listener
+        link = provider.link
         correlation_id = str(uuid.uuid4())
-        event = listener.get_reply_event(correlation_id)
+        event = link.reply_events[correlation_id] = Event()
         try:
-            provider.link.publish({"args": args, "kwargs": kwargs},
-                                  routing_key=f"{self._target}.{self._name}", mandatory=True,
-                                  reply_to=listener.routing_key, correlation_id=correlation_id,
-                                  headers=headers, serializer=provider.serializer,
-                                  expiration=provider.timeout)
+            link.publish({"args": args, "kwargs": kwargs},
+                         routing_key=f"{self._target}.{self._name}", mandatory=True,
+                         reply_to=link.reply_to, correlation_id=correlation_id,
+                         headers=headers, serializer=provider.serializer,
+                         expiration=provider.timeout)
         except (OperationalError, OSError) as exc:
-            listener._reply_events.pop(correlation_id, None)
+            link.reply_events.pop(correlation_id, None)
             raise Unavailable("The message broker is unavailable.") from exc
         return _Reply(event, correlation_id, self)
 
@@ -326,7 +355,7 @@ class _Reply:
             with eventlet.Timeout(timeout):
                 body = self._event.wait()
         except eventlet.Timeout:
-            method._provider.rpc_reply_listener._reply_events.pop(self._correlation_id, None)
+            method._provider.link.reply_events.pop(self._correlation_id, None)
             RPC_TIMEOUTS.labels(method._service, method._target).inc()
             raise Timeout(f"The {method._target} service did not answer within "
                           f"{timeout:g} s.") from None
@@ -357,14 +386,15 @@ class ServiceRpc(RpcProxy):
     :class:`shared.errors.Timeout`; a call to a service that never ran here
     becomes :class:`shared.errors.Unavailable` at once, and so does a broker
     outage. Requests expire in the queue after the same time, so a service
-    that comes back does not work through stale calls. Requests go on the
-    container's :class:`RpcLink`; replies come to nameko's reply queue of the
-    container (``ReplyListener``).
+    that comes back does not work through stale calls. Requests and their
+    replies go on the container's :class:`RpcLink` (nameko's wire format, so
+    nameko's own clients and services still talk to ours).
 
     ``methods``: the only methods of the target this service may call (None:
     all). Its broker user gets exactly these routing keys (shared.access)."""
 
     link = RpcLink()
+    rpc_reply_listener = None  # replies come to the link, not to nameko's ReplyListener
 
     def __init__(self, target_service: str, timeout: float | None = None,
                  methods: tuple[str, ...] | None = None, **options):
@@ -378,7 +408,7 @@ class ServiceRpc(RpcProxy):
         self.timeout = float(self._timeout or config.get("RPC_TIMEOUT", DEFAULT_TIMEOUT))
         self.serializer = self.options.get("serializer") or config.get(SERIALIZER_CONFIG_KEY,
                                                                        DEFAULT_SERIALIZER)
-        self.link.reply_events = self.rpc_reply_listener._reply_events
+        self.link.listen()
 
     def get_dependency(self, worker_ctx) -> _Service:
         return _Service(self, worker_ctx)
