@@ -107,7 +107,6 @@ class RpcLink(SharedExtension):
         self._conn = None
         self._producer = None
         self._lock = eventlet.semaphore.Semaphore()
-        self._readers: set = set()
         self.reply_events: dict = {}  # correlation id -> the Event its call waits on
         self.reply_to: str | None = None
         self._reply_queue: Queue | None = None
@@ -198,11 +197,10 @@ class RpcLink(SharedExtension):
                                            delivery_mode=TRANSIENT, retry=False, **properties)
                     return
                 except Exception as exc:  # noqa: BLE001 - classified below
-                    recoverable = conn is None or isinstance(
-                        exc, (OSError, *conn.connection_errors, *conn.channel_errors))
+                    if conn is not None and not isinstance(
+                            exc, (OSError, *conn.connection_errors, *conn.channel_errors)):
+                        raise  # e.g. a body that does not serialise: the link is fine
                     self._drop(conn)
-                    if not recoverable:
-                        raise
                     if attempt == 2:
                         raise OperationalError(f"cannot publish to the broker: {exc}") from exc
 
@@ -336,9 +334,11 @@ class _Method:
                          reply_to=link.reply_to, correlation_id=correlation_id,
                          headers=headers, serializer=provider.serializer,
                          expiration=provider.timeout)
-        except (OperationalError, OSError) as exc:
+        except BaseException as exc:
             link.reply_events.pop(correlation_id, None)
-            raise Unavailable("The message broker is unavailable.") from exc
+            if isinstance(exc, (OperationalError, OSError)):
+                raise Unavailable("The message broker is unavailable.") from exc
+            raise
         return _Reply(event, correlation_id, self)
 
 

@@ -268,6 +268,33 @@ def test_rpc_to_a_service_that_never_ran_is_unavailable_not_a_timeout(container_
         assert call() == ["Unavailable", "Unavailable"]
 
 
+def test_the_rpc_link_comes_back_after_the_broker_closed_it(container_factory, config):
+    """The broker closes every connection of the vhost (a restart, a failover):
+    the next calls open the link again and are answered."""
+    sleeper = container_factory(Sleeper, config)
+    caller = container_factory(Caller, config)
+    sleeper.start()
+    caller.start()
+    with entrypoint_hook(caller, "call_sleeper") as call:
+        assert call() == "rested"
+    vhost = config["AMQP_URI"].rsplit("/", 1)[1]
+    connections = requests.get(f"{RABBIT_MGMT}/api/vhosts/{vhost}/connections",
+                               auth=RABBIT_AUTH, timeout=10).json()
+    assert connections
+    for connection in connections:
+        requests.delete(f"{RABBIT_MGMT}/api/connections/{connection['name']}",
+                        auth=RABBIT_AUTH, timeout=10)
+
+    def answered():
+        try:
+            with entrypoint_hook(caller, "call_sleeper") as call:
+                return call() == "rested"
+        except (Timeout, Unavailable):
+            return False
+
+    wait_until(answered, timeout=30, interval=0.2, what="a call after the broker closed the link")
+
+
 def test_rate_limiter_admits_exactly_the_limit_under_50_green_threads(config, unique):
     client = redis.Redis.from_url(config["REDIS_URI"], decode_responses=True)
     limiter = RateLimiter(client, "test")
