@@ -278,9 +278,12 @@ def test_the_rpc_link_comes_back_after_the_broker_closed_it(container_factory, c
     with entrypoint_hook(caller, "call_sleeper") as call:
         assert call() == "rested"
     vhost = config["AMQP_URI"].rsplit("/", 1)[1]
-    connections = requests.get(f"{RABBIT_MGMT}/api/vhosts/{vhost}/connections",
-                               auth=RABBIT_AUTH, timeout=10).json()
-    assert connections
+    # the management API lists connections a few seconds late; at least each
+    # container's consumer and its link
+    connections = wait_until(
+        lambda: (lambda found: found if len(found) >= 4 else None)(requests.get(
+            f"{RABBIT_MGMT}/api/vhosts/{vhost}/connections", auth=RABBIT_AUTH, timeout=10).json()),
+        timeout=30, interval=0.5, what="the vhost's connections listed")
     for connection in connections:
         requests.delete(f"{RABBIT_MGMT}/api/connections/{connection['name']}",
                         auth=RABBIT_AUTH, timeout=10)
