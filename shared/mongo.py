@@ -14,8 +14,8 @@ from typing import Callable
 
 import pymongo
 from nameko.extensions import DependencyProvider
-from pymongo import IndexModel, UpdateMany, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo import IndexModel, UpdateMany, UpdateOne, _csot
+from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, PyMongoError
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,20 @@ class BaseStore:
         Pass the session to every write in it, and to ``events.publish(...,
         session=...)``, so state and events commit together. A transient
         conflict with a concurrent writer re-runs ``write`` (pymongo's
-        ``with_transaction``), so ``write`` must only touch the database."""
+        ``with_transaction``), so ``write`` must only touch the database.
+
+        Not once the caller's deadline (``shared.rpc.CallDeadline``) has passed:
+        ``with_transaction`` retries for 120 s whatever the deadline, and with
+        the time already spent each attempt fails before any I/O, so it spun
+        without yielding and starved the whole process."""
+        def attempt(session):
+            left = _csot.remaining()
+            if left is not None and left <= 0:
+                raise ExecutionTimeout("The caller's deadline passed.", 50)
+            return write(session)
+
         with self.db.client.start_session() as session:
-            return session.with_transaction(write)
+            return session.with_transaction(attempt)
 
     # The outbox (shared.events)
     def outbox_add(self, envelopes: list[dict], session=None) -> None:

@@ -9,29 +9,39 @@ an operation started after it fails, so a write the caller has given up on
 (a 504 at the gateway) does not land later unseen."""
 from __future__ import annotations
 
+import logging
+import sys
 import time
+import uuid
 
 import eventlet
+import eventlet.semaphore
+import kombu.serialization
 import marshmallow
 import pymongo
 import pymongo.errors
 import redis
+from eventlet.event import Event
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.exceptions import OperationalError
-from nameko.amqp.publish import Publisher
 from nameko.constants import (
     AMQP_SSL_CONFIG_KEY,
     AMQP_URI_CONFIG_KEY,
     DEFAULT_SERIALIZER,
     LOGIN_METHOD_CONFIG_KEY,
+    RPC_EXCHANGE_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
-from nameko.exceptions import UnknownService
-from nameko.extensions import DependencyProvider
-from nameko.rpc import Responder, Rpc, RpcProxy, get_rpc_exchange
+from nameko.exceptions import UnserializableValueError, deserialize, serialize
+from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.messaging import HeaderEncoder
+from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, RPC_REPLY_QUEUE_TTL, Rpc, RpcProxy
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
 from shared.events import DEADLINE_KEY, record_events
 from shared.telemetry import RPC_TIMEOUTS
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
 DEADLINE_MARGIN = 1.0      # the callee gives up this long (at most 20%) before the caller
@@ -62,40 +72,175 @@ def as_app_error(exc: BaseException, deadline: float | None = None) -> BaseExcep
     return exc
 
 
-class ReplyPublisher(Publisher):
-    # A reply goes to the caller's own non-durable reply queue, without
-    # ``mandatory``: a broker confirm cannot make it safer, only slower (one more
-    # round trip per call). A reply lost with a broker is a timeout for the caller.
-    use_confirms = False
+TRANSIENT = 1  # delivery mode: RPC requests and replies are never written to disk
+UNROUTABLE = object()  # what a request the broker returned (no queue bound) is answered with
 
 
-class ReplyResponder(Responder):
-    publisher_cls = ReplyPublisher
+class RpcLink(SharedExtension):
+    """One long-lived AMQP connection and channel per container that every RPC
+    request and reply of the container is published on.
+
+    nameko's ``Publisher`` builds a kombu ``Connection``, takes a producer from
+    a pool and waits for a broker confirm on every message; RPC messages need
+    none of that. They are published here *transient* (never written to disk:
+    a request outlives neither its caller's timeout nor a broker restart) and
+    without confirms. A request is ``mandatory``: when no queue is bound to its
+    routing key (the service never ran on this broker) the broker returns it,
+    and the reader of this connection answers the waiting call with
+    :data:`UNROUTABLE` at once (503), as the confirm used to make it fail.
+
+    A container that calls other services (a :class:`ServiceRpc`) gets its
+    replies here too: the same reply queue as nameko's ``ReplyListener``
+    (``rpc.reply-{service}-{uuid}``, bound to its uuid on the RPC exchange,
+    expiring 5 minutes after its last consumer left), consumed on this channel
+    without acks, each reply handed to its waiting call by the reader (no
+    green thread per reply, no ack frame per reply).
+
+    Publishes are serialised by a lock (one writer on the socket); a green
+    thread reads the connection (replies, returned messages, a closed
+    channel). A connection that fails is dropped and opened again on the next
+    publish, which is tried once more (a broker outage is an
+    ``OperationalError``)."""
+
+    def __init__(self):
+        super().__init__()
+        self._conn = None
+        self._producer = None
+        self._lock = eventlet.semaphore.Semaphore()
+        self.reply_events: dict = {}  # correlation id -> the Event its call waits on
+        self.reply_to: str | None = None
+        self._reply_queue: Queue | None = None
+
+    def setup(self) -> None:
+        config = self.container.config
+        self._connect_with = dict(ssl=config.get(AMQP_SSL_CONFIG_KEY),
+                                  login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
+                                  heartbeat=0, connect_timeout=5)
+        self.uri = config[AMQP_URI_CONFIG_KEY]
+        self.rpc_exchange = config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc")
+
+    def listen(self) -> None:
+        """Receive replies (called by every :class:`ServiceRpc` of the container)."""
+        if self._reply_queue is not None:
+            return
+        self.reply_to = str(uuid.uuid4())
+        self._reply_queue = Queue(
+            RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, self.reply_to),
+            exchange=Exchange(self.container.config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc"),
+                              type="topic", durable=True),
+            routing_key=self.reply_to, queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL})
+
+    def stop(self) -> None:
+        self._drop()
+
+    def kill(self) -> None:
+        self._drop()
+
+    def _drop(self, conn=None) -> None:
+        if conn is not None and conn is not self._conn:
+            return
+        old, self._conn, self._producer = self._conn, None, None
+        if old is not None:
+            try:
+                old.collect()  # closes the socket without a handshake
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
+
+    def _connect(self) -> None:
+        conn = Connection(self.uri, **self._connect_with)
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
+                               interval_max=0.2)
+        # py-amqp reads the socket (drain_events(timeout=0)) before every publish
+        # when the broker may send connection.blocked; the reader below handles
+        # those frames, and a second reader on the socket could split a frame
+        conn.connection.client_properties.get("capabilities", {})["connection.blocked"] = False
+        channel = conn.channel()
+        channel.events["basic_return"].add(self._on_return)
+        if self._reply_queue is not None:  # before any request can be answered
+            Consumer(channel, queues=[self._reply_queue], callbacks=[self._on_reply],
+                     no_ack=True, accept=self.container.accept).consume()
+        self._conn, self._producer = conn, Producer(channel, auto_declare=False)
+        self.container.spawn_managed_thread(lambda: self._read(conn), identifier="rpc-link")
+
+    def _read(self, conn) -> None:
+        try:
+            while conn is self._conn:
+                conn.connection.drain_events()
+        except Exception as exc:  # noqa: BLE001 - a lost link is opened again on use
+            if conn is self._conn:
+                log.warning("RPC link lost, reconnecting on the next call: %s", exc)
+                self._drop(conn)
+
+    def _on_reply(self, body, message) -> None:
+        event = self.reply_events.pop(message.properties.get("correlation_id"), None)
+        if event is not None:  # else its caller gave up (timeout)
+            event.send(body)
+
+    def _on_return(self, exc, exchange, routing_key, message) -> None:
+        event = self.reply_events.pop(message.properties.get("correlation_id"), None)
+        if event is not None:
+            event.send(UNROUTABLE)
+
+    def publish(self, body, *, routing_key: str, exchange: str | None = None,
+                **properties) -> None:
+        """``body``: bytes already serialised (``content_type`` in ``properties``)
+        or a value kombu serialises (``serializer``)."""
+        exchange = self.rpc_exchange if exchange is None else exchange
+        with self._lock:
+            for attempt in (1, 2):
+                conn = self._conn
+                try:
+                    if conn is None:
+                        self._connect()
+                        conn = self._conn
+                    self._producer.publish(body, exchange=exchange, routing_key=routing_key,
+                                           delivery_mode=TRANSIENT, retry=False, **properties)
+                    return
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    if conn is not None and not isinstance(
+                            exc, (OSError, *conn.connection_errors, *conn.channel_errors)):
+                        raise  # e.g. a body that does not serialise: the link is fine
+                    self._drop(conn)
+                    if attempt == 2:
+                        raise OperationalError(f"cannot publish to the broker: {exc}") from exc
+
+
+def _serialized(result, exc_info, content_type: str):
+    """nameko's reply payload, serialised once (nameko serialises it twice: once
+    to check it can be); a result that cannot be is replaced by nameko's
+    ``UnserializableValueError``."""
+    serializer = kombu.serialization.registry.type_to_name[content_type]
+    error = serialize(exc_info[1]) if exc_info is not None else None
+    try:
+        encoded = kombu.serialization.dumps({"result": result, "error": error}, serializer)
+    except Exception:  # noqa: BLE001 - as nameko: the caller gets the error instead
+        exc_info = sys.exc_info()
+        error = serialize(UnserializableValueError(result))
+        result = None
+        encoded = kombu.serialization.dumps({"result": None, "error": error}, serializer)
+    return encoded, result, exc_info
 
 
 class AppRpc(Rpc):
     """``@rpc``: AppErrors are expected (logged as such, not sent to Sentry);
     dependency failures are turned into ``Unavailable`` for the caller. Replies
-    are published without broker confirms (``ReplyPublisher``), through an
-    exchange declared once rather than per reply."""
+    go on the container's :class:`RpcLink` (transient, no confirm: a reply lost
+    with a broker is a timeout for the caller)."""
+
+    link = RpcLink()
 
     def __init__(self, expected_exceptions=(), sensitive_arguments=(), **kwargs):
         super().__init__(expected_exceptions=(AppError, *tuple(expected_exceptions or ())),
                          sensitive_arguments=sensitive_arguments, **kwargs)
 
-    def setup(self) -> None:
-        super().setup()
-        config = self.container.config
-        self._reply_with = dict(amqp_uri=config[AMQP_URI_CONFIG_KEY],
-                                exchange=get_rpc_exchange(config),
-                                serializer=config.get(SERIALIZER_CONFIG_KEY, DEFAULT_SERIALIZER),
-                                ssl=config.get(AMQP_SSL_CONFIG_KEY),
-                                login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
-
     def _reply(self, message, result, exc_info):
         """nameko's ``RpcConsumer.handle_result``: reply, then ack the request."""
-        result, exc_info = ReplyResponder(message=message, **self._reply_with).send_response(
-            result, exc_info)
+        properties = message.properties
+        (content_type, encoding, body), result, exc_info = _serialized(
+            result, exc_info, properties["content_type"])
+        self.link.publish(body, routing_key=properties["reply_to"], content_type=content_type,
+                          content_encoding=encoding,
+                          correlation_id=properties.get("correlation_id"))
         self.rpc_consumer.queue_consumer.ack_message(message)
         return result, exc_info
 
@@ -151,37 +296,56 @@ def leave_deadline(container, worker_ctx) -> float | None:
     return found
 
 
+_HEADERS = HeaderEncoder()  # the worker's context data as nameko's message headers
+
+
 class _Method:
-    def __init__(self, method_proxy, target: str, timeout: float, service: str):
-        self._proxy = method_proxy
-        self._target = target
-        self._timeout = timeout
-        self._service = service
+    def __init__(self, provider: "ServiceRpc", worker_ctx, name: str):
+        self._provider = provider
+        self._worker_ctx = worker_ctx
+        self._name = name
+        self._target = provider.target_service
+        self._timeout = provider.timeout
+        self._service = provider.container.service_name
 
     def __call__(self, *args, **kwargs):
         return self.call_async(*args, **kwargs).result()
 
     def call_async(self, *args, **kwargs) -> "_Reply":
-        data = self._proxy.worker_ctx.data  # the deadline goes as a header of this call only
+        """Publish the request (nameko's wire format: its reply queue, headers and
+        body) on the container's :class:`RpcLink`."""
+        provider, worker_ctx = self._provider, self._worker_ctx
+        data = worker_ctx.data  # the deadline goes as a header of this call only
         inherited = data.get(DEADLINE_KEY)
         data[DEADLINE_KEY] = call_deadline(self._timeout, inherited)
         try:
-            reply = self._proxy.call_async(*args, **kwargs)
-        except UnknownService:
-            raise Unavailable(f"The {self._target} service is not running.") from None
-        except (OperationalError, OSError) as exc:
-            raise Unavailable("The message broker is unavailable.") from exc
+            headers = _HEADERS.get_message_headers(worker_ctx)
         finally:
             if inherited is None:
                 data.pop(DEADLINE_KEY, None)
             else:
                 data[DEADLINE_KEY] = inherited
-        return _Reply(reply, self)
+        link = provider.link
+        correlation_id = str(uuid.uuid4())
+        event = link.reply_events[correlation_id] = Event()
+        try:
+            link.publish({"args": args, "kwargs": kwargs},
+                         routing_key=f"{self._target}.{self._name}", mandatory=True,
+                         reply_to=link.reply_to, correlation_id=correlation_id,
+                         headers=headers, serializer=provider.serializer,
+                         expiration=provider.timeout)
+        except BaseException as exc:
+            link.reply_events.pop(correlation_id, None)
+            if isinstance(exc, (OperationalError, OSError)):
+                raise Unavailable("The message broker is unavailable.") from exc
+            raise
+        return _Reply(event, correlation_id, self)
 
 
 class _Reply:
-    def __init__(self, reply, method: _Method):
-        self._reply = reply
+    def __init__(self, event, correlation_id: str, method: _Method):
+        self._event = event
+        self._correlation_id = correlation_id
         self._method = method
 
     def result(self, timeout: float | None = None):
@@ -189,35 +353,48 @@ class _Reply:
         timeout = timeout or method._timeout
         try:
             with eventlet.Timeout(timeout):
-                return self._reply.result()
+                body = self._event.wait()
         except eventlet.Timeout:
+            method._provider.link.reply_events.pop(self._correlation_id, None)
             RPC_TIMEOUTS.labels(method._service, method._target).inc()
             raise Timeout(f"The {method._target} service did not answer within "
                           f"{timeout:g} s.") from None
+        if body is UNROUTABLE:
+            raise Unavailable(f"The {method._target} service is not running.")
+        error = body.get("error")
+        if error:
+            raise deserialize(error)
+        return body["result"]
 
 
 class _Service:
-    def __init__(self, proxy, target: str, timeout: float, service: str,
-                 methods: frozenset[str] | None = None):
-        self._proxy, self._target, self._timeout, self._service = proxy, target, timeout, service
-        self._methods = methods
+    def __init__(self, provider: "ServiceRpc", worker_ctx):
+        self._provider, self._worker_ctx = provider, worker_ctx
 
     def __getattr__(self, name: str) -> _Method:
-        if self._methods is not None and name not in self._methods:
+        provider = self._provider
+        if provider.methods is not None and name not in provider.methods:
             # the broker would refuse it too (shared.access): say so before sending
-            raise AttributeError(f"{self._service} may not call {self._target}.{name}: "
+            raise AttributeError(f"{provider.container.service_name} may not call "
+                                 f"{provider.target_service}.{name}: "
                                  "add it to the ServiceRpc's methods")
-        return _Method(getattr(self._proxy, name), self._target, self._timeout, self._service)
+        return _Method(provider, self._worker_ctx, name)
 
 
 class ServiceRpc(RpcProxy):
-    """``RpcProxy`` whose calls time out (``RPC_TIMEOUT`` seconds, default 5)
-    with :class:`shared.errors.Timeout`; an undeliverable call becomes
-    :class:`shared.errors.Unavailable`. Requests expire in the queue after the
-    same time, so a service that comes back does not work through stale calls.
+    """A proxy whose calls time out (``RPC_TIMEOUT`` seconds, default 5) with
+    :class:`shared.errors.Timeout`; a call to a service that never ran here
+    becomes :class:`shared.errors.Unavailable` at once, and so does a broker
+    outage. Requests expire in the queue after the same time, so a service
+    that comes back does not work through stale calls. Requests and their
+    replies go on the container's :class:`RpcLink` (nameko's wire format, so
+    nameko's own clients and services still talk to ours).
 
     ``methods``: the only methods of the target this service may call (None:
     all). Its broker user gets exactly these routing keys (shared.access)."""
+
+    link = RpcLink()
+    rpc_reply_listener = None  # replies come to the link, not to nameko's ReplyListener
 
     def __init__(self, target_service: str, timeout: float | None = None,
                  methods: tuple[str, ...] | None = None, **options):
@@ -227,15 +404,11 @@ class ServiceRpc(RpcProxy):
 
     def setup(self) -> None:
         super().setup()
-        self.timeout = float(self._timeout or self.container.config.get("RPC_TIMEOUT",
-                                                                       DEFAULT_TIMEOUT))
-        self.options.setdefault("expiration", self.timeout)
-        # a broker outage must fail the call quickly (503), not hang on reconnects
-        self.options.setdefault("retry_policy", {"max_retries": 1, "interval_start": 0,
-                                                 "interval_step": 0.2, "interval_max": 0.2})
+        config = self.container.config
+        self.timeout = float(self._timeout or config.get("RPC_TIMEOUT", DEFAULT_TIMEOUT))
+        self.serializer = self.options.get("serializer") or config.get(SERIALIZER_CONFIG_KEY,
+                                                                       DEFAULT_SERIALIZER)
+        self.link.listen()
 
     def get_dependency(self, worker_ctx) -> _Service:
-        return _Service(super().get_dependency(worker_ctx), self.target_service, self.timeout,
-                        self.container.service_name, self.methods)
-
-
+        return _Service(self, worker_ctx)

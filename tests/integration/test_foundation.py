@@ -14,7 +14,7 @@ from nameko.rpc import RpcProxy
 from nameko.testing.services import entrypoint_hook
 
 from shared import deadletters
-from shared.errors import Timeout
+from shared.errors import Timeout, Unavailable
 from shared.events import Events, handles
 from shared.mongo import BaseStore, Mongo
 from shared.redis import Cache, Limit, RateLimiter
@@ -317,6 +317,70 @@ def test_rpc_to_a_stopped_service_times_out_within_the_limit(container_factory, 
         call()
     assert eventlet.hubs.get_hub().clock() - started < 2
     assert "sleeper" in exc.value.detail
+
+
+class GhostCaller(ServiceBase):
+    name = "ghost_caller"
+    ghost = ServiceRpc("ghost", timeout=60)
+
+    @rpc
+    def call_ghost(self):
+        return self.ghost.boo()
+
+    @rpc
+    def call_ghost_twice(self):
+        first, second = self.ghost.boo.call_async(), self.ghost.boo.call_async()
+        return [type(exc).__name__ for exc in (_raised(first), _raised(second))]
+
+
+def _raised(reply):
+    try:
+        reply.result()
+    except Exception as exc:
+        return exc
+    return None
+
+
+def test_rpc_to_a_service_that_never_ran_is_unavailable_not_a_timeout(container_factory, config):
+    """No queue is bound to ghost.* on this broker: the request comes back
+    (mandatory) and the call fails with 503 instead of waiting out its 60 s."""
+    caller = container_factory(GhostCaller, config)
+    caller.start()
+    with entrypoint_hook(caller, "call_ghost") as call, pytest.raises(Unavailable) as exc:
+        call()
+    assert "ghost" in exc.value.detail
+    with entrypoint_hook(caller, "call_ghost_twice") as call:
+        assert call() == ["Unavailable", "Unavailable"]
+
+
+def test_the_rpc_link_comes_back_after_the_broker_closed_it(container_factory, config):
+    """The broker closes every connection of the vhost (a restart, a failover):
+    the next calls open the link again and are answered."""
+    sleeper = container_factory(Sleeper, config)
+    caller = container_factory(Caller, config)
+    sleeper.start()
+    caller.start()
+    with entrypoint_hook(caller, "call_sleeper") as call:
+        assert call() == "rested"
+    vhost = config["AMQP_URI"].rsplit("/", 1)[1]
+    # the management API lists connections a few seconds late; at least each
+    # container's consumer and its link
+    connections = wait_until(
+        lambda: (lambda found: found if len(found) >= 4 else None)(requests.get(
+            f"{RABBIT_MGMT}/api/vhosts/{vhost}/connections", auth=RABBIT_AUTH, timeout=10).json()),
+        timeout=30, interval=0.5, what="the vhost's connections listed")
+    for connection in connections:
+        requests.delete(f"{RABBIT_MGMT}/api/connections/{connection['name']}",
+                        auth=RABBIT_AUTH, timeout=10)
+
+    def answered():
+        try:
+            with entrypoint_hook(caller, "call_sleeper") as call:
+                return call() == "rested"
+        except (Timeout, Unavailable):
+            return False
+
+    wait_until(answered, timeout=30, interval=0.2, what="a call after the broker closed the link")
 
 
 def test_rate_limiter_admits_exactly_the_limit_under_50_green_threads(config, unique):

@@ -84,3 +84,27 @@ def test_a_call_within_its_deadline_writes_and_publishes(services, unique):
     assert call(front, key) == key
     assert db.writes.find_one({"_id": key}) == {"_id": key}
     wait_until(lambda: key in HEARD, what="the event of the write")
+
+
+def test_a_transaction_is_not_retried_once_the_deadline_has_passed(config):
+    """pymongo's with_transaction retries for 120 s whatever the deadline; past
+    it, each attempt failed before any I/O, so the retries spun without yielding
+    and starved the service. Now the attempt gives up at once."""
+    import pymongo
+    import pymongo.errors
+
+    from shared.mongo import BaseStore
+
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    store = BaseStore(client[f"{config['MONGODB_DB_PREFIX']}_txn"])
+    calls = []
+
+    def write(session):
+        calls.append(1)
+        store.db.things.insert_one({"n": 1}, session=session)
+
+    with pytest.raises(pymongo.errors.ExecutionTimeout), pymongo.timeout(1e-6):
+        store.run_transaction(write)
+    assert calls == [] and store.db.things.count_documents({}) == 0
+    store.run_transaction(write)  # without a deadline: as before
+    assert calls == [1] and store.db.things.count_documents({}) == 1
