@@ -27,10 +27,12 @@ from nameko.constants import (
 )
 from nameko.exceptions import UnknownService
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Responder, Rpc, RpcProxy, get_rpc_exchange
+from kombu import Queue
+from nameko.rpc import (RPC_QUEUE_TEMPLATE, ReplyListener, Responder, Rpc, RpcConsumer, RpcProxy,
+                        get_rpc_exchange)
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
-from shared.events import DEADLINE_KEY, record_events
+from shared.events import DEADLINE_KEY, event_queue_type, queue_arguments, record_events
 from shared.telemetry import RPC_TIMEOUTS
 
 DEFAULT_TIMEOUT = 5.0
@@ -73,11 +75,35 @@ class ReplyResponder(Responder):
     publisher_cls = ReplyPublisher
 
 
+def rpc_queue_type(config: dict) -> str:
+    """``RPC_QUEUE_TYPE`` (classic or quorum); unset, the ``EVENT_QUEUE_TYPE``:
+    on a cluster the ``rpc-<service>`` queues must survive a node too."""
+    return str(config.get("RPC_QUEUE_TYPE") or event_queue_type(config))
+
+
+class AppRpcConsumer(RpcConsumer):
+    """nameko's RpcConsumer, whose ``rpc-<service>`` queue is declared with the
+    arguments of :func:`rpc_queue_type` (the one change: a quorum queue lives on
+    every node of a cluster; a classic one dies with its node)."""
+
+    def setup(self) -> None:
+        if self.queue is None:
+            config = self.container.config
+            service_name = self.container.service_name
+            self.queue = Queue(RPC_QUEUE_TEMPLATE.format(service_name),
+                               exchange=get_rpc_exchange(config),
+                               routing_key=f"{service_name}.*", durable=True,
+                               queue_arguments=queue_arguments(rpc_queue_type(config)))
+        super().setup()
+
+
 class AppRpc(Rpc):
     """``@rpc``: AppErrors are expected (logged as such, not sent to Sentry);
     dependency failures are turned into ``Unavailable`` for the caller. Replies
     are published without broker confirms (``ReplyPublisher``), through an
     exchange declared once rather than per reply."""
+
+    rpc_consumer = AppRpcConsumer()
 
     def __init__(self, expected_exceptions=(), sensitive_arguments=(), **kwargs):
         super().__init__(expected_exceptions=(AppError, *tuple(expected_exceptions or ())),
@@ -210,6 +236,19 @@ class _Service:
         return _Method(getattr(self._proxy, name), self._target, self._timeout, self._service)
 
 
+class TransientReplyListener(ReplyListener):
+    """nameko's ReplyListener with a non-durable reply queue: a durable classic
+    queue whose node stopped cannot be declared again on another node of a
+    cluster ("home node is down"), a transient one is simply made there again
+    when the proxy's consumer fails over (calls in flight then time out: 504)."""
+
+    def setup(self) -> None:
+        super().setup()
+        queue = self.queue
+        self.queue = Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key,
+                           queue_arguments=queue.queue_arguments, durable=False)
+
+
 class ServiceRpc(RpcProxy):
     """``RpcProxy`` whose calls time out (``RPC_TIMEOUT`` seconds, default 5)
     with :class:`shared.errors.Timeout`; an undeliverable call becomes
@@ -218,6 +257,8 @@ class ServiceRpc(RpcProxy):
 
     ``methods``: the only methods of the target this service may call (None:
     all). Its broker user gets exactly these routing keys (shared.access)."""
+
+    rpc_reply_listener = TransientReplyListener()
 
     def __init__(self, target_service: str, timeout: float | None = None,
                  methods: tuple[str, ...] | None = None, **options):
