@@ -94,7 +94,8 @@ class AppRpcConsumer(RpcConsumer):
                                exchange=get_rpc_exchange(config),
                                routing_key=f"{service_name}.*", durable=True,
                                queue_arguments=queue_arguments(rpc_queue_type(config)))
-        super().setup()
+            self.queue_consumer.register_provider(self)  # as RpcConsumer.setup does
+            self._registered = True
 
 
 class AppRpc(Rpc):
