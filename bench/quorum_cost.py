@@ -46,10 +46,12 @@ def beam_pid(node: str) -> int:
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().decode(errors="replace")
+                program = f.read().split(b"\0", 1)[0].decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
         except OSError:
             continue
-        if "beam.smp" in args.split("\0", 1)[0] and node in args:
+        if program.endswith("beam.smp") and f"RABBITMQ_NODENAME={node}".encode() in environ:
             return int(entry)
     raise RuntimeError(f"no beam.smp for {node}")
 
