@@ -16,6 +16,7 @@ import marshmallow
 import pymongo
 import pymongo.errors
 import redis
+from kombu import Queue
 from kombu.exceptions import OperationalError
 from nameko.amqp.publish import Publisher
 from nameko.constants import (
@@ -27,9 +28,16 @@ from nameko.constants import (
 )
 from nameko.exceptions import UnknownService
 from nameko.extensions import DependencyProvider
-from kombu import Queue
-from nameko.rpc import (RPC_QUEUE_TEMPLATE, ReplyListener, Responder, Rpc, RpcConsumer, RpcProxy,
-                        get_rpc_exchange)
+from nameko.rpc import (
+    RPC_QUEUE_TEMPLATE,
+    RPC_REPLY_QUEUE_TTL,
+    ReplyListener,
+    Responder,
+    Rpc,
+    RpcConsumer,
+    RpcProxy,
+    get_rpc_exchange,
+)
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
 from shared.events import DEADLINE_KEY, event_queue_type, queue_arguments, record_events
@@ -85,6 +93,8 @@ class AppRpcConsumer(RpcConsumer):
     """nameko's RpcConsumer, whose ``rpc-<service>`` queue is declared with the
     arguments of :func:`rpc_queue_type` (the one change: a quorum queue lives on
     every node of a cluster; a classic one dies with its node)."""
+
+    queue: Queue | None
 
     def setup(self) -> None:
         if self.queue is None:
@@ -243,11 +253,13 @@ class TransientReplyListener(ReplyListener):
     cluster ("home node is down"), a transient one is simply made there again
     when the proxy's consumer fails over (calls in flight then time out: 504)."""
 
+    queue: Queue
+
     def setup(self) -> None:
         super().setup()
         queue = self.queue
         self.queue = Queue(queue.name, exchange=queue.exchange, routing_key=queue.routing_key,
-                           queue_arguments=queue.queue_arguments, durable=False)
+                           queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL}, durable=False)
 
 
 class ServiceRpc(RpcProxy):

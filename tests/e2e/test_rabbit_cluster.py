@@ -27,7 +27,8 @@ def cluster_mesh(mongo_uri, tmp_path_factory, mailbox):
         cluster.start()
         with started_mesh(mongo_uri, tmp_path_factory.mktemp("cluster-logs"), gateways=1,
                           AMQP_URI=cluster.uri, EVENT_QUEUE_TYPE="quorum",
-                          REDIS_URI=os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9"), RPC_TIMEOUT="3",
+                          REDIS_URI=os.environ.get("TEST_REDIS_URI", "redis://127.0.0.1:6379/9"),
+                          RPC_TIMEOUT="3",
                           MONGODB_DB_PREFIX=f"clu{uuid.uuid4().hex[:8]}", SMTP_URL=mailbox.url,
                           JWT_KEYS_DIR=str(tmp_path_factory.mktemp("cluster-keys")),
                           TASK_FILES_DIR=str(tmp_path_factory.mktemp("cluster-files")),
