@@ -35,10 +35,18 @@ from nameko.constants import (
 from nameko.exceptions import UnserializableValueError, deserialize, serialize
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import HeaderEncoder
-from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, RPC_REPLY_QUEUE_TTL, Rpc, RpcProxy
+from nameko.rpc import (
+    RPC_QUEUE_TEMPLATE,
+    RPC_REPLY_QUEUE_TEMPLATE,
+    RPC_REPLY_QUEUE_TTL,
+    Rpc,
+    RpcConsumer,
+    RpcProxy,
+    get_rpc_exchange,
+)
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
-from shared.events import DEADLINE_KEY, record_events
+from shared.events import DEADLINE_KEY, event_queue_type, queue_arguments, record_events
 from shared.telemetry import RPC_TIMEOUTS
 
 log = logging.getLogger(__name__)
@@ -128,7 +136,11 @@ class RpcLink(SharedExtension):
             RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, self.reply_to),
             exchange=Exchange(self.container.config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc"),
                               type="topic", durable=True),
-            routing_key=self.reply_to, queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL})
+            routing_key=self.reply_to, queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL},
+            # transient: a durable classic queue whose cluster node stopped cannot be
+            # declared again on another node ("home node is down"); a transient one is
+            # made there again when the link fails over (calls in flight then time out)
+            durable=False)
 
     def stop(self) -> None:
         self._drop()
@@ -221,6 +233,31 @@ def _serialized(result, exc_info, content_type: str):
     return encoded, result, exc_info
 
 
+def rpc_queue_type(config: dict) -> str:
+    """``RPC_QUEUE_TYPE`` (classic or quorum); unset, the ``EVENT_QUEUE_TYPE``:
+    on a cluster the ``rpc-<service>`` queues must survive a node too."""
+    return str(config.get("RPC_QUEUE_TYPE") or event_queue_type(config))
+
+
+class AppRpcConsumer(RpcConsumer):
+    """nameko's RpcConsumer, whose ``rpc-<service>`` queue is declared with the
+    arguments of :func:`rpc_queue_type` (the one change: a quorum queue lives on
+    every node of a cluster; a classic one dies with its node)."""
+
+    queue: Queue | None
+
+    def setup(self) -> None:
+        if self.queue is None:
+            config = self.container.config
+            service_name = self.container.service_name
+            self.queue = Queue(RPC_QUEUE_TEMPLATE.format(service_name),
+                               exchange=get_rpc_exchange(config),
+                               routing_key=f"{service_name}.*", durable=True,
+                               queue_arguments=queue_arguments(rpc_queue_type(config)))
+            self.queue_consumer.register_provider(self)  # as RpcConsumer.setup does
+            self._registered = True
+
+
 class AppRpc(Rpc):
     """``@rpc``: AppErrors are expected (logged as such, not sent to Sentry);
     dependency failures are turned into ``Unavailable`` for the caller. Replies
@@ -228,6 +265,8 @@ class AppRpc(Rpc):
     with a broker is a timeout for the caller)."""
 
     link = RpcLink()
+
+    rpc_consumer = AppRpcConsumer()
 
     def __init__(self, expected_exceptions=(), sensitive_arguments=(), **kwargs):
         super().__init__(expected_exceptions=(AppError, *tuple(expected_exceptions or ())),

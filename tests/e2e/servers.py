@@ -2,6 +2,7 @@
 restart them: the machine's own servers are never touched."""
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import shutil
 import signal
@@ -52,10 +53,10 @@ class PrivateRedis:
 class PrivateRabbit:
     """A second RabbitMQ node on its own ports and data directory."""
 
-    def __init__(self):
+    def __init__(self, name: str = "fault"):
         self.port = mesh.free_port()
         self.dist_port = mesh.free_port()
-        self.node = f"fault{os.getpid()}@localhost"
+        self.node = f"{name}{os.getpid()}@localhost"
         self.dir = Path(tempfile.mkdtemp(prefix="rabbit-"))
         for sub in ("mnesia", "log"):
             (self.dir / sub).mkdir()
@@ -109,8 +110,55 @@ class PrivateRabbit:
         return done.stdout + done.stderr
 
 
+class PrivateRabbitCluster:
+    """Three PrivateRabbit nodes joined in one cluster (``rabbitmqctl stop_app;
+    join_cluster; start_app``). They share the Erlang cookie because each is
+    started, like ``rabbitmqctl``, as the rabbitmq user (its ~/.erlang.cookie)."""
+
+    def __init__(self, size: int = 3):
+        tag = os.urandom(3).hex()
+        self.nodes = [PrivateRabbit(f"c{tag}n{n}x") for n in range(size)]
+
+    @property
+    def uri(self) -> str:
+        """Every node, in kombu's failover syntax: clients take the first that
+        answers and move on to the next when it goes away."""
+        return ";".join(node.uri for node in self.nodes)
+
+    def ctl(self, node: PrivateRabbit, *args: str) -> str:
+        done = subprocess.run(["rabbitmqctl", "-n", node.node, *args], capture_output=True,
+                              text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl -n {node.node} {' '.join(args)}: "
+                               f"{done.stdout}{done.stderr}")
+        return done.stdout
+
+    def start(self) -> None:
+        first, *others = self.nodes
+        _each(self.nodes, PrivateRabbit.start)  # Erlang boots are slow: side by side
+        for node in others:
+            self.ctl(node, "stop_app")
+            self.ctl(node, "join_cluster", first.node)
+            self.ctl(node, "start_app")
+            _wait_port(node.port, True, 60, "rabbitmq")
+        self.ctl(first, "await_online_nodes", str(len(self.nodes)))
+
+    def running_nodes(self, via: PrivateRabbit) -> str:
+        return self.ctl(via, "-q", "eval", "rabbit_nodes:all_running().")
+
+    def cleanup(self) -> None:
+        _each(self.nodes, PrivateRabbit.cleanup)
+
+
+def _each(nodes, action) -> None:
+    """``action`` on every node at once; the first failure is raised."""
+    with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+        for future in [pool.submit(action, node) for node in nodes]:
+            future.result()
+
+
 def available() -> bool:
     return bool(shutil.which("rabbitmq-server")) and bool(shutil.which("redis-server"))
 
 
-__all__ = ["PrivateRabbit", "PrivateRedis", "available", "time"]
+__all__ = ["PrivateRabbit", "PrivateRabbitCluster", "PrivateRedis", "available", "time"]
