@@ -2,12 +2,11 @@
 from marshmallow import Schema, fields, validate
 
 from shared import examples as ex
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.pagination import PageArgsSchema, page_schema
 from shared.permissions import ORG_ROLES
 
 ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="Not a valid id.")
 STATUSES = ("active", "inactive")
-ROLE = fields.String(validate=validate.OneOf(ORG_ROLES))
 
 
 JOB_TITLE = "Backend engineer"
@@ -29,20 +28,15 @@ class EmployeeUpdateSchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES), metadata={"example": "active"})
 
 
-class EmployeeQuerySchema(Schema):
+class EmployeeQuerySchema(PageArgsSchema):
     q = fields.String(validate=validate.Length(min=1, max=100))
     role = fields.String(validate=validate.OneOf(ORG_ROLES))
     status = fields.String(validate=validate.OneOf((*STATUSES, "removed")))
     team_id = fields.String(validate=ID)
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(validate=validate.Length(max=200))
 
 
-class InvitationQuerySchema(Schema):
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(validate=validate.Length(max=200))
+class InvitationQuerySchema(PageArgsSchema):
+    pass
 
 
 class TaskCountsSchema(Schema):
@@ -67,9 +61,7 @@ class EmployeeSchema(Schema):
     removed_by = fields.String(allow_none=True, metadata={"example": None})
 
 
-class EmployeePageSchema(Schema):
-    items = fields.List(fields.Nested(EmployeeSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+EmployeePageSchema = page_schema("EmployeePage", EmployeeSchema)
 
 
 class InvitationSchema(Schema):
@@ -84,6 +76,4 @@ class InvitationSchema(Schema):
     org_name = fields.String(metadata={"example": "Acme"})
 
 
-class InvitationPageSchema(Schema):
-    items = fields.List(fields.Nested(InvitationSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+InvitationPageSchema = page_schema("InvitationPage", InvitationSchema)

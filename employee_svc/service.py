@@ -1,10 +1,10 @@
 """The employees service: entrypoints only."""
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from employee_svc import domain
+from employee_svc.contract import MEMBERSHIP_TTL, membership_key, membership_tag
 from employee_svc.schemas import (
     EmployeeAddSchema,
     EmployeeQuerySchema,
@@ -14,21 +14,15 @@ from employee_svc.schemas import (
 from employee_svc.store import EmployeeStore
 from shared import service as base
 from shared.errors import Conflict, NotFound, PlanLimitExceeded, RateLimited
-from shared.events import Events, handles
-from shared.mongo import Mongo
+from shared.events import derived_event_id, handles
+from shared.mongo import Mongo, utcnow
 from shared.pagination import decode_cursor, page
 from shared.redis import Limit, org_version_key
 from shared.rpc import ServiceRpc, rpc
 from shared.sealed import seal
-from shared.tenancy import cache_membership, invalidate_membership, membership_generation
 from shared.timers import periodic
 
 log = logging.getLogger(__name__)
-
-
-def event_id(*parts: str) -> str:
-    """Deterministic ids for events a handler publishes: a re-run sends the same one."""
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
 
 
 def iso(value) -> str | None:
@@ -57,20 +51,19 @@ class EmployeeService(base.ServiceBase):
     name = "employees"
 
     store = Mongo(EmployeeStore)
-    events = Events()
     auth = ServiceRpc("auth", methods=("find_user_by_email", "get_users"))
     organizations = ServiceRpc("organizations", methods=("get_org",))
 
     # --- contracts other services use -------------------------------------------
     @rpc
     def get_membership(self, org_id: str, user_id: str) -> dict | None:
-        generation = membership_generation(self.redis.client, org_id, user_id)
-        doc = self.store.employee_by_user(org_id, user_id)
-        if doc is None or doc.get("org_deleted"):
-            return None
-        membership = domain.membership(doc)
-        cache_membership(self.redis.client, membership, generation)
-        return membership
+        def load() -> dict | None:
+            doc = self.store.employee_by_user(org_id, user_id)
+            return None if doc is None or doc.get("org_deleted") else domain.membership(doc)
+
+        return self.redis.cache.get_or_set(
+            membership_key(org_id, user_id), load, ttl=MEMBERSHIP_TTL,
+            tags=[membership_tag(org_id, user_id)], cache_none=False)
 
     @rpc
     def get_employees(self, org_id: str, employee_ids: list[str]) -> list[dict]:
@@ -183,7 +176,7 @@ class EmployeeService(base.ServiceBase):
         user = (self.auth.get_users([user_id]) or [None])[0]
         if user is None:
             return {"items": [], "next_cursor": None}
-        docs = self.store.invitations_for_email(user["email"].lower(), domain.now(),
+        docs = self.store.invitations_for_email(user["email"].lower(), utcnow(),
                                                 decode_cursor(query.get("cursor")),
                                                 query["limit"])
         return page(docs, query["limit"], invitation_out)
@@ -198,7 +191,7 @@ class EmployeeService(base.ServiceBase):
         invitation = self.store.invitation(org_id, invitation_id)
         if invitation is None or not self.store.close_invitation(
                 invitation_id, "revoked", {"revoked_by": actor["user_id"],
-                                           "revoked_at": domain.now()}):
+                                           "revoked_at": utcnow()}):
             raise NotFound("Invitation not found.")
         self._changed(org_id)
 
@@ -207,7 +200,7 @@ class EmployeeService(base.ServiceBase):
         """Pending invitations past their expiry become ``expired`` (so they stop holding a
         seat and leave the list) with ``employee.invitation.expired``; the conditional
         update makes each expire once, whichever replica gets there first."""
-        at = domain.now()
+        at = utcnow()
         expired = [i for i in self.store.expired_invitations(at)
                    if self.store.expire_invitation(i["_id"], at)]
         for invitation in expired:
@@ -216,15 +209,16 @@ class EmployeeService(base.ServiceBase):
                 "email": invitation["email"], "role": invitation["role"],
                 "expires_at": iso(invitation["expires_at"]),
                 "invited_by_user_id": invitation.get("invited_by_user_id")},
-                org_id=invitation["org_id"], event_id=event_id("invitation.expired", invitation["_id"],
-                                                               iso(invitation["expires_at"])))
+                org_id=invitation["org_id"],
+                event_id=derived_event_id("invitation.expired", invitation["_id"],
+                                          iso(invitation["expires_at"])))
         return len(expired)
 
     @rpc
     def accept_invitation(self, user_id: str, token: str) -> dict:
         invitation = self.store.invitation_by_token(domain.hash_token(str(token)))
         users = self.auth.get_users([user_id]) if invitation else []
-        domain.check_acceptance(invitation, (users or [None])[0], domain.now())
+        domain.check_acceptance(invitation, (users or [None])[0], utcnow())
         return employee_out(self._join(invitation, users[0]))
 
     # --- events -----------------------------------------------------------------
@@ -252,7 +246,7 @@ class EmployeeService(base.ServiceBase):
         if not domain.may_join(user, data["email"]):
             return
         for invitation in self.store.invitations_to_join(user["email"].lower(),
-                                                         user["user_id"], domain.now()):
+                                                         user["user_id"], utcnow()):
             self._join(invitation, user)
 
     @handles("auth", "user.updated")
@@ -267,7 +261,7 @@ class EmployeeService(base.ServiceBase):
     def on_user_deleted(self, event: dict) -> None:
         for doc in self.store.employees_of_user(event["data"]["user_id"]):
             if doc["status"] != "removed":
-                self._remove(doc, None, eid=event_id(event["event_id"], doc["_id"]))
+                self._remove(doc, None, eid=derived_event_id(event["event_id"], doc["_id"]))
 
     @handles("teams", "team.member.added")
     def on_team_member_added(self, event: dict) -> None:
@@ -335,11 +329,11 @@ class EmployeeService(base.ServiceBase):
 
     def _invalidate(self, org_id: str, user_id: str) -> None:
         """The membership cache entry goes now; cached lists of the org go stale."""
-        invalidate_membership(self.redis, org_id, user_id)
+        self.redis.cache.invalidate_tags(membership_tag(org_id, user_id))
         self._changed(org_id)
 
     def _changed(self, org_id: str) -> None:
-        self.redis.bump_versions([org_version_key(self.name, org_id)])
+        self.redis.cache.bump_versions([org_version_key(self.name, org_id)])
 
     def _check_seats(self, org: dict) -> None:
         limit = ((org.get("subscription") or {}).get("limits") or {}).get("employees")
@@ -363,7 +357,7 @@ class EmployeeService(base.ServiceBase):
                "team_ids": [], "task_counts": {"open": 0, "completed": 0},
                "keywords": domain.keywords(user.get("name", ""), email,
                                            body.get("job_title", "")),
-               "created_at": domain.now(), "org_name": org.get("name", "")}
+               "created_at": utcnow(), "org_name": org.get("name", "")}
         doc, created = self.store.upsert_employee(doc)
         if created:
             self._invalidate(org["org_id"], user["user_id"])
@@ -372,7 +366,7 @@ class EmployeeService(base.ServiceBase):
             "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
             "job_title": doc.get("job_title", ""), "org_name": org.get("name", "")},
             org_id=doc["org_id"], actor_id=actor and actor["user_id"],
-            event_id=event_id("employee.added", doc["_id"], str(doc["created_at"])))
+            event_id=derived_event_id("employee.added", doc["_id"], str(doc["created_at"])))
         return doc
 
     def _check_invitation_rate(self, org_id: str, email: str) -> None:
@@ -388,7 +382,7 @@ class EmployeeService(base.ServiceBase):
     def _invite(self, actor: dict, org: dict, body: dict) -> dict:
         email = body["email"].lower()
         token, token_hash = domain.new_invitation_token()
-        expires_at = domain.now() + domain.INVITATION_TTL
+        expires_at = utcnow() + domain.INVITATION_TTL
         doc = self.store.pending_invitation(org["org_id"], email)
         if doc is None:
             self._check_seats(org)
@@ -403,7 +397,7 @@ class EmployeeService(base.ServiceBase):
                 "role": body["role"], "job_title": body["job_title"], "status": "pending",
                 "token_hash": token_hash, "expires_at": expires_at,
                 "invited_by_user_id": actor["user_id"], "org_name": org.get("name", ""),
-                "created_at": domain.now()})
+                "created_at": utcnow()})
         accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
                       f"/invitations/{token}")  # the web console's page
         sealed_link = seal(self.config, accept_url, domain.INVITATION_TTL.total_seconds())
@@ -417,7 +411,7 @@ class EmployeeService(base.ServiceBase):
     def _join(self, invitation: dict, user: dict) -> dict:
         """An invitation becomes a membership (once: the close is conditional)."""
         claimed = self.store.close_invitation(invitation["_id"], "accepted", {
-            "accepted_by_user_id": user["user_id"], "accepted_at": domain.now()})
+            "accepted_by_user_id": user["user_id"], "accepted_at": utcnow()})
         if not claimed and invitation.get("accepted_by_user_id") != user["user_id"]:
             raise NotFound("Invitation not found or already used.")
         org = {"org_id": invitation["org_id"], "name": invitation.get("org_name", "")}
@@ -427,7 +421,7 @@ class EmployeeService(base.ServiceBase):
     def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None) -> None:
         def write(session):
             doc = self.store.update_employee(target["org_id"], target["_id"], {
-                "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
+                "status": "removed", "removed_at": utcnow(), "removed_by": by_user_id},
                 expect={"status": {"$ne": "removed"}}, session=session)
             if doc is None and eid is None:
                 raise NotFound("Employee not found.")

@@ -12,14 +12,15 @@ import redis as redis_lib
 
 from shared import service as base
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.events import Events, handles
-from shared.mongo import Mongo
+from shared.events import handles
+from shared.mongo import Mongo, utcnow
+from shared.pagination import PageArgsSchema, decode_cursor, decode_key, page, whole
 from shared.rpc import ServiceRpc, rpc
-from shared.tenancy import membership_key, require_member
+from shared.tenancy import require_member
 from shared.timers import periodic
 from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
-from task_svc.store import TaskStore, new_id, now
+from task_svc.store import TaskStore, new_id
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ class TaskService(base.ServiceBase):
     name = "tasks"
 
     store = Mongo(TaskStore)
-    events = Events()
     files = Files()
     employees = ServiceRpc("employees", methods=("active_org_ids", "get_employees", "get_membership"))
     teams = ServiceRpc("teams", methods=("get_team_briefs",))
@@ -72,7 +72,7 @@ class TaskService(base.ServiceBase):
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
         task = self._task(org_id, task_id)
         domain.require_delete(me, task, self._team(org_id, task.get("team_id")))
-        if self._write(task, {"deleted": True, "deleted_at": now()}, user_id):
+        if self._write(task, {"deleted": True, "deleted_at": utcnow()}, user_id):
             if task["status"] == "done":
                 leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
             self._publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
@@ -98,7 +98,7 @@ class TaskService(base.ServiceBase):
             task = self._task(org_id, task_id)
             domain.check_transition(task["status"], new)
             done = new == "done"
-            updated = self._write(task, {"status": new, "completed_at": now() if done else None,
+            updated = self._write(task, {"status": new, "completed_at": utcnow() if done else None,
                                          "completed_by_user_id": user_id if done else None}, user_id,
                                   expect={"status": task["status"]})
         if updated is None:  # deleted or moved by someone else meanwhile
@@ -136,7 +136,7 @@ class TaskService(base.ServiceBase):
         parts = domain.chunks(ids, int(self.config.get("TASK_BULK_CHUNK", 500)))
         job = {"_id": new_id(), "org_id": org_id, "status": "running", "total": len(ids), "done": 0,
                "failed": 0, "errors": [], "chunks_total": len(parts), "chunks_done": [],
-               "created_by_user_id": user_id, "created_at": now(), "finished_at": None}
+               "created_by_user_id": user_id, "created_at": utcnow(), "finished_at": None}
         self.store.create_job(job)
         task = schemas.TaskFieldsSchema().dump(data["task"])
         for n, part in enumerate(parts):
@@ -184,17 +184,17 @@ class TaskService(base.ServiceBase):
                                           "author_user_id": user_id, "body": data["body"],
                                           "mentions": [e["employee_id"] for e in mentioned],
                                           "mentioned_user_ids": [e["user_id"] for e in mentioned],
-                                          "created_at": now()})
+                                          "created_at": utcnow()})
         self._publish_comment(task, comment)
         return schemas.dump_comment(comment)
 
     @rpc
     def list_comments(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        page = schemas.PageArgsSchema().load(args)
+        args = PageArgsSchema().load(args)
         self._task(org_id, task_id)
-        items = self.store.comments(task_id, page["limit"], page["cursor"])
-        return self._id_page([schemas.dump_comment(c) for c in items], page["limit"], "comment_id")
+        docs = self.store.comments(task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
+        return page(docs, args["limit"], schemas.dump_comment)
 
     @rpc
     def add_attachment(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
@@ -211,7 +211,7 @@ class TaskService(base.ServiceBase):
             "_id": attachment_id, "task_id": task_id, "org_id": org_id, "filename": data["filename"],
             "content_type": data["content_type"], "size": len(blob),
             "sha256": hashlib.sha256(blob).hexdigest(), "uploaded_by_user_id": user_id,
-            "created_at": now()})
+            "created_at": utcnow()})
         self.store.add_history(task, [("attachments", None, data["filename"])], user_id)
         return schemas.dump_attachment(doc)
 
@@ -219,8 +219,7 @@ class TaskService(base.ServiceBase):
     def list_attachments(self, user_id: str, org_id: str, task_id: str) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.read")
         self._task(org_id, task_id)
-        return {"items": [schemas.dump_attachment(a) for a in self.store.attachments(task_id)],
-                "next_cursor": None}
+        return whole(map(schemas.dump_attachment, self.store.attachments(task_id)))
 
     @rpc
     def get_attachment(self, user_id: str, org_id: str, task_id: str, attachment_id: str) -> dict:
@@ -252,10 +251,10 @@ class TaskService(base.ServiceBase):
     @rpc
     def task_history(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        page = schemas.PageArgsSchema().load(args)
+        args = PageArgsSchema().load(args)
         self._task(org_id, task_id)
-        items = self.store.history(task_id, page["limit"], page["cursor"])
-        return self._id_page([schemas.dump_history(h) for h in items], page["limit"], "history_id")
+        docs = self.store.history(task_id, args["limit"] + 1, decode_key(args["cursor"], 2))
+        return page(docs, args["limit"], schemas.dump_history, key=lambda h: (h["at"], h["_id"]))
 
     # --- stats, leaderboard ------------------------------------------------------------
     @rpc
@@ -265,13 +264,13 @@ class TaskService(base.ServiceBase):
         team, person = f.get("team_id"), f.get("assignee_id")
         return self.redis.cache.get_or_set(
             f"tasks:stats:{org_id}:{team}:{person}",
-            lambda: domain.fold_stats(self.store.stats(org_id, team, person, now())),
+            lambda: domain.fold_stats(self.store.stats(org_id, team, person, utcnow())),
             ttl=int(self.config.get("TASK_STATS_TTL", 60)), tags=[f"org:{org_id}"])
 
     @rpc
     def leaderboard(self, user_id: str, org_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.stats")
-        limit = schemas.PageArgsSchema().load(args)["limit"]
+        limit = PageArgsSchema().load(args)["limit"]
         rows, source = leaderboard.top(self.redis.client, self.store, org_id, limit)
         names = {e["employee_id"]: e.get("name") for e in self._employees(org_id, [r[0] for r in rows])}
         return {"items": [{"rank": i + 1, "employee_id": e, "name": names.get(e), "completed": int(n)}
@@ -329,11 +328,6 @@ class TaskService(base.ServiceBase):
     def on_team_permission_revoked(self, event: dict) -> None:
         self.redis.cache.invalidate_tags(f"team:{event['data']['team_id']}")
 
-    @handles("employees", "employee.role.changed")
-    def on_employee_role_changed(self, event: dict) -> None:
-        d = event["data"]  # the cached membership (role, permissions) must not outlive the change
-        self.redis.cache.delete(membership_key(d["org_id"], d["user_id"]))
-
     # === helpers (not entrypoints) ===========================================================
     def _task(self, org_id: str, task_id: str) -> dict:
         task = self.store.get(org_id, str(task_id))
@@ -345,15 +339,11 @@ class TaskService(base.ServiceBase):
         """The team's brief (leader, members, grants) from teams, cached until a team event."""
         if not team_id:
             return None
-        key, tags = f"tasks:team:{org_id}:{team_id}", [f"team:{team_id}"]
-        team = self.redis.cache.get(key)
-        if team is None:
-            generations = self.redis.cache.generations(tags)
-            team = self.teams.get_team_briefs(org_id, [team_id]).get(team_id)
-            if team is not None and generations is not None:  # no negative caching
-                self.redis.cache.set(key, team, ttl=int(self.config.get("TASK_TEAM_TTL", 60)),
-                                     tags=tags, generations=generations)
-        return team
+        return self.redis.cache.get_or_set(
+            f"tasks:team:{org_id}:{team_id}",
+            lambda: self.teams.get_team_briefs(org_id, [team_id]).get(team_id),
+            ttl=int(self.config.get("TASK_TEAM_TTL", 60)), tags=[f"team:{team_id}"],
+            cache_none=False)
 
     def _body_team(self, org_id: str, team_id: str | None) -> dict | None:
         team = self._team(org_id, team_id)
@@ -477,13 +467,10 @@ class TaskService(base.ServiceBase):
         self.redis.cache.invalidate_tags(*tags)
 
     def _page(self, base_query: dict, f: dict) -> dict:
-        query = self.store.list_query(base_query, f, now())
-        docs, cursor = self.store.page(query, f["sort"], f["limit"], f["cursor"])
-        return {"items": [schemas.dump_task(t) for t in docs], "next_cursor": cursor}
-
-    @staticmethod
-    def _id_page(items: list[dict], limit: int, key: str) -> dict:
-        return {"items": items, "next_cursor": items[-1][key] if len(items) == limit else None}
+        query = self.store.list_query(base_query, f, utcnow())
+        field = domain.SORTS[f["sort"]][0]
+        docs = self.store.page(query, f["sort"], f["limit"] + 1, decode_key(f["cursor"], 2))
+        return page(docs, f["limit"], schemas.dump_task, key=lambda t: (t[field], t["_id"]))
 
     @staticmethod
     def _args_key(f: dict) -> str:
@@ -501,7 +488,7 @@ class TaskService(base.ServiceBase):
         return f"{attachment_id[-2:]}/{attachment_id}"
 
     def _mark_overdue(self) -> int:
-        at, marked = now(), 0
+        at, marked = utcnow(), 0
         for task in self.store.overdue_candidates(at):
             if self.store.mark_overdue(task["_id"], at) is None:
                 continue  # someone else marked it

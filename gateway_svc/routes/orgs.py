@@ -14,18 +14,18 @@ from employee_svc.schemas import (
     InvitationQuerySchema,
     InvitationSchema,
 )
-from gateway_svc.cache import ResponseCache
+from gateway_svc.cache import cached_response, entry_name
 from gateway_svc.http import api, query_args, read_json
 from org_svc.schemas import (
     OrgCreateSchema,
     OrgPageSchema,
     OrgSchema,
     OrgUpdateSchema,
-    PageQuerySchema,
     SettingsSchema,
     SubscriptionSchema,
     TransferSchema,
 )
+from shared.pagination import PageArgsSchema
 from shared.redis import org_version_key
 from shared.tenancy import require_member
 
@@ -39,9 +39,9 @@ class OrgRoutes:
     def _org(self, org_id: str) -> dict:
         """The org, from the gateway's cache while the organizations service changed
         nothing in it (no RPC), else by RPC."""
-        return ResponseCache(self.redis).get_or_compute(
-            f"organizations:org:{org_id}", [org_version_key("organizations", org_id)],
-            lambda: self.rpc_organizations.get_org(org_id), ttl=LIST_CACHE_TTL)
+        return self.redis.cache.get_or_set(
+            entry_name(f"organizations:org:{org_id}"), lambda: self.rpc_organizations.get_org(org_id),
+            ttl=LIST_CACHE_TTL, versions=[org_version_key("organizations", org_id)])
 
     # --- organizations -----------------------------------------------------------
     @api("POST", "/orgs", body=OrgCreateSchema, response=OrgSchema, status=201)
@@ -50,10 +50,10 @@ class OrgRoutes:
         body = read_json(request, OrgCreateSchema())
         return 201, self.rpc_organizations.create_org(request.user_id, body)
 
-    @api("GET", "/orgs", query=PageQuerySchema, response=OrgPageSchema)
+    @api("GET", "/orgs", query=PageArgsSchema, response=OrgPageSchema)
     def list_my_orgs(self, request):
         """The organizations the caller is an active employee of."""
-        query = query_args(request, PageQuerySchema())
+        query = query_args(request, PageArgsSchema())
         return self.rpc_organizations.list_orgs_for_user(request.user_id, query)
 
     @api("GET", "/orgs/<org_id>", response=OrgSchema, errors=(404,))
@@ -117,8 +117,8 @@ class OrgRoutes:
         query = query_args(request, EmployeeQuerySchema())
         self._member(request, org_id, "employee.read")
         key = f"employees:list:{org_id}:{json.dumps(query, sort_keys=True)}"
-        return ResponseCache(self.redis).response(  # no RPC while nothing changed
-            key, [org_version_key("employees", org_id)],
+        return cached_response(  # no RPC while nothing changed
+            self.redis, key, [org_version_key("employees", org_id)],
             lambda: self.rpc_employees.list_employees(org_id, query), ttl=LIST_CACHE_TTL)
 
     @api("GET", "/orgs/<org_id>/employees/<employee_id>", response=EmployeeSchema,

@@ -9,6 +9,7 @@ import pytest
 from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
+from employee_svc.contract import membership_key, membership_tag
 from org_svc.domain import personal_org_id
 from shared.errors import (
     Conflict,
@@ -19,13 +20,7 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.redis import RedisTools
-from shared.tenancy import (
-    cache_membership,
-    invalidate_membership,
-    membership_generation,
-    membership_key,
-    require_member,
-)
+from shared.tenancy import require_member
 from tests.helpers import wait_until
 from tests.integration.orgs_fakes import FakeAuth, Mesh
 from tests.tokens import token_of
@@ -482,13 +477,14 @@ def test_user_updated_and_deleted(mesh, unique):
 def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     client = mesh.redis("employees")
-    generation = membership_generation(client, org_id, owner["user_id"])  # a reader starts
-    invalidate_membership(RedisTools(client, "test", 60), org_id, owner["user_id"])  # a change commits
-    assert not cache_membership(client, {**owner, "role": "stale"}, generation)
-    assert client.get(membership_key(org_id, owner["user_id"])) is None
-    fresh = membership_generation(client, org_id, owner["user_id"])
-    assert cache_membership(client, owner, fresh)
-    assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
+    cache = RedisTools(client, "employees", 60).cache
+    key, tags = membership_key(org_id, owner["user_id"]), [membership_tag(org_id, owner["user_id"])]
+    generations = cache.generations(tags)  # a reader starts
+    cache.invalidate_tags(*tags)  # a change commits
+    assert not cache.set(key, {**owner, "role": "stale"}, tags=tags, generations=generations)
+    assert client.get(key) is None
+    assert cache.set(key, owner, tags=tags, generations=cache.generations(tags))
+    assert json.loads(client.get(key)) == owner
 
 
 def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique):

@@ -79,7 +79,7 @@ def test_create_list_and_update_invalidates_the_cached_org(mesh, unique):
     assert org["subscription"] == {"plan": "free", "limits": {"employees": 5, "teams": 1}}
     assert org["org_id"] in my_org_ids(mesh, user["user_id"])
     mesh.call("organizations", "get_org", org["org_id"])
-    assert list(mesh.redis("organizations").scan_iter(f"{org_key(org['org_id'])}:v*"))
+    assert list(mesh.redis("organizations").scan_iter(f"{org_key(org['org_id'])}|*"))
     renamed = mesh.call("organizations", "update_org", owner, org["org_id"], {"name": "Acme 2"})
     assert renamed["name"] == "Acme 2"
     assert mesh.call("organizations", "get_org", org["org_id"])["name"] == "Acme 2"
