@@ -20,6 +20,7 @@ from shared.pagination import decode_cursor, page
 from shared.redis import Limit, org_version_key
 from shared.rpc import ServiceRpc, rpc
 from shared.sealed import seal
+from shared.tenancy import require_member
 from shared.timers import periodic
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,10 @@ class EmployeeService(base.ServiceBase):
         for doc in self.store.mark_org_deleted(org_id):
             self._invalidate(org_id, doc["user_id"])
 
-    # --- HTTP-facing operations (the gateway checked membership already) --------
+    # --- org-scoped operations: (user_id, org_id, ...), authorized here, first -------
     @rpc
-    def add_employee(self, actor: dict, org_id: str, body: dict) -> dict:
+    def add_employee(self, user_id: str, org_id: str, body: dict) -> dict:
+        actor = self._member(org_id, user_id, "employee.add")
         body = EmployeeAddSchema().load(body)
         domain.check_can_add(actor["role"], body["role"])
         org = self.organizations.get_org(org_id)
@@ -120,7 +122,8 @@ class EmployeeService(base.ServiceBase):
         return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
 
     @rpc
-    def list_employees(self, org_id: str, query: dict) -> dict:
+    def list_employees(self, user_id: str, org_id: str, query: dict) -> dict:
+        self._member(org_id, user_id, "employee.read")
         query = EmployeeQuerySchema().load(query)
         docs = self.store.list_employees(
             org_id, role=query.get("role"), status=query.get("status"),
@@ -129,11 +132,15 @@ class EmployeeService(base.ServiceBase):
         return page(docs, query["limit"], employee_out)
 
     @rpc
-    def get_employee(self, org_id: str, employee_id: str) -> dict:
+    def get_employee(self, user_id: str, org_id: str, employee_id: str) -> dict:
+        self._member(org_id, user_id, "employee.read")
         return employee_out(self._employee(org_id, employee_id))
 
     @rpc
-    def update_employee(self, actor: dict, org_id: str, employee_id: str, body: dict) -> dict:
+    def update_employee(self, user_id: str, org_id: str, employee_id: str, body: dict) -> dict:
+        """What may change depends on what changes (one's own job title, another's
+        details, a role): the member is checked first, the changes after validation."""
+        actor = self._member(org_id, user_id, None)
         body = EmployeeUpdateSchema().load(body)
         target = self._employee(org_id, employee_id)
         changes = domain.changes_of(target, body)
@@ -157,13 +164,15 @@ class EmployeeService(base.ServiceBase):
         return employee_out(doc)
 
     @rpc
-    def remove_employee(self, actor: dict, org_id: str, employee_id: str) -> None:
+    def remove_employee(self, user_id: str, org_id: str, employee_id: str) -> None:
+        actor = self._member(org_id, user_id, "employee.remove")
         target = self._employee(org_id, employee_id)
         domain.check_remove(actor, target, self.store.owner_count(org_id))
         self._remove(target, actor["user_id"])
 
     @rpc
-    def list_invitations(self, org_id: str, query: dict) -> dict:
+    def list_invitations(self, user_id: str, org_id: str, query: dict) -> dict:
+        self._member(org_id, user_id, "invitation.manage")
         query = InvitationQuerySchema().load(query)
         docs = self.store.list_invitations(org_id, decode_cursor(query.get("cursor")),
                                            query["limit"])
@@ -187,10 +196,11 @@ class EmployeeService(base.ServiceBase):
         return self.store.active_org_ids(user_id)
 
     @rpc
-    def revoke_invitation(self, actor: dict, org_id: str, invitation_id: str) -> None:
+    def revoke_invitation(self, user_id: str, org_id: str, invitation_id: str) -> None:
+        self._member(org_id, user_id, "invitation.manage")
         invitation = self.store.invitation(org_id, invitation_id)
         if invitation is None or not self.store.close_invitation(
-                invitation_id, "revoked", {"revoked_by": actor["user_id"],
+                invitation_id, "revoked", {"revoked_by": user_id,
                                            "revoked_at": utcnow()}):
             raise NotFound("Invitation not found.")
         self._changed(org_id)
@@ -321,6 +331,11 @@ class EmployeeService(base.ServiceBase):
         self._track_task(data["org_id"], data["task_id"], {"state": "deleted"})
 
     # --- helpers (not entrypoints) ----------------------------------------------
+    def _member(self, org_id: str, user_id: str, action: str | None) -> dict:
+        """The caller's membership (404 outside the org, 403 without ``action``),
+        read from this service's own cache or store."""
+        return require_member(self.redis, self, org_id, user_id, action)
+
     def _employee(self, org_id: str, employee_id: str) -> dict:
         doc = self.store.employee(org_id, employee_id) if isinstance(employee_id, str) else None
         if doc is None or doc["status"] == "removed":

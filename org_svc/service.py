@@ -19,6 +19,7 @@ from shared.mongo import Mongo, utcnow
 from shared.pagination import PageArgsSchema, decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
+from shared.tenancy import require_member
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class OrganizationService(base.ServiceBase):
     store = Mongo(OrganizationStore)
     auth = ServiceRpc("auth", methods=("get_users",))
     employees = ServiceRpc("employees", methods=(
-        "add_owner", "close_org", "find_successor", "get_employee_by_user", "transfer_ownership"))
+        "add_owner", "close_org", "find_successor", "get_employee_by_user", "get_membership",
+        "transfer_ownership"))
 
     # --- reads (cached) -----------------------------------------------------------
     @rpc
@@ -81,7 +83,7 @@ class OrganizationService(base.ServiceBase):
         org = self.get_org(org_id)
         return {**org["subscription"], "usage": org["counts"]}
 
-    # --- writes (the gateway checked the actor's membership and permission) -------
+    # --- writes: org-scoped ones take (user_id, org_id, ...) and authorize here, first ---
     @rpc
     def create_org(self, user_id: str, body: dict) -> dict:
         body = OrgCreateSchema().load(body)
@@ -91,20 +93,23 @@ class OrganizationService(base.ServiceBase):
         return domain.org_out(doc, self.config)
 
     @rpc
-    def update_org(self, actor: dict, org_id: str, body: dict) -> dict:
+    def update_org(self, user_id: str, org_id: str, body: dict) -> dict:
+        self._authorize(org_id, user_id, "org.update")
         body = OrgUpdateSchema().load(body)
         doc = self._update(org_id, {"name": body["name"]})
         self.events.publish("organization.updated", {"org_id": org_id, "name": doc["name"],
                                                      "changes": body},
-                            org_id=org_id, actor_id=actor["user_id"])
+                            org_id=org_id, actor_id=user_id)
         return domain.org_out(doc, self.config)
 
     @rpc
-    def delete_org(self, actor: dict, org_id: str) -> None:
-        self._delete(org_id, actor["user_id"])
+    def delete_org(self, user_id: str, org_id: str) -> None:
+        self._authorize(org_id, user_id, "org.delete")
+        self._delete(org_id, user_id)
 
     @rpc
-    def update_settings(self, actor: dict, org_id: str, body: dict) -> dict:
+    def update_settings(self, user_id: str, org_id: str, body: dict) -> dict:
+        self._authorize(org_id, user_id, "org.settings.update")
         changes = SettingsSchema().load(body)
         current = self.store.org(org_id)
         if current is None:
@@ -113,17 +118,18 @@ class OrganizationService(base.ServiceBase):
         self._update(org_id, {"settings": settings})
         self.events.publish("organization.settings.updated",
                             {"org_id": org_id, "settings": settings},
-                            org_id=org_id, actor_id=actor["user_id"])
+                            org_id=org_id, actor_id=user_id)
         return settings
 
     @rpc
-    def transfer_ownership(self, actor: dict, org_id: str, body: dict) -> dict:
+    def transfer_ownership(self, user_id: str, org_id: str, body: dict) -> dict:
+        self._authorize(org_id, user_id, "org.transfer")
         body = TransferSchema().load(body)
         target = self.employees.get_employee_by_user(org_id, body["user_id"])
-        if not target or target["status"] != "active" or body["user_id"] == actor["user_id"]:
+        if not target or target["status"] != "active" or body["user_id"] == user_id:
             raise ValidationFailed("The new owner must be another active employee.",
                                    errors={"user_id": ["Not another active employee."]})
-        doc = self._hand_over(org_id, actor["user_id"], body["user_id"], actor["user_id"])
+        doc = self._hand_over(org_id, user_id, body["user_id"], user_id)
         return domain.org_out(doc, self.config)
 
     # --- operator (``ops.cli set-plan`` or a billing hook): no HTTP route --------
@@ -181,6 +187,9 @@ class OrganizationService(base.ServiceBase):
         self._team(event["data"], present=False)
 
     # --- helpers (not entrypoints) ------------------------------------------------
+    def _authorize(self, org_id: str, user_id: str, action: str) -> dict:
+        return require_member(self.redis, self.employees, org_id, user_id, action)
+
     def _org_out(self, org_id: str) -> dict | None:
         doc = self.store.org(org_id) if isinstance(org_id, str) else None
         return domain.org_out(doc, self.config) if doc else None

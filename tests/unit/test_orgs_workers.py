@@ -43,8 +43,9 @@ def test_task_assignment_recounts_both_holders():
 
 def test_updating_an_org_drops_its_cached_copy():
     service = worker_factory(OrganizationService, config={})
+    service.redis.cache.get.return_value = {"user_id": "u", "role": "owner", "status": "active"}
     service.store.update_org.return_value = {"_id": "o1", "name": "New", "owner_user_id": "u"}
-    out = service.update_org({"user_id": "u", "role": "owner"}, "o1", {"name": "New"})
+    out = service.update_org("u", "o1", {"name": "New"})
     assert out["name"] == "New"
     assert org_version_key("organizations", "o1") in service.redis.cache.bump_versions.call_args.args[0]
     event_type, data = service.events.publish.call_args.args
