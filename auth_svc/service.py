@@ -1,4 +1,4 @@
-"""The auth service: entrypoints only. The flows are in auth_svc.accounts,
+"""The auth service: entrypoints only. The flows are in auth_svc.flows,
 the rules in auth_svc.domain, the queries in auth_svc.store."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import redis
 from nameko.extensions import DependencyProvider
 
 from auth_svc import schemas
-from auth_svc.accounts import Accounts, dummy_hash
 from auth_svc.domain import brief_user, normalise_email
+from auth_svc.flows import Accounts, dummy_hash
 from auth_svc.keys import load_keyring, publish_jwks
 from auth_svc.store import AuthStore
 from auth_svc.vault import load_vault

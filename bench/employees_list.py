@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import pymongo  # noqa: E402
 
 from employee_svc import domain  # noqa: E402
-from employee_svc.service import employee_out  # noqa: E402
+from employee_svc.schemas import employee_out  # noqa: E402
 from employee_svc.store import EmployeeStore  # noqa: E402
 from ops import mesh  # noqa: E402
 from shared.mongo import utcnow  # noqa: E402

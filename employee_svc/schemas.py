@@ -77,3 +77,26 @@ class InvitationSchema(Schema):
 
 
 InvitationPageSchema = page_schema("InvitationPage", InvitationSchema)
+
+
+# documents become answers here, and only here
+def iso(value) -> str | None:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
+def employee_out(doc: dict) -> dict:
+    return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
+            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
+            "status": doc["status"], "job_title": doc.get("job_title", ""),
+            "teams": doc.get("teams") or {},
+            "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
+            "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
+            "removed_by": doc.get("removed_by")}
+
+
+def invitation_out(doc: dict) -> dict:
+    return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
+            "role": doc["role"], "job_title": doc.get("job_title", ""),
+            "status": doc["status"], "expires_at": iso(doc["expires_at"]),
+            "invited_by_user_id": doc.get("invited_by_user_id"),
+            "org_name": doc.get("org_name", "")}

@@ -10,6 +10,9 @@ from employee_svc.schemas import (
     EmployeeQuerySchema,
     EmployeeUpdateSchema,
     InvitationQuerySchema,
+    employee_out,
+    invitation_out,
+    iso,
 )
 from employee_svc.store import EmployeeStore
 from shared import service as base
@@ -24,28 +27,6 @@ from shared.tenancy import require_member
 from shared.timers import periodic
 
 log = logging.getLogger(__name__)
-
-
-def iso(value) -> str | None:
-    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
-
-
-def employee_out(doc: dict) -> dict:
-    return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
-            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
-            "status": doc["status"], "job_title": doc.get("job_title", ""),
-            "teams": doc.get("teams") or {},
-            "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
-            "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
-            "removed_by": doc.get("removed_by")}
-
-
-def invitation_out(doc: dict) -> dict:
-    return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
-            "role": doc["role"], "job_title": doc.get("job_title", ""),
-            "status": doc["status"], "expires_at": iso(doc["expires_at"]),
-            "invited_by_user_id": doc.get("invited_by_user_id"),
-            "org_name": doc.get("org_name", "")}
 
 
 class EmployeeService(base.ServiceBase):

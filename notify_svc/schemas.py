@@ -130,3 +130,12 @@ class TemplateOutSchema(Schema):
     html = fields.String(metadata={"example": TEMPLATE_HTML})
     overridden = fields.Boolean(metadata={"description": "false: the built-in template",
                                           "example": True})
+
+
+def dump_notification(doc: dict) -> dict:
+    """A notification as the API shows it."""
+    return {"id": doc["_id"], "kind": doc["kind"], "title": doc.get("title"),
+            "body": doc.get("body"), "link": doc.get("link"), "read": doc.get("read", False),
+            "org_id": doc.get("org_id"),
+            "data": {**(doc.get("data") or {}), **({"tasks": doc["tasks"]} if "tasks" in doc else {})},
+            "created_at": doc["created_at"].isoformat().replace("+00:00", "Z")}

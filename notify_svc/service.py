@@ -1,17 +1,18 @@
 """The notifications service: entrypoints only (the workflow is in
-``notify_svc.dispatch``, the rules in ``notify_svc.domain``)."""
+``notify_svc.flows``, the rules in ``notify_svc.domain``)."""
 from __future__ import annotations
 
 from marshmallow import ValidationError
 
 from notify_svc import domain
 from notify_svc.channels import Mailer, Pusher
-from notify_svc.dispatch import Notifier, public
+from notify_svc.flows import Notifier
 from notify_svc.schemas import (
     ListQuerySchema,
     PreferencesSchema,
     PushSubscriptionSchema,
     TemplateSchema,
+    dump_notification,
 )
 from notify_svc.store import NotificationStore
 from shared import service as base
@@ -153,12 +154,12 @@ class NotificationService(base.ServiceBase):
         args = load(ListQuerySchema(), query or {})
         docs = self.store.list_notifications(user_id, args["limit"] + 1,
                                              decode_key(args["cursor"], 2), args["unread"])
-        return page(docs, args["limit"], public, key=lambda d: (d["created_at"], d["_id"]))
+        return page(docs, args["limit"], dump_notification, key=lambda d: (d["created_at"], d["_id"]))
 
     @rpc
     def missed(self, user_id: str, last_id: str) -> list[dict]:
         """What a reconnecting websocket missed since ``last_id`` (oldest first)."""
-        return [public(d) for d in self.store.since(user_id, str(last_id))]
+        return [dump_notification(d) for d in self.store.since(user_id, str(last_id))]
 
     @rpc
     def unread_count(self, user_id: str) -> int:

@@ -19,7 +19,7 @@ import yaml
 from eventlet.greenpool import GreenPool
 from jinja2 import Environment
 
-from notify_svc import domain
+from notify_svc import domain, schemas
 from notify_svc.channels import Permanent, Transient
 from notify_svc.contract import STREAM_MAXLEN, STREAM_TTL, user_channel, user_stream
 from shared.errors import Conflict, ValidationFailed
@@ -67,15 +67,6 @@ def html_email(subject: str, text: str, link: str | None, locale: str, footer: s
     return _layout().render(subject=subject, paragraphs=[p for p in paragraphs if p],
                             link=link, locale=locale, footer=footer,
                             body_html=nh3.clean(body_html) if body_html else None)
-
-
-def public(doc: dict) -> dict:
-    """A notification as the API shows it."""
-    return {"id": doc["_id"], "kind": doc["kind"], "title": doc.get("title"),
-            "body": doc.get("body"), "link": doc.get("link"), "read": doc.get("read", False),
-            "org_id": doc.get("org_id"),
-            "data": {**(doc.get("data") or {}), **({"tasks": doc["tasks"]} if "tasks" in doc else {})},
-            "created_at": doc["created_at"].isoformat().replace("+00:00", "Z")}
 
 
 class Notifier:
@@ -243,7 +234,7 @@ class Notifier:
         try:
             pipe = self.redis.client.pipeline(transaction=False)
             for doc in docs:
-                message = json.dumps({"type": "notification", "notification": public(doc)},
+                message = json.dumps({"type": "notification", "notification": schemas.dump_notification(doc)},
                                      default=str)
                 pipe.xadd(user_stream(doc["user_id"]), {"m": message}, maxlen=STREAM_MAXLEN,
                           approximate=True)
