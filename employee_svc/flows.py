@@ -13,17 +13,12 @@ from shared.events import derived_event_id
 from shared.mongo import utcnow
 from shared.redis import Limit, org_version_key
 from shared.sealed import seal
+from shared.service import Flows
 
 log = logging.getLogger(__name__)
 
 
-class EmployeeFlows:
-    def __init__(self, svc):
-        self.name = svc.name
-        self.store = svc.store
-        self.redis = svc.redis
-        self.events = svc.events
-        self.config = svc.config
+class EmployeeFlows(Flows):
 
     def employee(self, org_id: str, employee_id: str) -> dict:
         doc = self.store.employee(org_id, employee_id) if isinstance(employee_id, str) else None

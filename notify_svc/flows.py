@@ -26,6 +26,7 @@ from shared.errors import Conflict, ValidationFailed
 from shared.mongo import utcnow
 from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
 from shared.sealed import unseal
+from shared.service import Flows
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,8 @@ def html_email(subject: str, text: str, link: str | None, locale: str, footer: s
                             body_html=nh3.clean(body_html) if body_html else None)
 
 
-class Notifier:
-    def __init__(self, svc):
-        self.store = svc.store
-        self.redis = svc.redis
-        self.mailer = svc.mailer
-        self.pusher = svc.pusher
-        self.events = svc.events
-        self.config = svc.config
-        self.organizations = svc.organizations
+class Notifier(Flows):
+    uses = ("mailer", "pusher", "organizations")
 
     def setting(self, name: str, default: float) -> float:
         return float(self.config.get(name, default))

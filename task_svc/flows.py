@@ -12,19 +12,14 @@ import logging
 from shared.errors import NotFound, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import decode_key, page
+from shared.service import Flows
 from task_svc import domain, leaderboard, schemas
 
 log = logging.getLogger(__name__)
 
 
-class TaskFlows:
-    def __init__(self, svc):
-        self.store = svc.store
-        self.redis = svc.redis
-        self.events = svc.events
-        self.config = svc.config
-        self.employees = svc.employees
-        self.teams = svc.teams
+class TaskFlows(Flows):
+    uses = ("employees", "teams")
 
     def task(self, org_id: str, task_id: str) -> dict:
         task = self.store.get(org_id, str(task_id))
