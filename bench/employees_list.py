@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 import pymongo  # noqa: E402
 
 from employee_svc import domain  # noqa: E402
-from employee_svc.service import employee_out  # noqa: E402
+from employee_svc.schemas import employee_out  # noqa: E402
 from employee_svc.store import EmployeeStore  # noqa: E402
-from gateway_svc.cache import ResponseCache  # noqa: E402
 from ops import mesh  # noqa: E402
+from shared.mongo import utcnow  # noqa: E402
 from shared.pagination import page  # noqa: E402
 from shared.redis import RedisTools, make_client, org_version_key  # noqa: E402
 
@@ -50,7 +50,7 @@ def employees(org_id: str, count: int) -> list[dict]:
                      "status": "active", "job_title": title, "teams": {}, "team_ids": [],
                      "task_counts": {"open": 0, "completed": 0},
                      "keywords": domain.keywords(name, email, title),
-                     "created_at": domain.now()})
+                     "created_at": utcnow()})
     return docs
 
 
@@ -105,12 +105,12 @@ def main() -> None:
             return lambda: page(store.list_employees(org_id, limit=50, **query), 50,
                                 employee_out)
 
-        cache = ResponseCache(tools, default_ttl=300)
+        cache = tools.cache
         version = [org_version_key("employees", f"bench-{org_id}")]
 
         def cached(name, query):
             key = f"bench:employees:{org_id}:{name}"
-            return lambda: cache.get_or_compute(key, version, cold(query))
+            return lambda: cache.get_or_set(key, cold(query), ttl=300, versions=version)
 
         rows = [("baseline: find_one by _id", timed(
             lambda: db.employees.find_one({"_id": some_id}), args.calls))]

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 
+from employee_svc.contract import MEMBERSHIP_TTL, membership_key
 from shared import service as base
 from shared.rpc import rpc
-from shared.tenancy import MEMBERSHIP_TTL, membership_key
 
 ORG = "bench-org"
 BOSS = "bench-boss"

@@ -8,7 +8,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.mongo import utcnow
 from shared.permissions import (
     RANK,
     check_removal,
@@ -30,7 +29,6 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def keywords(name: str, email: str, job_title: str) -> list[str]:

@@ -2,12 +2,11 @@
 from marshmallow import Schema, fields, validate
 
 from shared import examples as ex
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.pagination import PageArgsSchema, page_schema
 from shared.permissions import ORG_ROLES
 
 ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="Not a valid id.")
 STATUSES = ("active", "inactive")
-ROLE = fields.String(validate=validate.OneOf(ORG_ROLES))
 
 
 JOB_TITLE = "Backend engineer"
@@ -29,20 +28,15 @@ class EmployeeUpdateSchema(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES), metadata={"example": "active"})
 
 
-class EmployeeQuerySchema(Schema):
+class EmployeeQuerySchema(PageArgsSchema):
     q = fields.String(validate=validate.Length(min=1, max=100))
     role = fields.String(validate=validate.OneOf(ORG_ROLES))
     status = fields.String(validate=validate.OneOf((*STATUSES, "removed")))
     team_id = fields.String(validate=ID)
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(validate=validate.Length(max=200))
 
 
-class InvitationQuerySchema(Schema):
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(validate=validate.Length(max=200))
+class InvitationQuerySchema(PageArgsSchema):
+    pass
 
 
 class TaskCountsSchema(Schema):
@@ -70,9 +64,7 @@ class EmployeeSchema(Schema):
                                        "example": 3})
 
 
-class EmployeePageSchema(Schema):
-    items = fields.List(fields.Nested(EmployeeSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+EmployeePageSchema = page_schema("EmployeePage", EmployeeSchema)
 
 
 class InvitationSchema(Schema):
@@ -87,6 +79,27 @@ class InvitationSchema(Schema):
     org_name = fields.String(metadata={"example": "Acme"})
 
 
-class InvitationPageSchema(Schema):
-    items = fields.List(fields.Nested(InvitationSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+InvitationPageSchema = page_schema("InvitationPage", InvitationSchema)
+
+
+# documents become answers here, and only here
+def iso(value) -> str | None:
+    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
+
+
+def employee_out(doc: dict) -> dict:
+    return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
+            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
+            "status": doc["status"], "job_title": doc.get("job_title", ""),
+            "teams": doc.get("teams") or {},
+            "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
+            "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
+            "removed_by": doc.get("removed_by"), "version": doc.get("version") or 0}
+
+
+def invitation_out(doc: dict) -> dict:
+    return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
+            "role": doc["role"], "job_title": doc.get("job_title", ""),
+            "status": doc["status"], "expires_at": iso(doc["expires_at"]),
+            "invited_by_user_id": doc.get("invited_by_user_id"),
+            "org_name": doc.get("org_name", "")}

@@ -1,77 +1,56 @@
-"""The employees service: entrypoints only."""
+"""The employees service: entrypoints only (the work of several steps is in
+``employee_svc.flows``, the rules in ``employee_svc.domain``)."""
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from employee_svc import domain
+from employee_svc.contract import MEMBERSHIP_TTL, membership_key, membership_tag
+from employee_svc.flows import EmployeeFlows
 from employee_svc.schemas import (
     EmployeeAddSchema,
     EmployeeQuerySchema,
     EmployeeUpdateSchema,
     InvitationQuerySchema,
+    employee_out,
+    invitation_out,
+    iso,
 )
 from employee_svc.store import EmployeeStore
 from shared import service as base
-from shared.errors import Conflict, NotFound, PlanLimitExceeded, PreconditionFailed, RateLimited
-from shared.events import Events, handles
-from shared.mongo import Mongo
+from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.events import derived_event_id, handles
+from shared.mongo import Mongo, utcnow
 from shared.pagination import decode_cursor, page
-from shared.redis import Limit, org_version_key
 from shared.rpc import ServiceRpc, rpc
-from shared.sealed import seal
-from shared.tenancy import cache_membership, invalidate_membership, membership_generation
+from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
 log = logging.getLogger(__name__)
 
 
-def event_id(*parts: str) -> str:
-    """Deterministic ids for events a handler publishes: a re-run sends the same one."""
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
-
-
-def iso(value) -> str | None:
-    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
-
-
-def employee_out(doc: dict) -> dict:
-    return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
-            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
-            "status": doc["status"], "job_title": doc.get("job_title", ""),
-            "teams": doc.get("teams") or {},
-            "task_counts": doc.get("task_counts") or {"open": 0, "completed": 0},
-            "created_at": iso(doc.get("created_at")), "removed_at": iso(doc.get("removed_at")),
-            "removed_by": doc.get("removed_by"), "version": doc.get("version") or 0}
-
-
-def invitation_out(doc: dict) -> dict:
-    return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
-            "role": doc["role"], "job_title": doc.get("job_title", ""),
-            "status": doc["status"], "expires_at": iso(doc["expires_at"]),
-            "invited_by_user_id": doc.get("invited_by_user_id"),
-            "org_name": doc.get("org_name", "")}
-
-
 class EmployeeService(base.ServiceBase):
     name = "employees"
 
     store = Mongo(EmployeeStore)
-    events = Events()
     auth = ServiceRpc("auth", methods=("find_user_by_email", "get_users"))
     organizations = ServiceRpc("organizations", methods=("get_org",))
+
+    @property
+    def flows(self) -> EmployeeFlows:
+        return EmployeeFlows(self)
 
     # --- contracts other services use -------------------------------------------
     @rpc
     def get_membership(self, org_id: str, user_id: str) -> dict | None:
-        generation = membership_generation(self.redis.client, org_id, user_id)
-        doc = self.store.employee_by_user(org_id, user_id)
-        if doc is None or doc.get("org_deleted"):
-            return None
-        membership = domain.membership(doc)
-        cache_membership(self.redis.client, membership, generation)
-        return membership
+        def load() -> dict | None:
+            doc = self.store.employee_by_user(org_id, user_id)
+            return None if doc is None or doc.get("org_deleted") else domain.membership(doc)
+
+        return self.redis.cache.get_or_set(
+            membership_key(org_id, user_id), load, ttl=MEMBERSHIP_TTL,
+            tags=[membership_tag(org_id, user_id)], cache_none=False)
 
     @rpc
     def get_employees(self, org_id: str, employee_ids: list[str]) -> list[dict]:
@@ -106,7 +85,7 @@ class EmployeeService(base.ServiceBase):
 
     @rpc
     def transfer_ownership(self, org_id: str, old_user_id: str, new_user_id: str) -> None:
-        self._apply_owner_change(org_id, old_user_id, new_user_id, actor_id=old_user_id)
+        self.flows.apply_owner_change(org_id, old_user_id, new_user_id, actor_id=old_user_id)
 
     @rpc
     def add_owner(self, data: dict) -> dict:
@@ -115,45 +94,48 @@ class EmployeeService(base.ServiceBase):
         user = {"user_id": data["owner_user_id"], "email": data.get("owner_email") or "",
                 "name": data.get("owner_name") or ""}
         org = {"org_id": data["org_id"], "name": data.get("name", "")}
-        return employee_out(self._add_user(None, org, user, {"role": "owner", "job_title": ""},
+        return employee_out(self.flows.add_user(None, org, user, {"role": "owner", "job_title": ""},
                                            check_limit=False))
 
     @rpc
     def close_org(self, org_id: str) -> None:
         """A deleted org has no members any more (called at once, and again by the event)."""
         for doc in self.store.mark_org_deleted(org_id):
-            self._invalidate(org_id, doc["user_id"])
+            self.flows.invalidate(org_id, doc["user_id"])
 
-    # --- HTTP-facing operations (the gateway checked membership already) --------
+    # --- org-scoped operations: (user_id, org_id, ...), authorized here, first -------
     @rpc
-    def add_employee(self, actor: dict, org_id: str, body: dict) -> dict:
+    def add_employee(self, user_id: str, org_id: str, body: dict) -> dict:
+        actor = self._member(org_id, user_id, "employee.add")
         body = EmployeeAddSchema().load(body)
         domain.check_can_add(actor["role"], body["role"])
         org = self.organizations.get_org(org_id)
         user = self.auth.find_user_by_email(body["email"])
         if domain.may_join(user, body["email"]):
-            return {"status": 201, "employee": employee_out(self._add_user(actor, org, user, body))}
+            return {"status": 201, "employee": employee_out(self.flows.add_user(actor, org, user, body))}
         if user and self.store.is_member(org_id, user["user_id"]):
             raise Conflict("This user is already an employee of the organization.")
         # an unknown or not yet verified address: an invitation, which becomes a
         # membership once that address is verified (whoever proves it, not whoever
         # registered it first)
-        return {"status": 202, "invitation": invitation_out(self._invite(actor, org, body))}
+        return {"status": 202, "invitation": invitation_out(self.flows.invite(actor, org, body))}
 
     @rpc
-    def add_service_account(self, actor: dict, org_id: str, account: dict) -> dict:
+    def add_service_account(self, user_id: str, org_id: str, account: dict) -> dict:
         """A service account (made by auth) becomes an active member at once: it has
         no mailbox to verify. Its role is at most the adding admin's."""
+        actor = self._member(org_id, user_id, "employee.add")
         role = account.get("role") or "member"
         domain.check_can_add(actor["role"], role)
         org = self.organizations.get_org(org_id)
         user = {"user_id": account["user_id"], "email": account["email"],
                 "name": account.get("name", ""), "email_verified": True}
-        return employee_out(self._add_user(actor, org, user,
-                                           {"role": role, "job_title": "service account"}))
+        return employee_out(self.flows.add_user(actor, org, user,
+                                                {"role": role, "job_title": "service account"}))
 
     @rpc
-    def list_employees(self, org_id: str, query: dict) -> dict:
+    def list_employees(self, user_id: str, org_id: str, query: dict) -> dict:
+        self._member(org_id, user_id, "employee.read")
         query = EmployeeQuerySchema().load(query)
         docs = self.store.list_employees(
             org_id, role=query.get("role"), status=query.get("status"),
@@ -162,15 +144,19 @@ class EmployeeService(base.ServiceBase):
         return page(docs, query["limit"], employee_out)
 
     @rpc
-    def get_employee(self, org_id: str, employee_id: str) -> dict:
-        return employee_out(self._employee(org_id, employee_id))
+    def get_employee(self, user_id: str, org_id: str, employee_id: str) -> dict:
+        self._member(org_id, user_id, "employee.read")
+        return employee_out(self.flows.employee(org_id, employee_id))
 
     @rpc
-    def update_employee(self, actor: dict, org_id: str, employee_id: str, body: dict,
+    def update_employee(self, user_id: str, org_id: str, employee_id: str, body: dict,
                         if_version: int | None = None) -> dict:
-        """``if_version``: the version the client saw (If-Match); 412 if it moved on."""
+        """What may change depends on what changes (one's own job title, another's
+        details, a role): the member is checked first, the changes after validation.
+        ``if_version``: the version the client saw (If-Match); 412 if it moved on."""
+        actor = self._member(org_id, user_id, None)
         body = EmployeeUpdateSchema().load(body)
-        target = self._employee(org_id, employee_id)
+        target = self.flows.employee(org_id, employee_id)
         changes = domain.changes_of(target, body)
         domain.check_update(actor, target, changes, self.store.owner_count(org_id))
         require_version(target, if_version)
@@ -188,23 +174,25 @@ class EmployeeService(base.ServiceBase):
                 raise PreconditionFailed(STALE)
             if doc is None:  # removed meanwhile
                 raise NotFound("Employee not found.")
-            self._publish_update(actor["user_id"], target, doc, changes, session)
+            self.flows.publish_update(actor["user_id"], target, doc, changes, session)
             return doc
 
         doc = self.store.run_transaction(write)
-        self._invalidate(org_id, doc["user_id"])
+        self.flows.invalidate(org_id, doc["user_id"])
         return employee_out(doc)
 
     @rpc
-    def remove_employee(self, actor: dict, org_id: str, employee_id: str,
+    def remove_employee(self, user_id: str, org_id: str, employee_id: str,
                         if_version: int | None = None) -> None:
-        target = self._employee(org_id, employee_id)
+        actor = self._member(org_id, user_id, "employee.remove")
+        target = self.flows.employee(org_id, employee_id)
         domain.check_remove(actor, target, self.store.owner_count(org_id))
         require_version(target, if_version)
-        self._remove(target, actor["user_id"], if_version=if_version)
+        self.flows.remove(target, actor["user_id"], if_version=if_version)
 
     @rpc
-    def list_invitations(self, org_id: str, query: dict) -> dict:
+    def list_invitations(self, user_id: str, org_id: str, query: dict) -> dict:
+        self._member(org_id, user_id, "invitation.manage")
         query = InvitationQuerySchema().load(query)
         docs = self.store.list_invitations(org_id, decode_cursor(query.get("cursor")),
                                            query["limit"])
@@ -217,7 +205,7 @@ class EmployeeService(base.ServiceBase):
         user = (self.auth.get_users([user_id]) or [None])[0]
         if user is None:
             return {"items": [], "next_cursor": None}
-        docs = self.store.invitations_for_email(user["email"].lower(), domain.now(),
+        docs = self.store.invitations_for_email(user["email"].lower(), utcnow(),
                                                 decode_cursor(query.get("cursor")),
                                                 query["limit"])
         return page(docs, query["limit"], invitation_out)
@@ -228,20 +216,21 @@ class EmployeeService(base.ServiceBase):
         return self.store.active_org_ids(user_id)
 
     @rpc
-    def revoke_invitation(self, actor: dict, org_id: str, invitation_id: str) -> None:
+    def revoke_invitation(self, user_id: str, org_id: str, invitation_id: str) -> None:
+        self._member(org_id, user_id, "invitation.manage")
         invitation = self.store.invitation(org_id, invitation_id)
         if invitation is None or not self.store.close_invitation(
-                invitation_id, "revoked", {"revoked_by": actor["user_id"],
-                                           "revoked_at": domain.now()}):
+                invitation_id, "revoked", {"revoked_by": user_id,
+                                           "revoked_at": utcnow()}):
             raise NotFound("Invitation not found.")
-        self._changed(org_id)
+        self.flows.changed(org_id)
 
     @periodic(interval=60, config_key="EMPLOYEE_INVITATION_SWEEP_INTERVAL")
     def expire_invitations(self) -> int:
         """Pending invitations past their expiry become ``expired`` (so they stop holding a
         seat and leave the list) with ``employee.invitation.expired``; the conditional
         update makes each expire once, whichever replica gets there first."""
-        at = domain.now()
+        at = utcnow()
         expired = [i for i in self.store.expired_invitations(at)
                    if self.store.expire_invitation(i["_id"], at)]
         for invitation in expired:
@@ -250,16 +239,17 @@ class EmployeeService(base.ServiceBase):
                 "email": invitation["email"], "role": invitation["role"],
                 "expires_at": iso(invitation["expires_at"]),
                 "invited_by_user_id": invitation.get("invited_by_user_id")},
-                org_id=invitation["org_id"], event_id=event_id("invitation.expired", invitation["_id"],
-                                                               iso(invitation["expires_at"])))
+                org_id=invitation["org_id"],
+                event_id=derived_event_id("invitation.expired", invitation["_id"],
+                                          iso(invitation["expires_at"])))
         return len(expired)
 
     @rpc
     def accept_invitation(self, user_id: str, token: str) -> dict:
         invitation = self.store.invitation_by_token(domain.hash_token(str(token)))
         users = self.auth.get_users([user_id]) if invitation else []
-        domain.check_acceptance(invitation, (users or [None])[0], domain.now())
-        return employee_out(self._join(invitation, users[0]))
+        domain.check_acceptance(invitation, (users or [None])[0], utcnow())
+        return employee_out(self.flows.join(invitation, users[0]))
 
     # --- events -----------------------------------------------------------------
     @handles("organizations", "organization.created")
@@ -269,7 +259,7 @@ class EmployeeService(base.ServiceBase):
     @handles("organizations", "organization.owner.changed")
     def on_owner_changed(self, event: dict) -> None:
         data = event["data"]
-        self._apply_owner_change(data["org_id"], data.get("old_owner_user_id"),
+        self.flows.apply_owner_change(data["org_id"], data.get("old_owner_user_id"),
                                  data["new_owner_user_id"], actor_id=event.get("actor_id"))
 
     @handles("organizations", "organization.deleted")
@@ -281,13 +271,13 @@ class EmployeeService(base.ServiceBase):
         """The address is proven: its pending invitations become memberships, for the
         account that holds it verified now (auth is asked: the event may be old)."""
         data = event["data"]
-        self._sync_user(data["user_id"], {"email_verified": True})
+        self.flows.sync_user(data["user_id"], {"email_verified": True})
         user = (self.auth.get_users([data["user_id"]]) or [None])[0]
         if not domain.may_join(user, data["email"]):
             return
         for invitation in self.store.invitations_to_join(user["email"].lower(),
-                                                         user["user_id"], domain.now()):
-            self._join(invitation, user)
+                                                         user["user_id"], utcnow()):
+            self.flows.join(invitation, user)
 
     @handles("auth", "user.updated")
     def on_user_updated(self, event: dict) -> None:
@@ -295,24 +285,24 @@ class EmployeeService(base.ServiceBase):
         fields = {k: data[k] for k in ("name", "email", "email_verified") if k in data}
         if "email" in fields:
             fields["email"] = fields["email"].lower()
-        self._sync_user(data["user_id"], fields)
+        self.flows.sync_user(data["user_id"], fields)
 
     @handles("auth", "user.deleted")
     def on_user_deleted(self, event: dict) -> None:
         for doc in self.store.employees_of_user(event["data"]["user_id"]):
             if doc["status"] != "removed":
-                self._remove(doc, None, eid=event_id(event["event_id"], doc["_id"]))
+                self.flows.remove(doc, None, eid=derived_event_id(event["event_id"], doc["_id"]))
 
     @handles("teams", "team.member.added")
     def on_team_member_added(self, event: dict) -> None:
         data = event["data"]
         role = "leader" if data.get("role") == "leader" else "member"
-        self._set_team(data["org_id"], data["employee_id"], data["team_id"], role)
+        self.flows.set_team(data["org_id"], data["employee_id"], data["team_id"], role)
 
     @handles("teams", "team.member.removed")
     def on_team_member_removed(self, event: dict) -> None:
         data = event["data"]
-        self._set_team(data["org_id"], data["employee_id"], data["team_id"], None)
+        self.flows.set_team(data["org_id"], data["employee_id"], data["team_id"], None)
 
     @handles("teams", "team.leader.changed")
     def on_team_leader_changed(self, event: dict) -> None:
@@ -320,207 +310,48 @@ class EmployeeService(base.ServiceBase):
         if data.get("old_leader_id"):
             doc = self.store.set_team_role_if_member(data["org_id"], data["old_leader_id"],
                                                      data["team_id"], "member")
-            doc and self._invalidate(data["org_id"], doc["user_id"])
+            doc and self.flows.invalidate(data["org_id"], doc["user_id"])
         if data.get("new_leader_id"):
-            self._set_team(data["org_id"], data["new_leader_id"], data["team_id"], "leader")
+            self.flows.set_team(data["org_id"], data["new_leader_id"], data["team_id"], "leader")
 
     @handles("tasks", "task.assigned")
     def on_task_assigned(self, event: dict) -> None:
         data = event["data"]
-        self._track_task(data["org_id"], data["task_id"], {"employee_id": data.get("assignee_id")})
+        self.flows.track_task(data["org_id"], data["task_id"], {"employee_id": data.get("assignee_id")})
 
     @handles("tasks", "task.bulk.assigned")
     def on_task_bulk_assigned(self, event: dict) -> None:
         data = event["data"]  # a bulk chunk: one write for the tasks, one for the counts
         self.store.add_new_tasks(data["org_id"], data["tasks"])
         self.store.recount_tasks_of(data["org_id"], {t["assignee_id"] for t in data["tasks"]})
-        self._changed(data["org_id"])
+        self.flows.changed(data["org_id"])
 
     @handles("tasks", "task.reassigned")
     def on_task_reassigned(self, event: dict) -> None:
         data = event["data"]
-        self._track_task(data["org_id"], data["task_id"],
+        self.flows.track_task(data["org_id"], data["task_id"],
                          {"employee_id": data.get("new_assignee_id")})
 
     @handles("tasks", "task.completed")
     def on_task_completed(self, event: dict) -> None:
         data = event["data"]
-        self._track_task(data["org_id"], data["task_id"],
+        self.flows.track_task(data["org_id"], data["task_id"],
                          {"employee_id": data.get("assignee_id"), "state": "completed"})
 
     @handles("tasks", "task.status.changed")
     def on_task_status_changed(self, event: dict) -> None:
         data = event["data"]
-        self._track_task(data["org_id"], data["task_id"],
+        self.flows.track_task(data["org_id"], data["task_id"],
                          {"employee_id": data.get("assignee_id"),
                           "state": domain.task_state(data.get("new_status"))})
 
     @handles("tasks", "task.deleted")
     def on_task_deleted(self, event: dict) -> None:
         data = event["data"]
-        self._track_task(data["org_id"], data["task_id"], {"state": "deleted"})
+        self.flows.track_task(data["org_id"], data["task_id"], {"state": "deleted"})
 
     # --- helpers (not entrypoints) ----------------------------------------------
-    def _employee(self, org_id: str, employee_id: str) -> dict:
-        doc = self.store.employee(org_id, employee_id) if isinstance(employee_id, str) else None
-        if doc is None or doc["status"] == "removed":
-            raise NotFound("Employee not found.")
-        return doc
-
-    def _invalidate(self, org_id: str, user_id: str) -> None:
-        """The membership cache entry goes now; cached lists of the org go stale."""
-        invalidate_membership(self.redis, org_id, user_id)
-        self._changed(org_id)
-
-    def _changed(self, org_id: str) -> None:
-        self.redis.bump_versions([org_version_key(self.name, org_id)])
-
-    def _check_seats(self, org: dict) -> None:
-        limit = ((org.get("subscription") or {}).get("limits") or {}).get("employees")
-        if limit is not None and self.store.seat_count(org["org_id"]) >= limit:
-            raise PlanLimitExceeded(
-                f"The {org['subscription']['plan']} plan allows {limit} employees; "
-                "upgrade the subscription to add more.", limit=limit, resource="employees")
-
-    def _add_user(self, actor: dict | None, org: dict, user: dict, body: dict,
-                  check_limit: bool = True) -> dict:
-        existing = self.store.employee_by_user(org["org_id"], user["user_id"])
-        if existing and existing["status"] != "removed" and actor is not None:
-            raise Conflict("This user is already an employee of the organization.")
-        if check_limit:
-            self._check_seats(org)
-        email = user["email"].lower()
-        doc = {"_id": domain.new_id(), "org_id": org["org_id"], "user_id": user["user_id"],
-               "email": email, "name": user.get("name", ""), "role": body["role"],
-               "job_title": body.get("job_title", ""), "status": "active",
-               "email_verified": bool(user.get("email_verified")), "teams": {},
-               "team_ids": [], "task_counts": {"open": 0, "completed": 0},
-               "keywords": domain.keywords(user.get("name", ""), email,
-                                           body.get("job_title", "")),
-               "created_at": domain.now(), "org_name": org.get("name", "")}
-        doc, created = self.store.upsert_employee(doc)
-        if created:
-            self._invalidate(org["org_id"], user["user_id"])
-        self.events.publish("employee.added", {
-            "org_id": doc["org_id"], "employee_id": doc["_id"], "user_id": doc["user_id"],
-            "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
-            "job_title": doc.get("job_title", ""), "org_name": org.get("name", "")},
-            org_id=doc["org_id"], actor_id=actor and actor["user_id"],
-            event_id=event_id("employee.added", doc["_id"], str(doc["created_at"])))
-        return doc
-
-    def _check_invitation_rate(self, org_id: str, email: str) -> None:
-        """Invitation emails are limited per org and per address (anti-spam); the
-        address is hashed into the key, so Redis holds no list of addresses."""
-        limits = {**domain.INVITE_RATE, **(self.config.get("INVITATION_RATE_LIMITS") or {})}
-        for scope, key in (("address", domain.hash_token(email)), ("org", org_id)):
-            decision = self.redis.limiter.hit(f"employees:invite-rate:{scope}:{key}",
-                                              Limit.parse(limits[scope]))
-            if not decision.allowed:
-                raise RateLimited(domain.INVITE_RATE_REFUSED[scope], headers=decision.headers())
-
-    def _invite(self, actor: dict, org: dict, body: dict) -> dict:
-        email = body["email"].lower()
-        token, token_hash = domain.new_invitation_token()
-        expires_at = domain.now() + domain.INVITATION_TTL
-        doc = self.store.pending_invitation(org["org_id"], email)
-        if doc is None:
-            self._check_seats(org)
-        self._check_invitation_rate(org["org_id"], email)  # before anything changes
-        if doc:  # re-send: a fresh token; the old one stops working
-            doc = self.store.refresh_invitation(doc["_id"], {
-                "token_hash": token_hash, "expires_at": expires_at, "role": body["role"],
-                "job_title": body["job_title"]}) or doc
-        else:
-            doc = self.store.insert_invitation({
-                "_id": domain.new_id(), "org_id": org["org_id"], "email": email,
-                "role": body["role"], "job_title": body["job_title"], "status": "pending",
-                "token_hash": token_hash, "expires_at": expires_at,
-                "invited_by_user_id": actor["user_id"], "org_name": org.get("name", ""),
-                "created_at": domain.now()})
-        accept_url = (f"{self.config.get('PUBLIC_URL', '').rstrip('/')}"
-                      f"/invitations/{token}")  # the web console's page
-        sealed_link = seal(self.config, accept_url, domain.INVITATION_TTL.total_seconds())
-        self.events.publish("employee.invited", {
-            "org_id": org["org_id"], "invitation_id": doc["_id"], "email": email,
-            "role": doc["role"], "sealed_link": sealed_link,
-            "invited_by_user_id": actor["user_id"], "org_name": org.get("name", "")},
-            org_id=org["org_id"], actor_id=actor["user_id"])
-        return doc
-
-    def _join(self, invitation: dict, user: dict) -> dict:
-        """An invitation becomes a membership (once: the close is conditional)."""
-        claimed = self.store.close_invitation(invitation["_id"], "accepted", {
-            "accepted_by_user_id": user["user_id"], "accepted_at": domain.now()})
-        if not claimed and invitation.get("accepted_by_user_id") != user["user_id"]:
-            raise NotFound("Invitation not found or already used.")
-        org = {"org_id": invitation["org_id"], "name": invitation.get("org_name", "")}
-        body = {"role": invitation["role"], "job_title": invitation.get("job_title", "")}
-        return self._add_user(None, org, user, body, check_limit=False)
-
-    def _remove(self, target: dict, by_user_id: str | None, eid: str | None = None,
-                if_version: int | None = None) -> None:
-        def write(session):
-            doc = self.store.update_employee(target["org_id"], target["_id"], {
-                "status": "removed", "removed_at": domain.now(), "removed_by": by_user_id},
-                expect={"status": {"$ne": "removed"}, **expect_version(if_version)},
-                session=session)
-            if doc is None and if_version is not None:
-                raise PreconditionFailed(STALE)
-            if doc is None and eid is None:
-                raise NotFound("Employee not found.")
-            # a re-run handler (eid) sends its event again: consumers dedupe it
-            self.events.publish("employee.removed", {
-                "org_id": target["org_id"], "employee_id": target["_id"],
-                "user_id": target["user_id"], "email": target["email"],
-                "name": target.get("name", ""), "org_name": target.get("org_name", ""),
-                "removed_by_user_id": by_user_id}, org_id=target["org_id"],
-                actor_id=by_user_id, event_id=eid, session=session if doc else None)
-
-        self.store.run_transaction(write)
-        self._invalidate(target["org_id"], target["user_id"])
-
-    def _publish_update(self, actor_id: str | None, before: dict, after: dict, changes: dict,
-                        session=None) -> None:
-        common = {"org_id": after["org_id"], "employee_id": after["_id"],
-                  "user_id": after["user_id"]}
-        self.events.publish("employee.updated", {**common, "changes": changes},
-                            org_id=after["org_id"], actor_id=actor_id, session=session)
-        for field, event_type in (("role", "employee.role.changed"),
-                                  ("status", "employee.status.changed")):
-            if field in changes:
-                self.events.publish(event_type, {**common, f"old_{field}": before[field],
-                                                 f"new_{field}": after[field]},
-                                    org_id=after["org_id"], actor_id=actor_id,
-                                    session=session)
-
-    def _apply_owner_change(self, org_id: str, old_user_id: str | None, new_user_id: str,
-                            actor_id: str | None) -> None:
-        for user_id, role in ((new_user_id, "owner"), (old_user_id, "admin")):
-            doc = self.store.employee_by_user(org_id, user_id) if user_id else None
-            if doc is None or doc["role"] == role or doc["status"] == "removed":
-                continue
-            def write(session, doc=doc, role=role):
-                after = self.store.update_employee(org_id, doc["_id"], {"role": role},
-                                                   expect={"role": doc["role"]}, session=session)
-                if after is not None:
-                    self._publish_update(actor_id, doc, after, {"role": role}, session)
-
-            self.store.run_transaction(write)
-            self._invalidate(org_id, user_id)
-
-    def _sync_user(self, user_id: str, fields: dict) -> None:
-        for doc in self.store.update_user_everywhere(user_id, fields):
-            self._invalidate(doc["org_id"], user_id)
-
-    def _set_team(self, org_id: str, employee_id: str, team_id: str, role: str | None) -> None:
-        doc = self.store.set_team(org_id, employee_id, team_id, role)
-        if doc is not None:
-            self._invalidate(org_id, doc["user_id"])
-
-    def _track_task(self, org_id: str, task_id: str, fields: dict) -> None:
-        before = self.store.set_task(org_id, task_id, fields) or {}
-        for employee_id in {before.get("employee_id"), fields.get("employee_id")} - {None}:
-            self.store.recount_tasks(org_id, employee_id)
-        self._changed(org_id)
-
+    def _member(self, org_id: str, user_id: str, action: str | None) -> dict:
+        """The caller's membership (404 outside the org, 403 without ``action``),
+        read from this service's own cache or store."""
+        return require_member(self.redis, self, org_id, user_id, action)

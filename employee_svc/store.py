@@ -7,7 +7,6 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateMany
 from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
-from shared.errors import Conflict
 from shared.mongo import BaseStore, id_slices
 
 PUBLIC = {"keywords": 0, "team_ids": 0}
@@ -38,14 +37,6 @@ class EmployeeStore(BaseStore):
     }
 
     # employees
-    def insert_employee(self, doc: dict) -> dict:
-        doc.setdefault("version", 1)  # bumped by every write: the ETag (shared.versions)
-        try:
-            self.db.employees.insert_one(doc)
-        except DuplicateKeyError:
-            raise Conflict("This user is already an employee of the organization.") from None
-        return doc
-
     def upsert_employee(self, doc: dict) -> tuple[dict, bool]:
         """Insert unless the (org, user) pair exists; (document, created).
         A removed membership is brought back."""

@@ -6,7 +6,7 @@ a personal access token its record (``auth:pat:*``, which must be there and
 not ``revoked``), the
 rate limit (``shared.redis`` GCRA, counted only for a token not revoked),
 on an ``/orgs/<org_id>`` route the caller's cached membership
-(``shared.tenancy.membership_key``), and, when it is there, on a route with
+(``employee_svc.contract.membership_key``), and, when it is there, on a route with
 a ``CachedRoute`` its cached answer (``gateway_svc.cache``). It fails
 closed: Redis unreachable is a 503, as the blacklist check alone was.
 
@@ -22,14 +22,13 @@ from dataclasses import dataclass
 
 import redis
 
-from gateway_svc.cache import LOOKUP_FUNCTION, keys_from_argv
 from gateway_svc.identity import blacklist_keys
 from shared.errors import Unavailable
-from shared.redis import GCRA_FUNCTION, Decision, Limit
+from shared.redis import GCRA_FUNCTION, LOOKUP_FUNCTION, Decision, Limit, keys_from_argv
 
 log = logging.getLogger(__name__)
 
-# KEYS (in ARGV after the six arguments: gateway_svc.cache.keys_from_argv): n blacklist
+# KEYS (in ARGV after the six arguments: shared.redis.keys_from_argv): n blacklist
 # keys, the token record that must be live (if ARGV[6] = 1), the rate-limit key (if
 # ARGV[1] > 0), the membership key (if ARGV[4] = 1), then the cached answer's version
 # keys. ARGV: limit, period_ms, n, membership?, the cached answer's name (or ''), live

@@ -33,6 +33,7 @@ from nameko.web.server import HttpOnlyProtocol, WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
+from employee_svc.contract import membership_key
 from gateway_svc.cache import CachedRoute
 from gateway_svc.checks import RequestChecks
 from gateway_svc.idempotency import idempotent
@@ -61,7 +62,7 @@ from shared.telemetry import (
     outcome_of,
     report_error,
 )
-from shared.tenancy import is_active, membership_key, require_member
+from shared.tenancy import is_active, require_member
 
 log = logging.getLogger(__name__)
 
@@ -491,6 +492,15 @@ def read_body(request) -> bytes:
         raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
     request.workforce_body = raw
     return raw
+
+
+def json_object(request) -> dict:
+    """The body as a JSON object (415/413/400 otherwise); fields are the service's
+    to judge, after its permission check (so a 403 is not masked by a 422)."""
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
 
 
 def read_json(request, schema=None, *, partial_load: bool = False) -> Any:

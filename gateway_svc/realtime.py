@@ -35,13 +35,12 @@ from eventlet.queue import Empty, LightQueue
 from eventlet.websocket import WebSocketWSGI
 
 from gateway_svc.identity import Identity, blacklist_keys
+from notify_svc.contract import CHANNEL_PREFIX, user_stream
 from shared.redis import make_client
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/api/v1/ws"
-CHANNEL_PREFIX = "notifications:user:"
-STREAM_PREFIX = "notifications:stream:"
 POLICY_VIOLATION = 1008
 PING_SECONDS = 25
 CATCH_UP_MAX = 500
@@ -133,7 +132,7 @@ class Realtime:
     def missed(self, user_id: str, last_id: str) -> list[str] | None:
         """Messages after notification ``last_id``, oldest first; None if it is
         no longer in the stream."""
-        entries = self.redis.xrevrange(f"{STREAM_PREFIX}{user_id}", count=CATCH_UP_MAX)
+        entries = self.redis.xrevrange(user_stream(user_id), count=CATCH_UP_MAX)
         newer = []
         for _, fields in entries:
             message = fields.get("m", "")

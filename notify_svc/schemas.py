@@ -3,6 +3,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from notify_svc import domain
 from shared import examples as ex
+from shared.pagination import PageArgsSchema, page_schema
 
 TIME = validate.Regexp(r"^([01]\d|2[0-3]):[0-5]\d$", error="Use HH:MM (24 h).")
 
@@ -82,9 +83,8 @@ class PushUnsubscribeSchema(Strict):
                           metadata={"example": ex.PUSH_ENDPOINT})
 
 
-class ListQuerySchema(Strict):
+class ListQuerySchema(Strict, PageArgsSchema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=300))
     unread = fields.Boolean(load_default=False)
 
 
@@ -107,9 +107,7 @@ class NotificationSchema(Schema):
     created_at = fields.String(metadata={"example": ex.CREATED_AT})
 
 
-class NotificationPageSchema(Schema):
-    items = fields.List(fields.Nested(NotificationSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+NotificationPageSchema = page_schema("NotificationPage", NotificationSchema)
 
 
 class UnreadCountSchema(Schema):
@@ -132,3 +130,12 @@ class TemplateOutSchema(Schema):
     html = fields.String(metadata={"example": TEMPLATE_HTML})
     overridden = fields.Boolean(metadata={"description": "false: the built-in template",
                                           "example": True})
+
+
+def dump_notification(doc: dict) -> dict:
+    """A notification as the API shows it."""
+    return {"id": doc["_id"], "kind": doc["kind"], "title": doc.get("title"),
+            "body": doc.get("body"), "link": doc.get("link"), "read": doc.get("read", False),
+            "org_id": doc.get("org_id"),
+            "data": {**(doc.get("data") or {}), **({"tasks": doc["tasks"]} if "tasks" in doc else {})},
+            "created_at": doc["created_at"].isoformat().replace("+00:00", "Z")}

@@ -1,23 +1,25 @@
 """The notifications service: entrypoints only (the workflow is in
-``notify_svc.dispatch``, the rules in ``notify_svc.domain``)."""
+``notify_svc.flows``, the rules in ``notify_svc.domain``)."""
 from __future__ import annotations
 
 from marshmallow import ValidationError
 
 from notify_svc import domain
 from notify_svc.channels import Mailer, Pusher
-from notify_svc.dispatch import Notifier, public
+from notify_svc.flows import Notifier
 from notify_svc.schemas import (
     ListQuerySchema,
     PreferencesSchema,
     PushSubscriptionSchema,
     TemplateSchema,
+    dump_notification,
 )
 from notify_svc.store import NotificationStore
 from shared import service as base
 from shared.errors import NotFound, ValidationFailed, validation_error
-from shared.events import Events, handles
+from shared.events import handles
 from shared.mongo import Mongo
+from shared.pagination import decode_key, page
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
@@ -40,7 +42,6 @@ class NotificationService(base.ServiceBase):
     name = "notifications"
 
     store = Mongo(NotificationStore)
-    events = Events()
     mailer = Mailer()
     pusher = Pusher()
     organizations = ServiceRpc("organizations", timeout=2, methods=("get_org",))
@@ -154,17 +155,14 @@ class NotificationService(base.ServiceBase):
     @rpc
     def list_notifications(self, user_id: str, query: dict | None = None) -> dict:
         args = load(ListQuerySchema(), query or {})
-        try:
-            docs, cursor = self.store.list_notifications(user_id, args["limit"], args["cursor"],
-                                                         args["unread"])
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationFailed("Bad cursor.", {"cursor": ["Not a cursor."]}) from None
-        return {"items": [public(d) for d in docs], "next_cursor": cursor}
+        docs = self.store.list_notifications(user_id, args["limit"] + 1,
+                                             decode_key(args["cursor"], 2), args["unread"])
+        return page(docs, args["limit"], dump_notification, key=lambda d: (d["created_at"], d["_id"]))
 
     @rpc
     def missed(self, user_id: str, last_id: str) -> list[dict]:
         """What a reconnecting websocket missed since ``last_id`` (oldest first)."""
-        return [public(d) for d in self.store.since(user_id, str(last_id))]
+        return [dump_notification(d) for d in self.store.since(user_id, str(last_id))]
 
     @rpc
     def unread_count(self, user_id: str) -> int:

@@ -1,7 +1,6 @@
 """The notifications service's MongoDB collections: indexes beside the queries."""
 from __future__ import annotations
 
-import base64
 import uuid
 from datetime import datetime, timedelta
 
@@ -10,18 +9,6 @@ from pymongo.errors import DuplicateKeyError
 
 from notify_svc import domain
 from shared.mongo import BaseStore, id_slices, utcnow
-
-now_utc = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
-
-
-def encode_cursor(created_at: datetime, _id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    raw = base64.urlsafe_b64decode(cursor.encode()).decode()
-    at, _, _id = raw.partition("|")
-    return datetime.fromisoformat(at), _id
 
 
 def drop_clear_secret_links(db) -> None:
@@ -95,21 +82,18 @@ class NotificationStore(BaseStore):
         return {d["_id"]: d for part in id_slices(ids)
                 for d in self.db.notifications.find({"_id": {"$in": part}})}
 
-    def list_notifications(self, user_id: str, limit: int, cursor: str | None,
-                           unread: bool) -> tuple[list[dict], str | None]:
+    def list_notifications(self, user_id: str, limit: int, after: tuple | None,
+                           unread: bool) -> list[dict]:
+        """Newest first, past the sort key ``after`` (created_at, _id)."""
         query: dict = {"user_id": user_id}
         if unread:
             query["read"] = False
-        if cursor:
-            at, _id = decode_cursor(cursor)
+        if after:
+            at, _id = after
             query["$or"] = [{"created_at": {"$lt": at}},
                             {"created_at": at, "_id": {"$lt": _id}}]
-        docs = list(self.db.notifications.find(query).sort(
-            [("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1))
-        more = len(docs) > limit
-        docs = docs[:limit]
-        next_cursor = encode_cursor(docs[-1]["created_at"], docs[-1]["_id"]) if more else None
-        return docs, next_cursor
+        return list(self.db.notifications.find(query).sort(
+            [("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit))
 
     def since(self, user_id: str, last_id: str, limit: int = 200) -> list[dict]:
         """What a reconnecting client missed: items newer than ``last_id``, oldest first."""
@@ -128,13 +112,13 @@ class NotificationStore(BaseStore):
     def mark_read(self, user_id: str, _id: str) -> dict | None:
         """The notification (None if not the user's); ``changed`` if it was unread."""
         doc = self.db.notifications.find_one_and_update(
-            {"_id": _id, "user_id": user_id}, {"$set": {"read": True, "read_at": now_utc()}})
+            {"_id": _id, "user_id": user_id}, {"$set": {"read": True, "read_at": utcnow()}})
         return doc
 
     def mark_all_read(self, user_id: str) -> int:
         return self.db.notifications.update_many(
             {"user_id": user_id, "read": False},
-            {"$set": {"read": True, "read_at": now_utc()}}).modified_count
+            {"$set": {"read": True, "read_at": utcnow()}}).modified_count
 
     def delete_notification(self, user_id: str, _id: str) -> dict | None:
         return self.db.notifications.find_one_and_delete({"_id": _id, "user_id": user_id})
@@ -147,7 +131,7 @@ class NotificationStore(BaseStore):
     def claim_due(self, limit: int = 500, lease_s: float = 60) -> list[dict]:
         """Claim up to ``limit`` due deliveries for this worker (``sending`` with a
         lease): one write for all of them, each taken by one worker only."""
-        now = now_utc()
+        now = utcnow()
         stale = {"status": "sending", "lease_until": {"$lt": now}}
         self.db.deliveries.update_many(stale, {"$set": {"status": "queued"}})
         due = {"status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}}
@@ -171,7 +155,7 @@ class NotificationStore(BaseStore):
         alike: dict[tuple, list[str]] = {}
         for _id, status, answer, retry_at in outcomes:
             alike.setdefault((status, answer[:500], retry_at), []).append(_id)
-        at = now_utc()
+        at = utcnow()
         writes = []
         for (status, answer, retry_at), ids in alike.items():
             update: dict = {"$push": {"attempts": {"at": at, "status": status, "answer": answer}},
@@ -195,7 +179,7 @@ class NotificationStore(BaseStore):
 
     # digests -------------------------------------------------------------
     def digest_users_due(self) -> list[str]:
-        now = now_utc()
+        now = utcnow()
         return self.db.deliveries.distinct("user_id", {"status": "digest", "due_at": {"$lte": now}})
 
     def take_digest(self, user_id: str, digest_id: str) -> list[dict]:
@@ -223,7 +207,7 @@ class NotificationStore(BaseStore):
     def save_template(self, org_id: str, key: str, locale: str, doc: dict) -> None:
         self.db.templates.replace_one({"_id": f"{org_id}:{key}:{locale}"},
                                       {**doc, "org_id": org_id, "key": key, "locale": locale,
-                                       "updated_at": now_utc()}, upsert=True)
+                                       "updated_at": utcnow()}, upsert=True)
 
     # push subscriptions --------------------------------------------------
     def add_push_subscription(self, user_id: str, sub: dict) -> bool:
@@ -232,7 +216,7 @@ class NotificationStore(BaseStore):
         try:
             self.db.push_subscriptions.update_one(
                 {"_id": sub["endpoint"], "user_id": user_id},
-                {"$set": {**sub, "user_id": user_id, "created_at": now_utc()}}, upsert=True)
+                {"$set": {**sub, "user_id": user_id, "created_at": utcnow()}}, upsert=True)
         except DuplicateKeyError:
             return False
         return True

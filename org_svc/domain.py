@@ -6,7 +6,6 @@ import uuid
 
 from org_svc.schemas import DEFAULT_SETTINGS
 from shared.errors import Conflict, PlanLimitExceeded
-from shared.mongo import utcnow
 
 # employees/teams allowed per plan (None: no limit); config.yaml ORG_PLANS overrides
 DEFAULT_PLANS = {"free": {"employees": 10, "teams": 3},
@@ -14,7 +13,6 @@ DEFAULT_PLANS = {"free": {"employees": 10, "teams": 3},
                  "enterprise": {"employees": None, "teams": None}}
 
 
-now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
 
 
 def new_org_id() -> str:

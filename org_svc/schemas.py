@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from marshmallow import Schema, ValidationError, fields, validate
 
 from shared import examples as ex
-from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.pagination import page_schema
 
 PLANS = ("free", "pro", "enterprise")
 PRIORITIES = ("low", "medium", "high", "urgent")
@@ -79,10 +79,6 @@ class SubscriptionUpdateSchema(Schema):
     plan = fields.String(required=True, validate=validate.OneOf(PLANS), metadata={"example": "pro"})
 
 
-class PageQuerySchema(Schema):
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
-                           validate=validate.Range(min=1, max=MAX_LIMIT))
-    cursor = fields.String(validate=validate.Length(max=200))
 
 
 class LimitsSchema(Schema):
@@ -117,6 +113,4 @@ class OrgSchema(Schema):
                                                       "from it", "example": 3})
 
 
-class OrgPageSchema(Schema):
-    items = fields.List(fields.Nested(OrgSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+OrgPageSchema = page_schema("OrgPage", OrgSchema)

@@ -1,16 +1,12 @@
 """The organizations service: entrypoints only."""
 from __future__ import annotations
 
-import hashlib
 import logging
-
-import redis
 
 from org_svc import domain
 from org_svc.schemas import (
     OrgCreateSchema,
     OrgUpdateSchema,
-    PageQuerySchema,
     SettingsSchema,
     SubscriptionUpdateSchema,
     TransferSchema,
@@ -18,11 +14,12 @@ from org_svc.schemas import (
 from org_svc.store import OrganizationStore
 from shared import service as base
 from shared.errors import NotFound, PreconditionFailed, ValidationFailed
-from shared.events import Events, handles
-from shared.mongo import Mongo
-from shared.pagination import decode_cursor, page
+from shared.events import derived_event_id, handles
+from shared.mongo import Mongo, utcnow
+from shared.pagination import PageArgsSchema, decode_cursor, page
 from shared.redis import org_version_key
 from shared.rpc import ServiceRpc, rpc
+from shared.tenancy import require_member
 from shared.versions import STALE, expect_version, require_version
 
 log = logging.getLogger(__name__)
@@ -43,37 +40,34 @@ def user_version_key(user_id: str) -> str:
     return f"organizations:ver:user:{user_id}"
 
 
-def event_id(*parts: str) -> str:
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
-
-
 class OrganizationService(base.ServiceBase):
     name = "organizations"
 
     store = Mongo(OrganizationStore)
-    events = Events()
     auth = ServiceRpc("auth", methods=("get_users",))
     employees = ServiceRpc("employees", methods=(
-        "add_owner", "close_org", "find_successor", "get_employee_by_user", "transfer_ownership"))
+        "add_owner", "close_org", "find_successor", "get_employee_by_user", "get_membership",
+        "transfer_ownership"))
 
     # --- reads (cached) -----------------------------------------------------------
     @rpc
     def get_org(self, org_id: str) -> dict:
         """The org with settings (notification defaults included), plan, limits, counts."""
-        org = self._versioned(org_key(org_id), org_version_key(self.name, org_id),
-                              lambda: self._org_out(org_id), ORG_CACHE_TTL)
+        org = self.redis.cache.get_or_set(org_key(org_id), lambda: self._org_out(org_id),
+                                          ORG_CACHE_TTL, versions=[org_version_key(self.name, org_id)])
         if org is None:
             raise NotFound("Organization not found.")
         return org
 
     @rpc
     def list_orgs_for_user(self, user_id: str, query: dict | None = None) -> dict:
-        query = PageQuerySchema().load(query or {})
-        ids = self._versioned(user_orgs_key(user_id), user_version_key(user_id),
-                              lambda: self.store.member_org_ids(user_id), USER_ORGS_TTL)
+        query = PageArgsSchema().load(query or {})
+        ids = self.redis.cache.get_or_set(user_orgs_key(user_id),
+                                          lambda: self.store.member_org_ids(user_id),
+                                          USER_ORGS_TTL, versions=[user_version_key(user_id)])
         ids = domain.ids_after(ids, decode_cursor(query.get("cursor")), query["limit"] + 1)
-        orgs = [{**o, "_id": o["org_id"]} for o in map(self._org_or_none, ids) if o]
-        return page(orgs, query["limit"], lambda o: {k: v for k, v in o.items() if k != "_id"})
+        orgs = [o for o in map(self._org_or_none, ids) if o]
+        return page(orgs, query["limit"], dict, key=lambda o: (o["org_id"],))
 
     @rpc
     def check_plan_limit(self, org_id: str, resource: str, current: int | None = None) -> None:
@@ -90,7 +84,7 @@ class OrganizationService(base.ServiceBase):
         org = self.get_org(org_id)
         return {**org["subscription"], "usage": org["counts"]}
 
-    # --- writes (the gateway checked the actor's membership and permission) -------
+    # --- writes: org-scoped ones take (user_id, org_id, ...) and authorize here, first ---
     @rpc
     def create_org(self, user_id: str, body: dict) -> dict:
         body = OrgCreateSchema().load(body)
@@ -100,24 +94,27 @@ class OrganizationService(base.ServiceBase):
         return domain.org_out(doc, self.config)
 
     @rpc
-    def update_org(self, actor: dict, org_id: str, body: dict,
+    def update_org(self, user_id: str, org_id: str, body: dict,
                    if_version: int | None = None) -> dict:
         """``if_version``: the version the client saw (If-Match); 412 if it moved on."""
+        self._authorize(org_id, user_id, "org.update")
         body = OrgUpdateSchema().load(body)
         doc = self._update(org_id, {"name": body["name"]}, if_version)
         self.events.publish("organization.updated", {"org_id": org_id, "name": doc["name"],
                                                      "changes": body},
-                            org_id=org_id, actor_id=actor["user_id"])
+                            org_id=org_id, actor_id=user_id)
         return domain.org_out(doc, self.config)
 
     @rpc
-    def delete_org(self, actor: dict, org_id: str, if_version: int | None = None) -> None:
-        self._delete(org_id, actor["user_id"], if_version=if_version)
+    def delete_org(self, user_id: str, org_id: str, if_version: int | None = None) -> None:
+        self._authorize(org_id, user_id, "org.delete")
+        self._delete(org_id, user_id, if_version=if_version)
 
     @rpc
-    def update_settings(self, actor: dict, org_id: str, body: dict,
+    def update_settings(self, user_id: str, org_id: str, body: dict,
                         if_version: int | None = None) -> dict:
         """``if_version``: the org's version the client saw (If-Match on settings)."""
+        self._authorize(org_id, user_id, "org.settings.update")
         changes = SettingsSchema().load(body)
         current = self.store.org(org_id)
         if current is None:
@@ -127,17 +124,18 @@ class OrganizationService(base.ServiceBase):
         self._update(org_id, {"settings": settings}, if_version)
         self.events.publish("organization.settings.updated",
                             {"org_id": org_id, "settings": settings},
-                            org_id=org_id, actor_id=actor["user_id"])
+                            org_id=org_id, actor_id=user_id)
         return settings
 
     @rpc
-    def transfer_ownership(self, actor: dict, org_id: str, body: dict) -> dict:
+    def transfer_ownership(self, user_id: str, org_id: str, body: dict) -> dict:
+        self._authorize(org_id, user_id, "org.transfer")
         body = TransferSchema().load(body)
         target = self.employees.get_employee_by_user(org_id, body["user_id"])
-        if not target or target["status"] != "active" or body["user_id"] == actor["user_id"]:
+        if not target or target["status"] != "active" or body["user_id"] == user_id:
             raise ValidationFailed("The new owner must be another active employee.",
                                    errors={"user_id": ["Not another active employee."]})
-        doc = self._hand_over(org_id, actor["user_id"], body["user_id"], actor["user_id"])
+        doc = self._hand_over(org_id, user_id, body["user_id"], user_id)
         return domain.org_out(doc, self.config)
 
     # --- operator (``ops.cli set-plan`` or a billing hook): no HTTP route --------
@@ -161,7 +159,7 @@ class OrganizationService(base.ServiceBase):
         data = event["data"]
         name = f"{data.get('name') or data['email'].split('@')[0]}'s workspace"[:100]
         self._create(domain.personal_org_id(data["user_id"]), name, data["user_id"], data,
-                     personal=True, eid=event_id("personal", data["user_id"]))
+                     personal=True, eid=derived_event_id("personal", data["user_id"]))
 
     @handles("auth", "user.deleted")
     def on_user_deleted(self, event: dict) -> None:
@@ -170,9 +168,9 @@ class OrganizationService(base.ServiceBase):
             successor = self.employees.find_successor(org["_id"], user_id)
             if successor:
                 self._hand_over(org["_id"], user_id, successor["user_id"], None,
-                                eid=event_id(event["event_id"], org["_id"]))
+                                eid=derived_event_id(event["event_id"], org["_id"]))
             else:
-                self._delete(org["_id"], None, eid=event_id(event["event_id"], org["_id"]))
+                self._delete(org["_id"], None, eid=derived_event_id(event["event_id"], org["_id"]))
 
     @handles("employees", "employee.added")
     def on_employee_added(self, event: dict) -> None:
@@ -195,6 +193,9 @@ class OrganizationService(base.ServiceBase):
         self._team(event["data"], present=False)
 
     # --- helpers (not entrypoints) ------------------------------------------------
+    def _authorize(self, org_id: str, user_id: str, action: str) -> dict:
+        return require_member(self.redis, self.employees, org_id, user_id, action)
+
     def _org_out(self, org_id: str) -> dict | None:
         doc = self.store.org(org_id) if isinstance(org_id, str) else None
         return domain.org_out(doc, self.config) if doc else None
@@ -205,26 +206,17 @@ class OrganizationService(base.ServiceBase):
         except NotFound:
             return None
 
-    def _versioned(self, key: str, version_key: str, compute, ttl: int):
-        """Cached under the current version of what it depends on: a change bumps the
-        version, so a read that raced the change cannot put a stale copy back."""
-        try:
-            version = self.redis.client.get(version_key) or "0"
-        except redis.RedisError:
-            return compute()
-        return self.redis.cache.get_or_set(f"{key}:v{version}", compute, ttl=ttl)
-
     def _forget(self, org_id: str, *user_ids: str) -> None:
         """After a change: the cached org and these users' org lists (and the gateway's
         cached answers of the org) go stale at once."""
-        self.redis.bump_versions([org_version_key(self.name, org_id),
+        self.redis.cache.bump_versions([org_version_key(self.name, org_id),
                                   *map(user_version_key, user_ids)])
 
     def _create(self, org_id: str, name: str, owner_id: str, owner: dict, personal: bool,
                 settings: dict | None = None, eid: str | None = None) -> dict:
         doc = {"_id": org_id, "name": name, "owner_user_id": owner_id, "personal": personal,
                "settings": domain.merge_settings(None, settings or {}), "plan": "free",
-               "employee_count": 1, "team_count": 0, "created_at": domain.now(),
+               "employee_count": 1, "team_count": 0, "created_at": utcnow(),
                "deleted_at": None}
         if not self.store.insert_org(doc):
             doc = self.store.org_any(org_id) or doc  # a re-run: announce the stored one
@@ -253,7 +245,7 @@ class OrganizationService(base.ServiceBase):
 
     def _delete(self, org_id: str, actor_id: str | None, eid: str | None = None,
                 if_version: int | None = None) -> None:
-        if self.store.update_org(org_id, {"deleted_at": domain.now(), "deleted_by": actor_id},
+        if self.store.update_org(org_id, {"deleted_at": utcnow(), "deleted_by": actor_id},
                                  expect_version(if_version)) is None and eid is None:
             if if_version is not None and self.store.org(org_id) is not None:
                 raise PreconditionFailed(STALE)

@@ -58,6 +58,7 @@ is dropped.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import traceback
@@ -89,6 +90,12 @@ DEADLINE_KEY = "deadline"
 CLIENT_IP_KEY = "client_ip"
 ATTEMPT_HEADER = "x-attempt"
 ALONE_HEADER = "x-alone"  # a message of a failed batch: handled by itself from now on
+
+
+def derived_event_id(*parts: str) -> str:
+    """A deterministic event id for an event a handler publishes: a re-run of the
+    handler (a redelivery) sends the same id, so consumers see it once."""
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
 
 
 def utcnow_iso() -> str:
@@ -213,7 +220,7 @@ class Events(EventDispatcher):
             envelopes = [*(e for e in bus.in_transaction if e["event_id"] in committed),
                          *bus.recorded, *bus.pending]
             if self._redis is not None:  # cached reads of these orgs are now stale
-                self._redis.tools.bump_versions(
+                self._redis.tools.cache.bump_versions(
                     {org_version_key(self.container.service_name, e["org_id"])
                      for e in envelopes if e.get("org_id")})
             self.send(envelopes, self.get_message_headers(worker_ctx))

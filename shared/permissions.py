@@ -10,7 +10,6 @@ from shared.errors import Conflict, Forbidden
 
 ORG_ROLES = ("owner", "admin", "manager", "member")  # highest first
 RANK = {role: len(ORG_ROLES) - i for i, role in enumerate(ORG_ROLES)}
-TEAM_ROLES = ("leader", "member")
 
 # each action once, at the lowest role that may do it
 _LOWEST_ROLE = {
@@ -63,10 +62,6 @@ TEAM_ACTIONS: dict[str, frozenset[str]] = {
     "leader": frozenset({"task.assign_team", "task.update_team", "team.manage_members"}),
     "member": frozenset(),
 }
-
-
-def is_role(role: str) -> bool:
-    return role in RANK
 
 
 def role_allows(role: str | None, action: str) -> bool:

@@ -100,16 +100,47 @@ return 1
 """
 
 
-class Cache:
-    """JSON values with a TTL, grouped by tags so events can drop them.
+# The keys of a script in ARGV (a local KEYS, from ARGV[first_key] on): EVAL wants write
+# access to every declared key, and a service's Redis user may only read the keys of
+# others (versions, blacklist, memberships: shared.access).
+def keys_from_argv(first_key: int) -> str:
+    return f"local KEYS = {{unpack(ARGV, {first_key})}}\n"
 
-    A tag is a Redis set of the keys cached under it (``{service}:tag:{tag}``)
-    and a generation counter (``{service}:tag-gen:{tag}``). ``invalidate_tags``
-    advances the generations, then deletes every key in the sets. ``get_or_set``
-    reads the generations before computing and stores the value only if they
-    did not move meanwhile: a read that raced a change cannot put the old value
-    back. An invalidation that fails while Redis is unreachable is run again
-    when it answers (:class:`MissedInvalidations`); every key has a TTL too.
+
+# A versioned entry's key: its name then the versions in KEYS[first..last], joined
+# with '|'; returns {key, entry or nil}. The gateway's per-request checks
+# (gateway_svc.checks) include the function, so they read an entry Cache wrote.
+LOOKUP_FUNCTION = """
+local function cached_answer(name, first, last)
+  local parts = {name}
+  for i = first, last do parts[#parts + 1] = redis.call('GET', KEYS[i]) or '0' end
+  local key = table.concat(parts, '|')
+  return {key, redis.call('GET', key)}
+end
+"""
+LOOKUP_LUA = keys_from_argv(2) + LOOKUP_FUNCTION + "return cached_answer(ARGV[1], 1, #KEYS)\n"
+
+
+class Cache:
+    """The one cache: JSON values with a TTL, dropped by tags or made stale by versions.
+
+    Tags, for what the service itself invalidates: a tag is a Redis set of the keys
+    cached under it (``{service}:tag:{tag}``) and a generation counter
+    (``{service}:tag-gen:{tag}``). ``invalidate_tags`` advances the generations,
+    then deletes every key in the sets. ``get_or_set`` reads the generations
+    before computing and stores the value only if they did not move meanwhile:
+    a read that raced a change cannot put the old value back.
+
+    Versions, for what another service changes (``org_version_key``): with
+    ``versions=[...]`` the entry's key is ``key|v1|v2...``, the counters' current
+    values, read with the entry in one script call; ``bump_versions`` makes every
+    older entry unreachable at once (the TTL removes it). ``get_or_set_text``
+    answers the stored JSON text itself (no decode on a hit).
+
+    Every look-up counts a hit, miss or error and logs it at debug
+    (``telemetry.count_cache``). Redis errors fail open (the value is computed).
+    An invalidation that fails while Redis is unreachable is run again when it
+    answers (:class:`MissedInvalidations`); every key has a TTL too.
     """
 
     def __init__(self, client: redis.Redis, service: str, default_ttl: int = 300,
@@ -119,6 +150,7 @@ class Cache:
         self.default_ttl = default_ttl
         self.missed = missed if missed is not None else MissedInvalidations(client, service)
         self._set_if_same = client.register_script(_SET_IF_SAME_GENERATIONS)
+        self._lookup = client.register_script(LOOKUP_LUA)
 
     def _failed(self, what: str, exc: Exception) -> None:
         REDIS_ERRORS.labels(self.service, what).inc()
@@ -138,6 +170,33 @@ class Cache:
             return _MISS
         count_cache(self.service, "miss" if raw is None else "hit", key)
         return _MISS if raw is None else json.loads(raw)
+
+    def get_many(self, keys: list[str]) -> list[Any]:
+        """The cached values of ``keys`` in one read (None for each miss)."""
+        if not keys:
+            return []
+        try:
+            raws = self.client.mget(keys)
+        except redis.RedisError as exc:
+            self._failed("cache_get", exc)
+            for key in keys:
+                count_cache(self.service, "error", key)
+            return [None] * len(keys)
+        for key, raw in zip(keys, raws, strict=True):
+            count_cache(self.service, "miss" if raw is None else "hit", key)
+        return [None if raw is None else json.loads(raw) for raw in raws]
+
+    def set_many(self, values: dict[str, Any], ttl: int | None = None) -> None:
+        """Store untagged values in one round trip."""
+        if not values:
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, value in values.items():
+                pipe.set(key, json.dumps(value, default=str), ex=ttl or self.default_ttl)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self._failed("cache_set", exc)
 
     def generations(self, tags: Iterable[str]) -> list[str] | None:
         """Read before computing a value to ``set`` under these tags (None: Redis is down)."""
@@ -169,15 +228,57 @@ class Cache:
             return False
 
     def get_or_set(self, key: str, compute: Callable[[], Any], ttl: int | None = None,
-                   tags: Iterable[str] = ()) -> Any:
+                   tags: Iterable[str] = (), versions: Iterable[str] = (),
+                   cache_none: bool = True) -> Any:
+        """The cached value, or ``compute()``'s, stored under ``tags`` (or, with
+        ``versions``, under the counters' current values). ``cache_none=False``:
+        a None is answered but not stored (no negative caching)."""
+        versions = list(versions)
+        if versions:
+            return json.loads(self.get_or_set_text(key, compute, ttl, versions,
+                                                   cache_none=cache_none))
         value = self._get(key)
         if value is _MISS:
             tags = list(tags)
             generations = self.generations(tags)
             value = compute()
-            if generations is not None:
+            if generations is not None and (cache_none or value is not None):
                 self.set(key, value, ttl=ttl, tags=tags, generations=generations)
         return value
+
+    def get_or_set_text(self, key: str, compute: Callable[[], Any], ttl: int | None = None,
+                        versions: Iterable[str] = (), cache_none: bool = True) -> str:
+        """The stored JSON text of a versioned entry (one script call reads the
+        versions and the entry), or ``compute()``'s value serialised once and stored."""
+        versions = list(versions)
+        try:
+            full_key, raw = self._lookup(args=[key, *versions])
+        except redis.RedisError as exc:
+            self._failed("cache_get", exc)
+            count_cache(self.service, "error", key)
+            return json.dumps(compute(), default=str)
+        if raw is not None:
+            count_cache(self.service, "hit", key)
+            return raw
+        count_cache(self.service, "miss", key)
+        value = compute()
+        text = json.dumps(value, default=str)
+        if cache_none or value is not None:
+            self.store_text(full_key, text, ttl)
+        return text
+
+    def store_text(self, full_key: str, text: str, ttl: int | None = None) -> None:
+        """Store a versioned entry's JSON text under the key its look-up returned."""
+        try:
+            self.client.set(full_key, text, ex=ttl or self.default_ttl)
+        except redis.RedisError as exc:
+            self._failed("cache_set", exc)
+
+    def bump_versions(self, keys: Iterable[str]) -> None:
+        """Advance version counters: entries keyed on them go stale (a bump
+        missed while Redis is unreachable is made when it answers)."""
+        for key in sorted(set(keys)):
+            self.missed.run(f"bump {key}", functools.partial(_bump, key=key))
 
     def delete(self, *keys: str) -> None:
         if keys:
@@ -310,12 +411,6 @@ class RedisTools:
         """A distributed lock (redis-py's, token-checked release)."""
         return self.client.lock(f"{self.service}:lock:{name}", timeout=timeout,
                                 blocking_timeout=blocking_timeout)
-
-    def bump_versions(self, keys: Iterable[str]) -> None:
-        """Advance version counters: cached answers keyed on them go stale (a bump
-        missed while Redis is unreachable is made when it answers)."""
-        for key in sorted(set(keys)):
-            self.invalidate(f"bump {key}", functools.partial(_bump, key=key))
 
     def ping(self) -> float:
         """Latency in ms. Redis is not healthy again until the invalidations it

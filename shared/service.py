@@ -26,6 +26,23 @@ def _probe(check) -> dict:
 OUTBOX_RELAY_INTERVAL = 2
 
 
+class Flows:
+    """A service's work of several steps (its ``flows.py``), on one worker's
+    dependencies: the store, Redis, events and config of every service, and
+    the other dependencies a subclass names in ``uses`` (RPC proxies, mailers)."""
+
+    uses: tuple[str, ...] = ()
+
+    def __init__(self, svc) -> None:
+        self.name = svc.name
+        self.store = svc.store
+        self.redis = svc.redis
+        self.events = svc.events
+        self.config = svc.config
+        for dependency in self.uses:
+            setattr(self, dependency, getattr(svc, dependency))
+
+
 class ServiceBase:
     name: str = ""
 

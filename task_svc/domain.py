@@ -1,16 +1,14 @@
 """Rules of the tasks service, with no I/O: the status machine, who may do
-what to a task, where an orphaned task goes, search keywords, list cursors."""
+what to a task, where an orphaned task goes, search keywords, list sorts."""
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
 from shared.errors import (
-    BadRequest,
     Conflict,
     Forbidden,
     PayloadTooLarge,
@@ -149,26 +147,6 @@ SORTS = {  # sort name -> (field, direction)
     "priority": ("priority_rank", -1),
     "-priority": ("priority_rank", 1),
 }
-
-
-def encode_cursor(value, task_id: str) -> str:
-    if isinstance(value, datetime):
-        value = {"$dt": value.astimezone(timezone.utc).isoformat()}
-    raw = json.dumps([value, task_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[object, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        value, task_id = json.loads(raw)
-        if isinstance(value, dict):
-            value = datetime.fromisoformat(value["$dt"])
-        if not isinstance(task_id, str) or not isinstance(value, (int, datetime)):
-            raise ValueError("bad cursor")
-    except (ValueError, TypeError, KeyError):
-        raise BadRequest("The cursor is not one this API gave out.") from None
-    return value, task_id
 
 
 def week_start(now: datetime) -> datetime:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
 
 from shared import examples as ex
+from shared.pagination import PageArgsSchema, page_schema
 from task_svc import domain
 
 ID = validate.Length(min=1, max=64)
@@ -106,11 +107,6 @@ class AttachmentSchema(Schema):
             raise ValidationError("A file name, not a path: no '/', '\\' or '..'.")
 
 
-class PageArgsSchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=200))
-
-
 class ListArgsSchema(PageArgsSchema):
     assignee_id = fields.String(validate=ID)
     team_id = fields.String(validate=ID)
@@ -164,9 +160,7 @@ class TaskOutSchema(Schema):
                                                       "derives from it", "example": 3})
 
 
-class TaskPageSchema(Schema):
-    items = fields.List(fields.Nested(TaskOutSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+TaskPageSchema = page_schema("TaskPage", TaskOutSchema)
 
 
 class BulkErrorSchema(Schema):
@@ -198,9 +192,7 @@ class CommentOutSchema(Schema):
     created_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
-class CommentPageSchema(Schema):
-    items = fields.List(fields.Nested(CommentOutSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+CommentPageSchema = page_schema("CommentPage", CommentOutSchema)
 
 
 class AttachmentUploadSchema(Schema):
@@ -218,9 +210,7 @@ class AttachmentOutSchema(Schema):
     created_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
-class AttachmentPageSchema(Schema):
-    items = fields.List(fields.Nested(AttachmentOutSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+AttachmentPageSchema = page_schema("AttachmentPage", AttachmentOutSchema)
 
 
 class HistoryEntrySchema(Schema):
@@ -236,9 +226,7 @@ class HistoryEntrySchema(Schema):
     at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
 
 
-class HistoryPageSchema(Schema):
-    items = fields.List(fields.Nested(HistoryEntrySchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+HistoryPageSchema = page_schema("HistoryPage", HistoryEntrySchema)
 
 
 class CompletionRowSchema(Schema):

@@ -15,8 +15,6 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from shared.mongo import BaseStore, id_slices, utcnow
 from task_svc import domain
 
-now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
-
 
 def new_id() -> str:
     return str(ObjectId())
@@ -65,7 +63,7 @@ class TaskStore(BaseStore):
     @staticmethod
     def task_document(org_id: str, data: dict, creator: dict, assignee: dict | None,
                       task_id: str | None = None, job_id: str | None = None) -> dict:
-        at = now()
+        at = utcnow()
         return {
             "_id": task_id or new_id(), "org_id": org_id, "title": data["title"],
             "description": data.get("description", ""),
@@ -99,7 +97,7 @@ class TaskStore(BaseStore):
         query = {"_id": task_id, "org_id": org_id, "deleted": False, **(expect or {})}
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
-        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": now()},
+        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": utcnow()},
                                                       "$inc": {"version": 1}},
                                               return_document=ReturnDocument.AFTER)
 
@@ -127,12 +125,12 @@ class TaskStore(BaseStore):
             {"_id": job_id, "chunks_done": {"$ne": chunk}},
             {"$addToSet": {"chunks_done": chunk},
              "$inc": {"done": done, "failed": len(errors)},
-             "$push": {"errors": {"$each": errors[:1000]}}, "$set": {"updated_at": now()}},
+             "$push": {"errors": {"$each": errors[:1000]}}, "$set": {"updated_at": utcnow()}},
             return_document=ReturnDocument.AFTER)
         if job and len(job["chunks_done"]) >= job["chunks_total"]:
             job = self.db.jobs.find_one_and_update(
                 {"_id": job_id, "status": {"$ne": "done"}},
-                {"$set": {"status": "done", "finished_at": now()}},
+                {"$set": {"status": "done", "finished_at": utcnow()}},
                 return_document=ReturnDocument.AFTER) or job
         return job
 
@@ -163,17 +161,12 @@ class TaskStore(BaseStore):
             query["$and"] = [{"keywords": {"$regex": "^" + re.escape(t)}} for t in terms]
         return query
 
-    def page(self, query: dict, sort: str, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+    def page(self, query: dict, sort: str, n: int, after: tuple | None) -> list[dict]:
+        """Up to ``n`` tasks in ``sort`` order past the sort key ``after`` (value, id)."""
         field, direction = domain.SORTS[sort]
-        after = domain.decode_cursor(cursor) if cursor else None
         if sort == "created" and frozenset(query) in self.WINDOWED_SHAPES:
-            docs = self._newest_first(query, after, limit + 1)
-        else:
-            docs = self._sorted(query, field, direction, after, limit + 1)
-        more = len(docs) > limit
-        docs = docs[:limit]
-        next_cursor = domain.encode_cursor(docs[-1][field], docs[-1]["_id"]) if more else None
-        return docs, next_cursor
+            return self._newest_first(query, after, n)
+        return self._sorted(query, field, direction, after, n)
 
     def _sorted(self, query: dict, field: str, direction: int, after, n: int) -> list[dict]:
         if after:
@@ -201,7 +194,7 @@ class TaskStore(BaseStore):
         A page then costs what it returns rather than what the org holds: SecantusDB
         materialises every match before applying a limit (MongoDB would walk the index
         and stop; there the first window simply answers)."""
-        top, after_id = after if after else (now() + timedelta(minutes=1), None)
+        top, after_id = after if after else (utcnow() + timedelta(minutes=1), None)
         ties = self.tasks.count_documents({**query, "created_at": top}) if after_id else 0
         order = [("created_at", DESCENDING), ("_id", DESCENDING)]
         for span in self.WINDOWS:
@@ -264,7 +257,7 @@ class TaskStore(BaseStore):
     def add_history(self, task: dict, changes: list[tuple[str, object, object]], actor: str | None,
                     reason: str | None = None) -> None:
         if changes:
-            at = now()
+            at = utcnow()
             self.db.history.insert_many([
                 {"_id": new_id(), "task_id": task["_id"], "org_id": task["org_id"], "field": f,
                  "old": old, "new": new, "actor": actor, "reason": reason, "at": at}
@@ -280,17 +273,14 @@ class TaskStore(BaseStore):
              "field": "created", "old": None, "new": domain.created(t), "actor": actor,
              "reason": "created", "at": t["created_at"]} for t in tasks])
 
-    def history(self, task_id: str, limit: int, after: str | None) -> list[dict]:
-        """Oldest first. The cursor is the last entry's id; entries are ordered by
-        (at, _id), and ids are not in time order (another process's ObjectIds,
-        deterministic ids such as ``team-removed-...``), so the page goes on
-        after that entry's (at, _id)."""
+    def history(self, task_id: str, limit: int, after: tuple | None) -> list[dict]:
+        """Oldest first, past the sort key ``after`` (at, _id): ids are not in time
+        order (another process's ObjectIds, deterministic ids such as
+        ``team-removed-...``), so entries are ordered by (at, _id)."""
         query: dict = {"task_id": task_id}
         if after:
-            last = self.db.history.find_one({"_id": after, "task_id": task_id}, {"at": 1})
-            if last is None:
-                return []
-            query["$or"] = [{"at": {"$gt": last["at"]}}, {"at": last["at"], "_id": {"$gt": after}}]
+            at, after_id = after
+            query["$or"] = [{"at": {"$gt": at}}, {"at": at, "_id": {"$gt": after_id}}]
         return list(self.db.history.find(query).sort([("at", A), ("_id", A)]).limit(limit))
 
     def search_export(self, org_id: str | None, ids: list[str] | None, after: str | None,
@@ -349,7 +339,7 @@ class TaskStore(BaseStore):
                                  actor: str | None) -> None:
         """The team is gone: its tasks stay, without a team, each with history.
         Conditional on the team still being set, so a re-run writes nothing twice."""
-        at = now()
+        at = utcnow()
         result = self.tasks.bulk_write([UpdateOne(
             {"_id": task_id, "org_id": org_id, "team_id": team_id},
             {"$set": {"team_id": None, "updated_at": at}, "$inc": {"version": 1}})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from shared import examples as ex
+from shared.pagination import PageArgsSchema, page_schema
 
 ID = dict(validate=validate.Length(min=1, max=64))
 TEAM_SETTINGS_EXAMPLE = {"standup_time": "09:30", "board_url": "https://example.com/boards/platform"}
@@ -52,9 +53,7 @@ class PermissionsSchema(Schema):
                               metadata={"example": PERMISSIONS_EXAMPLE})
 
 
-class ListArgsSchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=64))
+class ListArgsSchema(PageArgsSchema):
     employee_id = fields.String(**ID, metadata={"description": "only the teams of this employee"})
 
 
@@ -95,9 +94,7 @@ class TeamSchema(Schema):
                                                       "derives from it", "example": 3})
 
 
-class TeamPageSchema(Schema):
-    items = fields.List(fields.Nested(TeamSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+TeamPageSchema = page_schema("TeamPage", TeamSchema)
 
 
 class TeamGrantsSchema(Schema):

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from shared import service as base
 from shared.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
-from shared.events import Events, handles
-from shared.mongo import Mongo
+from shared.events import handles
+from shared.mongo import Mongo, utcnow
+from shared.pagination import decode_cursor, page, whole
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.versions import STALE, expect_version, require_version
 from team_svc import domain, schemas
-from team_svc.store import TeamStore, now
+from team_svc.store import TeamStore
 
 
 class TeamService(base.ServiceBase):
     name = "teams"
 
     store = Mongo(TeamStore)
-    events = Events()
     employees = ServiceRpc("employees", methods=("get_employees", "get_membership"))
     organizations = ServiceRpc("organizations", methods=("check_plan_limit",))
 
@@ -38,13 +38,13 @@ class TeamService(base.ServiceBase):
         require_member(self.redis, self.employees, org_id, user_id, "team.read")
         args = schemas.ListArgsSchema().load(args)
         if args.get("employee_id"):  # the teams of one employee
-            return {"items": [schemas.dump_team(t) for t in
-                              self.store.teams_of_employee(org_id, args["employee_id"])],
-                    "next_cursor": None}
-        key = f"teams:list:{org_id}:{args['cursor']}:{args['limit']}"
+            return whole(map(schemas.dump_team,
+                             self.store.teams_of_employee(org_id, args["employee_id"])))
+        after, limit = decode_cursor(args["cursor"]), args["limit"]
         return self.redis.cache.get_or_set(
-            key, lambda: self._page(self.store.list_teams(org_id, args["limit"], args["cursor"]),
-                                    args["limit"]), tags=[f"org:{org_id}"])
+            f"teams:list:{org_id}:{after}:{limit}",
+            lambda: page(self.store.list_teams(org_id, limit + 1, after), limit, schemas.dump_team),
+            tags=[f"org:{org_id}"])
 
     @rpc
     def get_team(self, user_id: str, org_id: str, team_id: str) -> dict:
@@ -90,7 +90,7 @@ class TeamService(base.ServiceBase):
         domain.require_manage_members(membership, self._team(org_id, team_id), data["role"])
         employee = self._active_employee(org_id, data["employee_id"])
         member = {"employee_id": employee["employee_id"], "user_id": employee["user_id"],
-                  "name": employee.get("name"), "role": data["role"], "added_at": now()}
+                  "name": employee.get("name"), "role": data["role"], "added_at": utcnow()}
         with self.redis.lock(f"team:{team_id}"):
             old_leader = self._team(org_id, team_id).get("leader_id")
             team = self.store.add_member(org_id, team_id, member)
@@ -200,10 +200,6 @@ class TeamService(base.ServiceBase):
         if team is None:
             raise NotFound("Team not found.")
         return team
-
-    def _page(self, teams: list[dict], limit: int) -> dict:
-        items = [schemas.dump_team(t) for t in teams]
-        return {"items": items, "next_cursor": items[-1]["team_id"] if len(items) == limit else None}
 
     def _active_employee(self, org_id: str, employee_id: str) -> dict:
         found = self.employees.get_employees(org_id, [employee_id])

@@ -13,8 +13,6 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Conflict
 from shared.mongo import BaseStore, utcnow
 
-now = utcnow  # at MongoDB's precision (shared.mongo.utcnow)
-
 
 def new_id() -> str:
     return str(ObjectId())  # time-ordered: lists page by _id
@@ -43,7 +41,7 @@ class TeamStore(BaseStore):
         doc = {"_id": new_id(), "org_id": org_id, "name": name, "name_key": name.casefold(),
                "description": description, "settings": settings, "leader_id": None,
                "members": [], "member_ids": [], "permissions": {}, "created_by": actor,
-               "created_at": now(), "updated_at": now(), "version": 1}
+               "created_at": utcnow(), "updated_at": utcnow(), "version": 1}
         try:
             self.teams.insert_one(doc)
         except DuplicateKeyError:
@@ -89,7 +87,7 @@ class TeamStore(BaseStore):
         try:
             return self.teams.find_one_and_update(
                 {"_id": team_id, "org_id": org_id, **(expect or {})},
-                {"$set": {**changes, "updated_at": now()}, "$inc": {"version": 1}},
+                {"$set": {**changes, "updated_at": utcnow()}, "$inc": {"version": 1}},
                 return_document=ReturnDocument.AFTER)
         except DuplicateKeyError:
             raise Conflict(f"A team named {changes['name']!r} already exists.") from None
@@ -106,7 +104,7 @@ class TeamStore(BaseStore):
         """Adds unless already a member (None then): the condition makes a
         concurrent double add impossible."""
         update: dict = {"$push": {"members": member}, "$addToSet": {"member_ids": member["employee_id"]},
-                        "$set": {"updated_at": now()}, "$inc": {"version": 1}}
+                        "$set": {"updated_at": utcnow()}, "$inc": {"version": 1}}
         if member["role"] == "leader":
             update["$set"]["leader_id"] = member["employee_id"]
         return self.teams.find_one_and_update(
@@ -120,7 +118,7 @@ class TeamStore(BaseStore):
         if before is None:
             return None
         update: dict = {"$pull": {"members": {"employee_id": employee_id}, "member_ids": employee_id},
-                        "$unset": {f"permissions.{employee_id}": ""}, "$set": {"updated_at": now()},
+                        "$unset": {f"permissions.{employee_id}": ""}, "$set": {"updated_at": utcnow()},
                         "$inc": {"version": 1}}
         done = self.teams.update_one({"_id": team_id, "member_ids": employee_id}, update)
         if not done.modified_count:
@@ -137,18 +135,18 @@ class TeamStore(BaseStore):
                    for m in team["members"]]
         self.teams.update_one({"_id": team_id},
                               {"$set": {"members": members, "leader_id": employee_id,
-                                        "updated_at": now()}, "$inc": {"version": 1}})
+                                        "updated_at": utcnow()}, "$inc": {"version": 1}})
         return team.get("leader_id"), {**team, "members": members, "leader_id": employee_id,
                                        "version": int(team.get("version") or 0) + 1}
 
     def set_permissions(self, org_id: str, team_id: str, permissions: dict) -> None:
         self.teams.update_one({"_id": team_id, "org_id": org_id},
-                              {"$set": {"permissions": permissions, "updated_at": now()},
+                              {"$set": {"permissions": permissions, "updated_at": utcnow()},
                                "$inc": {"version": 1}})
 
     def remember_employee(self, employee: dict) -> None:
         self.db.directory.update_one({"_id": employee["employee_id"]},
-                                     {"$set": {**employee, "seen_at": now()}}, upsert=True)
+                                     {"$set": {**employee, "seen_at": utcnow()}}, upsert=True)
 
     def forget_employee(self, employee_id: str) -> None:
         self.db.directory.delete_one({"_id": employee_id})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from shared import examples as ex
+from shared.pagination import page_schema
 
 WEBHOOK_ID = "6564a1f0c2b1a3d4e5f60718"
 DELIVERY_ID = "6564a1f0c2b1a3d4e5f60799"
@@ -37,9 +38,6 @@ class WebhookUpdateSchema(Schema):
                                        "description": "true re-enables a disabled endpoint"})
 
 
-class ListArgsSchema(Schema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=64))
 
 
 class WebhookSchema(Schema):
@@ -63,9 +61,7 @@ class SecretSchema(Schema):
     secret = fields.String(metadata={"example": "whsec_3q2-Xx8u0mM8yC8sWf1Xr2v6lQ"})
 
 
-class WebhookPageSchema(Schema):
-    items = fields.List(fields.Nested(WebhookSchema))
-    next_cursor = fields.String(allow_none=True, metadata={"example": None})
+WebhookPageSchema = page_schema("WebhookPage", WebhookSchema)
 
 
 class AttemptSchema(Schema):
@@ -91,9 +87,7 @@ class DeliverySchema(Schema):
     created_at = fields.String(metadata={"example": ex.CREATED_AT})
 
 
-class DeliveryPageSchema(Schema):
-    items = fields.List(fields.Nested(DeliverySchema))
-    next_cursor = fields.String(allow_none=True, metadata={"example": None})
+DeliveryPageSchema = page_schema("DeliveryPage", DeliverySchema)
 
 
 def _iso(value):

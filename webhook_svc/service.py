@@ -15,10 +15,10 @@ from marshmallow import ValidationError
 from shared import service as base
 from shared.errors import NotFound, ValidationFailed, validation_error
 from shared.event_catalogue import CATALOGUE
-from shared.events import Events, handles
+from shared.events import handles
 from shared.mongo import Mongo, utcnow
 from shared.outbound import UnsafeUrl
-from shared.pagination import decode_cursor, page
+from shared.pagination import PageArgsSchema, decode_cursor, page
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
@@ -36,7 +36,6 @@ class WebhookService(base.ServiceBase):
     name = "webhooks"
 
     store = Mongo(WebhookStore)
-    events = Events()
     sender = WebhookSender()
     employees = ServiceRpc("employees", methods=("get_membership",))
 
@@ -51,7 +50,7 @@ class WebhookService(base.ServiceBase):
     @rpc
     def list_webhooks(self, user_id: str, org_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "webhook.manage")
-        args = schemas.ListArgsSchema().load(args)
+        args = PageArgsSchema().load(args)
         docs = self.store.list_endpoints(org_id, args["limit"], decode_cursor(args["cursor"]))
         return page(docs, args["limit"], schemas.dump_webhook)
 
@@ -88,7 +87,7 @@ class WebhookService(base.ServiceBase):
     @rpc
     def list_deliveries(self, user_id: str, org_id: str, webhook_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "webhook.manage")
-        args = schemas.ListArgsSchema().load(args)
+        args = PageArgsSchema().load(args)
         self._endpoint(org_id, webhook_id)
         docs = self.store.list_deliveries(webhook_id, args["limit"], decode_cursor(args["cursor"]))
         return page(docs, args["limit"], schemas.dump_delivery)

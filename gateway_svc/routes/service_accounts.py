@@ -35,7 +35,7 @@ class ServiceAccountRoutes:
         account = self.rpc_auth.create_service_account(org_id, request.user_id, body)
         try:
             employee = self.rpc_employees.add_service_account(
-                actor, org_id, {**account, "role": body["role"]})
+                request.user_id, org_id, {**account, "role": body["role"]})
         except AppError:  # a plan's seat limit, say: no account without its membership
             self.rpc_auth.delete_service_account(org_id, account["user_id"], request.user_id)
             raise

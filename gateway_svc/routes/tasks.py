@@ -10,9 +10,9 @@ from werkzeug.wrappers import Response
 
 from gateway_svc import etags
 from gateway_svc.cache import CachedRoute
-from gateway_svc.http import api
-from gateway_svc.routes.teams import json_object
+from gateway_svc.http import api, json_object
 from shared.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from shared.pagination import PageArgsSchema
 from task_svc.domain import content_disposition
 from task_svc.schemas import (
     AssignSchema,
@@ -27,7 +27,6 @@ from task_svc.schemas import (
     HistoryPageSchema,
     LeaderboardSchema,
     ListQuerySchema,
-    PageArgsSchema,
     StatsArgsSchema,
     StatusSchema,
     TaskCreateSchema,

@@ -5,8 +5,7 @@ the schemas named here, which document the route) and decides tenancy
 from __future__ import annotations
 
 from gateway_svc import etags
-from gateway_svc.http import api, read_json
-from shared.errors import BadRequest
+from gateway_svc.http import api, json_object
 from team_svc.schemas import (
     LeaderSchema,
     ListArgsSchema,
@@ -22,15 +21,6 @@ from team_svc.schemas import (
 
 ORG = "/orgs/<org_id>"
 TEAM = f"{ORG}/teams/<team_id>"
-
-
-def json_object(request) -> dict:
-    """The body as a JSON object (415/413/400 otherwise); fields are the service's
-    to judge, after its permission check (so a 403 is not masked by a 422)."""
-    body = read_json(request)
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.")
-    return body
 
 
 class TeamRoutes:

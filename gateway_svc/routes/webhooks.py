@@ -4,10 +4,10 @@ and decides tenancy (404 outside the org) before it does anything."""
 from __future__ import annotations
 
 from gateway_svc.http import api, read_json
+from shared.pagination import PageArgsSchema
 from webhook_svc.schemas import (
     DeliveryPageSchema,
     DeliverySchema,
-    ListArgsSchema,
     SecretSchema,
     WebhookCreatedSchema,
     WebhookCreateSchema,
@@ -27,7 +27,7 @@ class WebhookRoutes:
         """Register an endpoint; the answer shows its signing secret, once."""
         return 201, self.rpc_webhooks.create_webhook(request.user_id, org_id, read_json(request))
 
-    @api("GET", HOOKS, query=ListArgsSchema, response=WebhookPageSchema, errors=(403, 404))
+    @api("GET", HOOKS, query=PageArgsSchema, response=WebhookPageSchema, errors=(403, 404))
     def list_webhooks(self, request, org_id):
         return self.rpc_webhooks.list_webhooks(request.user_id, org_id, request.args.to_dict())
 
@@ -51,7 +51,7 @@ class WebhookRoutes:
         """A new signing secret, shown once; deliveries are signed with it at once."""
         return self.rpc_webhooks.rotate_secret(request.user_id, org_id, webhook_id)
 
-    @api("GET", f"{HOOK}/deliveries", query=ListArgsSchema, response=DeliveryPageSchema,
+    @api("GET", f"{HOOK}/deliveries", query=PageArgsSchema, response=DeliveryPageSchema,
          errors=(403, 404))
     def list_webhook_deliveries(self, request, org_id, webhook_id):
         """Every delivery, newest first: state, attempts, status, latency, answer."""

@@ -210,7 +210,7 @@ def test_no_stale_cache_after_a_redis_restart(fault_mesh, crew):
     try:
         actor = rpc(fault_mesh, "employees", "get_membership", org_id, owner.user_id)
         rpc(fault_mesh, "tasks", "create_task", owner.user_id, org_id, {"title": query["q"]})
-        rpc(fault_mesh, "employees", "remove_employee", actor, org_id, added.json()["employee_id"])
+        rpc(fault_mesh, "employees", "remove_employee", actor["user_id"], org_id, added.json()["employee_id"])
     finally:
         fault_mesh.redis_server.start()  # ... and comes back with the restart
     fault_mesh.wait_healthy(timeout=30)

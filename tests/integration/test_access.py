@@ -130,10 +130,10 @@ def test_the_gateways_one_call_checks_and_cache_work_as_its_own_user(users, uniq
     """The gateway's scripts read others' keys it may not write (blacklist,
     membership, version counters): refused, they would fail closed (503) or
     silently skip the cache."""
-    from gateway_svc.cache import ResponseCache, entry_name
+    from employee_svc.contract import membership_key
+    from gateway_svc.cache import entry_name
     from gateway_svc.checks import RequestChecks
     from shared.redis import Limit, RedisTools, org_version_key
-    from shared.tenancy import membership_key
 
     admin = redis.Redis.from_url(REDIS_URI, decode_responses=True)
     gateway = redis.Redis.from_url(users["gateway"]["REDIS_URI"], decode_responses=True)
@@ -150,10 +150,10 @@ def test_the_gateways_one_call_checks_and_cache_work_as_its_own_user(users, uniq
         assert not first.revoked and first.decision.allowed
         assert first.membership == {"role": "member", "status": "active"}
         computed = []
-        cache = ResponseCache(RedisTools(gateway, "gateway", 60))
+        cache = RedisTools(gateway, "gateway", 60).cache
         for _ in range(2):
-            assert cache.get_or_compute(f"t:{unique}", [version],
-                                        lambda: computed.append(1) or {"n": 1}) == {"n": 1}
+            assert cache.get_or_set(entry_name(f"t:{unique}"), lambda: computed.append(1) or {"n": 1},
+                                    versions=[version]) == {"n": 1}
         assert computed == [1]  # the second answer came from the cache
         assert run().answer == '{"n": 1}'  # and the request checks find it too
         admin.set(f"auth:blacklist:jti:{claims['jti']}", 1, ex=60)

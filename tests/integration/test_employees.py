@@ -9,6 +9,7 @@ import pytest
 from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
+from employee_svc.contract import membership_key, membership_tag
 from org_svc.domain import personal_org_id
 from shared.errors import (
     Conflict,
@@ -19,13 +20,7 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.redis import RedisTools
-from shared.tenancy import (
-    cache_membership,
-    invalidate_membership,
-    membership_generation,
-    membership_key,
-    require_member,
-)
+from shared.tenancy import require_member
 from tests.helpers import wait_until
 from tests.integration.orgs_fakes import FakeAuth, Mesh
 from tests.tokens import token_of
@@ -76,7 +71,7 @@ def owner_org(mesh, unique, name="Olga Owner"):
 
 
 def add(mesh, actor, org_id, user, role="member", job_title=""):
-    result = mesh.call("employees", "add_employee", actor, org_id,
+    result = mesh.call("employees", "add_employee", actor["user_id"], org_id,
                        {"email": user["email"], "role": role, "job_title": job_title})
     assert result["status"] == 201
     return result["employee"]
@@ -106,10 +101,10 @@ def test_add_registered_user_then_duplicate_is_409_and_role_must_be_in_table(mes
     with pytest.raises(Conflict):
         add(mesh, owner, org_id, bob)
     with pytest.raises(marshmallow.ValidationError):
-        mesh.call("employees", "add_employee", owner, org_id,
+        mesh.call("employees", "add_employee", owner["user_id"], org_id,
                   {"email": "x@example.com", "role": "emperor"})
     with pytest.raises(marshmallow.ValidationError):
-        mesh.call("employees", "add_employee", owner, org_id, {"email": {"$gt": ""}})
+        mesh.call("employees", "add_employee", owner["user_id"], org_id, {"email": {"$gt": ""}})
     wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["employees"] == 2)
     # a manager cannot add an admin
     manager = membership(mesh, org_id, bob["user_id"])
@@ -121,10 +116,10 @@ def test_add_registered_user_then_duplicate_is_409_and_role_must_be_in_table(mes
 def test_invitation_turns_into_a_membership_once_the_address_is_verified(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     email = f"newbie-{unique}@example.com"
-    first = mesh.call("employees", "add_employee", owner, org_id,
+    first = mesh.call("employees", "add_employee", owner["user_id"], org_id,
                       {"email": email, "role": "manager", "job_title": "Ops"})
     assert first["status"] == 202 and first["invitation"]["email"] == email
-    again = mesh.call("employees", "add_employee", owner, org_id,
+    again = mesh.call("employees", "add_employee", owner["user_id"], org_id,
                       {"email": email, "role": "manager", "job_title": "Ops"})
     assert again["invitation"]["invitation_id"] == first["invitation"]["invitation_id"]
     wait_until(lambda: len(events_of("employee.invited")) == 2)
@@ -133,7 +128,7 @@ def test_invitation_turns_into_a_membership_once_the_address_is_verified(mesh, u
     assert tokens[0] != tokens[1]  # re-send issues a fresh token
     stored = mesh.store("employees").db.invitations.find_one({"email": email})
     assert stored["token_hash"] not in tokens and "token" not in stored  # only the hash
-    listed = mesh.call("employees", "list_invitations", org_id, {})
+    listed = mesh.call("employees", "list_invitations", owner["user_id"], org_id, {})
     assert [i["email"] for i in listed["items"]] == [email]
 
     user = mesh.register(unique, name="Newbie Person", verified=False, publish=False)
@@ -153,7 +148,7 @@ def test_invitation_turns_into_a_membership_once_the_address_is_verified(mesh, u
     joined = wait_until(lambda: membership(mesh, org_id, user["user_id"]),
                         what="the invited user's membership")
     assert joined["role"] == "manager" and joined["status"] == "active"
-    assert mesh.call("employees", "list_invitations", org_id, {})["items"] == []
+    assert mesh.call("employees", "list_invitations", owner["user_id"], org_id, {})["items"] == []
     assert mesh.call("employees", "my_invitations", user["user_id"], {})["items"] == []
 
 
@@ -166,17 +161,17 @@ def test_invitation_emails_are_rate_limited_per_address_and_per_org(container_fa
     _, org_id, owner = owner_org(mesh, unique)
     email = f"spam-target-{unique}@example.com"
     for _ in range(2):
-        mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+        mesh.call("employees", "add_employee", owner["user_id"], org_id, {"email": email})
     stored = mesh.store("employees").db.invitations.find_one({"email": email})
     with pytest.raises(RateLimited) as refused:  # the third mail to one address
-        mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+        mesh.call("employees", "add_employee", owner["user_id"], org_id, {"email": email})
     assert int(refused.value.extra["headers"]["Retry-After"]) > 0
     # refused before anything changed: the token sent last still works, no third mail
     assert mesh.store("employees").db.invitations.find_one({"email": email}) == stored
-    mesh.call("employees", "add_employee", owner, org_id,
+    mesh.call("employees", "add_employee", owner["user_id"], org_id,
               {"email": f"other-{unique}@example.com"})
     with pytest.raises(RateLimited):  # the org's fourth invitation within the period
-        mesh.call("employees", "add_employee", owner, org_id,
+        mesh.call("employees", "add_employee", owner["user_id"], org_id,
                   {"email": f"third-{unique}@example.com"})
     assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 2
     wait_until(lambda: len(events_of("employee.invited")) == 3)
@@ -189,7 +184,7 @@ def test_accepting_an_invitation_needs_the_verified_invited_email_and_is_single_
     stranger = mesh.register(unique, name="Stan Stranger", publish=False)
     email = invitee["email"]
     FakeAuth.users.pop(invitee["user_id"])  # not registered yet when invited
-    mesh.call("employees", "add_employee", owner, org_id, {"email": email})
+    mesh.call("employees", "add_employee", owner["user_id"], org_id, {"email": email})
     FakeAuth.users[invitee["user_id"]] = invitee
     token = token_of(mesh.config, wait_until(lambda: events_of("employee.invited"))[0]["data"])
 
@@ -210,20 +205,20 @@ def test_revoked_invitation_cannot_be_accepted(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     user = mesh.register(unique, name="Rita Revoked", publish=False)
     FakeAuth.users.pop(user["user_id"])
-    invitation = mesh.call("employees", "add_employee", owner, org_id,
+    invitation = mesh.call("employees", "add_employee", owner["user_id"], org_id,
                            {"email": user["email"]})["invitation"]
     FakeAuth.users[user["user_id"]] = user
     token = token_of(mesh.config, wait_until(lambda: events_of("employee.invited"))[0]["data"])
-    mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
+    mesh.call("employees", "revoke_invitation", owner["user_id"], org_id, invitation["invitation_id"])
     with pytest.raises(NotFound):
-        mesh.call("employees", "revoke_invitation", owner, org_id, invitation["invitation_id"])
+        mesh.call("employees", "revoke_invitation", owner["user_id"], org_id, invitation["invitation_id"])
     with pytest.raises(NotFound):
         mesh.call("employees", "accept_invitation", user["user_id"], token)
 
 
 def test_an_invitation_past_its_expiry_expires_without_being_read(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
-    old, fresh = (mesh.call("employees", "add_employee", owner, org_id,
+    old, fresh = (mesh.call("employees", "add_employee", owner["user_id"], org_id,
                             {"email": f"{who}-{unique}@example.com"})["invitation"]
                   for who in ("old", "fresh"))
     db = mesh.store("employees").db
@@ -233,7 +228,7 @@ def test_an_invitation_past_its_expiry_expires_without_being_read(mesh, unique):
     assert event["data"]["invitation_id"] == old["invitation_id"] and event["org_id"] == org_id
     assert event["data"]["email"] == old["email"] and "token" not in event["data"]
     assert db.invitations.find_one({"_id": old["invitation_id"]})["status"] == "expired"
-    listed = mesh.call("employees", "list_invitations", org_id, {})["items"]
+    listed = mesh.call("employees", "list_invitations", owner["user_id"], org_id, {})["items"]
     assert [i["invitation_id"] for i in listed] == [fresh["invitation_id"]]
     assert mesh.call("employees", "expire_invitations") == 0  # once, on any replica
     assert len(events_of("employee.invitation.expired")) == 1
@@ -254,7 +249,7 @@ def test_role_change_is_seen_by_the_next_request_at_once(mesh, unique):
     with pytest.raises(Forbidden):
         require_member(tools, Employees(), org_id, bob["user_id"], "employee.add")
 
-    changed = mesh.call("employees", "update_employee", owner, org_id, employee["employee_id"],
+    changed = mesh.call("employees", "update_employee", owner["user_id"], org_id, employee["employee_id"],
                         {"role": "manager", "job_title": "Foreman"})
     assert changed["role"] == "manager" and changed["job_title"] == "Foreman"
     assert mesh.redis("employees").get(membership_key(org_id, bob["user_id"])) is None
@@ -267,39 +262,39 @@ def test_role_change_is_seen_by_the_next_request_at_once(mesh, unique):
     owner_employee = mesh.call("employees", "get_employee_by_user", org_id,
                                owner_user["user_id"])
     with pytest.raises(Forbidden):  # a manager cannot grant above their own role
-        mesh.call("employees", "update_employee", manager, org_id, employee["employee_id"],
+        mesh.call("employees", "update_employee", manager["user_id"], org_id, employee["employee_id"],
                   {"role": "admin"})
     with pytest.raises(Forbidden):  # nor touch the owner
-        mesh.call("employees", "update_employee", manager, org_id,
+        mesh.call("employees", "update_employee", manager["user_id"], org_id,
                   owner_employee["employee_id"], {"role": "member"})
     with pytest.raises(Conflict):  # the last owner stays an owner
-        mesh.call("employees", "update_employee", owner, org_id,
+        mesh.call("employees", "update_employee", owner["user_id"], org_id,
                   owner_employee["employee_id"], {"role": "admin"})
     with pytest.raises(Conflict):
-        mesh.call("employees", "remove_employee", owner, org_id, owner_employee["employee_id"])
+        mesh.call("employees", "remove_employee", owner["user_id"], org_id, owner_employee["employee_id"])
 
 
 def test_status_change_and_soft_removal(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     bob = mesh.register(unique, name="Bob", publish=False)
     employee = add(mesh, owner, org_id, bob)
-    mesh.call("employees", "update_employee", owner, org_id, employee["employee_id"],
+    mesh.call("employees", "update_employee", owner["user_id"], org_id, employee["employee_id"],
               {"status": "inactive"})
     assert membership(mesh, org_id, bob["user_id"])["status"] == "inactive"
-    mesh.call("employees", "update_employee", owner, org_id, employee["employee_id"],
+    mesh.call("employees", "update_employee", owner["user_id"], org_id, employee["employee_id"],
               {"status": "active"})
     wait_until(lambda: mesh.call("organizations", "get_org", org_id)["counts"]["employees"] == 2)
 
-    mesh.call("employees", "remove_employee", owner, org_id, employee["employee_id"])
+    mesh.call("employees", "remove_employee", owner["user_id"], org_id, employee["employee_id"])
     stored = mesh.store("employees").db.employees.find_one({"_id": employee["employee_id"]})
     assert stored["status"] == "removed" and stored["removed_at"]
     assert stored["removed_by"] == owner["user_id"]
     assert membership(mesh, org_id, bob["user_id"])["status"] == "removed"
     with pytest.raises(NotFound):
-        mesh.call("employees", "get_employee", org_id, employee["employee_id"])
+        mesh.call("employees", "get_employee", owner["user_id"], org_id, employee["employee_id"])
     with pytest.raises(NotFound):
-        mesh.call("employees", "remove_employee", owner, org_id, employee["employee_id"])
-    ids = [e["employee_id"] for e in mesh.call("employees", "list_employees", org_id,
+        mesh.call("employees", "remove_employee", owner["user_id"], org_id, employee["employee_id"])
+    ids = [e["employee_id"] for e in mesh.call("employees", "list_employees", owner["user_id"], org_id,
                                                 {})["items"]]
     assert employee["employee_id"] not in ids
     removed = wait_until(lambda: events_of("employee.removed"))[0]["data"]
@@ -321,7 +316,7 @@ def test_list_filters_search_and_cursor_pagination(mesh, unique, container_facto
                                                                publish=False), role, title)
 
     def names(**query):
-        return sorted(e["name"] for e in mesh.call("employees", "list_employees", org_id,
+        return sorted(e["name"] for e in mesh.call("employees", "list_employees", owner["user_id"], org_id,
                                                    query)["items"])
 
     assert names(role="manager") == ["Alice Archer"]
@@ -335,7 +330,7 @@ def test_list_filters_search_and_cursor_pagination(mesh, unique, container_facto
 
     seen, cursor = [], None
     while True:
-        got = mesh.call("employees", "list_employees", org_id,
+        got = mesh.call("employees", "list_employees", owner["user_id"], org_id,
                         {"limit": 2, **({"cursor": cursor} if cursor else {})})
         assert len(got["items"]) <= 2
         seen += [e["employee_id"] for e in got["items"]]
@@ -344,9 +339,9 @@ def test_list_filters_search_and_cursor_pagination(mesh, unique, container_facto
             break
     assert len(seen) == len(set(seen)) == 5
     with pytest.raises(marshmallow.ValidationError):
-        mesh.call("employees", "list_employees", org_id, {"limit": 201})
+        mesh.call("employees", "list_employees", owner["user_id"], org_id, {"limit": 201})
     with pytest.raises(ValidationFailed):
-        mesh.call("employees", "list_employees", org_id, {"cursor": "%%%not-a-cursor"})
+        mesh.call("employees", "list_employees", owner["user_id"], org_id, {"cursor": "%%%not-a-cursor"})
 
 
 def test_team_events_keep_memberships_teams(mesh, unique):
@@ -358,7 +353,7 @@ def test_team_events_keep_memberships_teams(mesh, unique):
             "employee_id": employee["employee_id"], "user_id": bob["user_id"]}
     mesh.emit("teams", "team.member.added", {**base, "role": "member"})
     wait_until(lambda: membership(mesh, org_id, bob["user_id"])["teams"] == {"team1": "member"})
-    listed = mesh.call("employees", "list_employees", org_id, {"team_id": "team1"})["items"]
+    listed = mesh.call("employees", "list_employees", owner["user_id"], org_id, {"team_id": "team1"})["items"]
     assert [e["employee_id"] for e in listed] == [employee["employee_id"]]
     mesh.emit("teams", "team.leader.changed", {"org_id": org_id, "team_id": "team1",
                                                "old_leader_id": None,
@@ -366,7 +361,8 @@ def test_team_events_keep_memberships_teams(mesh, unique):
     wait_until(lambda: membership(mesh, org_id, bob["user_id"])["teams"] == {"team1": "leader"})
     mesh.emit("teams", "team.member.removed", {**base, "role": "leader"})
     wait_until(lambda: membership(mesh, org_id, bob["user_id"])["teams"] == {})
-    assert mesh.call("employees", "list_employees", org_id, {"team_id": "team1"})["items"] == []
+    assert mesh.call("employees", "list_employees", owner["user_id"], org_id,
+                     {"team_id": "team1"})["items"] == []
 
 
 def test_task_counts_follow_task_events_and_survive_redelivery(mesh, unique):
@@ -375,7 +371,7 @@ def test_task_counts_follow_task_events_and_survive_redelivery(mesh, unique):
     b, c = add(mesh, owner, org_id, bob), add(mesh, owner, org_id, cat)
 
     def counts(employee):
-        return mesh.call("employees", "get_employee", org_id,
+        return mesh.call("employees", "get_employee", owner["user_id"], org_id,
                          employee["employee_id"])["task_counts"]
 
     assigned = {"org_id": org_id, "task_id": "t1", "title": "x",
@@ -407,7 +403,7 @@ def test_a_bulk_chunk_counts_each_task_once(mesh, unique):
     b, c = add(mesh, owner, org_id, bob), add(mesh, owner, org_id, cat)
 
     def counts(employee):
-        return mesh.call("employees", "get_employee", org_id,
+        return mesh.call("employees", "get_employee", owner["user_id"], org_id,
                          employee["employee_id"])["task_counts"]
 
     # handled before the chunk (events are not ordered): the chunk must not undo it
@@ -433,14 +429,14 @@ def test_plan_limit_refuses_another_employee_or_invitation(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)  # free plan here: 4 seats
     for name in ("Bob", "Cat"):
         add(mesh, owner, org_id, mesh.register(unique, name=name, publish=False))
-    mesh.call("employees", "add_employee", owner, org_id,
+    mesh.call("employees", "add_employee", owner["user_id"], org_id,
               {"email": f"pending-{unique}@example.com"})  # invitations hold a seat
     with pytest.raises(PlanLimitExceeded) as refused:
         add(mesh, owner, org_id, mesh.register(unique, name="Dan", publish=False))
     assert refused.value.to_problem()["type"].endswith("plan-limit")
     assert refused.value.to_problem()["status"] == 403
     with pytest.raises(PlanLimitExceeded):
-        mesh.call("employees", "add_employee", owner, org_id,
+        mesh.call("employees", "add_employee", owner["user_id"], org_id,
                   {"email": f"other-{unique}@example.com"})
     assert mesh.store("employees").db.invitations.count_documents({"org_id": org_id}) == 1
     mesh.call("organizations", "set_plan", org_id, "pro")
@@ -454,14 +450,14 @@ def test_foreign_ids_and_bad_ids_are_not_found(mesh, unique):
     b_employee = add(mesh, owner_b, org_b, bob)
     for bad in (b_employee["employee_id"], "../../etc", {"$gt": ""}, "x" * 500):
         with pytest.raises(NotFound):
-            mesh.call("employees", "get_employee", org_a, bad)
+            mesh.call("employees", "get_employee", owner_a["user_id"], org_a, bad)
         with pytest.raises(NotFound):
-            mesh.call("employees", "remove_employee", owner_a, org_a, bad)
+            mesh.call("employees", "remove_employee", owner_a["user_id"], org_a, bad)
     assert mesh.call("employees", "get_employees", org_a, [b_employee["employee_id"]]) == []
     got = mesh.call("employees", "get_employees", org_b, [b_employee["employee_id"], "nope"])
     assert [(e["employee_id"], e["status"]) for e in got] == [(b_employee["employee_id"],
                                                                "active")]
-    a_items = mesh.call("employees", "list_employees", org_a, {})["items"]
+    a_items = mesh.call("employees", "list_employees", owner_a["user_id"], org_a, {})["items"]
     assert {e["org_id"] for e in a_items} == {org_a}
 
 
@@ -471,9 +467,9 @@ def test_user_updated_and_deleted(mesh, unique):
     employee = add(mesh, owner, org_id, bob)
     mesh.emit("auth", "user.updated", {"user_id": bob["user_id"], "email": bob["email"],
                                        "name": "Robert New", "email_verified": True})
-    wait_until(lambda: mesh.call("employees", "get_employee", org_id,
+    wait_until(lambda: mesh.call("employees", "get_employee", owner["user_id"], org_id,
                                  employee["employee_id"])["name"] == "Robert New")
-    found = mesh.call("employees", "list_employees", org_id, {"q": "robert"})["items"]
+    found = mesh.call("employees", "list_employees", owner["user_id"], org_id, {"q": "robert"})["items"]
     assert [e["employee_id"] for e in found] == [employee["employee_id"]]
     mesh.emit("auth", "user.deleted", {"user_id": bob["user_id"], "email": bob["email"]})
     wait_until(lambda: membership(mesh, org_id, bob["user_id"])["status"] == "removed")
@@ -482,13 +478,14 @@ def test_user_updated_and_deleted(mesh, unique):
 def test_a_read_that_raced_a_change_cannot_cache_the_old_membership(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     client = mesh.redis("employees")
-    generation = membership_generation(client, org_id, owner["user_id"])  # a reader starts
-    invalidate_membership(RedisTools(client, "test", 60), org_id, owner["user_id"])  # a change commits
-    assert not cache_membership(client, {**owner, "role": "stale"}, generation)
-    assert client.get(membership_key(org_id, owner["user_id"])) is None
-    fresh = membership_generation(client, org_id, owner["user_id"])
-    assert cache_membership(client, owner, fresh)
-    assert json.loads(client.get(membership_key(org_id, owner["user_id"]))) == owner
+    cache = RedisTools(client, "employees", 60).cache
+    key, tags = membership_key(org_id, owner["user_id"]), [membership_tag(org_id, owner["user_id"])]
+    generations = cache.generations(tags)  # a reader starts
+    cache.invalidate_tags(*tags)  # a change commits
+    assert not cache.set(key, {**owner, "role": "stale"}, tags=tags, generations=generations)
+    assert client.get(key) is None
+    assert cache.set(key, owner, tags=tags, generations=cache.generations(tags))
+    assert json.loads(client.get(key)) == owner
 
 
 def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique):
@@ -502,10 +499,10 @@ def test_active_org_ids_leave_out_orgs_left_deactivated_or_deleted(mesh, unique)
                      ((owner_a, org_a), (owner_b, org_b), (owner_c, org_c)))
     assert mesh.call("employees", "active_org_ids", bob["user_id"]) == sorted(
         [org_a, org_b, org_c, own_org["org_id"]])
-    mesh.call("employees", "remove_employee", owner_a, org_a, in_a["employee_id"])
-    mesh.call("employees", "update_employee", owner_b, org_b, in_b["employee_id"],
+    mesh.call("employees", "remove_employee", owner_a["user_id"], org_a, in_a["employee_id"])
+    mesh.call("employees", "update_employee", owner_b["user_id"], org_b, in_b["employee_id"],
               {"status": "inactive"})
-    mesh.call("organizations", "delete_org", owner_c, org_c)
+    mesh.call("organizations", "delete_org", owner_c["user_id"], org_c)
     assert mesh.call("employees", "active_org_ids", bob["user_id"]) == [own_org["org_id"]]
 
 

@@ -478,17 +478,17 @@ class OrgWriter(ServiceBase):
 
 def test_publishing_an_org_event_makes_cached_answers_for_that_org_stale(
         container_factory, config, unique):
-    from gateway_svc.cache import ResponseCache
     from shared.redis import RedisTools, make_client, org_version_key
 
     writer = container_factory(OrgWriter, config)
     writer.start()
-    cache = ResponseCache(RedisTools(make_client(config), "gateway", 60))
+    cache = RedisTools(make_client(config), "gateway", 60).cache
     computed = []
 
     def read(org):
-        return cache.get_or_compute(f"things:{org}:{unique}", [org_version_key("writer", org)],
-                                    lambda: computed.append(org) or len(computed))
+        return cache.get_or_set(f"gateway:cache:things:{org}:{unique}",
+                                lambda: computed.append(org) or len(computed),
+                                versions=[org_version_key("writer", org)])
 
     org_a, org_b = f"a{unique}", f"b{unique}"
     assert read(org_a) == 1 and read(org_a) == 1 and read(org_b) == 2  # second read: a hit

@@ -8,12 +8,12 @@ import requests
 from marshmallow import Schema, fields
 from nameko.dependency_providers import Config
 
+from employee_svc.contract import membership_key
 from gateway_svc.cache import CachedRoute
 from gateway_svc.http import api, read_json
 from shared.redis import Redis
 from shared.rpc import ServiceRpc, rpc
 from shared.telemetry import Telemetry
-from shared.tenancy import membership_key
 from tests.tokens import auth_headers
 
 

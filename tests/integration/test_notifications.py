@@ -534,7 +534,7 @@ def test_org_defaults_of_the_real_organizations_service_apply_unless_the_user_ch
     assert len(smtp_sink.to(ann["email"])) == 1  # the org turned email off: no overdue, no setup mail
 
     owner = orgs.call("employees", "get_membership", org_id, user)
-    orgs.call("organizations", "update_settings", owner, org_id,
+    orgs.call("organizations", "update_settings", owner["user_id"], org_id,
               {"notification_defaults": {"email": True}})
     wait_until(lambda: mesh.db().handled_events.find_one(
         {"_id": {"$regex": "^notifications.on_org_settings:"}, "state": "done"}),

@@ -15,13 +15,13 @@ import requests
 import websocket
 from nameko.testing.services import entrypoint_hook
 
+from employee_svc.contract import membership_key
 from gateway_svc import realtime
 from gateway_svc.service import GatewayService
 from notify_svc.service import NotificationService
 from shared import service as base
 from shared.events import Events
 from shared.rpc import rpc
-from shared.tenancy import membership_key
 from tests.helpers import wait_until
 from tests.integration.test_auth_flows import Recorder, start_mesh, wait_event
 from tests.smtp_sink import smtp_sink  # noqa: F401  (fixture)

@@ -79,15 +79,15 @@ def test_create_list_and_update_invalidates_the_cached_org(mesh, unique):
     assert org["subscription"] == {"plan": "free", "limits": {"employees": 5, "teams": 1}}
     assert org["org_id"] in my_org_ids(mesh, user["user_id"])
     mesh.call("organizations", "get_org", org["org_id"])
-    assert list(mesh.redis("organizations").scan_iter(f"{org_key(org['org_id'])}:v*"))
-    renamed = mesh.call("organizations", "update_org", owner, org["org_id"], {"name": "Acme 2"})
+    assert list(mesh.redis("organizations").scan_iter(f"{org_key(org['org_id'])}|*"))
+    renamed = mesh.call("organizations", "update_org", owner["user_id"], org["org_id"], {"name": "Acme 2"})
     assert renamed["name"] == "Acme 2"
     assert mesh.call("organizations", "get_org", org["org_id"])["name"] == "Acme 2"
     event = wait_until(lambda: seen("organization.updated"))[0]
     assert event["data"]["changes"] == {"name": "Acme 2"} and event["org_id"] == org["org_id"]
     for bad in ({"name": ""}, {"name": "x" * 101}, {"name": {"$gt": ""}}, {}):
         with pytest.raises(marshmallow.ValidationError):
-            mesh.call("organizations", "update_org", owner, org["org_id"], bad)
+            mesh.call("organizations", "update_org", owner["user_id"], org["org_id"], bad)
     assert mesh.call("organizations", "get_org", org["org_id"])["name"] == "Acme 2"
 
 
@@ -109,7 +109,7 @@ def test_list_mine_paginates(mesh, unique):
 def test_settings_are_validated_merged_and_announced(mesh, unique):
     _, org, owner = new_org(mesh, unique)
     org_id = org["org_id"]
-    settings = mesh.call("organizations", "update_settings", owner, org_id, {
+    settings = mesh.call("organizations", "update_settings", owner["user_id"], org_id, {
         "timezone": "Europe/Paris", "working_days": ["mon", "tue"],
         "notification_defaults": {"push": True}})
     assert settings["timezone"] == "Europe/Paris" and settings["working_days"] == ["mon", "tue"]
@@ -123,17 +123,17 @@ def test_settings_are_validated_merged_and_announced(mesh, unique):
                 {"working_days": ["funday"]}, {"default_task_priority": "whenever"},
                 {"locale": "x" * 10_000}, {"timezone": {"$gt": ""}}):
         with pytest.raises(marshmallow.ValidationError):
-            mesh.call("organizations", "update_settings", owner, org_id, bad)
+            mesh.call("organizations", "update_settings", owner["user_id"], org_id, bad)
     assert mesh.call("organizations", "get_org", org_id)["settings"] == settings
 
 
 def test_soft_deleted_org_is_invisible(mesh, unique):
     user, org, owner = new_org(mesh, unique)
-    mesh.call("organizations", "delete_org", owner, org["org_id"])
+    mesh.call("organizations", "delete_org", owner["user_id"], org["org_id"])
     with pytest.raises(NotFound):
         mesh.call("organizations", "get_org", org["org_id"])
     with pytest.raises(NotFound):
-        mesh.call("organizations", "delete_org", owner, org["org_id"])
+        mesh.call("organizations", "delete_org", owner["user_id"], org["org_id"])
     assert org["org_id"] not in my_org_ids(mesh, user["user_id"])
     assert mesh.store("organizations").db.orgs.find_one({"_id": org["org_id"]})["deleted_at"]
     assert mesh.call("employees", "get_membership", org["org_id"], user["user_id"]) is None
@@ -145,12 +145,12 @@ def test_ownership_transfer(mesh, unique):
     org_id = org["org_id"]
     bob = mesh.register(unique, name="Bob", publish=False)
     stranger = mesh.register(unique, name="Stan", publish=False)
-    mesh.call("employees", "add_employee", owner, org_id, {"email": bob["email"]})
+    mesh.call("employees", "add_employee", owner["user_id"], org_id, {"email": bob["email"]})
     for target in (stranger["user_id"], user["user_id"], "no such user"):
         with pytest.raises((ValidationFailed, marshmallow.ValidationError)):
-            mesh.call("organizations", "transfer_ownership", owner, org_id,
+            mesh.call("organizations", "transfer_ownership", owner["user_id"], org_id,
                       {"user_id": target})
-    done = mesh.call("organizations", "transfer_ownership", owner, org_id,
+    done = mesh.call("organizations", "transfer_ownership", owner["user_id"], org_id,
                      {"user_id": bob["user_id"]})
     assert done["owner_user_id"] == bob["user_id"]
     # the roles swap before the answer: the next request sees them
@@ -190,7 +190,7 @@ def test_deleted_user_hands_orgs_to_an_admin_or_closes_them(mesh, unique):
     user, shared_org, owner = new_org(mesh, unique)
     alone = mesh.call("organizations", "create_org", user["user_id"], {"name": "Solo"})
     admin = mesh.register(unique, name="Adam Admin", publish=False)
-    mesh.call("employees", "add_employee", owner, shared_org["org_id"],
+    mesh.call("employees", "add_employee", owner["user_id"], shared_org["org_id"],
               {"email": admin["email"], "role": "admin"})
     mesh.emit("auth", "user.deleted", {"user_id": user["user_id"], "email": user["email"]})
     wait_until(lambda: mesh.call("organizations", "get_org", shared_org["org_id"])

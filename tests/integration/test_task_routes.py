@@ -143,7 +143,7 @@ def test_bad_input_gets_clear_4xx_and_stores_nothing(api):
                                                   "task": {"title": "x"}})
     assert "assignee_ids" in problem(too_many, 422)["errors"]
     problem(boss.get(f"{o}/tasks", params={"limit": "many"}), 422)
-    problem(boss.get(f"{o}/tasks", params={"cursor": "forged"}), 400)
+    problem(boss.get(f"{o}/tasks", params={"cursor": "forged"}), 422)
     task = boss.post(f"{o}/tasks", json={"title": "x"}).json()
     k = f"{o}/tasks/{task['task_id']}"
     moved = problem(boss.post(f"{k}/status", json={"status": "done"}), 409)

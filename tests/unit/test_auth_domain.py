@@ -9,8 +9,8 @@ import pyotp
 import pytest
 
 from auth_svc import domain
-from auth_svc.accounts import Accounts, check_password, hash_password
 from auth_svc.domain import LockoutPolicy
+from auth_svc.flows import Accounts, check_password, hash_password
 from shared.errors import Unauthorized
 from tests.tokens import TEST_DATA_KEYS, TEST_KEYS
 

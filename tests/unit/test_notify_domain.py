@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 
 from notify_svc import domain
 from notify_svc.channels import SmtpSettings
-from notify_svc.dispatch import default_templates, html_email
+from notify_svc.flows import default_templates, html_email
 from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
 from shared.sealed import Unsealable, seal, unseal
 

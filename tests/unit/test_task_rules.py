@@ -1,10 +1,9 @@
 """The tasks service's rules: status machine, who may assign and update,
-where an orphaned task goes, keywords, cursors, stats folding."""
-from datetime import datetime, timezone
+where an orphaned task goes, keywords, stats folding."""
 
 import pytest
 
-from shared.errors import BadRequest, Conflict, Forbidden
+from shared.errors import Conflict, Forbidden
 from task_svc import domain
 from team_svc import domain as team_domain
 
@@ -98,14 +97,6 @@ def test_keywords_and_search_terms_are_case_folded_words():
     assert domain.keywords("Fix the Login-page", "see RFC 9457") == \
         ["9457", "fix", "login", "page", "rfc", "see", "the"]
     assert domain.search_terms("LOG pa") == ["log", "pa"]
-
-
-def test_cursors_round_trip_and_refuse_forgeries():
-    at = datetime(2026, 11, 25, 6, 0, tzinfo=timezone.utc)
-    assert domain.decode_cursor(domain.encode_cursor(at, "t9")) == (at, "t9")
-    assert domain.decode_cursor(domain.encode_cursor(3, "t9")) == (3, "t9")
-    with pytest.raises(BadRequest):
-        domain.decode_cursor("not-a-cursor")
 
 
 def test_history_diff_lists_only_changed_tracked_fields():

@@ -32,7 +32,6 @@ from eventlet import tpool
 from eventlet.semaphore import Semaphore
 
 from auth_svc import domain
-from auth_svc.store import utcnow
 from auth_svc.throttle import Attempt, LoginThrottle
 from auth_svc.tokens import (
     digest,
@@ -49,6 +48,7 @@ from shared.errors import (
     Unavailable,
     ValidationFailed,
 )
+from shared.mongo import utcnow
 from shared.sealed import seal
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,14 @@ import yaml
 from eventlet.greenpool import GreenPool
 from jinja2 import Environment
 
-from notify_svc import domain
+from notify_svc import domain, schemas
 from notify_svc.channels import Permanent, Transient
-from notify_svc.store import now_utc
+from notify_svc.contract import STREAM_MAXLEN, STREAM_TTL, user_channel, user_stream
 from shared.errors import Conflict, ValidationFailed
+from shared.mongo import utcnow
 from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
 from shared.sealed import unseal
+from shared.service import Flows
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +38,6 @@ TEMPLATE_TTL = 300
 
 def unread_key(user_id: str) -> str:
     return f"notifications:unread:{user_id}"
-
-
-def user_channel(user_id: str) -> str:
-    """Redis pub/sub channel a user's websockets listen on (gateway_svc.realtime)."""
-    return f"notifications:user:{user_id}"
-
-
-def user_stream(user_id: str) -> str:
-    """Recent in-app items of a user, for websocket catch-up (gateway_svc.realtime)."""
-    return f"notifications:stream:{user_id}"
-
-
-STREAM_MAXLEN = 500
-STREAM_TTL = 7 * 24 * 3600
 
 
 def prefs_key(user_id: str) -> str:
@@ -82,45 +70,13 @@ def html_email(subject: str, text: str, link: str | None, locale: str, footer: s
                             body_html=nh3.clean(body_html) if body_html else None)
 
 
-def public(doc: dict) -> dict:
-    """A notification as the API shows it."""
-    return {"id": doc["_id"], "kind": doc["kind"], "title": doc.get("title"),
-            "body": doc.get("body"), "link": doc.get("link"), "read": doc.get("read", False),
-            "org_id": doc.get("org_id"),
-            "data": {**(doc.get("data") or {}), **({"tasks": doc["tasks"]} if "tasks" in doc else {})},
-            "created_at": doc["created_at"].isoformat().replace("+00:00", "Z")}
-
-
-class Notifier:
-    def __init__(self, svc):
-        self.store = svc.store
-        self.redis = svc.redis
-        self.mailer = svc.mailer
-        self.pusher = svc.pusher
-        self.events = svc.events
-        self.config = svc.config
-        self.organizations = svc.organizations
+class Notifier(Flows):
+    uses = ("mailer", "pusher", "organizations")
 
     def setting(self, name: str, default: float) -> float:
         return float(self.config.get(name, default))
 
-    # caches ---------------------------------------------------------------
-    def _cache_get(self, key: str):
-        try:
-            raw = self.redis.client.get(key)
-        except redis.RedisError:
-            return None
-        return json.loads(raw) if raw else None
-
-    def _cache_set(self, key: str, value, ttl: int) -> None:
-        try:
-            self.redis.client.set(key, json.dumps(value, default=str), ex=ttl)
-        except redis.RedisError as exc:
-            log.warning("cache set %s failed: %s", key, exc)
-
-    def _cache_del(self, *keys: str) -> None:
-        self.redis.cache.delete(*keys)  # again when Redis answers, if it does not now
-
+    # caches (self.redis.cache: hit/miss counted and logged, fails open) ---------
     def preferences(self, user_id: str | None) -> dict:
         if user_id is None:
             return domain.default_preferences()
@@ -129,29 +85,20 @@ class Notifier:
     def preferences_of(self, user_ids: list[str]) -> dict[str, dict]:
         """Each user's preferences: one Redis read for all, then one MongoDB read
         for those not cached (cached for an hour)."""
-        keys = [prefs_key(u) for u in user_ids]
-        try:
-            cached = [json.loads(raw) if raw else None for raw in self.redis.client.mget(keys)]
-        except redis.RedisError:
-            cached = [None] * len(keys)
+        cached = self.redis.cache.get_many([prefs_key(u) for u in user_ids])
         found = dict(zip(user_ids, cached, strict=True))
         missing = [u for u, c in found.items() if c is None]
         if missing:
             stored = self.store.preferences_of(missing)
-            try:
-                pipe = self.redis.client.pipeline(transaction=False)
-                for user_id in missing:
-                    found[user_id] = stored.get(user_id) or domain.default_preferences()
-                    pipe.set(prefs_key(user_id), json.dumps(found[user_id], default=str), ex=3600)
-                pipe.execute()
-            except redis.RedisError as exc:
-                log.warning("caching preferences failed: %s", exc)
+            loaded = {u: stored.get(u) or domain.default_preferences() for u in missing}
+            found.update(loaded)
+            self.redis.cache.set_many({prefs_key(u): p for u, p in loaded.items()}, ttl=3600)
         return {u: {**domain.default_preferences(), **(p or {})} for u, p in found.items()}
 
     def save_preferences(self, user_id: str, prefs: dict) -> dict:
         merged = {**domain.default_preferences(), **prefs}
         self.store.save_preferences(user_id, merged)
-        self._cache_del(prefs_key(user_id))
+        self.redis.cache.delete(prefs_key(user_id))
         return merged
 
     def org_defaults(self, org_id: str | None) -> dict:
@@ -159,7 +106,7 @@ class Notifier:
         if not org_id:
             return {}
         key = f"notifications:orgdefaults:{org_id}"
-        cached = self._cache_get(key)
+        cached = self.redis.cache.get(key)
         if cached is not None:
             return cached
         try:
@@ -170,20 +117,21 @@ class Notifier:
         except Exception as exc:  # built-in defaults; ask again soon
             log.info("org settings of %s unavailable: %s", org_id, exc)
             defaults, ttl = {}, 30
-        self._cache_set(key, defaults if isinstance(defaults, dict) else {}, ttl)
-        return defaults if isinstance(defaults, dict) else {}
+        defaults = defaults if isinstance(defaults, dict) else {}
+        self.redis.cache.set(key, defaults, ttl=ttl)
+        return defaults
 
     def forget_org_defaults(self, org_id: str) -> None:
-        self._cache_del(f"notifications:orgdefaults:{org_id}")
+        self.redis.cache.delete(f"notifications:orgdefaults:{org_id}")
 
     def template(self, org_id: str | None, kind: str, locale: str = "en") -> dict:
         if org_id:
             key = f"notifications:tpl:{org_id}:{kind}:{locale}"
-            cached = self._cache_get(key)
-            if cached is None:
+            def load() -> dict:
                 doc = self.store.template(org_id, kind, locale)
-                cached = {p: doc[p] for p in domain.TEMPLATE_PARTS if doc and doc.get(p)}
-                self._cache_set(key, cached, TEMPLATE_TTL)
+                return {p: doc[p] for p in domain.TEMPLATE_PARTS if doc and doc.get(p)}
+
+            cached = self.redis.cache.get_or_set(key, load, ttl=TEMPLATE_TTL)
             if cached:
                 return cached
         return default_templates(locale)[kind]
@@ -191,19 +139,13 @@ class Notifier:
     def save_template(self, org_id: str, kind: str, locale: str, template: dict) -> dict:
         domain.validate_template(kind, template)
         self.store.save_template(org_id, kind, locale, template)
-        self._cache_del(f"notifications:tpl:{org_id}:{kind}:{locale}")
+        self.redis.cache.delete(f"notifications:tpl:{org_id}:{kind}:{locale}")
         return template
 
     def unread_count(self, user_id: str) -> int:
-        try:
-            cached = self.redis.client.get(unread_key(user_id))
-        except redis.RedisError:
-            cached = None
-        if cached is not None:
-            return int(cached)
-        count = self.store.unread_count(user_id)
-        self._cache_set(unread_key(user_id), count, UNREAD_TTL)
-        return count
+        return int(self.redis.cache.get_or_set(unread_key(user_id),
+                                               lambda: self.store.unread_count(user_id),
+                                               ttl=UNREAD_TTL))
 
     # events -> notifications ---------------------------------------------
     def handle(self, event: dict) -> None:
@@ -234,7 +176,7 @@ class Notifier:
         directory, prefs = self.store.recipients(users), self.preferences_of(users)
         org_defaults = {org: self.org_defaults(org) for org in {e.get("org_id") for e, _ in pairs}}
         templates: dict = {}
-        now = now_utc()
+        now = utcnow()
         items, deliveries, pushes = [], [], []
         for event, plan in pairs:
             org_id = event.get("org_id")
@@ -297,11 +239,11 @@ class Notifier:
     def _announce(self, docs: list[dict]) -> None:
         if not docs:
             return
-        self._cache_del(*{unread_key(doc["user_id"]) for doc in docs})
+        self.redis.cache.delete(*{unread_key(doc["user_id"]) for doc in docs})
         try:
             pipe = self.redis.client.pipeline(transaction=False)
             for doc in docs:
-                message = json.dumps({"type": "notification", "notification": public(doc)},
+                message = json.dumps({"type": "notification", "notification": schemas.dump_notification(doc)},
                                      default=str)
                 pipe.xadd(user_stream(doc["user_id"]), {"m": message}, maxlen=STREAM_MAXLEN,
                           approximate=True)
@@ -458,7 +400,7 @@ class Notifier:
                 return "failed", str(exc), None
             delay = min(self.setting("NOTIFY_RETRY_MAX_SECONDS", 300),
                         self.setting("NOTIFY_RETRY_BASE_SECONDS", 2) * 2 ** (attempts - 1))
-            return "transient", str(exc), now_utc() + timedelta(seconds=delay)
+            return "transient", str(exc), utcnow() + timedelta(seconds=delay)
         except Exception as exc:  # Permanent, or a template that no longer renders
             return "failed", f"{type(exc).__name__}: {exc}", None
         return "sent", answer, None
@@ -519,9 +461,9 @@ class Notifier:
             log.warning("digest for %s failed: %s", user_id, exc)
             self.store.db.deliveries.update_many(
                 {"_id": {"$in": [i["_id"] for i in items]}},
-                {"$set": {"status": "digest", "due_at": now_utc() + timedelta(seconds=5)},
+                {"$set": {"status": "digest", "due_at": utcnow() + timedelta(seconds=5)},
                  "$unset": {"digest_id": ""}, "$push": {"attempts": {
-                     "at": now_utc(), "status": "transient", "answer": str(exc)[:500]}}})
+                     "at": utcnow(), "status": "transient", "answer": str(exc)[:500]}}})
             return
         self.store.record_attempts([(item["_id"], "sent", f"digest: {answer}", None)
                                     for item in items])
@@ -531,13 +473,13 @@ class Notifier:
     def mark_read(self, user_id: str, nid: str) -> dict | None:
         doc = self.store.mark_read(user_id, nid)
         if doc is not None and not doc.get("read"):
-            self._cache_del(unread_key(user_id))
+            self.redis.cache.delete(unread_key(user_id))
             self._publish_state("notification.read", doc)
         return doc
 
     def mark_all_read(self, user_id: str) -> int:
         count = self.store.mark_all_read(user_id)
-        self._cache_del(unread_key(user_id))
+        self.redis.cache.delete(unread_key(user_id))
         if count:
             self.events.publish("notification.read.all", {"user_id": user_id, "count": count},
                                 actor_id=user_id)
@@ -546,7 +488,7 @@ class Notifier:
     def delete(self, user_id: str, nid: str) -> dict | None:
         doc = self.store.delete_notification(user_id, nid)
         if doc is not None:
-            self._cache_del(unread_key(user_id))
+            self.redis.cache.delete(unread_key(user_id))
             self._publish_state("notification.deleted", doc)
         return doc
 

@@ -1,0 +1,204 @@
+"""The tasks service's work of several steps (writing a change with its history,
+reassigning, handing tasks over when someone leaves or a team goes, the events a
+change publishes, list pages, the overdue sweep), on one worker's dependencies:
+the entrypoints in ``service.py`` authorize and validate, then call these. Rules
+come from :mod:`task_svc.domain`; queries from the store."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from shared.errors import NotFound, ValidationFailed
+from shared.mongo import utcnow
+from shared.pagination import decode_key, page
+from shared.service import Flows
+from task_svc import domain, leaderboard, schemas
+
+log = logging.getLogger(__name__)
+
+
+class TaskFlows(Flows):
+    uses = ("employees", "teams")
+
+    def task(self, org_id: str, task_id: str) -> dict:
+        task = self.store.get(org_id, str(task_id))
+        if task is None:
+            raise NotFound("Task not found.")
+        return task
+
+    def team(self, org_id: str, team_id: str | None) -> dict | None:
+        """The team's brief (leader, members, grants) from teams, cached until a team event."""
+        if not team_id:
+            return None
+        return self.redis.cache.get_or_set(
+            f"tasks:team:{org_id}:{team_id}",
+            lambda: self.teams.get_team_briefs(org_id, [team_id]).get(team_id),
+            ttl=int(self.config.get("TASK_TEAM_TTL", 60)), tags=[f"team:{team_id}"],
+            cache_none=False)
+
+    def body_team(self, org_id: str, team_id: str | None) -> dict | None:
+        team = self.team(org_id, team_id)
+        if team_id and team is None:
+            raise ValidationFailed("Unknown team.",
+                                   errors={"team_id": ["No such team in this organization."]})
+        return team
+
+    def attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict:
+        doc = self.store.attachment(org_id, task_id, str(attachment_id))
+        if doc is None:
+            raise NotFound("Attachment not found.")
+        return doc
+
+    def employees_in(self, org_id: str, ids: list[str]) -> list[dict]:
+        return self.employees.get_employees(org_id, list(ids)) if ids else []
+
+    def assignee(self, org_id: str, employee_id: str | None) -> dict | None:
+        if employee_id is None:
+            return None
+        found = self.employees_in(org_id, [employee_id])
+        if not found or found[0].get("status") != "active":
+            raise ValidationFailed("Unknown assignee.", errors={
+                "assignee_id": ["Not an active employee of this organization."]})
+        return found[0]
+
+    def write(self, task: dict, changes: dict, actor: str | None, reason: str | None = None,
+               expect: dict | None = None) -> dict | None:
+        """Update, record history, drop cached lists; None if ``expect`` no longer holds."""
+        updated = self.store.update(task["org_id"], task["_id"], changes, expect=expect)
+        if updated is not None:
+            self.store.add_history(task, domain.diff(task, changes), actor, reason)
+            self.invalidate(task["org_id"], task.get("assignee_user_id"),
+                             updated.get("assignee_user_id"))
+        return updated
+
+    def reassign(self, task: dict, assignee: dict | None, actor: str | None, reason: str,
+                  event_id: str | None = None) -> dict | None:
+        new_id_ = assignee["employee_id"] if assignee else None
+        with self.redis.lock(f"task:{task['_id']}"):
+            updated = self.write(task, {"assignee_id": new_id_,
+                                         "assignee_user_id": assignee["user_id"] if assignee else None},
+                                  actor, reason, expect={"assignee_id": task.get("assignee_id")})
+        if updated is None or task.get("assignee_id") == new_id_:
+            return updated
+        if task.get("assignee_id") is None:
+            self.publish_assigned(updated, actor, event_id=event_id)
+        else:
+            self.publish(updated, "task.reassigned", {
+                "old_assignee_id": task["assignee_id"], "new_assignee_id": new_id_,
+                "new_assignee_user_id": updated.get("assignee_user_id"), "reason": reason},
+                actor, event_id=event_id)
+        return updated
+
+    def hand_over(self, org_id: str, tasks: list[dict], leaving: str, event: dict, reason: str) -> None:
+        teams = {}
+        team_ids = sorted({t["team_id"] for t in tasks if t.get("team_id")})
+        if team_ids:
+            teams = self.teams.get_team_briefs(org_id, team_ids)
+        for task in tasks:
+            leader, leader_user = domain.reassignment_target(teams.get(task.get("team_id")), leaving)
+            target = {"employee_id": leader, "user_id": leader_user} if leader else None
+            self.reassign(task, target, event.get("actor_id"), reason,
+                           event_id=f"{event['event_id']}:{task['_id']}")
+
+    def drop_team(self, org_id: str, team_id: str, tasks: list[dict], event: dict) -> None:
+        if not tasks:
+            return
+        actor = event.get("actor_id")
+        self.store.bulk_update_team_removed(org_id, team_id, [t["_id"] for t in tasks], actor)
+        self.invalidate(org_id, *[t.get("assignee_user_id") for t in tasks])
+        for task in tasks:  # each also bumps the org's version: the gateway's cached lists go
+            self.publish(task, "task.updated", {"changes": {"team_id": None}}, actor,
+                          event_id=f"{event['event_id']}:{task['_id']}")
+
+    def publish(self, task: dict, event_type: str, extra: dict, actor: str | None,
+                 event_id: str | None = None) -> None:
+        self.events.publish(event_type, {"org_id": task["org_id"], "task_id": task["_id"],
+                                         "title": task["title"], **extra},
+                            org_id=task["org_id"], actor_id=actor, event_id=event_id)
+
+    def publish_assigned(self, task: dict, actor: str | None, event_id: str | None = None) -> None:
+        self.publish(task, "task.assigned", {
+            "assignee_id": task["assignee_id"], "assignee_user_id": task["assignee_user_id"],
+            "assigned_by_user_id": actor, "due_at": schemas.iso(task.get("due_at")),
+            "priority": task["priority"], "job_id": task.get("job_id")}, actor, event_id=event_id)
+
+    def publish_created(self, task: dict, actor: str) -> None:
+        self.invalidate(task["org_id"], task.get("assignee_user_id"))
+        self.publish(task, "task.created", {
+            "creator_user_id": actor, "assignee_id": task["assignee_id"], "team_id": task["team_id"],
+            "status": task["status"], "priority": task["priority"],
+            "due_at": schemas.iso(task.get("due_at"))}, actor)
+        if task["assignee_id"]:
+            self.publish_assigned(task, actor)
+
+    def publish_status(self, old: dict, new: dict, actor: str) -> None:
+        self.publish(new, "task.status.changed", {"old_status": old["status"],
+                                                   "new_status": new["status"],
+                                                   "assignee_id": new.get("assignee_id")}, actor)
+        if new["status"] == "done":
+            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), 1)
+            self.publish(new, "task.completed", {
+                "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
+                "completed_by_user_id": actor}, actor)
+        elif old["status"] == "done":
+            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), -1)
+
+    def publish_comment(self, task: dict, comment: dict) -> None:
+        author = comment["author_user_id"]
+        watchers = {task.get("creator_user_id"), task.get("assignee_user_id"),
+                    *self.store.commenters(task["_id"])} - {author, None}
+        self.publish(task, "task.comment.added", {
+            "comment_id": comment["_id"], "author_user_id": author,
+            "assignee_user_id": task.get("assignee_user_id"), "watcher_user_ids": sorted(watchers),
+            "preview": comment["body"][:140], "mentions": comment["mentions"],
+            "mentioned_user_ids": comment["mentioned_user_ids"]}, author)
+
+    def invalidate(self, org_id: str, *user_ids: str | None) -> None:
+        tags = [f"org:{org_id}", *{f"user:{u}" for u in user_ids if u}]
+        self.redis.cache.invalidate_tags(*tags)
+
+    def list_page(self, base_query: dict, f: dict) -> dict:
+        query = self.store.list_query(base_query, f, utcnow())
+        field = domain.SORTS[f["sort"]][0]
+        docs = self.store.page(query, f["sort"], f["limit"] + 1, decode_key(f["cursor"], 2))
+        return page(docs, f["limit"], schemas.dump_task, key=lambda t: (t[field], t["_id"]))
+
+    @staticmethod
+    def args_key(f: dict) -> str:
+        return hashlib.sha1(json.dumps(f, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def list_ttl(self) -> int:
+        return int(self.config.get("TASK_LIST_TTL", 60))
+
+    @staticmethod
+    def job_url(org_id: str, job_id: str) -> str:
+        return f"/api/v1/orgs/{org_id}/tasks/bulk/{job_id}"
+
+    @staticmethod
+    def file_key(attachment_id: str) -> str:
+        return f"{attachment_id[-2:]}/{attachment_id}"
+
+    def mark_overdue(self) -> int:
+        at, marked = utcnow(), 0
+        for task in self.store.overdue_candidates(at):
+            if self.store.mark_overdue(task["_id"], at) is None:
+                continue  # someone else marked it
+            marked += 1
+            self.publish(task, "task.overdue", {
+                "assignee_id": task.get("assignee_id"), "assignee_user_id": task.get("assignee_user_id"),
+                "due_at": schemas.iso(task.get("due_at"))}, None, event_id=f"task.overdue:{task['_id']}")
+            self.invalidate(task["org_id"], task.get("assignee_user_id"))
+        return marked
+
+    @staticmethod
+    def release(lock) -> None:
+        try:
+            lock.release()
+        except Exception as exc:  # expired or Redis gone: the lock times out by itself
+            log.warning("overdue lock release failed: %s", exc)
+
+    @staticmethod
+    def changes_wire(changes: dict) -> dict:
+        return {k: schemas.iso(v) if hasattr(v, "isoformat") else v
+                for k, v in changes.items() if k != "keywords"}
