@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from audit_svc import domain
 from shared import examples as ex
+from shared.pagination import PageArgsSchema, page_schema
 
 RECORD_ID = "5a4f1e0c9b8d7e6f5a4b000000000042"
 HASH = "9b71d224bd62f3785d96d46ad3ea3d73319bfbc2890caadae2dff72519673ca7"
@@ -46,9 +47,8 @@ class FilterSchema(Schema):
             raise ValidationError("Must be later than from.", "to")
 
 
-class ListArgsSchema(FilterSchema):
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=64))
+class ListArgsSchema(FilterSchema, PageArgsSchema):
+    """The filters, ``limit`` and ``cursor`` (shared.pagination)."""
 
 
 class ObjectSchema(Schema):
@@ -79,9 +79,7 @@ class RecordSchema(Schema):
     hash = fields.String(metadata={"example": HASH})
 
 
-class RecordPageSchema(Schema):
-    items = fields.List(fields.Nested(RecordSchema))
-    next_cursor = fields.String(allow_none=True, metadata=ex.next_cursor_meta())
+RecordPageSchema = page_schema("RecordPage", RecordSchema)
 
 
 class BreakSchema(Schema):

@@ -27,6 +27,7 @@ from auth_svc.store import AuthStore
 from auth_svc.tokens import digest, new_secret
 from shared.errors import NotFound, Unauthorized, ValidationFailed
 from shared.mongo import utcnow
+from shared.pagination import whole
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,7 @@ class PersonalTokens:
             if at is not None and (token.get("last_used_at") is None
                                    or at > token["last_used_at"]):
                 self.store.note_access_token_use(token["_id"], at)
-        return {"items": [schemas.dump_token(t, used.get(t["_id"])) for t in tokens],
-                "next_cursor": None}
+        return whole(schemas.dump_token(t, used.get(t["_id"])) for t in tokens)
 
     def revoke(self, user_id: str, token_id: str) -> None:
         token = self.store.revoke_access_token(user_id, token_id, utcnow())

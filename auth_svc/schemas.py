@@ -4,6 +4,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from auth_svc import domain
 from shared import examples as ex
+from shared.pagination import page_schema
 
 MAX_EMAIL = 254
 MAX_TOKEN = 512
@@ -289,10 +290,7 @@ class ServiceAccountSchema(Schema):
     created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
 
 
-class ServiceAccountPageSchema(Schema):
-    items = fields.List(fields.Nested(ServiceAccountSchema))
-    next_cursor = fields.String(allow_none=True, metadata={"example": None,
-                                                           "description": "always null: one page"})
+ServiceAccountPageSchema = page_schema("ServiceAccountPage", ServiceAccountSchema)  # one page
 
 
 class ServiceTokenCreateSchema(TokenCreateSchema):

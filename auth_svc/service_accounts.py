@@ -20,6 +20,7 @@ from auth_svc.pats import PersonalTokens
 from auth_svc.store import AuthStore
 from shared.errors import NotFound
 from shared.mongo import utcnow
+from shared.pagination import whole
 
 DOMAIN = "service-accounts.invalid"
 
@@ -45,8 +46,7 @@ class ServiceAccounts:
         return schemas.dump_service_account(user)
 
     def list(self, org_id: str) -> dict:
-        return {"items": [schemas.dump_service_account(u)
-                          for u in self.store.service_accounts(org_id)], "next_cursor": None}
+        return whole(schemas.dump_service_account(u) for u in self.store.service_accounts(org_id))
 
     def of_org(self, org_id: str, user_id: str) -> dict:
         user = self.store.user(user_id) if isinstance(user_id, str) else None

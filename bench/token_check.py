@@ -29,11 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import ms, pct  # noqa: E402
+from employee_svc.contract import membership_key  # noqa: E402
 from gateway_svc.checks import RequestChecks  # noqa: E402
 from gateway_svc.identity import Identity, PersonalTokens  # noqa: E402
 from gateway_svc.scopes import check_token  # noqa: E402
 from shared.redis import Limit, make_client  # noqa: E402
-from shared.tenancy import membership_key  # noqa: E402
 from tests.tokens import TEST_PRIVATE_KEYS_PEM, access_token  # noqa: E402
 
 REDIS_URI = os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/0")

@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from search_svc.domain import TYPES
 from shared import examples as ex
-from shared.pagination import MAX_LIMIT, encode_cursor
+from shared.pagination import CURSOR_MAX, MAX_LIMIT, encode_cursor
 
 TYPES_TEXT = f"comma-separated, of {', '.join(TYPES)} (default: every kind you may read)"
 
@@ -19,7 +19,7 @@ class SearchArgsSchema(Schema):
     types = fields.String(load_default=None, validate=validate.Length(max=100),
                           metadata={"example": "task,team", "description": TYPES_TEXT})
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=min(MAX_LIMIT, 100)))
-    cursor = fields.String(load_default=None, validate=validate.Length(max=64))
+    cursor = fields.String(load_default=None, validate=validate.Length(max=CURSOR_MAX))
 
 
 class SuggestArgsSchema(Schema):

@@ -14,7 +14,7 @@ from search_svc.index import SearchIndex, SearchQuery
 from search_svc.store import SearchStore
 from shared import service as base
 from shared.errors import Forbidden
-from shared.events import Events, handles
+from shared.events import handles
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor
 from shared.rpc import ServiceRpc, rpc
@@ -28,7 +28,6 @@ class SearchService(base.ServiceBase):
     name = "search"
 
     store = Mongo(SearchStore)
-    events = Events()
     index = SearchIndex()
     employees = ServiceRpc("employees", methods=("get_membership", "search_documents"))
     tasks = ServiceRpc("tasks", methods=("search_documents",))

@@ -320,7 +320,7 @@ def test_rebuild_pages_through_every_owner_and_forgets_what_they_lost(tmp_path):
 # --- the service's entrypoints ----------------------------------------------------------------
 def _service(role="member", active=True):
     service = worker_factory(SearchService)
-    service.redis.client.get.return_value = None
+    service.redis.cache.get.return_value = None  # no cached membership
     service.employees.get_membership.return_value = (
         {"org_id": "o", "user_id": "u", "employee_id": "e", "role": role,
          "status": "active" if active else "removed", "teams": {}})
