@@ -254,10 +254,7 @@ class TokenCreatedSchema(AccessTokenSchema):
                                     "example": "wfp_3kV1pQ0uJ1o3C4r1m0Yc0R8w7cVw7kq4hZ3bR2l1aE"})
 
 
-class TokenListSchema(Schema):
-    items = fields.List(fields.Nested(AccessTokenSchema))
-    next_cursor = fields.String(allow_none=True, metadata={"example": None,
-                                                           "description": "always null: one page"})
+TokenListSchema = page_schema("TokenList", AccessTokenSchema)  # one page: next_cursor null
 
 
 def dump_token(token: dict, last_used_at=None) -> dict:

@@ -511,7 +511,7 @@ def test_search_documents_give_the_search_service_the_orgs_employees_not_the_rem
     bob = add(mesh, owner, org_id, mesh.register(unique, name="Bob Builder", publish=False),
               job_title="Site Lead")
     cy = add(mesh, owner, org_id, mesh.register(unique, name="Cy Gone", publish=False))
-    mesh.call("employees", "remove_employee", owner, org_id, cy["employee_id"])
+    mesh.call("employees", "remove_employee", owner["user_id"], org_id, cy["employee_id"])
     _, other_org, stranger = owner_org(mesh, unique, name="Stranger Danger")
     asked = [owner["employee_id"], bob["employee_id"], cy["employee_id"], stranger["employee_id"]]
     found = mesh.call("employees", "search_documents", org_id, asked)["items"]
