@@ -137,6 +137,13 @@ ROUTES = {
     # audit
     "list_audit_records": ("audit.read", None),
     "export_audit_records": ("audit.read", None),
+    # service accounts (non-human members holding org-bound tokens)
+    "create_service_account": ("employee.add", _body(name="Intruder bot", role="member")),
+    "list_service_accounts": ("employee.read", None),
+    "delete_service_account": ("employee.remove", None),
+    "create_service_token": ("employee.add", _body(name="Intruder token", scope="read")),
+    "list_service_tokens": ("employee.read", None),
+    "revoke_service_token": ("employee.add", None),
 }
 
 ACTORS = ("outsider", "removed", "member", "no_token", "expired", "deleted_user")
@@ -223,6 +230,9 @@ def snapshot(w: World) -> dict:
                       for e in _all(owner, f"{org}/employees", "employee_id", status=status)],
         "invitations": [(i["invitation_id"], i.get("status"))
                         for i in _all(owner, f"{org}/invitations", "invitation_id")],
+        "service_accounts": sorted(a["user_id"] for a in _ok(owner.get(f"{org}/service-accounts"))["items"]),
+        "service_tokens": sorted((t["token_id"], t.get("revoked_at")) for t in _ok(owner.get(
+            f"{org}/service-accounts/{w.ids['account_id']}/tokens"))["items"]),
         "teams": [(t["team_id"], t["name"], t.get("leader_id"),
                    sorted(m["employee_id"] for m in t.get("members", [])),
                    json.dumps(t.get("permissions"), sort_keys=True))
@@ -279,7 +289,11 @@ def world(running_mesh):
     _ok(w.owner.post(f"{org}/tasks", json={"title": f"For the webhook {w.keyword}"}), 201)
     delivery = wait_until(lambda: w.owner.get(f"{org}/webhooks/{hook['webhook_id']}/deliveries")
                           .json()["items"], timeout=20, what="a webhook delivery")[0]
-    w.ids = {"org_id": w.org_id, "team_id": team["team_id"], "task_id": task["task_id"],
+    account = _ok(w.owner.post(f"{org}/service-accounts", json={"name": "Matrix bot"}), 201)
+    token = _ok(w.owner.post(f"{org}/service-accounts/{account['user_id']}/tokens",
+                             json={"name": "Matrix token"}), 201)
+    w.ids = {"account_id": account["user_id"], "token_id": token["token_id"],
+             "org_id": w.org_id, "team_id": team["team_id"], "task_id": task["task_id"],
              "webhook_id": hook["webhook_id"], "delivery_id": delivery["delivery_id"],
              "employee_id": w.employee_ids["bystander"], "job_id": job["job_id"],
              "attachment_id": attachment["attachment_id"], "comment_id": comment["comment_id"],
