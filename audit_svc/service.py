@@ -12,7 +12,7 @@ from audit_svc import domain, schemas
 from audit_svc.store import AuditStore
 from shared import service as base
 from shared.event_catalogue import CATALOGUE
-from shared.events import handles
+from shared.events import handle_each
 from shared.mongo import Mongo, utcnow
 from shared.pagination import decode_cursor, page
 from shared.rpc import ServiceRpc, rpc
@@ -66,15 +66,5 @@ class AuditService(base.ServiceBase):
         self.store.append(entry)
 
 
-def _handler(event_type: str):
-    def handle(self, event: dict) -> None:
-        self.record(event)
-
-    handle.__name__ = f"on_{event_type.replace('.', '_')}"
-    handle.__doc__ = f"Audit {event_type}."
-    return handle
-
-
-for _spec in CATALOGUE:  # one durable queue per event: a new event is audited from its first day
-    _fn = _handler(_spec.name)
-    setattr(AuditService, _fn.__name__, handles(_spec.producer, _spec.name)(_fn))
+# one durable queue per event: a new event is audited from its first day
+handle_each(AuditService, [(spec.producer, spec.name) for spec in CATALOGUE], "record", "Audit")

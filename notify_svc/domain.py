@@ -15,7 +15,8 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 CHANNELS = ("email", "push", "in_app")
-DIGEST_FREQUENCIES = ("off", "hourly", "daily")
+DIGEST_FREQUENCIES = ("off", "hourly", "daily", "weekly")
+DIGEST_SECONDS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400}  # the default windows
 
 # kind -> (event type, critical). Critical (security) messages ignore
 # preferences, quiet hours and digests.
@@ -163,7 +164,14 @@ def bulk_plans(event: dict, public_url: str = "") -> list[Plan]:
 # Preferences ---------------------------------------------------------------
 
 def default_preferences() -> dict:
-    return {"channels": {}, "quiet_hours": None, "digest": "off", "timezone": "UTC"}
+    # digest None: not chosen, the org's default applies (digest_of)
+    return {"channels": {}, "quiet_hours": None, "digest": None, "timezone": "UTC"}
+
+
+def digest_of(prefs: dict, org_defaults: dict | None) -> str:
+    """The user's digest frequency; else the org's default (organizations'
+    ``notification_defaults.digest``: off / daily / weekly); else off."""
+    return prefs.get("digest") or (org_defaults or {}).get("digest") or "off"
 
 
 def channel_on(kind: str, channel: str, prefs: dict, org_defaults: dict | None) -> bool:
@@ -222,7 +230,7 @@ def decide(kind: str, prefs: dict, org_defaults: dict | None, now: datetime,
     email = None
     not_before = None
     if channel_on(kind, "email", prefs, org_defaults):
-        if prefs.get("digest", "off") != "off" and kind not in URGENT:
+        if digest_of(prefs, org_defaults) != "off" and kind not in URGENT:
             email = "digest"
         elif grouped:
             email = "hold"

@@ -185,6 +185,7 @@ class Notifier(Flows):
             email, name = rec.email or entry.get("email"), rec.name or entry.get("name")
             locale = entry.get("locale") or "en"
             user_prefs = prefs[rec.user_id] if rec.user_id else domain.default_preferences()
+            user_prefs = {**user_prefs, "digest": domain.digest_of(user_prefs, org_defaults[org_id])}
             decision = domain.decide(plan.kind, user_prefs, org_defaults[org_id], now,
                                      grouped=plan.group is not None)
             who = rec.user_id or rec.email.lower()
@@ -261,7 +262,7 @@ class Notifier(Flows):
         if decision.email == "digest":
             status = "digest"
             window = self.setting(f"DIGEST_{prefs['digest'].upper()}_SECONDS",
-                                  3600 if prefs["digest"] == "hourly" else 86400)
+                                  domain.DIGEST_SECONDS[prefs["digest"]])
             due = self.store.digest_due_at(user_id) or now + timedelta(seconds=window)
         elif decision.email == "hold":
             status = "held"

@@ -32,8 +32,9 @@ class PreferencesSchema(Strict):
                                    "task_assigned": {"email": True, "push": True, "in_app": True},
                                    "task_comment": {"email": False, "push": False, "in_app": True}}})
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
-    digest = fields.String(validate=validate.OneOf(domain.DIGEST_FREQUENCIES),
-                           metadata={"example": "daily"})
+    digest = fields.String(validate=validate.OneOf(domain.DIGEST_FREQUENCIES), allow_none=True,
+                           metadata={"example": "daily", "description":
+                                     "null: the organization's default digest applies"})
     timezone = fields.String(validate=validate.Length(max=64), metadata={"example": "Europe/London"})
 
     @validates("timezone")

@@ -14,7 +14,7 @@ from search_svc.index import SearchIndex, SearchQuery
 from search_svc.store import SearchStore
 from shared import service as base
 from shared.errors import Forbidden
-from shared.events import handles
+from shared.events import handle_each
 from shared.mongo import Mongo
 from shared.pagination import decode_cursor
 from shared.rpc import ServiceRpc, rpc
@@ -101,16 +101,5 @@ CONSUMED = {
 }
 
 
-def _handler(event_type: str):
-    def handle(self, event: dict) -> None:
-        self._on_event(event)
-
-    handle.__name__ = f"on_{event_type.replace('.', '_')}"
-    handle.__doc__ = f"Refresh the index after {event_type}."
-    return handle
-
-
-for _source, _types in CONSUMED.items():  # one durable queue per event
-    for _event_type in _types:
-        _fn = _handler(_event_type)
-        setattr(SearchService, _fn.__name__, handles(_source, _event_type)(_fn))
+handle_each(SearchService, [(source, event_type) for source, types in CONSUMED.items()
+                            for event_type in types], "_on_event", "Refresh the index after")

@@ -593,6 +593,20 @@ class ReliableEventHandler(EventHandler):
 handles = ReliableEventHandler.decorator
 
 
+def handle_each(service_cls, events, method: str, what: str) -> None:
+    """Give ``service_cls`` one ``@handles`` entrypoint per ``(producer,
+    event_type)`` of ``events`` (one durable queue each), named
+    ``on_<event_type>``, that passes the envelope to ``service_cls.<method>``:
+    for services that take many events the same way (audit, search, webhooks)."""
+    for producer, event_type in events:
+        def handle(self, event: dict) -> None:
+            getattr(self, method)(event)
+
+        handle.__name__ = f"on_{event_type.replace('.', '_')}"
+        handle.__doc__ = f"{what} {event_type}."
+        setattr(service_cls, handle.__name__, handles(producer, event_type)(handle))
+
+
 def record_events(container, worker_ctx):
     """``Events.record`` for every Events dependency of the worker's service:
     None, or the exc_info of the failure (a handler is then retried)."""

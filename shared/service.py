@@ -4,6 +4,7 @@ sets ``name`` and ``store = Mongo(ItsStore)``, and adds its own entrypoints."""
 from __future__ import annotations
 
 import time
+from importlib import metadata
 
 from nameko.dependency_providers import Config
 
@@ -24,6 +25,17 @@ def _probe(check) -> dict:
 
 
 OUTBOX_RELAY_INTERVAL = 2
+
+
+def _version() -> str:
+    """The mesh's version (pyproject.toml), as installed where this process runs."""
+    try:
+        return metadata.version("workforce-mesh")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+VERSION = _version()
 
 
 class Flows:
@@ -69,7 +81,7 @@ class ServiceBase:
             except Exception:  # health reports, it does not raise
                 outbox = None
         return {"service": self.name, "ok": all(c["ok"] for c in checks.values()),
-                "checks": checks, "outbox": outbox,
+                "version": VERSION, "checks": checks, "outbox": outbox,
                 "latency_ms": round((time.perf_counter() - started) * 1000, 3)}
 
     @rpc

@@ -49,6 +49,12 @@ class Ops:
                                            f"({type(exc).__name__}); try again shortly."}) from None
 
     def health(self) -> list[dict]:
+        """Each service's health RPC, and its replicas: the consumers of its RPC
+        queue (every process of a service consumes it once)."""
+        try:
+            replicas = {q["name"]: q.get("consumers", 0) for q in cli.list_queues(self.config)}
+        except Exception:  # the management API down: the health RPCs still answer
+            replicas = {}
         rows = []
         for service in SERVICES:
             try:
@@ -57,7 +63,7 @@ class Ops:
                 report = {"service": service, "ok": False, "checks": {},
                           "error": exc.detail if isinstance(exc, ApiError) else
                           f"no answer ({type(exc).__name__})"}
-            rows.append(report)
+            rows.append({**report, "replicas": replicas.get(f"rpc-{service}")})
         return rows
 
     def queues(self) -> list[dict]:

@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from shared import service as base
 from shared.errors import NotFound, ValidationFailed, validation_error
 from shared.event_catalogue import CATALOGUE
-from shared.events import handles
+from shared.events import handle_each
 from shared.mongo import Mongo, utcnow
 from shared.outbound import UnsafeUrl
 from shared.pagination import PageArgsSchema, decode_cursor, page
@@ -179,16 +179,6 @@ class WebhookService(base.ServiceBase):
         return endpoint
 
 
-def _handler(event_type: str):
-    def handle(self, event: dict) -> None:
-        self.record_deliveries(event)
-
-    handle.__name__ = f"on_{event_type.replace('.', '_')}"
-    handle.__doc__ = f"Record the deliveries of {event_type}."
-    return handle
-
-
-for _spec in CATALOGUE:  # one durable queue per deliverable event: nothing published is missed
-    if _spec.name in DELIVERABLE:
-        _fn = _handler(_spec.name)
-        setattr(WebhookService, _fn.__name__, handles(_spec.producer, _spec.name)(_fn))
+# one durable queue per deliverable event: nothing published is missed
+handle_each(WebhookService, [(spec.producer, spec.name) for spec in CATALOGUE
+                             if spec.name in DELIVERABLE], "record_deliveries", "Record the deliveries of")

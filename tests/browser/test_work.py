@@ -3,6 +3,7 @@ notification arriving live, a dead letter replayed from the operator pages."""
 import re
 import uuid
 from datetime import datetime, timezone
+from importlib import metadata
 
 import requests
 from kombu import Connection
@@ -197,6 +198,9 @@ def test_an_operator_replays_a_parked_dead_letter_and_the_queue_drains(browsers,
     assert "DOWN" not in op.text("#health")
     for service in ("auth", "tasks", "notifications"):  # the outbox backlog, from each health RPC
         assert op.find(f"tr[data-service={service}] .outbox .pending").text.isdigit(), service
+        row = f"tr[data-service={service}]"  # one process each here; the version installed
+        assert op.find(f"{row} .replicas").text == "1", service
+        assert op.find(f"{row} .version").text == metadata.version("workforce-mesh"), service
     links = {a.text: a.get_attribute("href") for a in op.all("#ops-links a")}
     assert links["Grafana"] == "http://127.0.0.1:3000/d/workforce"
     assert links["Swagger UI"].endswith("/api/v1/docs") and links["Metrics"] == "http://127.0.0.1:9090/"

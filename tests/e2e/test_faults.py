@@ -4,7 +4,6 @@ test leaves the mesh healthy."""
 import time
 import uuid
 
-import eventlet
 import pymongo
 import pytest
 import requests
@@ -12,7 +11,7 @@ import requests
 from ops.cli import rpc_call
 from tests.e2e.conftest import started_mesh
 from tests.e2e.servers import PrivateRabbit, PrivateRedis
-from tests.e2e.test_flows import employees, personal_org, register
+from tests.e2e.test_flows import bulk_job_under_way, crew_of, employees, personal_org, register
 from tests.helpers import wait_until
 
 CREW = 40  # members of the org the bulk jobs assign to
@@ -54,11 +53,7 @@ def crew(fault_mesh):
     owner = register(fault_mesh, "boss")
     org_id = personal_org(owner)["org_id"]
     rpc(fault_mesh, "organizations", "set_plan", org_id, "enterprise")
-    members = list(eventlet.GreenPool(8).imap(lambda _: register(fault_mesh, "crew"), range(CREW)))
-    for member in members:
-        response = owner.post(f"/orgs/{org_id}/employees", json={"email": member.email, "role": "member"})
-        assert response.status_code == 201, response.text
-        member.employee_id = response.json()["employee_id"]
+    members = crew_of(fault_mesh, owner, org_id, CREW)
     return {"org_id": org_id, "owner": owner, "members": members, "titles": []}
 
 
@@ -97,12 +92,7 @@ def everyone(members, check, what, timeout=60):
 def test_a_service_killed_mid_bulk_job_loses_and_repeats_nothing(fault_mesh, crew, victim):
     org_id, owner, members = crew["org_id"], crew["owner"], crew["members"]
     title = f"Survive a crash of {victim} {uuid.uuid4().hex[:6]}"
-    response = owner.post(f"/orgs/{org_id}/tasks/bulk", json={
-        "assignee_ids": [m.employee_id for m in members], "task": {"title": title}})
-    assert response.status_code == 202, response.text
-    job_url = f"/orgs/{org_id}/tasks/bulk/{response.json()['job_id']}"
-    wait_until(lambda: owner.get(job_url).json()["done"] > 0, timeout=30, interval=0.02,
-               what="the bulk job to start")
+    job_url = bulk_job_under_way(owner, org_id, members, title)
     fault_mesh.mesh.stop_service(victim, kill=True)  # SIGKILL: no clean shut-down, no acks
     fault_mesh.mesh.start_service(victim)
     fault_mesh.wait_healthy()

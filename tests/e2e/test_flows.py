@@ -76,6 +76,29 @@ def employees(user, org_id, **params):
             return items
 
 
+def crew_of(mesh, owner, org_id, size, pool=8):
+    """``size`` new verified accounts made members of the owner's org (each gets
+    its ``employee_id``)."""
+    members = list(eventlet.GreenPool(pool).imap(lambda _: register(mesh, "crew"), range(size)))
+    for member in members:
+        response = owner.post(f"/orgs/{org_id}/employees", json={"email": member.email, "role": "member"})
+        assert response.status_code == 201, response.text
+        member.employee_id = response.json()["employee_id"]
+    return members
+
+
+def bulk_job_under_way(owner, org_id, members, title):
+    """A bulk job assigning ``title`` to every member, once its first chunk is in:
+    the moment a fault test strikes. Returns the job's URL."""
+    response = owner.post(f"/orgs/{org_id}/tasks/bulk", json={
+        "assignee_ids": [m.employee_id for m in members], "task": {"title": title}})
+    assert response.status_code == 202, response.text
+    job_url = f"/orgs/{org_id}/tasks/bulk/{response.json()['job_id']}"
+    wait_until(lambda: owner.get(job_url).json()["done"] > 0, timeout=30, interval=0.02,
+               what="the bulk job to start")
+    return job_url
+
+
 def test_registration_flow(running_mesh, mailbox):
     owner = register(running_mesh, "owner", verified=False)
     org = personal_org(owner)

@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.conftest import started_mesh
 from tests.e2e.mailbox import text_of
 from tests.e2e.servers import PrivateRabbitCluster
-from tests.e2e.test_flows import employees, personal_org, register
+from tests.e2e.test_flows import bulk_job_under_way, crew_of, employees, personal_org, register
 from tests.helpers import wait_until
 
 CREW = 8  # the free plan holds 10 employees: the owner and these
@@ -63,20 +63,11 @@ def test_stopping_the_connected_node_mid_bulk_job_and_registration_loses_and_rep
 
     owner = register(cluster_mesh, "lead")
     org_id = personal_org(owner)["org_id"]
-    members = list(eventlet.GreenPool(4).imap(lambda _: register(cluster_mesh, "crew"), range(CREW)))
     wait_until(lambda: employees(owner, org_id), timeout=30, what="the owner")
-    for member in members:
-        response = owner.post(f"/orgs/{org_id}/employees", json={"email": member.email, "role": "member"})
-        assert response.status_code == 201, response.text
-        member.employee_id = response.json()["employee_id"]
+    members = crew_of(cluster_mesh, owner, org_id, CREW, pool=4)
 
     title = f"Through a node loss {uuid.uuid4().hex[:6]}"
-    response = owner.post(f"/orgs/{org_id}/tasks/bulk", json={
-        "assignee_ids": [m.employee_id for m in members], "task": {"title": title}})
-    assert response.status_code == 202, response.text
-    job_url = f"/orgs/{org_id}/tasks/bulk/{response.json()['job_id']}"
-    wait_until(lambda: owner.get(job_url).json()["done"] > 0, timeout=30, interval=0.02,
-               what="the bulk job to start")
+    job_url = bulk_job_under_way(owner, org_id, members, title)
     newcomer = register(cluster_mesh, "newcomer", verified=False)  # its flow runs on events now
 
     stopping = time.monotonic()

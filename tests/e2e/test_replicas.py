@@ -15,7 +15,7 @@ from shared import services
 from tests.conftest import _create_vhost, _delete_vhost
 from tests.e2e.conftest import started_mesh
 from tests.e2e.mailbox import text_of
-from tests.e2e.test_flows import employees, personal_org, register
+from tests.e2e.test_flows import bulk_job_under_way, crew_of, employees, personal_org, register
 from tests.helpers import wait_until
 
 CREW = 8  # the free plan holds 10 employees: the owner and these
@@ -82,19 +82,10 @@ def test_every_timer_does_its_work_once_per_period(replica_mesh):
 def test_one_replica_of_each_service_killed_mid_bulk_job_loses_and_repeats_nothing(replica_mesh):
     owner = register(replica_mesh, "lead")
     org_id = personal_org(owner)["org_id"]
-    members = list(eventlet.GreenPool(8).imap(lambda _: register(replica_mesh, "crew"), range(CREW)))
     wait_until(lambda: employees(owner, org_id), timeout=20, what="the owner")
-    for member in members:
-        response = owner.post(f"/orgs/{org_id}/employees", json={"email": member.email, "role": "member"})
-        assert response.status_code == 201, response.text
-        member.employee_id = response.json()["employee_id"]
+    members = crew_of(replica_mesh, owner, org_id, CREW)
     title = f"Two of everything {uuid.uuid4().hex[:6]}"
-    response = owner.post(f"/orgs/{org_id}/tasks/bulk", json={
-        "assignee_ids": [m.employee_id for m in members], "task": {"title": title}})
-    assert response.status_code == 202, response.text
-    job_url = f"/orgs/{org_id}/tasks/bulk/{response.json()['job_id']}"
-    wait_until(lambda: owner.get(job_url).json()["done"] > 0, timeout=30, interval=0.02,
-               what="the bulk job to start")
+    job_url = bulk_job_under_way(owner, org_id, members, title)
     for victim in ("tasks", "notifications", "employees"):
         replica_mesh.mesh.kill_replica(victim, 0)  # its twin carries on meanwhile
 

@@ -543,6 +543,25 @@ def test_org_defaults_of_the_real_organizations_service_apply_unless_the_user_ch
                                         "due_at": "x"})
     assert smtp_sink.wait_for(ann["email"], 2)[1]["Subject"] == "Overdue: Org"
 
+    # the org's digest default gathers the user's non-urgent email, until the user chooses
+    orgs.call("organizations", "update_settings", owner, org_id,
+              {"notification_defaults": {"email": True, "digest": "weekly"}})
+    wait_until(lambda: mesh.db().handled_events.count_documents(
+        {"_id": {"$regex": "^notifications.on_org_settings:"}, "state": "done"}) == 2,
+        what="the digest default to reach notifications")
+    orgs.emit("tasks", "task.reassigned", {**task, "task_id": "k3", "old_assignee_id": "a",
+                                           "new_assignee_id": "e", "new_assignee_user_id": user,
+                                           "reason": ""})
+    held = wait_until(lambda: mesh.db().deliveries.find_one(
+        {"user_id": user, "status": "digest"}), what="the reassignment held for the weekly digest")
+    assert (held["due_at"] - held["created_at"]).total_seconds() > 6 * 86400  # a week's window
+    mesh.call("set_preferences", user, {"channels": {"task_reassigned": {"email": True}},
+                                        "digest": "off"})
+    orgs.emit("tasks", "task.reassigned", {**task, "task_id": "k4", "old_assignee_id": "a",
+                                           "new_assignee_id": "e", "new_assignee_user_id": user,
+                                           "reason": ""})
+    assert smtp_sink.wait_for(ann["email"], 3)[2]["Subject"] == "Task reassigned to you: Org"
+
 
 def test_a_resent_verification_link_is_emailed_like_the_first(mesh, smtp_sink):  # noqa: F811
     mesh.start()

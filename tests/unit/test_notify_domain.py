@@ -62,6 +62,19 @@ def test_user_preference_beats_org_default_beats_built_in():
     assert domain.channel_on("task_assigned", "in_app", prefs, org) is True
 
 
+def test_the_orgs_digest_default_applies_until_the_user_chooses():
+    org = {"email": True, "in_app": True, "push": False, "digest": "weekly"}  # organizations' shape
+    unset = domain.default_preferences()
+    assert domain.digest_of(unset, org) == "weekly"
+    assert domain.decide("task_assigned", unset, org, NOON_UTC).email == "digest"
+    assert domain.decide("task_overdue", unset, org, NOON_UTC).email == "now"  # never digested
+    chose_off = {**unset, "digest": "off"}
+    assert domain.decide("task_assigned", chose_off, org, NOON_UTC).email == "now"
+    assert domain.digest_of({**unset, "digest": "hourly"}, org) == "hourly"
+    assert domain.digest_of(unset, {"email": True}) == domain.digest_of(unset, None) == "off"
+    assert domain.DIGEST_SECONDS["weekly"] == 7 * 24 * 3600
+
+
 def test_critical_messages_ignore_preferences_quiet_hours_and_digests():
     prefs = {"channels": {"password_reset": {"email": False, "in_app": False}},
              "digest": "daily", "quiet_hours": {"start": "00:00", "end": "23:59"},

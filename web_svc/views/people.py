@@ -260,7 +260,7 @@ def preferences():
     if request.method == "POST":
         body = {"channels": {kind: {channel: f"{kind}:{channel}" in request.form for channel in CHANNELS}
                              for kind in PREFERENCE_KINDS},
-                "digest": request.form.get("digest", "off"),
+                "digest": request.form.get("digest") or None,
                 "timezone": request.form.get("timezone", "UTC")}
         try:
             auth.api("PUT", "/notifications/preferences", json=body)
