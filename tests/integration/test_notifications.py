@@ -544,7 +544,7 @@ def test_org_defaults_of_the_real_organizations_service_apply_unless_the_user_ch
     assert smtp_sink.wait_for(ann["email"], 2)[1]["Subject"] == "Overdue: Org"
 
     # the org's digest default gathers the user's non-urgent email, until the user chooses
-    orgs.call("organizations", "update_settings", owner, org_id,
+    orgs.call("organizations", "update_settings", owner["user_id"], org_id,
               {"notification_defaults": {"email": True, "digest": "weekly"}})
     wait_until(lambda: mesh.db().handled_events.count_documents(
         {"_id": {"$regex": "^notifications.on_org_settings:"}, "state": "done"}) == 2,
