@@ -394,6 +394,22 @@ def test_org_settings_a_read_only_plan_and_a_confirmed_ownership_transfer(browse
     ann.shot("people-as-member")
 
 
+def test_the_board_shows_tasks_by_status_and_moves_a_card(browsers, running_mesh):
+    owner, org_id, _ = _team(running_mesh, 0)
+    task_id = owner.post(f"/orgs/{org_id}/tasks", json={"title": "Card on the board"}).json()["task_id"]
+    ann = browsers("manager")
+    sign_in(ann, owner.email)
+    ann.open(f"/orgs/{org_id}/tasks")
+    ann.click("#board-link")
+    card = f".task-card[data-task='{task_id}']"
+    ann.wait_text(f".column[data-status=todo] {card}", "Card on the board")
+    ann.click(f"{card} button.move[data-to=in_progress]")
+    ann.wait_text(f".column[data-status=in_progress] {card}", "Card on the board")
+    assert not ann.all(f".column[data-status=todo] {card}")
+    assert owner.get(f"/orgs/{org_id}/tasks/{task_id}").json()["status"] == "in_progress"
+    ann.shot("board")
+
+
 def test_a_task_is_edited_assigned_and_carries_an_attachment_with_its_history(
         browsers, running_mesh, tmp_path):
     owner, org_id, [(member, employee_id)] = _team(running_mesh, 1)

@@ -203,6 +203,21 @@ def tasks(org_id):
         422 if errors else 200
 
 
+@bp.get("/orgs/<org_id>/board")
+@auth.login_required
+def board(org_id):
+    """The tasks by status, a column each (the list's filters apply): a card moves to
+    another column with its buttons."""
+    filters = {k: v for k, v in request.args.items() if k in TASK_FILTERS and v and k != "status"}
+    columns = [(status, auth.api("GET", f"/orgs/{org_id}/tasks",
+                                 params={**filters, "status": status, "limit": 50})["items"])
+               for status in STATUSES]
+    people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
+    names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
+    return render_template("board.html", org_id=org_id, columns=columns, names=names,
+                           filters=filters, statuses=STATUSES)
+
+
 @bp.get("/orgs/<org_id>/tasks/<task_id>")
 @auth.login_required
 def task(org_id, task_id):
@@ -224,11 +239,14 @@ def _task_page(org_id, task_id, errors=None, status=200, form=None):
 
 def _task_change(org_id, task_id, method, path, **kwargs):
     """One change to the task through the API; refused: the task page again with the
-    API's field errors (what was typed kept), else back to the task."""
+    API's field errors (what was typed kept), else back to the task (or the board,
+    when the change was made there)."""
     try:
         auth.api(method, f"/orgs/{org_id}/tasks/{task_id}{path}", **kwargs)
     except ApiError as exc:
         return _task_page(org_id, task_id, form_errors(exc), 422, request.form.to_dict())
+    if request.form.get("back") == "board":
+        return redirect(url_for("work.board", org_id=org_id))
     return redirect(url_for("work.task", org_id=org_id, task_id=task_id))
 
 
