@@ -217,7 +217,7 @@ def test_an_operator_replays_a_parked_dead_letter_and_the_queue_drains(browsers,
     op.shot("replayed")
     wait_until(lambda: title in str(member.get("/notifications").json()["items"]), timeout=30,
                what="the replayed event's notification")
-    wait_until(lambda: depth() == "0", timeout=30, interval=1, what="the dead-letter queue to drain")
+    wait_until(lambda: depth() == "0", timeout=90, interval=1, what="the dead-letter queue to drain")
     op.shot("queue-drained")
     op.open("/ops/dead-letters?service=notifications")
     assert not op.all(f"tr.dead-letter[data-event-id='{envelope['event_id']}']")

@@ -232,8 +232,10 @@ def test_a_batch_handler_gets_events_together_and_a_poison_one_is_parked_alone(
     assert all(effects(db, k) == 1 for k in ["b0", *good]) and effects(db, "b7") == 0
     sizes = [len(call["keys"]) for call in db.calls.find()]
     assert max(sizes) > 1 and max(sizes) <= 10
-    # the batch that held b7 failed once, then b7 alone failed EVENT_MAX_ATTEMPTS times
-    assert db.attempts.find_one({"_id": "b7"})["n"] == config["EVENT_MAX_ATTEMPTS"] + 1
+    # b7 alone failed EVENT_MAX_ATTEMPTS times, after at most one failed batch that held it
+    # (it may also have come alone from the start: a batch is what is waiting)
+    assert db.attempts.find_one({"_id": "b7"})["n"] in (config["EVENT_MAX_ATTEMPTS"],
+                                                         config["EVENT_MAX_ATTEMPTS"] + 1)
 
 
 def run_cli(config, tmp_path, *args):
