@@ -6,12 +6,14 @@ from __future__ import annotations
 import uuid
 
 import pymongo
+import requests
 from nameko.events import event_handler
 from nameko.standalone.events import event_dispatcher
 from nameko.testing.services import entrypoint_hook
 
 from shared.events import make_envelope
 from shared.rpc import rpc
+from tests.tokens import auth_headers
 
 # employee_id -> employee; filled per test (ids are unique per test)
 PEOPLE: dict[str, dict] = {}
@@ -109,3 +111,24 @@ def dispatch(config, producer: str, event_type: str, data: dict, **fields) -> di
 def database(config, service: str):
     return pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
         f"{config['MONGODB_DB_PREFIX']}_{service}"]
+
+
+def start_api(container_factory, config, services) -> tuple[str, object]:
+    """Start ``services`` (the gateway among them) on ``config``, with a fresh event
+    record: the API's base URL and ``as_user(person)``, a session signed in as them."""
+    SEEN.clear()
+    for cls in services:
+        container_factory(cls, config).start()
+
+    def as_user(person):
+        session = requests.Session()
+        session.headers.update(auth_headers(config, person["user_id"]))
+        return session
+    return f"http://{config['WEB_SERVER_ADDRESS']}/api/v1", as_user
+
+
+def problem(response, status):
+    """The problem+json body of an answer that must have ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    return response.json()

@@ -15,8 +15,15 @@ from task_svc.files import S3FileStore
 from task_svc.service import TaskService
 from team_svc.service import TeamService
 from tests.helpers import wait_until
-from tests.integration.tasks_mesh import SEEN, FakeEmployees, Listener, database, make_org, seen
-from tests.tokens import auth_headers
+from tests.integration.tasks_mesh import (
+    FakeEmployees,
+    Listener,
+    database,
+    make_org,
+    problem,
+    seen,
+    start_api,
+)
 
 
 @pytest.fixture
@@ -50,22 +57,9 @@ def api(container_factory, make_config, s3_endpoint, bucket):
     config = make_config(TASK_FILES_S3_BUCKET=name, TASK_FILES_S3_ENDPOINT=s3_endpoint,
                          TASK_ATTACHMENT_MAX_BYTES=200_000, ATTACHMENT_MAX_BODY_BYTES=400_000,
                          TASK_ATTACHMENT_TYPES="text/plain,image/*,application/pdf")
-    SEEN.clear()
-    for cls in (FakeEmployees, Listener, TeamService, TaskService, GatewayService):
-        container_factory(cls, config).start()
-    base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
-
-    def as_user(person):
-        session = requests.Session()
-        session.headers.update(auth_headers(config, person["user_id"]))
-        return session
+    base, as_user = start_api(container_factory, config,
+                              (FakeEmployees, Listener, TeamService, TaskService, GatewayService))
     return config, base, as_user, client, name
-
-
-def problem(response, status):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/problem+json"
-    return response.json()
 
 
 def test_upload_redirected_download_and_delete_through_the_gateway(api):

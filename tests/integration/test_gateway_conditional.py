@@ -9,11 +9,12 @@ from gateway_svc.service import GatewayService
 from task_svc.service import TaskService
 from team_svc.service import TeamService
 from tests.integration.tasks_mesh import (
-    SEEN,
     FakeEmployees,
     FakeOrganizations,
     database,
     make_org,
+    problem,
+    start_api,
 )
 from tests.tokens import auth_headers
 
@@ -21,22 +22,9 @@ from tests.tokens import auth_headers
 @pytest.fixture
 def api(container_factory, make_config, tmp_path):
     config = make_config(TASK_FILES_DIR=str(tmp_path / "files"))
-    SEEN.clear()
-    for cls in (FakeEmployees, FakeOrganizations, TeamService, TaskService, GatewayService):
-        container_factory(cls, config).start()
-    base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
-
-    def as_user(person):
-        session = requests.Session()
-        session.headers.update(auth_headers(config, person["user_id"]))
-        return session
+    base, as_user = start_api(container_factory, config,
+                              (FakeEmployees, FakeOrganizations, TeamService, TaskService, GatewayService))
     return config, base, as_user
-
-
-def problem(response, status):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/problem+json"
-    return response.json()
 
 
 def count_tasks(config, org_id, **query):

@@ -42,36 +42,23 @@ from task_svc.service import TaskService  # noqa: E402
 from team_svc.service import TeamService  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
 from tests.integration.tasks_mesh import (  # noqa: E402
-    SEEN,
     FakeEmployees,
     FakeOrganizations,
     Listener,
     database,
     make_org,
+    problem,
+    start_api,
 )
-from tests.tokens import auth_headers  # noqa: E402
 
 
 @pytest.fixture
 def api(container_factory, make_config, tmp_path):
     config = make_config(TASK_FILES_DIR=str(tmp_path / "files"), TASK_ATTACHMENT_MAX_BYTES=1000,
                          ATTACHMENT_MAX_BODY_BYTES=5000)
-    SEEN.clear()
-    for cls in (FakeEmployees, FakeOrganizations, Listener, TeamService, TaskService, GatewayService):
-        container_factory(cls, config).start()
-    base = f"http://{config['WEB_SERVER_ADDRESS']}/api/v1"
-
-    def as_user(person):
-        session = requests.Session()
-        session.headers.update(auth_headers(config, person["user_id"]))
-        return session
+    base, as_user = start_api(container_factory, config, (
+        FakeEmployees, FakeOrganizations, Listener, TeamService, TaskService, GatewayService))
     return config, base, as_user
-
-
-def problem(response, status):
-    assert response.status_code == status, response.text
-    assert response.headers["Content-Type"] == "application/problem+json"
-    return response.json()
 
 
 def test_the_routes_answer_owners_members_and_outsiders_as_they_should(api):
