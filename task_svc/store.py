@@ -120,14 +120,15 @@ class TaskStore(BaseStore):
 
     def record_chunk(self, job_id: str, chunk: int, done: int, errors: list[dict]) -> dict | None:
         """Count a chunk once (a redelivered chunk changes nothing) and mark the
-        job done when its last chunk is in."""
+        job done when its last chunk is in. A redelivered chunk still finishes
+        the job: its first run may have died between the two writes."""
         job = self.db.jobs.find_one_and_update(
             {"_id": job_id, "chunks_done": {"$ne": chunk}},
             {"$addToSet": {"chunks_done": chunk},
              "$inc": {"done": done, "failed": len(errors)},
              "$push": {"errors": {"$each": errors[:1000]}}, "$set": {"updated_at": utcnow()}},
-            return_document=ReturnDocument.AFTER)
-        if job and len(job["chunks_done"]) >= job["chunks_total"]:
+            return_document=ReturnDocument.AFTER) or self.db.jobs.find_one({"_id": job_id})
+        if job and job["status"] != "done" and len(job["chunks_done"]) >= job["chunks_total"]:
             job = self.db.jobs.find_one_and_update(
                 {"_id": job_id, "status": {"$ne": "done"}},
                 {"$set": {"status": "done", "finished_at": utcnow()}},

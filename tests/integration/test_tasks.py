@@ -1,6 +1,7 @@
 """The tasks service against real RabbitMQ, Redis and SecantusDB, with the
 real teams service beside it and a fake employees service."""
 import base64
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -625,3 +626,23 @@ def test_running_jobs_lists_the_unfinished_bulk_jobs_of_every_org_for_operators(
         ("job-new", "org-b", 1, 4), ("job-old", "org-a", 2, 10)]  # newest first, done left out
     assert running[1]["errors"] == []  # the list leaves the error details out
     assert [j["job_id"] for j in call(tasks, "running_jobs", 1)] == ["job-new"]
+
+
+def test_a_redelivered_last_chunk_finishes_a_job_whose_first_run_died_before_marking_it_done(mesh):
+    """A worker killed between counting the last chunk and marking the job done
+    leaves the job running with every chunk counted; the chunk comes again (its
+    claim lapsed) and must finish the job, not skip it as already counted."""
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager", "bob": "member"})
+    job_id = f"job-{uuid.uuid4().hex[:8]}"
+    database(config, "tasks").jobs.insert_one({
+        "_id": job_id, "org_id": org, "status": "running", "total": 1, "done": 1, "failed": 0,
+        "errors": [], "chunks_total": 1, "chunks_done": [0], "created_by_user_id": p["boss"]["user_id"],
+        "created_at": datetime.now(timezone.utc), "finished_at": None})
+    dispatch(config, "tasks", "task.bulk.created", {
+        "org_id": org, "job_id": job_id, "chunk": 0, "assignee_ids": [p["bob"]["employee_id"]],
+        "task": {"title": "Again", "priority": "low"}, "creator_id": p["boss"]["employee_id"],
+        "creator_user_id": p["boss"]["user_id"]})
+    job = wait_until(lambda: (j := call(tasks, "get_bulk_job", p["boss"]["user_id"], org, job_id))
+                     ["status"] == "done" and j, timeout=20, what="the job to be marked done")
+    assert (job["total"], job["done"], job["failed"]) == (1, 1, 0)  # counted once, not twice
