@@ -80,15 +80,7 @@ def everyone(members, check, what, timeout=60):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("victim", [
-    # an open bug this test found: now and then (1 full run in 3, never in 12 runs of this
-    # module alone) two chunk events of the job are not handled after tasks is killed and
-    # the job never finishes. Handlers now give up at their lease instead of waiting on
-    # a lock for ever (one such hang was found), and a failure prints where every chunk
-    # is (stuck_job_report); until a run shows the cause it stays an expected failure
-    pytest.param("tasks", marks=pytest.mark.xfail(
-        strict=False, reason="chunk events sometimes not handled when tasks is SIGKILLed mid job")),
-    "notifications", "employees"])
+@pytest.mark.parametrize("victim", ["tasks", "notifications", "employees"])
 def test_a_service_killed_mid_bulk_job_loses_and_repeats_nothing(fault_mesh, crew, victim):
     org_id, owner, members = crew["org_id"], crew["owner"], crew["members"]
     title = f"Survive a crash of {victim} {uuid.uuid4().hex[:6]}"
