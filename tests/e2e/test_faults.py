@@ -14,6 +14,8 @@ from tests.e2e.servers import PrivateRabbit, PrivateRedis
 from tests.e2e.test_flows import bulk_job_under_way, crew_of, employees, personal_org, register
 from tests.helpers import wait_until
 
+pytestmark = pytest.mark.faults
+
 CREW = 40  # members of the org the bulk jobs assign to
 CHUNK = 8  # tasks per bulk chunk: a job is several events, so a kill lands mid-job
 

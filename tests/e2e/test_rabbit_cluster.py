@@ -16,6 +16,8 @@ from tests.e2e.servers import PrivateRabbitCluster
 from tests.e2e.test_flows import bulk_job_under_way, crew_of, employees, personal_org, register
 from tests.helpers import wait_until
 
+pytestmark = pytest.mark.faults
+
 CREW = 8  # the free plan holds 10 employees: the owner and these
 CHUNK = 2  # tasks per bulk chunk: a job is several events, so the stop lands mid-job
 

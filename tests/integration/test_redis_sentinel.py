@@ -17,6 +17,8 @@ from shared import access
 from shared.redis import RedisTools, make_client
 from tests.helpers import wait_until
 
+pytestmark = pytest.mark.faults
+
 MASTER = "workforce-test"
 
 
