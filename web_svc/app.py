@@ -67,7 +67,7 @@ def create_app(config: dict) -> Flask:
     Session(app)
     CSRFProtect(app)
 
-    from web_svc.views import analytics, operator, people, teams, tokens, work
+    from web_svc.views import analytics, operator, people, teams, tokens, webhooks, work
 
     app.register_blueprint(people.bp)
     app.register_blueprint(work.bp)
@@ -75,6 +75,7 @@ def create_app(config: dict) -> Flask:
     app.register_blueprint(operator.bp)
     app.register_blueprint(analytics.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(webhooks.bp)
 
     @app.get("/sw.js")
     def service_worker():
