@@ -57,6 +57,23 @@ def blacklist_keys(claims: dict) -> list[str]:
     return keys
 
 
+def ask_if_revoked(target, claims: dict):
+    """Send ``target`` (a client, or queue on a pipeline) the one command that
+    tells whether the token of ``claims`` was revoked: a JWT's blacklist keys,
+    or a personal access token's record; :func:`revoked_by` reads its reply."""
+    if "pat_key" in claims:
+        return target.get(claims["pat_key"])
+    return target.exists(*blacklist_keys(claims))
+
+
+def revoked_by(claims: dict, reply) -> bool:
+    """The answer to :func:`ask_if_revoked`'s command: revoked (or, for a
+    personal access token, its record gone)?"""
+    if "pat_key" in claims:
+        return reply is None or reply in (PAT_REVOKED, PAT_REVOKED.encode())
+    return bool(reply)
+
+
 class Identity:
     def __init__(self, config: dict, redis_client):
         self.config = config
@@ -125,8 +142,9 @@ class Identity:
         return dict(claims)
 
     def is_revoked(self, claims: dict) -> bool:
+        """A JWT blacklisted, or a personal access token's record revoked or gone."""
         try:
-            return bool(self.redis.exists(*blacklist_keys(claims)))
+            return revoked_by(claims, ask_if_revoked(self.redis, claims))
         except redis.RedisError as exc:
             log.warning("token blacklist unreachable, refusing: %s", exc)
             raise Unavailable("Cannot check the token right now; try again shortly.") from None

@@ -1,6 +1,12 @@
 """The websocket at ``/api/v1/ws[?last_id=...]``: real-time in-app
 notifications for the token's user.
 
+The token is an access token (a JWT) or a personal access token (``wfp_...``),
+checked as the HTTP routes check it: a personal token's record must be live,
+and its scope must allow ``GET /ws`` (``read`` does, as for ``GET
+/notifications``; a token bound to one organization does not, as it may not
+read the feed either: ``gateway_svc.scopes``).
+
 The access token never goes in the URL (URLs end up in access logs and
 proxies' logs): the client offers it as a subprotocol, ``new WebSocket(url,
 ["bearer", token])`` (the server answers ``Sec-WebSocket-Protocol: bearer``),
@@ -18,8 +24,9 @@ than the stream holds: refetch ``GET /notifications``).
 
 A bad, expired or revoked token is answered by closing with 1008 (policy
 violation); so is a token expiring while connected, and one revoked while
-connected (logout, a revoked session, a password change or reset): each
-process checks its sockets' tokens against auth's blacklist every
+connected (logout, a revoked session, a password change or reset, a personal
+token revoked or its account deleted): each process checks its sockets'
+tokens against auth's blacklist and token records every
 ``WS_REVOCATION_CHECK_SECONDS`` (one pipelined round trip for all of them).
 """
 from __future__ import annotations
@@ -34,13 +41,23 @@ import redis
 from eventlet.queue import Empty, LightQueue
 from eventlet.websocket import WebSocketWSGI
 
-from gateway_svc.identity import Identity, blacklist_keys
+from gateway_svc.identity import (
+    UNKNOWN_PAT,
+    Identity,
+    PersonalTokens,
+    ask_if_revoked,
+    is_personal_token,
+    revoked_by,
+)
+from gateway_svc.scopes import check_token
 from notify_svc.contract import CHANNEL_PREFIX, user_stream
+from shared.errors import Unauthorized
 from shared.redis import make_client
 
 log = logging.getLogger(__name__)
 
 WS_PATH = "/api/v1/ws"
+WS_ROUTE = "/ws"  # its route as gateway_svc.scopes names routes (a read)
 POLICY_VIOLATION = 1008
 PING_SECONDS = 25
 CATCH_UP_MAX = 500
@@ -55,6 +72,7 @@ class Realtime:
     def __init__(self, config: dict):
         self.redis = make_client(config)
         self.identity = Identity(config, self.redis)
+        self.personal_tokens = PersonalTokens(self.redis)
         self.uri = config["REDIS_URI"]
         self.sockets: dict[str, set[LightQueue]] = {}
         self.claims: dict[LightQueue, dict] = {}   # each socket's token, for revocation
@@ -87,13 +105,13 @@ class Realtime:
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 for _, claims in connected:
-                    pipe.exists(*blacklist_keys(claims))
-                revoked = pipe.execute()
+                    ask_if_revoked(pipe, claims)
+                replies = pipe.execute()
             except redis.RedisError as exc:  # checked again next round
                 log.warning("cannot check websocket tokens for revocation: %s", exc)
                 continue
-            for (queue, _), gone in zip(connected, revoked, strict=True):
-                if gone:
+            for (queue, claims), reply in zip(connected, replies, strict=True):
+                if revoked_by(claims, reply):
                     queue.put(REVOKED)
 
     def _listen(self, ready) -> None:
@@ -161,6 +179,18 @@ class Realtime:
             return "", last_id
         return str(message.get("token") or ""), str(message.get("last_id") or last_id)
 
+    def authenticate(self, token: str) -> dict:
+        """The claims of a live token allowed on the websocket: the checks of
+        an HTTP request (gateway_svc.http.Guard), for ``GET /ws``."""
+        if not is_personal_token(token):
+            return self.identity.verify_token(token)
+        claims = self.personal_tokens.resolve(token)
+        if self.identity.is_revoked(claims):
+            raise Unauthorized(UNKNOWN_PAT)
+        check_token(claims, "GET", WS_ROUTE, None)
+        self.personal_tokens.note_use(claims["pat"])
+        return claims
+
     def handle(self, ws) -> None:
         query = parse_qs(ws.environ.get("QUERY_STRING", ""))
         if "token" in query:  # would sit in access logs: refused, so clients stop sending it
@@ -168,8 +198,8 @@ class Realtime:
             return
         token, last_id = self._credentials(ws, query)
         try:
-            claims = self.identity.verify_token(token)
-        except Exception as exc:  # 401 or 503 alike: policy violation, nothing kept
+            claims = self.authenticate(token)
+        except Exception as exc:  # 401, 403 or 503 alike: policy violation, nothing kept
             ws.close((POLICY_VIOLATION, getattr(exc, "detail", "invalid token")[:100]))
             return
         user_id, expires = claims["sub"], float(claims.get("exp") or time.time() + 3600)

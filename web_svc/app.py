@@ -67,13 +67,15 @@ def create_app(config: dict) -> Flask:
     Session(app)
     CSRFProtect(app)
 
-    from web_svc.views import analytics, operator, people, teams, work
+    from web_svc.views import analytics, operator, people, teams, tokens, webhooks, work
 
     app.register_blueprint(people.bp)
     app.register_blueprint(work.bp)
     app.register_blueprint(teams.bp)
     app.register_blueprint(operator.bp)
     app.register_blueprint(analytics.bp)
+    app.register_blueprint(tokens.bp)
+    app.register_blueprint(webhooks.bp)
 
     @app.get("/sw.js")
     def service_worker():

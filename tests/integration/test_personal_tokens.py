@@ -1,18 +1,24 @@
 """Personal access tokens through the real gateway and auth service (and the
 real tasks and teams services behind them; employees and organizations are
 the fakes of tasks_mesh): shown once, stored hashed, scopes, org binding,
-revocation within a request, last use, Redis losing the records."""
+revocation within a request, last use, Redis losing the records; on the
+websocket too, where a revoked token's socket is closed within seconds."""
 import hashlib
+import json
 import logging
+import struct
+import time
 import uuid
 
 import pytest
 import redis
 import requests
+import websocket
 from nameko.testing.services import entrypoint_hook
 
 from auth_svc.service import AuthService
 from gateway_svc.service import GatewayService
+from notify_svc.contract import user_channel
 from task_svc.service import TaskService
 from team_svc.service import TeamService
 from tests.integration.tasks_mesh import PEOPLE, FakeEmployees, FakeOrganizations, database
@@ -186,3 +192,90 @@ def test_a_replayed_token_creation_does_not_show_the_secret_again(mesh):
     client = redis.Redis.from_url(config["REDIS_URI"], decode_responses=True)
     stored = [client.get(k) for k in client.scan_iter(f"gateway:idem:{ada['user_id']}:*")]
     assert stored and not any(first.json()["token"] in (v or "") for v in stored)
+
+
+# --- the websocket ----------------------------------------------------------------
+@pytest.fixture
+def ws_mesh(container_factory, make_config):
+    """Auth and the gateway, whose sockets' tokens are checked every 0.2 s."""
+    config = make_config(WS_REVOCATION_CHECK_SECONDS=0.2)
+    for cls in (FakeEmployees, FakeOrganizations, AuthService, GatewayService):
+        container_factory(cls, config).start()
+    return (config, f"http://{config['WEB_SERVER_ADDRESS']}/api/v1",
+            f"ws://{config['WEB_SERVER_ADDRESS']}/api/v1/ws")
+
+
+def open_socket(ws_url, secret, first_message=False):
+    if first_message:
+        ws = websocket.create_connection(ws_url, timeout=5)
+        ws.send(json.dumps({"type": "auth", "token": secret}))
+    else:
+        ws = websocket.create_connection(ws_url, timeout=5, subprotocols=["bearer", secret])
+    return ws
+
+
+def closed_with_1008(ws) -> str | None:
+    """The close reason if the server closed ``ws`` with 1008 (policy violation)."""
+    opcode, data = ws.recv_data(control_frame=True)
+    ws.close()
+    if opcode != websocket.ABNF.OPCODE_CLOSE or struct.unpack("!H", data[:2])[0] != 1008:
+        return None
+    return data[2:].decode() or "closed"
+
+
+def test_a_read_token_receives_its_users_notifications_on_the_websocket(ws_mesh):
+    config, base, ws_url = ws_mesh
+    ada = person(base)
+    read = new_token(base, ada, scope="read")
+    client = redis.Redis.from_url(config["REDIS_URI"], decode_responses=True)
+    for first_message in (False, True):  # as a subprotocol, and as the first message
+        ws = open_socket(ws_url, read["token"], first_message)
+        assert json.loads(ws.recv()) == {"type": "hello", "user_id": ada["user_id"]}
+        if not first_message:
+            assert ws.getsubprotocol() == "bearer"  # the answer never names the token
+        # what the notifications service publishes for ada's new in-app item
+        note = {"type": "notification", "notification": {"id": uuid.uuid4().hex, "title": "Hi"}}
+        client.publish(user_channel(ada["user_id"]), json.dumps(note))
+        assert json.loads(ws.recv()) == note
+        ws.close()
+    # its use shows in the list
+    listed = requests.get(f"{base}/me/tokens", headers=ada["jwt"]).json()["items"]
+    assert listed[0]["last_used_at"] is not None
+    # a token in the URL is refused even when valid
+    assert closed_with_1008(websocket.create_connection(f"{ws_url}?token={read['token']}",
+                                                        timeout=5))
+
+
+def test_a_token_the_http_routes_refuse_is_refused_on_the_websocket(ws_mesh):
+    config, base, ws_url = ws_mesh
+    ada = person(base)
+    bound = new_token(base, ada, scope="admin", org_id=ada["org_id"])
+    # bound to one org, it may not read the feed over HTTP: nor here
+    assert requests.get(f"{base}/notifications", headers=bearer(bound)).status_code == 403
+    assert "bound to one organization" in closed_with_1008(open_socket(ws_url, bound["token"]))
+    revoked = new_token(base, ada, scope="read")
+    assert requests.delete(f"{base}/me/tokens/{revoked['token_id']}",
+                           headers=ada["jwt"]).status_code == 204
+    assert closed_with_1008(open_socket(ws_url, revoked["token"], first_message=True))
+    for garbage in ("wfp_short", f"wfp_{'A' * 43}"):  # malformed, unknown
+        assert closed_with_1008(open_socket(ws_url, garbage))
+
+
+def test_a_tokens_socket_is_closed_within_a_second_of_its_revocation(ws_mesh):
+    config, base, ws_url = ws_mesh
+    ada = person(base)
+    kept, dropped = new_token(base, ada, scope="read"), new_token(base, ada, scope="write")
+    sockets = {}
+    for token in (kept, dropped):
+        sockets[token["token_id"]] = open_socket(ws_url, token["token"])
+        assert json.loads(sockets[token["token_id"]].recv())["type"] == "hello"
+    assert requests.delete(f"{base}/me/tokens/{dropped['token_id']}",
+                           headers=ada["jwt"]).status_code == 204
+    started = time.monotonic()
+    assert closed_with_1008(sockets[dropped["token_id"]]) == "token revoked"
+    assert time.monotonic() - started < 1.5
+    other = sockets[kept["token_id"]]  # the other token's socket stays open
+    other.settimeout(0.6)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        other.recv()
+    other.close()

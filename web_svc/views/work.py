@@ -110,7 +110,9 @@ def _settings_page(org_id, errors=None, saved=False, form=None, status=None):
         plan=auth.api("GET", f"/orgs/{org_id}/subscription"), people=people, errors=errors or {},
         saved=saved, form=(form or {}) if errors else {}, days=WORKDAYS, priorities=PRIORITIES,
         may_update=roles.can(org_id, "org.settings.update"),
-        may_transfer=roles.can(org_id, "org.transfer")), status or (422 if errors else 200)
+        may_transfer=roles.can(org_id, "org.transfer"),
+        may_manage_accounts=roles.can(org_id, "employee.add"),
+        may_manage_webhooks=roles.can(org_id, "webhook.manage")), status or (422 if errors else 200)
 
 
 @bp.post("/orgs/<org_id>/transfer-ownership")
