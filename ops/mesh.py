@@ -236,6 +236,17 @@ class Mesh:
         return [name for name, procs in self.procs.items() if any(p.poll() is not None
                                                                     for p in procs)]
 
+    def last_words(self, lines: int = 40) -> dict[str, str]:
+        """The end of each dead process's log, with its exit code: why it stopped."""
+        words = {}
+        for name, procs in self.procs.items():
+            for index, proc in enumerate(procs):
+                if proc.poll() is not None:
+                    path = self.log_dir / f"{name}{'-' + str(index) if index else ''}.log"
+                    tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+                    words[f"{name}-{index} (exit {proc.returncode})"] = "\n".join(tail)
+        return words
+
 
 def service_command(module: str) -> list[str]:
     """The command that runs the services of ``module`` (``shared.run``: ``nameko run``

@@ -169,8 +169,9 @@ def test_bulk_tasks_flow(running_mesh, mailbox, staffed_org):
     assert (state["total"], state["done"], state["failed"]) == (200, 200, 0)
 
     for member in members:
-        mine = member.get("/me/tasks").json()["items"]
-        assert [t["title"] for t in mine].count(title) == 1
+        response = member.get("/me/tasks")
+        assert response.status_code == 200, (response.status_code, response.text)
+        assert [t["title"] for t in response.json()["items"]].count(title) == 1
     assert len(members[0].get("/me/tasks").json()["items"]) == len(before) + 1  # no stale list
 
     def everyone(pending: set, got_it) -> bool:

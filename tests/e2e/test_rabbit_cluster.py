@@ -115,4 +115,4 @@ def test_stopping_the_connected_node_mid_bulk_job_and_registration_loses_and_rep
     print(f"cluster failover: lost {lost}, duplicates {duplicates}: {counts}")
     assert per_member == [1] * CREW and notes == [1] * CREW, counts
     assert (len(orgs), len(seats), len(verification)) == (1, 1, 1), counts
-    assert not cluster_mesh.mesh.dead()
+    assert not cluster_mesh.mesh.dead(), cluster_mesh.mesh.last_words()

@@ -109,7 +109,7 @@ def test_one_replica_of_each_service_killed_mid_bulk_job_loses_and_repeats_nothi
     eventlet.sleep(1)  # a late duplicate would land now
     assert [notified_once(m) for m in members] == [1] * CREW
     replica_mesh.wait_healthy()
-    assert replica_mesh.mesh.dead() == []
+    assert replica_mesh.mesh.dead() == [], replica_mesh.mesh.last_words()
 
 
 def test_a_notification_reaches_the_users_sockets_on_both_gateways(replica_mesh):
