@@ -399,7 +399,8 @@ def sample_context(kind: str) -> dict:
               "org_name": "Acme", "title": "Write the report", "task_id": "t1",
               "team_name": "Team", "role": "member",
               "preview": "Looks good",
-              "old_status": "todo", "new_status": "in_progress", "due_at": "2026-01-01T00:00:00Z", "priority": "normal",
+              "old_status": "todo", "new_status": "in_progress",
+              "due_at": "2026-01-01T00:00:00Z", "priority": "normal",
               "reason": "", "job_id": None, "count": 1, "tasks": tasks, "link": "https://x/",
               "recipient_name": "Sam", "items": [{"subject": t["title"], "link": "https://x/"}
                                                  for t in tasks], "owner_name": "Sam",

@@ -18,6 +18,7 @@ from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
+
 # link_rpcs as a module: nameko run starts every class with entrypoints in this namespace
 from task_svc import domain, leaderboard, link_rpcs, schemas
 from task_svc.files import Files

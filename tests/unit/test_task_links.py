@@ -46,7 +46,8 @@ def test_a_task_cannot_block_itself_and_either_side_names_the_same_edge():
     assert "task_id" in exc.value.errors
     assert links.edge("a", "blocks", "b") == ("a", "b")
     assert links.edge("b", "blocked_by", "a") == ("a", "b")
-    assert links.edge_id(*links.edge("a", "blocks", "b")) == links.edge_id(*links.edge("b", "blocked_by", "a"))
+    assert links.edge_id(*links.edge("a", "blocks", "b")) == \
+        links.edge_id(*links.edge("b", "blocked_by", "a"))
 
 
 # --- parents and depth --------------------------------------------------------------
