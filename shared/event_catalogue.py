@@ -187,7 +187,8 @@ CATALOGUE: list[EventSpec] = [
         mentions=_opt(List, cls_or_instance=Str()),
         mentioned_user_ids=_opt(List, cls_or_instance=Str())),
         "A comment was added to a task; `mentions` (employee ids) and `mentioned_user_ids` are "
-        "the active members of the org it @mentions."),
+        "the active members of the org it @mentions; `watcher_user_ids` the task's watchers "
+        "but the author (who unwatched it is not among them, the assignee included)."),
     EventSpec("task.link.added", "tasks", _schema(
         "TaskLinkAdded", org_id=_req(Str), task_id=_req(Str), title=_opt(Str), type=_req(Str),
         other_task_id=_req(Str)),

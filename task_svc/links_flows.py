@@ -23,7 +23,7 @@ class LinkFlows(TaskFlows):
     def graph_lock(self, org_id: str) -> Iterator[None]:
         """One change of an org's parents or links at a time: two concurrent links
         (A blocks B, B blocks A) or moves cannot each pass the check alone."""
-        with self.redis.lock(f"graph:{org_id}", timeout=30, blocking_timeout=10):
+        with self.redis.lock(f"graph:{org_id}", timeout=30, blocking_timeout=5):
             yield
 
     def other_task(self, org_id: str, task_id: str, field: str) -> dict:
