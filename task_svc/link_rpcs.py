@@ -38,6 +38,7 @@ class LinkEntrypoints:
         task = self.links.task(org_id, task_id)
         domain.require_update(me, task, self.links.team(org_id, task.get("team_id")))
         if self.links.link(task, data["type"], data["task_id"], user_id):
+            self.store.add_history(task, [(data["type"], None, data["task_id"])], user_id)
             self.links.publish(task, "task.link.added", {
                 "type": data["type"], "other_task_id": data["task_id"]}, user_id)
         return link_schemas.dump_links(task_id, *self.links.links_answer(task))
@@ -48,9 +49,10 @@ class LinkEntrypoints:
         task = self.links.task(org_id, task_id)
         domain.require_update(me, task, self.links.team(org_id, task.get("team_id")))
         doc = self.links.unlink(task, other_id)
-        self.links.publish(task, "task.link.removed", {
-            "type": "blocks" if doc["blocker_id"] == task_id else "blocked_by",
-            "other_task_id": str(other_id)}, user_id)
+        link_type = "blocks" if doc["blocker_id"] == task_id else "blocked_by"
+        self.store.add_history(task, [(link_type, str(other_id), None)], user_id)
+        self.links.publish(task, "task.link.removed", {"type": link_type,
+                                                       "other_task_id": str(other_id)}, user_id)
 
     # --- watchers ----------------------------------------------------------------------
     @rpc

@@ -142,6 +142,8 @@ def test_blocking_tasks_keep_a_task_from_done_and_links_make_no_cycles(tasks):
     with pytest.raises(NotFound):
         call(svc, "remove_link", boss, org, b, c)
     wait_until(lambda: seen("task.link.removed", task_id=c, other_task_id=b, type="blocked_by"))
+    history = [(h["field"], h["old"], h["new"]) for h in call(svc, "task_history", boss, org, c, {})["items"]]
+    assert history[1:] == [("blocked_by", None, b), ("blocked_by", b, None)]
     call(svc, "delete_task", boss, org, a)                  # a deleted task blocks nobody
     assert call(svc, "get_links", boss, org, b)["blocked_by"] == []
 
