@@ -21,6 +21,7 @@ from gateway_svc.routes import (
     orgs,
     search,
     service_accounts,
+    task_links,
     tasks,
     teams,
     tokens,
@@ -52,6 +53,7 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 # Route mixins are referenced through their modules: nameko run treats every
 # class with entrypoints in this module's namespace as a service to start.
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
+                     task_links.TaskLinkRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
                      analytics.AnalyticsRoutes, search.SearchRoutes, audit.AuditRoutes,
                      tokens.TokenRoutes, service_accounts.ServiceAccountRoutes):

@@ -36,6 +36,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "task_reassigned": ("task.reassigned", False),
     "task_completed": ("task.completed", False),
     "task_overdue": ("task.overdue", False),
+    "task_status": ("task.status.changed", False),  # the task's watchers (task_svc/links.py)
     "task_comment": ("task.comment.added", False),
     "task_mention": ("task.comment.added", False),  # the comment's @mentioned members
     "webhook_disabled": ("webhook.endpoint.disabled", False),
@@ -137,11 +138,19 @@ def plans_for(event: dict, public_url: str = "") -> list[Plan]:
         return one(creator, link=task_link)
     if kind == "task_overdue":
         return one(d.get("assignee_user_id"), link=task_link) if d.get("assignee_user_id") else []
+    if kind == "task_status":  # watchers, not who made the change; done: not the creator,
+        actor = d.get("changed_by_user_id")  # who hears of it as task_completed
+        skip = {actor, d.get("creator_user_id") if d.get("new_status") == "done" else None}
+        return [Plan(kind, Recipient(u), ctx, task_link)
+                for u in sorted(set(d.get("watcher_user_ids") or [])) if u and u not in skip]
     if kind == "task_comment":  # each person once: a mention, else a comment they follow
         author = d.get("author_user_id")
         mentioned = [("task_mention", u) for u in d.get("mentioned_user_ids") or []]
-        watching = [("task_comment", u) for u in [d.get("assignee_user_id"),
-                                                   *(d.get("watcher_user_ids") or [])]]
+        # the task's watchers (who unwatched it is not among them); the assignee for an
+        # event of a producer that sent no watchers
+        followers = sorted(set(d["watcher_user_ids"])) if d.get("watcher_user_ids") is not None \
+            else [d.get("assignee_user_id")]
+        watching = [("task_comment", u) for u in followers]
         seen, out = set(), []
         for plan_kind, user in mentioned + watching:
             if user and user != author and user not in seen:
@@ -389,7 +398,9 @@ def sample_context(kind: str) -> dict:
     sample = {"user_id": "u1", "email": "someone@example.com", "name": "Sam", "org_id": "o1",
               "org_name": "Acme", "title": "Write the report", "task_id": "t1",
               "team_name": "Team", "role": "member",
-              "preview": "Looks good", "due_at": "2026-01-01T00:00:00Z", "priority": "normal",
+              "preview": "Looks good",
+              "old_status": "todo", "new_status": "in_progress",
+              "due_at": "2026-01-01T00:00:00Z", "priority": "normal",
               "reason": "", "job_id": None, "count": 1, "tasks": tasks, "link": "https://x/",
               "recipient_name": "Sam", "items": [{"subject": t["title"], "link": "https://x/"}
                                                  for t in tasks], "owner_name": "Sam",

@@ -136,6 +136,10 @@ class NotificationService(base.ServiceBase):
     def on_task_overdue(self, event):
         self.notifier.handle(event)
 
+    @handles("tasks", "task.status.changed")
+    def on_task_status_changed(self, event):
+        self.notifier.handle(event)
+
     @handles("tasks", "task.comment.added")
     def on_task_comment(self, event):
         self.notifier.handle(event)

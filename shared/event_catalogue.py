@@ -163,8 +163,12 @@ CATALOGUE: list[EventSpec] = [
         "TaskUpdated", org_id=_req(Str), task_id=_req(Str), changes=_opt(Dict)),
         "Task fields changed.", external=True),
     EventSpec("task.status.changed", "tasks", _schema(
-        "TaskStatusChanged", org_id=_req(Str), task_id=_req(Str), old_status=_opt(Str),
-        new_status=_req(Str), assignee_id=_opt(Str)), "A task moved in its status machine."),
+        "TaskStatusChanged", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        old_status=_opt(Str), new_status=_req(Str), assignee_id=_opt(Str),
+        creator_user_id=_opt(Str), changed_by_user_id=_opt(Str),
+        watcher_user_ids=_opt(List, cls_or_instance=Str())),
+        "A task moved in its status machine; `watcher_user_ids`: who watches it (notified, "
+        "save who made the change)."),
     EventSpec("task.completed", "tasks", _schema(
         "TaskCompleted", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         assignee_id=_opt(Str), creator_user_id=_opt(Str), completed_by_user_id=_opt(Str)),
@@ -183,7 +187,17 @@ CATALOGUE: list[EventSpec] = [
         mentions=_opt(List, cls_or_instance=Str()),
         mentioned_user_ids=_opt(List, cls_or_instance=Str())),
         "A comment was added to a task; `mentions` (employee ids) and `mentioned_user_ids` are "
-        "the active members of the org it @mentions."),
+        "the active members of the org it @mentions; `watcher_user_ids` the task's watchers "
+        "but the author (who unwatched it is not among them, the assignee included)."),
+    EventSpec("task.link.added", "tasks", _schema(
+        "TaskLinkAdded", org_id=_req(Str), task_id=_req(Str), title=_opt(Str), type=_req(Str),
+        other_task_id=_req(Str)),
+        "A dependency between two tasks of the org: `type` `blocks` (this task blocks "
+        "`other_task_id`) or `blocked_by`.", external=True),
+    EventSpec("task.link.removed", "tasks", _schema(
+        "TaskLinkRemoved", org_id=_req(Str), task_id=_req(Str), title=_opt(Str), type=_req(Str),
+        other_task_id=_req(Str)),
+        "A dependency between two tasks was removed (`type` as the task saw it).", external=True),
     EventSpec("task.attachment.deleted", "tasks", _schema(
         "TaskAttachmentDeleted", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         attachment_id=_req(Str), filename=_opt(Str), size=_opt(Int)),

@@ -13,7 +13,7 @@ from shared.errors import NotFound, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import decode_key, page
 from shared.service import Flows
-from task_svc import domain, leaderboard, schemas
+from task_svc import domain, leaderboard, links, schemas
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class TaskFlows(Flows):
                                   actor, reason, expect={"assignee_id": task.get("assignee_id")})
         if updated is None or task.get("assignee_id") == new_id_:
             return updated
+        if assignee:  # the new assignee watches the task (task_svc/links.py)
+            seed = None if "watcher_user_ids" in task else sorted(self.watchers(task))
+            self.store.add_watchers(task["org_id"], task["_id"], [assignee["user_id"]], seed)
         if task.get("assignee_id") is None:
             self.publish_assigned(updated, actor, event_id=event_id)
         else:
@@ -133,9 +136,10 @@ class TaskFlows(Flows):
             self.publish_assigned(task, actor)
 
     def publish_status(self, old: dict, new: dict, actor: str) -> None:
-        self.publish(new, "task.status.changed", {"old_status": old["status"],
-                                                   "new_status": new["status"],
-                                                   "assignee_id": new.get("assignee_id")}, actor)
+        self.publish(new, "task.status.changed", {
+            "old_status": old["status"], "new_status": new["status"],
+            "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
+            "changed_by_user_id": actor, "watcher_user_ids": sorted(self.watchers(new))}, actor)
         if new["status"] == "done":
             leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), 1)
             self.publish(new, "task.completed", {
@@ -146,13 +150,17 @@ class TaskFlows(Flows):
 
     def publish_comment(self, task: dict, comment: dict) -> None:
         author = comment["author_user_id"]
-        watchers = {task.get("creator_user_id"), task.get("assignee_user_id"),
-                    *self.store.commenters(task["_id"])} - {author, None}
+        watchers = self.watchers(task) - {author}
         self.publish(task, "task.comment.added", {
             "comment_id": comment["_id"], "author_user_id": author,
             "assignee_user_id": task.get("assignee_user_id"), "watcher_user_ids": sorted(watchers),
             "preview": comment["body"][:140], "mentions": comment["mentions"],
             "mentioned_user_ids": comment["mentioned_user_ids"]}, author)
+
+    def watchers(self, task: dict) -> set[str]:
+        """Who hears of the task's changes (task_svc/links.py)."""
+        commenters = [] if "watcher_user_ids" in task else self.store.commenters(task["_id"])
+        return links.watchers_of(task, commenters)
 
     def invalidate(self, org_id: str, *user_ids: str | None) -> None:
         tags = [f"org:{org_id}", *{f"user:{u}" for u in user_ids if u}]

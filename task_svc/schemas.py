@@ -53,6 +53,9 @@ class TaskFieldsSchema(Schema):
 class TaskCreateSchema(TaskFieldsSchema):
     assignee_id = fields.String(load_default=None, allow_none=True, validate=ID,
                                 metadata={"example": ex.EMPLOYEE_ID})
+    parent_id = fields.String(load_default=None, allow_none=True, validate=ID,
+                              metadata={"example": None, "description": "makes it a subtask "
+                                        "of this task (same org; TASK_SUBTASK_DEPTH levels)"})
 
 
 class TaskUpdateSchema(Schema):
@@ -65,6 +68,8 @@ class TaskUpdateSchema(Schema):
                              metadata={"example": "urgent"})
     due_at = Due(allow_none=True, metadata={"example": "2026-03-12T12:00:00Z"})
     labels = Labels(metadata={"example": [*LABELS, "blog"]})
+    parent_id = fields.String(allow_none=True, validate=ID, metadata={
+        "example": ex.TASK_ID, "description": "move under this task; null: a top-level task"})
 
 
 class BulkSchema(Schema):
@@ -138,6 +143,11 @@ class ListQuerySchema(ListArgsSchema):
 
 
 # --- answers (what the dump_* functions below return) ------------------------------
+class SubtaskProgressSchema(Schema):
+    total = fields.Integer(metadata={"example": 3})
+    done = fields.Integer(metadata={"example": 1})
+
+
 class TaskOutSchema(Schema):
     task_id = fields.String(metadata={"example": ex.TASK_ID})
     org_id = fields.String(metadata={"example": ex.ORG_ID})
@@ -158,6 +168,9 @@ class TaskOutSchema(Schema):
                                                       "example": None})
     version = fields.Integer(metadata={"description": "bumped by every change; the ETag "
                                                       "derives from it", "example": 3})
+    parent_id = fields.String(allow_none=True, metadata={"example": None})
+    subtasks = fields.Nested(SubtaskProgressSchema, metadata={
+        "description": "progress of its live subtasks"})
 
 
 TaskPageSchema = page_schema("TaskPage", TaskOutSchema)
@@ -274,7 +287,8 @@ def dump_task(t: dict) -> dict:
             "creator_user_id": t.get("creator_user_id"), "created_at": iso(t.get("created_at")),
             "updated_at": iso(t.get("updated_at")), "completed_at": iso(t.get("completed_at")),
             "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id"),
-            "version": t.get("version") or 0}
+            "version": t.get("version") or 0, "parent_id": t.get("parent_id"),
+            "subtasks": t.get("subtasks") or {"total": 0, "done": 0}}
 
 
 def dump_search_document(t: dict) -> dict:

@@ -18,15 +18,18 @@ from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
-from task_svc import domain, leaderboard, schemas
+
+# link_rpcs as a module: nameko run starts every class with entrypoints in this namespace
+from task_svc import domain, leaderboard, link_rpcs, schemas
 from task_svc.files import Files
 from task_svc.flows import TaskFlows
+from task_svc.links_flows import UNCHANGED
 from task_svc.store import TaskStore, new_id
 
 log = logging.getLogger(__name__)
 
 
-class TaskService(base.ServiceBase):
+class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
     name = "tasks"
 
     store = Mongo(TaskStore)
@@ -46,7 +49,9 @@ class TaskService(base.ServiceBase):
         team = self.flows.body_team(org_id, data["team_id"])
         domain.require_assign(me, team, data["assignee_id"])
         assignee = self.flows.assignee(org_id, data["assignee_id"])
-        task = self.store.insert(self.store.task_document(org_id, data, me, assignee))
+        with self.links.parent_checked(org_id, None, data["parent_id"]):
+            task = self.store.insert(self.store.task_document(org_id, data, me, assignee))
+        self.links.recount(org_id, task["parent_id"])
         self.store.add_created_history([task], user_id)
         self.flows.publish_created(task, user_id)
         return schemas.dump_task(task)
@@ -70,8 +75,12 @@ class TaskService(base.ServiceBase):
         if "title" in changes or "description" in changes:
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
-        task = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
-            if changes else task
+        old_parent = task.get("parent_id")
+        with self.links.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
+            task = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
+                if changes else task
+        if task is not None and "parent_id" in changes:
+            self.links.recount(org_id, old_parent, task.get("parent_id"))
         if task is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if task is not None and changes:
@@ -90,6 +99,7 @@ class TaskService(base.ServiceBase):
         if deleted is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if deleted:
+            self.links.deleted(task)
             if task["status"] == "done":
                 leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
             self.flows.publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
@@ -114,12 +124,14 @@ class TaskService(base.ServiceBase):
         with self.redis.lock(f"task:{task_id}"):
             task = self.flows.task(org_id, task_id)
             domain.check_transition(task["status"], new)
+            self.links.require_unblocked(task, new)
             done = new == "done"
             updated = self.flows.write(task, {"status": new, "completed_at": utcnow() if done else None,
                                          "completed_by_user_id": user_id if done else None}, user_id,
                                   expect={"status": task["status"]})
         if updated is None:  # deleted or moved by someone else meanwhile
             raise Conflict("The task changed meanwhile; read it again.")
+        self.links.recount(org_id, updated.get("parent_id"))
         self.flows.publish_status(task, updated, user_id)
         return schemas.dump_task(updated)
 
@@ -210,6 +222,7 @@ class TaskService(base.ServiceBase):
                                           "mentions": [e["employee_id"] for e in mentioned],
                                           "mentioned_user_ids": [e["user_id"] for e in mentioned],
                                           "created_at": utcnow()})
+        self.links.watch(task, user_id)
         self.flows.publish_comment(task, comment)
         return schemas.dump_comment(comment)
 
@@ -335,6 +348,8 @@ class TaskService(base.ServiceBase):
         d = event["data"]
         tasks = self.store.open_tasks_of(d["org_id"], d["employee_id"])
         self.flows.hand_over(d["org_id"], tasks, d["employee_id"], event, "employee.removed")
+        if d.get("user_id"):
+            self.store.forget_watcher(d["org_id"], d["user_id"])
 
     @handles("teams", "team.member.removed")
     def on_team_member_removed(self, event: dict) -> None:

@@ -13,7 +13,8 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain
+from task_svc import domain, links
+from task_svc.links_store import LINK_INDEXES, TASK_INDEXES, LinkStore
 
 
 def new_id() -> str:
@@ -28,7 +29,7 @@ A, D = ASCENDING, DESCENDING
 SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
-class TaskStore(BaseStore):
+class TaskStore(LinkStore, BaseStore):
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
@@ -47,12 +48,14 @@ class TaskStore(BaseStore):
             # own: a job's task ids are deterministic, "{job_id}-{assignee_id}". Each index
             # costs ~65 us per inserted task on SecantusDB, so there is none to spare.)
             _ix("overdue_scan", ("overdue_at", A), ("status", A), ("due_at", A)),
+            *TASK_INDEXES,  # subtasks (task_svc/links_store.py)
         ],
         "history": [_ix("task_at", ("task_id", A), ("at", A))],
         "comments": [_ix("task_comments", ("task_id", A), ("_id", A))],
         "attachments": [_ix("task_attachments", ("task_id", A), ("_id", A))],
         # the operator console's bulk jobs in progress (jobs, not tasks: cheap)
         "jobs": [_ix("jobs_status", ("status", A), ("created_at", D))],
+        "links": LINK_INDEXES,  # blocks / blocked_by, one document per edge
     }
 
     @property
@@ -76,7 +79,9 @@ class TaskStore(BaseStore):
             "labels": data.get("labels", []), "creator_id": creator.get("employee_id"),
             "creator_user_id": creator["user_id"], "created_at": at, "updated_at": at,
             "completed_at": None, "overdue_at": None, "deleted": False, "job_id": job_id,
-            "version": 1,
+            "version": 1, "parent_id": data.get("parent_id"),
+            "watcher_user_ids": links.initial_watchers(creator["user_id"],
+                                                       assignee["user_id"] if assignee else None),
         }
 
     def insert(self, doc: dict) -> dict:

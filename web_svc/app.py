@@ -67,10 +67,11 @@ def create_app(config: dict) -> Flask:
     Session(app)
     CSRFProtect(app)
 
-    from web_svc.views import analytics, operator, people, teams, tokens, webhooks, work
+    from web_svc.views import analytics, operator, people, task_links, teams, tokens, webhooks, work
 
     app.register_blueprint(people.bp)
     app.register_blueprint(work.bp)
+    app.register_blueprint(task_links.bp)
     app.register_blueprint(teams.bp)
     app.register_blueprint(operator.bp)
     app.register_blueprint(analytics.bp)

@@ -134,6 +134,13 @@ def test_the_emailed_task_link_opens_the_task_and_its_settings_link_the_preferen
     mo.fill(body="On it")
     mo.click("#add-comment")
     mo.wait_text(".comments", "On it")
+    mo.fill(subtask_title="Buy soil")  # a subtask, counted on its parent
+    mo.click("#create-subtask")
+    mo.wait_text("#subtask-list", "Buy soil")
+    assert mo.text("#subtask-progress") == "0 of 1 done"
+    assert mo.text("#watch") == "Stop watching"  # the assignee watches on their own
+    mo.click("#watch")
+    mo.wait_text("#watch", "Watch")
     mo.shot("task")
 
     settings = mailed_link(mailbox, member.email, r"(http://\S+/settings/notifications\?kind=task_assigned)")

@@ -112,6 +112,15 @@ ROUTES = {
     # the uploader or who may change the task: the member here is neither
     "delete_task_attachment": ("task.update_any", None),
     "task_history": ("task.read", None),
+    # subtasks, dependencies, watchers (task_svc/links.py)
+    "list_subtasks": ("task.read", None),
+    "list_task_links": ("task.read", None),
+    "add_task_link": ("task.update_any", lambda w: {"type": "blocked_by",
+                                                     "task_id": w.ids["other_task_id"]}),
+    "remove_task_link": ("task.update_any", None),
+    "list_task_watchers": ("task.read", None),
+    "watch_task": ("task.read", None),
+    "unwatch_task": ("task.read", None),
     # notifications
     "notification_template": ("notification_templates.manage", None),
     "notification_template_put": ("notification_templates.manage",
@@ -246,6 +255,7 @@ def snapshot(w: World) -> dict:
         "attachments": [a["attachment_id"] for a in _ok(owner.get(f"{task}/attachments"))["items"]
                         if a["attachment_id"] not in w.created["attachment_id"]],
         "template": _ok(owner.get(f"{org}/notification-templates/{TEMPLATE_KEY}")),
+        "links": _ok(owner.get(f"{task}/links")),
     }
 
 
@@ -277,6 +287,8 @@ def world(running_mesh):
         "assignee_id": w.employee_ids["admin"], "priority": "high"}), 201)
     tpath = f"{org}/tasks/{task['task_id']}"
     comment = _ok(w.owner.post(f"{tpath}/comments", json={"body": "first draft soon"}), 201)
+    blocker = _ok(w.owner.post(f"{org}/tasks", json={"title": f"Close the books {w.keyword}"}), 201)
+    _ok(w.owner.post(f"{tpath}/links", json={"type": "blocked_by", "task_id": blocker["task_id"]}), 201)
     attachment = _ok(w.owner.mesh.request("POST", f"{tpath}/attachments", headers=w.owner.headers,
                                           files={"file": ("plan.txt", b"the plan", "text/plain")}), 201)
     job = _ok(w.owner.post(f"{org}/tasks/bulk", json={
@@ -294,6 +306,7 @@ def world(running_mesh):
                              json={"name": "Matrix token"}), 201)
     w.ids = {"account_id": account["user_id"], "token_id": token["token_id"],
              "org_id": w.org_id, "team_id": team["team_id"], "task_id": task["task_id"],
+             "other_task_id": blocker["task_id"],
              "webhook_id": hook["webhook_id"], "delivery_id": delivery["delivery_id"],
              "employee_id": w.employee_ids["bystander"], "job_id": job["job_id"],
              "attachment_id": attachment["attachment_id"], "comment_id": comment["comment_id"],

@@ -57,7 +57,8 @@ LISTENED = [
     ("tasks", t) for t in ("task.created", "task.assigned", "task.bulk.assigned",
                            "task.reassigned", "task.updated",
                            "task.status.changed", "task.completed", "task.overdue",
-                           "task.deleted", "task.comment.added", "task.attachment.deleted")
+                           "task.deleted", "task.comment.added", "task.attachment.deleted",
+                           "task.link.added", "task.link.removed")
 ] + [
     ("teams", t) for t in ("team.created", "team.updated", "team.deleted", "team.member.added",
                            "team.member.removed", "team.leader.changed",

@@ -160,7 +160,7 @@ def test_each_event_gives_the_right_email_and_in_app_item(mesh, smtp_sink):  # n
           "assignee_user_id": bob, "due_at": "2026-01-01T00:00:00Z"}, bob_mail, "Overdue: Late", None),
         ("tasks", "task.comment.added",
          {"org_id": org, "task_id": "k1", "title": "Fix it", "comment_id": "c1",
-          "author_user_id": ann, "assignee_user_id": bob, "watcher_user_ids": [ann],
+          "author_user_id": ann, "assignee_user_id": bob, "watcher_user_ids": [ann, bob],
           "preview": "Nice work"}, bob_mail, "New comment on Fix it", None),
         ("employees", "employee.removed",
          {"org_id": org, "employee_id": "e1", "user_id": bob, "email": bob_mail, "name": "Bob",

@@ -35,6 +35,7 @@ BODYLESS = {
     ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/rotate-secret"): "makes a new secret; nothing to send",
     ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver"):
         "the ids in the path are the whole input",
+    ("PUT", "/orgs/<org_id>/tasks/<task_id>/watchers/me"): "the caller watches the task in the path",
 }
 # a handler that calls one of these reads the request body
 READS_BODY = re.compile(r"\b(read_json|json_object|uploaded_file|read_body)\(")

@@ -16,6 +16,7 @@ from flask import (
 
 from web_svc import auth, charts, roles
 from web_svc.gateway import ApiError
+from web_svc.views import task_links
 
 bp = Blueprint("work", __name__)
 TASK_FILTERS = ("status", "priority", "assignee_id", "team_id", "q", "labels", "overdue", "sort",
@@ -236,7 +237,8 @@ def _task_page(org_id, task_id, errors=None, status=200, form=None):
         history=auth.api("GET", f"{base}/history")["items"],
         attachments=auth.api("GET", f"{base}/attachments")["items"],
         people=people, names=names, errors=errors or {}, form=form or {}, statuses=STATUSES,
-        priorities=PRIORITIES, may_assign=roles.can(org_id, "task.assign_any")), status
+        priorities=PRIORITIES, may_assign=roles.can(org_id, "task.assign_any"),
+        **task_links.page_context(org_id, found, people)), status
 
 
 def _task_change(org_id, task_id, method, path, **kwargs):
