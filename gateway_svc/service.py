@@ -17,10 +17,12 @@ from gateway_svc.routes import (
     analytics,
     audit,
     auth,
+    csv_files,
     notifications,
     orgs,
     search,
     service_accounts,
+    task_views,
     tasks,
     teams,
     tokens,
@@ -54,7 +56,8 @@ DOCS_INIT = """window.ui = SwaggerUIBundle({url: "openapi.json", dom_id: "#swagg
 class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.TaskRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
                      analytics.AnalyticsRoutes, search.SearchRoutes, audit.AuditRoutes,
-                     tokens.TokenRoutes, service_accounts.ServiceAccountRoutes):
+                     tokens.TokenRoutes, service_accounts.ServiceAccountRoutes,
+                     task_views.TaskViewRoutes, csv_files.CsvRoutes):
     name = "gateway"
 
     config = Config()

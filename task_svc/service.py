@@ -19,14 +19,19 @@ from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 from task_svc import domain, leaderboard, schemas
+from task_svc.csvio import ImportEntrypoints
 from task_svc.files import Files
 from task_svc.flows import TaskFlows
 from task_svc.store import TaskStore, new_id
+from task_svc.views import ViewEntrypoints
 
 log = logging.getLogger(__name__)
 
 
-class TaskService(base.ServiceBase):
+class TaskService(ViewEntrypoints, ImportEntrypoints, base.ServiceBase):
+    """Saved views (task_svc/views.py) and the CSV import (task_svc/csvio.py) come in
+    as mixins of their entrypoints."""
+
     name = "tasks"
 
     store = Mongo(TaskStore)
@@ -126,8 +131,8 @@ class TaskService(base.ServiceBase):
     # --- lists ---------------------------------------------------------------------
     @rpc
     def list_tasks(self, user_id: str, org_id: str, args: dict) -> dict:
-        require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        f = schemas.ListArgsSchema().load(args)
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        f = schemas.ListArgsSchema().load(self.view_args(user_id, org_id, me, args))  # ?view=
         return self.redis.cache.get_or_set(
             f"tasks:list:org:{org_id}:{self.flows.args_key(f)}",
             lambda: self.flows.list_page({"org_id": org_id}, f), ttl=self.flows.list_ttl(),

@@ -19,7 +19,8 @@ from web_svc.gateway import ApiError
 
 bp = Blueprint("work", __name__)
 TASK_FILTERS = ("status", "priority", "assignee_id", "team_id", "q", "labels", "overdue", "sort",
-                "due_before", "due_after", "cursor")
+                "due_before", "due_after", "cursor", "view")
+VIEW_FILTERS = tuple(f for f in TASK_FILTERS if f not in ("cursor", "view"))  # what a view saves
 STATUSES = ("todo", "in_progress", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")
 ROLES = ("member", "manager", "admin", "owner")
@@ -197,10 +198,49 @@ def tasks(org_id):
     if org_info.get("org_id") != org_id:
         _remember_org(auth.api("GET", f"/orgs/{org_id}"))
     names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
+    saved = auth.api("GET", f"/orgs/{org_id}/tasks/views", params={"limit": 200})["items"]
+    teams = auth.api("GET", f"/orgs/{org_id}/teams", params={"limit": 200})["items"]
+    export = {k: v for k, v in filters.items() if k != "cursor"}
     return render_template("tasks.html", org_id=org_id, page=page, filters=filters, errors=errors,
                            form=form, people=people, names=names, statuses=STATUSES,
-                           priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create")), \
+                           priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create"),
+                           views=saved, teams=teams, export=export), \
         422 if errors else 200
+
+
+@bp.post("/orgs/<org_id>/tasks/views")
+@auth.login_required
+def save_view(org_id):
+    """Save the list's current filters (the form carries them) as a named view."""
+    form = request.form.to_dict()
+    body = {"name": form.get("name", ""), "visibility": form.get("visibility") or "private",
+            "filter": {k: form[k] for k in VIEW_FILTERS if form.get(k)}}
+    if body["visibility"] == "team":
+        body["team_id"] = form.get("team_id") or None
+    try:
+        view = auth.api("POST", f"/orgs/{org_id}/tasks/views", json=body)
+    except ApiError as exc:
+        detail = "; ".join(f"{k}: {v}" for k, v in form_errors(exc).items())
+        return render_template("error.html", status=exc.status, detail=detail), exc.status
+    return redirect(url_for("work.tasks", org_id=org_id, view=view["view_id"]))
+
+
+@bp.post("/orgs/<org_id>/tasks/views/<view_id>/delete")
+@auth.login_required
+def delete_view(org_id, view_id):
+    auth.api("DELETE", f"/orgs/{org_id}/tasks/views/{view_id}")
+    return redirect(url_for("work.tasks", org_id=org_id))
+
+
+@bp.get("/orgs/<org_id>/tasks.csv")
+@auth.login_required
+def tasks_csv(org_id):
+    """The list (its filters, or a view) as the API's streamed CSV file."""
+    params = {k: v for k, v in request.args.items() if k in TASK_FILTERS and k != "cursor" and v}
+    answer = auth.api("GET", f"/orgs/{org_id}/tasks.csv", params=params, raw=True)
+    headers = {k: answer.headers[k] for k in ("Content-Type", "Content-Disposition")
+               if k in answer.headers}
+    return Response(stream_with_context(answer.iter_content(64 * 1024)), headers=headers)
 
 
 @bp.get("/orgs/<org_id>/board")
