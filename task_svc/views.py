@@ -115,6 +115,13 @@ def check_team_field(data: dict) -> None:
         raise ValidationError({"team_id": ["Only a team view names a team."]})
 
 
+class ViewUpdateSchema(ViewSchema):
+    """A change of a view: any of its fields (loaded with ``partial=True``)."""
+
+    name = fields.String(validate=validate.Length(min=1, max=100),
+                         metadata={"example": "Release work, due first"})
+
+
 class ViewOutSchema(Schema):
     view_id = fields.String(metadata={"example": VIEW_ID})
     org_id = fields.String(metadata={"example": ex.ORG_ID})
@@ -220,7 +227,7 @@ class ViewEntrypoints:
     def update_view(self, user_id: str, org_id: str, view_id: str, body: dict) -> dict:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
         view = self._changeable_view(me, user_id, org_id, view_id)
-        changes = ViewSchema(partial=True).load(body)
+        changes = ViewUpdateSchema(partial=True).load(body)
         if "visibility" in changes and changes["visibility"] != "team" and "team_id" not in changes:
             changes["team_id"] = None
         check_team_field({**view, **changes})

@@ -4,26 +4,27 @@ as the audit export), and tasks imported from CSV through a bulk job, or only
 checked (``?dry_run=true``). The services authorize and validate."""
 from __future__ import annotations
 
+import base64
+
 from employee_svc import schemas as employee_schemas
 from employee_svc.schemas import EmployeeQuerySchema
 from gateway_svc.csvstream import export_args, stream_csv
-from gateway_svc.http import api, read_body
-from shared.errors import BadRequest, UnsupportedMediaType
+from gateway_svc.http import api
+from gateway_svc.routes.tasks import uploaded_file
+from shared.errors import BadRequest
 from task_svc import csvio
 from task_svc.csvio import ImportCheckSchema, ImportQuerySchema
-from task_svc.schemas import BulkJobSchema
+from task_svc.schemas import AttachmentUploadSchema, BulkJobSchema
 from task_svc.views import TaskListQuerySchema
 
 ORG = "/orgs/<org_id>"
-CSV_MEDIA = ("text/csv", "application/csv", "text/plain")
 
 
-def csv_body(request) -> str:
-    """The body as CSV text (UTF-8, a byte order mark allowed): 415 for another type."""
-    if (request.mimetype or "") not in CSV_MEDIA:
-        raise UnsupportedMediaType("Send the file as text/csv.")
+def csv_upload(request) -> str:
+    """The ``file`` part of a multipart upload (as an attachment is sent) as CSV text:
+    UTF-8, a byte order mark allowed."""
     try:
-        return read_body(request).decode("utf-8-sig")
+        return base64.b64decode(uploaded_file(request)["data_b64"]).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BadRequest("The file is not UTF-8 text.") from None
 
@@ -57,16 +58,17 @@ class CsvRoutes:
             f"employees-{org_id}.csv", f"employees of {org_id}")
 
     @api("POST", f"{ORG}/tasks/import", limit="bulk", max_body="TASK_IMPORT_MAX_BYTES",
-         query=ImportQuerySchema, body={"type": "string", "format": "binary"}, body_media="text/csv",
+         query=ImportQuerySchema, body=AttachmentUploadSchema, body_media="multipart/form-data",
          response=BulkJobSchema, status=202, also={200: ImportCheckSchema},
          errors=(403, 404, 413, 415),
          response_headers={"Location": "The job's URL (GET it for progress)"})
     def import_tasks(self, request, org_id):
-        """Create tasks from a CSV file (columns title, description, priority, due_at,
+        """Create tasks from a CSV file, uploaded as multipart/form-data in the part named
+        ``file`` (UTF-8; columns title, description, priority, due_at,
         labels, team_id, assignee_id; title required): a bulk job whose errors name each
         refused row. ``?dry_run=true`` answers 200 with the errors and the count that
         would be created, and creates nothing."""
-        body = {"csv": csv_body(request), "dry_run": request.args.get("dry_run", "false")}
+        body = {"csv": csv_upload(request), "dry_run": request.args.get("dry_run", "false")}
         result = self.rpc_tasks.import_tasks(request.user_id, org_id, body)
         if result.get("dry_run"):
             return 200, result

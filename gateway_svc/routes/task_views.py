@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from gateway_svc.http import api, json_object
 from shared.pagination import PageArgsSchema
-from task_svc.views import ViewOutSchema, ViewPageSchema, ViewSchema
+from task_svc.views import ViewOutSchema, ViewPageSchema, ViewSchema, ViewUpdateSchema
 
 VIEWS = "/orgs/<org_id>/tasks/views"
 VIEW = f"{VIEWS}/<view_id>"
@@ -27,7 +27,7 @@ class TaskViewRoutes:
     def get_view(self, request, org_id, view_id):
         return self.rpc_tasks.get_view(request.user_id, org_id, view_id)
 
-    @api("PATCH", VIEW, body=ViewSchema(partial=True), response=ViewOutSchema,
+    @api("PATCH", VIEW, body=ViewUpdateSchema, response=ViewOutSchema,
          errors=(403, 404, 409))
     def update_view(self, request, org_id, view_id):
         """Its owner, or a manager and up for a shared view."""

@@ -166,8 +166,9 @@ def test_the_import_dry_run_creates_nothing_and_the_real_one_reports_per_row_err
             "Ship,someday,,,\r\n"
             "Plain,,,,\r\n"
             "Last,urgent,,,\r\n")
-    csv_type = {"Content-Type": "text/csv"}
-    check = boss.post(f"{o}/tasks/import", params={"dry_run": "true"}, data=text, headers=csv_type)
+    def upload(body):
+        return {"files": {"file": ("tasks.csv", body, "text/csv")}}
+    check = boss.post(f"{o}/tasks/import", params={"dry_run": "true"}, **upload(text))
     assert check.status_code == 200, check.text
     answer = check.json()
     assert (answer["dry_run"], answer["rows"], answer["would_create"], answer["failed"]) == \
@@ -176,7 +177,7 @@ def test_the_import_dry_run_creates_nothing_and_the_real_one_reports_per_row_err
         [(3, ["title"]), (4, ["assignee_id"]), (5, ["priority"])]
     assert boss.get(f"{o}/tasks").json()["items"] == []
 
-    started = boss.post(f"{o}/tasks/import", data=text.encode(), headers=csv_type)
+    started = boss.post(f"{o}/tasks/import", **upload(text.encode()))
     assert started.status_code == 202, started.text
     assert started.headers["Location"] == started.json()["status_url"]
     job = wait_until(lambda: (j := boss.get(f"{base}{started.json()['status_url'][len('/api/v1'):]}")
@@ -191,9 +192,10 @@ def test_the_import_dry_run_creates_nothing_and_the_real_one_reports_per_row_err
     wait_until(lambda: seen("task.assigned", task_id=notes["task_id"]), what="the assignment event")
     assert len(seen("task.created", org_id=org)) == 3
 
-    problem(ann.post(f"{o}/tasks/import", data=text, headers=csv_type), 403)
+    problem(ann.post(f"{o}/tasks/import", **upload(text)), 403)
     problem(boss.post(f"{o}/tasks/import", json={"csv": text}), 415)
-    problem(boss.post(f"{o}/tasks/import", data="title\r\n" + "x" * 5000, headers=csv_type), 413)
-    assert "file" in problem(boss.post(f"{o}/tasks/import", data="name\r\nx\r\n", headers=csv_type),
+    problem(boss.post(f"{o}/tasks/import", **upload("title\r\n" + "x" * 5000)), 413)
+    problem(boss.post(f"{o}/tasks/import", **upload(b"title\r\n\xff\xfe")), 400)
+    assert "file" in problem(boss.post(f"{o}/tasks/import", **upload("name\r\nx\r\n")),
                              422)["errors"]
     assert database(config, "tasks").tasks.count_documents({}) == 3
