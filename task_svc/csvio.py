@@ -76,7 +76,7 @@ def parse_rows(text: str, max_rows: int = domain.MAX_BULK) -> list[tuple[int, di
                 continue
             if len(rows) >= max_rows:
                 raise refuse(f"At most {max_rows} rows per file.")
-            row = {name: _unquote(cell) for name, cell in zip(header, cells)
+            row = {name: _unquote(cell) for name, cell in zip(header, cells, strict=False)
                    if name in IMPORT_COLUMNS and cell.strip()}
             rows.append((reader.line_num, row))
     except csv.Error as exc:
