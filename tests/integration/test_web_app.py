@@ -106,3 +106,38 @@ def test_a_service_that_does_not_answer_an_operator_rpc_is_a_503_naming_it():
     assert refused.value.status == 503 and "notifications did not answer" in refused.value.detail
     with pytest.raises(ValueError):
         ops.rpc("auth", "set_operator", "u1", True)  # not among its calls: refused here at once
+
+
+def test_the_task_list_offers_saved_views_a_save_form_and_an_export_link(monkeypatch):
+    """The page's view picker, "Save view" and export link, over a stand-in for the API
+    (the API's side of views is tests/integration/test_task_views_csv.py)."""
+    from web_svc import auth
+
+    calls = []
+    view = {"view_id": "v1", "name": "Release work", "visibility": "org", "filter": {}}
+
+    def api(method, path, **kwargs):
+        calls.append((method, path, kwargs.get("params"), kwargs.get("json")))
+        if path.endswith("/tasks/views") and method == "POST":
+            return {**view, "view_id": "v2"}
+        if path.endswith("/tasks/views"):
+            return {"items": [view], "next_cursor": None}
+        if path == "/orgs/o1":
+            return {"org_id": "o1", "name": "Org"}
+        return {"items": [], "next_cursor": None}
+
+    monkeypatch.setattr(auth, "api", api)
+    monkeypatch.setattr(auth, "signed_in", lambda: True)
+    monkeypatch.setattr(auth, "current_user", lambda: {"user_id": "u1", "email": "a@example.com"})
+    client = make_app().test_client()
+    page = client.get("/orgs/o1/tasks?status=todo&view=v1&cursor=c1")
+    assert page.status_code == 200, page.data
+    assert ("GET", "/orgs/o1/tasks", {"status": "todo", "view": "v1", "cursor": "c1"}, None) in calls
+    assert b'<option value="v1" selected>Release work (org)</option>' in page.data
+    assert b'href="/orgs/o1/tasks.csv?status=todo&amp;view=v1"' in page.data  # no cursor
+    saved = client.post("/orgs/o1/tasks/views", data={
+        "name": "Todo", "visibility": "private", "status": "todo", "labels": "docs",
+        "csrf_token": csrf_of(page.data)})
+    assert saved.status_code == 302 and saved.headers["Location"].endswith("/orgs/o1/tasks?view=v2")
+    assert calls[-1] == ("POST", "/orgs/o1/tasks/views", None, {
+        "name": "Todo", "visibility": "private", "filter": {"status": "todo", "labels": "docs"}})
