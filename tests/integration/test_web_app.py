@@ -114,7 +114,8 @@ def test_the_task_list_offers_saved_views_a_save_form_and_an_export_link(monkeyp
     from web_svc import auth
 
     calls = []
-    view = {"view_id": "v1", "name": "Release work", "visibility": "org", "filter": {}}
+    view = {"view_id": "v1", "name": "Release work", "visibility": "org",
+            "filter": {"labels": ["release", "docs"], "overdue": True, "status": "done"}}
 
     def api(method, path, **kwargs):
         calls.append((method, path, kwargs.get("params"), kwargs.get("json")))
@@ -135,6 +136,10 @@ def test_the_task_list_offers_saved_views_a_save_form_and_an_export_link(monkeyp
     assert ("GET", "/orgs/o1/tasks", {"status": "todo", "view": "v1", "cursor": "c1"}, None) in calls
     assert b'<option value="v1" selected>Release work (org)</option>' in page.data
     assert b'href="/orgs/o1/tasks.csv?status=todo&amp;view=v1"' in page.data  # no cursor
+    # "Save view" carries the list as shown: the picked view's filter under the URL's
+    assert b'<input type="hidden" name="labels" value="release,docs">' in page.data
+    assert b'<input type="hidden" name="overdue" value="true">' in page.data
+    assert b'<input type="hidden" name="status" value="todo">' in page.data
     saved = client.post("/orgs/o1/tasks/views", data={
         "name": "Todo", "visibility": "private", "status": "todo", "labels": "docs",
         "csrf_token": csrf_of(page.data)})

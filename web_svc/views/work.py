@@ -201,11 +201,22 @@ def tasks(org_id):
     saved = auth.api("GET", f"/orgs/{org_id}/tasks/views", params={"limit": 200})["items"]
     teams = auth.api("GET", f"/orgs/{org_id}/teams", params={"limit": 200})["items"]
     export = {k: v for k, v in filters.items() if k != "cursor"}
+    picked = next((v for v in saved if v["view_id"] == filters.get("view")), None)
+    # what "Save view" saves: the list as shown, the picked view's filter under the URL's
+    shown = {**{k: _query_value(v) for k, v in (picked or {}).get("filter", {}).items()},
+             **{k: v for k, v in filters.items() if k in VIEW_FILTERS}}
     return render_template("tasks.html", org_id=org_id, page=page, filters=filters, errors=errors,
                            form=form, people=people, names=names, statuses=STATUSES,
                            priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create"),
-                           views=saved, teams=teams, export=export), \
+                           views=saved, teams=teams, export=export, shown=shown), \
         422 if errors else 200
+
+
+def _query_value(value) -> str:
+    """A view's stored filter value as the list's URL writes it."""
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @bp.post("/orgs/<org_id>/tasks/views")
