@@ -18,17 +18,17 @@ from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
-from task_svc import domain, leaderboard, schemas
-from task_svc.csvio import ImportEntrypoints
+from task_svc import csvio, domain, leaderboard, schemas, views
 from task_svc.files import Files
 from task_svc.flows import TaskFlows
 from task_svc.store import TaskStore, new_id
-from task_svc.views import ViewEntrypoints
 
 log = logging.getLogger(__name__)
 
 
-class TaskService(ViewEntrypoints, ImportEntrypoints, base.ServiceBase):
+# Mixins are referenced through their modules: nameko run starts every class with
+# entrypoints in this module's namespace as a service.
+class TaskService(views.ViewEntrypoints, csvio.ImportEntrypoints, base.ServiceBase):
     """Saved views (task_svc/views.py) and the CSV import (task_svc/csvio.py) come in
     as mixins of their entrypoints."""
 

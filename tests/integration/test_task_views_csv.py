@@ -19,6 +19,7 @@ from tests.integration.tasks_mesh import (
     FakeOrganizations,
     Listener,
     database,
+    dispatch,
     make_org,
     problem,
     seen,
@@ -199,3 +200,30 @@ def test_the_import_dry_run_creates_nothing_and_the_real_one_reports_per_row_err
     assert "file" in problem(boss.post(f"{o}/tasks/import", **upload("name\r\nx\r\n")),
                              422)["errors"]
     assert database(config, "tasks").tasks.count_documents({}) == 3
+
+
+def test_an_import_chunk_delivered_again_creates_and_announces_nothing_twice(api):
+    config, base, as_user = api
+    org, p = make_org({"boss": "manager", "ann": "member"})
+    boss = as_user(p["boss"])
+    text = f"title,assignee_id\r\nOne,{p['ann']['employee_id']}\r\nTwo,\r\n"
+    started = boss.post(f"{base}/orgs/{org}/tasks/import",
+                        files={"file": ("tasks.csv", text, "text/csv")}).json()
+    db = database(config, "tasks")
+    wait_until(lambda: db.jobs.find_one({"_id": started["job_id"]})["status"] == "done")
+    chunk = {"org_id": org, "job_id": started["job_id"], "chunk": 0,
+             "rows": [{"row": 2, "task": {"title": "One", "assignee_id": p["ann"]["employee_id"]}},
+                      {"row": 3, "task": {"title": "Two"}}],
+             "creator_id": p["boss"]["employee_id"], "creator_user_id": p["boss"]["user_id"]}
+    # a redelivery under a new event id: the id check cannot catch it, the data must
+    dispatch(config, "tasks", "task.import.created", chunk)
+    dispatch(config, "tasks", "task.import.created", chunk)
+    wait_until(lambda: db.handled_events.count_documents(
+        {"_id": {"$regex": "^tasks.on_import_chunk:"}, "state": "done"}) == 3, what="both redeliveries")
+    assert sorted(t["title"] for t in db.tasks.find({"job_id": started["job_id"]})) == ["One", "Two"]
+    final = db.jobs.find_one({"_id": started["job_id"]})
+    assert (final["total"], final["done"], final["failed"]) == (2, 2, 0)
+    wait_until(lambda: len(seen("task.assigned", org_id=org)) >= 1, what="the assignment")
+    # the re-runs published under the same derived ids: the outbox holds each event once
+    assert db.outbox.count_documents({"envelope.event_type": "task.created",
+                                      "envelope.org_id": org}) == 2
