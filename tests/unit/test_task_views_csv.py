@@ -146,3 +146,15 @@ def test_rows_naming_a_foreign_team_or_someone_not_active_are_refused():
                                {"e1": {"status": "active"}, "e-gone": {"status": "inactive"}})
     assert [k["row"] for k in kept] == [2, 5]
     assert [(e["row"], list(e["fields"])) for e in errors] == [(3, ["team_id"]), (4, ["assignee_id"])]
+
+
+@pytest.mark.parametrize("package", ["task_svc", "gateway_svc"])
+def test_nameko_run_finds_one_service_in_a_module_with_entrypoint_mixins(package):
+    """``nameko run <pkg>.service`` starts every class with entrypoints in the module's
+    namespace: the views, import and route mixins must not be among them."""
+
+    from nameko.cli.run import import_service
+
+    found = import_service(f"{package}.service")
+    assert [cls.__name__ for cls in found] == \
+        [{"task_svc": "TaskService", "gateway_svc": "GatewayService"}[package]]
