@@ -158,7 +158,15 @@ class ImportCheckSchema(Schema):
 
 
 # --- entrypoints (TaskService takes these in) -----------------------------------------
-class ImportEntrypoints:
+class CsvEntrypoints:
+    @rpc
+    def export_tasks_page(self, user_id: str, org_id: str, args: dict) -> dict:
+        """One page of the CSV export: ``list_tasks`` (the same filters, sort and ``view``)
+        read past the list cache, so an export of 100,000 tasks does not fill Redis."""
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        f = schemas.ListArgsSchema().load(self.view_args(user_id, org_id, me, args))
+        return self.flows.list_page({"org_id": org_id}, f)
+
     @rpc
     def import_tasks(self, user_id: str, org_id: str, body: dict) -> dict:
         """Check a CSV file's rows; unless ``dry_run``, create the valid ones through a

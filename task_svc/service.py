@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 
 # Mixins are referenced through their modules: nameko run starts every class with
 # entrypoints in this module's namespace as a service.
-class TaskService(views.ViewEntrypoints, csvio.ImportEntrypoints, base.ServiceBase):
-    """Saved views (task_svc/views.py) and the CSV import (task_svc/csvio.py) come in
+class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase):
+    """Saved views (task_svc/views.py) and the CSV export pages and import (task_svc/csvio.py) come in
     as mixins of their entrypoints."""
 
     name = "tasks"

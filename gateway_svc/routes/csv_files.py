@@ -42,7 +42,8 @@ class CsvRoutes:
         most 100,000 rows); cells a spreadsheet would run as formulas start with ``'``."""
         args, user_id = export_args(request.args.to_dict()), request.user_id
         return stream_csv(
-            lambda cursor: self.rpc_tasks.list_tasks(user_id, org_id, with_cursor(args, cursor)),
+            lambda cursor: self.rpc_tasks.export_tasks_page(user_id, org_id,
+                                                           with_cursor(args, cursor)),
             csvio.export_text, csvio.MAX_EXPORT_ROWS, f"tasks-{org_id}.csv", f"tasks of {org_id}")
 
     @api("GET", f"{ORG}/employees.csv", query=EmployeeQuerySchema, response_media="text/csv",
