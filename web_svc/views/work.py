@@ -376,6 +376,33 @@ def bulk(org_id):
                            priorities=PRIORITIES), 422 if errors else 200
 
 
+@bp.post("/orgs/<org_id>/tasks/import")
+@auth.login_required
+def import_tasks(org_id):
+    """A CSV file of tasks: checked only (the rows' errors and the count it would create,
+    shown on the bulk page), or created through a bulk job (its progress page)."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        check, errors = None, {"file": "Choose a CSV file."}
+    else:
+        dry_run = bool(request.form.get("dry_run"))
+        try:
+            result = auth.api("POST", f"/orgs/{org_id}/tasks/import",
+                              params={"dry_run": "true"} if dry_run else None,
+                              files={"file": (upload.filename, upload.stream,
+                                              upload.mimetype or "text/csv")})
+        except ApiError as exc:
+            check, errors = None, form_errors(exc)
+        else:
+            if not dry_run:
+                return redirect(url_for("work.bulk_job", org_id=org_id, job_id=result["job_id"]))
+            check, errors = result, {}
+    people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
+    return render_template("bulk.html", org_id=org_id, people=people, errors={}, form={},
+                           priorities=PRIORITIES, check=check, import_errors=errors), \
+        422 if errors else 200
+
+
 @bp.get("/orgs/<org_id>/tasks/bulk/<job_id>")
 @auth.login_required
 def bulk_job(org_id, job_id):
