@@ -3,13 +3,12 @@ record as the API answers it, the CSV export's columns, and a chain check.
 The gateway's OpenAPI document names these too."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from audit_svc import domain
+from shared import csvtext
 from shared import examples as ex
 from shared.pagination import PageArgsSchema, page_schema
 
@@ -121,24 +120,16 @@ CSV_COLUMNS = ("seq", "at", "event_type", "actor_id", "object_type", "object_id"
                "client_ip", "producer", "event_id", "record_id", "data", "prev_hash", "hash")
 
 
-def _csv_value(item: dict, column: str) -> str:
+def _csv_value(item: dict, column: str) -> object:
     if column in ("object_type", "object_id"):
-        value = item["object"][column.split("_", 1)[1]]
-    elif column == "data":
-        value = json.dumps(item["data"], sort_keys=True, separators=(",", ":"))
-    else:
-        value = item.get(column)
-    text = "" if value is None else str(value)
-    # a cell a spreadsheet would run as a formula is quoted as text (OWASP: CSV injection)
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+        return item["object"][column.split("_", 1)[1]]
+    if column == "data":
+        return json.dumps(item["data"], sort_keys=True, separators=(",", ":"))
+    return item.get(column)
 
 
 def csv_text(items: list[dict], header: bool = False) -> str:
-    """Rows (answers of ``dump_record``) as CSV text, with the header line if asked."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    if header:
-        writer.writerow(CSV_COLUMNS)
-    for item in items:
-        writer.writerow([_csv_value(item, column) for column in CSV_COLUMNS])
-    return out.getvalue()
+    """Rows (answers of ``dump_record``) as CSV text, with the header line if asked
+    (cells a spreadsheet would run as formulas are quoted: ``shared.csvtext``)."""
+    return csvtext.csv_text(([_csv_value(item, column) for column in CSV_COLUMNS] for item in items),
+                            header=CSV_COLUMNS if header else None)

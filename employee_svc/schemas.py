@@ -1,6 +1,7 @@
 """Wire shapes of the employees service (marshmallow)."""
 from marshmallow import Schema, fields, validate
 
+from shared import csvtext
 from shared import examples as ex
 from shared.pagination import PageArgsSchema, page_schema
 from shared.permissions import ORG_ROLES
@@ -103,3 +104,24 @@ def invitation_out(doc: dict) -> dict:
             "status": doc["status"], "expires_at": iso(doc["expires_at"]),
             "invited_by_user_id": doc.get("invited_by_user_id"),
             "org_name": doc.get("org_name", "")}
+
+
+# --- the CSV export (GET /orgs/{org_id}/employees.csv) -------------------------------
+CSV_COLUMNS = ("employee_id", "user_id", "name", "email", "role", "status", "job_title", "teams",
+               "open_tasks", "completed_tasks", "created_at", "removed_at")
+MAX_EXPORT_ROWS = 100_000
+
+
+def _csv_value(item: dict, column: str) -> object:
+    if column == "teams":
+        return ",".join(sorted(item.get("teams") or {}))
+    if column in ("open_tasks", "completed_tasks"):
+        return (item.get("task_counts") or {}).get(column.split("_")[0], 0)
+    return item.get(column)
+
+
+def csv_text(items: list[dict], header: bool = False) -> str:
+    """Employees (answers of ``employee_out``) as CSV text (``shared.csvtext``: cells a
+    spreadsheet would run as formulas are quoted), with the header line if asked."""
+    return csvtext.csv_text(([_csv_value(item, c) for c in CSV_COLUMNS] for item in items),
+                            header=CSV_COLUMNS if header else None)

@@ -17,11 +17,13 @@ from gateway_svc.routes import (
     analytics,
     audit,
     auth,
+    csv_files,
     notifications,
     orgs,
     search,
     service_accounts,
     task_links,
+    task_views,
     tasks,
     teams,
     tokens,
@@ -56,7 +58,8 @@ class GatewayService(auth.AuthRoutes, orgs.OrgRoutes, teams.TeamRoutes, tasks.Ta
                      task_links.TaskLinkRoutes,
                      notifications.NotificationRoutes, webhooks.WebhookRoutes,
                      analytics.AnalyticsRoutes, search.SearchRoutes, audit.AuditRoutes,
-                     tokens.TokenRoutes, service_accounts.ServiceAccountRoutes):
+                     tokens.TokenRoutes, service_accounts.ServiceAccountRoutes,
+                     task_views.TaskViewRoutes, csv_files.CsvRoutes):
     name = "gateway"
 
     config = Config()

@@ -143,6 +143,11 @@ CATALOGUE: list[EventSpec] = [
         "TaskBulkCreated", org_id=_req(Str), job_id=_req(Str), chunk=_opt(Int),
         assignee_ids=_req(List, cls_or_instance=Str()), task=_req(Dict)),
         "A chunk of a bulk job, for the tasks service's own workers."),
+    EventSpec("task.import.created", "tasks", _schema(
+        "TaskImportCreated", org_id=_req(Str), job_id=_req(Str), chunk=_req(Int),
+        rows=_req(List, cls_or_instance=Dict()), creator_id=_opt(Str), creator_user_id=_req(Str)),
+        "A chunk of a CSV import's checked rows (`[{row, task}]`), for the tasks service's own "
+        "workers; each task it creates is announced as `task.created` (and `task.assigned`)."),
     EventSpec("task.assigned", "tasks", _schema(
         "TaskAssigned", org_id=_req(Str), task_id=_req(Str), title=_req(Str),
         assignee_id=_req(Str), assignee_user_id=_opt(Str), assigned_by_user_id=_opt(Str),

@@ -126,14 +126,17 @@ class TaskFlows(Flows):
             "assigned_by_user_id": actor, "due_at": schemas.iso(task.get("due_at")),
             "priority": task["priority"], "job_id": task.get("job_id")}, actor, event_id=event_id)
 
-    def publish_created(self, task: dict, actor: str) -> None:
+    def publish_created(self, task: dict, actor: str, derived_ids: bool = False) -> None:
+        """``derived_ids``: event ids from the task id (a handler that may run again)."""
         self.invalidate(task["org_id"], task.get("assignee_user_id"))
         self.publish(task, "task.created", {
             "creator_user_id": actor, "assignee_id": task["assignee_id"], "team_id": task["team_id"],
             "status": task["status"], "priority": task["priority"],
-            "due_at": schemas.iso(task.get("due_at"))}, actor)
+            "due_at": schemas.iso(task.get("due_at"))}, actor,
+            event_id=f"task.created:{task['_id']}" if derived_ids else None)
         if task["assignee_id"]:
-            self.publish_assigned(task, actor)
+            self.publish_assigned(task, actor,
+                                  event_id=f"task.assigned:{task['_id']}" if derived_ids else None)
 
     def publish_status(self, old: dict, new: dict, actor: str) -> None:
         self.publish(new, "task.status.changed", {

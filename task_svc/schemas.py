@@ -179,6 +179,11 @@ TaskPageSchema = page_schema("TaskPage", TaskOutSchema)
 class BulkErrorSchema(Schema):
     assignee_id = fields.String(metadata={"example": "0cc175b9c0f14a6ba1b2c3d4e5f6a7b8"})
     error = fields.String(metadata={"example": "not an active employee"})
+    # a CSV import's errors (task_svc/csvio.py) name the file's line and each field's messages
+    row = fields.Integer(metadata={"description": "CSV import: the line (the header is 1)",
+                                   "example": 3})
+    fields_ = fields.Dict(data_key="fields", metadata={"description": "CSV import: per field",
+                                                       "example": {"priority": ["Not valid."]}})
 
 
 class BulkJobSchema(Schema):

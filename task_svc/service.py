@@ -19,8 +19,8 @@ from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
-# link_rpcs as a module: nameko run starts every class with entrypoints in this namespace
-from task_svc import domain, leaderboard, link_rpcs, schemas
+# mixins through their modules: nameko run starts every class with entrypoints here
+from task_svc import csvio, domain, leaderboard, link_rpcs, schemas, views
 from task_svc.files import Files
 from task_svc.flows import TaskFlows
 from task_svc.links_flows import UNCHANGED
@@ -29,7 +29,13 @@ from task_svc.store import TaskStore, new_id
 log = logging.getLogger(__name__)
 
 
-class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
+# Mixins are referenced through their modules: nameko run starts every class with
+# entrypoints in this module's namespace as a service.
+class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEntrypoints,
+                  base.ServiceBase):
+    """Saved views (task_svc/views.py) and the CSV export pages and import (task_svc/csvio.py) come in
+    as mixins of their entrypoints."""
+
     name = "tasks"
 
     store = Mongo(TaskStore)
@@ -138,8 +144,8 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
     # --- lists ---------------------------------------------------------------------
     @rpc
     def list_tasks(self, user_id: str, org_id: str, args: dict) -> dict:
-        require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        f = schemas.ListArgsSchema().load(args)
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        f = schemas.ListArgsSchema().load(self.view_args(user_id, org_id, me, args))  # ?view=
         return self.redis.cache.get_or_set(
             f"tasks:list:org:{org_id}:{self.flows.args_key(f)}",
             lambda: self.flows.list_page({"org_id": org_id}, f), ttl=self.flows.list_ttl(),

@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain, links
+from task_svc import domain, links, views
 from task_svc.links_store import LINK_INDEXES, TASK_INDEXES, LinkStore
 
 
@@ -29,8 +29,9 @@ A, D = ASCENDING, DESCENDING
 SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
-class TaskStore(LinkStore, BaseStore):
+class TaskStore(LinkStore, views.ViewQueries, BaseStore):
     INDEXES = {
+        **views.INDEXES,  # saved views (task_svc/views.py)
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
             _ix("org_created", ("org_id", A), ("deleted", A), ("created_at", D), ("_id", D)),

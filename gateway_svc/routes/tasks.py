@@ -35,6 +35,7 @@ from task_svc.schemas import (
     TaskStatsSchema,
     TaskUpdateSchema,
 )
+from task_svc.views import TaskListQuerySchema
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
@@ -89,12 +90,15 @@ class TaskRoutes:
     def create_task(self, request, org_id):
         return 201, self.rpc_tasks.create_task(request.user_id, org_id, json_object(request))
 
-    @api("GET", f"{ORG}/tasks", query=ListQuerySchema, response=TaskPageSchema,
+    @api("GET", f"{ORG}/tasks", query=TaskListQuerySchema, response=TaskPageSchema,
          errors=(403, 404), cached=TASK_LISTS)
     def list_tasks(self, request, org_id):
-        """List, filter, search. Answered from the gateway's cache, with no RPC, until
-        a task of the org changes (every task event bumps the org's version)."""
+        """List, filter, search, or apply a saved view (``view``; explicit parameters
+        replace the view's). Answered from the gateway's cache, with no RPC, until a task
+        of the org changes (every task event bumps the org's version); never with ``view``."""
         args = request.args.to_dict()
+        if args.get("view"):  # who may see a view depends on the caller: never cached here
+            return self.rpc_tasks.list_tasks(request.user_id, org_id, args)
         return TASK_LISTS.response(self.redis, request, org_id,
                                    lambda: self.rpc_tasks.list_tasks(request.user_id, org_id, args))
 

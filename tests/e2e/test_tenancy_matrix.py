@@ -121,6 +121,15 @@ ROUTES = {
     "list_task_watchers": ("task.read", None),
     "watch_task": ("task.read", None),
     "unwatch_task": ("task.read", None),
+    # saved views (the target is an org view of the owner's) and the CSV files
+    "create_view": ("task.read", _body(name="A member's view", filter={"status": "todo"})),
+    "list_views": ("task.read", None),
+    "get_view": ("task.read", None),
+    "update_view": ("task.update_any", _body(name="Renamed by an intruder")),
+    "delete_view": ("task.update_any", None),
+    "export_tasks": ("task.read", None),
+    "export_employees": ("employee.read", None),
+    "import_tasks": ("task.bulk_create", "csv"),
     # notifications
     "notification_template": ("notification_templates.manage", None),
     "notification_template_put": ("notification_templates.manage",
@@ -256,6 +265,8 @@ def snapshot(w: World) -> dict:
                         if a["attachment_id"] not in w.created["attachment_id"]],
         "template": _ok(owner.get(f"{org}/notification-templates/{TEMPLATE_KEY}")),
         "links": _ok(owner.get(f"{task}/links")),
+        "views": [(v["view_id"], v["name"], v["visibility"], json.dumps(v["filter"], sort_keys=True))
+                  for v in _all(owner, f"{org}/tasks/views", "view_id")],
     }
 
 
@@ -301,6 +312,8 @@ def world(running_mesh):
     _ok(w.owner.post(f"{org}/tasks", json={"title": f"For the webhook {w.keyword}"}), 201)
     delivery = wait_until(lambda: w.owner.get(f"{org}/webhooks/{hook['webhook_id']}/deliveries")
                           .json()["items"], timeout=20, what="a webhook delivery")[0]
+    view = _ok(w.owner.post(f"{org}/tasks/views", json={
+        "name": f"Open {w.keyword}", "visibility": "org", "filter": {"status": "todo"}}), 201)
     account = _ok(w.owner.post(f"{org}/service-accounts", json={"name": "Matrix bot"}), 201)
     token = _ok(w.owner.post(f"{org}/service-accounts/{account['user_id']}/tokens",
                              json={"name": "Matrix token"}), 201)
@@ -310,7 +323,8 @@ def world(running_mesh):
              "webhook_id": hook["webhook_id"], "delivery_id": delivery["delivery_id"],
              "employee_id": w.employee_ids["bystander"], "job_id": job["job_id"],
              "attachment_id": attachment["attachment_id"], "comment_id": comment["comment_id"],
-             "invitation_id": invitation["invitation_id"], "key": TEMPLATE_KEY}
+             "invitation_id": invitation["invitation_id"], "key": TEMPLATE_KEY,
+             "view_id": view["view_id"]}
 
     # the outsider's own org holds look-alikes, so their searches have something to find
     oorg = f"/orgs/{w.outsider_org_id}"
@@ -355,6 +369,8 @@ def send(w: World, actor: str, name: str, method: str, template: str):
     kwargs = {"headers": headers_of(w, actor)}
     if body == "multipart":
         kwargs["files"] = {"file": ("notes.txt", b"some notes", "text/plain")}
+    elif body == "csv":
+        kwargs["files"] = {"file": ("tasks.csv", b"title\r\nImported by an intruder\r\n", "text/csv")}
     elif body is not None:
         kwargs["json"] = body(w)
     return w.mesh.request(method, w.path(template), **kwargs)
@@ -416,6 +432,8 @@ def test_own_org_with_foreign_ids(world, name, method, template):
     kwargs = {"headers": headers_of(w, "outsider")}
     if body == "multipart":
         kwargs["files"] = {"file": ("notes.txt", b"some notes", "text/plain")}
+    elif body == "csv":
+        kwargs["files"] = {"file": ("tasks.csv", b"title\r\nImported by an intruder\r\n", "text/csv")}
     elif body is not None:
         kwargs["json"] = body(w)
     response = w.mesh.request(method, w.path(template, w.outsider_org_id), **kwargs)

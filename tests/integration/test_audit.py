@@ -20,7 +20,8 @@ from nameko.dependency_providers import Config
 from audit_svc import domain
 from audit_svc.service import AuditService
 from audit_svc.store import AuditStore
-from gateway_svc.routes.audit import EXPORT_PAGE, AuditRoutes
+from gateway_svc.csvstream import EXPORT_PAGE
+from gateway_svc.routes.audit import AuditRoutes
 from ops.cli import cli
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.events import make_envelope

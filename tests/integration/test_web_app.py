@@ -1,5 +1,6 @@
 """The web console's Flask app with its test client, against the real Redis; the
 gateway it would call is a closed port (what a person sees when the API is down)."""
+import io
 import re
 
 import pytest
@@ -106,3 +107,80 @@ def test_a_service_that_does_not_answer_an_operator_rpc_is_a_503_naming_it():
     assert refused.value.status == 503 and "notifications did not answer" in refused.value.detail
     with pytest.raises(ValueError):
         ops.rpc("auth", "set_operator", "u1", True)  # not among its calls: refused here at once
+
+
+def test_the_task_list_offers_saved_views_a_save_form_and_an_export_link(monkeypatch):
+    """The page's view picker, "Save view" and export link, over a stand-in for the API
+    (the API's side of views is tests/integration/test_task_views_csv.py)."""
+    from web_svc import auth
+
+    calls = []
+    view = {"view_id": "v1", "name": "Release work", "visibility": "org",
+            "filter": {"labels": ["release", "docs"], "overdue": True, "status": "done"}}
+
+    def api(method, path, **kwargs):
+        calls.append((method, path, kwargs.get("params"), kwargs.get("json")))
+        if path.endswith("/tasks/views") and method == "POST":
+            return {**view, "view_id": "v2"}
+        if path.endswith("/tasks/views"):
+            return {"items": [view], "next_cursor": None}
+        if path == "/orgs/o1":
+            return {"org_id": "o1", "name": "Org"}
+        return {"items": [], "next_cursor": None}
+
+    monkeypatch.setattr(auth, "api", api)
+    monkeypatch.setattr(auth, "signed_in", lambda: True)
+    monkeypatch.setattr(auth, "current_user", lambda: {"user_id": "u1", "email": "a@example.com"})
+    client = make_app().test_client()
+    page = client.get("/orgs/o1/tasks?status=todo&view=v1&cursor=c1")
+    assert page.status_code == 200, page.data
+    assert ("GET", "/orgs/o1/tasks", {"status": "todo", "view": "v1", "cursor": "c1"}, None) in calls
+    assert b'<option value="v1" selected>Release work (org)</option>' in page.data
+    assert b'href="/orgs/o1/tasks.csv?status=todo&amp;view=v1"' in page.data  # no cursor
+    # "Save view" carries the list as shown: the picked view's filter under the URL's
+    assert b'<input type="hidden" name="labels" value="release,docs">' in page.data
+    assert b'<input type="hidden" name="overdue" value="true">' in page.data
+    assert b'<input type="hidden" name="status" value="todo">' in page.data
+    saved = client.post("/orgs/o1/tasks/views", data={
+        "name": "Todo", "visibility": "private", "status": "todo", "labels": "docs",
+        "csrf_token": csrf_of(page.data)})
+    assert saved.status_code == 302 and saved.headers["Location"].endswith("/orgs/o1/tasks?view=v2")
+    assert calls[-1] == ("POST", "/orgs/o1/tasks/views", None, {
+        "name": "Todo", "visibility": "private", "filter": {"status": "todo", "labels": "docs"}})
+
+
+def test_the_bulk_page_checks_a_csv_import_and_a_real_one_goes_to_its_job(monkeypatch):
+    """The import form over a stand-in for the API (its side: test_task_views_csv.py)."""
+    from web_svc import auth
+
+    calls = []
+
+    def api(method, path, **kwargs):
+        files = kwargs.get("files")
+        calls.append((method, path, kwargs.get("params"), files and files["file"][0]))
+        if path.endswith("/tasks/import"):
+            files["file"][1].read()
+            if kwargs.get("params"):
+                return {"dry_run": True, "rows": 2, "would_create": 1, "failed": 1,
+                        "errors": [{"row": 3, "error": "priority: Not valid.", "fields": {}}]}
+            return {"job_id": "j1", "status": "running"}
+        return {"items": [], "next_cursor": None}
+
+    monkeypatch.setattr(auth, "api", api)
+    monkeypatch.setattr(auth, "signed_in", lambda: True)
+    monkeypatch.setattr(auth, "current_user", lambda: {"user_id": "u1", "email": "a@example.com"})
+    client = make_app().test_client()
+    token = csrf_of(client.get("/orgs/o1/tasks/bulk").data)
+    checked = client.post("/orgs/o1/tasks/import", content_type="multipart/form-data", data={
+        "csrf_token": token, "dry_run": "true", "file": (io.BytesIO(b"title\r\nx\r\n"), "t.csv")})
+    assert checked.status_code == 200
+    assert b"2 rows: 1 would be created, 1 refused." in checked.data
+    assert b"line 3: priority: Not valid." in checked.data
+    assert [c for c in calls if c[0] == "POST"] == [
+        ("POST", "/orgs/o1/tasks/import", {"dry_run": "true"}, "t.csv")]
+    started = client.post("/orgs/o1/tasks/import", content_type="multipart/form-data", data={
+        "csrf_token": token, "file": (io.BytesIO(b"title\r\nx\r\n"), "t.csv")})
+    assert started.status_code == 302 and started.headers["Location"].endswith("/orgs/o1/tasks/bulk/j1")
+    assert calls[-1] == ("POST", "/orgs/o1/tasks/import", None, "t.csv")
+    missing = client.post("/orgs/o1/tasks/import", data={"csrf_token": token})
+    assert missing.status_code == 422 and b"Choose a CSV file." in missing.data

@@ -20,7 +20,8 @@ from web_svc.views import task_links
 
 bp = Blueprint("work", __name__)
 TASK_FILTERS = ("status", "priority", "assignee_id", "team_id", "q", "labels", "overdue", "sort",
-                "due_before", "due_after", "cursor")
+                "due_before", "due_after", "cursor", "view")
+VIEW_FILTERS = tuple(f for f in TASK_FILTERS if f not in ("cursor", "view"))  # what a view saves
 STATUSES = ("todo", "in_progress", "done")
 PRIORITIES = ("low", "medium", "high", "urgent")
 ROLES = ("member", "manager", "admin", "owner")
@@ -200,10 +201,60 @@ def tasks(org_id):
     if org_info.get("org_id") != org_id:
         _remember_org(auth.api("GET", f"/orgs/{org_id}"))
     names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
+    saved = auth.api("GET", f"/orgs/{org_id}/tasks/views", params={"limit": 200})["items"]
+    teams = auth.api("GET", f"/orgs/{org_id}/teams", params={"limit": 200})["items"]
+    export = {k: v for k, v in filters.items() if k != "cursor"}
+    picked = next((v for v in saved if v["view_id"] == filters.get("view")), None)
+    # what "Save view" saves: the list as shown, the picked view's filter under the URL's
+    shown = {**{k: _query_value(v) for k, v in (picked or {}).get("filter", {}).items()},
+             **{k: v for k, v in filters.items() if k in VIEW_FILTERS}}
     return render_template("tasks.html", org_id=org_id, page=page, filters=filters, errors=errors,
                            form=form, people=people, names=names, statuses=STATUSES,
-                           priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create")), \
+                           priorities=PRIORITIES, may_bulk=roles.can(org_id, "task.bulk_create"),
+                           views=saved, teams=teams, export=export, shown=shown), \
         422 if errors else 200
+
+
+def _query_value(value) -> str:
+    """A view's stored filter value as the list's URL writes it."""
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@bp.post("/orgs/<org_id>/tasks/views")
+@auth.login_required
+def save_view(org_id):
+    """Save the list's current filters (the form carries them) as a named view."""
+    form = request.form.to_dict()
+    body = {"name": form.get("name", ""), "visibility": form.get("visibility") or "private",
+            "filter": {k: form[k] for k in VIEW_FILTERS if form.get(k)}}
+    if body["visibility"] == "team":
+        body["team_id"] = form.get("team_id") or None
+    try:
+        view = auth.api("POST", f"/orgs/{org_id}/tasks/views", json=body)
+    except ApiError as exc:
+        detail = "; ".join(f"{k}: {v}" for k, v in form_errors(exc).items())
+        return render_template("error.html", status=exc.status, detail=detail), exc.status
+    return redirect(url_for("work.tasks", org_id=org_id, view=view["view_id"]))
+
+
+@bp.post("/orgs/<org_id>/tasks/views/<view_id>/delete")
+@auth.login_required
+def delete_view(org_id, view_id):
+    auth.api("DELETE", f"/orgs/{org_id}/tasks/views/{view_id}")
+    return redirect(url_for("work.tasks", org_id=org_id))
+
+
+@bp.get("/orgs/<org_id>/tasks.csv")
+@auth.login_required
+def tasks_csv(org_id):
+    """The list (its filters, or a view) as the API's streamed CSV file."""
+    params = {k: v for k, v in request.args.items() if k in TASK_FILTERS and k != "cursor" and v}
+    answer = auth.api("GET", f"/orgs/{org_id}/tasks.csv", params=params, raw=True)
+    headers = {k: answer.headers[k] for k in ("Content-Type", "Content-Disposition")
+               if k in answer.headers}
+    return Response(stream_with_context(answer.iter_content(64 * 1024)), headers=headers)
 
 
 @bp.get("/orgs/<org_id>/board")
@@ -327,6 +378,33 @@ def bulk(org_id):
     people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
     return render_template("bulk.html", org_id=org_id, people=people, errors=errors, form=form,
                            priorities=PRIORITIES), 422 if errors else 200
+
+
+@bp.post("/orgs/<org_id>/tasks/import")
+@auth.login_required
+def import_tasks(org_id):
+    """A CSV file of tasks: checked only (the rows' errors and the count it would create,
+    shown on the bulk page), or created through a bulk job (its progress page)."""
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        check, errors = None, {"file": "Choose a CSV file."}
+    else:
+        dry_run = bool(request.form.get("dry_run"))
+        try:
+            result = auth.api("POST", f"/orgs/{org_id}/tasks/import",
+                              params={"dry_run": "true"} if dry_run else None,
+                              files={"file": (upload.filename, upload.stream,
+                                              upload.mimetype or "text/csv")})
+        except ApiError as exc:
+            check, errors = None, form_errors(exc)
+        else:
+            if not dry_run:
+                return redirect(url_for("work.bulk_job", org_id=org_id, job_id=result["job_id"]))
+            check, errors = result, {}
+    people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
+    return render_template("bulk.html", org_id=org_id, people=people, errors={}, form={},
+                           priorities=PRIORITIES, check=check, import_errors=errors), \
+        422 if errors else 200
 
 
 @bp.get("/orgs/<org_id>/tasks/bulk/<job_id>")
