@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from time import monotonic
+from time import thread_time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, nodes
@@ -258,7 +258,10 @@ def decide(kind: str, prefs: dict, org_defaults: dict | None, now: datetime,
 # Org admins write templates, so a template must never stall the service nor
 # let one org slow the others: every render has a time budget and an output
 # cap, loops are few and short, and what could build a huge value in one step
-# (repetition, %-formatting, padding filters and str methods) is refused.
+# (repetition, %-formatting, padding filters and str methods) is refused. The
+# budget is CPU time of the rendering thread (a render never yields), not the
+# wall clock: on a busy machine a plain template waited past a wall-clock budget
+# and its email failed for good.
 RENDER_BUDGET_SECONDS = 0.1
 MAX_OUTPUT_CHARS = 100_000
 MAX_RANGE = 100
@@ -278,7 +281,7 @@ _deadline: ContextVar[float] = ContextVar("template_deadline", default=float("in
 
 
 def _within_budget() -> None:
-    if monotonic() > _deadline.get():
+    if thread_time() > _deadline.get():
         raise SecurityError(f"the template takes over {RENDER_BUDGET_SECONDS}s to render")
 
 
@@ -366,10 +369,16 @@ def _compiled(part: str, source: str):
 
 
 def render_part(part: str, source: str, context: dict) -> str:
-    budget = _deadline.set(monotonic() + RENDER_BUDGET_SECONDS)
+    try:
+        compiled = _compiled(part, source)  # parsing is bounded by the source's size
+    except TemplateError as exc:
+        raise TemplateInvalid(part, exc.message or str(exc), getattr(exc, "lineno", None)) from None
+    except RecursionError:
+        raise TemplateInvalid(part, "the template is nested too deeply", None) from None
+    budget = _deadline.set(thread_time() + RENDER_BUDGET_SECONDS)
     try:
         out, size = [], 0
-        for chunk in _compiled(part, source).generate(**context):
+        for chunk in compiled.generate(**context):
             size += len(chunk)
             if size > MAX_OUTPUT_CHARS:
                 raise SecurityError(f"the template renders over {MAX_OUTPUT_CHARS} characters")

@@ -378,7 +378,8 @@ class Notifier(Flows):
         for delivery, (status, answer, retry_at) in done:
             if status == "sent":
                 self._publish("notification.sent", delivery)
-            elif status == "failed":
+            elif status == "failed":  # for good: said where operators look, not only as an event
+                log.warning("email %s failed for good: %s", delivery["_id"], answer)
                 self._publish("notification.failed", delivery)
             else:
                 log.warning("email %s failed (attempt %s), retry at %s: %s", delivery["_id"],

@@ -151,20 +151,32 @@ HOSTILE_TEMPLATES = [
 
 @pytest.mark.parametrize("source", HOSTILE_TEMPLATES)
 def test_hostile_templates_are_refused_quickly(source):
-    started = time.monotonic()
+    started = time.thread_time()  # CPU spent, which other processes on the machine do not move
     with pytest.raises(domain.TemplateInvalid):
         domain.validate_template("task_assigned", {"subject": "ok", "text": source})
-    assert time.monotonic() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 def test_the_render_budget_stops_a_slow_template_with_real_data():
     slow = "{% for a in tasks %}{% for b in tasks %}{% endfor %}{% endfor %}"
     domain.validate_template("task_assigned", {"subject": "ok", "text": slow})  # 50 tasks: fine
     tasks = [{"task_id": str(i), "title": "t"} for i in range(20_000)]      # 400 M iterations
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(domain.TemplateInvalid, match="to render"):
         domain.render_part("text", slow, {"tasks": tasks})
-    assert time.monotonic() - started < domain.RENDER_BUDGET_SECONDS + 0.5
+    assert time.thread_time() - started < domain.RENDER_BUDGET_SECONDS + 0.5
+
+
+def test_a_plain_template_renders_however_long_the_machine_keeps_it_waiting():
+    """The budget counts the render's own work: a process the machine's other
+    load holds back (here: a value that waits, using no CPU) still renders, where
+    a wall-clock budget failed the email for good."""
+    class Preempted:
+        def __str__(self):
+            time.sleep(domain.RENDER_BUDGET_SECONDS * 2)
+            return "Ada"
+
+    assert domain.render_part("text", "Hello {{ name }}", {"name": Preempted()}) == "Hello Ada"
 
 
 def test_ordinary_templates_still_render():
