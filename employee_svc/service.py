@@ -241,7 +241,7 @@ class EmployeeService(base.ServiceBase):
                 "invited_by_user_id": invitation.get("invited_by_user_id")},
                 org_id=invitation["org_id"],
                 event_id=derived_event_id("invitation.expired", invitation["_id"],
-                                          iso(invitation["expires_at"])))
+                                          iso(invitation["expires_at"]) or ""))
         return len(expired)
 
     @rpc
@@ -310,7 +310,8 @@ class EmployeeService(base.ServiceBase):
         if data.get("old_leader_id"):
             doc = self.store.set_team_role_if_member(data["org_id"], data["old_leader_id"],
                                                      data["team_id"], "member")
-            doc and self.flows.invalidate(data["org_id"], doc["user_id"])
+            if doc:
+                self.flows.invalidate(data["org_id"], doc["user_id"])
         if data.get("new_leader_id"):
             self.flows.set_team(data["org_id"], data["new_leader_id"], data["team_id"], "leader")
 
