@@ -47,7 +47,7 @@ e2e: $(STAMP)
 	$(PY) -m ops.mesh check
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-lint: $(STAMP)  ## ruff on everything, mypy on shared/ (pyproject.toml); CI runs it before the tests
+lint: $(STAMP)  ## ruff on everything, mypy on shared/, ops/ and the services (pyproject.toml); CI runs it before the tests
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 

@@ -111,7 +111,8 @@ def canonical_data(data: Any) -> str:
 
 def entry(event: dict, now: datetime, field_order: Iterable[str] = ()) -> dict:
     """An envelope as an audit record, before it has its place in the chain."""
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    raw = event.get("data")
+    data: dict = raw if isinstance(raw, dict) else {}
     object_type, object_id = object_of(str(event.get("event_type")), data, field_order)
     return {
         "org_id": event.get("org_id") or None,

@@ -62,7 +62,7 @@ class AuditService(base.ServiceBase):
 
     def record(self, event: dict) -> None:
         """Append one event (a duplicate, by event id, is left out)."""
-        entry = domain.entry(event, utcnow(), FIELD_ORDER.get(event.get("event_type"), ()))
+        entry = domain.entry(event, utcnow(), FIELD_ORDER.get(event.get("event_type") or "", ()))
         self.store.append(entry)
 
 

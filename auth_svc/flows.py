@@ -377,7 +377,10 @@ class Accounts:
         if domain.looks_like_recovery_code(code):
             return self.store.use_recovery_code(
                 user["_id"], self.vault.code_hashes(domain.normalise_recovery_code(code)))
-        step = domain.totp_step(self._totp_secret(user["_id"], mfa), code, time.time())
+        secret = self._totp_secret(user["_id"], mfa)
+        if secret is None:  # enabled without a secret: no code can be right
+            return False
+        step = domain.totp_step(secret, code, time.time())
         return step is not None and self.store.set_totp_step(user["_id"], step)
 
     def _totp_secret(self, user_id: str, mfa: dict, field: str = "secret") -> str | None:

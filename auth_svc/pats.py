@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import redis
@@ -105,7 +106,7 @@ class PersonalTokens:
                     pipe.set(record_key(token["token_hash"]), REVOKED, ex=_ttl(token, now))
             pipe.execute()
 
-    def _tombstone(self, tokens: list[dict]) -> None:
+    def _tombstone(self, tokens: Sequence[dict]) -> None:
         now = utcnow()
         try:
             with self.redis.pipeline(transaction=False) as pipe:
@@ -115,7 +116,7 @@ class PersonalTokens:
         except redis.RedisError as exc:  # publish() writes it within a minute
             log.warning("could not mark access tokens revoked in Redis: %s", exc)
 
-    def _reported_uses(self, token_ids: list[str]) -> dict:
+    def _reported_uses(self, token_ids: Sequence[str]) -> dict:
         if not token_ids:
             return {}
         try:

@@ -11,11 +11,11 @@ from nameko.extensions import DependencyProvider
 from auth_svc import schemas
 from auth_svc.domain import brief_user, normalise_email
 from auth_svc.flows import Accounts, dummy_hash
-from auth_svc.keys import load_keyring, publish_jwks
+from auth_svc.keys import KeyRing, load_keyring, publish_jwks
 from auth_svc.pats import PersonalTokens
 from auth_svc.service_accounts import ServiceAccounts
 from auth_svc.store import AuthStore
-from auth_svc.vault import load_vault
+from auth_svc.vault import Vault, load_vault
 from shared import service as base
 from shared.errors import ValidationFailed
 from shared.mongo import Mongo
@@ -40,7 +40,7 @@ class SigningKeys(DependencyProvider):
         finally:
             client.close()
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx) -> KeyRing:
         return self.ring
 
 
@@ -50,7 +50,7 @@ class DataKeys(DependencyProvider):
     def setup(self) -> None:
         self.vault = load_vault(self.container.config)
 
-    def get_dependency(self, worker_ctx):
+    def get_dependency(self, worker_ctx) -> Vault:
         return self.vault
 
 
@@ -63,7 +63,7 @@ class DummyHashWarmup(DependencyProvider):
         self.container.spawn_managed_thread(lambda: dummy_hash(rounds))
 
 
-def publish(client: redis.Redis, ring) -> None:
+def publish(client: redis.Redis, ring: KeyRing) -> None:
     try:
         publish_jwks(client, ring)
     except redis.RedisError as exc:  # the timer tries again
@@ -203,47 +203,47 @@ class AuthService(base.ServiceBase):
 
     # -- personal access tokens (auth_svc.pats) ------------------------------------
     @rpc
-    def create_token(self, user_id, data):
+    def create_token(self, user_id: str, data: dict) -> dict:
         """A new token: the answer holds its secret, the only time it is given out."""
         return self.tokens.create(user_id, _load(schemas.TokenCreateSchema(), data))
 
     @rpc
-    def list_tokens(self, user_id):
+    def list_tokens(self, user_id: str) -> dict:
         return self.tokens.list(user_id)
 
     @rpc
-    def revoke_token(self, user_id, token_id):
+    def revoke_token(self, user_id: str, token_id: str) -> None:
         self.tokens.revoke(user_id, str(token_id))
 
     # -- service accounts (auth_svc.service_accounts; the gateway checked the org admin) ----
     @rpc
-    def create_service_account(self, org_id, creator_user_id, data):
+    def create_service_account(self, org_id: str, creator_user_id: str, data: dict) -> dict:
         body = _load(schemas.ServiceAccountCreateSchema(), data)
         return self.service_accounts.create(str(org_id), creator_user_id, body["name"])
 
     @rpc
-    def list_service_accounts(self, org_id):
+    def list_service_accounts(self, org_id: str) -> dict:
         return self.service_accounts.list(str(org_id))
 
     @rpc
-    def delete_service_account(self, org_id, user_id, actor_id):
+    def delete_service_account(self, org_id: str, user_id: str, actor_id: str) -> None:
         self.service_accounts.delete(str(org_id), str(user_id), actor_id)
 
     @rpc
-    def create_service_token(self, org_id, user_id, data):
+    def create_service_token(self, org_id: str, user_id: str, data: dict) -> dict:
         return self.service_accounts.create_token(
             str(org_id), str(user_id), _load(schemas.ServiceTokenCreateSchema(), data))
 
     @rpc
-    def list_service_tokens(self, org_id, user_id):
+    def list_service_tokens(self, org_id: str, user_id: str) -> dict:
         return self.service_accounts.list_tokens(str(org_id), str(user_id))
 
     @rpc
-    def revoke_service_token(self, org_id, user_id, token_id):
+    def revoke_service_token(self, org_id: str, user_id: str, token_id: str) -> None:
         self.service_accounts.revoke_token(str(org_id), str(user_id), str(token_id))
 
     @periodic(interval=JWKS_REFRESH_SECONDS)
-    def publish_tokens(self):
+    def publish_tokens(self) -> None:
         """Re-assert the live tokens' records and the recent revocations in Redis."""
         try:
             self.tokens.publish()

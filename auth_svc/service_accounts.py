@@ -50,7 +50,8 @@ class ServiceAccounts:
 
     def of_org(self, org_id: str, user_id: str) -> dict:
         user = self.store.user(user_id) if isinstance(user_id, str) else None
-        if not is_service_account(user) or user["service_account"]["org_id"] != org_id:
+        if user is None or not is_service_account(user) \
+                or user["service_account"]["org_id"] != org_id:
             raise NotFound("No such service account.")
         return user
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import pymongo  # noqa: E402
 
 from employee_svc import domain  # noqa: E402
-from employee_svc.schemas import employee_out  # noqa: E402
+from employee_svc.schemas import dump_employee  # noqa: E402
 from employee_svc.store import EmployeeStore  # noqa: E402
 from ops import mesh  # noqa: E402
 from shared.mongo import utcnow  # noqa: E402
@@ -103,7 +103,7 @@ def main() -> None:
 
         def cold(query):
             return lambda: page(store.list_employees(org_id, limit=50, **query), 50,
-                                employee_out)
+                                dump_employee)
 
         cache = tools.cache
         version = [org_version_key("employees", f"bench-{org_id}")]
@@ -130,7 +130,7 @@ def main() -> None:
             print(f"  {name}: {plan_of(cursor.explain())}")
         sample = store.list_employees(org_id, terms=["ali"], limit=50)
         assert all(d["org_id"] == org_id for d in sample)
-        print("\nfirst prefix hit:", json.dumps(employee_out(sample[0]))[:120])
+        print("\nfirst prefix hit:", json.dumps(dump_employee(sample[0]))[:120])
     finally:
         redis_client.delete(f"bench:ver:org:bench-{org_id}")
         for key in redis_client.scan_iter(f"gateway:cache:bench:employees:{org_id}:*"):

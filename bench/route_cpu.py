@@ -1,7 +1,8 @@
-"""CPU milliseconds per request, per process, of the two routes
-../shared/bench/side_by_side.sh compares, for the running mesh (``make run``,
-with the rate limits that script names) and the Flask peer on the same
-requests, in one run.
+"""CPU milliseconds per request, per process, of the two routes the
+side-by-side comparison measures, for the running mesh (``make run``, with the
+rate limits that comparison names) and a Flask peer on the same requests, in
+one run. The peer and its seeder are not part of this repository: point
+``SIDE_BY_SIDE_DIR`` at a copy (``seed_api.py`` and ``peer:app``).
 
 Seeds a user, their org and a few tasks through the API (the side-by-side
 seeder), starts the peer (gunicorn -w 2, the side-by-side venv), then for each
@@ -12,7 +13,7 @@ RabbitMQ, Redis and SecantusDB. What each group spends idle (timers, other
 work on the shared servers), measured for 3 s before each run, is subtracted.
 Prints ms per request per group, the sum over the processes each side runs
 itself (mesh: gateways + services + RabbitMQ; peer: its workers) and the
-ratio mesh/peer, plus the sum with Redis and SecantusDB. Targets (issue 13):
+ratio mesh/peer, plus the sum with Redis and SecantusDB. Targets:
 cached list <= 1.0x, one task <= 1.5x.
 
     .venv/bin/python bench/route_cpu.py [--seconds 8] [--rounds 2]

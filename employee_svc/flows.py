@@ -157,7 +157,9 @@ class EmployeeFlows(Flows):
     def apply_owner_change(self, org_id: str, old_user_id: str | None, new_user_id: str,
                             actor_id: str | None) -> None:
         for user_id, role in ((new_user_id, "owner"), (old_user_id, "admin")):
-            doc = self.store.employee_by_user(org_id, user_id) if user_id else None
+            if not user_id:
+                continue
+            doc = self.store.employee_by_user(org_id, user_id)
             if doc is None or doc["role"] == role or doc["status"] == "removed":
                 continue
             def write(session, doc=doc, role=role):

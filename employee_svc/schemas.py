@@ -88,7 +88,7 @@ def iso(value) -> str | None:
     return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
 
 
-def employee_out(doc: dict) -> dict:
+def dump_employee(doc: dict) -> dict:
     return {"employee_id": doc["_id"], "org_id": doc["org_id"], "user_id": doc["user_id"],
             "email": doc["email"], "name": doc.get("name", ""), "role": doc["role"],
             "status": doc["status"], "job_title": doc.get("job_title", ""),
@@ -98,7 +98,7 @@ def employee_out(doc: dict) -> dict:
             "removed_by": doc.get("removed_by"), "version": doc.get("version") or 0}
 
 
-def invitation_out(doc: dict) -> dict:
+def dump_invitation(doc: dict) -> dict:
     return {"invitation_id": doc["_id"], "org_id": doc["org_id"], "email": doc["email"],
             "role": doc["role"], "job_title": doc.get("job_title", ""),
             "status": doc["status"], "expires_at": iso(doc["expires_at"]),

@@ -12,8 +12,8 @@ from employee_svc.schemas import (
     EmployeeQuerySchema,
     EmployeeUpdateSchema,
     InvitationQuerySchema,
-    employee_out,
-    invitation_out,
+    dump_employee,
+    dump_invitation,
     iso,
 )
 from employee_svc.store import EmployeeStore
@@ -57,7 +57,7 @@ class EmployeeService(base.ServiceBase):
         ids = [i for i in employee_ids or [] if isinstance(i, str)][:1000]
         return [{k: out[k] for k in ("employee_id", "user_id", "org_id", "email", "name",
                                      "role", "status", "job_title")}
-                for out in map(employee_out, self.store.employees_by_ids(org_id, ids))]
+                for out in map(dump_employee, self.store.employees_by_ids(org_id, ids))]
 
     @rpc
     def search_documents(self, org_id: str | None, employee_ids: list[str] | None = None,
@@ -69,19 +69,19 @@ class EmployeeService(base.ServiceBase):
         docs = self.store.search_export(org_id, ids, after, limit)
         return {"items": [{k: out[k] for k in ("employee_id", "org_id", "user_id", "name", "email",
                                                "job_title", "role", "status")}
-                          for out in map(employee_out, docs)],
+                          for out in map(dump_employee, docs)],
                 "next_after": docs[-1]["_id"] if ids is None and len(docs) == limit else None}
 
     @rpc
     def get_employee_by_user(self, org_id: str, user_id: str) -> dict | None:
         doc = self.store.employee_by_user(org_id, user_id)
-        return employee_out(doc) if doc else None
+        return dump_employee(doc) if doc else None
 
     @rpc
     def find_successor(self, org_id: str, exclude_user_id: str) -> dict | None:
         """An active admin (or co-owner) to hand the org to when its owner leaves."""
         doc = self.store.successor(org_id, exclude_user_id)
-        return employee_out(doc) if doc else None
+        return dump_employee(doc) if doc else None
 
     @rpc
     def transfer_ownership(self, org_id: str, old_user_id: str, new_user_id: str) -> None:
@@ -94,7 +94,7 @@ class EmployeeService(base.ServiceBase):
         user = {"user_id": data["owner_user_id"], "email": data.get("owner_email") or "",
                 "name": data.get("owner_name") or ""}
         org = {"org_id": data["org_id"], "name": data.get("name", "")}
-        return employee_out(self.flows.add_user(None, org, user, {"role": "owner", "job_title": ""},
+        return dump_employee(self.flows.add_user(None, org, user, {"role": "owner", "job_title": ""},
                                            check_limit=False))
 
     @rpc
@@ -112,13 +112,13 @@ class EmployeeService(base.ServiceBase):
         org = self.organizations.get_org(org_id)
         user = self.auth.find_user_by_email(body["email"])
         if domain.may_join(user, body["email"]):
-            return {"status": 201, "employee": employee_out(self.flows.add_user(actor, org, user, body))}
+            return {"status": 201, "employee": dump_employee(self.flows.add_user(actor, org, user, body))}
         if user and self.store.is_member(org_id, user["user_id"]):
             raise Conflict("This user is already an employee of the organization.")
         # an unknown or not yet verified address: an invitation, which becomes a
         # membership once that address is verified (whoever proves it, not whoever
         # registered it first)
-        return {"status": 202, "invitation": invitation_out(self.flows.invite(actor, org, body))}
+        return {"status": 202, "invitation": dump_invitation(self.flows.invite(actor, org, body))}
 
     @rpc
     def add_service_account(self, user_id: str, org_id: str, account: dict) -> dict:
@@ -130,7 +130,7 @@ class EmployeeService(base.ServiceBase):
         org = self.organizations.get_org(org_id)
         user = {"user_id": account["user_id"], "email": account["email"],
                 "name": account.get("name", ""), "email_verified": True}
-        return employee_out(self.flows.add_user(actor, org, user,
+        return dump_employee(self.flows.add_user(actor, org, user,
                                                 {"role": role, "job_title": "service account"}))
 
     @rpc
@@ -141,12 +141,12 @@ class EmployeeService(base.ServiceBase):
             org_id, role=query.get("role"), status=query.get("status"),
             team_id=query.get("team_id"), terms=domain.search_terms(query.get("q", "")),
             after=decode_cursor(query.get("cursor")), limit=query["limit"])
-        return page(docs, query["limit"], employee_out)
+        return page(docs, query["limit"], dump_employee)
 
     @rpc
     def get_employee(self, user_id: str, org_id: str, employee_id: str) -> dict:
         self._member(org_id, user_id, "employee.read")
-        return employee_out(self.flows.employee(org_id, employee_id))
+        return dump_employee(self.flows.employee(org_id, employee_id))
 
     @rpc
     def update_employee(self, user_id: str, org_id: str, employee_id: str, body: dict,
@@ -161,7 +161,7 @@ class EmployeeService(base.ServiceBase):
         domain.check_update(actor, target, changes, self.store.owner_count(org_id))
         require_version(target, if_version)
         if not changes:
-            return employee_out(target)
+            return dump_employee(target)
         fields = dict(changes)
         if "job_title" in changes:
             fields["keywords"] = domain.keywords(target.get("name", ""), target["email"],
@@ -179,7 +179,7 @@ class EmployeeService(base.ServiceBase):
 
         doc = self.store.run_transaction(write)
         self.flows.invalidate(org_id, doc["user_id"])
-        return employee_out(doc)
+        return dump_employee(doc)
 
     @rpc
     def remove_employee(self, user_id: str, org_id: str, employee_id: str,
@@ -196,7 +196,7 @@ class EmployeeService(base.ServiceBase):
         query = InvitationQuerySchema().load(query)
         docs = self.store.list_invitations(org_id, decode_cursor(query.get("cursor")),
                                            query["limit"])
-        return page(docs, query["limit"], invitation_out)
+        return page(docs, query["limit"], dump_invitation)
 
     @rpc
     def my_invitations(self, user_id: str, query: dict) -> dict:
@@ -208,7 +208,7 @@ class EmployeeService(base.ServiceBase):
         docs = self.store.invitations_for_email(user["email"].lower(), utcnow(),
                                                 decode_cursor(query.get("cursor")),
                                                 query["limit"])
-        return page(docs, query["limit"], invitation_out)
+        return page(docs, query["limit"], dump_invitation)
 
     @rpc
     def active_org_ids(self, user_id: str) -> list[str]:
@@ -241,7 +241,7 @@ class EmployeeService(base.ServiceBase):
                 "invited_by_user_id": invitation.get("invited_by_user_id")},
                 org_id=invitation["org_id"],
                 event_id=derived_event_id("invitation.expired", invitation["_id"],
-                                          iso(invitation["expires_at"])))
+                                          iso(invitation["expires_at"]) or ""))
         return len(expired)
 
     @rpc
@@ -249,7 +249,7 @@ class EmployeeService(base.ServiceBase):
         invitation = self.store.invitation_by_token(domain.hash_token(str(token)))
         users = self.auth.get_users([user_id]) if invitation else []
         domain.check_acceptance(invitation, (users or [None])[0], utcnow())
-        return employee_out(self.flows.join(invitation, users[0]))
+        return dump_employee(self.flows.join(invitation, users[0]))
 
     # --- events -----------------------------------------------------------------
     @handles("organizations", "organization.created")
@@ -310,7 +310,8 @@ class EmployeeService(base.ServiceBase):
         if data.get("old_leader_id"):
             doc = self.store.set_team_role_if_member(data["org_id"], data["old_leader_id"],
                                                      data["team_id"], "member")
-            doc and self.flows.invalidate(data["org_id"], doc["user_id"])
+            if doc:
+                self.flows.invalidate(data["org_id"], doc["user_id"])
         if data.get("new_leader_id"):
             self.flows.set_team(data["org_id"], data["new_leader_id"], data["team_id"], "leader")
 

@@ -1,6 +1,7 @@
 """The employees service's MongoDB collections: indexes beside the queries."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateMany
@@ -55,8 +56,8 @@ class EmployeeStore(BaseStore):
             doc.setdefault("version", 1)
             self.db.employees.insert_one(doc)
             return doc, True
-        except DuplicateKeyError:
-            return self.db.employees.find_one(query), False
+        except DuplicateKeyError:  # a concurrent insert of the same pair won: that one
+            return self.db.employees.find_one(query) or doc, False
 
     def employee(self, org_id: str, employee_id: str) -> dict | None:
         return self.db.employees.find_one({"_id": employee_id, "org_id": org_id})
@@ -124,7 +125,7 @@ class EmployeeStore(BaseStore):
         return docs
 
     def list_employees(self, org_id: str, *, role: str | None = None, status: str | None = None,
-                       team_id: str | None = None, terms: list[str] = (),
+                       team_id: str | None = None, terms: Sequence[str] = (),
                        after: str | None = None, limit: int = 50) -> list[dict]:
         return list(self.list_cursor(org_id, role=role, status=status, team_id=team_id,
                                      terms=terms, after=after).limit(limit + 1))

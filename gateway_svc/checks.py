@@ -67,7 +67,7 @@ class RequestChecks:
     def __init__(self, client: redis.Redis):
         self._script = client.register_script(CHECKS_LUA)
 
-    def run(self, claims: dict, rate_key: str | None, limit: Limit | None,
+    def run(self, claims: dict, rate_key: str, limit: Limit | None,
             membership_key: str | None, answer: tuple[str, list[str]] | None = None) -> Checked:
         """``answer``: the cached answer's entry name and version keys."""
         keys = blacklist_keys(claims)
@@ -90,5 +90,6 @@ class RequestChecks:
             log.warning("token blacklist unreachable, refusing: %s", exc)
             raise Unavailable("Cannot check the token right now; try again shortly.") from None
         revoked, rate, member, text = [*reply, None, None, None][:4]
-        return Checked(bool(revoked), None if rate is None else Decision.from_script(limit, rate),
+        decision = None if rate is None or limit is None else Decision.from_script(limit, rate)
+        return Checked(bool(revoked), decision,
                        json.loads(member) if member else None, text)

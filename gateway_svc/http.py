@@ -127,7 +127,7 @@ class AccessLog(logging.LoggerAdapter):
 
 
 def _valid_request_id(value: str | None) -> bool:
-    return bool(value) and len(value) <= 128 and value.isascii() and value.isprintable()
+    return value is not None and 0 < len(value) <= 128 and value.isascii() and value.isprintable()
 
 
 class ApiWsgiApp(WsgiApp):
@@ -182,7 +182,7 @@ class ApiWsgiApp(WsgiApp):
         if length is not None and length > max_body:
             return from_exception(PayloadTooLarge(
                 f"The body is {length} bytes; the limit is {max_body}."))
-        request.path_values = values
+        request.path_values = values  # type: ignore[attr-defined]  # our own, read by @api routes
         request.max_content_length = max_body
         return provider.handle_request(request)
 

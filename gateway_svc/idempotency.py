@@ -137,10 +137,10 @@ class Idempotency:
         status, headers, value = parts
         if isinstance(value, dict):
             value = {k: (None if k in SHOWN_ONCE else v) for k, v in value.items()}
-        body = None if status == 204 or value is None else json.dumps(value, default=str)
+        text = None if status == 204 or value is None else json.dumps(value, default=str)
         record = {"state": "done", "fingerprint": print_, "claim": claim, "status": status,
                   "headers": {k: v for k, v in headers.items() if k in KEPT_HEADERS},
-                  "body": body}
+                  "body": text}
         try:
             self.client.set(where, json.dumps(record), ex=self.ttl)
         except redis.RedisError as exc:  # the object exists; a retry would make another

@@ -85,8 +85,9 @@ class Identity:
         self._missing: dict[str, float] = {}               # kid -> when found missing
         self._window = (0.0, 0)                            # (second, lookups in it)
         # token -> (kid, claims), each until its exp (+ leeway), as PyJWT would accept it
-        self._verified = TLRUCache(VERIFIED_TOKENS_MAX, timer=time.time,
-                                   ttu=lambda _token, entry, _now: entry[1]["exp"] + self.leeway)
+        self._verified: TLRUCache[str, tuple[str, dict]] = TLRUCache(
+            VERIFIED_TOKENS_MAX, timer=time.time,
+            ttu=lambda _token, entry, _now: entry[1]["exp"] + self.leeway)
 
     # -- the request side ---------------------------------------------------
     def authenticate(self, request) -> dict:

@@ -151,7 +151,7 @@ class Realtime:
         """Messages after notification ``last_id``, oldest first; None if it is
         no longer in the stream."""
         entries = self.redis.xrevrange(user_stream(user_id), count=CATCH_UP_MAX)
-        newer = []
+        newer: list[str] = []
         for _, fields in entries:
             message = fields.get("m", "")
             try:

@@ -74,6 +74,7 @@ class SmtpPool:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
+        conn: smtplib.SMTP
         if s.ssl:
             conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
                                     context=ssl.create_default_context())
@@ -173,6 +174,7 @@ class Mailer(DependencyProvider):
         config = self.container.config
         self.sender = config.get("MAIL_FROM") or "Workforce <no-reply@workforce.local>"
         url = config.get("SMTP_URL")
+        self.transport: SmtpPool | FileMailer
         if url:
             self.transport = SmtpPool(SmtpSettings(url, float(config.get("SMTP_TIMEOUT", 10))),
                                       int(config.get("SMTP_POOL_SIZE", 4)))

@@ -96,7 +96,7 @@ def group_id(group: str, who: str) -> str:
 
 def plans_for(event: dict, public_url: str = "") -> list[Plan]:
     """Who hears about ``event`` and with what context."""
-    kind = KIND_OF_EVENT.get(event.get("event_type"))
+    kind = KIND_OF_EVENT.get(event.get("event_type") or "")
     if kind is None:
         return []
     d = event.get("data") or {}

@@ -20,11 +20,12 @@ from eventlet.greenpool import GreenPool
 from jinja2 import Environment
 
 from notify_svc import domain, schemas
-from notify_svc.channels import Permanent, Transient
+from notify_svc.channels import Mailer, Permanent, Pusher, Transient
 from notify_svc.contract import STREAM_MAXLEN, STREAM_TTL, user_channel, user_stream
 from shared.errors import Conflict, ValidationFailed
 from shared.mongo import utcnow
 from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
+from shared.rpc import ServiceProxy
 from shared.sealed import unseal
 from shared.service import Flows
 
@@ -72,6 +73,9 @@ def html_email(subject: str, text: str, link: str | None, locale: str, footer: s
 
 class Notifier(Flows):
     uses = ("mailer", "pusher", "organizations")
+    mailer: Mailer
+    pusher: Pusher
+    organizations: ServiceProxy
 
     def setting(self, name: str, default: float) -> float:
         return float(self.config.get(name, default))
@@ -188,7 +192,7 @@ class Notifier(Flows):
             user_prefs = {**user_prefs, "digest": domain.digest_of(user_prefs, org_defaults[org_id])}
             decision = domain.decide(plan.kind, user_prefs, org_defaults[org_id], now,
                                      grouped=plan.group is not None)
-            who = rec.user_id or rec.email.lower()
+            who = rec.user_id or (rec.email or "").lower()
             nid = (domain.group_id(plan.group, who) if plan.group
                    else domain.notification_id(event["event_id"], who))
             if (org_id, plan.kind, locale) not in templates:

@@ -4,15 +4,19 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from org_svc.schemas import DEFAULT_SETTINGS
 from shared.errors import Conflict, PlanLimitExceeded
 
 # employees/teams allowed per plan (None: no limit); config.yaml ORG_PLANS overrides
-DEFAULT_PLANS = {"free": {"employees": 10, "teams": 3},
+DEFAULT_PLANS: dict[str, dict[str, int | None]] = {"free": {"employees": 10, "teams": 3},
                  "pro": {"employees": 250, "teams": 50},
                  "enterprise": {"employees": None, "teams": None}}
 
-
+# what an org's settings are until its owner changes them (settings merge over these)
+DEFAULT_SETTINGS = {
+    "timezone": "UTC", "default_task_priority": "medium",
+    "working_days": ["mon", "tue", "wed", "thu", "fri"], "week_start": "mon", "locale": "en",
+    "notification_defaults": {"email": True, "in_app": True, "push": False, "digest": "off"},
+}
 
 
 def new_org_id() -> str:
@@ -62,15 +66,3 @@ def check_downgrade(plan: str, limits: dict, counts: dict) -> None:
         if limit is not None and counts.get(resource, 0) > limit:
             raise Conflict(f"The organization has {counts[resource]} {resource}; the {plan} "
                            f"plan allows {limit}. Remove some first.")
-
-
-def org_out(doc: dict, config: dict) -> dict:
-    return {"org_id": doc["_id"], "name": doc["name"], "owner_user_id": doc["owner_user_id"],
-            "personal": bool(doc.get("personal")),
-            "settings": merge_settings(doc.get("settings"), {}),
-            "subscription": {"plan": doc.get("plan", "free"),
-                             "limits": limits_of(config, doc.get("plan", "free"))},
-            "counts": {"employees": doc.get("employee_count", 0),
-                       "teams": doc.get("team_count", 0)},
-            "created_at": doc["created_at"].isoformat() if doc.get("created_at") else None,
-            "version": doc.get("version") or 0}

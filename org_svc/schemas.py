@@ -1,9 +1,12 @@
 """Wire shapes of the organizations service (marshmallow). Unknown keys are
 refused (marshmallow's RAISE), so a typo in a setting is a 422, not a no-op."""
+from __future__ import annotations
+
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from org_svc.domain import merge_settings
 from shared import examples as ex
 from shared.pagination import page_schema
 
@@ -49,13 +52,6 @@ class SettingsSchema(Schema):
     notification_defaults = fields.Nested(NotificationDefaultsSchema)
 
 
-DEFAULT_SETTINGS = {
-    "timezone": "UTC", "default_task_priority": "medium",
-    "working_days": ["mon", "tue", "wed", "thu", "fri"], "week_start": "mon", "locale": "en",
-    "notification_defaults": {"email": True, "in_app": True, "push": False, "digest": "off"},
-}
-
-
 ORG_NAME = "Acme Robotics"
 
 
@@ -77,8 +73,6 @@ class TransferSchema(Schema):
 
 class SubscriptionUpdateSchema(Schema):
     plan = fields.String(required=True, validate=validate.OneOf(PLANS), metadata={"example": "pro"})
-
-
 
 
 class LimitsSchema(Schema):
@@ -114,3 +108,15 @@ class OrgSchema(Schema):
 
 
 OrgPageSchema = page_schema("OrgPage", OrgSchema)
+
+
+def dump_org(doc: dict, limits: dict) -> dict:
+    """A stored org as OrgSchema shows it; ``limits``: those of its plan."""
+    return {"org_id": doc["_id"], "name": doc["name"], "owner_user_id": doc["owner_user_id"],
+            "personal": bool(doc.get("personal")),
+            "settings": merge_settings(doc.get("settings"), {}),
+            "subscription": {"plan": doc.get("plan", "free"), "limits": limits},
+            "counts": {"employees": doc.get("employee_count", 0),
+                       "teams": doc.get("team_count", 0)},
+            "created_at": doc["created_at"].isoformat() if doc.get("created_at") else None,
+            "version": doc.get("version") or 0}

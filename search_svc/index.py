@@ -137,40 +137,49 @@ class TantivyIndex:
                                 title=doc.title, body=doc.body, comments=doc.comments,
                                 meta=doc.meta)
 
+    def _writable(self):
+        """The writer; a read-only index (a searcher beside the writing process) has none."""
+        if self.writer is None:
+            raise RuntimeError("this index was opened read-only")
+        return self.writer
+
     def _commit(self) -> None:
-        offload(self.writer.commit)
+        offload(self._writable().commit)
         self.index.reload()
 
     def upsert(self, docs: list[SearchDoc]) -> None:
         if not docs:
             return
         with self.lock:
+            writer = self._writable()
             for doc in docs:
-                self.writer.delete_documents_by_term("key", doc.key)
-                self.writer.add_document(self._document(doc))
+                writer.delete_documents_by_term("key", doc.key)
+                writer.add_document(self._document(doc))
             self._commit()
 
     def delete(self, org_id: str, type_: str, ids: list[str]) -> None:
         if not ids:
             return
         with self.lock:
+            writer = self._writable()
             for id_ in ids:
-                self.writer.delete_documents_by_term("key", domain.doc_key(org_id, type_, id_))
+                writer.delete_documents_by_term("key", domain.doc_key(org_id, type_, id_))
             self._commit()
 
     def clear(self, org_id: str | None = None) -> None:
         with self.lock:
             if org_id is None:
-                self.writer.delete_all_documents()
+                self._writable().delete_all_documents()
             else:
-                self.writer.delete_documents_by_term("org_id", org_id)
+                self._writable().delete_documents_by_term("org_id", org_id)
             self._commit()
 
     def count(self, org_id: str | None = None) -> int:
         searcher = self.index.searcher()
         if org_id is None:
             return searcher.num_docs
-        return searcher.search(self._term("org_id", org_id), limit=1, count=True).count
+        found = searcher.search(self._term("org_id", org_id), limit=1, count=True)
+        return found.count  # type: ignore[attr-defined]  # at run time; tantivy's stub omits it
 
     # query building: the plan of domain.plan_query, in tantivy queries
     def _term(self, field_name: str, value: str):

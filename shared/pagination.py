@@ -16,7 +16,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -79,7 +79,7 @@ def page(docs: Sequence[dict], limit: int, shape: Callable[[dict], Any],
             "next_cursor": encode_cursor(*key(docs[-1])) if more and docs else None}
 
 
-def whole(items: Sequence) -> dict:
+def whole(items: Iterable) -> dict:
     """A list small enough to be answered whole, in the page shape."""
     return {"items": list(items), "next_cursor": None}
 

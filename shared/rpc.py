@@ -420,6 +420,10 @@ class _Service:
         return _Method(provider, self._worker_ctx, name)
 
 
+# what a worker's ``ServiceRpc`` attribute is, for annotations (``shared.service.Flows.uses``)
+ServiceProxy = _Service
+
+
 class ServiceRpc(RpcProxy):
     """A proxy whose calls time out (``RPC_TIMEOUT`` seconds, default 5) with
     :class:`shared.errors.Timeout`; a call to a service that never ran here

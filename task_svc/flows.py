@@ -12,6 +12,7 @@ import logging
 from shared.errors import NotFound, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import decode_key, page
+from shared.rpc import ServiceProxy
 from shared.service import Flows
 from task_svc import domain, leaderboard, links, schemas
 
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 
 class TaskFlows(Flows):
     uses = ("employees", "teams")
+    employees: ServiceProxy
+    teams: ServiceProxy
 
     def task(self, org_id: str, task_id: str) -> dict:
         task = self.store.get(org_id, str(task_id))

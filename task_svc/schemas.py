@@ -117,7 +117,7 @@ class ListArgsSchema(PageArgsSchema):
     team_id = fields.String(validate=ID)
     status = fields.String(validate=validate.OneOf(domain.STATUSES))
     priority = fields.String(validate=validate.OneOf(domain.PRIORITIES))
-    labels = Labels()
+    labels: fields.Field = Labels()  # ListQuerySchema takes it as one string
     due_before = Due()
     due_after = Due()
     overdue = fields.Boolean()

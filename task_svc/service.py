@@ -83,15 +83,16 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
                                                   changes.get("description", task["description"]))
         old_parent = task.get("parent_id")
         with self.links.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
-            task = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
+            updated = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
                 if changes else task
-        if task is not None and "parent_id" in changes:
-            self.links.recount(org_id, old_parent, task.get("parent_id"))
-        if task is None and if_version is not None:
+        if updated is not None and "parent_id" in changes:
+            self.links.recount(org_id, old_parent, updated.get("parent_id"))
+        if updated is None and if_version is not None:
             raise PreconditionFailed(STALE)
-        if task is not None and changes:
-            self.flows.publish(task, "task.updated", {"changes": self.flows.changes_wire(changes)}, user_id)
-        return schemas.dump_task(task or self.flows.task(org_id, task_id))
+        if updated is not None and changes:
+            self.flows.publish(updated, "task.updated", {"changes": self.flows.changes_wire(changes)},
+                               user_id)
+        return schemas.dump_task(updated or self.flows.task(org_id, task_id))
 
     @rpc
     def delete_task(self, user_id: str, org_id: str, task_id: str,
@@ -170,7 +171,7 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         self.flows.body_team(org_id, data["task"]["team_id"])
         ids = domain.unique_in_order(data["assignee_ids"])
         parts = domain.chunks(ids, int(self.config.get("TASK_BULK_CHUNK", 500)))
-        job = {"_id": new_id(), "org_id": org_id, "status": "running", "total": len(ids), "done": 0,
+        job: dict = {"_id": new_id(), "org_id": org_id, "status": "running", "total": len(ids), "done": 0,
                "failed": 0, "errors": [], "chunks_total": len(parts), "chunks_done": [],
                "created_by_user_id": user_id, "created_at": utcnow(), "finished_at": None}
         self.store.create_job(job)

@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 from shared import examples as ex
 from shared.pagination import PageArgsSchema, page_schema
 
-ID = dict(validate=validate.Length(min=1, max=64))
+ID = validate.Length(min=1, max=64)
 TEAM_SETTINGS_EXAMPLE = {"standup_time": "09:30", "board_url": "https://example.com/boards/platform"}
 PERMISSIONS_EXAMPLE = {ex.OTHER_EMPLOYEE_ID: ["task.assign_team"]}
 
@@ -34,19 +34,19 @@ class TeamUpdateSchema(Schema):
 
 
 class MemberAddSchema(Schema):
-    employee_id = fields.String(required=True, **ID, metadata={"example": ex.OTHER_EMPLOYEE_ID})
+    employee_id = fields.String(required=True, validate=ID, metadata={"example": ex.OTHER_EMPLOYEE_ID})
     role = fields.String(load_default="member", validate=validate.OneOf(("leader", "member")),
                          metadata={"example": "member"})
 
 
 class LeaderSchema(Schema):
-    employee_id = fields.String(required=True, **ID, metadata={
+    employee_id = fields.String(required=True, validate=ID, metadata={
         "example": ex.EMPLOYEE_ID, "description": "already a member of the team"})
 
 
 class PermissionsSchema(Schema):
     """``{employee_id: [permission, ...]}``: what each member is granted in the team."""
-    permissions = fields.Dict(keys=fields.String(**ID),
+    permissions = fields.Dict(keys=fields.String(validate=ID),
                               values=fields.List(fields.String(validate=validate.Length(max=64)),
                                                  validate=validate.Length(max=20)),
                               required=True,
@@ -54,7 +54,7 @@ class PermissionsSchema(Schema):
 
 
 class ListArgsSchema(PageArgsSchema):
-    employee_id = fields.String(**ID, metadata={"description": "only the teams of this employee"})
+    employee_id = fields.String(validate=ID, metadata={"description": "only the teams of this employee"})
 
 
 class MemberSchema(Schema):
@@ -109,6 +109,11 @@ class TeamGrantsSchema(Schema):
 def dump_team(team: dict) -> dict:
     # a team written before versions existed is at version 0 (shared.versions)
     return TeamSchema().dump({**team, "version": team.get("version") or 0})
+
+
+def dump_grants(team_id: str, permissions: dict, grantable) -> dict:
+    """TeamGrantsSchema: a team's grants and what may be granted."""
+    return {"team_id": team_id, "grantable": sorted(grantable), "permissions": permissions}
 
 
 def brief(team: dict) -> dict:

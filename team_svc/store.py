@@ -38,7 +38,7 @@ class TeamStore(BaseStore):
 
     def create_team(self, org_id: str, name: str, description: str, settings: dict,
                     actor: str) -> dict:
-        doc = {"_id": new_id(), "org_id": org_id, "name": name, "name_key": name.casefold(),
+        doc: dict = {"_id": new_id(), "org_id": org_id, "name": name, "name_key": name.casefold(),
                "description": description, "settings": settings, "leader_id": None,
                "members": [], "member_ids": [], "permissions": {}, "created_by": actor,
                "created_at": utcnow(), "updated_at": utcnow(), "version": 1}

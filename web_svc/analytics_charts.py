@@ -28,7 +28,7 @@ class Tick:
 
 
 def columns(labels: list[str], series: dict[str, list[float]], width: int = WIDTH,
-            height: int = HEIGHT) -> tuple[list[Column], list[Tick], int]:
+            height: int = HEIGHT) -> tuple[list[Column], list[Tick], float]:
     """Grouped columns, one group per label; returns (columns, axis ticks, top value).
     Every ``series`` has one value per label. At most about 8 ticks are labelled."""
     names = list(series)

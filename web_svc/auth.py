@@ -53,7 +53,8 @@ def sign_in(answer: dict) -> None:
     """Start a fresh session (new id: no fixation) for a login/register answer;
     an emailed link being followed (``link:*``, e.g. an invitation) is kept."""
     pending_links = {k: v for k, v in session.items() if k.startswith("link:")}
-    current_app.session_interface.regenerate(session)
+    # flask-session's interface (web_svc.app) has regenerate; Flask's base type does not
+    current_app.session_interface.regenerate(session)  # type: ignore[attr-defined]
     session.clear()
     session.update(pending_links)
     key = secrets.token_urlsafe(24)
@@ -106,7 +107,7 @@ def _refresh(key: str, stale_access: str | None) -> dict:
 def access_token() -> str:
     key = session.get("tokens_key")
     tokens = _load(key) if key else None
-    if tokens is None:
+    if not key or tokens is None:
         session.clear()
         raise SignInRequired
     if tokens["expires_at"] - EARLY_REFRESH_SECONDS <= time.time():
@@ -151,6 +152,6 @@ def is_operator() -> bool:
     """Asked of auth on every operator request (a flag can be taken away)."""
     if "is_operator" not in g:
         user = current_user()
-        g.is_operator = bool(user) and bool(
+        g.is_operator = user is not None and bool(
             current_app.extensions["ops"].rpc("auth", "is_operator", user["user_id"]))
     return g.is_operator

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from typing import Any
 
 import requests
 from nameko.exceptions import RemoteError
@@ -112,7 +113,7 @@ class Ops:
         except requests.RequestException:
             consumers = {}
         keys = {(spec.producer, spec.name) for spec in CATALOGUE} | set(series)
-        rows = [{"producer": producer, "type": event_type,
+        rows: list[dict[str, Any]] = [{"producer": producer, "type": event_type,
                  "consumers": consumers.get((producer, event_type), []),
                  "per_minute": series.get((producer, event_type), [0] * events_tap.WINDOW_MINUTES)}
                 for producer, event_type in keys]

@@ -26,7 +26,8 @@ from org_svc.schemas import (
     TransferSchema,
 )
 from shared.pagination import PageArgsSchema
-from shared.redis import org_version_key
+from shared.redis import RedisTools, org_version_key
+from shared.rpc import ServiceProxy
 
 LIST_CACHE_TTL = 60
 EMPLOYEE_LISTS = CachedRoute("employees:list", "employees", ttl=LIST_CACHE_TTL)
@@ -36,6 +37,10 @@ class OrgRoutes:
     """Every ``/orgs/<org_id>`` route has had its one membership check (``@api``:
     404 outside the org); the services authorize the action (403) before they
     validate the body (422), so bodies are forwarded as they came."""
+
+    # the gateway's dependencies (gateway_svc.service.GatewayService) this mixin reads
+    redis: RedisTools
+    rpc_organizations: ServiceProxy
 
     def _org(self, org_id: str) -> dict:
         """The org, from the gateway's cache while the organizations service changed

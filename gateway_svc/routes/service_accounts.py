@@ -15,6 +15,8 @@ from auth_svc.schemas import (
 from employee_svc.domain import check_can_add
 from gateway_svc.http import api, read_json
 from shared.errors import AppError
+from shared.redis import RedisTools
+from shared.rpc import ServiceProxy
 from shared.tenancy import require_member
 
 ACCOUNTS = "/orgs/<org_id>/service-accounts"
@@ -22,6 +24,10 @@ ACCOUNT = f"{ACCOUNTS}/<account_id>"
 
 
 class ServiceAccountRoutes:
+    # the gateway's dependencies (gateway_svc.service.GatewayService) this mixin reads
+    redis: RedisTools
+    rpc_employees: ServiceProxy
+
     def _admin(self, request, org_id: str, action: str) -> dict:
         return require_member(self.redis, self.rpc_employees, org_id, request.user_id, action)
 

@@ -15,7 +15,7 @@ from nameko.testing.services import entrypoint_hook
 
 from shared import deadletters
 from shared.errors import Timeout, Unavailable
-from shared.events import Events, handles
+from shared.events import handles
 from shared.mongo import BaseStore, Mongo
 from shared.redis import Cache, Limit, RateLimiter
 from shared.rpc import ServiceRpc, rpc
@@ -26,7 +26,6 @@ from tests.helpers import wait_until
 
 class Producer(ServiceBase):
     name = "producer"
-    events = Events()
 
     @rpc
     def emit(self, event_type, data, event_id=None):
@@ -503,7 +502,6 @@ def test_publishing_an_org_event_makes_cached_answers_for_that_org_stale(
 class Recorder(ServiceBase):
     name = "recorder"
     store = Mongo(BaseStore)
-    events = Events()
 
     @rpc
     def record(self):

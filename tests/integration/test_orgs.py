@@ -5,7 +5,7 @@ import pytest
 from nameko.events import event_handler
 
 from org_svc.domain import personal_org_id
-from org_svc.service import org_key
+from org_svc.flows import org_key
 from shared.errors import Conflict, NotFound, PlanLimitExceeded, ValidationFailed
 from tests.helpers import wait_until
 from tests.integration.orgs_fakes import Mesh

@@ -7,7 +7,6 @@ from nameko.events import event_handler
 from nameko.testing.services import entrypoint_hook
 
 from shared.errors import Timeout
-from shared.events import Events
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.service import ServiceBase
@@ -20,7 +19,6 @@ HEARD: list[str] = []           # keys of the events the listener got
 
 class Writer(ServiceBase):
     name = "writer"
-    events = Events()
 
     @rpc
     def write(self, key):

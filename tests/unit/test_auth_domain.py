@@ -115,3 +115,8 @@ def test_refresh_rotates_to_a_new_token():
     old_hash, new_hash = store.rotate_refresh.call_args[0][:2]
     assert old_hash != new_hash and tokens["refresh_token"] != "current"
     assert tokens["token_type"] == "Bearer" and tokens["user"]["user_id"] == "u1"
+
+
+def test_a_code_is_refused_not_an_error_when_mfa_is_on_but_no_secret_is_stored():
+    user = {"_id": "u1", "email": "a@b.co", "mfa": {"enabled": True}}  # secret lost or never set
+    assert accounts(mock.Mock())._second_factor(user, "123456") is False
