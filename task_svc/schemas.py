@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 
 from shared import examples as ex
 from shared.pagination import PageArgsSchema, page_schema
-from task_svc import domain
+from task_svc import domain, recurrence, timetracking
 
 ID = validate.Length(min=1, max=64)
 
@@ -53,6 +53,9 @@ class TaskFieldsSchema(Schema):
 class TaskCreateSchema(TaskFieldsSchema):
     assignee_id = fields.String(load_default=None, allow_none=True, validate=ID,
                                 metadata={"example": ex.EMPLOYEE_ID})
+    recurrence = fields.Nested(recurrence.RecurrenceSchema, allow_none=True)  # docs/tasks.md
+    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=timetracking.Estimate,
+                                      metadata={"example": 120})
 
 
 class TaskUpdateSchema(Schema):
@@ -65,6 +68,10 @@ class TaskUpdateSchema(Schema):
                              metadata={"example": "urgent"})
     due_at = Due(allow_none=True, metadata={"example": "2026-03-12T12:00:00Z"})
     labels = Labels(metadata={"example": [*LABELS, "blog"]})
+    recurrence = fields.Nested(recurrence.RecurrenceSchema, allow_none=True,
+                               metadata={"description": "null stops the series"})
+    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=timetracking.Estimate,
+                                      metadata={"example": 180})
 
 
 class BulkSchema(Schema):
@@ -158,6 +165,10 @@ class TaskOutSchema(Schema):
                                                       "example": None})
     version = fields.Integer(metadata={"description": "bumped by every change; the ETag "
                                                       "derives from it", "example": 3})
+    recurrence = fields.Nested(recurrence.RecurrenceOutSchema, allow_none=True)
+    estimate_minutes = fields.Integer(allow_none=True, metadata={"example": 120})
+    time_spent_minutes = fields.Integer(metadata={"example": 90})
+    time_remaining_minutes = fields.Integer(allow_none=True, metadata={"example": 30})
 
 
 TaskPageSchema = page_schema("TaskPage", TaskOutSchema)
@@ -252,6 +263,7 @@ class TaskStatsSchema(Schema):
     completion_rate = fields.Float(metadata={"example": 0.5})
     per_team = fields.List(fields.Nested(TeamCompletionSchema))
     per_assignee = fields.List(fields.Nested(AssigneeCompletionSchema))
+    time = fields.Nested(timetracking.TimeTotalsSchema)
 
 
 class LeaderboardRowSchema(Schema):
@@ -274,7 +286,8 @@ def dump_task(t: dict) -> dict:
             "creator_user_id": t.get("creator_user_id"), "created_at": iso(t.get("created_at")),
             "updated_at": iso(t.get("updated_at")), "completed_at": iso(t.get("completed_at")),
             "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id"),
-            "version": t.get("version") or 0}
+            "version": t.get("version") or 0, "recurrence": recurrence.dump(t.get("recurrence")),
+            **timetracking.task_with_time(t)}
 
 
 def dump_search_document(t: dict) -> dict:

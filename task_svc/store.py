@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain
+from task_svc import domain, timetracking
 
 
 def new_id() -> str:
@@ -28,7 +28,7 @@ A, D = ASCENDING, DESCENDING
 SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
-class TaskStore(BaseStore):
+class TaskStore(timetracking.TimeStore, BaseStore):
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
@@ -53,6 +53,7 @@ class TaskStore(BaseStore):
         "attachments": [_ix("task_attachments", ("task_id", A), ("_id", A))],
         # the operator console's bulk jobs in progress (jobs, not tasks: cheap)
         "jobs": [_ix("jobs_status", ("status", A), ("created_at", D))],
+        **timetracking.INDEXES,
     }
 
     @property
