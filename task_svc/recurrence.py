@@ -35,6 +35,7 @@ MAX_RULE_LENGTH = 200
 MAX_COUNT = 1000
 MAX_INTERVAL = 99
 HORIZON_YEARS = 10  # a next occurrence further away than this ends the series
+ORG_ZONE_TTL = 300  # seconds the org's settings (its time zone) are cached
 FREQS = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 COMMON_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"}
 CALENDAR_PARTS = {"BYMONTHDAY", "BYMONTH", "BYSETPOS"}  # MONTHLY and YEARLY only
@@ -268,7 +269,7 @@ class Recurrences(Flows):
     def org_timezone(self, org_id: str) -> str:
         org = self.redis.cache.get_or_set(
             f"tasks:orgtz:{org_id}", lambda: self.organizations.get_org(org_id),
-            ttl=int(self.config.get("TASK_ORG_TTL", 300)), cache_none=False) or {}
+            ttl=ORG_ZONE_TTL, cache_none=False) or {}
         return (org.get("settings") or {}).get("timezone") or "UTC"
 
     def changes(self, org_id: str, task: dict | None, changes: dict, task_id: str) -> dict:

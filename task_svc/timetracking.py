@@ -158,8 +158,8 @@ class TimeStore:
     db: object
 
     def add_entry(self, entry: dict) -> bool:
-        """Write the entry and add its minutes to the task's total, once: False (and
-        nothing added) when an entry with its id exists (a stopped timer's, re-run)."""
+        """Write the entry and add its minutes to the task's total: False (and nothing
+        added) when an entry with its id exists already."""
         try:
             self.db.time_entries.insert_one(entry)
         except DuplicateKeyError:
@@ -229,11 +229,6 @@ def entry_document(entry_id: str, task: dict, membership: dict, minutes: int, st
             "note": note, "source": source, "created_at": utcnow()}
 
 
-def stopped_entry_id(timer: dict) -> str:
-    """Deterministic per timer run: a stop re-run after a crash adds nothing twice."""
-    return f"{timer['_id']}:{int(timer['started_at'].timestamp() * 1000)}"
-
-
 def started(task: dict, membership: dict) -> dict:
     return {"_id": timer_id(task["_id"], membership["user_id"]), "org_id": task["org_id"],
             "task_id": task["_id"], "user_id": membership["user_id"],
@@ -273,7 +268,8 @@ class TimeFlows(Flows):
         timer = self.store.stop_timer(task["_id"], membership["user_id"])
         if timer is None:
             raise Conflict("No timer of yours is running on this task.")
-        entry = entry_document(stopped_entry_id(timer), task, membership,
+        # the timer is gone for everyone else: this stop alone writes its entry
+        entry = entry_document(new_id(), task, membership,
                                timer_minutes(timer["started_at"], utcnow()), timer["started_at"],
                                "", "timer")
         self._record(task, entry)
