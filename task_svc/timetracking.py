@@ -266,7 +266,8 @@ class TimeFlows(Flows):
 
     def stop(self, task: dict, membership: dict) -> dict:
         timer = self.store.stop_timer(task["_id"], membership["user_id"])
-        if timer is None:
+        if timer is None:  # 403 for who may not work on it, else 409
+            self.workable(membership, task["org_id"], task["_id"])
             raise Conflict("No timer of yours is running on this task.")
         # the timer is gone for everyone else: this stop alone writes its entry
         entry = entry_document(new_id(), task, membership,

@@ -14,7 +14,6 @@ from gateway_svc.http import api, json_object
 from shared.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from shared.pagination import PageArgsSchema
 from task_svc.domain import content_disposition
-from task_svc.timetracking import TimeEntryOutSchema, TimeEntryPageSchema, TimeLogSchema, TimerOutSchema
 from task_svc.schemas import (
     AssignSchema,
     AttachmentOutSchema,
@@ -36,6 +35,7 @@ from task_svc.schemas import (
     TaskStatsSchema,
     TaskUpdateSchema,
 )
+from task_svc.timetracking import TimeEntryOutSchema, TimeEntryPageSchema, TimeLogSchema, TimerOutSchema
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"

@@ -112,6 +112,11 @@ ROUTES = {
     # the uploader or who may change the task: the member here is neither
     "delete_task_attachment": ("task.update_any", None),
     "task_history": ("task.read", None),
+    # time tracking: who may change the task logs time on it
+    "log_task_time": ("task.update_any", _body(minutes=5)),
+    "list_task_time": ("task.read", None),
+    "start_task_timer": ("task.update_any", None),
+    "stop_task_timer": ("task.update_any", None),
     # notifications
     "notification_template": ("notification_templates.manage", None),
     "notification_template_put": ("notification_templates.manage",

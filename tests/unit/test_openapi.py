@@ -16,8 +16,8 @@ from gateway_svc.http import API_PREFIX
 from gateway_svc.openapi import api_entrypoints, build_spec, openapi_path
 from gateway_svc.service import GatewayService
 from task_svc import domain as task_domain
-from task_svc import schemas as task_schemas
 from task_svc import recurrence, timetracking
+from task_svc import schemas as task_schemas
 from task_svc.store import TaskStore
 from team_svc import schemas as team_schemas
 
