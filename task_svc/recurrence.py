@@ -35,6 +35,9 @@ MAX_RULE_LENGTH = 200
 MAX_COUNT = 1000
 MAX_INTERVAL = 99
 HORIZON_YEARS = 10  # a next occurrence further away than this ends the series
+# a rule is evaluated from its first due date: one far in the past (the year 1) would make
+# every next occurrence iterate over centuries of dates
+MAX_PAST = timedelta(days=366)
 ORG_ZONE_TTL = 300  # seconds the org's settings (its time zone) are cached
 FREQS = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 COMMON_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"}
@@ -93,8 +96,13 @@ def parse_rule(text: str) -> dict[str, str]:
         _ints("COUNT", parts["COUNT"], 1, MAX_COUNT)
     if "COUNT" in parts and "UNTIL" in parts:
         raise ValidationError("COUNT or UNTIL, not both.")
-    if "UNTIL" in parts and not _UNTIL.match(parts["UNTIL"]):
-        raise ValidationError("UNTIL: a date (YYYYMMDD) or a UTC time (YYYYMMDDTHHMMSSZ).")
+    if "UNTIL" in parts:
+        try:
+            if not _UNTIL.match(parts["UNTIL"]):
+                raise ValueError
+            _until(parts["UNTIL"], ZoneInfo("UTC"))
+        except (ValueError, OverflowError):
+            raise ValidationError("UNTIL: a date (YYYYMMDD) or a UTC time (YYYYMMDDTHHMMSSZ).") from None
     if "WKST" in parts and parts["WKST"] not in WEEKDAYS:
         raise ValidationError("WKST: a weekday (MO ... SU).")
     if "BYDAY" in parts:
@@ -116,7 +124,7 @@ def parse_rule(text: str) -> dict[str, str]:
         _ints("BYSETPOS", parts["BYSETPOS"], -366, 366)
     try:  # anything left that dateutil refuses
         rrulestr(_text(parts, without_until=True), dtstart=datetime(2000, 1, 1))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise ValidationError(f"Not a valid RRULE: {exc}") from None
     return parts
 
@@ -162,14 +170,19 @@ def _after(parts: dict[str, str], dtstart: datetime, after: datetime, tz: ZoneIn
     def moved(d: datetime, years: int) -> datetime:
         return d.replace(year=d.year + years)
 
-    rule = rrulestr(_text(parts, without_until=True), dtstart=moved(dtstart, shift))
-    if "UNTIL" in parts:
-        rule = rule.replace(until=moved(_until(parts["UNTIL"], tz), shift))
-    found = rule.after(moved(after, shift))
-    if found is None:
+    try:  # near the year 9999 (a due date there, an UNTIL past it): nothing to find
+        rule = rrulestr(_text(parts, without_until=True), dtstart=moved(dtstart, shift))
+        if "UNTIL" in parts:
+            until = _until(parts["UNTIL"], tz)
+            if until.year + shift <= 9999:  # else it ends after the search does anyway
+                rule = rule.replace(until=moved(until, shift))
+        found = rule.after(moved(after, shift))
+        if found is None:
+            return None
+        found = moved(found, -shift)
+        return found if found <= after + timedelta(days=365 * HORIZON_YEARS + 3) else None
+    except (ValueError, OverflowError):
         return None
-    found = moved(found, -shift)
-    return found if found <= after + timedelta(days=365 * HORIZON_YEARS + 3) else None
 
 
 def to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
@@ -187,17 +200,23 @@ def next_occurrence(recurrence: dict, now: datetime) -> datetime | None:
     dtstart = datetime.fromisoformat(recurrence["dtstart"])
     after = max(local(recurrence["at"], tz), local(now, tz))
     found = _after(parts, dtstart, after, tz)
-    return to_utc(found, tz) if found else None
+    try:
+        return to_utc(found, tz) if found else None
+    except OverflowError:  # past the year 9999 in UTC
+        return None
 
 
 def start(rule: str, due_at: datetime | None, timezone_name: str, series: dict | None,
-          task_id: str) -> dict:
+          task_id: str, now: datetime | None = None) -> dict:
     """The ``recurrence`` of a task whose rule is set or changed now: anchored at its due
     date in the org's zone (keeping the series, index and links it had); 422 when it has
     no due date or the rule never occurs after it."""
     if due_at is None:
         raise ValidationFailed("A recurring task needs a due date.", errors={
             "recurrence": ["Set due_at: the first occurrence is the task's due date."]})
+    if due_at < (now or utcnow()) - MAX_PAST:
+        raise ValidationFailed("The due date is too far in the past.", errors={
+            "recurrence": ["A recurring task's due date is at most a year ago."]})
     tz = zone(timezone_name)
     parts = parse_rule(rule)
     anchor = local(due_at, tz)

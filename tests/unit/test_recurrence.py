@@ -15,7 +15,7 @@ MONDAY = datetime(2027, 3, 22, 9, 0, tzinfo=UTC)  # 09:00 in London (GMT), the w
 
 
 def series(rule, due=MONDAY, tz="Europe/London"):
-    return recurrence.start(rule, due, tz, None, "task1")
+    return recurrence.start(rule, due, tz, None, "task1", now=MONDAY)
 
 
 @pytest.mark.parametrize("rule,says", [
@@ -121,7 +121,7 @@ def test_monthly_last_friday_and_the_occurrence_ids_are_derived():
 
 def test_a_recurring_task_needs_a_due_date():
     with pytest.raises(ValidationFailed) as refused:
-        recurrence.start("FREQ=DAILY", None, "UTC", None, "task1")
+        recurrence.start("FREQ=DAILY", None, "UTC", None, "task1", now=MONDAY)
     assert "recurrence" in refused.value.errors
 
 
@@ -143,3 +143,30 @@ def test_a_timer_counts_whole_minutes_rounded_up_and_at_most_a_day():
     assert timetracking.timer_minutes(t0, t0 + timedelta(minutes=30, seconds=1)) == 31
     assert timetracking.timer_minutes(t0, t0 + timedelta(days=3)) == 24 * 60
     assert timetracking.remaining(60, 90) == 0 and timetracking.remaining(None, 5) is None
+
+
+@pytest.mark.parametrize("due,rule", [
+    (datetime(9999, 12, 30, 12, tzinfo=UTC), "FREQ=DAILY"),
+    (datetime(9999, 12, 1, 12, tzinfo=UTC), "FREQ=YEARLY"),
+    (datetime(9999, 12, 31, 23, tzinfo=UTC), "FREQ=WEEKLY"),
+    (MONDAY, "FREQ=DAILY;UNTIL=99991231T235959Z"),
+])
+def test_dates_near_the_year_9999_end_a_series_instead_of_failing(due, rule):
+    try:
+        r = series(rule, due, "America/New_York")
+    except ValidationFailed:
+        return  # refused as never repeating: fine too
+    nxt = recurrence.next_occurrence(r, due)
+    assert nxt is None or nxt > due
+
+
+def test_a_first_due_date_long_ago_is_refused():
+    with pytest.raises(ValidationFailed) as refused:
+        series("FREQ=DAILY", datetime(1, 1, 1, tzinfo=UTC))
+    assert "recurrence" in refused.value.errors
+
+
+def test_an_impossible_until_is_refused():
+    for rule in ("FREQ=DAILY;UNTIL=00000101", "FREQ=DAILY;UNTIL=20271399"):
+        with pytest.raises(ValidationError):
+            recurrence.parse_rule(rule)
