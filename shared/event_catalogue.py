@@ -177,8 +177,8 @@ CATALOGUE: list[EventSpec] = [
         "TaskRecurred", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         previous_task_id=_req(Str), series_id=_req(Str), index=_req(Int), due_at=_opt(Str),
         rule=_opt(Str)),
-        "The next occurrence of a recurring task was created (once per occurrence; "
-        "task.created follows it too).", external=True),
+        "The next occurrence of a recurring task was created (once per occurrence, "
+        "after its task.created).", external=True),
     EventSpec("task.time.logged", "tasks", _schema(
         "TaskTimeLogged", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         entry_id=_req(Str), employee_id=_opt(Str), user_id=_req(Str), team_id=_opt(Str),

@@ -119,7 +119,8 @@ class TaskRoutes:
     @api("GET", f"{ORG}/tasks/stats", query=StatsArgsSchema, response=TaskStatsSchema,
          errors=(403, 404))
     def task_stats(self, request, org_id):
-        """Counts by status, overdue, completion rate; per team and per assignee."""
+        """Counts by status, overdue, completion rate; per team and per assignee; minutes
+        logged and estimated (``time``: per task, assignee and team)."""
         return self.rpc_tasks.stats(request.user_id, org_id, request.args.to_dict())
 
     @api("GET", f"{ORG}/leaderboard", query=PageArgsSchema(only=("limit",)),
