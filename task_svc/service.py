@@ -135,8 +135,8 @@ class TaskService(base.ServiceBase):
         if updated is None:  # deleted or moved by someone else meanwhile
             raise Conflict("The task changed meanwhile; read it again.")
         self.flows.publish_status(task, updated, user_id)
-        if updated["status"] == "done":
-            self.recurrences.spawn_next(updated)
+        if updated["status"] == "done" and self.recurrences.spawn_next(updated):
+            updated = self.flows.task(org_id, task_id)  # with its link to the next occurrence
         return schemas.dump_task(updated)
 
     # --- lists ---------------------------------------------------------------------
