@@ -182,6 +182,17 @@ CATALOGUE: list[EventSpec] = [
         "TaskOverdue", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
         assignee_id=_opt(Str), assignee_user_id=_opt(Str), due_at=_opt(Str)),
         "A task passed its due date without being done (published once)."),
+    EventSpec("task.recurred", "tasks", _schema(
+        "TaskRecurred", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        previous_task_id=_req(Str), series_id=_req(Str), index=_req(Int), due_at=_opt(Str),
+        rule=_opt(Str)),
+        "The next occurrence of a recurring task was created (once per occurrence, "
+        "after its task.created).", external=True),
+    EventSpec("task.time.logged", "tasks", _schema(
+        "TaskTimeLogged", org_id=_req(Str), task_id=_req(Str), title=_opt(Str),
+        entry_id=_req(Str), employee_id=_opt(Str), user_id=_req(Str), team_id=_opt(Str),
+        minutes=_req(Int), source=_req(Str)),
+        "Minutes were logged on a task (by hand, or a stopped timer).", external=True),
     EventSpec("task.deleted", "tasks", _schema(
         "TaskDeleted", org_id=_req(Str), task_id=_req(Str), assignee_id=_opt(Str),
         status=_opt(Str)), "A task was deleted (soft)."),

@@ -112,7 +112,7 @@ def reassignment_target(team: dict | None, leaving_employee_id: str) -> tuple[st
 
 # --- history --------------------------------------------------------------------
 TRACKED = ("title", "description", "assignee_id", "team_id", "priority", "status", "due_at",
-           "labels", "deleted", "parent_id")
+           "labels", "deleted", "parent_id", "recurrence", "estimate_minutes")
 
 
 def diff(old: dict, new: dict) -> list[tuple[str, object, object]]:

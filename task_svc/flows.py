@@ -14,7 +14,7 @@ from shared.mongo import utcnow
 from shared.pagination import decode_key, page
 from shared.rpc import ServiceProxy
 from shared.service import Flows
-from task_svc import domain, leaderboard, links, schemas
+from task_svc import domain, leaderboard, links, recurrence, schemas
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +193,17 @@ class TaskFlows(Flows):
     def file_key(attachment_id: str) -> str:
         return f"{attachment_id[-2:]}/{attachment_id}"
 
-    def mark_overdue(self) -> int:
+    def mark_overdue(self, passed=None) -> int:
+        """Mark open tasks past due, once; ``passed(task)`` first for a recurring one (its
+        next occurrence: unmarked, a task whose ``passed`` failed is tried next sweep)."""
         at, marked = utcnow(), 0
         for task in self.store.overdue_candidates(at):
+            if passed is not None and task.get("recurrence"):
+                try:
+                    passed(task)
+                except Exception as exc:  # one task's failure must not stop the sweep
+                    log.warning("next occurrence of %s not created: %s", task["_id"], exc)
+                    continue
             if self.store.mark_overdue(task["_id"], at) is None:
                 continue  # someone else marked it
             marked += 1
@@ -214,5 +222,6 @@ class TaskFlows(Flows):
 
     @staticmethod
     def changes_wire(changes: dict) -> dict:
-        return {k: schemas.iso(v) if hasattr(v, "isoformat") else v
+        return {k: recurrence.dump(v) if k == "recurrence" else
+                schemas.iso(v) if hasattr(v, "isoformat") else v
                 for k, v in changes.items() if k != "keywords"}

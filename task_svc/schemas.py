@@ -11,7 +11,7 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate, val
 
 from shared import examples as ex
 from shared.pagination import PageArgsSchema, page_schema
-from task_svc import domain
+from task_svc import domain, recurrence, timetracking
 
 ID = validate.Length(min=1, max=64)
 
@@ -56,6 +56,9 @@ class TaskCreateSchema(TaskFieldsSchema):
     parent_id = fields.String(load_default=None, allow_none=True, validate=ID,
                               metadata={"example": None, "description": "makes it a subtask "
                                         "of this task (same org; TASK_SUBTASK_DEPTH levels)"})
+    recurrence = fields.Nested(recurrence.RecurrenceSchema, allow_none=True)  # docs/tasks.md
+    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=timetracking.Estimate,
+                                      metadata={"example": 120})
 
 
 class TaskUpdateSchema(Schema):
@@ -70,6 +73,10 @@ class TaskUpdateSchema(Schema):
     labels = Labels(metadata={"example": [*LABELS, "blog"]})
     parent_id = fields.String(allow_none=True, validate=ID, metadata={
         "example": ex.TASK_ID, "description": "move under this task; null: a top-level task"})
+    recurrence = fields.Nested(recurrence.RecurrenceSchema, allow_none=True,
+                               metadata={"description": "null stops the series"})
+    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=timetracking.Estimate,
+                                      metadata={"example": 180})
 
 
 class BulkSchema(Schema):
@@ -171,6 +178,10 @@ class TaskOutSchema(Schema):
     parent_id = fields.String(allow_none=True, metadata={"example": None})
     subtasks = fields.Nested(SubtaskProgressSchema, metadata={
         "description": "progress of its live subtasks"})
+    recurrence = fields.Nested(recurrence.RecurrenceOutSchema, allow_none=True)
+    estimate_minutes = fields.Integer(allow_none=True, metadata={"example": 120})
+    time_spent_minutes = fields.Integer(metadata={"example": 90})
+    time_remaining_minutes = fields.Integer(allow_none=True, metadata={"example": 30})
 
 
 TaskPageSchema = page_schema("TaskPage", TaskOutSchema)
@@ -270,6 +281,7 @@ class TaskStatsSchema(Schema):
     completion_rate = fields.Float(metadata={"example": 0.5})
     per_team = fields.List(fields.Nested(TeamCompletionSchema))
     per_assignee = fields.List(fields.Nested(AssigneeCompletionSchema))
+    time = fields.Nested(timetracking.TimeTotalsSchema)
 
 
 class LeaderboardRowSchema(Schema):
@@ -293,7 +305,8 @@ def dump_task(t: dict) -> dict:
             "updated_at": iso(t.get("updated_at")), "completed_at": iso(t.get("completed_at")),
             "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id"),
             "version": t.get("version") or 0, "parent_id": t.get("parent_id"),
-            "subtasks": t.get("subtasks") or {"total": 0, "done": 0}}
+            "subtasks": t.get("subtasks") or {"total": 0, "done": 0},
+            "recurrence": recurrence.dump(t.get("recurrence")), **timetracking.task_with_time(t)}
 
 
 def dump_search_document(t: dict) -> dict:

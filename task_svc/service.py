@@ -20,10 +20,11 @@ from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
 # mixins through their modules: nameko run starts every class with entrypoints here
-from task_svc import csvio, domain, leaderboard, link_rpcs, schemas, views
+from task_svc import csvio, domain, leaderboard, link_rpcs, schemas, timetracking, views
 from task_svc.files import Files
 from task_svc.flows import TaskFlows
 from task_svc.links_flows import UNCHANGED
+from task_svc.recurrence import Recurrences
 from task_svc.store import TaskStore, new_id
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,19 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
     files = Files()
     employees = ServiceRpc("employees", methods=("active_org_ids", "get_employees", "get_membership"))
     teams = ServiceRpc("teams", methods=("get_team_briefs",))
+    organizations = ServiceRpc("organizations", methods=("get_org",))  # recurrences' time zone
 
     @property
     def flows(self) -> TaskFlows:
         return TaskFlows(self)
+
+    @property
+    def recurrences(self) -> Recurrences:
+        return Recurrences(self, self.flows)
+
+    @property
+    def time(self) -> timetracking.TimeFlows:
+        return timetracking.TimeFlows(self, self.flows)
 
     # --- one task ----------------------------------------------------------------
     @rpc
@@ -55,8 +65,11 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         team = self.flows.body_team(org_id, data["team_id"])
         domain.require_assign(me, team, data["assignee_id"])
         assignee = self.flows.assignee(org_id, data["assignee_id"])
+        doc = self.store.task_document(org_id, data, me, assignee)
+        doc.update(self.recurrences.changes(org_id, None, data, doc["_id"]),
+                   estimate_minutes=data.get("estimate_minutes"))
         with self.links.parent_checked(org_id, None, data["parent_id"]):
-            task = self.store.insert(self.store.task_document(org_id, data, me, assignee))
+            task = self.store.insert(doc)
         self.links.recount(org_id, task["parent_id"])
         self.store.add_created_history([task], user_id)
         self.flows.publish_created(task, user_id)
@@ -78,6 +91,7 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         require_version(task, if_version)
         if changes.get("team_id"):
             self.flows.body_team(org_id, changes["team_id"])
+        changes.update(self.recurrences.changes(org_id, task, changes, task_id))
         if "title" in changes or "description" in changes:
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
@@ -140,6 +154,8 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
             raise Conflict("The task changed meanwhile; read it again.")
         self.links.recount(org_id, updated.get("parent_id"))
         self.flows.publish_status(task, updated, user_id)
+        if updated["status"] == "done" and self.recurrences.spawn_next(updated):
+            updated = self.flows.task(org_id, task_id)  # with its link to the next occurrence
         return schemas.dump_task(updated)
 
     # --- lists ---------------------------------------------------------------------
@@ -301,6 +317,31 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         docs = self.store.history(task_id, args["limit"] + 1, decode_key(args["cursor"], 2))
         return page(docs, args["limit"], schemas.dump_history, key=lambda h: (h["at"], h["_id"]))
 
+    # --- estimates and time tracking (timetracking.py) -----------------------------------
+    @rpc
+    def log_time(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        data = timetracking.TimeLogSchema().load(body)
+        return self.time.log(self.time.workable(me, org_id, task_id), me, data)
+
+    @rpc
+    def start_timer(self, user_id: str, org_id: str, task_id: str) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        return self.time.start(self.time.workable(me, org_id, task_id), me)
+
+    @rpc
+    def stop_timer(self, user_id: str, org_id: str, task_id: str) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        return self.time.stop(self.flows.task(org_id, task_id), me)
+
+    @rpc
+    def list_time(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        args = PageArgsSchema().load(args)
+        self.flows.task(org_id, task_id)
+        docs = self.store.entries(task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
+        return page(docs, args["limit"], timetracking.dump_entry)
+
     # --- stats, leaderboard ------------------------------------------------------------
     @rpc
     def stats(self, user_id: str, org_id: str, args: dict) -> dict:
@@ -309,7 +350,8 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         team, person = f.get("team_id"), f.get("assignee_id")
         return self.redis.cache.get_or_set(
             f"tasks:stats:{org_id}:{team}:{person}",
-            lambda: domain.fold_stats(self.store.stats(org_id, team, person, utcnow())),
+            lambda: {**domain.fold_stats(self.store.stats(org_id, team, person, utcnow())),
+                     "time": self.time.totals(org_id, team, person)},
             ttl=int(self.config.get("TASK_STATS_TTL", 60)), tags=[f"org:{org_id}"])
 
     @rpc
@@ -345,7 +387,7 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
             log.warning("overdue scan skipped, no lock: %s", exc)
             return 0
         try:
-            return self.flows.mark_overdue()
+            return self.flows.mark_overdue(passed=self.recurrences.spawn_next)
         finally:
             self.flows.release(lock)
 

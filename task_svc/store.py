@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain, links, views
+from task_svc import domain, links, timetracking, views
 from task_svc.links_store import LINK_INDEXES, TASK_INDEXES, LinkStore
 
 
@@ -29,7 +29,7 @@ A, D = ASCENDING, DESCENDING
 SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
-class TaskStore(LinkStore, views.ViewQueries, BaseStore):
+class TaskStore(LinkStore, views.ViewQueries, timetracking.TimeStore, BaseStore):
     INDEXES = {
         **views.INDEXES,  # saved views (task_svc/views.py)
         "tasks": [
@@ -57,6 +57,7 @@ class TaskStore(LinkStore, views.ViewQueries, BaseStore):
         # the operator console's bulk jobs in progress (jobs, not tasks: cheap)
         "jobs": [_ix("jobs_status", ("status", A), ("created_at", D))],
         "links": LINK_INDEXES,  # blocks / blocked_by, one document per edge
+        **timetracking.INDEXES,
     }
 
     @property

@@ -35,6 +35,7 @@ from task_svc.schemas import (
     TaskStatsSchema,
     TaskUpdateSchema,
 )
+from task_svc.timetracking import TimeEntryOutSchema, TimeEntryPageSchema, TimeLogSchema, TimerOutSchema
 from task_svc.views import TaskListQuerySchema
 
 ORG = "/orgs/<org_id>"
@@ -122,7 +123,8 @@ class TaskRoutes:
     @api("GET", f"{ORG}/tasks/stats", query=StatsArgsSchema, response=TaskStatsSchema,
          errors=(403, 404))
     def task_stats(self, request, org_id):
-        """Counts by status, overdue, completion rate; per team and per assignee."""
+        """Counts by status, overdue, completion rate; per team and per assignee; minutes
+        logged and estimated (``time``: per task, assignee and team)."""
         return self.rpc_tasks.stats(request.user_id, org_id, request.args.to_dict())
 
     @api("GET", f"{ORG}/leaderboard", query=PageArgsSchema(only=("limit",)),
@@ -203,3 +205,28 @@ class TaskRoutes:
     def task_history(self, request, org_id, task_id):
         """Every change, who and when, oldest first."""
         return self.rpc_tasks.task_history(request.user_id, org_id, task_id, request.args.to_dict())
+
+    # --- estimates and time tracking (docs/tasks.md) ----------------------------------
+    @api("POST", f"{TASK}/time", body=TimeLogSchema, response=TimeEntryOutSchema, status=201,
+         errors=(403, 404))
+    def log_task_time(self, request, org_id, task_id):
+        """Log minutes worked on the task (who may change the task may log time on it)."""
+        return 201, self.rpc_tasks.log_time(request.user_id, org_id, task_id, json_object(request))
+
+    @api("GET", f"{TASK}/time", query=PageArgsSchema, response=TimeEntryPageSchema,
+         errors=(403, 404))
+    def list_task_time(self, request, org_id, task_id):
+        """The task's time entries, oldest first; the total is the task's ``time_spent_minutes``."""
+        return self.rpc_tasks.list_time(request.user_id, org_id, task_id, request.args.to_dict())
+
+    @api("POST", f"{TASK}/time/start", response=TimerOutSchema, status=201, errors=(403, 404, 409))
+    def start_task_timer(self, request, org_id, task_id):
+        """Start the caller's timer on the task; 409 if it is running already."""
+        return 201, self.rpc_tasks.start_timer(request.user_id, org_id, task_id)
+
+    @api("POST", f"{TASK}/time/stop", response=TimeEntryOutSchema, status=200,
+         errors=(403, 404, 409))
+    def stop_task_timer(self, request, org_id, task_id):
+        """Stop the caller's timer: the minutes it ran (rounded up, at most a day) become
+        an entry; 409 when no timer of theirs is running."""
+        return self.rpc_tasks.stop_timer(request.user_id, org_id, task_id)

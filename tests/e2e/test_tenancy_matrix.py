@@ -130,6 +130,11 @@ ROUTES = {
     "export_tasks": ("task.read", None),
     "export_employees": ("employee.read", None),
     "import_tasks": ("task.bulk_create", "csv"),
+    # time tracking: who may change the task logs time on it
+    "log_task_time": ("task.update_any", _body(minutes=5)),
+    "list_task_time": ("task.read", None),
+    "start_task_timer": ("task.update_any", None),
+    "stop_task_timer": ("task.update_any", None),
     # notifications
     "notification_template": ("notification_templates.manage", None),
     "notification_template_put": ("notification_templates.manage",

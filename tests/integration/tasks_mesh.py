@@ -42,9 +42,13 @@ class FakeEmployees:
                        if p["user_id"] == user_id and p["status"] == "active"})
 
 
+ZONES: dict[str, str] = {}  # org_id -> its settings' time zone (UTC when not set)
+
+
 class FakeOrganizations:
-    """The one call teams makes: these orgs are on a plan with no team limit (the
-    limit itself is tested against the real organizations service in test_teams)."""
+    """The calls teams and tasks make: these orgs are on a plan with no team limit (the
+    limit itself is tested against the real organizations service in test_teams), and
+    their settings hold the time zone of ``ZONES``."""
 
     name = "organizations"
 
@@ -52,13 +56,17 @@ class FakeOrganizations:
     def check_plan_limit(self, org_id, resource, current=None):
         return None
 
+    @rpc
+    def get_org(self, org_id):
+        return {"org_id": org_id, "settings": {"timezone": ZONES.get(org_id, "UTC")}}
+
 
 LISTENED = [
     ("tasks", t) for t in ("task.created", "task.assigned", "task.bulk.assigned",
                            "task.reassigned", "task.updated",
                            "task.status.changed", "task.completed", "task.overdue",
                            "task.deleted", "task.comment.added", "task.attachment.deleted",
-                           "task.link.added", "task.link.removed")
+                           "task.link.added", "task.link.removed", "task.recurred", "task.time.logged")
 ] + [
     ("teams", t) for t in ("team.created", "team.updated", "team.deleted", "team.member.added",
                            "team.member.removed", "team.leader.changed",

@@ -16,6 +16,7 @@ from gateway_svc.http import API_PREFIX
 from gateway_svc.openapi import api_entrypoints, build_spec, openapi_path
 from gateway_svc.service import GatewayService
 from task_svc import domain as task_domain
+from task_svc import recurrence, timetracking
 from task_svc import schemas as task_schemas
 from task_svc.store import TaskStore
 from team_svc import schemas as team_schemas
@@ -36,6 +37,8 @@ BODYLESS = {
     ("POST", "/orgs/<org_id>/webhooks/<webhook_id>/deliveries/<delivery_id>/redeliver"):
         "the ids in the path are the whole input",
     ("PUT", "/orgs/<org_id>/tasks/<task_id>/watchers/me"): "the caller watches the task in the path",
+    ("POST", "/orgs/<org_id>/tasks/<task_id>/time/start"): "the caller's timer on the task in the path",
+    ("POST", "/orgs/<org_id>/tasks/<task_id>/time/stop"): "the caller's timer on the task in the path",
 }
 # a handler that calls one of these reads the request body
 READS_BODY = re.compile(r"\b(read_json|json_object|uploaded_file|read_body)\(")
@@ -179,10 +182,21 @@ def _task(**extra) -> dict:
         "_id": "h1", "field": "due_at", "old": None,
         "new": datetime.now(timezone.utc) + timedelta(days=1), "actor": "u1", "reason": None,
         "at": datetime.now(timezone.utc)})),
-    ("TaskStats", task_domain.fold_stats({
+    ("TaskStats", {**task_domain.fold_stats({
         "groups": [{"status": "done", "team": "t1", "assignee": "e1", "n": 2},
                    {"status": "todo", "team": None, "assignee": "e2", "n": 1}],
-        "overdue": 1, "completed_this_week": 2})),
+        "overdue": 1, "completed_this_week": 2}), "time": timetracking.fold_totals(
+            [{"task": "k1", "employee": "e1", "team": "t1", "minutes": 30},
+             {"task": "k2", "employee": "e2", "team": None, "minutes": 5}], 60)}),
+    ("TaskOut", task_schemas.dump_task(_task(
+        recurrence=recurrence.start("FREQ=WEEKLY;BYDAY=MO", datetime(2030, 1, 7, 9, tzinfo=timezone.utc),
+                                    "Europe/London", None, "k1"),
+        estimate_minutes=60, time_spent_minutes=20))),
+    ("TimeEntryOut", timetracking.dump_entry(timetracking.entry_document(
+        "x1", {"_id": "k1", "org_id": "o1", "team_id": None}, {"employee_id": "e1", "user_id": "u1"},
+        30, datetime.now(timezone.utc), "", "logged"))),
+    ("TimerOut", timetracking.dump_timer(timetracking.started(
+        {"_id": "k1", "org_id": "o1"}, {"employee_id": "e1", "user_id": "u1"}))),
     ("Team", team_schemas.dump_team({
         "_id": "t1", "org_id": "o1", "name": "Core", "description": "", "settings": {},
         "leader_id": "e1", "members": [{"employee_id": "e1", "user_id": "u1", "name": "Ann",

@@ -322,8 +322,30 @@ def task_comment(org_id, task_id):
 def task_edit(org_id, task_id):
     form = request.form
     body = {"title": form.get("title", ""), "description": form.get("description", ""),
-            "priority": form.get("priority", ""), "due_at": form.get("due_at") or None}
+            "priority": form.get("priority", ""), "due_at": form.get("due_at") or None,
+            "estimate_minutes": _minutes(form.get("estimate_minutes"))}
+    rule = form.get("recurrence", "").strip()
+    if rule != form.get("recurrence_was", ""):  # unchanged: the series keeps its anchor
+        body["recurrence"] = {"rule": rule} if rule else None
     return _task_change(org_id, task_id, "PATCH", "", json=body)
+
+
+def _minutes(text: str | None) -> int | str | None:
+    """A number of minutes as typed: empty is none; anything else goes to the API as
+    typed when it is not a whole number, for it to refuse beside the field."""
+    text = (text or "").strip()
+    return int(text) if text.isdigit() else (text or None)
+
+
+@bp.post("/orgs/<org_id>/tasks/<task_id>/time")
+@auth.login_required
+def task_time(org_id, task_id):
+    action = request.form.get("action")
+    if action in ("start", "stop"):
+        return _task_change(org_id, task_id, "POST", f"/time/{action}")
+    return _task_change(org_id, task_id, "POST", "/time",
+                        json={"minutes": _minutes(request.form.get("minutes")) or 0,
+                              "note": request.form.get("note", "")})
 
 
 @bp.post("/orgs/<org_id>/tasks/<task_id>/assign")
@@ -423,7 +445,13 @@ def stats(org_id):
     board = auth.api("GET", f"/orgs/{org_id}/leaderboard", params={"limit": 10})["items"]
     by_status = charts.bars([(s, found.get("by_status", {}).get(s, 0)) for s in STATUSES])
     leaders = charts.bars([(row.get("name") or row["employee_id"][:8], row["completed"]) for row in board])
-    return render_template("stats.html", stats=found, by_status=by_status, leaders=leaders)
+    people = auth.api("GET", f"/orgs/{org_id}/employees")["items"]
+    names = {e["employee_id"]: e.get("name") or e.get("email") for e in people}
+    time = found.get("time") or {}
+    logged = charts.bars([(names.get(row["assignee_id"]) or row["assignee_id"][:8], row["minutes"])
+                          for row in time.get("per_assignee", [])[:10]])
+    return render_template("stats.html", stats=found, by_status=by_status, leaders=leaders,
+                           time=time, logged=logged)
 
 
 @bp.post("/orgs/<org_id>/invitations/<invitation_id>/revoke")
