@@ -18,18 +18,15 @@ from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
-
-# link_rpcs as a module: nameko run starts every class with entrypoints in this namespace
-from task_svc import domain, leaderboard, link_rpcs, schemas
+from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
-from task_svc.flows import TaskFlows
-from task_svc.links_flows import UNCHANGED
+from task_svc.flows import UNCHANGED, TaskFlows
 from task_svc.store import TaskStore, new_id
 
 log = logging.getLogger(__name__)
 
 
-class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
+class TaskService(base.ServiceBase):
     name = "tasks"
 
     store = Mongo(TaskStore)
@@ -49,9 +46,9 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
         team = self.flows.body_team(org_id, data["team_id"])
         domain.require_assign(me, team, data["assignee_id"])
         assignee = self.flows.assignee(org_id, data["assignee_id"])
-        with self.links.parent_checked(org_id, None, data["parent_id"]):
+        with self.flows.parent_checked(org_id, None, data["parent_id"]):
             task = self.store.insert(self.store.task_document(org_id, data, me, assignee))
-        self.links.recount(org_id, task["parent_id"])
+        self.flows.recount(org_id, task["parent_id"])
         self.store.add_created_history([task], user_id)
         self.flows.publish_created(task, user_id)
         return schemas.dump_task(task)
@@ -76,11 +73,11 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
         old_parent = task.get("parent_id")
-        with self.links.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
+        with self.flows.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
             task = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
                 if changes else task
         if task is not None and "parent_id" in changes:
-            self.links.recount(org_id, old_parent, task.get("parent_id"))
+            self.flows.recount(org_id, old_parent, task.get("parent_id"))
         if task is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if task is not None and changes:
@@ -99,7 +96,7 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
         if deleted is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if deleted:
-            self.links.deleted(task)
+            self.flows.detach_deleted(task)
             if task["status"] == "done":
                 leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
             self.flows.publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
@@ -124,14 +121,14 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
         with self.redis.lock(f"task:{task_id}"):
             task = self.flows.task(org_id, task_id)
             domain.check_transition(task["status"], new)
-            self.links.require_unblocked(task, new)
+            self.flows.require_unblocked(task, new)
             done = new == "done"
             updated = self.flows.write(task, {"status": new, "completed_at": utcnow() if done else None,
                                          "completed_by_user_id": user_id if done else None}, user_id,
                                   expect={"status": task["status"]})
         if updated is None:  # deleted or moved by someone else meanwhile
             raise Conflict("The task changed meanwhile; read it again.")
-        self.links.recount(org_id, updated.get("parent_id"))
+        self.flows.recount(org_id, updated.get("parent_id"))
         self.flows.publish_status(task, updated, user_id)
         return schemas.dump_task(updated)
 
@@ -222,7 +219,7 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
                                           "mentions": [e["employee_id"] for e in mentioned],
                                           "mentioned_user_ids": [e["user_id"] for e in mentioned],
                                           "created_at": utcnow()})
-        self.links.watch(task, user_id)
+        self.flows.watch(task, user_id)
         self.flows.publish_comment(task, comment)
         return schemas.dump_comment(comment)
 
@@ -293,6 +290,65 @@ class TaskService(link_rpcs.LinkEntrypoints, base.ServiceBase):
         self.flows.task(org_id, task_id)
         docs = self.store.history(task_id, args["limit"] + 1, decode_key(args["cursor"], 2))
         return page(docs, args["limit"], schemas.dump_history, key=lambda h: (h["at"], h["_id"]))
+
+    # --- subtasks -------------------------------------------------------------------
+    @rpc
+    def list_subtasks(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        args = PageArgsSchema().load(args)
+        self.flows.task(org_id, task_id)
+        docs = self.store.subtasks(org_id, task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
+        return page(docs, args["limit"], schemas.dump_task)
+
+    # --- blocks / blocked_by ---------------------------------------------------------
+    @rpc
+    def get_links(self, user_id: str, org_id: str, task_id: str) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self.flows.task(org_id, task_id)
+        return schemas.dump_links(task_id, *self.flows.link_briefs(task))
+
+    @rpc
+    def add_link(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        data = schemas.LinkCreateSchema().load(body)
+        task = self.flows.task(org_id, task_id)
+        domain.require_update(me, task, self.flows.team(org_id, task.get("team_id")))
+        if self.flows.link(task, data["type"], data["task_id"], user_id):
+            self.store.add_history(task, [(data["type"], None, data["task_id"])], user_id)
+            self.flows.publish(task, "task.link.added", {
+                "type": data["type"], "other_task_id": data["task_id"]}, user_id)
+        return schemas.dump_links(task_id, *self.flows.link_briefs(task))
+
+    @rpc
+    def remove_link(self, user_id: str, org_id: str, task_id: str, other_id: str) -> None:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self.flows.task(org_id, task_id)
+        domain.require_update(me, task, self.flows.team(org_id, task.get("team_id")))
+        doc = self.flows.unlink(task, other_id)
+        link_type = "blocks" if doc["blocker_id"] == task_id else "blocked_by"
+        self.store.add_history(task, [(link_type, str(other_id), None)], user_id)
+        self.flows.publish(task, "task.link.removed", {"type": link_type,
+                                                       "other_task_id": str(other_id)}, user_id)
+
+    # --- watchers ----------------------------------------------------------------------
+    @rpc
+    def list_watchers(self, user_id: str, org_id: str, task_id: str) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self.flows.task(org_id, task_id)
+        return whole(map(schemas.dump_watcher, sorted(self.flows.watchers(task))))
+
+    @rpc
+    def watch_task(self, user_id: str, org_id: str, task_id: str) -> dict:
+        """Anyone who may read the task may watch it (idempotent)."""
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        self.flows.watch(self.flows.task(org_id, task_id), user_id)
+        task = self.flows.task(org_id, task_id)
+        return schemas.dump_watching(task_id, user_id, self.flows.watchers(task))
+
+    @rpc
+    def unwatch_task(self, user_id: str, org_id: str, task_id: str) -> None:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        self.flows.unwatch(self.flows.task(org_id, task_id), user_id)
 
     # --- stats, leaderboard ------------------------------------------------------------
     @rpc
