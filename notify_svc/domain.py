@@ -36,7 +36,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "task_reassigned": ("task.reassigned", False),
     "task_completed": ("task.completed", False),
     "task_overdue": ("task.overdue", False),
-    "task_status": ("task.status.changed", False),  # the task's watchers (task_svc/links.py)
+    "task_status": ("task.status.changed", False),  # the task's watchers (task_svc/domain.py)
     "task_comment": ("task.comment.added", False),
     "task_mention": ("task.comment.added", False),  # the comment's @mentioned members
     "webhook_disabled": ("webhook.endpoint.disabled", False),

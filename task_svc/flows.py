@@ -1,22 +1,27 @@
 """The tasks service's work of several steps (writing a change with its history,
 reassigning, handing tasks over when someone leaves or a team goes, the events a
-change publishes, list pages, the overdue sweep), on one worker's dependencies:
-the entrypoints in ``service.py`` authorize and validate, then call these. Rules
-come from :mod:`task_svc.domain`; queries from the store."""
+change publishes, list pages, the overdue sweep; checking a parent or a link
+under the org's graph lock, recounting a parent's progress, what a deleted task
+leaves behind, who watches), on one worker's dependencies: the entrypoints in
+``service.py`` authorize and validate, then call these. Rules come from
+:mod:`task_svc.domain`; queries from the store."""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from shared.errors import NotFound, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import decode_key, page
 from shared.rpc import ServiceProxy
 from shared.service import Flows
-from task_svc import domain, leaderboard, links, recurrence, schemas
+from task_svc import domain, leaderboard, recurrence, schemas
 
 log = logging.getLogger(__name__)
+UNCHANGED = object()  # a PATCH that leaves parent_id as it is (parent_checked)
 
 
 class TaskFlows(Flows):
@@ -84,9 +89,8 @@ class TaskFlows(Flows):
                                   actor, reason, expect={"assignee_id": task.get("assignee_id")})
         if updated is None or task.get("assignee_id") == new_id_:
             return updated
-        if assignee:  # the new assignee watches the task (task_svc/links.py)
-            seed = None if "watcher_user_ids" in task else sorted(self.watchers(task))
-            self.store.add_watchers(task["org_id"], task["_id"], [assignee["user_id"]], seed)
+        if assignee:  # the new assignee watches the task
+            self.watch(task, assignee["user_id"])
         if task.get("assignee_id") is None:
             self.publish_assigned(updated, actor, event_id=event_id)
         else:
@@ -164,9 +168,17 @@ class TaskFlows(Flows):
             "mentioned_user_ids": comment["mentioned_user_ids"]}, author)
 
     def watchers(self, task: dict) -> set[str]:
-        """Who hears of the task's changes (task_svc/links.py)."""
+        """Who hears of the task's changes (domain.watchers_of)."""
         commenters = [] if "watcher_user_ids" in task else self.store.commenters(task["_id"])
-        return links.watchers_of(task, commenters)
+        return domain.watchers_of(task, commenters)
+
+    def watch(self, task: dict, *user_ids: str | None) -> None:
+        seed = None if "watcher_user_ids" in task else sorted(self.watchers(task))
+        self.store.add_watchers(task["org_id"], task["_id"], [u for u in user_ids if u], seed)
+
+    def unwatch(self, task: dict, user_id: str) -> None:
+        seed = None if "watcher_user_ids" in task else sorted(self.watchers(task))
+        self.store.remove_watcher(task["org_id"], task["_id"], user_id, seed)
 
     def invalidate(self, org_id: str, *user_ids: str | None) -> None:
         tags = [f"org:{org_id}", *{f"user:{u}" for u in user_ids if u}]
@@ -225,3 +237,83 @@ class TaskFlows(Flows):
         return {k: recurrence.dump(v) if k == "recurrence" else
                 schemas.iso(v) if hasattr(v, "isoformat") else v
                 for k, v in changes.items() if k != "keywords"}
+
+    # --- subtasks and blocking links -------------------------------------------------
+    def subtask_depth(self) -> int:
+        return int(self.config.get("TASK_SUBTASK_DEPTH", domain.SUBTASK_DEPTH))
+
+    @contextmanager
+    def graph_lock(self, org_id: str) -> Iterator[None]:
+        """One change of an org's parents or links at a time: two concurrent links
+        (A blocks B, B blocks A) or moves cannot each pass the check alone."""
+        with self.redis.lock(f"graph:{org_id}", timeout=30, blocking_timeout=5):
+            yield
+
+    def other_task(self, org_id: str, task_id: str, field: str) -> dict:
+        """A task named in a body: 422 naming ``field`` when not a live task of the org."""
+        found = self.store.briefs(org_id, [task_id]).get(task_id)
+        if found is None:
+            raise ValidationFailed("Unknown task.",
+                                   errors={field: ["No such task in this organization."]})
+        return found
+
+    # --- parents ------------------------------------------------------------------
+    @contextmanager
+    def parent_checked(self, org_id: str, task_id: str | None, parent_id) -> Iterator[None]:
+        """The body of the ``with`` (the write) runs once ``parent_id`` is allowed for
+        ``task_id`` (None: a task being created), under the graph lock. ``UNCHANGED``
+        or None (a top-level task) need no check and no lock."""
+        if parent_id is UNCHANGED or parent_id is None:
+            yield
+            return
+        with self.graph_lock(org_id):
+            self.other_task(org_id, parent_id, "parent_id")
+            depth = self.subtask_depth()
+            ancestors = self.store.ancestors(org_id, parent_id, limit=depth + 1)
+            below = domain.tree_height(task_id, lambda ids: self.store.children_of(org_id, ids)) \
+                if task_id else 0
+            domain.check_parent(task_id or "", parent_id, ancestors, below, depth)
+            yield
+
+    def recount(self, org_id: str, *parent_ids: str | None) -> None:
+        """Refresh the progress of these parents (after a child was added, moved,
+        done or undone, deleted)."""
+        changed = False
+        for parent_id in dict.fromkeys(p for p in parent_ids if p):
+            changed |= self.store.set_progress(org_id, parent_id) is not None
+        if changed:
+            self.invalidate(org_id)
+
+    def detach_deleted(self, task: dict) -> None:
+        """A deleted task blocks nobody, its subtasks become top-level, and its
+        parent's progress drops it."""
+        org_id = task["org_id"]
+        self.store.drop_links_of(org_id, task["_id"])
+        if self.store.orphan_children(org_id, task["_id"]):
+            self.invalidate(org_id)
+        self.recount(org_id, task.get("parent_id"))
+
+    # --- blocks / blocked_by ----------------------------------------------------------
+    def link(self, task: dict, link_type: str, other_id: str, user_id: str) -> bool:
+        org_id = task["org_id"]
+        blocker, blocked = domain.edge(task["_id"], link_type, other_id)
+        with self.graph_lock(org_id):
+            self.other_task(org_id, other_id, "task_id")
+            domain.check_new_edge(blocker, blocked, lambda ids: self.store.blocked_of(org_id, ids))
+            return self.store.add_link(org_id, blocker, blocked, user_id)
+
+    def link_briefs(self, task: dict) -> tuple[list[dict], list[dict]]:
+        """``(tasks it blocks, tasks blocking it)`` as briefs, live ones only."""
+        blocks, blocked_by = self.store.links_of(task["org_id"], task["_id"])
+        found = self.store.briefs(task["org_id"], [*blocks, *blocked_by])
+        return [found[i] for i in blocks if i in found], [found[i] for i in blocked_by if i in found]
+
+    def require_unblocked(self, task: dict, new_status: str) -> None:
+        if new_status == "done":
+            domain.require_unblocked(new_status, self.link_briefs(task)[1])
+
+    def unlink(self, task: dict, other_id: str) -> dict:
+        doc = self.store.remove_link_between(task["org_id"], task["_id"], str(other_id))
+        if doc is None:
+            raise NotFound("No link between these tasks.")
+        return doc

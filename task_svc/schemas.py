@@ -35,6 +35,7 @@ TITLE = "Write the release notes"
 DESCRIPTION = "Summarise the changes since 2.3 for the changelog and the blog post."
 LABELS = ["docs", "release"]
 COMMENT = "Draft is in the shared folder; could you review the API section?"
+OTHER_TASK_ID = "69a55640a1b2c3d4e5f60777"  # the other end of a link
 
 
 class TaskFieldsSchema(Schema):
@@ -119,6 +120,14 @@ class AttachmentSchema(Schema):
             raise ValidationError("A file name, not a path: no '/', '\\' or '..'.")
 
 
+class LinkCreateSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(domain.LINK_TYPES), metadata={
+        "example": "blocks", "description": "`blocks`: this task blocks `task_id`; "
+                                            "`blocked_by`: `task_id` blocks this task"})
+    task_id = fields.String(required=True, validate=ID, metadata={
+        "example": OTHER_TASK_ID, "description": "another task of the organization"})
+
+
 class ListArgsSchema(PageArgsSchema):
     assignee_id = fields.String(validate=ID)
     team_id = fields.String(validate=ID)
@@ -185,6 +194,33 @@ class TaskOutSchema(Schema):
 
 
 TaskPageSchema = page_schema("TaskPage", TaskOutSchema)
+
+
+class TaskBriefSchema(Schema):
+    task_id = fields.String(metadata={"example": OTHER_TASK_ID})
+    title = fields.String(metadata={"example": "Freeze the API"})
+    status = fields.String(metadata={"enum": list(domain.STATUSES), "example": "in_progress"})
+
+
+class TaskLinksSchema(Schema):
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    blocks = fields.List(fields.Nested(TaskBriefSchema), metadata={
+        "description": "tasks this one blocks"})
+    blocked_by = fields.List(fields.Nested(TaskBriefSchema), metadata={
+        "description": "tasks blocking this one; it cannot be done while one is open"})
+
+
+class WatcherSchema(Schema):
+    user_id = fields.String(metadata={"example": ex.USER_ID})
+
+
+WatcherPageSchema = page_schema("WatcherPage", WatcherSchema)
+
+
+class WatchingSchema(Schema):
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    watching = fields.Boolean(metadata={"example": True})
+    watchers = fields.Integer(metadata={"description": "how many watch it", "example": 3})
 
 
 class BulkErrorSchema(Schema):
@@ -354,3 +390,20 @@ def dump_attachment(a: dict) -> dict:
     return {"attachment_id": a["_id"], "task_id": a["task_id"], "filename": a["filename"],
             "content_type": a["content_type"], "size": a["size"],
             "uploaded_by_user_id": a["uploaded_by_user_id"], "created_at": iso(a["created_at"])}
+
+
+def dump_brief(t: dict) -> dict:
+    return {"task_id": t["_id"], "title": t["title"], "status": t["status"]}
+
+
+def dump_links(task_id: str, blocks: list[dict], blocked_by: list[dict]) -> dict:
+    return {"task_id": task_id, "blocks": [dump_brief(t) for t in blocks],
+            "blocked_by": [dump_brief(t) for t in blocked_by]}
+
+
+def dump_watcher(user_id: str) -> dict:
+    return {"user_id": user_id}
+
+
+def dump_watching(task_id: str, user_id: str, watchers: set[str]) -> dict:
+    return {"task_id": task_id, "watching": user_id in watchers, "watchers": len(watchers)}

@@ -20,10 +20,9 @@ from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
 # mixins through their modules: nameko run starts every class with entrypoints here
-from task_svc import csvio, domain, leaderboard, link_rpcs, schemas, timetracking, views
+from task_svc import csvio, domain, leaderboard, schemas, timetracking, views
 from task_svc.files import Files
-from task_svc.flows import TaskFlows
-from task_svc.links_flows import UNCHANGED
+from task_svc.flows import UNCHANGED, TaskFlows
 from task_svc.recurrence import Recurrences
 from task_svc.store import TaskStore, new_id
 
@@ -32,8 +31,7 @@ log = logging.getLogger(__name__)
 
 # Mixins are referenced through their modules: nameko run starts every class with
 # entrypoints in this module's namespace as a service.
-class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEntrypoints,
-                  base.ServiceBase):
+class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase):
     """Saved views (task_svc/views.py) and the CSV export pages and import (task_svc/csvio.py) come in
     as mixins of their entrypoints."""
 
@@ -68,9 +66,9 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         doc = self.store.task_document(org_id, data, me, assignee)
         doc.update(self.recurrences.changes(org_id, None, data, doc["_id"]),
                    estimate_minutes=data.get("estimate_minutes"))
-        with self.links.parent_checked(org_id, None, data["parent_id"]):
+        with self.flows.parent_checked(org_id, None, data["parent_id"]):
             task = self.store.insert(doc)
-        self.links.recount(org_id, task["parent_id"])
+        self.flows.recount(org_id, task["parent_id"])
         self.store.add_created_history([task], user_id)
         self.flows.publish_created(task, user_id)
         return schemas.dump_task(task)
@@ -96,11 +94,11 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
         old_parent = task.get("parent_id")
-        with self.links.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
+        with self.flows.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
             updated = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
                 if changes else task
         if updated is not None and "parent_id" in changes:
-            self.links.recount(org_id, old_parent, updated.get("parent_id"))
+            self.flows.recount(org_id, old_parent, updated.get("parent_id"))
         if updated is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if updated is not None and changes:
@@ -120,7 +118,7 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         if deleted is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if deleted:
-            self.links.deleted(task)
+            self.flows.detach_deleted(task)
             if task["status"] == "done":
                 leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
             self.flows.publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
@@ -145,14 +143,14 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         with self.redis.lock(f"task:{task_id}"):
             task = self.flows.task(org_id, task_id)
             domain.check_transition(task["status"], new)
-            self.links.require_unblocked(task, new)
+            self.flows.require_unblocked(task, new)
             done = new == "done"
             updated = self.flows.write(task, {"status": new, "completed_at": utcnow() if done else None,
                                          "completed_by_user_id": user_id if done else None}, user_id,
                                   expect={"status": task["status"]})
         if updated is None:  # deleted or moved by someone else meanwhile
             raise Conflict("The task changed meanwhile; read it again.")
-        self.links.recount(org_id, updated.get("parent_id"))
+        self.flows.recount(org_id, updated.get("parent_id"))
         self.flows.publish_status(task, updated, user_id)
         if updated["status"] == "done" and self.recurrences.spawn_next(updated):
             updated = self.flows.task(org_id, task_id)  # with its link to the next occurrence
@@ -245,7 +243,7 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
                                           "mentions": [e["employee_id"] for e in mentioned],
                                           "mentioned_user_ids": [e["user_id"] for e in mentioned],
                                           "created_at": utcnow()})
-        self.links.watch(task, user_id)
+        self.flows.watch(task, user_id)
         self.flows.publish_comment(task, comment)
         return schemas.dump_comment(comment)
 
@@ -341,6 +339,64 @@ class TaskService(link_rpcs.LinkEntrypoints, views.ViewEntrypoints, csvio.CsvEnt
         self.flows.task(org_id, task_id)
         docs = self.store.entries(task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
         return page(docs, args["limit"], timetracking.dump_entry)
+    # --- subtasks -------------------------------------------------------------------
+    @rpc
+    def list_subtasks(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        args = PageArgsSchema().load(args)
+        self.flows.task(org_id, task_id)
+        docs = self.store.subtasks(org_id, task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
+        return page(docs, args["limit"], schemas.dump_task)
+
+    # --- blocks / blocked_by ---------------------------------------------------------
+    @rpc
+    def get_links(self, user_id: str, org_id: str, task_id: str) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self.flows.task(org_id, task_id)
+        return schemas.dump_links(task_id, *self.flows.link_briefs(task))
+
+    @rpc
+    def add_link(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        data = schemas.LinkCreateSchema().load(body)
+        task = self.flows.task(org_id, task_id)
+        domain.require_update(me, task, self.flows.team(org_id, task.get("team_id")))
+        if self.flows.link(task, data["type"], data["task_id"], user_id):
+            self.store.add_history(task, [(data["type"], None, data["task_id"])], user_id)
+            self.flows.publish(task, "task.link.added", {
+                "type": data["type"], "other_task_id": data["task_id"]}, user_id)
+        return schemas.dump_links(task_id, *self.flows.link_briefs(task))
+
+    @rpc
+    def remove_link(self, user_id: str, org_id: str, task_id: str, other_id: str) -> None:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self.flows.task(org_id, task_id)
+        domain.require_update(me, task, self.flows.team(org_id, task.get("team_id")))
+        doc = self.flows.unlink(task, other_id)
+        link_type = "blocks" if doc["blocker_id"] == task_id else "blocked_by"
+        self.store.add_history(task, [(link_type, str(other_id), None)], user_id)
+        self.flows.publish(task, "task.link.removed", {"type": link_type,
+                                                       "other_task_id": str(other_id)}, user_id)
+
+    # --- watchers ----------------------------------------------------------------------
+    @rpc
+    def list_watchers(self, user_id: str, org_id: str, task_id: str) -> dict:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        task = self.flows.task(org_id, task_id)
+        return whole(map(schemas.dump_watcher, sorted(self.flows.watchers(task))))
+
+    @rpc
+    def watch_task(self, user_id: str, org_id: str, task_id: str) -> dict:
+        """Anyone who may read the task may watch it (idempotent)."""
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        self.flows.watch(self.flows.task(org_id, task_id), user_id)
+        task = self.flows.task(org_id, task_id)
+        return schemas.dump_watching(task_id, user_id, self.flows.watchers(task))
+
+    @rpc
+    def unwatch_task(self, user_id: str, org_id: str, task_id: str) -> None:
+        require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        self.flows.unwatch(self.flows.task(org_id, task_id), user_id)
 
     # --- stats, leaderboard ------------------------------------------------------------
     @rpc

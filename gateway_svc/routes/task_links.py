@@ -6,8 +6,13 @@ from __future__ import annotations
 from gateway_svc.http import api, json_object
 from gateway_svc.routes.tasks import TASK
 from shared.pagination import PageArgsSchema
-from task_svc.link_schemas import LinkCreateSchema, TaskLinksSchema, WatcherPageSchema, WatchingSchema
-from task_svc.schemas import TaskPageSchema
+from task_svc.schemas import (
+    LinkCreateSchema,
+    TaskLinksSchema,
+    TaskPageSchema,
+    WatcherPageSchema,
+    WatchingSchema,
+)
 
 
 class TaskLinkRoutes:

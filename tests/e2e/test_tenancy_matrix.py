@@ -112,7 +112,7 @@ ROUTES = {
     # the uploader or who may change the task: the member here is neither
     "delete_task_attachment": ("task.update_any", None),
     "task_history": ("task.read", None),
-    # subtasks, dependencies, watchers (task_svc/links.py)
+    # subtasks, dependencies, watchers (task_svc/domain.py)
     "list_subtasks": ("task.read", None),
     "list_task_links": ("task.read", None),
     "add_task_link": ("task.update_any", lambda w: {"type": "blocked_by",
