@@ -190,8 +190,14 @@ def test_bulk_tasks_flow(running_mesh, mailbox, staffed_org):
     wait_until(lambda: everyone(waiting, notified), timeout=60, interval=0.5,
                what="an in-app notification for every assignee")
     waiting = set(members)
-    wait_until(lambda: everyone(waiting, mailed), timeout=60, interval=0.5,
-               what="an email for every assignee")
+    try:
+        wait_until(lambda: everyone(waiting, mailed), timeout=60, interval=0.5,
+                   what="an email for every assignee")
+    except AssertionError as exc:  # where each missing email is, so a failure explains itself
+        ids = [n["notification_id"] for m in waiting for n in m.get("/notifications").json()["items"]
+               if title in str(n)]
+        found = [running_mesh.operator("notifications", "deliveries", i) for i in ids]
+        raise AssertionError(f"{exc}: {len(waiting)} missing; their deliveries: {found}") from exc
 
     def counts_right():
         staff = {e["user_id"]: e for e in employees(staffed_org["owner"], org_id)}
