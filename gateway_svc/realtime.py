@@ -36,7 +36,7 @@ from eventlet.websocket import WebSocketWSGI
 
 from gateway_svc.identity import Identity, blacklist_keys
 from notify_svc.contract import CHANNEL_PREFIX, user_stream
-from shared.redis import make_client
+from shared.redis import clustered, make_client
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,14 @@ class Realtime:
                 continue
             try:
                 pipe = self.redis.pipeline(transaction=False)
-                for _, claims in connected:
-                    pipe.exists(*blacklist_keys(claims))
-                revoked = pipe.execute()
+                counts = []
+                for _, claims in connected:  # one key each: a cluster keeps them in other slots
+                    keys = blacklist_keys(claims)
+                    for key in keys:
+                        pipe.exists(key)
+                    counts.append(len(keys))
+                found = iter(pipe.execute())
+                revoked = [any(next(found) for _ in range(n)) for n in counts]
             except redis.RedisError as exc:  # checked again next round
                 log.warning("cannot check websocket tokens for revocation: %s", exc)
                 continue
@@ -96,11 +101,20 @@ class Realtime:
                 if gone:
                     queue.put(REVOKED)
 
+    def _subscriber(self):
+        """(a client to close, its pubsub). On a cluster a PUBLISH reaches every
+        node, so the subscription is on one node the cluster client picks (another
+        one after that node's loss)."""
+        if clustered(self.redis):
+            return None, self.redis.pubsub(ignore_subscribe_messages=True)
+        client = redis.Redis.from_url(self.uri, decode_responses=True)
+        return client, client.pubsub(ignore_subscribe_messages=True)
+
     def _listen(self, ready) -> None:
         while True:
-            client = redis.Redis.from_url(self.uri, decode_responses=True)
+            client, pubsub = None, None
             try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                client, pubsub = self._subscriber()
                 pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
                 pubsub.get_message(timeout=1)  # the subscription is confirmed
                 if not ready.ready():
@@ -117,7 +131,10 @@ class Realtime:
                     ready.send(False)
                 eventlet.sleep(1)
             finally:
-                client.close()
+                if pubsub is not None:
+                    pubsub.close()
+                if client is not None:
+                    client.close()
 
     def stop(self) -> None:
         for thread in (self.listener, self.watcher):

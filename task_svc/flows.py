@@ -137,12 +137,12 @@ class TaskFlows(Flows):
                                                    "new_status": new["status"],
                                                    "assignee_id": new.get("assignee_id")}, actor)
         if new["status"] == "done":
-            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), 1)
+            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"), 1)
             self.publish(new, "task.completed", {
                 "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
                 "completed_by_user_id": actor}, actor)
         elif old["status"] == "done":
-            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), -1)
+            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"), -1)
 
     def publish_comment(self, task: dict, comment: dict) -> None:
         author = comment["author_user_id"]
