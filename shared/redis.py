@@ -518,7 +518,7 @@ def cluster_nodes(text: str) -> list[ClusterNode]:
             if port or host]
 
 
-def make_client(config: dict) -> redis.Redis:
+def make_client(config: dict, decode_responses: bool = True) -> redis.Redis:
     """The client for ``REDIS_URI``; with ``REDIS_CLUSTER_NODES`` set, a Redis
     Cluster client that starts from those nodes (user and password from
     ``REDIS_URI``; a cluster has only database 0), follows the slots as they move
@@ -526,11 +526,11 @@ def make_client(config: dict) -> redis.Redis:
     the current primary of ``REDIS_SENTINEL_MASTER`` as the sentinels name it
     (database and password still from ``REDIS_URI``), followed through a failover:
     a command that meets the old primary reconnects to the new one and is retried
-    once."""
+    once. ``decode_responses=False``: bytes (the web console's pickled sessions)."""
     timeout = float(config.get("REDIS_TIMEOUT", 1.0))
     # one immediate retry on a connection error: the first command after a Redis
     # restart meets a dead pooled connection; a refused connect fails fast again
-    options = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+    options = dict(decode_responses=decode_responses, socket_timeout=timeout, socket_connect_timeout=timeout,
                    health_check_interval=30, retry=Retry(NoBackoff(), 1),
                    retry_on_error=[redis.ConnectionError])
     nodes = config.get("REDIS_CLUSTER_NODES")

@@ -480,11 +480,11 @@ class OrgWriter(ServiceBase):
 
 def test_publishing_an_org_event_makes_cached_answers_for_that_org_stale(
         container_factory, config, unique):
-    from shared.redis import RedisTools, org_version_key
+    from shared.redis import RedisTools, make_cache_client, org_version_key
 
     writer = container_factory(OrgWriter, config)
     writer.start()
-    cache = RedisTools(make_client(config), "gateway", 60).cache
+    cache = RedisTools(make_client(config), "gateway", 60, make_cache_client(config)).cache
     computed = []
 
     def read(org):
