@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import eventlet
 import pymongo
 import pytest
-import redis
 import requests
 import yaml
 from nameko.rpc import RpcProxy
