@@ -7,9 +7,11 @@ two instances (the request checks split into a state and a cached half)."""
 from __future__ import annotations
 
 import pytest
+import redis
 
 from employee_svc.contract import membership_key
 from gateway_svc.checks import RequestChecks
+from shared import access
 from shared.redis import Limit, RedisTools, make_cache_client, make_client
 from tests.e2e.servers import PrivateRedis
 from tests.integration.test_foundation import (  # noqa: F401  run with the cache apart
@@ -99,3 +101,20 @@ def test_a_cache_instance_that_is_down_fails_open_and_the_state_still_refuses(co
     finally:
         tools.client.delete(f"auth:blacklist:jti:{claims['jti']}", f"{tools.service}:rl")
     assert checked.decision.allowed and checked.decision.remaining == 9  # counted on the state
+
+
+def test_the_services_users_are_made_on_the_cache_instance_too(config, cache_server):
+    """Provisioned from REDIS_URI and REDIS_CACHE_URI; each service's environment
+    names its own user on both."""
+    access.provision_redis(config, services=["gateway"])
+    uris = access.service_uris("gateway", config["AMQP_URI"], config["REDIS_URI"],
+                               config["REDIS_CACHE_URI"])
+    assert uris["REDIS_CACHE_URI"].startswith("redis://wf-gateway:")
+    cache = make_cache_client({**config, **uris})
+    try:
+        assert cache.connection_pool.connection_kwargs["port"] == cache_server.port
+        assert cache.ping()
+        with pytest.raises(redis.exceptions.NoPermissionError):  # with its rules, not open
+            cache.set("employees:perm:o:u", '{"role": "owner"}')
+    finally:
+        cache.close()

@@ -20,6 +20,7 @@ from gateway_svc.cache import entry_name
 from gateway_svc.checks import RequestChecks
 from gateway_svc.realtime import Realtime
 from notify_svc.contract import user_channel
+from shared import access
 from shared.redis import Limit, RedisTools, clustered, make_client, org_version_key
 from tests.e2e.servers import PrivateRedisCluster
 from tests.helpers import wait_until
@@ -127,6 +128,43 @@ def test_the_request_checks_refuse_and_answer_as_on_one_node(client, unique):
     assert not run(pat, None).revoked
     client.set(f"auth:pat:{unique}", "revoked", ex=60)
     assert run(pat, None).revoked
+
+
+def test_the_services_own_users_exist_on_every_node_and_keep_to_their_rights(
+        config, cluster, unique):
+    """ACL users are per node: shared.access makes them on each primary. As its own
+    user the gateway runs its checks and cached look-ups on the cluster (reads of
+    others' keys, writes of its own) and may not write the membership cache."""
+    access.provision_redis(config, services=["gateway", "employees"])
+    users = {name: make_client({**config, **access.service_uris(name, config["AMQP_URI"],
+                                                                 config["REDIS_URI"])})
+             for name in ("gateway", "employees")}
+    try:
+        for port in cluster.ports:
+            node = redis.Redis(port=port, username="wf-gateway",
+                               password=access.password("gateway"))
+            assert node.ping()
+            node.close()
+        org, user = f"o{unique}", f"u{unique}"
+        employees = RedisTools(users["employees"], "employees", 60).cache
+        employees.get_or_set(membership_key(org, user), lambda: {"role": "member",
+                                                                  "status": "active"},
+                             tags=[f"member:{org}:{user}"])
+        gateway = users["gateway"]
+        checked = RequestChecks(gateway).run({"jti": f"j{unique}"}, f"gateway:ratelimit:{unique}",
+                                             Limit(5, 60), membership_key(org, user),
+                                             (entry_name(f"t:{unique}"),
+                                              [org_version_key("tasks", org)]))
+        assert not checked.revoked and checked.decision.remaining == 4
+        assert checked.membership == {"role": "member", "status": "active"}
+        assert RedisTools(gateway, "gateway", 60).cache.get_or_set(
+            entry_name(f"t:{unique}"), lambda: {"n": 1},
+            versions=[org_version_key("tasks", org)]) == {"n": 1}
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            gateway.set(membership_key(org, user), '{"role": "owner", "status": "active"}')
+    finally:
+        for client in users.values():
+            client.close()
 
 
 def test_a_publish_on_any_node_reaches_the_gateways_one_subscription(config, cluster, unique):
