@@ -1,8 +1,9 @@
 """Redis Cluster: three primaries started here from the installed redis-server
 (once for the module), and the services' client (shared.redis.make_client with
 REDIS_CLUSTER_NODES) against it. The cache, rate-limit, tenancy (the gateway's
-request checks, split per slot on a cluster) tests of the single-node modules
-run here again with their ``config`` pointed at the cluster (imported below,
+request checks, split per slot on a cluster) and sign-in (lockout, logout,
+refresh reuse, 2FA: auth's throttles and blacklists) tests of the single-node
+modules run here again with their ``config`` pointed at the cluster (imported below,
 so their assertions are not copied); locks, the request checks against every
 refusal, and pub/sub (a PUBLISH on any node reaches the gateway's one
 subscription) are tested here."""
@@ -24,6 +25,13 @@ from shared import access
 from shared.redis import Limit, RedisTools, clustered, make_client, org_version_key
 from tests.e2e.servers import PrivateRedisCluster
 from tests.helpers import wait_until
+from tests.integration.test_auth_flows import (  # noqa: F401  run on the cluster
+    api,
+    test_lockout_and_its_expiry,
+    test_logout_kills_the_access_token_at_once,
+    test_refresh_rotates_and_reuse_revokes_the_session,
+    test_two_factor_full_flow,
+)
 from tests.integration.test_cache_consistency import (  # noqa: F401  run on the cluster
     test_a_read_that_raced_an_invalidation_does_not_store_the_old_value,
 )
@@ -51,9 +59,13 @@ def cluster():
 
 
 @pytest.fixture
-def config(config, cluster):
-    """Every test of this module (the imported ones too) on the cluster."""
-    return {**config, "REDIS_URI": cluster.uri, "REDIS_CLUSTER_NODES": cluster.nodes}
+def make_config(make_config, cluster):
+    """Every test of this module (the imported ones too) on the cluster: ``config``
+    is ``make_config()``."""
+    def make(**overrides):
+        return make_config(**{"REDIS_URI": cluster.uri, "REDIS_CLUSTER_NODES": cluster.nodes,
+                              **overrides})
+    return make
 
 
 @pytest.fixture
