@@ -18,7 +18,8 @@ limit) on ``REDIS_URI``, failing closed, then the cached half (membership,
 answer) on the cache instance, failing open (a miss: the route asks employees).
 On one node each half is the same script; on a cluster it is single-key
 commands (one pipeline for the blacklist and the record, the GCRA script on
-the rate key, the membership, then ``Cache.lookup``).
+the rate key, one pipeline for the membership and the answer's counters, then
+the answer: ``shared.redis.versioned_key``, the key ``Cache.lookup`` reads).
 """
 from __future__ import annotations
 
@@ -35,11 +36,11 @@ from shared.redis import (
     GCRA_FUNCTION,
     GCRA_LUA,
     LOOKUP_FUNCTION,
-    Cache,
     Decision,
     Limit,
     clustered,
     keys_from_argv,
+    versioned_key,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,6 @@ class RequestChecks:
         self._script = client.register_script(CHECKS_LUA)
         self._cached_script = self.cache_client.register_script(CHECKS_LUA)
         self._gcra = client.register_script(GCRA_LUA)
-        self._cache = Cache(self.cache_client, "gateway")
 
     def run(self, claims: dict, rate_key: str | None, limit: Limit | None,
             membership_key: str | None, answer: tuple[str, list[str]] | None = None) -> Checked:
@@ -166,10 +166,15 @@ class RequestChecks:
                     *self._cached_keys(membership_key, answer)])
                 member, text = [*reply, None, None, None, None][2:4]
                 return member, text
-            member = self.cache_client.get(membership_key)
+            # the membership and the answer's counters in one pipeline, then the answer
+            pipe = self.cache_client.pipeline(transaction=False)
+            pipe.get(membership_key)
+            for version in answer[1] if answer is not None else []:
+                pipe.get(version)
+            member, *versions = pipe.execute()
             if not member or answer is None:
                 return member, None
-            return member, self._cache.lookup(*answer)[1]
+            return member, self.cache_client.get(versioned_key(answer[0], versions))
         except (redis.RedisError, RedisClusterException) as exc:
             log.warning("cached membership unreachable, asking its owner: %s", exc)
             return None, None

@@ -147,6 +147,11 @@ end
 LOOKUP_LUA = keys_from_argv(2) + LOOKUP_FUNCTION + "return cached_answer(ARGV[1], 1, #KEYS)\n"
 
 
+def versioned_key(name: str, versions: list[str | None]) -> str:
+    """What ``cached_answer`` builds: the name, then the counters' values ('0' if unset)."""
+    return "|".join([name, *(v or "0" for v in versions)])
+
+
 class Cache:
     """The one cache: JSON values with a TTL, dropped by tags or made stale by versions.
 
@@ -328,8 +333,7 @@ class Cache:
         if not self.clustered:
             full_key, raw = self._lookup(args=[name, *versions])
             return full_key, raw
-        values = mget(self.client, versions) if versions else []
-        full_key = "|".join([name, *(v or "0" for v in values)])
+        full_key = versioned_key(name, mget(self.client, versions) if versions else [])
         return full_key, self.client.get(full_key)
 
     def store_text(self, full_key: str, text: str, ttl: int | None = None) -> None:
