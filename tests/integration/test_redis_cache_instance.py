@@ -6,8 +6,10 @@ the versioned cache test run here again with their ``config`` pointed at the
 two instances (the request checks split into a state and a cached half)."""
 from __future__ import annotations
 
+import pymongo
 import pytest
 import redis
+from nameko.testing.services import entrypoint_hook
 
 from employee_svc.contract import membership_key
 from gateway_svc.checks import RequestChecks
@@ -15,6 +17,7 @@ from shared import access
 from shared.redis import Limit, RedisTools, make_cache_client, make_client
 from tests.e2e.servers import PrivateRedis
 from tests.integration.test_foundation import (  # noqa: F401  run with the cache apart
+    Lister,
     test_publishing_an_org_event_makes_cached_answers_for_that_org_stale,
 )
 from tests.integration.test_gateway_tenancy import (  # noqa: F401  run with the cache apart
@@ -118,3 +121,20 @@ def test_the_services_users_are_made_on_the_cache_instance_too(config, cache_ser
             cache.set("employees:perm:o:u", '{"role": "owner"}')
     finally:
         cache.close()
+
+
+def test_a_service_whose_cache_is_down_answers_from_mongodb_and_stays_healthy(
+        container_factory, config):
+    """Its health names the cache as down, but counts only what it cannot work
+    without (readiness): a cache outage slows it, never takes it out of service."""
+    down = {**config, "REDIS_CACHE_URI": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT": 0.2}
+    container = container_factory(Lister, down)
+    container.start()
+    db = pymongo.MongoClient(down["MONGODB_URI"])[f"{down['MONGODB_DB_PREFIX']}_lister"]
+    db.things.insert_many([{"name": "a"}])
+    with entrypoint_hook(container, "list_things") as list_things:
+        assert list_things() == ["a"]
+    with entrypoint_hook(container, "health") as health:
+        report = health()
+    assert report["ok"] is True and report["checks"]["redis"]["ok"] is True
+    assert report["checks"]["redis_cache"]["ok"] is False
