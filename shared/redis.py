@@ -22,6 +22,7 @@ a cluster runs single-key commands in an order that keeps the same guarantees
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -34,6 +35,7 @@ import redis
 from nameko.extensions import DependencyProvider
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from shared.telemetry import REDIS_ERRORS, count_cache
@@ -530,6 +532,39 @@ def sentinel_hosts(text: str) -> list[tuple[str, int]]:
     return hosts
 
 
+@contextlib.contextmanager
+def _outage_as_connection_error():
+    """redis-py's RedisCluster reports "no node reachable" as RedisClusterException, not
+    a RedisError: made a ConnectionError, so every caller fails open (the cache, rate
+    limits) or closed (the blacklist) as it does on one node. Its other
+    RedisClusterExceptions are programming errors and stay as they are."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        if isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError)):
+            raise redis.ConnectionError(str(exc)) from exc
+        raise
+
+
+class Cluster(RedisCluster):
+    """The services' cluster client: an unreachable cluster is a ``redis.ConnectionError``."""
+
+    def execute_command(self, *args, **kwargs):
+        with _outage_as_connection_error():
+            return super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction=None, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def guarded(raise_on_error: bool = True):
+            with _outage_as_connection_error():
+                return execute(raise_on_error)
+
+        pipe.execute = guarded  # type: ignore[method-assign]
+        return pipe
+
+
 def cluster_nodes(text: str) -> list[ClusterNode]:
     """``"10.0.0.1:7000,10.0.0.2:7000"`` -> the cluster's startup nodes."""
     return [ClusterNode(host or "127.0.0.1", int(port or 6379))
@@ -557,8 +592,8 @@ def make_client(config: dict, decode_responses: bool = True) -> redis.Redis:
         from redis.connection import parse_url
 
         url = parse_url(config["REDIS_URI"])
-        return RedisCluster(startup_nodes=cluster_nodes(nodes), username=url.get("username"),
-                            password=url.get("password"), **options)
+        return Cluster(startup_nodes=cluster_nodes(nodes), username=url.get("username"),
+                       password=url.get("password"), **options)
     sentinels = config.get("REDIS_SENTINELS")
     if not sentinels:
         return redis.Redis.from_url(config["REDIS_URI"], **options)

@@ -22,6 +22,7 @@ from gateway_svc.checks import RequestChecks
 from gateway_svc.realtime import Realtime
 from notify_svc.contract import user_channel
 from shared import access
+from shared.errors import Unavailable
 from shared.redis import Limit, RedisTools, clustered, make_client, org_version_key
 from tests.e2e.servers import PrivateRedisCluster
 from tests.helpers import wait_until
@@ -206,3 +207,28 @@ def _drain(queue: LightQueue) -> list:
         items.append(queue.get())
     eventlet.sleep(0)
     return items
+
+
+def test_a_cluster_that_is_down_fails_open_and_the_checks_fail_closed(unique):
+    """redis-py says "cannot be connected" with its own exception: it is a
+    ConnectionError here, so nothing behaves otherwise than on one node that is down."""
+    down = PrivateRedisCluster(3)
+    down.start()
+    try:
+        tools = RedisTools(make_client({"REDIS_URI": down.uri, "REDIS_CLUSTER_NODES": down.nodes,
+                                        "REDIS_TIMEOUT": 0.3}), "down", 60)
+        tools.cache.set(f"k:{unique}", {"old": True}, tags=["t"])
+        checks = RequestChecks(tools.client)
+        for proc in down.procs:
+            proc.kill()
+            proc.wait(10)
+        assert tools.cache.get_or_set(f"k:{unique}", lambda: {"fresh": True}) == {"fresh": True}
+        assert tools.limiter.hit(f"rl:{unique}", Limit(1, 60)).allowed
+        tools.cache.invalidate_tags("t")
+        assert len(tools.missed) == 1  # made when the cluster answers again
+        with pytest.raises(Unavailable):
+            checks.run({"jti": f"j{unique}"}, f"rl:{unique}", Limit(5, 60), None)
+        with pytest.raises(redis.ConnectionError):
+            tools.ping()
+    finally:
+        down.cleanup()
