@@ -561,7 +561,7 @@ class Cluster(RedisCluster):
             with _outage_as_connection_error():
                 return execute(raise_on_error)
 
-        pipe.execute = guarded  # type: ignore[method-assign]
+        pipe.execute = guarded
         return pipe
 
 
