@@ -1,12 +1,14 @@
 """Redis Cluster: three primaries started here from the installed redis-server
 (once for the module), and the services' client (shared.redis.make_client with
 REDIS_CLUSTER_NODES) against it. The cache, rate-limit, tenancy (the gateway's
-request checks, split per slot on a cluster) and sign-in (lockout, logout,
-refresh reuse, 2FA: auth's throttles and blacklists) tests of the single-node
-modules run here again with their ``config`` pointed at the cluster (imported below,
-so their assertions are not copied); locks, the request checks against every
-refusal, and pub/sub (a PUBLISH on any node reaches the gateway's one
-subscription) are tested here."""
+request checks, split per slot on a cluster), sign-in (lockout, logout,
+refresh reuse, 2FA: auth's throttles and blacklists) and websocket (a
+notification published on the cluster reaches the socket; a revoked token
+closes it) tests of the single-node modules run here again with their
+``make_config`` pointed at the cluster (imported below, so their assertions
+are not copied); locks, the request checks against every refusal, the
+services' ACL users, an outage, and pub/sub (a PUBLISH on any node reaches
+the gateway's one subscription) are tested here."""
 from __future__ import annotations
 
 import json
@@ -47,6 +49,12 @@ from tests.integration.test_gateway_tenancy import (  # noqa: F401  run on the c
     test_members_reach_the_route_with_their_membership,
     test_non_members_and_removed_employees_get_404_before_validation,
 )
+from tests.integration.test_notifications_gateway import (  # noqa: F401  run on the cluster
+    stack,
+    test_websocket_is_closed_when_its_token_is_revoked,
+    test_websocket_real_time_and_catch_up,
+)
+from tests.smtp_sink import smtp_sink  # noqa: F401  (the stack's fixture)
 
 
 @pytest.fixture(scope="module")
