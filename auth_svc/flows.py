@@ -49,6 +49,7 @@ from shared.errors import (
     ValidationFailed,
 )
 from shared.mongo import utcnow
+from shared.redis import clustered
 from shared.sealed import seal
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,8 @@ class Accounts:
         name = f"auth:mfa:{digest(token)}"
 
         def store(client):
-            pipe = client.pipeline(transaction=True)
+            # one key: MULTI on one node; a cluster client has no MULTI (same slot anyway)
+            pipe = client.pipeline(transaction=not clustered(client))
             pipe.hset(name, mapping={"user_id": user["_id"], "ip": ip or "",
                                      "user_agent": user_agent or "", "device": device or "",
                                      "attempts": 0})

@@ -27,6 +27,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from shared.redis import clustered
+
 ALGORITHM = "EdDSA"
 JWKS_KEY_PREFIX = "auth:jwks:kid:"   # + kid -> the public JWK (JSON), no TTL
 
@@ -121,4 +123,8 @@ def load_keyring(config: dict) -> KeyRing:
 def publish_jwks(redis_client, ring: KeyRing) -> None:
     """Write our public keys to Redis, one key per kid (``auth:jwks:kid:{kid}``).
     Kids are thumbprints, so processes with other keys never overwrite ours."""
-    redis_client.mset({jwk_redis_key(k.kid): json.dumps(k.jwk()) for k in ring.keys})
+    keys = {jwk_redis_key(k.kid): json.dumps(k.jwk()) for k in ring.keys}
+    if clustered(redis_client):  # the kids' keys are in several hash slots
+        redis_client.mset_nonatomic(keys)
+    else:
+        redis_client.mset(keys)

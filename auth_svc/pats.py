@@ -29,6 +29,7 @@ from auth_svc.tokens import digest, new_secret
 from shared.errors import NotFound, Unauthorized, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import whole
+from shared.redis import mget
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class PersonalTokens:
         if not token_ids:
             return {}
         try:
-            values = self.redis.mget([f"{USED_PREFIX}{i}" for i in token_ids])
+            values = mget(self.redis, [f"{USED_PREFIX}{i}" for i in token_ids])
         except redis.RedisError as exc:
             log.warning("could not read access token uses: %s", exc)
             return {}

@@ -52,7 +52,7 @@ from shared.errors import (
     validation_error,
 )
 from shared.events import CLIENT_IP_KEY
-from shared.redis import Limit, RateLimiter, make_client
+from shared.redis import Limit, RateLimiter, make_cache_client, make_client
 from shared.telemetry import (
     CORRELATION_KEY,
     ENTRYPOINT_CALLS,
@@ -262,8 +262,9 @@ class Guard(SharedExtension):
     def setup(self) -> None:
         config = self.container.config
         self.redis = make_client(config)
+        self.cache_redis = make_cache_client(config, self.redis)
         self.limiter = RateLimiter(self.redis, self.container.service_name)
-        self.checks = RequestChecks(self.redis)
+        self.checks = RequestChecks(self.redis, self.cache_redis)
         self.limits = {name: Limit.parse(text)
                        for name, text in (config.get("RATE_LIMITS") or {}).items()}
         self.limits.setdefault("default", Limit(600, 60))
@@ -272,6 +273,8 @@ class Guard(SharedExtension):
 
     def stop(self) -> None:
         self.redis.close()
+        if self.cache_redis is not self.redis:
+            self.cache_redis.close()
 
     def check(self, request, route: str, auth: bool, limit: str | None,
               org_id: str | None = None, cached: CachedRoute | None = None) -> dict[str, str]:

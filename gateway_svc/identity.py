@@ -57,21 +57,26 @@ def blacklist_keys(claims: dict) -> list[str]:
     return keys
 
 
-def ask_if_revoked(target, claims: dict):
-    """Send ``target`` (a client, or queue on a pipeline) the one command that
-    tells whether the token of ``claims`` was revoked: a JWT's blacklist keys,
-    or a personal access token's record; :func:`revoked_by` reads its reply."""
+def ask_if_revoked(pipe, claims: dict) -> int:
+    """Queue on ``pipe`` the commands that tell whether the token of ``claims`` was
+    revoked, one key each (a Redis Cluster keeps the keys in other slots): a JWT's
+    blacklist keys, or a personal access token's record. Returns how many replies
+    :func:`revoked_by` reads."""
     if "pat_key" in claims:
-        return target.get(claims["pat_key"])
-    return target.exists(*blacklist_keys(claims))
+        pipe.get(claims["pat_key"])
+        return 1
+    keys = blacklist_keys(claims)
+    for key in keys:
+        pipe.exists(key)
+    return len(keys)
 
 
-def revoked_by(claims: dict, reply) -> bool:
-    """The answer to :func:`ask_if_revoked`'s command: revoked (or, for a
+def revoked_by(claims: dict, replies: list) -> bool:
+    """The answer to :func:`ask_if_revoked`'s commands: revoked (or, for a
     personal access token, its record gone)?"""
     if "pat_key" in claims:
-        return reply is None or reply in (PAT_REVOKED, PAT_REVOKED.encode())
-    return bool(reply)
+        return replies[0] is None or replies[0] in (PAT_REVOKED, PAT_REVOKED.encode())
+    return any(replies)
 
 
 class Identity:
@@ -145,7 +150,9 @@ class Identity:
     def is_revoked(self, claims: dict) -> bool:
         """A JWT blacklisted, or a personal access token's record revoked or gone."""
         try:
-            return revoked_by(claims, ask_if_revoked(self.redis, claims))
+            pipe = self.redis.pipeline(transaction=False)
+            ask_if_revoked(pipe, claims)
+            return revoked_by(claims, pipe.execute())
         except redis.RedisError as exc:
             log.warning("token blacklist unreachable, refusing: %s", exc)
             raise Unavailable("Cannot check the token right now; try again shortly.") from None

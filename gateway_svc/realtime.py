@@ -52,7 +52,7 @@ from gateway_svc.identity import (
 from gateway_svc.scopes import check_token
 from notify_svc.contract import CHANNEL_PREFIX, user_stream
 from shared.errors import Unauthorized
-from shared.redis import make_client
+from shared.redis import clustered, make_client
 
 log = logging.getLogger(__name__)
 
@@ -104,21 +104,30 @@ class Realtime:
                 continue
             try:
                 pipe = self.redis.pipeline(transaction=False)
-                for _, claims in connected:
-                    ask_if_revoked(pipe, claims)
-                replies = pipe.execute()
+                counts = [ask_if_revoked(pipe, claims) for _, claims in connected]
+                replies = iter(pipe.execute())
+                answers = [[next(replies) for _ in range(n)] for n in counts]
             except redis.RedisError as exc:  # checked again next round
                 log.warning("cannot check websocket tokens for revocation: %s", exc)
                 continue
-            for (queue, claims), reply in zip(connected, replies, strict=True):
-                if revoked_by(claims, reply):
+            for (queue, claims), answer in zip(connected, answers, strict=True):
+                if revoked_by(claims, answer):
                     queue.put(REVOKED)
+
+    def _subscriber(self):
+        """(a client to close, its pubsub). On a cluster a PUBLISH reaches every
+        node, so the subscription is on one node the cluster client picks (another
+        one after that node's loss)."""
+        if clustered(self.redis):
+            return None, self.redis.pubsub(ignore_subscribe_messages=True)
+        client = redis.Redis.from_url(self.uri, decode_responses=True)
+        return client, client.pubsub(ignore_subscribe_messages=True)
 
     def _listen(self, ready) -> None:
         while True:
-            client = redis.Redis.from_url(self.uri, decode_responses=True)
+            client, pubsub = None, None
             try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                client, pubsub = self._subscriber()
                 pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
                 pubsub.get_message(timeout=1)  # the subscription is confirmed
                 if not ready.ready():
@@ -135,7 +144,10 @@ class Realtime:
                     ready.send(False)
                 eventlet.sleep(1)
             finally:
-                client.close()
+                if pubsub is not None:
+                    pubsub.close()
+                if client is not None:
+                    client.close()
 
     def stop(self) -> None:
         for thread in (self.listener, self.watcher):

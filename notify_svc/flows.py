@@ -25,6 +25,7 @@ from notify_svc.contract import STREAM_MAXLEN, STREAM_TTL, user_channel, user_st
 from shared.errors import Conflict, ValidationFailed
 from shared.mongo import utcnow
 from shared.outbound import UnsafeUrl, allowed_networks, check_public_url
+from shared.redis import clustered
 from shared.rpc import ServiceProxy
 from shared.sealed import unseal
 from shared.service import Flows
@@ -245,16 +246,22 @@ class Notifier(Flows):
         if not docs:
             return
         self.redis.cache.delete(*{unread_key(doc["user_id"]) for doc in docs})
+        client = self.redis.client
+        messages = [(doc["user_id"], json.dumps(
+            {"type": "notification", "notification": schemas.dump_notification(doc)}, default=str))
+            for doc in docs]
         try:
-            pipe = self.redis.client.pipeline(transaction=False)
-            for doc in docs:
-                message = json.dumps({"type": "notification", "notification": schemas.dump_notification(doc)},
-                                     default=str)
-                pipe.xadd(user_stream(doc["user_id"]), {"m": message}, maxlen=STREAM_MAXLEN,
+            pipe = client.pipeline(transaction=False)
+            for user_id, message in messages:
+                pipe.xadd(user_stream(user_id), {"m": message}, maxlen=STREAM_MAXLEN,
                           approximate=True)
-                pipe.expire(user_stream(doc["user_id"]), STREAM_TTL)
-                pipe.publish(user_channel(doc["user_id"]), message)
+                pipe.expire(user_stream(user_id), STREAM_TTL)
+                if not clustered(client):  # a cluster pipeline carries no PUBLISH (no key)
+                    pipe.publish(user_channel(user_id), message)
             pipe.execute()
+            if clustered(client):
+                for user_id, message in messages:
+                    client.publish(user_channel(user_id), message)
         except redis.RedisError as exc:  # the client catches up on reconnect
             log.warning("real-time publish failed: %s", exc)
 

@@ -159,11 +159,16 @@ def _with_credentials(uri: str, user: str, secret: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def service_uris(service: str, amqp_uri: str, redis_uri: str) -> dict:
-    """The environment of one service process: its own users on the same servers."""
+def service_uris(service: str, amqp_uri: str, redis_uri: str,
+                 redis_cache_uri: str | None = None) -> dict:
+    """The environment of one service process: its own users on the same servers
+    (the cache instance's too, when it has one)."""
     user, secret = user_name(service), password(service)
-    return {"AMQP_URI": _with_credentials(amqp_uri, user, secret),
+    uris = {"AMQP_URI": _with_credentials(amqp_uri, user, secret),
             "REDIS_URI": _with_credentials(redis_uri, user, secret)}
+    if redis_cache_uri:
+        uris["REDIS_CACHE_URI"] = _with_credentials(redis_cache_uri, user, secret)
+    return uris
 
 
 def provision_broker(config: dict, services=SERVICES) -> None:
@@ -186,10 +191,37 @@ def provision_broker(config: dict, services=SERVICES) -> None:
                          json={"exchange": exchange, **keys}).raise_for_status()
 
 
+def _cache_uri(config: dict) -> str | None:
+    from shared.redis import separate_cache
+
+    return config["REDIS_CACHE_URI"] if separate_cache(config) else None
+
+
 def _redis_nodes(config: dict) -> list[redis.Redis]:
     """Admin connections to every Redis node: ``REDIS_URI``'s, or with
     ``REDIS_SENTINELS`` the primary and replicas the sentinels name (ACL users
-    are not replicated, and a replica may become the primary)."""
+    are not replicated, and a replica may become the primary), or with
+    ``REDIS_CLUSTER_NODES`` every primary and replica of the cluster; and the
+    cache instance ``REDIS_CACHE_URI`` when it has its own."""
+    cache_uri = _cache_uri(config)
+    cache = [redis.Redis.from_url(cache_uri)] if cache_uri else []
+    return _state_nodes(config) + cache
+
+
+def _state_nodes(config: dict) -> list[redis.Redis]:
+    if config.get("REDIS_CLUSTER_NODES"):
+        from redis.connection import parse_url
+
+        from shared.redis import make_client
+
+        url = parse_url(config["REDIS_URI"])
+        cluster = make_client({"REDIS_URI": config["REDIS_URI"],
+                               "REDIS_CLUSTER_NODES": config["REDIS_CLUSTER_NODES"]})
+        try:
+            return [redis.Redis(host=node.host, port=node.port, username=url.get("username"),
+                                password=url.get("password")) for node in cluster.get_nodes()]
+        finally:
+            cluster.close()
     if not config.get("REDIS_SENTINELS"):
         return [redis.Redis.from_url(config["REDIS_URI"])]
     from redis.connection import parse_url
@@ -247,11 +279,12 @@ def console_permissions() -> dict:
             "topic": topic}
 
 
-def console_uris(amqp_uri: str, redis_uri: str, management_url: str | None) -> dict:
+def console_uris(amqp_uri: str, redis_uri: str, management_url: str | None,
+                 redis_cache_uri: str | None = None) -> dict:
     """The console's environment: its own users, and the management API (queues,
     bindings) as that same user (tagged ``monitoring``: read only)."""
     base = management_url or "http://127.0.0.1:15672"
-    return {**service_uris(CONSOLE, amqp_uri, redis_uri),
+    return {**service_uris(CONSOLE, amqp_uri, redis_uri, redis_cache_uri),
             "RABBITMQ_MANAGEMENT_URL": _with_credentials(base, user_name(CONSOLE), password(CONSOLE))}
 
 
@@ -274,12 +307,14 @@ def provision_console(config: dict) -> None:
 
 def provision(config: dict) -> dict[str, dict]:
     """Every service's users (and the web console's) on the servers of ``config``
-    (``AMQP_URI``, ``RABBITMQ_MANAGEMENT_URL``, ``REDIS_URI``, ``REDIS_SENTINELS``...:
+    (``AMQP_URI``, ``RABBITMQ_MANAGEMENT_URL``, ``REDIS_URI``, ``REDIS_SENTINELS``,
+    ``REDIS_CLUSTER_NODES``, ``REDIS_CACHE_URI``...:
     admin rights); returns each one's environment."""
     provision_broker(config)
     provision_redis(config)
     provision_console(config)
-    return {**{service: service_uris(service, config["AMQP_URI"], config["REDIS_URI"])
+    cache_uri = _cache_uri(config)
+    return {**{service: service_uris(service, config["AMQP_URI"], config["REDIS_URI"], cache_uri)
                for service in SERVICES},
             CONSOLE: console_uris(config["AMQP_URI"], config["REDIS_URI"],
-                                  config.get("RABBITMQ_MANAGEMENT_URL"))}
+                                  config.get("RABBITMQ_MANAGEMENT_URL"), cache_uri)}

@@ -6,9 +6,23 @@ cache therefore *fails open*: a Redis error is logged and counted and the
 caller goes to the database. Rate limits fail open too (docs/architecture.md);
 callers that must fail closed (the token blacklist) use the client directly
 and let ``redis.RedisError`` become a 503.
+
+Two instances, or one: ``REDIS_URI`` holds the state that must never be evicted
+(blacklists, lockouts, rate limits, locks, idempotency keys, timer claims; run it
+with ``noeviction``), ``REDIS_CACHE_URI`` the one cache (:class:`Cache`: its
+entries, tag sets, generations and version counters; run it with ``maxmemory``
+and ``allkeys-lru``). Unset, the cache shares ``REDIS_URI``.
+
+``REDIS_CLUSTER_NODES`` makes the state client a ``redis.RedisCluster`` (and the
+cache's too, unless ``REDIS_CACHE_URI`` names a single instance). A cluster runs
+no script over keys of several hash slots: where one node runs one script (the
+cache's generation check, its versioned look-up, the gateway's request checks),
+a cluster runs single-key commands in an order that keeps the same guarantees
+(see :meth:`Cache.set` and :meth:`Cache.lookup`).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -20,6 +34,8 @@ from typing import Any, Callable, Iterable
 import redis
 from nameko.extensions import DependencyProvider
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from shared.telemetry import REDIS_ERRORS, count_cache
@@ -29,6 +45,18 @@ log = logging.getLogger(__name__)
 _MISS = object()
 MAX_MISSED_INVALIDATIONS = 10_000
 VERSION_TTL = 24 * 3600  # version and generation counters
+
+
+def clustered(client: Any) -> bool:
+    """A Redis Cluster client: no multi-key command or script across hash slots."""
+    return isinstance(client, RedisCluster)
+
+
+def mget(client: redis.Redis, keys: list[str]) -> list[Any]:
+    """MGET, or on a cluster one MGET per hash slot (redis-py's ``mget_nonatomic``)."""
+    if clustered(client):
+        return client.mget_nonatomic(keys)
+    return client.mget(keys)
 
 
 class MissedInvalidations:
@@ -121,6 +149,11 @@ end
 LOOKUP_LUA = keys_from_argv(2) + LOOKUP_FUNCTION + "return cached_answer(ARGV[1], 1, #KEYS)\n"
 
 
+def versioned_key(name: str, versions: list[str | None]) -> str:
+    """What ``cached_answer`` builds: the name, then the counters' values ('0' if unset)."""
+    return "|".join([name, *(v or "0" for v in versions)])
+
+
 class Cache:
     """The one cache: JSON values with a TTL, dropped by tags or made stale by versions.
 
@@ -149,6 +182,7 @@ class Cache:
         self.service = service
         self.default_ttl = default_ttl
         self.missed = missed if missed is not None else MissedInvalidations(client, service)
+        self.clustered = clustered(client)
         self._set_if_same = client.register_script(_SET_IF_SAME_GENERATIONS)
         self._lookup = client.register_script(LOOKUP_LUA)
 
@@ -176,7 +210,7 @@ class Cache:
         if not keys:
             return []
         try:
-            raws = self.client.mget(keys)
+            raws = mget(self.client, keys)
         except redis.RedisError as exc:
             self._failed("cache_get", exc)
             for key in keys:
@@ -204,7 +238,7 @@ class Cache:
         if not tags:
             return []
         try:
-            return [g or "0" for g in self.client.mget([self.generation_key(t) for t in tags])]
+            return [g or "0" for g in mget(self.client, [self.generation_key(t) for t in tags])]
         except redis.RedisError as exc:
             self._failed("cache_get", exc)
             return None
@@ -220,12 +254,40 @@ class Cache:
             if generations is None:
                 return False
         try:
+            if self.clustered:
+                return self._set_then_check(key, json.dumps(value, default=str), ttl, tags,
+                                            generations)
             return bool(self._set_if_same(
                 keys=[key, *map(self.generation_key, tags), *map(self.tag_key, tags)],
                 args=[json.dumps(value, default=str), ttl, len(tags), *generations]))
         except redis.RedisError as exc:
             self._failed("cache_set", exc)
             return False
+
+    def _set_then_check(self, key: str, text: str, ttl: int, tags: list[str],
+                        generations: list[str]) -> bool:
+        """On a cluster (the keys are in several slots): store the entry, add it to its
+        tag sets, then read the generations and drop the entry if one moved. As safe as
+        the one-script check: an invalidation advances a generation before it reads the
+        tag set, so one that this check did not see reads a set that lists the entry."""
+        if not tags:
+            self.client.set(key, text, ex=ttl)
+            return True
+        if self._generations_now(tags) != generations:
+            return False  # moved already: do not store at all
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(key, text, ex=ttl)
+        for tag in tags:
+            pipe.sadd(self.tag_key(tag), key)
+            pipe.expire(self.tag_key(tag), ttl + 60)
+        pipe.execute()
+        if self._generations_now(tags) != generations:
+            self.client.delete(key)
+            return False
+        return True
+
+    def _generations_now(self, tags: list[str]) -> list[str]:
+        return [g or "0" for g in mget(self.client, [self.generation_key(t) for t in tags])]
 
     def get_or_set(self, key: str, compute: Callable[[], Any], ttl: int | None = None,
                    tags: Iterable[str] = (), versions: Iterable[str] = (),
@@ -250,9 +312,8 @@ class Cache:
                         versions: Iterable[str] = (), cache_none: bool = True) -> str:
         """The stored JSON text of a versioned entry (one script call reads the
         versions and the entry), or ``compute()``'s value serialised once and stored."""
-        versions = list(versions)
         try:
-            full_key, raw = self._lookup(args=[key, *versions])
+            full_key, raw = self.lookup(key, versions)
         except redis.RedisError as exc:
             self._failed("cache_get", exc)
             count_cache(self.service, "error", key)
@@ -266,6 +327,16 @@ class Cache:
         if cache_none or value is not None:
             self.store_text(full_key, text, ttl)
         return text
+
+    def lookup(self, name: str, versions: Iterable[str]) -> tuple[str, str | None]:
+        """(the versioned entry's key, its text or None): one script on one node; on a
+        cluster the counters (one MGET per slot), then the entry."""
+        versions = list(versions)
+        if not self.clustered:
+            full_key, raw = self._lookup(args=[name, *versions])
+            return full_key, raw
+        full_key = versioned_key(name, mget(self.client, versions) if versions else [])
+        return full_key, self.client.get(full_key)
 
     def store_text(self, full_key: str, text: str, ttl: int | None = None) -> None:
         """Store a versioned entry's JSON text under the key its look-up returned."""
@@ -394,13 +465,17 @@ def org_version_key(service: str, org_id: str) -> str:
 
 
 class RedisTools:
-    """What a worker gets: the raw client plus cache, limiter and locks."""
+    """What a worker gets: the raw client (the state instance: locks, rate limits,
+    anything that must not be evicted) plus the cache (on ``cache_client``, the
+    evicting instance, when there is one), limiter and locks."""
 
-    def __init__(self, client: redis.Redis, service: str, default_ttl: int):
+    def __init__(self, client: redis.Redis, service: str, default_ttl: int,
+                 cache_client: redis.Redis | None = None):
         self.client = client
+        self.cache_client = client if cache_client is None else cache_client
         self.service = service
-        self.missed = MissedInvalidations(client, service)
-        self.cache = Cache(client, service, default_ttl, self.missed)
+        self.missed = MissedInvalidations(self.cache_client, service)
+        self.cache = Cache(self.cache_client, service, default_ttl, self.missed)
         self.limiter = RateLimiter(client, service)
 
     def invalidate(self, name: str, apply: Callable[[redis.Redis], Any]) -> bool:
@@ -412,16 +487,33 @@ class RedisTools:
         return self.client.lock(f"{self.service}:lock:{name}", timeout=timeout,
                                 blocking_timeout=blocking_timeout)
 
+    @property
+    def separate_cache(self) -> bool:
+        return self.cache_client is not self.client
+
     def ping(self) -> float:
         """Latency in ms. Redis is not healthy again until the invalidations it
-        missed are made: until then cached answers may be stale."""
+        missed are made: until then cached answers may be stale. With the cache on
+        its own instance, this is the state instance alone (:meth:`ping_cache`)."""
         started = time.perf_counter()
         self.client.ping()
         latency = (time.perf_counter() - started) * 1000
+        if not self.separate_cache:
+            self._missed_made()
+        return latency
+
+    def ping_cache(self) -> float:
+        """The cache instance's latency in ms, once the invalidations it missed are made."""
+        started = time.perf_counter()
+        self.cache_client.ping()
+        latency = (time.perf_counter() - started) * 1000
+        self._missed_made()
+        return latency
+
+    def _missed_made(self) -> None:
         self.missed.replay()
         if self.missed:
             raise redis.ConnectionError(f"{len(self.missed)} missed cache invalidations not made yet")
-        return latency
 
 
 def _bump(client: redis.Redis, key: str) -> None:
@@ -440,17 +532,68 @@ def sentinel_hosts(text: str) -> list[tuple[str, int]]:
     return hosts
 
 
-def make_client(config: dict) -> redis.Redis:
-    """The client for ``REDIS_URI``; with ``REDIS_SENTINELS`` set, the current
-    primary of ``REDIS_SENTINEL_MASTER`` as the sentinels name it (database and
-    password still from ``REDIS_URI``), followed through a failover: a command
-    that meets the old primary reconnects to the new one and is retried once."""
+@contextlib.contextmanager
+def _outage_as_connection_error():
+    """redis-py's RedisCluster reports "no node reachable" as RedisClusterException, not
+    a RedisError: made a ConnectionError, so every caller fails open (the cache, rate
+    limits) or closed (the blacklist) as it does on one node. Its other
+    RedisClusterExceptions are programming errors and stay as they are."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        if isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError)):
+            raise redis.ConnectionError(str(exc)) from exc
+        raise
+
+
+class Cluster(RedisCluster):
+    """The services' cluster client: an unreachable cluster is a ``redis.ConnectionError``."""
+
+    def execute_command(self, *args, **kwargs):
+        with _outage_as_connection_error():
+            return super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction=None, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def guarded(raise_on_error: bool = True):
+            with _outage_as_connection_error():
+                return execute(raise_on_error)
+
+        pipe.execute = guarded
+        return pipe
+
+
+def cluster_nodes(text: str) -> list[ClusterNode]:
+    """``"10.0.0.1:7000,10.0.0.2:7000"`` -> the cluster's startup nodes."""
+    return [ClusterNode(host or "127.0.0.1", int(port or 6379))
+            for host, _, port in (item.strip().rpartition(":") for item in text.split(","))
+            if port or host]
+
+
+def make_client(config: dict, decode_responses: bool = True) -> redis.Redis:
+    """The client for ``REDIS_URI``; with ``REDIS_CLUSTER_NODES`` set, a Redis
+    Cluster client that starts from those nodes (user and password from
+    ``REDIS_URI``; a cluster has only database 0), follows the slots as they move
+    and a replica promoted after a primary's loss; with ``REDIS_SENTINELS`` set,
+    the current primary of ``REDIS_SENTINEL_MASTER`` as the sentinels name it
+    (database and password still from ``REDIS_URI``), followed through a failover:
+    a command that meets the old primary reconnects to the new one and is retried
+    once. ``decode_responses=False``: bytes (the web console's pickled sessions)."""
     timeout = float(config.get("REDIS_TIMEOUT", 1.0))
     # one immediate retry on a connection error: the first command after a Redis
     # restart meets a dead pooled connection; a refused connect fails fast again
-    options = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
+    options = dict(decode_responses=decode_responses, socket_timeout=timeout, socket_connect_timeout=timeout,
                    health_check_interval=30, retry=Retry(NoBackoff(), 1),
                    retry_on_error=[redis.ConnectionError])
+    nodes = config.get("REDIS_CLUSTER_NODES")
+    if nodes:
+        from redis.connection import parse_url
+
+        url = parse_url(config["REDIS_URI"])
+        return Cluster(startup_nodes=cluster_nodes(nodes), username=url.get("username"),
+                       password=url.get("password"), **options)
     sentinels = config.get("REDIS_SENTINELS")
     if not sentinels:
         return redis.Redis.from_url(config["REDIS_URI"], **options)
@@ -466,15 +609,34 @@ def make_client(config: dict) -> redis.Redis:
                                username=url.get("username"), **options)
 
 
+def separate_cache(config: dict) -> bool:
+    """Does the cache live on its own instance (``REDIS_CACHE_URI``, not ``REDIS_URI``)?"""
+    uri = config.get("REDIS_CACHE_URI")
+    return bool(uri) and uri != config.get("REDIS_URI")
+
+
+def make_cache_client(config: dict, state: redis.Redis | None = None) -> redis.Redis:
+    """The client of the evicting cache instance ``REDIS_CACHE_URI`` (one node; its
+    entries may be lost at any time), or ``state`` (else a new client like
+    :func:`make_client`'s) when the cache shares ``REDIS_URI``."""
+    if not separate_cache(config):
+        return state if state is not None else make_client(config)
+    return make_client({"REDIS_URI": config["REDIS_CACHE_URI"],
+                        "REDIS_TIMEOUT": config.get("REDIS_TIMEOUT", 1.0)})
+
+
 class Redis(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         self.client = make_client(config)
+        self.cache_client = make_cache_client(config, self.client)
         self.tools = RedisTools(self.client, self.container.service_name,
-                                int(config.get("CACHE_TTL", 300)))
+                                int(config.get("CACHE_TTL", 300)), self.cache_client)
 
     def stop(self) -> None:
         self.client.close()
+        if self.cache_client is not self.client:
+            self.cache_client.close()
 
     kill = stop
 

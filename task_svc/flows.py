@@ -151,12 +151,12 @@ class TaskFlows(Flows):
             "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
             "changed_by_user_id": actor, "watcher_user_ids": sorted(self.watchers(new))}, actor)
         if new["status"] == "done":
-            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), 1)
+            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"), 1)
             self.publish(new, "task.completed", {
                 "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
                 "completed_by_user_id": actor}, actor)
         elif old["status"] == "done":
-            leaderboard.incr(self.redis.client, new["org_id"], new.get("assignee_id"), -1)
+            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"), -1)
 
     def publish_comment(self, task: dict, comment: dict) -> None:
         author = comment["author_user_id"]

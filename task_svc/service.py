@@ -120,7 +120,7 @@ class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase)
         if deleted:
             self.flows.detach_deleted(task)
             if task["status"] == "done":
-                leaderboard.incr(self.redis.client, org_id, task.get("assignee_id"), -1)
+                leaderboard.incr(self.redis.cache_client, org_id, task.get("assignee_id"), -1)
             self.flows.publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
                                                  "status": task["status"]}, user_id)
 
@@ -414,7 +414,7 @@ class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase)
     def leaderboard(self, user_id: str, org_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.stats")
         limit = PageArgsSchema().load(args)["limit"]
-        rows, source = leaderboard.top(self.redis.client, self.store, org_id, limit)
+        rows, source = leaderboard.top(self.redis.cache_client, self.store, org_id, limit)
         found = self.flows.employees_in(org_id, [r[0] for r in rows])
         names = {e["employee_id"]: e.get("name") for e in found}
         return {"items": [{"rank": i + 1, "employee_id": e, "name": names.get(e), "completed": int(n)}

@@ -11,6 +11,7 @@ from flask import Flask, Request, jsonify, redirect, render_template, request, s
 from flask_session import Session
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from shared.redis import make_client
 from web_svc import auth
 from web_svc.gateway import ApiError, Gateway
 from web_svc.ops import Ops
@@ -41,7 +42,8 @@ class WebRequest(Request):
 def create_app(config: dict) -> Flask:
     app = Flask(__name__)
     app.request_class = WebRequest
-    client = redis.Redis.from_url(config["REDIS_URI"], socket_timeout=float(config.get("REDIS_TIMEOUT", 2)))
+    # the one client factory (a cluster with REDIS_CLUSTER_NODES); bytes: pickled sessions
+    client = make_client({"REDIS_TIMEOUT": 2, **config}, decode_responses=False)
     public_url = str(config.get("PUBLIC_URL") or "http://127.0.0.1:8080")
     app.config.update(
         SECRET_KEY=_secret_key(client, config.get("WEB_SECRET_KEY")),

@@ -21,12 +21,14 @@ def _wait_port(port: int, up: bool, timeout: float, what: str) -> None:
 
 class PrivateRedis:
     """Keeps its data across a restart (a snapshot at shutdown, as a production
-    Redis with persistence does), so stale entries come back with it."""
+    Redis with persistence does), so stale entries come back with it. ``args``:
+    more redis-server options (``--maxmemory 2mb --maxmemory-policy allkeys-lru``)."""
 
-    def __init__(self):
+    def __init__(self, *args: str):
         self.port = mesh.free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="redis-"))
         self.proc: subprocess.Popen | None = None
+        self.args = list(args)
 
     @property
     def uri(self) -> str:
@@ -35,7 +37,7 @@ class PrivateRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-             "--save", "3600 1", "--appendonly", "no"],
+             "--save", "3600 1", "--appendonly", "no", *self.args],
             stdout=subprocess.DEVNULL, start_new_session=True)
         _wait_port(self.port, True, 10, "redis")
 
@@ -47,6 +49,60 @@ class PrivateRedis:
 
     def cleanup(self) -> None:
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRedisCluster:
+    """A Redis Cluster of ``size`` primaries (no replicas) from the installed
+    redis-server, each on its own port and cluster bus port, without persistence."""
+
+    def __init__(self, size: int = 3):
+        self.ports = [mesh.free_port() for _ in range(size)]
+        self.dir = Path(tempfile.mkdtemp(prefix="redis-cluster-"))
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def nodes(self) -> str:
+        """``REDIS_CLUSTER_NODES``."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.ports)
+
+    @property
+    def uri(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self, timeout: float = 30) -> None:
+        for port in self.ports:
+            self.procs.append(subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                 "--cluster-enabled", "yes", "--cluster-port", str(mesh.free_port()),
+                 "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "5000",
+                 "--dir", str(self.dir), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, start_new_session=True))
+        for port in self.ports:
+            _wait_port(port, True, 10, "redis cluster node")
+        subprocess.run(["redis-cli", "--cluster", "create",
+                        *(f"127.0.0.1:{port}" for port in self.ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, timeout=timeout)
+        mesh.wait_for(self._agreed, timeout, "every cluster node to see all slots served")
+
+    def _agreed(self) -> bool:
+        for port in self.ports:
+            info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"],
+                                  capture_output=True, text=True, timeout=5).stdout
+            if ("cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info
+                    or f"cluster_known_nodes:{len(self.ports)}" not in info):
+                return False
+        return True
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

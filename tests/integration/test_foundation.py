@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 import eventlet
 import pymongo
 import pytest
-import redis
 import requests
 import yaml
 from nameko.rpc import RpcProxy
@@ -17,7 +16,7 @@ from shared import deadletters
 from shared.errors import Timeout, Unavailable
 from shared.events import handles
 from shared.mongo import BaseStore, Mongo
-from shared.redis import Cache, Limit, RateLimiter
+from shared.redis import Cache, Limit, RateLimiter, make_client
 from shared.rpc import ServiceRpc, rpc
 from shared.service import ServiceBase
 from tests.conftest import RABBIT_AUTH, RABBIT_MGMT
@@ -385,7 +384,7 @@ def test_the_rpc_link_comes_back_after_the_broker_closed_it(container_factory, c
 
 
 def test_rate_limiter_admits_exactly_the_limit_under_50_green_threads(config, unique):
-    client = redis.Redis.from_url(config["REDIS_URI"], decode_responses=True)
+    client = make_client(config)  # test_redis_cluster runs this on a cluster too
     limiter = RateLimiter(client, "test")
     limit = Limit(20, 60)
     pool = eventlet.GreenPool(50)
@@ -421,7 +420,7 @@ def test_cache_serves_from_mongodb_while_redis_is_unreachable(container_factory,
 
 
 def test_cache_tags_invalidate_what_was_cached_under_them(config, unique):
-    client = redis.Redis.from_url(config["REDIS_URI"], decode_responses=True)
+    client = make_client(config)  # test_redis_cluster runs this on a cluster too
     cache = Cache(client, f"test{unique}")
     cache.set(f"k1:{unique}", {"v": 1}, tags=["org:1"])
     cache.set(f"k2:{unique}", {"v": 2}, tags=["org:2"])
@@ -479,11 +478,11 @@ class OrgWriter(ServiceBase):
 
 def test_publishing_an_org_event_makes_cached_answers_for_that_org_stale(
         container_factory, config, unique):
-    from shared.redis import RedisTools, make_client, org_version_key
+    from shared.redis import RedisTools, make_cache_client, org_version_key
 
     writer = container_factory(OrgWriter, config)
     writer.start()
-    cache = RedisTools(make_client(config), "gateway", 60).cache
+    cache = RedisTools(make_client(config), "gateway", 60, make_cache_client(config)).cache
     computed = []
 
     def read(org):

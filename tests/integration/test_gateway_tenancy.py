@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import redis
 import requests
 from marshmallow import Schema, fields
 from nameko.dependency_providers import Config
@@ -11,7 +10,7 @@ from nameko.dependency_providers import Config
 from employee_svc.contract import membership_key
 from gateway_svc.cache import CachedRoute
 from gateway_svc.http import api, read_json
-from shared.redis import Redis
+from shared.redis import Redis, make_cache_client
 from shared.rpc import ServiceRpc, rpc
 from shared.telemetry import Telemetry
 from tests.tokens import auth_headers
@@ -93,7 +92,7 @@ def test_members_reach_the_route_with_their_membership(gateway):
 def test_a_cached_answer_reaches_only_a_member_whose_cached_membership_is_active(gateway, unique):
     config, url = gateway
     org, user = f"org-{unique}", f"user-{unique}"
-    client = redis.Redis.from_url(config["REDIS_URI"])
+    client = make_cache_client(config)  # memberships are cached where the cache lives
     member = {"org_id": org, "user_id": user, "employee_id": "e9", "role": "member",
               "status": "active", "permissions": [], "teams": {}}
     client.set(membership_key(org, user), json.dumps(member), ex=60)

@@ -137,3 +137,20 @@ def test_redis_never_evicts_the_state_it_holds_and_persists_it():
     assert "--maxmemory-policy noeviction" in command and "--maxmemory " in command
     assert "--appendonly yes" in command and "--save " in command
     assert redis["mem_limit"] and any(v.endswith(":/data") for v in redis["volumes"])
+
+
+def test_the_cache_has_its_own_redis_that_evicts_and_every_service_uses_it():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    cache = compose["redis-cache"]
+    command = " ".join(cache["command"])
+    # cached answers only: full, it drops the least recently used instead of refusing writes
+    assert "--maxmemory-policy allkeys-lru" in command and "--maxmemory " in command
+    assert "--appendonly no" in command and cache["mem_limit"] and "volumes" not in cache
+    assert "--requirepass" in command
+    assert compose["access"]["environment"]["REDIS_CACHE_URI"].endswith("@redis-cache:6379/0")
+    assert compose["access"]["depends_on"]["redis-cache"] == {"condition": "service_healthy"}
+    for name in [*SERVICES, "web"]:
+        env = compose[name]["environment"]
+        assert env["REDIS_URI"].startswith(f"redis://wf-{name}:") and "@redis:" in env["REDIS_URI"]
+        assert env["REDIS_CACHE_URI"].startswith(f"redis://wf-{name}:"), name
+        assert "@redis-cache:" in env["REDIS_CACHE_URI"], name

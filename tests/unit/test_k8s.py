@@ -179,3 +179,25 @@ def test_compose_and_k8s_run_event_queues_as_quorum_queues():
     assert configmap["data"]["EVENT_QUEUE_TYPE"] == "quorum"
     for name in ("auth", "tasks", "notifications"):
         assert COMPOSE[name]["environment"]["EVENT_QUEUE_TYPE"] == "quorum"
+
+
+def test_k8s_runs_a_state_redis_that_never_evicts_and_a_cache_redis_that_does():
+    sets = {d["metadata"]["name"]: d for d in DOCS if d["kind"] == "StatefulSet"}
+    for name, policy in (("redis", "noeviction"), ("redis-cache", "allkeys-lru")):
+        (container,) = sets[name]["spec"]["template"]["spec"]["containers"]
+        args = " ".join(container["args"])
+        assert f"--maxmemory-policy {policy}" in args and "--maxmemory " in args, name
+        assert container["resources"]["limits"]["memory"], name
+        assert sets[name]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    (state,) = sets["redis"]["spec"]["template"]["spec"]["containers"]
+    assert "--appendonly yes" in " ".join(state["args"]) and "--save" in state["args"]
+    assert sets["redis"]["spec"]["volumeClaimTemplates"]  # RDB + AOF outlive the pod
+    services = {d["metadata"]["name"] for d in DOCS if d["kind"] == "Service"}
+    assert {"redis", "redis-cache"} <= services
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in DOCS if d["kind"] == "Secret"}
+    assert "@redis-cache:" in secrets["workforce-access"]["REDIS_CACHE_URI"]
+    for name in DEPLOYMENTS:
+        refs = [s["secretRef"]["name"] for s in _container(name)["envFrom"] if "secretRef" in s]
+        env = {k: v for ref in refs for k, v in secrets[ref].items()}
+        assert env["REDIS_CACHE_URI"].startswith(f"redis://wf-{name}:"), name
+        assert "@redis-cache:" in env["REDIS_CACHE_URI"] and "@redis:" in env["REDIS_URI"], name
