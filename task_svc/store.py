@@ -11,9 +11,11 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
 
+from shared.errors import Conflict
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain, links, views
+from task_svc import domain, links
 from task_svc.links_store import LINK_INDEXES, TASK_INDEXES, LinkStore
 
 
@@ -29,9 +31,8 @@ A, D = ASCENDING, DESCENDING
 SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
-class TaskStore(LinkStore, views.ViewQueries, BaseStore):
+class TaskStore(LinkStore, BaseStore):
     INDEXES = {
-        **views.INDEXES,  # saved views (task_svc/views.py)
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
             _ix("org_created", ("org_id", A), ("deleted", A), ("created_at", D), ("_id", D)),
@@ -57,6 +58,10 @@ class TaskStore(LinkStore, views.ViewQueries, BaseStore):
         # the operator console's bulk jobs in progress (jobs, not tasks: cheap)
         "jobs": [_ix("jobs_status", ("status", A), ("created_at", D))],
         "links": LINK_INDEXES,  # blocks / blocked_by, one document per edge
+        # saved views: the views a caller sees; one name per owner and org (saving a
+        # second "Mine" is a 409, not a twin)
+        "views": [_ix("org_views", ("org_id", A), ("_id", A)),
+                  _ix("owner_name", ("org_id", A), ("owner_user_id", A), ("name", A), unique=True)],
     }
 
     @property
@@ -356,3 +361,35 @@ class TaskStore(LinkStore, views.ViewQueries, BaseStore):
                 {"_id": f"team-removed-{task_id}-{team_id}", "task_id": task_id, "org_id": org_id,
                  "field": "team_id", "old": team_id, "new": None, "actor": actor,
                  "reason": "team.deleted", "at": at} for task_id in task_ids])
+
+    # --- saved views ----------------------------------------------------------------
+    def insert_view(self, doc: dict) -> dict:
+        try:
+            self.db.views.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("You have a view of that name already.") from None
+        return doc
+
+    def view(self, org_id: str, view_id: str) -> dict | None:
+        return self.db.views.find_one({"_id": str(view_id), "org_id": org_id})
+
+    def visible_views(self, org_id: str, user_id: str, teams: list[str], after: str | None,
+                      n: int) -> list[dict]:
+        """Own views, the org's and those of ``teams`` (index ``org_views``)."""
+        query: dict = {"org_id": org_id, "$or": [
+            {"owner_user_id": user_id}, {"visibility": "org"},
+            {"visibility": "team", "team_id": {"$in": teams}}]}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.views.find(query).sort("_id", A).limit(n))
+
+    def update_view(self, org_id: str, view_id: str, changes: dict) -> dict | None:
+        try:
+            return self.db.views.find_one_and_update(
+                {"_id": view_id, "org_id": org_id}, {"$set": {**changes, "updated_at": utcnow()}},
+                return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            raise Conflict("You have a view of that name already.") from None
+
+    def delete_view(self, org_id: str, view_id: str) -> bool:
+        return self.db.views.delete_one({"_id": view_id, "org_id": org_id}).deleted_count == 1

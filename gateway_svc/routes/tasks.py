@@ -30,12 +30,12 @@ from task_svc.schemas import (
     StatsArgsSchema,
     StatusSchema,
     TaskCreateSchema,
+    TaskListQuerySchema,
     TaskOutSchema,
     TaskPageSchema,
     TaskStatsSchema,
     TaskUpdateSchema,
 )
-from task_svc.views import TaskListQuerySchema
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
