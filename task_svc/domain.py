@@ -1,15 +1,19 @@
 """Rules of the tasks service, with no I/O: the status machine, who may do
 what to a task, where an orphaned task goes, search keywords, list sorts,
-attachments, and subtasks, dependencies and watchers."""
+attachments, subtasks, dependencies and watchers, who sees and changes a saved view,
+the rows of a CSV import."""
 from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
+from shared import csvtext
 from shared.errors import (
     Conflict,
     Forbidden,
@@ -395,3 +399,109 @@ def watchers_of(task: dict, commenters: Iterable[str] = ()) -> set[str]:
     if "watcher_user_ids" in task:
         return set(task["watcher_user_ids"] or [])
     return {u for u in (task.get("creator_user_id"), task.get("assignee_user_id"), *commenters) if u}
+# --- saved views ----------------------------------------------------------------------
+VISIBILITIES = ("private", "team", "org")
+
+
+def can_see_view(view: dict, user_id: str, membership: dict) -> bool:
+    """Its owner sees a view; an org view every member; a team view that team's members."""
+    if view.get("owner_user_id") == user_id or view.get("visibility") == "org":
+        return True
+    return view.get("visibility") == "team" and view.get("team_id") in (membership.get("teams") or {})
+
+
+def can_change_view(view: dict, user_id: str, membership: dict) -> bool:
+    """Its owner changes or deletes a view; managers and up also a shared one."""
+    if view.get("owner_user_id") == user_id:
+        return True
+    return view.get("visibility") != "private" and role_allows(membership["role"], "task.update_any")
+
+
+def require_view_share(membership: dict, visibility: str, team_id: str | None) -> None:
+    """Sharing with a team: a member of it, or a manager and up (any team)."""
+    if visibility == "team" and team_id not in (membership.get("teams") or {}) \
+            and not role_allows(membership["role"], "task.assign_any"):
+        raise Forbidden("You may share a view only with a team you are in.")
+
+
+def applied_view_args(view_filter: dict, explicit: dict) -> dict:
+    """The list arguments of a request naming a view: the view's filter, with each
+    parameter the request gives explicitly in place of the view's (``limit`` and
+    ``cursor`` always the request's)."""
+    return {**view_filter, **{k: v for k, v in explicit.items() if k != "view"}}
+
+
+def member_team_ids(membership: dict) -> list[str]:
+    return sorted(membership.get("teams") or {})
+
+
+# --- CSV import -----------------------------------------------------------------------
+# A row has the columns of IMPORT_COLUMNS (title required, the others optional, in any
+# order; other columns, such as an export's task_id or status, are ignored), so an
+# export imports again.
+IMPORT_COLUMNS = ("title", "description", "priority", "due_at", "labels", "team_id", "assignee_id")
+IMPORT_MAX_BYTES = 1024 * 1024
+MAX_ROW_ERRORS = 1000  # per-row errors a job or a dry run lists (it counts them all)
+
+
+def _unquote(text: str) -> str:
+    """A cell as an export wrote it: the ``'`` before a formula character goes again."""
+    text = text.strip()
+    return text[1:] if text[:1] == "'" and text[1:2] in csvtext.FORMULA_STARTS else text
+
+
+def parse_rows(text: str, max_rows: int = MAX_BULK) -> list[tuple[int, dict]]:
+    """``(line number, {column: cell})`` per data row (the header is line 1); empty
+    cells are left out (the field's default applies), blank lines skipped.
+    ValidationFailed (422, ``errors.file``) for a file that is not such a CSV."""
+    def refuse(message: str) -> ValidationFailed:
+        return ValidationFailed(message, errors={"file": [message]})
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = [h.strip().lower() for h in next(reader, [])]
+        if "title" not in header:
+            raise refuse("The first line names the columns, title among them.")
+        if len(set(header)) != len(header):
+            raise refuse("A column is named twice.")
+        rows: list[tuple[int, dict]] = []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if len(rows) >= max_rows:
+                raise refuse(f"At most {max_rows} rows per file.")
+            row = {name: _unquote(cell) for name, cell in zip(header, cells, strict=False)
+                   if name in IMPORT_COLUMNS and cell.strip()}
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise refuse(f"Not a CSV file: {exc}") from None
+    return rows
+
+
+def row_error(line: int, messages: dict) -> dict:
+    """A refused row: ``{row, error, fields: {field: [messages]}}``."""
+    return {"row": line, "error": "; ".join(f"{k}: {' '.join(map(str, v))}" if isinstance(v, list)
+                                            else f"{k}: {v}" for k, v in messages.items()),
+            "fields": messages}
+
+
+def refer_rows(valid: list[dict], teams: dict[str, dict | None],
+               employees: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """The rows whose team is the org's and whose assignee an active employee of it."""
+    kept, errors = [], []
+    for item in valid:
+        task, problems = item["task"], {}
+        if task.get("team_id") and teams.get(task["team_id"]) is None:
+            problems["team_id"] = ["No such team in this organization."]
+        person = employees.get(task.get("assignee_id") or "")
+        if task.get("assignee_id") and (person is None or person.get("status") != "active"):
+            problems["assignee_id"] = ["Not an active employee of this organization."]
+        if problems:
+            errors.append(row_error(item["row"], problems))
+        else:
+            kept.append(item)
+    return kept, errors
+
+
+def import_task_id(job_id: str, row: int) -> str:
+    """Deterministic, so a redelivered chunk creates nothing twice."""
+    return f"{job_id}-r{row}"

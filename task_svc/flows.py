@@ -1,10 +1,10 @@
 """The tasks service's work of several steps (writing a change with its history,
 reassigning, handing tasks over when someone leaves or a team goes, the events a
-change publishes, list pages, the overdue sweep; checking a parent or a link
-under the org's graph lock, recounting a parent's progress, what a deleted task
-leaves behind, who watches), on one worker's dependencies: the entrypoints in
-``service.py`` authorize and validate, then call these. Rules come from
-:mod:`task_svc.domain`; queries from the store."""
+change publishes, list pages and the saved view they apply, the overdue sweep; checking
+a parent or a link under the org's graph lock, recounting a parent's progress, what a
+deleted task leaves behind, who watches; a CSV import checked, started and created chunk
+by chunk), on one worker's dependencies: the entrypoints in ``service.py`` authorize and
+validate, then call these. Rules come from :mod:`task_svc.domain`; queries from the store."""
 from __future__ import annotations
 
 import hashlib
@@ -13,12 +13,13 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared.errors import NotFound, ValidationFailed
+from shared.errors import Forbidden, NotFound, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import decode_key, page
 from shared.rpc import ServiceProxy
 from shared.service import Flows
 from task_svc import domain, leaderboard, recurrence, schemas
+from task_svc.store import new_id
 
 log = logging.getLogger(__name__)
 UNCHANGED = object()  # a PATCH that leaves parent_id as it is (parent_checked)
@@ -317,3 +318,83 @@ class TaskFlows(Flows):
         if doc is None:
             raise NotFound("No link between these tasks.")
         return doc
+    # --- saved views ------------------------------------------------------------------
+    def view_args(self, user_id: str, org_id: str, membership: dict, args: dict) -> dict:
+        """The list arguments of a request (the list and the CSV export): with ``view``,
+        that view's filter under the explicit parameters (404 for a view the caller
+        cannot see)."""
+        if not args.get("view"):
+            return {k: v for k, v in args.items() if k != "view"}
+        view = self.visible_view(membership, user_id, org_id, args["view"])
+        return domain.applied_view_args(view["filter"], args)
+
+    def visible_view(self, membership: dict, user_id: str, org_id: str, view_id: str) -> dict:
+        view = self.store.view(org_id, view_id)
+        if view is None or not domain.can_see_view(view, user_id, membership):
+            raise NotFound("View not found.")
+        return view
+
+    def changeable_view(self, membership: dict, user_id: str, org_id: str, view_id: str) -> dict:
+        view = self.visible_view(membership, user_id, org_id, view_id)
+        if not domain.can_change_view(view, user_id, membership):
+            raise Forbidden("Only its owner, or a manager for a shared view, may change a view.")
+        return view
+
+    def check_view_team(self, membership: dict, org_id: str, visibility: str,
+                        team_id: str | None) -> None:
+        domain.require_view_share(membership, visibility, team_id)
+        if visibility == "team":
+            self.body_team(org_id, team_id)  # 422 for a team the org does not have
+
+    # --- CSV import -------------------------------------------------------------------
+    def check_import(self, org_id: str, rows: list[tuple[int, dict]]) -> tuple[list[dict], list[dict]]:
+        """A file's rows through the create schema, their teams and assignees looked up
+        (one ``get_employees`` for the file): ``(valid, errors)``, errors by line."""
+        valid, errors = schemas.check_rows(rows)
+        teams = {t: self.team(org_id, t) for t in {v["task"]["team_id"] for v in valid} - {None}}
+        people = {e["employee_id"]: e for e in self.employees_in(
+            org_id, sorted({v["task"]["assignee_id"] for v in valid} - {None}))}
+        valid, refused = domain.refer_rows(valid, teams, people)
+        return valid, sorted(errors + refused, key=lambda e: e["row"])
+
+    def start_import(self, me: dict, user_id: str, org_id: str, rows: list, valid: list[dict],
+                     errors: list[dict]) -> dict:
+        """The import's bulk job, its refused rows its first errors, and its valid rows
+        as ``task.import.created`` chunks; the job's answer."""
+        parts = domain.chunks(valid, int(self.config.get("TASK_BULK_CHUNK", 500)))
+        at = utcnow()
+        job: dict = {"_id": new_id(), "org_id": org_id, "kind": "import",
+                     "status": "running" if parts else "done", "total": len(rows), "done": 0,
+                     "failed": len(errors), "errors": errors[:domain.MAX_ROW_ERRORS],
+                     "chunks_total": len(parts), "chunks_done": [], "created_by_user_id": user_id,
+                     "created_at": at, "finished_at": None if parts else at}
+        self.store.create_job(job)
+        for n, part in enumerate(parts):
+            self.events.publish("task.import.created", {
+                "org_id": org_id, "job_id": job["_id"], "chunk": n,
+                "rows": [{"row": p["row"], "task": schemas.TaskCreateSchema().dump(p["task"])}
+                         for p in part],
+                "creator_id": me.get("employee_id"), "creator_user_id": user_id},
+                org_id=org_id, actor_id=user_id)
+        return {**schemas.dump_job(job), "status_url": self.job_url(org_id, job["_id"])}
+
+    def import_chunk(self, d: dict) -> None:
+        """One ``task.import.created`` chunk (its event's data): its tasks created once,
+        announced, the chunk counted once."""
+        items = [{"row": r["row"], "task": schemas.TaskCreateSchema().load(r["task"])} for r in d["rows"]]
+        people = {e["employee_id"]: e for e in self.employees_in(
+            d["org_id"], sorted({i["task"]["assignee_id"] for i in items} - {None}))}
+        # the teams were checked when the file came; an assignee who left the org since is
+        # this row's error now
+        items, errors = domain.refer_rows(items, {i["task"]["team_id"]: {} for i in items}, people)
+        creator = {"employee_id": d.get("creator_id"), "user_id": d["creator_user_id"]}
+        docs = [self.store.task_document(d["org_id"], i["task"], creator,
+                                         people.get(i["task"].get("assignee_id") or ""),
+                                         job_id=d["job_id"],
+                                         task_id=domain.import_task_id(d["job_id"], i["row"]))
+                for i in items]
+        self.store.insert_many_idempotent(docs)
+        self.store.add_created_history(docs, d["creator_user_id"])
+        for doc in docs:  # every one, new or not: derived event ids make a re-run safe
+            self.publish_created(doc, d["creator_user_id"], derived_ids=True)
+        self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)

@@ -7,8 +7,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    pre_load,
+    validate,
+    validates,
+    validates_schema,
+)
 
+from shared import csvtext
 from shared import examples as ex
 from shared.pagination import PageArgsSchema, page_schema
 from task_svc import domain, recurrence, timetracking
@@ -158,6 +168,106 @@ class ListQuerySchema(ListArgsSchema):
                                      "example": "docs,release"})
 
 
+# --- saved views ------------------------------------------------------------------
+# A view's filter is validated with the list route's own schema (ListArgsSchema) when
+# it is saved, and again with the explicit parameters when it is applied: one schema
+# for both.
+PAGE_KEYS = ("limit", "cursor")  # how a list is paged is the request's, never the view's
+VIEW_ID = "6650a1f2c3d4e5f6a7b8c9d0"
+VIEW_FILTER = {"status": "todo", "labels": ["release"], "sort": "due"}
+
+
+def load_filter(raw: object) -> dict:
+    """A view's filter as stored: what ``ListArgsSchema`` accepts (paging aside),
+    in its wire form (labels a list, dates ISO 8601). ValidationError otherwise."""
+    if not isinstance(raw, dict):
+        raise ValidationError("An object of list parameters.")
+    paging = [k for k in (*PAGE_KEYS, "view") if k in raw]
+    if paging:
+        raise ValidationError({k: ["Not part of a view: a request pages itself."] for k in paging})
+    loaded = ListArgsSchema().load(raw)
+    return ListArgsSchema(only=[k for k in raw]).dump(loaded) if raw else {}
+
+
+def check_view_team(data: dict) -> None:
+    """A team view names its team, and only a team view does."""
+    if data.get("visibility") == "team" and not data.get("team_id"):
+        raise ValidationError({"team_id": ["A team view names its team."]})
+    if data.get("visibility") != "team" and data.get("team_id"):
+        raise ValidationError({"team_id": ["Only a team view names a team."]})
+
+
+class ViewSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                         metadata={"example": "My open release work"})
+    filter = fields.Dict(load_default=dict, metadata={
+        "example": VIEW_FILTER,
+        "description": "any query parameter of GET /orgs/{org_id}/tasks but limit and cursor "
+                       "(labels as a list or comma-separated)"})
+    visibility = fields.String(load_default="private", validate=validate.OneOf(domain.VISIBILITIES),
+                               metadata={"example": "team", "description": "private (you), "
+                                         "team (its members) or org (every member)"})
+    team_id = fields.String(load_default=None, allow_none=True, validate=ID,
+                            metadata={"example": ex.TEAM_ID, "description": "with visibility team"})
+
+    @validates("filter")
+    def _filter(self, value: dict, **_) -> None:
+        load_filter(value)
+
+    @validates_schema
+    def _team(self, data: dict, partial=None, **_) -> None:
+        if partial:
+            return  # an update: checked on the view as it would become
+        check_view_team(data)
+
+    @post_load
+    def _normal(self, data: dict, **_) -> dict:
+        if "filter" in data:
+            data["filter"] = load_filter(data["filter"])
+        return data
+
+
+class ViewUpdateSchema(ViewSchema):
+    """A change of a view: any of its fields (loaded with ``partial=True``)."""
+
+    name = fields.String(validate=validate.Length(min=1, max=100),
+                         metadata={"example": "Release work, due first"})
+
+
+class TaskListQuerySchema(ListQuerySchema):
+    """The org's task list in a URL: the filters, or a saved view and what overrides it."""
+    view = fields.String(validate=ID, metadata={
+        "example": VIEW_ID, "description": "a saved view's id: its filter and sort apply; a "
+        "parameter given here as well replaces the view's (docs/tasks.md)"})
+
+
+# --- the CSV import (POST /orgs/{org_id}/tasks/import) ------------------------------
+class ImportArgsSchema(Schema):
+    csv = fields.String(required=True)
+    dry_run = fields.Boolean(load_default=False)
+
+
+class ImportQuerySchema(Schema):
+    dry_run = fields.Boolean(load_default=False, metadata={
+        "description": "true: check every row and answer the errors and the count that "
+                       "would be created; nothing is created", "example": True})
+
+
+def check_rows(rows: list[tuple[int, dict]]) -> tuple[list[dict], list[dict]]:
+    """Each row of ``domain.parse_rows`` through the create route's own schema
+    (``TaskCreateSchema``): ``(valid, errors)``, valid as ``{row, task: {...fields}}``,
+    errors as ``{row, error, fields: {field: [messages]}}``."""
+    valid, errors = [], []
+    for line, row in rows:
+        if "labels" in row:
+            row = {**row, "labels": [x.strip() for x in row["labels"].split(",") if x.strip()]}
+        try:
+            valid.append({"row": line, "task": TaskCreateSchema().load(row)})
+        except ValidationError as exc:
+            errors.append(domain.row_error(line, exc.normalized_messages()))
+    return valid, errors
+
+
 # --- answers (what the dump_* functions below return) ------------------------------
 class SubtaskProgressSchema(Schema):
     total = fields.Integer(metadata={"example": 3})
@@ -226,7 +336,7 @@ class WatchingSchema(Schema):
 class BulkErrorSchema(Schema):
     assignee_id = fields.String(metadata={"example": "0cc175b9c0f14a6ba1b2c3d4e5f6a7b8"})
     error = fields.String(metadata={"example": "not an active employee"})
-    # a CSV import's errors (task_svc/csvio.py) name the file's line and each field's messages
+    # a CSV import's errors (domain.row_error) name the file's line and each field's messages
     row = fields.Integer(metadata={"description": "CSV import: the line (the header is 1)",
                                    "example": 3})
     fields_ = fields.Dict(data_key="fields", metadata={"description": "CSV import: per field",
@@ -332,6 +442,38 @@ class LeaderboardSchema(Schema):
     source = fields.String(metadata={"enum": ["redis", "mongodb"], "example": "redis"})
 
 
+class ViewOutSchema(Schema):
+    view_id = fields.String(metadata={"example": VIEW_ID})
+    org_id = fields.String(metadata={"example": ex.ORG_ID})
+    name = fields.String(metadata={"example": "My open release work"})
+    filter = fields.Dict(metadata={"example": VIEW_FILTER})
+    visibility = fields.String(metadata={"enum": list(domain.VISIBILITIES), "example": "team"})
+    team_id = fields.String(allow_none=True, metadata={"example": ex.TEAM_ID})
+    owner_user_id = fields.String(metadata={"example": ex.USER_ID})
+    created_at = fields.DateTime(metadata={"example": ex.CREATED_AT})
+    updated_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
+
+
+ViewPageSchema = page_schema("ViewPage", ViewOutSchema)
+
+
+class RowErrorSchema(Schema):
+    row = fields.Integer(metadata={"description": "the line of the file (the header is 1)",
+                                   "example": 3})
+    error = fields.String(metadata={"example": "priority: Must be one of: low, medium, high, urgent."})
+    fields_ = fields.Dict(data_key="fields", metadata={
+        "example": {"priority": ["Must be one of: low, medium, high, urgent."]}})
+
+
+class ImportCheckSchema(Schema):
+    dry_run = fields.Boolean(metadata={"example": True})
+    rows = fields.Integer(metadata={"description": "data rows in the file", "example": 3})
+    would_create = fields.Integer(metadata={"example": 2})
+    failed = fields.Integer(metadata={"example": 1})
+    errors = fields.List(fields.Nested(RowErrorSchema), metadata={
+        "description": f"the first {domain.MAX_ROW_ERRORS}"})
+
+
 def dump_task(t: dict) -> dict:
     return {"task_id": t["_id"], "org_id": t["org_id"], "title": t["title"],
             "description": t.get("description", ""), "assignee_id": t.get("assignee_id"),
@@ -407,3 +549,32 @@ def dump_watcher(user_id: str) -> dict:
 
 def dump_watching(task_id: str, user_id: str, watchers: set[str]) -> dict:
     return {"task_id": task_id, "watching": user_id in watchers, "watchers": len(watchers)}
+def dump_view(v: dict) -> dict:
+    return {"view_id": v["_id"], "org_id": v["org_id"], "name": v["name"], "filter": v["filter"],
+            "visibility": v["visibility"], "team_id": v.get("team_id"),
+            "owner_user_id": v["owner_user_id"], "created_at": iso(v["created_at"]),
+            "updated_at": iso(v["updated_at"])}
+
+
+# --- the CSV export (GET /orgs/{org_id}/tasks.csv): the gateway streams list_tasks pages
+# (export_tasks_page) through csv_text ----------------------------------------------------
+CSV_COLUMNS = ("task_id", "title", "description", "status", "priority", "assignee_id", "team_id",
+               "due_at", "labels", "overdue", "creator_user_id", "created_at", "updated_at",
+               "completed_at", "job_id")
+MAX_EXPORT_ROWS = 100_000  # one CSV export; narrow the filters for more
+
+
+def _csv_value(item: dict, column: str) -> object:
+    value = item.get(column)
+    if column == "labels":
+        return ",".join(value or [])
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def csv_text(items: list[dict], header: bool = False) -> str:
+    """Tasks (answers of ``dump_task``) as CSV text (``shared.csvtext``: cells a
+    spreadsheet would run as formulas are quoted), with the header line if asked."""
+    return csvtext.csv_text(([_csv_value(item, c) for c in CSV_COLUMNS] for item in items),
+                            header=CSV_COLUMNS if header else None)

@@ -10,7 +10,7 @@ import logging
 import redis as redis_lib
 
 from shared import service as base
-from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed
 from shared.events import handles
 from shared.mongo import Mongo, utcnow
 from shared.pagination import PageArgsSchema, decode_cursor, decode_key, page, whole
@@ -20,7 +20,7 @@ from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
 # mixins through their modules: nameko run starts every class with entrypoints here
-from task_svc import csvio, domain, leaderboard, schemas, timetracking, views
+from task_svc import domain, leaderboard, schemas, timetracking
 from task_svc.files import Files
 from task_svc.flows import UNCHANGED, TaskFlows
 from task_svc.recurrence import Recurrences
@@ -31,10 +31,7 @@ log = logging.getLogger(__name__)
 
 # Mixins are referenced through their modules: nameko run starts every class with
 # entrypoints in this module's namespace as a service.
-class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase):
-    """Saved views (task_svc/views.py) and the CSV export pages and import (task_svc/csvio.py) come in
-    as mixins of their entrypoints."""
-
+class TaskService(base.ServiceBase):
     name = "tasks"
 
     store = Mongo(TaskStore)
@@ -160,7 +157,7 @@ class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase)
     @rpc
     def list_tasks(self, user_id: str, org_id: str, args: dict) -> dict:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        f = schemas.ListArgsSchema().load(self.view_args(user_id, org_id, me, args))  # ?view=
+        f = schemas.ListArgsSchema().load(self.flows.view_args(user_id, org_id, me, args))  # ?view=
         return self.redis.cache.get_or_set(
             f"tasks:list:org:{org_id}:{self.flows.args_key(f)}",
             lambda: self.flows.list_page({"org_id": org_id}, f), ttl=self.flows.list_ttl(),
@@ -176,6 +173,53 @@ class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase)
             f"tasks:list:user:{user_id}:{self.flows.args_key({**f, 'org_ids': org_ids})}",
             lambda: self.flows.list_page({"assignee_user_id": user_id, "org_id": {"$in": org_ids}}, f),
             ttl=self.flows.list_ttl(), tags=[f"user:{user_id}"])
+
+    # --- saved views ---------------------------------------------------------------------
+    @rpc
+    def create_view(self, user_id: str, org_id: str, body: dict) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        data = schemas.ViewSchema().load(body)
+        self.flows.check_view_team(me, org_id, data["visibility"], data["team_id"])
+        at = utcnow()
+        return schemas.dump_view(self.store.insert_view({
+            "_id": new_id(), "org_id": org_id, "owner_user_id": user_id, "name": data["name"],
+            "filter": data["filter"], "visibility": data["visibility"], "team_id": data["team_id"],
+            "created_at": at, "updated_at": at}))
+
+    @rpc
+    def list_views(self, user_id: str, org_id: str, args: dict) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        args = PageArgsSchema().load(args)
+        docs = self.store.visible_views(org_id, user_id, domain.member_team_ids(me),
+                                        decode_cursor(args["cursor"]), args["limit"] + 1)
+        return page(docs, args["limit"], schemas.dump_view)
+
+    @rpc
+    def get_view(self, user_id: str, org_id: str, view_id: str) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        return schemas.dump_view(self.flows.visible_view(me, user_id, org_id, view_id))
+
+    @rpc
+    def update_view(self, user_id: str, org_id: str, view_id: str, body: dict) -> dict:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        view = self.flows.changeable_view(me, user_id, org_id, view_id)
+        changes = schemas.ViewUpdateSchema(partial=True).load(body)
+        if "visibility" in changes and changes["visibility"] != "team" and "team_id" not in changes:
+            changes["team_id"] = None
+        schemas.check_view_team({**view, **changes})
+        if "visibility" in changes or "team_id" in changes:
+            merged = {**view, **changes}
+            self.flows.check_view_team(me, org_id, merged["visibility"], merged.get("team_id"))
+        updated = self.store.update_view(org_id, view_id, changes) if changes else view
+        if updated is None:
+            raise NotFound("View not found.")  # deleted meanwhile
+        return schemas.dump_view(updated)
+
+    @rpc
+    def delete_view(self, user_id: str, org_id: str, view_id: str) -> None:
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        self.flows.changeable_view(me, user_id, org_id, view_id)
+        self.store.delete_view(org_id, view_id)
 
     # --- bulk ------------------------------------------------------------------------
     @rpc
@@ -229,6 +273,35 @@ class TaskService(views.ViewEntrypoints, csvio.CsvEntrypoints, base.ServiceBase)
                                 event_id=f"task.bulk.assigned:{d['job_id']}:{d['chunk']}")
         self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)
         self.flows.invalidate(d["org_id"], *[doc["assignee_user_id"] for doc in docs])
+
+    # --- CSV export and import ---------------------------------------------------------
+    @rpc
+    def export_tasks_page(self, user_id: str, org_id: str, args: dict) -> dict:
+        """One page of the CSV export: ``list_tasks`` (the same filters, sort and ``view``)
+        read past the list cache, so an export of 100,000 tasks does not fill Redis."""
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
+        f = schemas.ListArgsSchema().load(self.flows.view_args(user_id, org_id, me, args))
+        return self.flows.list_page({"org_id": org_id}, f)
+
+    @rpc
+    def import_tasks(self, user_id: str, org_id: str, body: dict) -> dict:
+        """Check a CSV file's rows; unless ``dry_run``, create the valid ones through a
+        bulk job (``task.import.created`` chunks), the invalid ones its errors."""
+        me = require_member(self.redis, self.employees, org_id, user_id, "task.bulk_create")
+        args = schemas.ImportArgsSchema().load(body)
+        limit = int(self.config.get("TASK_IMPORT_MAX_BYTES", domain.IMPORT_MAX_BYTES))
+        if len(args["csv"].encode()) > limit:
+            raise PayloadTooLarge(f"An import is limited to {limit} bytes.")
+        rows = domain.parse_rows(args["csv"])
+        valid, errors = self.flows.check_import(org_id, rows)
+        if args["dry_run"]:
+            return {"dry_run": True, "rows": len(rows), "would_create": len(valid),
+                    "failed": len(errors), "errors": errors[:domain.MAX_ROW_ERRORS]}
+        return self.flows.start_import(me, user_id, org_id, rows, valid, errors)
+
+    @handles("tasks", "task.import.created")
+    def on_import_chunk(self, event: dict) -> None:
+        self.flows.import_chunk(event["data"])
 
     # --- comments, attachments, history ---------------------------------------------
     @rpc

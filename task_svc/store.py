@@ -16,9 +16,11 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
+from pymongo.errors import DuplicateKeyError
 
+from shared.errors import Conflict
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain, timetracking, views
+from task_svc import domain, timetracking
 
 
 def new_id() -> str:
@@ -35,9 +37,8 @@ BRIEF = {"_id": 1, "title": 1, "status": 1, "deleted": 1, "parent_id": 1}  # a l
 MAX_LINKS = 500  # links of one task an answer lists
 
 
-class TaskStore(views.ViewQueries, timetracking.TimeStore, BaseStore):
+class TaskStore(timetracking.TimeStore, BaseStore):
     INDEXES = {
-        **views.INDEXES,  # saved views (task_svc/views.py)
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
             _ix("org_created", ("org_id", A), ("deleted", A), ("created_at", D), ("_id", D)),
@@ -66,6 +67,10 @@ class TaskStore(views.ViewQueries, timetracking.TimeStore, BaseStore):
         # blocks / blocked_by, one document per edge
         "links": [_ix("links_blocker", ("org_id", A), ("blocker_id", A)),
                   _ix("links_blocked", ("org_id", A), ("blocked_id", A))],
+        # saved views: the views a caller sees; one name per owner and org (saving a
+        # second "Mine" is a 409, not a twin)
+        "views": [_ix("org_views", ("org_id", A), ("_id", A)),
+                  _ix("owner_name", ("org_id", A), ("owner_user_id", A), ("name", A), unique=True)],
         **timetracking.INDEXES,
     }
 
@@ -484,3 +489,34 @@ class TaskStore(views.ViewQueries, timetracking.TimeStore, BaseStore):
         """Someone left the org: they watch none of its tasks."""
         self.tasks.update_many({"org_id": org_id, "watcher_user_ids": user_id},
                                {"$pull": {"watcher_user_ids": user_id}})
+    # --- saved views ----------------------------------------------------------------
+    def insert_view(self, doc: dict) -> dict:
+        try:
+            self.db.views.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict("You have a view of that name already.") from None
+        return doc
+
+    def view(self, org_id: str, view_id: str) -> dict | None:
+        return self.db.views.find_one({"_id": str(view_id), "org_id": org_id})
+
+    def visible_views(self, org_id: str, user_id: str, teams: list[str], after: str | None,
+                      n: int) -> list[dict]:
+        """Own views, the org's and those of ``teams`` (index ``org_views``)."""
+        query: dict = {"org_id": org_id, "$or": [
+            {"owner_user_id": user_id}, {"visibility": "org"},
+            {"visibility": "team", "team_id": {"$in": teams}}]}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.views.find(query).sort("_id", A).limit(n))
+
+    def update_view(self, org_id: str, view_id: str, changes: dict) -> dict | None:
+        try:
+            return self.db.views.find_one_and_update(
+                {"_id": view_id, "org_id": org_id}, {"$set": {**changes, "updated_at": utcnow()}},
+                return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:
+            raise Conflict("You have a view of that name already.") from None
+
+    def delete_view(self, org_id: str, view_id: str) -> bool:
+        return self.db.views.delete_one({"_id": view_id, "org_id": org_id}).deleted_count == 1

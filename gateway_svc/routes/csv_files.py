@@ -12,10 +12,14 @@ from gateway_svc.csvstream import export_args, stream_csv
 from gateway_svc.http import api
 from gateway_svc.routes.tasks import uploaded_file
 from shared.errors import BadRequest
-from task_svc import csvio
-from task_svc.csvio import ImportCheckSchema, ImportQuerySchema
-from task_svc.schemas import AttachmentUploadSchema, BulkJobSchema
-from task_svc.views import TaskListQuerySchema
+from task_svc import schemas as task_schemas
+from task_svc.schemas import (
+    AttachmentUploadSchema,
+    BulkJobSchema,
+    ImportCheckSchema,
+    ImportQuerySchema,
+    TaskListQuerySchema,
+)
 
 ORG = "/orgs/<org_id>"
 
@@ -44,7 +48,8 @@ class CsvRoutes:
         return stream_csv(
             lambda cursor: self.rpc_tasks.export_tasks_page(user_id, org_id,
                                                            with_cursor(args, cursor)),
-            csvio.export_text, csvio.MAX_EXPORT_ROWS, f"tasks-{org_id}.csv", f"tasks of {org_id}")
+            task_schemas.csv_text, task_schemas.MAX_EXPORT_ROWS, f"tasks-{org_id}.csv",
+            f"tasks of {org_id}")
 
     @api("GET", f"{ORG}/employees.csv", query=EmployeeQuerySchema, response_media="text/csv",
          errors=(404,),

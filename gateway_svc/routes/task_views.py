@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from gateway_svc.http import api, json_object
 from shared.pagination import PageArgsSchema
-from task_svc.views import ViewOutSchema, ViewPageSchema, ViewSchema, ViewUpdateSchema
+from task_svc.schemas import ViewOutSchema, ViewPageSchema, ViewSchema, ViewUpdateSchema
 
 VIEWS = "/orgs/<org_id>/tasks/views"
 VIEW = f"{VIEWS}/<view_id>"

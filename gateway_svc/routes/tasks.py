@@ -30,13 +30,13 @@ from task_svc.schemas import (
     StatsArgsSchema,
     StatusSchema,
     TaskCreateSchema,
+    TaskListQuerySchema,
     TaskOutSchema,
     TaskPageSchema,
     TaskStatsSchema,
     TaskUpdateSchema,
 )
 from task_svc.timetracking import TimeEntryOutSchema, TimeEntryPageSchema, TimeLogSchema, TimerOutSchema
-from task_svc.views import TaskListQuerySchema
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"
