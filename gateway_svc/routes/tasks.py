@@ -34,8 +34,11 @@ from task_svc.schemas import (
     TaskPageSchema,
     TaskStatsSchema,
     TaskUpdateSchema,
+    TimeEntryOutSchema,
+    TimeEntryPageSchema,
+    TimeLogSchema,
+    TimerOutSchema,
 )
-from task_svc.timetracking import TimeEntryOutSchema, TimeEntryPageSchema, TimeLogSchema, TimerOutSchema
 from task_svc.views import TaskListQuerySchema
 
 ORG = "/orgs/<org_id>"
