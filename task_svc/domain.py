@@ -1,13 +1,14 @@
 """Rules of the tasks service, with no I/O: the status machine, who may do
 what to a task, where an orphaned task goes, search keywords, list sorts,
 attachments, subtasks, dependencies and watchers, who sees and changes a saved view,
-the rows of a CSV import."""
+the rows of a CSV import, estimates and time tracking."""
 from __future__ import annotations
 
 import base64
 import binascii
 import csv
 import io
+import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
@@ -317,10 +318,11 @@ def graph_path(start: str, goal: str, expand: Expand, limit: int = MAX_WALK) -> 
         frontier = nxt
     if goal not in came_from:
         return None
-    out, node = [], goal
-    while node is not None:
-        out.append(node)
-        node = came_from[node]
+    out: list[str] = []
+    step: str | None = goal
+    while step is not None:
+        out.append(step)
+        step = came_from[step]
     return out[::-1]
 
 
@@ -505,3 +507,43 @@ def refer_rows(valid: list[dict], teams: dict[str, dict | None],
 def import_task_id(job_id: str, row: int) -> str:
     """Deterministic, so a redelivered chunk creates nothing twice."""
     return f"{job_id}-r{row}"
+
+
+# --- estimates and time tracking ------------------------------------------------------
+MAX_ENTRY_MINUTES = 24 * 60  # one entry (or one timer run) counts at most a day
+MAX_ESTIMATE_MINUTES = 100_000
+
+
+def timer_id(task_id: str, user_id: str) -> str:
+    """One running timer per person and task: a second start is a duplicate key."""
+    return f"{task_id}:{user_id}"
+
+
+def timer_minutes(started_at: datetime, stopped_at: datetime) -> int:
+    """Whole minutes a timer ran, rounded up (a started timer counts at least one),
+    at most MAX_ENTRY_MINUTES."""
+    seconds = max((stopped_at - started_at).total_seconds(), 0)
+    return min(max(math.ceil(seconds / 60), 1), MAX_ENTRY_MINUTES)
+
+
+def remaining(estimate: int | None, spent: int) -> int | None:
+    return None if estimate is None else max(estimate - spent, 0)
+
+
+def fold_totals(groups: list[dict], estimate: int) -> dict:
+    """Minutes per task, per assignee (who logged them) and per team, from
+    ``{task, employee, team, minutes}`` groups; the largest first, 100 of each."""
+    tables: dict[str, dict] = {"task_id": {}, "assignee_id": {}, "team_id": {}}
+    for g in groups:
+        for name, key in (("task_id", g.get("task")), ("assignee_id", g.get("employee")),
+                          ("team_id", g.get("team"))):
+            if key is not None:
+                tables[name][key] = tables[name].get(key, 0) + g["minutes"]
+
+    def rows(name: str) -> list[dict]:
+        return [{name: k, "minutes": v} for k, v in
+                sorted(tables[name].items(), key=lambda kv: (-kv[1], kv[0]))[:100]]
+
+    return {"spent_minutes": sum(g["minutes"] for g in groups), "estimate_minutes": estimate,
+            "per_task": rows("task_id"), "per_assignee": rows("assignee_id"),
+            "per_team": rows("team_id")}

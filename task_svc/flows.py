@@ -3,8 +3,10 @@ reassigning, handing tasks over when someone leaves or a team goes, the events a
 change publishes, list pages and the saved view they apply, the overdue sweep; checking
 a parent or a link under the org's graph lock, recounting a parent's progress, what a
 deleted task leaves behind, who watches; a CSV import checked, started and created chunk
-by chunk), on one worker's dependencies: the entrypoints in ``service.py`` authorize and
-validate, then call these. Rules come from :mod:`task_svc.domain`; queries from the store."""
+by chunk; setting a recurrence and spawning the next occurrence; logging time, timers
+and their totals), on one worker's dependencies: the entrypoints in ``service.py``
+authorize and validate, then call these. Rules come from :mod:`task_svc.domain`;
+queries from the store."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +14,9 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
-from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.mongo import utcnow
 from shared.pagination import decode_key, page
 from shared.rpc import ServiceProxy
@@ -23,12 +26,14 @@ from task_svc.store import new_id
 
 log = logging.getLogger(__name__)
 UNCHANGED = object()  # a PATCH that leaves parent_id as it is (parent_checked)
+ORG_ZONE_TTL = 300  # seconds the org's settings (its time zone) are cached
 
 
 class TaskFlows(Flows):
-    uses = ("employees", "teams")
+    uses = ("employees", "teams", "organizations")
     employees: ServiceProxy
     teams: ServiceProxy
+    organizations: ServiceProxy
 
     def task(self, org_id: str, task_id: str) -> dict:
         task = self.store.get(org_id, str(task_id))
@@ -134,7 +139,7 @@ class TaskFlows(Flows):
             "assigned_by_user_id": actor, "due_at": schemas.iso(task.get("due_at")),
             "priority": task["priority"], "job_id": task.get("job_id")}, actor, event_id=event_id)
 
-    def publish_created(self, task: dict, actor: str, derived_ids: bool = False) -> None:
+    def publish_created(self, task: dict, actor: str | None, derived_ids: bool = False) -> None:
         """``derived_ids``: event ids from the task id (a handler that may run again)."""
         self.invalidate(task["org_id"], task.get("assignee_user_id"))
         self.publish(task, "task.created", {
@@ -206,14 +211,15 @@ class TaskFlows(Flows):
     def file_key(attachment_id: str) -> str:
         return f"{attachment_id[-2:]}/{attachment_id}"
 
-    def mark_overdue(self, passed=None) -> int:
-        """Mark open tasks past due, once; ``passed(task)`` first for a recurring one (its
-        next occurrence: unmarked, a task whose ``passed`` failed is tried next sweep)."""
+    def mark_overdue(self) -> int:
+        """Mark open tasks past due, once; a recurring one gets its next occurrence first
+        (``spawn_next``: a task whose next occurrence failed stays unmarked, to be tried
+        next sweep)."""
         at, marked = utcnow(), 0
         for task in self.store.overdue_candidates(at):
-            if passed is not None and task.get("recurrence"):
+            if task.get("recurrence"):
                 try:
-                    passed(task)
+                    self.spawn_next(task)
                 except Exception as exc:  # one task's failure must not stop the sweep
                     log.warning("next occurrence of %s not created: %s", task["_id"], exc)
                     continue
@@ -235,7 +241,7 @@ class TaskFlows(Flows):
 
     @staticmethod
     def changes_wire(changes: dict) -> dict:
-        return {k: recurrence.dump(v) if k == "recurrence" else
+        return {k: schemas.dump_recurrence(v) if k == "recurrence" else
                 schemas.iso(v) if hasattr(v, "isoformat") else v
                 for k, v in changes.items() if k != "keywords"}
 
@@ -398,3 +404,107 @@ class TaskFlows(Flows):
         for doc in docs:  # every one, new or not: derived event ids make a re-run safe
             self.publish_created(doc, d["creator_user_id"], derived_ids=True)
         self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)
+
+    # --- recurring tasks (the rules: task_svc/recurrence.py) ------------------------------
+    def org_timezone(self, org_id: str) -> str:
+        org = self.redis.cache.get_or_set(
+            f"tasks:orgtz:{org_id}", lambda: self.organizations.get_org(org_id),
+            ttl=ORG_ZONE_TTL, cache_none=False) or {}
+        return (org.get("settings") or {}).get("timezone") or "UTC"
+
+    def recurrence_changes(self, org_id: str, task: dict | None, changes: dict, task_id: str) -> dict:
+        """The stored ``recurrence`` that ``changes`` (a create or a PATCH) implies:
+        ``{"recurrence": ...}`` to write with them, or {} when the rule is untouched."""
+        old = (task or {}).get("recurrence")
+        due = changes["due_at"] if "due_at" in changes else (task or {}).get("due_at")
+        if "recurrence" not in changes:
+            if old and due is None:
+                raise ValidationFailed("A recurring task needs a due date.", errors={
+                    "due_at": ["Stop the recurrence (recurrence: null) to clear the due date."]})
+            return {}
+        if changes["recurrence"] is None:
+            return {"recurrence": None}
+        tz = self.org_timezone(org_id)
+        return {"recurrence": recurrence.start(changes["recurrence"]["rule"], due, tz, old, task_id)}
+
+    def spawn_next(self, task: dict) -> dict | None:
+        """Create the occurrence after ``task`` unless it exists: the new task, or None
+        (not recurring, the series ended, or another worker created it). Its id is
+        derived from the series and index, so replicas (or the sweep racing a
+        completion) insert the same document and the second insert is a no-op."""
+        r = task.get("recurrence")
+        if not r or r.get("next_task_id"):
+            return None
+        due = recurrence.next_occurrence(r, utcnow())
+        if due is None:
+            return None
+        nid = recurrence.occurrence_id(r["series_id"], r["index"] + 1)
+        assignee = None
+        if task.get("assignee_id"):  # still here? else the next one waits unassigned
+            found = self.employees.get_employees(task["org_id"], [task["assignee_id"]])
+            assignee = found[0] if found and found[0].get("status") == "active" else None
+        data = {k: task.get(k) for k in ("title", "description", "team_id", "priority", "labels")}
+        creator = {"employee_id": task.get("creator_id"), "user_id": task.get("creator_user_id")}
+        doc = {**self.store.task_document(task["org_id"], {**data, "due_at": due}, creator, assignee,
+                                          task_id=nid),
+               "recurrence": recurrence.successor(task, due),
+               "estimate_minutes": task.get("estimate_minutes")}
+        if not self.store.insert_ignoring_duplicates(self.store.tasks, [doc]):
+            return None  # a replica (or the sweep) made it first
+        self.store.add_created_history([doc], None)
+        self.store.update(task["org_id"], task["_id"], {"recurrence.next_task_id": nid})
+        self.store.add_history(task, [("recurrence.next_task_id", None, nid)], None, "recurred")
+        self.publish_created(doc, None)
+        self.invalidate(task["org_id"], task.get("assignee_user_id"))
+        self.publish(doc, "task.recurred", {
+            "previous_task_id": task["_id"], "series_id": r["series_id"], "index": r["index"] + 1,
+            "due_at": schemas.iso(due), "rule": r["rule"]}, None,
+            event_id=f"task.recurred:{nid}")
+        return doc
+
+    # --- estimates and time tracking ------------------------------------------------------
+    # a change publishes ``task.time.logged`` and bumps the org's version (invalidate),
+    # so cached task lists show the new total
+    def workable(self, membership: dict, org_id: str, task_id: str) -> dict:
+        """The task, if the caller may log time on it (who may change it)."""
+        task = self.task(org_id, task_id)
+        domain.require_update(membership, task, self.team(org_id, task.get("team_id")))
+        return task
+
+    def log_time(self, task: dict, membership: dict, data: dict) -> dict:
+        started_at = data["started_at"] or utcnow() - timedelta(minutes=data["minutes"])
+        entry = self.store.entry_document(new_id(), task, membership, data["minutes"], started_at,
+                                          data["note"], "logged")
+        self.record_time(task, entry)
+        return schemas.dump_entry(entry)
+
+    def start_timer(self, task: dict, membership: dict) -> dict:
+        timer = self.store.timer_document(task, membership)
+        if not self.store.start_timer(timer):
+            raise Conflict("Your timer on this task is running already; stop it first.")
+        return schemas.dump_timer(timer)
+
+    def stop_timer(self, task: dict, membership: dict) -> dict:
+        timer = self.store.stop_timer(task["_id"], membership["user_id"])
+        if timer is None:  # 403 for who may not work on it, else 409
+            self.workable(membership, task["org_id"], task["_id"])
+            raise Conflict("No timer of yours is running on this task.")
+        # the timer is gone for everyone else: this stop alone writes its entry
+        entry = self.store.entry_document(
+            new_id(), task, membership, domain.timer_minutes(timer["started_at"], utcnow()),
+            timer["started_at"], "", "timer")
+        self.record_time(task, entry)
+        return schemas.dump_entry(entry)
+
+    def record_time(self, task: dict, entry: dict) -> None:
+        if self.store.add_entry(entry):
+            self.invalidate(task["org_id"], task.get("assignee_user_id"))
+            self.publish(task, "task.time.logged", {
+                "entry_id": entry["_id"], "employee_id": entry["employee_id"],
+                "user_id": entry["user_id"], "team_id": entry["team_id"],
+                "minutes": entry["minutes"], "source": entry["source"]}, entry["user_id"],
+                event_id=f"task.time.logged:{entry['_id']}")
+
+    def time_totals(self, org_id: str, team_id: str | None, assignee_id: str | None) -> dict:
+        raw = self.store.time_totals(org_id, team_id, assignee_id)
+        return domain.fold_totals(raw["groups"], raw["estimate"])

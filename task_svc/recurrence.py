@@ -4,9 +4,10 @@ A task with a ``recurrence`` is one occurrence of a series. When it is completed
 its due date passes while it is open (the overdue sweep), the next occurrence is
 created, once: its id is derived from the series and the occurrence's index
 (:func:`occurrence_id`), so two replicas (or a sweep racing a completion) insert the
-same document and the second insert is a no-op. The rules (what rule is accepted, when
-the next occurrence falls) are plain functions at the top; :class:`Recurrences` does the
-I/O on one worker's dependencies.
+same document and the second insert is a no-op. This module holds the rules (what rule
+is accepted, when the next occurrence falls): plain functions with no I/O. The I/O is
+``TaskFlows.recurrence_changes`` and ``TaskFlows.spawn_next`` (task_svc/flows.py), the
+wire shapes ``RecurrenceSchema`` and ``RecurrenceOutSchema`` (task_svc/schemas.py).
 
 Rules are evaluated with ``python-dateutil`` on the wall-clock time of the org's zone
 (a task due Mondays 09:00 in Europe/London is due 09:00Z in winter, 08:00Z in summer).
@@ -17,19 +18,15 @@ within :data:`HORIZON_YEARS` at bounded cost (MONTHLY, YEARLY; see :func:`_after
 """
 from __future__ import annotations
 
-import logging
 import re
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import ValidationError
 
 from shared.errors import ValidationFailed
 from shared.mongo import utcnow
-from shared.service import Flows
-
-log = logging.getLogger(__name__)
 
 MAX_RULE_LENGTH = 200
 MAX_COUNT = 1000
@@ -38,7 +35,6 @@ HORIZON_YEARS = 10  # a next occurrence further away than this ends the series
 # a rule is evaluated from its first due date: one far in the past (the year 1) would make
 # every next occurrence iterate over centuries of dates
 MAX_PAST = timedelta(days=366)
-ORG_ZONE_TTL = 300  # seconds the org's settings (its time zone) are cached
 FREQS = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 COMMON_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"}
 CALENDAR_PARTS = {"BYMONTHDAY", "BYMONTH", "BYSETPOS"}  # MONTHLY and YEARLY only
@@ -49,7 +45,6 @@ _INT = re.compile(r"^[+-]?\d{1,4}$")
 _GREGORIAN_CYCLE = 400  # years after which dates fall on the same weekdays again
 
 
-# --- rules (no I/O) -----------------------------------------------------------------
 def _ints(key: str, value: str, low: int, high: int, zero: bool = False) -> list[int]:
     items = value.split(",")
     if len(items) > 31 or not all(_INT.match(i) for i in items):
@@ -241,99 +236,3 @@ def successor(task: dict, due_at: datetime) -> dict:
     r = task["recurrence"]
     return {**r, "at": due_at, "index": r["index"] + 1, "previous_task_id": task["_id"],
             "next_task_id": None}
-
-
-# --- wire shapes ----------------------------------------------------------------------
-def _valid_rule(value: str) -> None:
-    parse_rule(value)
-
-
-class RecurrenceSchema(Schema):
-    rule = fields.String(required=True, validate=[validate.Length(max=MAX_RULE_LENGTH), _valid_rule],
-                         metadata={"example": "FREQ=WEEKLY;BYDAY=MO",
-                                   "description": "an RFC 5545 RRULE (FREQ DAILY, WEEKLY, MONTHLY "
-                                   "or YEARLY), in the org's time zone from the due date"})
-
-
-class RecurrenceOutSchema(Schema):
-    rule = fields.String(metadata={"example": "FREQ=WEEKLY;BYDAY=MO"})
-    timezone = fields.String(metadata={"example": "Europe/London",
-                                       "description": "the org's time zone when the rule was set"})
-    series_id = fields.String(metadata={"example": "65f1c0ffee0000000000000a",
-                                        "description": "the first occurrence's task id"})
-    index = fields.Integer(metadata={"example": 3, "description": "0 for the first occurrence"})
-    previous_task_id = fields.String(allow_none=True, metadata={"example": None})
-    next_task_id = fields.String(allow_none=True, metadata={
-        "example": None, "description": "set once the next occurrence exists"})
-
-
-def dump(recurrence: dict | None) -> dict | None:
-    if not recurrence:
-        return None
-    return {k: recurrence.get(k) for k in ("rule", "timezone", "series_id", "index",
-                                           "previous_task_id", "next_task_id")}
-
-
-# --- I/O --------------------------------------------------------------------------------
-class Recurrences(Flows):
-    """Setting a rule (with the org's time zone) and spawning next occurrences; events
-    go out through the task flows (``task_flows``)."""
-
-    uses = ("employees", "organizations")
-
-    def __init__(self, svc, task_flows) -> None:
-        super().__init__(svc)
-        self.task_flows = task_flows
-
-    def org_timezone(self, org_id: str) -> str:
-        org = self.redis.cache.get_or_set(
-            f"tasks:orgtz:{org_id}", lambda: self.organizations.get_org(org_id),
-            ttl=ORG_ZONE_TTL, cache_none=False) or {}
-        return (org.get("settings") or {}).get("timezone") or "UTC"
-
-    def changes(self, org_id: str, task: dict | None, changes: dict, task_id: str) -> dict:
-        """The stored ``recurrence`` that ``changes`` (a create or a PATCH) implies:
-        ``{"recurrence": ...}`` to write with them, or {} when the rule is untouched."""
-        old = (task or {}).get("recurrence")
-        due = changes["due_at"] if "due_at" in changes else (task or {}).get("due_at")
-        if "recurrence" not in changes:
-            if old and due is None:
-                raise ValidationFailed("A recurring task needs a due date.", errors={
-                    "due_at": ["Stop the recurrence (recurrence: null) to clear the due date."]})
-            return {}
-        if changes["recurrence"] is None:
-            return {"recurrence": None}
-        tz = self.org_timezone(org_id)
-        return {"recurrence": start(changes["recurrence"]["rule"], due, tz, old, task_id)}
-
-    def spawn_next(self, task: dict) -> dict | None:
-        """Create the occurrence after ``task`` unless it exists: the new task, or None
-        (not recurring, the series ended, or another worker created it)."""
-        r = task.get("recurrence")
-        if not r or r.get("next_task_id"):
-            return None
-        due = next_occurrence(r, utcnow())
-        if due is None:
-            return None
-        nid = occurrence_id(r["series_id"], r["index"] + 1)
-        assignee = None
-        if task.get("assignee_id"):  # still here? else the next one waits unassigned
-            found = self.employees.get_employees(task["org_id"], [task["assignee_id"]])
-            assignee = found[0] if found and found[0].get("status") == "active" else None
-        data = {k: task.get(k) for k in ("title", "description", "team_id", "priority", "labels")}
-        creator = {"employee_id": task.get("creator_id"), "user_id": task.get("creator_user_id")}
-        doc = {**self.store.task_document(task["org_id"], {**data, "due_at": due}, creator, assignee,
-                                          task_id=nid),
-               "recurrence": successor(task, due), "estimate_minutes": task.get("estimate_minutes")}
-        if not self.store.insert_ignoring_duplicates(self.store.tasks, [doc]):
-            return None  # a replica (or the sweep) made it first
-        self.store.add_created_history([doc], None)
-        self.store.update(task["org_id"], task["_id"], {"recurrence.next_task_id": nid})
-        self.store.add_history(task, [("recurrence.next_task_id", None, nid)], None, "recurred")
-        self.task_flows.publish_created(doc, None)
-        self.task_flows.invalidate(task["org_id"], task.get("assignee_user_id"))
-        self.task_flows.publish(doc, "task.recurred", {
-            "previous_task_id": task["_id"], "series_id": r["series_id"], "index": r["index"] + 1,
-            "due_at": due.isoformat().replace("+00:00", "Z"), "rule": r["rule"]}, None,
-            event_id=f"task.recurred:{nid}")
-        return doc

@@ -5,7 +5,7 @@ describe them for the gateway's OpenAPI document (tests/unit/test_openapi.py
 checks the two agree)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from marshmallow import (
     Schema,
@@ -20,10 +20,12 @@ from marshmallow import (
 
 from shared import csvtext
 from shared import examples as ex
+from shared.mongo import utcnow
 from shared.pagination import PageArgsSchema, page_schema
-from task_svc import domain, recurrence, timetracking
+from task_svc import domain, recurrence
 
 ID = validate.Length(min=1, max=64)
+Estimate = validate.Range(min=0, max=domain.MAX_ESTIMATE_MINUTES)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -48,6 +50,31 @@ COMMENT = "Draft is in the shared folder; could you review the API section?"
 OTHER_TASK_ID = "69a55640a1b2c3d4e5f60777"  # the other end of a link
 
 
+# --- recurring tasks (the rules: task_svc/recurrence.py) -----------------------------
+def _valid_rule(value: str) -> None:
+    recurrence.parse_rule(value)
+
+
+class RecurrenceSchema(Schema):
+    rule = fields.String(required=True, validate=[validate.Length(max=recurrence.MAX_RULE_LENGTH),
+                                                  _valid_rule],
+                         metadata={"example": "FREQ=WEEKLY;BYDAY=MO",
+                                   "description": "an RFC 5545 RRULE (FREQ DAILY, WEEKLY, MONTHLY "
+                                   "or YEARLY), in the org's time zone from the due date"})
+
+
+class RecurrenceOutSchema(Schema):
+    rule = fields.String(metadata={"example": "FREQ=WEEKLY;BYDAY=MO"})
+    timezone = fields.String(metadata={"example": "Europe/London",
+                                       "description": "the org's time zone when the rule was set"})
+    series_id = fields.String(metadata={"example": "65f1c0ffee0000000000000a",
+                                        "description": "the first occurrence's task id"})
+    index = fields.Integer(metadata={"example": 3, "description": "0 for the first occurrence"})
+    previous_task_id = fields.String(allow_none=True, metadata={"example": None})
+    next_task_id = fields.String(allow_none=True, metadata={
+        "example": None, "description": "set once the next occurrence exists"})
+
+
 class TaskFieldsSchema(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200),
                           metadata={"example": TITLE})
@@ -67,8 +94,8 @@ class TaskCreateSchema(TaskFieldsSchema):
     parent_id = fields.String(load_default=None, allow_none=True, validate=ID,
                               metadata={"example": None, "description": "makes it a subtask "
                                         "of this task (same org; TASK_SUBTASK_DEPTH levels)"})
-    recurrence = fields.Nested(recurrence.RecurrenceSchema, allow_none=True)  # docs/tasks.md
-    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=timetracking.Estimate,
+    recurrence = fields.Nested(RecurrenceSchema, allow_none=True)  # docs/tasks.md
+    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=Estimate,
                                       metadata={"example": 120})
 
 
@@ -84,9 +111,9 @@ class TaskUpdateSchema(Schema):
     labels = Labels(metadata={"example": [*LABELS, "blog"]})
     parent_id = fields.String(allow_none=True, validate=ID, metadata={
         "example": ex.TASK_ID, "description": "move under this task; null: a top-level task"})
-    recurrence = fields.Nested(recurrence.RecurrenceSchema, allow_none=True,
+    recurrence = fields.Nested(RecurrenceSchema, allow_none=True,
                                metadata={"description": "null stops the series"})
-    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=timetracking.Estimate,
+    estimate_minutes = fields.Integer(allow_none=True, strict=True, validate=Estimate,
                                       metadata={"example": 180})
 
 
@@ -136,6 +163,22 @@ class LinkCreateSchema(Schema):
                                             "`blocked_by`: `task_id` blocks this task"})
     task_id = fields.String(required=True, validate=ID, metadata={
         "example": OTHER_TASK_ID, "description": "another task of the organization"})
+
+
+class TimeLogSchema(Schema):
+    minutes = fields.Integer(required=True, strict=True,
+                             validate=validate.Range(min=1, max=domain.MAX_ENTRY_MINUTES),
+                             metadata={"example": 90})
+    started_at = fields.AwareDateTime(load_default=None, allow_none=True, format="iso", metadata={
+        "example": "2026-03-02T09:00:00Z", "description": "when the work began; default: "
+        "`minutes` before now"})
+    note = fields.String(load_default="", validate=validate.Length(max=500),
+                         metadata={"example": "Reviewed the API section"})
+
+    @validates("started_at")
+    def _not_ahead(self, value: datetime | None, **_) -> None:
+        if value is not None and value > utcnow() + timedelta(minutes=5):
+            raise ValidationError("Not in the future.")
 
 
 class ListArgsSchema(PageArgsSchema):
@@ -297,7 +340,7 @@ class TaskOutSchema(Schema):
     parent_id = fields.String(allow_none=True, metadata={"example": None})
     subtasks = fields.Nested(SubtaskProgressSchema, metadata={
         "description": "progress of its live subtasks"})
-    recurrence = fields.Nested(recurrence.RecurrenceOutSchema, allow_none=True)
+    recurrence = fields.Nested(RecurrenceOutSchema, allow_none=True)
     estimate_minutes = fields.Integer(allow_none=True, metadata={"example": 120})
     time_spent_minutes = fields.Integer(metadata={"example": 90})
     time_remaining_minutes = fields.Integer(allow_none=True, metadata={"example": 30})
@@ -404,6 +447,54 @@ class HistoryEntrySchema(Schema):
 HistoryPageSchema = page_schema("HistoryPage", HistoryEntrySchema)
 
 
+class TimeEntryOutSchema(Schema):
+    entry_id = fields.String(metadata={"example": "65f1c0ffee0000000000000e"})
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    employee_id = fields.String(allow_none=True, metadata={"example": ex.EMPLOYEE_ID})
+    user_id = fields.String(metadata={"example": ex.USER_ID})
+    minutes = fields.Integer(metadata={"example": 90})
+    started_at = fields.DateTime(metadata={"example": "2026-03-02T09:00:00Z"})
+    note = fields.String(metadata={"example": "Reviewed the API section"})
+    source = fields.String(metadata={"enum": ["logged", "timer"], "example": "logged"})
+    created_at = fields.DateTime(metadata={"example": ex.UPDATED_AT})
+
+
+TimeEntryPageSchema = page_schema("TimeEntryPage", TimeEntryOutSchema)
+
+
+class TimerOutSchema(Schema):
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+    user_id = fields.String(metadata={"example": ex.USER_ID})
+    employee_id = fields.String(allow_none=True, metadata={"example": ex.EMPLOYEE_ID})
+    started_at = fields.DateTime(metadata={"example": "2026-03-02T09:00:00Z"})
+
+
+class _Minutes(Schema):
+    minutes = fields.Integer(metadata={"example": 240})
+
+
+class TaskMinutesSchema(_Minutes):
+    task_id = fields.String(metadata={"example": ex.TASK_ID})
+
+
+class AssigneeMinutesSchema(_Minutes):
+    assignee_id = fields.String(metadata={"example": ex.EMPLOYEE_ID,
+                                          "description": "the employee who logged the time"})
+
+
+class TeamMinutesSchema(_Minutes):
+    team_id = fields.String(metadata={"example": ex.TEAM_ID})
+
+
+class TimeTotalsSchema(Schema):
+    spent_minutes = fields.Integer(metadata={"example": 480})
+    estimate_minutes = fields.Integer(metadata={"example": 600,
+                                                "description": "sum of the tasks' estimates"})
+    per_task = fields.List(fields.Nested(TaskMinutesSchema))
+    per_assignee = fields.List(fields.Nested(AssigneeMinutesSchema))
+    per_team = fields.List(fields.Nested(TeamMinutesSchema))
+
+
 class CompletionRowSchema(Schema):
     total = fields.Integer(metadata={"example": 8})
     done = fields.Integer(metadata={"example": 4})
@@ -427,7 +518,7 @@ class TaskStatsSchema(Schema):
     completion_rate = fields.Float(metadata={"example": 0.5})
     per_team = fields.List(fields.Nested(TeamCompletionSchema))
     per_assignee = fields.List(fields.Nested(AssigneeCompletionSchema))
-    time = fields.Nested(timetracking.TimeTotalsSchema)
+    time = fields.Nested(TimeTotalsSchema)
 
 
 class LeaderboardRowSchema(Schema):
@@ -484,7 +575,21 @@ def dump_task(t: dict) -> dict:
             "overdue": t.get("overdue_at") is not None, "job_id": t.get("job_id"),
             "version": t.get("version") or 0, "parent_id": t.get("parent_id"),
             "subtasks": t.get("subtasks") or {"total": 0, "done": 0},
-            "recurrence": recurrence.dump(t.get("recurrence")), **timetracking.task_with_time(t)}
+            "recurrence": dump_recurrence(t.get("recurrence")), **task_with_time(t)}
+
+
+def dump_recurrence(r: dict | None) -> dict | None:
+    if not r:
+        return None
+    return {k: r.get(k) for k in ("rule", "timezone", "series_id", "index",
+                                  "previous_task_id", "next_task_id")}
+
+
+def task_with_time(task: dict) -> dict:
+    """The task's answer fields for estimates and time (``dump_task`` adds them)."""
+    spent = int(task.get("time_spent_minutes") or 0)
+    return {"estimate_minutes": task.get("estimate_minutes"), "time_spent_minutes": spent,
+            "time_remaining_minutes": domain.remaining(task.get("estimate_minutes"), spent)}
 
 
 def dump_search_document(t: dict) -> dict:
@@ -578,3 +683,14 @@ def csv_text(items: list[dict], header: bool = False) -> str:
     spreadsheet would run as formulas are quoted), with the header line if asked."""
     return csvtext.csv_text(([_csv_value(item, c) for c in CSV_COLUMNS] for item in items),
                             header=CSV_COLUMNS if header else None)
+
+
+def dump_entry(e: dict) -> dict:
+    return {"entry_id": e["_id"], "task_id": e["task_id"], "employee_id": e.get("employee_id"),
+            "user_id": e["user_id"], "minutes": e["minutes"], "started_at": iso(e["started_at"]),
+            "note": e.get("note", ""), "source": e["source"], "created_at": iso(e["created_at"])}
+
+
+def dump_timer(t: dict) -> dict:
+    return {"task_id": t["task_id"], "user_id": t["user_id"], "employee_id": t.get("employee_id"),
+            "started_at": iso(t["started_at"])}

@@ -20,10 +20,9 @@ from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
 # mixins through their modules: nameko run starts every class with entrypoints here
-from task_svc import domain, leaderboard, schemas, timetracking
+from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
 from task_svc.flows import UNCHANGED, TaskFlows
-from task_svc.recurrence import Recurrences
 from task_svc.store import TaskStore, new_id
 
 log = logging.getLogger(__name__)
@@ -44,14 +43,6 @@ class TaskService(base.ServiceBase):
     def flows(self) -> TaskFlows:
         return TaskFlows(self)
 
-    @property
-    def recurrences(self) -> Recurrences:
-        return Recurrences(self, self.flows)
-
-    @property
-    def time(self) -> timetracking.TimeFlows:
-        return timetracking.TimeFlows(self, self.flows)
-
     # --- one task ----------------------------------------------------------------
     @rpc
     def create_task(self, user_id: str, org_id: str, body: dict) -> dict:
@@ -61,7 +52,7 @@ class TaskService(base.ServiceBase):
         domain.require_assign(me, team, data["assignee_id"])
         assignee = self.flows.assignee(org_id, data["assignee_id"])
         doc = self.store.task_document(org_id, data, me, assignee)
-        doc.update(self.recurrences.changes(org_id, None, data, doc["_id"]),
+        doc.update(self.flows.recurrence_changes(org_id, None, data, doc["_id"]),
                    estimate_minutes=data.get("estimate_minutes"))
         with self.flows.parent_checked(org_id, None, data["parent_id"]):
             task = self.store.insert(doc)
@@ -86,7 +77,7 @@ class TaskService(base.ServiceBase):
         require_version(task, if_version)
         if changes.get("team_id"):
             self.flows.body_team(org_id, changes["team_id"])
-        changes.update(self.recurrences.changes(org_id, task, changes, task_id))
+        changes.update(self.flows.recurrence_changes(org_id, task, changes, task_id))
         if "title" in changes or "description" in changes:
             changes["keywords"] = domain.keywords(changes.get("title", task["title"]),
                                                   changes.get("description", task["description"]))
@@ -149,7 +140,7 @@ class TaskService(base.ServiceBase):
             raise Conflict("The task changed meanwhile; read it again.")
         self.flows.recount(org_id, updated.get("parent_id"))
         self.flows.publish_status(task, updated, user_id)
-        if updated["status"] == "done" and self.recurrences.spawn_next(updated):
+        if updated["status"] == "done" and self.flows.spawn_next(updated):
             updated = self.flows.task(org_id, task_id)  # with its link to the next occurrence
         return schemas.dump_task(updated)
 
@@ -388,22 +379,22 @@ class TaskService(base.ServiceBase):
         docs = self.store.history(task_id, args["limit"] + 1, decode_key(args["cursor"], 2))
         return page(docs, args["limit"], schemas.dump_history, key=lambda h: (h["at"], h["_id"]))
 
-    # --- estimates and time tracking (timetracking.py) -----------------------------------
+    # --- estimates and time tracking -------------------------------------------------------
     @rpc
     def log_time(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        data = timetracking.TimeLogSchema().load(body)
-        return self.time.log(self.time.workable(me, org_id, task_id), me, data)
+        data = schemas.TimeLogSchema().load(body)
+        return self.flows.log_time(self.flows.workable(me, org_id, task_id), me, data)
 
     @rpc
     def start_timer(self, user_id: str, org_id: str, task_id: str) -> dict:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        return self.time.start(self.time.workable(me, org_id, task_id), me)
+        return self.flows.start_timer(self.flows.workable(me, org_id, task_id), me)
 
     @rpc
     def stop_timer(self, user_id: str, org_id: str, task_id: str) -> dict:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
-        return self.time.stop(self.flows.task(org_id, task_id), me)
+        return self.flows.stop_timer(self.flows.task(org_id, task_id), me)
 
     @rpc
     def list_time(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
@@ -411,7 +402,7 @@ class TaskService(base.ServiceBase):
         args = PageArgsSchema().load(args)
         self.flows.task(org_id, task_id)
         docs = self.store.entries(task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
-        return page(docs, args["limit"], timetracking.dump_entry)
+        return page(docs, args["limit"], schemas.dump_entry)
     # --- subtasks -------------------------------------------------------------------
     @rpc
     def list_subtasks(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
@@ -480,7 +471,7 @@ class TaskService(base.ServiceBase):
         return self.redis.cache.get_or_set(
             f"tasks:stats:{org_id}:{team}:{person}",
             lambda: {**domain.fold_stats(self.store.stats(org_id, team, person, utcnow())),
-                     "time": self.time.totals(org_id, team, person)},
+                     "time": self.flows.time_totals(org_id, team, person)},
             ttl=int(self.config.get("TASK_STATS_TTL", 60)), tags=[f"org:{org_id}"])
 
     @rpc
@@ -516,7 +507,7 @@ class TaskService(base.ServiceBase):
             log.warning("overdue scan skipped, no lock: %s", exc)
             return 0
         try:
-            return self.flows.mark_overdue(passed=self.recurrences.spawn_next)
+            return self.flows.mark_overdue()
         finally:
             self.flows.release(lock)
 

@@ -8,6 +8,11 @@ serves each query is named beside it.
   ``{total, done}`` (recounted from the children), ``watcher_user_ids``.
 * links: one document per ``blocks`` edge, ``_id`` ``{blocker}>{blocked}``
   (``domain.edge_id``): both directions are answered from it.
+* time_entries: one per logged stretch (who, which task and team, how many minutes);
+  a task keeps their sum in ``time_spent_minutes`` (added when an entry is first
+  written) beside its ``estimate_minutes``.
+* timers: one running timer per person and task, ``_id`` ``{task_id}:{user_id}``
+  (``domain.timer_id``), so a second start is a duplicate on every replica.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
 from shared.mongo import BaseStore, id_slices, utcnow
-from task_svc import domain, timetracking
+from task_svc import domain
 
 
 def new_id() -> str:
@@ -37,7 +42,7 @@ BRIEF = {"_id": 1, "title": 1, "status": 1, "deleted": 1, "parent_id": 1}  # a l
 MAX_LINKS = 500  # links of one task an answer lists
 
 
-class TaskStore(timetracking.TimeStore, BaseStore):
+class TaskStore(BaseStore):
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
@@ -71,7 +76,10 @@ class TaskStore(timetracking.TimeStore, BaseStore):
         # second "Mine" is a 409, not a twin)
         "views": [_ix("org_views", ("org_id", A), ("_id", A)),
                   _ix("owner_name", ("org_id", A), ("owner_user_id", A), ("name", A), unique=True)],
-        **timetracking.INDEXES,
+        # estimates and time tracking: a task's entries, an org's totals
+        "time_entries": [_ix("task_time", ("task_id", A), ("_id", A)),
+                         _ix("org_time", ("org_id", A), ("employee_id", A))],
+        "timers": [],
     }
 
     @property
@@ -462,6 +470,74 @@ class TaskStore(timetracking.TimeStore, BaseStore):
     def drop_links_of(self, org_id: str, task_id: str) -> None:
         self.db.links.delete_many({"org_id": org_id, "blocker_id": task_id})
         self.db.links.delete_many({"org_id": org_id, "blocked_id": task_id})
+
+    # --- estimates and time tracking ------------------------------------------------
+    @staticmethod
+    def entry_document(entry_id: str, task: dict, membership: dict, minutes: int,
+                       started_at: datetime, note: str, source: str) -> dict:
+        return {"_id": entry_id, "org_id": task["org_id"], "task_id": task["_id"],
+                "team_id": task.get("team_id"), "employee_id": membership.get("employee_id"),
+                "user_id": membership["user_id"], "minutes": minutes, "started_at": started_at,
+                "note": note, "source": source, "created_at": utcnow()}
+
+    @staticmethod
+    def timer_document(task: dict, membership: dict) -> dict:
+        return {"_id": domain.timer_id(task["_id"], membership["user_id"]),
+                "org_id": task["org_id"], "task_id": task["_id"], "user_id": membership["user_id"],
+                "employee_id": membership.get("employee_id"), "started_at": utcnow()}
+
+    def add_entry(self, entry: dict) -> bool:
+        """Write the entry and add its minutes to the task's total: False (and nothing
+        added) when an entry with its id exists already."""
+        try:
+            self.db.time_entries.insert_one(entry)
+        except DuplicateKeyError:
+            return False
+        self.tasks.update_one({"_id": entry["task_id"], "org_id": entry["org_id"]},
+                              {"$inc": {"time_spent_minutes": entry["minutes"], "version": 1},
+                               "$set": {"updated_at": utcnow()}})
+        return True
+
+    def entries(self, task_id: str, limit: int, after: str | None) -> list[dict]:
+        query: dict = {"task_id": task_id}
+        if after:
+            query["_id"] = {"$gt": after}
+        return list(self.db.time_entries.find(query).sort("_id", A).limit(limit))
+
+    def start_timer(self, timer: dict) -> bool:
+        """False when this person's timer on the task is running already (any replica)."""
+        try:
+            self.db.timers.insert_one(timer)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def stop_timer(self, task_id: str, user_id: str) -> dict | None:
+        """Removes the running timer once: a second stop (any replica) gets None."""
+        return self.db.timers.find_one_and_delete({"_id": domain.timer_id(task_id, user_id)})
+
+    def running_timers(self, task_id: str) -> list[dict]:
+        return list(self.db.timers.find({"task_id": task_id}).limit(200))
+
+    def time_totals(self, org_id: str, team_id: str | None, assignee_id: str | None) -> dict:
+        match: dict = {"org_id": org_id}
+        if team_id:
+            match["team_id"] = team_id
+        if assignee_id:
+            match["employee_id"] = assignee_id
+        groups = [{**g["_id"], "minutes": g["minutes"]} for g in self.db.time_entries.aggregate([
+            {"$match": match},
+            {"$group": {"_id": {"task": "$task_id", "employee": "$employee_id", "team": "$team_id"},
+                        "minutes": {"$sum": "$minutes"}}}])]
+        task_match: dict = {"org_id": org_id, "deleted": False}
+        if team_id:
+            task_match["team_id"] = team_id
+        if assignee_id:
+            task_match["assignee_id"] = assignee_id
+        estimate = list(self.tasks.aggregate([
+            {"$match": {**task_match, "estimate_minutes": {"$gt": 0}}},
+            {"$group": {"_id": None, "n": {"$sum": "$estimate_minutes"}}}]))
+        return {"groups": groups, "estimate": estimate[0]["n"] if estimate else 0}
 
     # --- watchers ------------------------------------------------------------------
     def add_watchers(self, org_id: str, task_id: str, user_ids: list[str],

@@ -35,8 +35,11 @@ from task_svc.schemas import (
     TaskPageSchema,
     TaskStatsSchema,
     TaskUpdateSchema,
+    TimeEntryOutSchema,
+    TimeEntryPageSchema,
+    TimeLogSchema,
+    TimerOutSchema,
 )
-from task_svc.timetracking import TimeEntryOutSchema, TimeEntryPageSchema, TimeLogSchema, TimerOutSchema
 
 ORG = "/orgs/<org_id>"
 TASK = f"{ORG}/tasks/<task_id>"

@@ -16,7 +16,7 @@ from gateway_svc.http import API_PREFIX
 from gateway_svc.openapi import api_entrypoints, build_spec, openapi_path
 from gateway_svc.service import GatewayService
 from task_svc import domain as task_domain
-from task_svc import recurrence, timetracking
+from task_svc import recurrence
 from task_svc import schemas as task_schemas
 from task_svc.store import TaskStore
 from team_svc import schemas as team_schemas
@@ -185,17 +185,17 @@ def _task(**extra) -> dict:
     ("TaskStats", {**task_domain.fold_stats({
         "groups": [{"status": "done", "team": "t1", "assignee": "e1", "n": 2},
                    {"status": "todo", "team": None, "assignee": "e2", "n": 1}],
-        "overdue": 1, "completed_this_week": 2}), "time": timetracking.fold_totals(
+        "overdue": 1, "completed_this_week": 2}), "time": task_domain.fold_totals(
             [{"task": "k1", "employee": "e1", "team": "t1", "minutes": 30},
              {"task": "k2", "employee": "e2", "team": None, "minutes": 5}], 60)}),
     ("TaskOut", task_schemas.dump_task(_task(
         recurrence=recurrence.start("FREQ=WEEKLY;BYDAY=MO", datetime(2030, 1, 7, 9, tzinfo=timezone.utc),
                                     "Europe/London", None, "k1"),
         estimate_minutes=60, time_spent_minutes=20))),
-    ("TimeEntryOut", timetracking.dump_entry(timetracking.entry_document(
+    ("TimeEntryOut", task_schemas.dump_entry(TaskStore.entry_document(
         "x1", {"_id": "k1", "org_id": "o1", "team_id": None}, {"employee_id": "e1", "user_id": "u1"},
         30, datetime.now(timezone.utc), "", "logged"))),
-    ("TimerOut", timetracking.dump_timer(timetracking.started(
+    ("TimerOut", task_schemas.dump_timer(TaskStore.timer_document(
         {"_id": "k1", "org_id": "o1"}, {"employee_id": "e1", "user_id": "u1"}))),
     ("Team", team_schemas.dump_team({
         "_id": "t1", "org_id": "o1", "name": "Core", "description": "", "settings": {},

@@ -7,7 +7,7 @@ import pytest
 from marshmallow import ValidationError
 
 from shared.errors import ValidationFailed
-from task_svc import recurrence, timetracking
+from task_svc import domain, recurrence
 from task_svc.schemas import TaskCreateSchema, TaskUpdateSchema
 
 UTC = timezone.utc
@@ -126,7 +126,7 @@ def test_a_recurring_task_needs_a_due_date():
 
 
 def test_time_totals_per_task_assignee_and_team():
-    totals = timetracking.fold_totals([
+    totals = domain.fold_totals([
         {"task": "k1", "employee": "e1", "team": "t1", "minutes": 30},
         {"task": "k1", "employee": "e2", "team": "t1", "minutes": 15},
         {"task": "k2", "employee": "e1", "team": None, "minutes": 60}], estimate=120)
@@ -139,10 +139,10 @@ def test_time_totals_per_task_assignee_and_team():
 
 def test_a_timer_counts_whole_minutes_rounded_up_and_at_most_a_day():
     t0 = datetime(2027, 1, 1, tzinfo=UTC)
-    assert timetracking.timer_minutes(t0, t0 + timedelta(seconds=5)) == 1
-    assert timetracking.timer_minutes(t0, t0 + timedelta(minutes=30, seconds=1)) == 31
-    assert timetracking.timer_minutes(t0, t0 + timedelta(days=3)) == 24 * 60
-    assert timetracking.remaining(60, 90) == 0 and timetracking.remaining(None, 5) is None
+    assert domain.timer_minutes(t0, t0 + timedelta(seconds=5)) == 1
+    assert domain.timer_minutes(t0, t0 + timedelta(minutes=30, seconds=1)) == 31
+    assert domain.timer_minutes(t0, t0 + timedelta(days=3)) == 24 * 60
+    assert domain.remaining(60, 90) == 0 and domain.remaining(None, 5) is None
 
 
 @pytest.mark.parametrize("due,rule", [
