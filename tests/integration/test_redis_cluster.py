@@ -56,6 +56,8 @@ from tests.integration.test_notifications_gateway import (  # noqa: F401  run on
 )
 from tests.smtp_sink import smtp_sink  # noqa: F401  (the stack's fixture)
 
+pytestmark = pytest.mark.faults  # a 3-node Redis Cluster of its own (make faults)
+
 
 @pytest.fixture(scope="module")
 def cluster():
