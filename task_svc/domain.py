@@ -401,6 +401,8 @@ def watchers_of(task: dict, commenters: Iterable[str] = ()) -> set[str]:
     if "watcher_user_ids" in task:
         return set(task["watcher_user_ids"] or [])
     return {u for u in (task.get("creator_user_id"), task.get("assignee_user_id"), *commenters) if u}
+
+
 # --- saved views ----------------------------------------------------------------------
 VISIBILITIES = ("private", "team", "org")
 

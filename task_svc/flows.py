@@ -324,6 +324,7 @@ class TaskFlows(Flows):
         if doc is None:
             raise NotFound("No link between these tasks.")
         return doc
+
     # --- saved views ------------------------------------------------------------------
     def view_args(self, user_id: str, org_id: str, membership: dict, args: dict) -> dict:
         """The list arguments of a request (the list and the CSV export): with ``view``,

@@ -654,6 +654,8 @@ def dump_watcher(user_id: str) -> dict:
 
 def dump_watching(task_id: str, user_id: str, watchers: set[str]) -> dict:
     return {"task_id": task_id, "watching": user_id in watchers, "watchers": len(watchers)}
+
+
 def dump_view(v: dict) -> dict:
     return {"view_id": v["_id"], "org_id": v["org_id"], "name": v["name"], "filter": v["filter"],
             "visibility": v["visibility"], "team_id": v.get("team_id"),

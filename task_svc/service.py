@@ -403,6 +403,7 @@ class TaskService(base.ServiceBase):
         self.flows.task(org_id, task_id)
         docs = self.store.entries(task_id, args["limit"] + 1, decode_cursor(args["cursor"]))
         return page(docs, args["limit"], schemas.dump_entry)
+
     # --- subtasks -------------------------------------------------------------------
     @rpc
     def list_subtasks(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:

@@ -565,6 +565,7 @@ class TaskStore(BaseStore):
         """Someone left the org: they watch none of its tasks."""
         self.tasks.update_many({"org_id": org_id, "watcher_user_ids": user_id},
                                {"$pull": {"watcher_user_ids": user_id}})
+
     # --- saved views ----------------------------------------------------------------
     def insert_view(self, doc: dict) -> dict:
         try:
