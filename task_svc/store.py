@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timedelta
 
 from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from shared.mongo import BaseStore, id_slices, utcnow
@@ -29,6 +30,15 @@ SEARCH_COMMENTS = 50  # comments per task the search index holds (the latest)
 
 
 _MS = timedelta(milliseconds=1)  # BSON dates: milliseconds
+
+
+def _id_time(task_id: str) -> datetime | None:
+    """When the ObjectId an id starts with was made (a bulk task's id is its job's id
+    and the employee's), or None."""
+    try:
+        return ObjectId(task_id[:24]).generation_time
+    except (InvalidId, TypeError):
+        return None
 
 
 def _within(low: datetime | None, high: datetime | None) -> dict:
@@ -126,8 +136,8 @@ class TaskStore(BaseStore):
         return self.insert_ignoring_duplicates(self.tasks, docs)
 
     # --- an org's bounds: where the ascending list windows start ------------------
-    # Per org: no task was ever created before ``created_min`` nor due before ``due_min``
-    # or after ``due_max`` (dated tasks). Written before the tasks they cover (a failed
+    # Per org: no task was ever created before ``created_min``, has an id below ``id_min``,
+    # nor is due before ``due_min`` or after ``due_max`` (dated tasks). Written before the tasks they cover (a failed
     # write only leaves a bound wider); ``complete`` once the values of every task that
     # existed before the first write are in (``bounds``, once per org).
     def widen_bounds(self, docs: list[dict]) -> None:
@@ -135,6 +145,8 @@ class TaskStore(BaseStore):
         for doc in docs:
             b = by_org.setdefault(doc["org_id"], {"$min": {}, "$max": {}})
             due = doc.get("due_sort")
+            if doc.get("_id"):
+                b["$min"]["id_min"] = min(doc["_id"], b["$min"].get("id_min", doc["_id"]))
             if doc.get("created_at"):
                 b["$min"]["created_min"] = min(doc["created_at"], b["$min"].get("created_min", doc["created_at"]))
             if due and due != domain.NO_DUE:
@@ -152,11 +164,11 @@ class TaskStore(BaseStore):
         b: dict = {"$min": {}, "$max": {}}
         for row in self.tasks.aggregate([
                 {"$match": {"org_id": org_id}},
-                {"$group": {"_id": None, "created_min": {"$min": "$created_at"},
+                {"$group": {"_id": None, "created_min": {"$min": "$created_at"}, "id_min": {"$min": "$_id"},
                             "due_max": {"$max": {"$cond": [{"$eq": ["$due_sort", domain.NO_DUE]},
                                                            None, "$due_sort"]}},
                             "due_min": {"$min": "$due_at"}}}]):
-            b["$min"] = {k: row[k] for k in ("created_min", "due_min") if row.get(k)}
+            b["$min"] = {k: row[k] for k in ("created_min", "due_min", "id_min") if row.get(k)}
             b["$max"] = {k: row[k] for k in ("due_max",) if row.get(k)}
         update = {op: v for op, v in b.items() if v}
         return self.db.task_bounds.find_one_and_update(
@@ -261,23 +273,27 @@ class TaskStore(BaseStore):
         ``origin`` (None: from the newest id / the open end). None: not windowed."""
         if not all(k in query and self._plain(query[k]) for k in ("org_id", "deleted")):
             return None
-        value = after[0] if after else None
-        if sort == "priority":  # org_priority: ranks high to low, newest id first in each
-            ranks = [domain.PRIORITY_RANK[query["priority"]]] if self._plain(query.get("priority")) \
-                else sorted(domain.PRIORITY_RANK.values(), reverse=True)
-            return [({"priority_rank": r}, "_id", -1, None) for r in ranks
-                    if value is None or r <= value]
+        value, after_id = after if after else (None, None)
         b = self.bounds(query["org_id"])
+        if sort in ("priority", "-priority") and b.get("id_min"):
+            # org_priority: rank by rank, ids in order in each
+            ranks = [domain.PRIORITY_RANK[query["priority"]]] if self._plain(query.get("priority")) \
+                else sorted(domain.PRIORITY_RANK.values(), reverse=sort == "priority")
+            if sort == "priority":
+                return [({"priority_rank": r}, "_id", -1, after_id if r == value else None)
+                        for r in ranks if value is None or r <= value]
+            return [({"priority_rank": r}, "_id", 1, after_id if r == value else b["id_min"])
+                    for r in ranks if value is None or r >= value]
         if sort == "-created" and b.get("created_min"):
             return [({}, "created_at", 1, value or b["created_min"])]
-        undated_first = ({"due_sort": domain.NO_DUE}, "_id", -1, None)
-        undated_last = ({"due_sort": domain.NO_DUE}, "_id", 1, "")
-        dated = {"due_sort": {"$lt": domain.NO_DUE}}
         at_undated = value == domain.NO_DUE
+        undated = {"due_sort": domain.NO_DUE}
+        dated = {"due_sort": {"$lt": domain.NO_DUE}}
         if sort == "due" and b.get("due_min"):  # org_due: dated tasks, then the undated ones
-            return ([] if at_undated else [(dated, "due_sort", 1, value or b["due_min"])]) + [undated_last]
+            return ([] if at_undated else [(dated, "due_sort", 1, value or b["due_min"])]) + \
+                [(undated, "_id", 1, after_id if at_undated else b["id_min"])]
         if sort == "-due" and b.get("due_max"):
-            return ([undated_first] if value is None or at_undated else []) + \
+            return ([(undated, "_id", -1, after_id)] if value is None or at_undated else []) + \
                 [(dated, "due_sort", -1, b["due_max"] if value is None or at_undated else value)]
         return None
 
@@ -329,19 +345,21 @@ class TaskStore(BaseStore):
         extra = [past] if past else []
         base = dict(fixed.get(field, {})) if isinstance(fixed.get(field), dict) else {}
         fixed = {k: v for k, v in fixed.items() if k != field}
-        if origin == "":  # no window on this side (ascending ids: no known first one)
-            return self._read(query, pins, extra, order, n, {**fixed, **({field: base} if base else {})})
-        if field == "_id":
-            start = utcnow() + timedelta(minutes=1)  # ids: newest first, from now
+        if field == "_id":  # ids carry their creation time: windows of it, from the origin
+            t0 = _id_time(origin) if origin else utcnow() + timedelta(minutes=1)
+            if t0 is None:  # not an ObjectId: one read
+                return self._read(query, pins, extra, order, n, {**fixed, **({field: base} if base else {})})
+            start: datetime | None = t0
+            near = ({"$lte": origin} if origin else {}) if direction == -1 else {"$gte": origin}
 
             def edge(span):
-                return str(ObjectId.from_datetime(start - span))
+                return str(ObjectId.from_datetime(t0 - span if direction == -1 else t0 + span))
         else:
             start = origin
 
         def bounded(span) -> dict:
             if field == "_id":
-                return {"$gte": edge(span)}
+                return {**near, "$gte" if direction == -1 else "$lt": edge(span)}
             try:
                 if start is None:
                     return _within(utcnow() + timedelta(minutes=1) - span, None)
@@ -349,8 +367,10 @@ class TaskStore(BaseStore):
             except OverflowError:  # a window past year 1 or 9999: the last, open one
                 return last
 
-        if field == "_id" or start is None:
-            last: dict = {}
+        if field == "_id":
+            last: dict = near
+        elif start is None:
+            last = {}
         else:
             last = _within(None, start) if direction == -1 else _within(start, None)
         for span in self.WINDOWS:

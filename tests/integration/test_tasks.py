@@ -542,13 +542,14 @@ def test_every_sort_pages_cover_every_task_once_in_order_with_undated_and_old_ta
     config, tasks, _ = mesh
     org, p = make_org({"boss": "manager"})
     from task_svc import domain
-    from task_svc.store import TaskStore
+    from task_svc.store import TaskStore, new_id
     base = datetime.now(timezone.utc).replace(microsecond=0)
     docs = []
-    for i in range(14):  # ties in every sort key, years apart, a third without a due date
-        data = {"title": f"t{i}", "priority": domain.PRIORITIES[i % 4],
+    for i in range(16):  # ties in every sort key, years apart, a third without a due date,
+        data = {"title": f"t{i}", "priority": domain.PRIORITIES[i % 4],  # ids of bulk jobs and
                 "due_at": None if i % 3 == 0 else base + timedelta(days=(i % 5) * 200 - 300)}
-        doc = TaskStore.task_document(org, data, p["boss"], None)
+        task_id = {14: f"{new_id()}-emp-1", 15: f"legacy-{i}"}.get(i)  # not ObjectIds
+        doc = TaskStore.task_document(org, data, p["boss"], None, task_id=task_id)
         doc["created_at"] = base - [timedelta(0), timedelta(minutes=5), timedelta(days=900)][i % 3]
         doc["status"] = domain.STATUSES[i % 2]
         docs.append(doc)
