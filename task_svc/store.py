@@ -136,24 +136,21 @@ class TaskStore(BaseStore):
         return self.insert_ignoring_duplicates(self.tasks, docs)
 
     # --- an org's bounds: where the ascending list windows start ------------------
-    # Per org: no task was ever created before ``created_min``, has an id below ``id_min``,
-    # nor is due before ``due_min`` or after ``due_max`` (dated tasks). Written before the tasks they cover (a failed
-    # write only leaves a bound wider); ``complete`` once the values of every task that
-    # existed before the first write are in (``bounds``, once per org).
+    # Per org: no task was ever created before ``created_min``, has an id below
+    # ``id_min``, nor is due before ``due_min`` or after ``due_max`` (dated tasks).
+    # Written before the tasks they cover (a failed write only leaves a bound wider);
+    # ``complete`` once every task that existed before the first write is in (``bounds``).
     def widen_bounds(self, docs: list[dict]) -> None:
-        by_org: dict[str, dict] = {}
+        by_org: dict[str, list[dict]] = {}
         for doc in docs:
-            b = by_org.setdefault(doc["org_id"], {"$min": {}, "$max": {}})
-            due = doc.get("due_sort")
-            if doc.get("_id"):
-                b["$min"]["id_min"] = min(doc["_id"], b["$min"].get("id_min", doc["_id"]))
-            if doc.get("created_at"):
-                b["$min"]["created_min"] = min(doc["created_at"], b["$min"].get("created_min", doc["created_at"]))
-            if due and due != domain.NO_DUE:
-                b["$min"]["due_min"] = min(due, b["$min"].get("due_min", due))
-                b["$max"]["due_max"] = max(due, b["$max"].get("due_max", due))
-        for org_id, b in by_org.items():
-            update = {op: v for op, v in b.items() if v}
+            by_org.setdefault(doc["org_id"], []).append(doc)
+        for org_id, mine in by_org.items():
+            ids, created, due = ([d[f] for d in mine if d.get(f) not in (None, domain.NO_DUE)]
+                                 for f in ("_id", "created_at", "due_sort"))
+            low = {name: min(v) for name, v in (("id_min", ids), ("created_min", created),
+                                                ("due_min", due)) if v}
+            high = {"due_max": max(due)} if due else {}
+            update = {op: v for op, v in (("$min", low), ("$max", high)) if v}
             if update:
                 self.db.task_bounds.update_one({"_id": org_id}, update, upsert=True)
 
