@@ -53,7 +53,16 @@ def _within(low: datetime | None, high: datetime | None) -> dict:
     return out
 
 
+def _fill_bounds(db) -> None:
+    """Every org's list bounds (``TaskStore.bounds``), so that no first list of an
+    org with tasks from before them pays the aggregate."""
+    store = TaskStore(db)
+    for org_id in db.tasks.distinct("org_id"):
+        store.bounds(org_id)
+
+
 class TaskStore(BaseStore):
+    MIGRATIONS = [("0001_task_list_bounds", _fill_bounds)]
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
