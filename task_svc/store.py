@@ -20,6 +20,7 @@ import re
 from datetime import datetime, timedelta
 
 from bson import ObjectId
+from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
@@ -42,7 +43,46 @@ BRIEF = {"_id": 1, "title": 1, "status": 1, "deleted": 1, "parent_id": 1}  # a l
 MAX_LINKS = 500  # links of one task an answer lists
 
 
+_MS = timedelta(milliseconds=1)  # BSON dates: milliseconds
+
+
+def _grow(span: timedelta, held: int, n: int) -> timedelta:
+    """The next window after one of ``span`` that held ``held`` of the ``n`` rows wanted:
+    8x larger when empty, else by the density it saw (1.5 n / held, between 2x and 8x)."""
+    return span * (8 if not held else min(8.0, max(2.0, 1.5 * n / held)))
+
+
+def _id_time(task_id: str) -> datetime | None:
+    """When the ObjectId an id starts with was made (a bulk task's id is its job's id
+    and the employee's), or None."""
+    try:
+        return ObjectId(task_id[:24]).generation_time
+    except (InvalidId, TypeError):
+        return None
+
+
+def _within(low: datetime | None, high: datetime | None) -> dict:
+    """``low <= value <= high`` for dates, written with strict bounds: SecantusDB's scan
+    of a compound index drops the entries equal to an inclusive bound on the index's
+    upper side (a non-final field's entry continues past the value)."""
+    out = {}
+    if low is not None:
+        out["$gt"] = low - _MS
+    if high is not None:
+        out["$lt"] = high + _MS
+    return out
+
+
+def _fill_bounds(db) -> None:
+    """Every org's list bounds (``TaskStore.bounds``), so that no first list of an
+    org with tasks from before them pays the aggregate."""
+    store = TaskStore(db)
+    for org_id in db.tasks.distinct("org_id"):
+        store.bounds(org_id)
+
+
 class TaskStore(BaseStore):
+    MIGRATIONS = [("0001_task_list_bounds", _fill_bounds)]
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
@@ -109,6 +149,7 @@ class TaskStore(BaseStore):
         }
 
     def insert(self, doc: dict) -> dict:
+        self.widen_bounds([doc])
         self.tasks.insert_one(doc)
         return doc
 
@@ -123,6 +164,7 @@ class TaskStore(BaseStore):
         if "due_at" in changes:
             changes["due_sort"] = changes["due_at"] or domain.NO_DUE
             changes["overdue_at"] = None  # a new due date may become overdue again
+            self.widen_bounds([{"org_id": org_id, **changes}])
         query = {"_id": task_id, "org_id": org_id, "deleted": False, **(expect or {})}
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
@@ -134,7 +176,45 @@ class TaskStore(BaseStore):
     def insert_many_idempotent(self, docs: list[dict]) -> set[str]:
         """Insert, ignoring tasks that already exist (a redelivered chunk);
         returns the ids that were new."""
+        self.widen_bounds(docs)
         return self.insert_ignoring_duplicates(self.tasks, docs)
+
+    # --- an org's bounds: where the ascending list windows start ------------------
+    # Per org: no task was ever created before ``created_min``, has an id below
+    # ``id_min``, nor is due before ``due_min`` or after ``due_max`` (dated tasks).
+    # Written before the tasks they cover (a failed write only leaves a bound wider);
+    # ``complete`` once every task that existed before the first write is in (``bounds``).
+    def widen_bounds(self, docs: list[dict]) -> None:
+        by_org: dict[str, list[dict]] = {}
+        for doc in docs:
+            by_org.setdefault(doc["org_id"], []).append(doc)
+        for org_id, mine in by_org.items():
+            ids, created, due = ([d[f] for d in mine if d.get(f) not in (None, domain.NO_DUE)]
+                                 for f in ("_id", "created_at", "due_sort"))
+            low = {name: min(v) for name, v in (("id_min", ids), ("created_min", created),
+                                                ("due_min", due)) if v}
+            high = {"due_max": max(due)} if due else {}
+            update = {op: v for op, v in (("$min", low), ("$max", high)) if v}
+            if update:
+                self.db.task_bounds.update_one({"_id": org_id}, update, upsert=True)
+
+    def bounds(self, org_id: str) -> dict:
+        found = self.db.task_bounds.find_one({"_id": org_id})
+        if found and found.get("complete"):
+            return found
+        b: dict = {"$min": {}, "$max": {}}
+        for row in self.tasks.aggregate([
+                {"$match": {"org_id": org_id}},
+                {"$group": {"_id": None, "created_min": {"$min": "$created_at"}, "id_min": {"$min": "$_id"},
+                            "due_max": {"$max": {"$cond": [{"$eq": ["$due_sort", domain.NO_DUE]},
+                                                           None, "$due_sort"]}},
+                            "due_min": {"$min": "$due_at"}}}]):
+            b["$min"] = {k: row[k] for k in ("created_min", "due_min", "id_min") if row.get(k)}
+            b["$max"] = {k: row[k] for k in ("due_max",) if row.get(k)}
+        update = {op: v for op, v in b.items() if v}
+        return self.db.task_bounds.find_one_and_update(
+            {"_id": org_id}, {**update, "$set": {"complete": True}}, upsert=True,
+            return_document=ReturnDocument.AFTER)
 
     def create_job(self, job: dict) -> None:
         self.db.jobs.insert_one(job)
@@ -192,48 +272,159 @@ class TaskStore(BaseStore):
         return query
 
     def page(self, query: dict, sort: str, n: int, after: tuple | None) -> list[dict]:
-        """Up to ``n`` tasks in ``sort`` order past the sort key ``after`` (value, id)."""
+        """Up to ``n`` tasks in ``sort`` order past the sort key ``after`` (value, id).
+
+        SecantusDB plans one index per query, only when every filter field is part of
+        its prefix (equalities, then one range), and it materialises every match before
+        a limit. So a page is read as aggregates: a first ``$match`` the planner serves
+        exactly (the *driver*: an index prefix and a window of the sort field, so a page
+        costs about what it returns) and a second ``$match`` with the rest of the filter
+        (the *residual*), applied to the driver's rows only. docs/tasks.md lists the
+        shapes that still read every match of their driver."""
         field, direction = domain.SORTS[sort]
-        if sort == "created" and frozenset(query) in self.WINDOWED_SHAPES:
-            return self._newest_first(query, after, n)
-        return self._sorted(query, field, direction, after, n)
-
-    def _sorted(self, query: dict, field: str, direction: int, after, n: int) -> list[dict]:
-        if after:
-            value, after_id = after
-            op = "$gt" if direction == 1 else "$lt"
-            query = {"$and": [query, {"$or": [{field: {op: value}},
-                                              {field: value, "_id": {op: after_id}}]}]}
-        return list(self.tasks.find(query).sort([(field, direction), ("_id", direction)]).limit(n))
-
-    # filters an index serves together with created_at (org_created, org_assignee, org_team,
-    # assignee_user, /me/tasks' org ids checked on the rows it finds): only these are read
-    # in windows; SecantusDB scans the collection for any filter no single index covers,
-    # and a scan per window would cost more, not less
-    WINDOWED_SHAPES = frozenset(frozenset(keys) for keys in (
-        ("org_id", "deleted"), ("org_id", "deleted", "assignee_id"), ("org_id", "deleted", "team_id"),
-        ("assignee_user_id", "org_id", "deleted")))
-    # growing windows back in time from the cursor (or now); past the last, one unbounded query.
-    # From one second: a busy org (a bulk job adds thousands of tasks a minute) finds its page
-    # in the first windows, and a window costs SecantusDB ~0.07 ms per task in it
-    WINDOWS = tuple(timedelta(seconds=8 ** k) for k in range(10))  # 1 s ... ~4 years
-
-    def _newest_first(self, query: dict, after, n: int) -> list[dict]:
-        """``created_at`` descending, read as bounded index ranges, newest window first.
-
-        A page then costs what it returns rather than what the org holds: SecantusDB
-        materialises every match before applying a limit (MongoDB would walk the index
-        and stop; there the first window simply answers)."""
-        top, after_id = after if after else (utcnow() + timedelta(minutes=1), None)
-        ties = self.tasks.count_documents({**query, "created_at": top}) if after_id else 0
-        order = [("created_at", DESCENDING), ("_id", DESCENDING)]
-        for span in self.WINDOWS:
-            window = {**query, "created_at": {"$gte": top - span, "$lte": top}}
-            docs = [d for d in self.tasks.find(window).sort(order).limit(n + ties)
-                    if not (after_id and d["created_at"] == top and d["_id"] >= after_id)]
+        order = [(field, direction), ("_id", direction)]
+        if sort == "created":
+            pins = self._driver(query, self.WINDOWED_DRIVERS)
+            if pins is not None:
+                top = after[0] if after else None
+                return self._seek(query, pins, {}, "created_at", -1, top, after, order, n)
+        segments = self._segments(query, sort, after) if "assignee_id" not in query else None
+        if segments is None:  # one query: every match of the most selective driver, sorted
+            pins = self._driver(query, self.DRIVERS) or ()
+            past = self._past(field, direction, after)
+            return self._read(query, pins, [past] if past else [], order, n)
+        docs: list[dict] = []
+        for fixed, wfield, wdir, origin in segments:
+            docs += self._seek(query, ("org_id", "deleted"), fixed, wfield, wdir, origin, after,
+                               order, n - len(docs))
             if len(docs) >= n:
-                return docs[:n]
-        return self._sorted(query, "created_at", -1, after, n)
+                break
+        return docs
+
+    # equality prefixes an index pins, most selective first. WINDOWED_DRIVERS have
+    # created_at next in their index (org_assignee, assignee_user, org_team, org_created)
+    WINDOWED_DRIVERS = (("org_id", "assignee_id", "deleted"), ("assignee_user_id", "deleted"),
+                        ("org_id", "team_id", "deleted"), ("org_id", "deleted"))
+    # for one-query reads (org_status_due has no "deleted": it stays in the residual)
+    DRIVERS = (("org_id", "assignee_id", "deleted"), ("assignee_user_id", "deleted"),
+               ("org_id", "team_id", "deleted"), ("org_id", "status"), ("org_id", "deleted"))
+
+    def _segments(self, query: dict, sort: str, after: tuple | None) -> list[tuple] | None:
+        """How an org-wide order is read: ``(fixed, field, direction, origin)`` parts in
+        order, each windows of ``field`` (within ``fixed`` equalities) growing from
+        ``origin`` (None: from the newest id / the open end). None: not windowed."""
+        if not all(k in query and self._plain(query[k]) for k in ("org_id", "deleted")):
+            return None
+        value, after_id = after if after else (None, None)
+        b = self.bounds(query["org_id"])
+        if sort in ("priority", "-priority") and b.get("id_min"):
+            # org_priority: rank by rank, ids in order in each
+            ranks = [domain.PRIORITY_RANK[query["priority"]]] if self._plain(query.get("priority")) \
+                else sorted(domain.PRIORITY_RANK.values(), reverse=sort == "priority")
+            if sort == "priority":
+                return [({"priority_rank": r}, "_id", -1, after_id if r == value else None)
+                        for r in ranks if value is None or r <= value]
+            return [({"priority_rank": r}, "_id", 1, after_id if r == value else b["id_min"])
+                    for r in ranks if value is None or r >= value]
+        if sort == "-created" and b.get("created_min"):
+            return [({}, "created_at", 1, value or b["created_min"])]
+        at_undated = value == domain.NO_DUE
+        undated = {"due_sort": domain.NO_DUE}
+        dated = {"due_sort": {"$lt": domain.NO_DUE}}
+        if sort == "due" and b.get("due_min"):  # org_due: dated tasks, then the undated ones
+            return ([] if at_undated else [(dated, "due_sort", 1, value or b["due_min"])]) + \
+                [(undated, "_id", 1, after_id if at_undated else b["id_min"])]
+        if sort == "-due" and b.get("due_max"):
+            return ([(undated, "_id", -1, after_id)] if value is None or at_undated else []) + \
+                [(dated, "due_sort", -1, b["due_max"] if value is None or at_undated else value)]
+        return None
+
+    @staticmethod
+    def _driver(query: dict, drivers: tuple) -> tuple | None:
+        """The first of ``drivers`` whose fields ``query`` pins to one value."""
+        for pins in drivers:
+            if all(k in query and TaskStore._plain(query[k]) for k in pins):
+                return pins
+        return None
+
+    @staticmethod
+    def _plain(value) -> bool:
+        return value is not None and not isinstance(value, (dict, list))
+
+    @staticmethod
+    def _past(field: str, direction: int, after: tuple | None) -> dict | None:
+        if not after:
+            return None
+        value, after_id = after
+        op = "$gt" if direction == 1 else "$lt"
+        return {"$or": [{field: {op: value}}, {field: value, "_id": {op: after_id}}]}
+
+    def _read(self, query: dict, pins: tuple, extra: list[dict], order: list, n: int,
+              window: dict | None = None) -> list[dict]:
+        """One aggregate: ``$match`` on the pinned fields (+ ``window``), ``$match`` on
+        the rest of ``query`` and ``extra``, sorted, at most ``n``."""
+        driver = {k: query[k] for k in pins}
+        residual = [r for r in [{k: v for k, v in query.items() if k not in pins}, *extra] if r]
+        driver.update(window or {})
+        pipeline: list[dict] = [{"$match": driver}]
+        if residual:
+            pipeline.append({"$match": residual[0] if len(residual) == 1 else {"$and": residual}})
+        pipeline += [{"$sort": dict(order)}, {"$limit": n}]
+        return list(self.tasks.aggregate(pipeline))
+
+    # growing windows from the cursor (or the newest / the org's bound); past ~4 years, one
+    # query open on that side. From one second: a busy org (a bulk job adds thousands of
+    # tasks a minute) finds its page in the first windows; a window costs SecantusDB
+    # ~0.07 ms per task in it. An empty window grows 8x; one with k of the n rows wanted
+    # grows by the density it saw (1.5 n / k, 2x to 8x), so a page reads ~1.5x what it needs
+    FIRST_WINDOW = timedelta(seconds=1)
+    LAST_WINDOW = timedelta(days=4 * 366)
+
+    def _seek(self, query: dict, pins: tuple, fixed: dict, field: str, direction: int,
+              origin, after: tuple | None, order: list, n: int) -> list[dict]:
+        """Up to ``n`` of ``query`` in ``order``, read as index ranges of ``field`` (within
+        ``fixed``) moving away from ``origin`` in ``direction`` (windows of ``_id`` use the
+        time its ObjectId carries), each a superset of the last."""
+        past = self._past(*order[0], after)
+        extra = [past] if past else []
+        base = dict(fixed.get(field, {})) if isinstance(fixed.get(field), dict) else {}
+        fixed = {k: v for k, v in fixed.items() if k != field}
+        if field == "_id":  # ids carry their creation time: windows of it, from the origin
+            t0 = _id_time(origin) if origin else utcnow() + timedelta(minutes=1)
+            if t0 is None:  # not an ObjectId: one read
+                return self._read(query, pins, extra, order, n, {**fixed, **({field: base} if base else {})})
+            start: datetime | None = t0
+            near = ({"$lte": origin} if origin else {}) if direction == -1 else {"$gte": origin}
+
+            def edge(span):
+                return str(ObjectId.from_datetime(t0 - span if direction == -1 else t0 + span))
+        else:
+            start = origin
+
+        def bounded(span) -> dict:
+            if field == "_id":
+                return {**near, "$gte" if direction == -1 else "$lt": edge(span)}
+            try:
+                if start is None:
+                    return _within(utcnow() + timedelta(minutes=1) - span, None)
+                return _within(start - span, start) if direction == -1 else _within(start, start + span)
+            except OverflowError:  # a window past year 1 or 9999: the last, open one
+                return last
+
+        if field == "_id":
+            last: dict = near
+        elif start is None:
+            last = {}
+        else:
+            last = _within(None, start) if direction == -1 else _within(start, None)
+        span = self.FIRST_WINDOW
+        while span <= self.LAST_WINDOW:
+            docs = self._read(query, pins, extra, order, n, {**fixed, field: {**base, **bounded(span)}})
+            if len(docs) >= n:
+                return docs
+            span = _grow(span, len(docs), n)
+        last = {**base, **last}
+        return self._read(query, pins, extra, order, n, {**fixed, **({field: last} if last else {})})
 
     # --- people leaving, teams going ------------------------------------------
     def open_tasks_of(self, org_id: str, employee_id: str, team_id: str | None = None) -> list[dict]:

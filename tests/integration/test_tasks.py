@@ -539,6 +539,43 @@ def test_newest_first_pages_cover_every_task_once_across_ties_and_years(mesh):
     assert got == expected
 
 
+def test_every_sort_pages_cover_every_task_once_in_order_with_undated_and_old_tasks(mesh):
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager"})
+    from task_svc import domain
+    from task_svc.store import TaskStore, new_id
+    base = datetime.now(timezone.utc).replace(microsecond=0)
+    docs = []
+    for i in range(16):  # ties in every sort key, years apart, a third without a due date,
+        data = {"title": f"t{i}", "priority": domain.PRIORITIES[i % 4],  # ids of bulk jobs and
+                "due_at": None if i % 3 == 0 else base + timedelta(days=(i % 5) * 200 - 300)}
+        task_id = {14: f"{new_id()}-emp-1", 15: f"legacy-{i}"}.get(i)  # not ObjectIds
+        doc = TaskStore.task_document(org, data, p["boss"], None, task_id=task_id)
+        doc["created_at"] = base - [timedelta(0), timedelta(minutes=5), timedelta(days=900)][i % 3]
+        doc["status"] = domain.STATUSES[i % 2]
+        docs.append(doc)
+    database(config, "tasks").tasks.insert_many(docs)
+    boss = p["boss"]["user_id"]
+    # one more through the service: the org's bounds then exist before the first list
+    docs.append({**call(tasks, "create_task", boss, org, {"title": "new", "priority": "urgent"}),
+                 "_id": None})
+    stored = {d["_id"]: d for d in database(config, "tasks").tasks.find({"org_id": org})}
+    for sort, (field, direction) in domain.SORTS.items():
+        for args in ({}, {"status": "todo"}, {"priority": "high"}):
+            expected = [d["_id"] for d in sorted(
+                (d for d in stored.values() if all(d[k] == v for k, v in args.items())),
+                key=lambda d: (d[field], d["_id"]), reverse=direction == -1)]
+            got, cursor = [], None
+            while True:
+                page = call(tasks, "list_tasks", boss, org,
+                            {**args, "sort": sort, "limit": 3, **({"cursor": cursor} if cursor else {})})
+                got += [t["task_id"] for t in page["items"]]
+                cursor = page["next_cursor"]
+                if not cursor:
+                    break
+            assert got == expected, (sort, args)
+
+
 def test_a_member_leaving_a_team_hands_that_teams_open_tasks_to_its_leader(mesh):
     config, tasks, teams = mesh
     org, p = make_org({"boss": "manager", "lead": "member", "bob": "member"})
