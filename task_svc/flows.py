@@ -450,7 +450,7 @@ class TaskFlows(Flows):
                                           task_id=nid),
                "recurrence": recurrence.successor(task, due),
                "estimate_minutes": task.get("estimate_minutes")}
-        if not self.store.insert_ignoring_duplicates(self.store.tasks, [doc]):
+        if not self.store.insert_many_idempotent([doc]):
             return None  # a replica (or the sweep) made it first
         self.store.add_created_history([doc], None)
         self.store.update(task["org_id"], task["_id"], {"recurrence.next_task_id": nid})
