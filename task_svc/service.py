@@ -18,8 +18,6 @@ from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
 from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
-
-# mixins through their modules: nameko run starts every class with entrypoints here
 from task_svc import domain, leaderboard, schemas
 from task_svc.files import Files
 from task_svc.flows import UNCHANGED, TaskFlows
@@ -28,8 +26,6 @@ from task_svc.store import TaskStore, new_id
 log = logging.getLogger(__name__)
 
 
-# Mixins are referenced through their modules: nameko run starts every class with
-# entrypoints in this module's namespace as a service.
 class TaskService(base.ServiceBase):
     name = "tasks"
 
