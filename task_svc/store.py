@@ -385,7 +385,8 @@ class TaskStore(BaseStore):
         """Up to ``n`` of ``query`` in ``order``, read as index ranges of ``field`` (within
         ``fixed``) moving away from ``origin`` in ``direction`` (windows of ``_id`` use the
         time its ObjectId carries), each a superset of the last."""
-        past = self._past(*order[0], after)
+        first_field, first_direction = order[0]
+        past = self._past(first_field, first_direction, after)
         extra = [past] if past else []
         base = dict(fixed.get(field, {})) if isinstance(fixed.get(field), dict) else {}
         fixed = {k: v for k, v in fixed.items() if k != field}
