@@ -541,7 +541,10 @@ def _outage_as_connection_error():
     try:
         yield
     except RedisClusterException as exc:
-        if isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError)):
+        # "cannot be connected" comes with the last node's error as its cause, or with
+        # none once redis-py has dropped every node it knew (seen after all were killed)
+        if isinstance(exc.__cause__, (redis.ConnectionError, redis.TimeoutError)) or \
+                "cannot be connected" in str(exc):
             raise redis.ConnectionError(str(exc)) from exc
         raise
 
