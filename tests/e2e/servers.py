@@ -106,6 +106,19 @@ class PrivateRedisCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def _rabbitmq_server_command() -> list[str]:
+    """Debian's ``rabbitmq-server`` wrapper, run as root, starts the node through
+    ``su rabbitmq``, whose login limits give it 1,024 file descriptors: a node
+    holding the mesh's ~180 quorum queues (files each) then has no descriptor left
+    for a socket and accepts no new connection at all (RabbitMQ keeps 10% of its
+    limit for sockets). The same ``su``, with the soft limit raised to the hard one."""
+    server = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+    if os.getuid() != 0 or not os.path.exists(server):
+        return [shutil.which("rabbitmq-server") or "rabbitmq-server"]
+    return ["su", "rabbitmq", "-s", "/bin/sh", "-c",
+            f'cd /var/lib/rabbitmq && ulimit -n "$(ulimit -Hn)" && exec {server}']
+
+
 class PrivateRabbit:
     """A second RabbitMQ node on its own ports and data directory."""
 
@@ -134,7 +147,7 @@ class PrivateRabbit:
                    RABBITMQ_LOG_BASE=str(self.dir / "log"),
                    RABBITMQ_ENABLED_PLUGINS_FILE=str(self.dir / "plugins"),
                    RABBITMQ_FEATURE_FLAGS_FILE=str(self.dir / "feature_flags"))
-        self.proc = subprocess.Popen([shutil.which("rabbitmq-server")], env=env,
+        self.proc = subprocess.Popen(_rabbitmq_server_command(), env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         _wait_port(self.port, True, 60, "rabbitmq")
