@@ -369,14 +369,10 @@ def _compiled(part: str, source: str):
 
 
 def render_part(part: str, source: str, context: dict) -> str:
+    budget = None
     try:
         compiled = _compiled(part, source)  # parsing is bounded by the source's size
-    except TemplateError as exc:
-        raise TemplateInvalid(part, exc.message or str(exc), getattr(exc, "lineno", None)) from None
-    except RecursionError:
-        raise TemplateInvalid(part, "the template is nested too deeply", None) from None
-    budget = _deadline.set(thread_time() + RENDER_BUDGET_SECONDS)
-    try:
+        budget = _deadline.set(thread_time() + RENDER_BUDGET_SECONDS)
         out, size = [], 0
         for chunk in compiled.generate(**context):
             size += len(chunk)
@@ -390,7 +386,8 @@ def render_part(part: str, source: str, context: dict) -> str:
     except RecursionError:
         raise TemplateInvalid(part, "the template is nested too deeply", None) from None
     finally:
-        _deadline.reset(budget)
+        if budget is not None:
+            _deadline.reset(budget)
 
 
 def render(template: dict, context: dict) -> dict:
