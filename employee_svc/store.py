@@ -8,7 +8,8 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateMany
 from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
-from shared.mongo import BaseStore, id_slices
+from shared.errors import Unavailable
+from shared.mongo import BaseStore, find_by_id, id_slices, write_at_version
 
 PUBLIC = {"keywords": 0, "team_ids": 0}
 
@@ -60,7 +61,7 @@ class EmployeeStore(BaseStore):
             return self.db.employees.find_one(query) or doc, False
 
     def employee(self, org_id: str, employee_id: str) -> dict | None:
-        return self.db.employees.find_one({"_id": employee_id, "org_id": org_id})
+        return find_by_id(self.db.employees, employee_id, org_id=org_id)
 
     def employee_by_user(self, org_id: str, user_id: str) -> dict | None:
         return self.db.employees.find_one({"org_id": org_id, "user_id": user_id})
@@ -202,7 +203,7 @@ class EmployeeStore(BaseStore):
             return_document=ReturnDocument.AFTER)
 
     def invitation(self, org_id: str, invitation_id: str) -> dict | None:
-        return self.db.invitations.find_one({"_id": invitation_id, "org_id": org_id})
+        return find_by_id(self.db.invitations, invitation_id, org_id=org_id)
 
     def invitation_by_token(self, token_hash: str) -> dict | None:
         return self.db.invitations.find_one({"token_hash": token_hash})
@@ -249,11 +250,17 @@ class EmployeeStore(BaseStore):
     # task counts
     def set_task(self, org_id: str, task_id: str, fields: dict) -> dict | None:
         """Upsert the task's holder/state; returns the previous document."""
-        update: dict = {"$set": {"org_id": org_id, **fields}}
-        if "state" not in fields:  # assigned: a new task is open, a known one keeps its state
-            update["$setOnInsert"] = {"state": "open"}
-        return self.db.employee_tasks.find_one_and_update(
-            {"_id": f"{org_id}:{task_id}"}, update, upsert=True)
+        key, tasks = f"{org_id}:{task_id}", self.db.employee_tasks
+        for _attempt in (1, 2):  # a concurrent first write: the loser updates
+            before = write_at_version(tasks, key, {"org_id": org_id, **fields})
+            if before is not None:
+                return before
+            try:  # assigned: a new task is open, a known one keeps its state
+                tasks.insert_one({"_id": key, "state": "open", "org_id": org_id, **fields})
+                return None
+            except DuplicateKeyError:
+                continue
+        raise Unavailable("This task's holder is being changed right now; try again.")
 
     def add_new_tasks(self, org_id: str, tasks: list[dict]) -> None:
         """A bulk chunk's new tasks, open, in one write. Insert-only: a task known

@@ -53,6 +53,7 @@ from shared.errors import (
 )
 from shared.events import CLIENT_IP_KEY
 from shared.redis import Limit, RateLimiter, make_cache_client, make_client
+from shared.rpc import check_signature
 from shared.telemetry import (
     CORRELATION_KEY,
     ENTRYPOINT_CALLS,
@@ -427,6 +428,9 @@ class ApiEntrypoint(HttpRequestHandler):
         self.container.spawn_worker(self, args, kwargs, context_data=context_data,
                                     handle_result=partial(self.handle_result, event))
         return self.response_from_result(event.wait())
+
+    def check_signature(self, args, kwargs):
+        check_signature(self, args, kwargs)
 
     def response_from_result(self, result: Any) -> Response:
         if isinstance(result, Response):

@@ -8,7 +8,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateMan
 from pymongo.errors import DuplicateKeyError
 
 from notify_svc import domain
-from shared.mongo import BaseStore, id_slices, utcnow
+from shared.mongo import BaseStore, find_by_id, id_slices, utcnow
 
 
 def drop_clear_secret_links(db) -> None:
@@ -97,7 +97,7 @@ class NotificationStore(BaseStore):
 
     def since(self, user_id: str, last_id: str, limit: int = 200) -> list[dict]:
         """What a reconnecting client missed: items newer than ``last_id``, oldest first."""
-        last = self.db.notifications.find_one({"_id": last_id, "user_id": user_id})
+        last = find_by_id(self.db.notifications, last_id, user_id=user_id)
         if last is None:
             return []
         query = {"user_id": user_id, "$or": [

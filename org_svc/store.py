@@ -4,7 +4,7 @@ from __future__ import annotations
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from shared.mongo import BaseStore
+from shared.mongo import BaseStore, find_by_id
 
 LIVE = {"deleted_at": None}
 
@@ -29,7 +29,7 @@ class OrganizationStore(BaseStore):
             return False
 
     def org(self, org_id: str) -> dict | None:
-        return self.db.orgs.find_one({"_id": org_id, **LIVE})
+        return find_by_id(self.db.orgs, org_id, **LIVE)
 
     def org_any(self, org_id: str) -> dict | None:
         """The org even if deleted."""

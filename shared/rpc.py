@@ -9,6 +9,7 @@ an operation started after it fails, so a write the caller has given up on
 (a 504 at the gateway) does not land later unseen."""
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import time
@@ -32,7 +33,12 @@ from nameko.constants import (
     RPC_EXCHANGE_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
-from nameko.exceptions import UnserializableValueError, deserialize, serialize
+from nameko.exceptions import (
+    IncorrectSignature,
+    UnserializableValueError,
+    deserialize,
+    serialize,
+)
 from nameko.extensions import DependencyProvider, SharedExtension
 from nameko.messaging import HeaderEncoder
 from nameko.rpc import (
@@ -78,6 +84,23 @@ def as_app_error(exc: BaseException, deadline: float | None = None) -> BaseExcep
     if isinstance(exc, redis.ConnectionError):
         return Unavailable("The cache is unavailable.")
     return exc
+
+
+_SIGNATURES: dict = {}
+
+
+def check_signature(entrypoint, args, kwargs) -> None:
+    """nameko's ``Entrypoint.check_signature`` (IncorrectSignature when the call's
+    arguments do not fit the method) on a signature built once per method: nameko
+    builds it again for every call (``inspect.getcallargs``), 5x the time."""
+    key = (entrypoint.container.service_cls, entrypoint.method_name)
+    signature = _SIGNATURES.get(key)
+    if signature is None:
+        signature = _SIGNATURES[key] = inspect.signature(getattr(*key), follow_wrapped=False)
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise IncorrectSignature(str(exc)) from None
 
 
 TRANSIENT = 1  # delivery mode: RPC requests and replies are never written to disk
@@ -271,6 +294,9 @@ class AppRpc(Rpc):
     def __init__(self, expected_exceptions=(), sensitive_arguments=(), **kwargs):
         super().__init__(expected_exceptions=(AppError, *tuple(expected_exceptions or ())),
                          sensitive_arguments=sensitive_arguments, **kwargs)
+
+    def check_signature(self, args, kwargs):
+        check_signature(self, args, kwargs)
 
     def _reply(self, message, result, exc_info):
         """nameko's ``RpcConsumer.handle_result``: reply, then ack the request."""

@@ -8,7 +8,9 @@
   every log line of that call carries it;
 * writes one JSON log line: service, entrypoint, duration, outcome (at DEBUG
   for an HTTP entrypoint's success: the web server's access line, JSON
-  too, already records that request);
+  too, already records that request; and for an RPC's success faster than
+  ``LOG_SLOW_CALL_MS``: the request that caused it has its access line, and
+  its count and latency are in the metrics);
 * observes the entrypoint counter and latency histogram;
 * reports unexpected errors to Sentry (expected ones are not, except
   503/504: an ``AppError`` with a 5xx status is the server failing, so it
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import eventlet.corolocal
 from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
 from prometheus_client import Counter, Histogram, start_http_server
 
 if TYPE_CHECKING:
@@ -184,6 +187,7 @@ class Telemetry(DependencyProvider):
             start_http_server(port, addr=config.get("METRICS_ADDRESS", "127.0.0.1"))
             Telemetry._metrics_started.add(port)
         self._started: dict = {}
+        self.slow_call_s = float(config.get("LOG_SLOW_CALL_MS", 500)) / 1000
 
     def worker_setup(self, worker_ctx) -> None:
         cid = worker_ctx.data.get(CORRELATION_KEY)
@@ -201,9 +205,12 @@ class Telemetry(DependencyProvider):
         outcome = outcome_of(exc_info, expected)
         ENTRYPOINT_CALLS.labels(service, entrypoint, outcome).inc()
         ENTRYPOINT_LATENCY.labels(service, entrypoint).observe(duration)
-        # an HTTP request that went well already has its one access line (the web server's)
-        level = logging.DEBUG if outcome == "ok" and getattr(
-            worker_ctx.entrypoint, "access_logged", False) else logging.INFO
+        # an HTTP request that went well already has its one access line (the web
+        # server's); an RPC that went well and fast is one step of such a request
+        level = logging.DEBUG if outcome == "ok" and (
+            getattr(worker_ctx.entrypoint, "access_logged", False)
+            or (isinstance(worker_ctx.entrypoint, Rpc) and duration < self.slow_call_s)) \
+            else logging.INFO
         if _log.isEnabledFor(level):
             fields = {"service": service, "entrypoint": entrypoint, "outcome": outcome,
                       "duration_ms": round(duration * 1000, 3)}

@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore, id_slices, utcnow
+from shared.mongo import BaseStore, find_by_id, id_slices, utcnow, write_at_version
 from task_svc import domain
 
 
@@ -154,7 +154,7 @@ class TaskStore(BaseStore):
         return doc
 
     def get(self, org_id: str, task_id: str) -> dict | None:
-        return self.tasks.find_one({"_id": task_id, "org_id": org_id, "deleted": False})
+        return find_by_id(self.tasks, task_id, org_id=org_id, deleted=False)
 
     def update(self, org_id: str, task_id: str, changes: dict, expect: dict | None = None) -> dict | None:
         """Apply ``changes``, only if the task still has the values in ``expect``."""
@@ -165,12 +165,12 @@ class TaskStore(BaseStore):
             changes["due_sort"] = changes["due_at"] or domain.NO_DUE
             changes["overdue_at"] = None  # a new due date may become overdue again
             self.widen_bounds([{"org_id": org_id, **changes}])
-        query = {"_id": task_id, "org_id": org_id, "deleted": False, **(expect or {})}
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
-        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": utcnow()},
-                                                      "$inc": {"version": 1}},
-                                              return_document=ReturnDocument.AFTER)
+        if write_at_version(self.tasks, task_id, {**changes, "updated_at": utcnow()},
+                            org_id=org_id, deleted=False, **(expect or {})) is None:
+            return None
+        return self.tasks.find_one({"_id": task_id})  # a later change may show too
 
     # --- bulk -----------------------------------------------------------------
     def insert_many_idempotent(self, docs: list[dict]) -> set[str]:
@@ -220,7 +220,7 @@ class TaskStore(BaseStore):
         self.db.jobs.insert_one(job)
 
     def get_job(self, org_id: str, job_id: str) -> dict | None:
-        return self.db.jobs.find_one({"_id": job_id, "org_id": org_id})
+        return find_by_id(self.db.jobs, job_id, org_id=org_id)
 
     def running_jobs(self, limit: int) -> list[dict]:
         """Bulk jobs not finished yet, newest first (every org: for operators)."""
@@ -549,8 +549,7 @@ class TaskStore(BaseStore):
         return list(self.db.attachments.find({"task_id": task_id}).sort("_id", A).limit(500))
 
     def attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict | None:
-        return self.db.attachments.find_one({"_id": attachment_id, "task_id": task_id,
-                                             "org_id": org_id})
+        return find_by_id(self.db.attachments, attachment_id, task_id=task_id, org_id=org_id)
 
     def delete_attachment(self, org_id: str, task_id: str, attachment_id: str) -> dict | None:
         """Removes it once: a second delete (or a concurrent one) gets None."""
@@ -581,11 +580,11 @@ class TaskStore(BaseStore):
     def ancestors(self, org_id: str, task_id: str, limit: int) -> list[str]:
         """The chain above ``task_id``, nearest first, at most ``limit`` long."""
         chain: list[str] = []
-        current = self.tasks.find_one({"_id": task_id, "org_id": org_id}, {"parent_id": 1})
+        current = find_by_id(self.tasks, task_id, {"parent_id": 1}, org_id=org_id)
         while current and current.get("parent_id") and len(chain) < limit:
             chain.append(current["parent_id"])
-            current = self.tasks.find_one({"_id": current["parent_id"], "org_id": org_id},
-                                          {"parent_id": 1})
+            current = find_by_id(self.tasks, current["parent_id"], {"parent_id": 1},
+                                 org_id=org_id)
         return chain
 
     def children_of(self, org_id: str, parent_ids: list[str]) -> dict[str, list[str]]:
@@ -767,7 +766,7 @@ class TaskStore(BaseStore):
         return doc
 
     def view(self, org_id: str, view_id: str) -> dict | None:
-        return self.db.views.find_one({"_id": str(view_id), "org_id": org_id})
+        return find_by_id(self.db.views, str(view_id), org_id=org_id)
 
     def visible_views(self, org_id: str, user_id: str, teams: list[str], after: str | None,
                       n: int) -> list[dict]:

@@ -10,8 +10,8 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from shared.errors import Conflict
-from shared.mongo import BaseStore, utcnow
+from shared.errors import Conflict, NotFound
+from shared.mongo import BaseStore, find_by_id, utcnow
 
 
 def new_id() -> str:
@@ -52,7 +52,7 @@ class TeamStore(BaseStore):
         return self.teams.count_documents({"org_id": org_id})
 
     def get(self, org_id: str, team_id: str) -> dict | None:
-        return self.teams.find_one({"_id": team_id, "org_id": org_id})
+        return find_by_id(self.teams, team_id, org_id=org_id)
 
     def list_teams(self, org_id: str, limit: int, after: str | None) -> list[dict]:
         query: dict = {"org_id": org_id}
@@ -130,7 +130,9 @@ class TeamStore(BaseStore):
     def set_leader(self, org_id: str, team_id: str, employee_id: str) -> tuple[str | None, dict]:
         """Make a member the leader (the old one stays a member); returns
         ``(old_leader_id, team)``. Callers hold the team's lock."""
-        team = self.teams.find_one({"_id": team_id, "org_id": org_id})
+        team = find_by_id(self.teams, team_id, org_id=org_id)
+        if team is None:
+            raise NotFound("Team not found.")
         members = [{**m, "role": "leader" if m["employee_id"] == employee_id else "member"}
                    for m in team["members"]]
         self.teams.update_one({"_id": team_id},

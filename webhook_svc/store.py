@@ -8,7 +8,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError
 
-from shared.mongo import BaseStore, utcnow
+from shared.mongo import BaseStore, find_by_id, utcnow
 
 
 def new_id() -> str:
@@ -48,7 +48,7 @@ class WebhookStore(BaseStore):
         return doc
 
     def get_endpoint(self, org_id: str, endpoint_id: str) -> dict | None:
-        return self.endpoints.find_one({"_id": endpoint_id, "org_id": org_id})
+        return find_by_id(self.endpoints, endpoint_id, org_id=org_id)
 
     def list_endpoints(self, org_id: str, limit: int, after: str | None) -> list[dict]:
         query: dict = {"org_id": org_id}
@@ -121,7 +121,7 @@ class WebhookStore(BaseStore):
              "$inc": {"attempts": 1}, "$push": {"log": {"$each": [attempt], "$slice": -20}}})
 
     def get_delivery(self, endpoint_id: str, delivery_id: str) -> dict | None:
-        return self.deliveries.find_one({"_id": delivery_id, "endpoint_id": endpoint_id})
+        return find_by_id(self.deliveries, delivery_id, endpoint_id=endpoint_id)
 
     def list_deliveries(self, endpoint_id: str, limit: int, before: str | None) -> list[dict]:
         query: dict = {"endpoint_id": endpoint_id}

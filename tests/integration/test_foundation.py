@@ -15,7 +15,7 @@ from nameko.testing.services import entrypoint_hook
 from shared import deadletters
 from shared.errors import Timeout, Unavailable
 from shared.events import handles
-from shared.mongo import BaseStore, Mongo
+from shared.mongo import BaseStore, Mongo, find_by_id, write_at_version
 from shared.redis import Cache, Limit, RateLimiter, make_client
 from shared.rpc import ServiceRpc, rpc
 from shared.service import ServiceBase
@@ -522,3 +522,40 @@ def test_health_reports_the_outbox_backlog_events_not_sent_yet(container_factory
         report = health()
     assert report["outbox"]["pending"] == 1 and report["outbox"]["oldest_s"] >= 0
     assert db.outbox.count_documents({"state": "sent"}) == 1
+
+
+def test_find_by_id_answers_as_the_query_with_its_conditions_would(config):
+    """``find_by_id`` reads by ``_id`` alone (the one shape SecantusDB serves from its
+    primary key) and compares the other fields itself: same answers as the query."""
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    things = client[f"{config['MONGODB_DB_PREFIX']}_byid"].things
+    things.insert_many([{"_id": "a", "org_id": "o1", "deleted": False, "n": 1},
+                        {"_id": "b", "org_id": "o1", "deleted": True},
+                        {"_id": "c", "org_id": "o2"}])
+    cases = [("a", {"org_id": "o1", "deleted": False}), ("a", {"org_id": "o2"}),
+             ("b", {"org_id": "o1", "deleted": False}), ("c", {"deleted": None}),
+             ("c", {"deleted": False}), ("zz", {}), ("a", {})]
+    for _id, equal in cases:
+        assert find_by_id(things, _id, **equal) == things.find_one({"_id": _id, **equal}), equal
+    assert find_by_id(things, "a", {"n": 1}, org_id="o1") == {"_id": "a", "n": 1, "org_id": "o1"}
+    assert find_by_id(things, "a", {"n": 1}, org_id="o2") is None
+    client.drop_database(things.database.name)
+
+
+def test_write_at_version_loses_no_concurrent_change_and_refuses_what_does_not_hold(config):
+    """Twenty writers changing one document at once: every change lands, each bumps
+    the version once, and each sees the document as it was just before its own."""
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    things = client[f"{config['MONGODB_DB_PREFIX']}_atversion"].things
+    things.insert_one({"_id": "t", "org_id": "o1", "deleted": False})
+    pool = eventlet.GreenPool(20)
+    befores = list(pool.imap(lambda i: write_at_version(things, "t", {f"f{i}": i}, org_id="o1"),
+                             range(20)))
+    doc = things.find_one({"_id": "t"})
+    assert doc["version"] == 20 and all(doc[f"f{i}"] == i for i in range(20))
+    assert sorted(b.get("version") or 0 for b in befores) == list(range(20))
+    assert write_at_version(things, "t", {"x": 1}, org_id="o2") is None
+    assert write_at_version(things, "t", {"x": 1}, version={"$in": [0, None]}) is None
+    assert write_at_version(things, "nope", {"x": 1}) is None
+    assert things.find_one({"_id": "t"})["version"] == 20 and "x" not in things.find_one({"_id": "t"})
+    client.drop_database(things.database.name)

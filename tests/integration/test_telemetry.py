@@ -2,14 +2,17 @@
 server (the "Sentry" of this test) from a service in a real container."""
 import gzip
 import json
+import logging
 import threading
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import eventlet
 import pytest
 import requests
 import sentry_sdk
 from nameko.dependency_providers import Config
+from nameko.exceptions import IncorrectSignature
 from nameko.standalone.rpc import ServiceRpcProxy
 
 from gateway_svc.http import api
@@ -133,3 +136,49 @@ def test_a_503_from_the_gateways_checks_reaches_sentry_and_the_error_count(
     wait_until(lambda: any(e["exception"]["values"][-1]["type"] == "Unavailable"
                            for e in SentrySink.events), timeout=10, what="the 503 in Sentry")
     assert ENTRYPOINT_CALLS.labels("checkedgw", "mine", "error")._value.get() == before + 1
+
+
+class Paced(base.ServiceBase):
+    name = "telemetry_paced"
+
+    @rpc
+    def quick(self, n):
+        return n
+
+    @rpc
+    def slow(self):
+        eventlet.sleep(0.15)  # past LOG_SLOW_CALL_MS=100 below: the call being slow is the point
+
+    @rpc
+    def refused(self):
+        raise Unavailable("down")
+
+
+def test_an_rpc_that_went_well_and_fast_is_logged_at_debug_others_at_info(
+        container_factory, make_config, caplog):
+    """One log line per request at INFO (the gateway's access line): a service's fast
+    successful call is a DEBUG line; a slow one, a failure and a call with the wrong
+    arguments are INFO lines an operator sees."""
+    config = make_config(LOG_SLOW_CALL_MS=100)
+    container_factory(Paced, config).start()
+    caplog.set_level(logging.DEBUG, logger="workforce.entrypoint")
+    with ServiceRpcProxy("telemetry_paced", config) as probe:
+        assert probe.quick(3) == 3
+        probe.slow()
+        with pytest.raises(Exception, match="down"):
+            probe.refused()
+        with pytest.raises(IncorrectSignature):
+            probe.quick(1, 2)
+
+    def level(entrypoint):
+        wait_until(lambda: any(r.fields["entrypoint"] == entrypoint for r in logged()),
+                   timeout=5, what=f"{entrypoint} logged")
+        return next(r.levelno for r in logged() if r.fields["entrypoint"] == entrypoint)
+
+    def logged():
+        return [r for r in caplog.records if r.name == "workforce.entrypoint"
+                and r.fields.get("service") == "telemetry_paced"]
+
+    assert level("quick") == logging.DEBUG
+    assert level("slow") == logging.INFO
+    assert level("refused") == logging.INFO
