@@ -684,7 +684,7 @@ class TaskStore(BaseStore):
             self.db.time_entries.insert_one(entry)
         except DuplicateKeyError:
             return False
-        self.tasks.update_one({"_id": entry["task_id"], "org_id": entry["org_id"]},
+        self.tasks.update_one({"_id": entry["task_id"]},  # read from its org by the caller
                               {"$inc": {"time_spent_minutes": entry["minutes"], "version": 1},
                                "$set": {"updated_at": utcnow()}})
         return True
@@ -738,19 +738,21 @@ class TaskStore(BaseStore):
         users = [u for u in user_ids if u]
         if not users:
             return
-        query = {"_id": task_id, "org_id": org_id}
-        if seed is not None:
-            self.tasks.update_one({**query, "watcher_user_ids": {"$exists": False}},
-                                  {"$set": {"watcher_user_ids": sorted(set(seed))}})
-        self.tasks.update_one(query, {"$addToSet": {"watcher_user_ids": {"$each": users}}})
+        self._seed_watchers(task_id, seed)
+        self.tasks.update_one({"_id": task_id},
+                              {"$addToSet": {"watcher_user_ids": {"$each": users}}})
 
     def remove_watcher(self, org_id: str, task_id: str, user_id: str,
                        seed: list[str] | None = None) -> None:
-        query = {"_id": task_id, "org_id": org_id}
-        if seed is not None:
-            self.tasks.update_one({**query, "watcher_user_ids": {"$exists": False}},
-                                  {"$set": {"watcher_user_ids": sorted(set(seed))}})
-        self.tasks.update_one(query, {"$pull": {"watcher_user_ids": user_id}})
+        self._seed_watchers(task_id, seed)
+        self.tasks.update_one({"_id": task_id}, {"$pull": {"watcher_user_ids": user_id}})
+
+    def _seed_watchers(self, task_id: str, seed: list[str] | None) -> None:
+        """Writes by ``_id`` alone (the caller read the task from its org): the one
+        filter SecantusDB serves from its primary key (``shared.mongo.find_by_id``)."""
+        if seed is not None:  # only where the task has no list yet
+            self.tasks.update_one({"_id": task_id}, [{"$set": {"watcher_user_ids": {
+                "$ifNull": ["$watcher_user_ids", {"$literal": sorted(set(seed))}]}}}])
 
     def forget_watcher(self, org_id: str, user_id: str) -> None:
         """Someone left the org: they watch none of its tasks."""
