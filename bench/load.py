@@ -206,6 +206,7 @@ def main():
                             RATE_LIMIT_DEFAULT="100000/60", RATE_LIMIT_BULK="30/60",
                             RATE_LIMIT_PUBLIC="100000/60",
                             JWT_KEYS_DIR=str(tmp / "keys"), TASK_FILES_DIR=str(tmp / "files"),
+                            SEARCH_INDEX_DIR=str(tmp / "search"),  # not a running mesh's
                             LOG_LEVEL="WARNING")
     mesh = mesh_mod.Mesh(env, tmp / "logs", gateways=int(os.environ.get("GATEWAYS", "2")))
     try:
