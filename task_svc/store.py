@@ -446,9 +446,9 @@ class TaskStore(BaseStore):
 
     def mark_overdue(self, task_id: str, at: datetime) -> dict | None:
         """Marks once: only the first marker gets the task back."""
-        return self.tasks.find_one_and_update({"_id": task_id, "overdue_at": None},
-                                              {"$set": {"overdue_at": at}, "$inc": {"version": 1}},
-                                              return_document=ReturnDocument.AFTER)
+        if write_at_version(self.tasks, task_id, {"overdue_at": at}, overdue_at=None) is None:
+            return None
+        return self.tasks.find_one({"_id": task_id})
 
     # --- stats, leaderboard -------------------------------------------------------
     def stats(self, org_id: str, team_id: str | None, assignee_id: str | None, at: datetime) -> dict:
