@@ -23,7 +23,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore, find_by_id, utcnow
+from shared.mongo import BaseStore, find_by_id, find_by_ids, utcnow
 
 USED_HASHES_KEPT = 100   # rotated-out refresh tokens remembered per session (reuse detection)
 
@@ -58,7 +58,7 @@ class AuthStore(BaseStore):
         return find_by_id(self.db.users, user_id, deleted_at=None)
 
     def users(self, user_ids: list[str]) -> list[dict]:
-        return list(self.db.users.find({"_id": {"$in": list(user_ids)}, "deleted_at": None}))
+        return find_by_ids(self.db.users, user_ids, deleted_at=None)
 
     def service_accounts(self, org_id: str) -> list[dict]:
         return list(self.db.users.find({"service_account.org_id": org_id, "deleted_at": None})

@@ -9,7 +9,7 @@ from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
 from shared.errors import Unavailable
-from shared.mongo import BaseStore, find_by_id, id_slices, write_at_version
+from shared.mongo import BaseStore, find_by_id, find_by_ids, id_slices, write_at_version
 
 PUBLIC = {"keywords": 0, "team_ids": 0}
 
@@ -67,8 +67,7 @@ class EmployeeStore(BaseStore):
         return self.db.employees.find_one({"org_id": org_id, "user_id": user_id})
 
     def employees_by_ids(self, org_id: str, employee_ids: list[str]) -> list[dict]:
-        return [doc for part in id_slices(employee_ids)
-                for doc in self.db.employees.find({"org_id": org_id, "_id": {"$in": part}})]
+        return find_by_ids(self.db.employees, employee_ids, org_id=org_id)
 
     def search_export(self, org_id: str | None, ids: list[str] | None, after: str | None,
                       limit: int) -> list[dict]:
@@ -78,8 +77,7 @@ class EmployeeStore(BaseStore):
         if org_id is not None:
             query["org_id"] = org_id
         if ids is not None:
-            return [d for part in id_slices(ids)
-                    for d in self.db.employees.find({**query, "_id": {"$in": part}})]
+            return find_by_ids(self.db.employees, ids, **query)
         if after:
             query["_id"] = {"$gt": after}
         return list(self.db.employees.find(query).sort("_id", ASCENDING).limit(limit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from shared.mongo import BaseStore, find_by_id
+from shared.mongo import BaseStore, find_by_id, find_by_ids
 
 LIVE = {"deleted_at": None}
 
@@ -36,7 +36,7 @@ class OrganizationStore(BaseStore):
         return self.db.orgs.find_one({"_id": org_id})
 
     def orgs(self, org_ids: list[str]) -> list[dict]:
-        return list(self.db.orgs.find({"_id": {"$in": org_ids}, **LIVE}).sort("_id", ASCENDING))
+        return find_by_ids(self.db.orgs, org_ids, **LIVE)
 
     def owned_by(self, user_id: str) -> list[dict]:
         return list(self.db.orgs.find({"owner_user_id": user_id, **LIVE}))

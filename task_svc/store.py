@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore, find_by_id, id_slices, utcnow, write_at_version
+from shared.mongo import BaseStore, find_by_id, find_by_ids, id_slices, utcnow, write_at_version
 from task_svc import domain
 
 
@@ -514,7 +514,7 @@ class TaskStore(BaseStore):
         if org_id is not None:
             query["org_id"] = org_id
         if ids is not None:
-            docs = [d for part in id_slices(ids) for d in self.tasks.find({**query, "_id": {"$in": part}})]
+            docs = find_by_ids(self.tasks, ids, **query)
         else:
             if after:
                 query["_id"] = {"$gt": after}
@@ -574,8 +574,8 @@ class TaskStore(BaseStore):
     # --- parents and subtasks -----------------------------------------------------
     def briefs(self, org_id: str, ids: list[str]) -> dict[str, dict]:
         """``{id: {_id, title, status, parent_id}}`` of the org's live tasks among ``ids``."""
-        return {d["_id"]: d for part in id_slices(list(ids)) for d in self.tasks.find(
-            {"org_id": org_id, "_id": {"$in": part}, "deleted": False}, BRIEF)}
+        return {d["_id"]: d for d in find_by_ids(self.tasks, ids, BRIEF, org_id=org_id,
+                                                 deleted=False)}
 
     def ancestors(self, org_id: str, task_id: str, limit: int) -> list[str]:
         """The chain above ``task_id``, nearest first, at most ``limit`` long."""

@@ -11,7 +11,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict, NotFound
-from shared.mongo import BaseStore, find_by_id, utcnow
+from shared.mongo import BaseStore, find_by_id, find_by_ids, utcnow
 
 
 def new_id() -> str:
@@ -70,13 +70,13 @@ class TeamStore(BaseStore):
         page in ``_id`` order (one org, or every org for a full rebuild)."""
         query: dict = {} if org_id is None else {"org_id": org_id}
         if ids is not None:
-            return list(self.teams.find({**query, "_id": {"$in": ids}}))
+            return find_by_ids(self.teams, ids, **query)
         if after:
             query["_id"] = {"$gt": after}
         return list(self.teams.find(query).sort("_id", ASCENDING).limit(limit))
 
     def many(self, org_id: str, team_ids: list[str]) -> list[dict]:
-        return list(self.teams.find({"org_id": org_id, "_id": {"$in": team_ids}}))
+        return find_by_ids(self.teams, team_ids, org_id=org_id)
 
     def update_team(self, org_id: str, team_id: str, changes: dict,
                     expect: dict | None = None) -> dict | None:

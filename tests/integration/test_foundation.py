@@ -15,7 +15,7 @@ from nameko.testing.services import entrypoint_hook
 from shared import deadletters
 from shared.errors import Timeout, Unavailable
 from shared.events import handles
-from shared.mongo import BaseStore, Mongo, find_by_id, write_at_version
+from shared.mongo import BaseStore, Mongo, find_by_id, find_by_ids, write_at_version
 from shared.redis import Cache, Limit, RateLimiter, make_client
 from shared.rpc import ServiceRpc, rpc
 from shared.service import ServiceBase
@@ -525,7 +525,7 @@ def test_health_reports_the_outbox_backlog_events_not_sent_yet(container_factory
 
 
 def test_find_by_id_answers_as_the_query_with_its_conditions_would(config):
-    """``find_by_id`` reads by ``_id`` alone (the one shape SecantusDB serves from its
+    """``find_by_id`` (and ``find_by_ids``) reads by ``_id`` alone (the one shape SecantusDB serves from its
     primary key) and compares the other fields itself: same answers as the query."""
     client = pymongo.MongoClient(config["MONGODB_URI"])
     things = client[f"{config['MONGODB_DB_PREFIX']}_byid"].things
@@ -539,6 +539,11 @@ def test_find_by_id_answers_as_the_query_with_its_conditions_would(config):
         assert find_by_id(things, _id, **equal) == things.find_one({"_id": _id, **equal}), equal
     assert find_by_id(things, "a", {"n": 1}, org_id="o1") == {"_id": "a", "n": 1, "org_id": "o1"}
     assert find_by_id(things, "a", {"n": 1}, org_id="o2") is None
+    for equal in ({"org_id": "o1"}, {"deleted": {"$ne": True}}, {"org_id": {"$in": ["o2", "x"]}},
+                  {"deleted": None}, {}):
+        query = {"_id": {"$in": ["c", "a", "b", "zz", "a"]}, **equal}
+        assert find_by_ids(things, ["c", "a", "b", "zz", "a"], **equal) == list(
+            things.find(query).sort("_id", 1)), equal
     client.drop_database(things.database.name)
 
 
