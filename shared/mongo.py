@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import pymongo
 from nameko.extensions import DependencyProvider
 from pymongo import IndexModel, UpdateMany, UpdateOne, _csot
-from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+)
+
+from shared.errors import Timeout
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,60 @@ def id_slices(ids, size: int = IN_SLICE) -> list[list]:
     """``ids`` in lists of at most ``size``, for ``$in`` queries (see ``IN_SLICE``)."""
     ids = list(ids)
     return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+# Writes a caller may have given up on: the deadline (epoch seconds) of the RPC call
+# this green thread serves, set by ``shared.rpc.CallDeadline``. The call's writes go
+# through ``BaseStore.update_in_time`` / ``insert_in_time``, which the server refuses
+# once it has passed, however long the write waited to be executed.
+CALL_DEADLINE: ContextVar[float | None] = ContextVar("call_deadline", default=None)
+# Once one of them has landed, what else the call does must finish and its reply
+# reach the caller, which waits ``shared.rpc.DEADLINE_MARGIN`` (1 s) longer than the
+# deadline: the call's MongoDB operations get half of it more.
+AFTER_LANDING_S = 0.5
+NOT_A_DOCUMENT = 40228  # a $replaceWith that is not a document: a late fenced insert
+_PIPELINE_OPERATORS = {"$set", "$inc", "$unset"}
+
+
+def _on_time() -> dict | None:
+    """The server's clock (``$$NOW`` as epoch ms: compared as a date, a date of the
+    command is naive and ``$$NOW`` is not, and SecantusDB matches nothing) before the
+    call's deadline; None outside a call with one."""
+    deadline = CALL_DEADLINE.get()
+    if deadline is None:
+        return None
+    return {"$lt": [{"$toLong": "$$NOW"}, int(deadline * 1000)]}
+
+
+def as_pipeline(update: dict) -> dict | list[dict]:
+    """``$set`` / ``$inc`` / ``$unset`` update as an update pipeline (values as
+    literals); another operator's update as it is."""
+    if not set(update) <= _PIPELINE_OPERATORS:
+        return update
+    stages: list[dict] = []
+    if update.get("$set"):
+        stages.append({"$set": {k: {"$literal": v} for k, v in update["$set"].items()}})
+    if update.get("$inc"):
+        stages.append({"$set": {k: {"$add": [{"$ifNull": [f"${k}", 0]}, n]}
+                                for k, n in update["$inc"].items()}})
+    if update.get("$unset"):
+        stages.append({"$unset": list(update["$unset"])})
+    return stages
+
+
+def _late() -> Timeout:
+    return Timeout("The caller's deadline passed before this write; nothing was written.")
+
+
+def _landed() -> None:
+    """The call's write landed: its other operations are not fenced any more, and
+    get ``AFTER_LANDING_S`` beyond the deadline (``pymongo.timeout``'s own context
+    variable; ``CallDeadline`` restores it when the call ends)."""
+    deadline = CALL_DEADLINE.get()
+    CALL_DEADLINE.set(None)
+    if deadline is not None and _csot.get_timeout() is not None:
+        until = time.monotonic() + deadline - time.time() + AFTER_LANDING_S
+        _csot.DEADLINE.set(max(_csot.get_deadline(), until))
 
 
 def database_name(config: dict, service_name: str) -> str:
@@ -259,6 +322,57 @@ class BaseStore:
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             return ids - {docs[e["index"]]["_id"] for e in errors}
+
+    # Writes under the caller's deadline (``CALL_DEADLINE``). pymongo sends it as
+    # ``maxTimeMS`` (``pymongo.timeout``), but a server counts that from when it
+    # starts the command, not from when it was sent, and SecantusDB checks it only
+    # every 64 polls of a scan: a write queued behind others, or waiting for a
+    # document another transaction holds (the server retries it until that ends),
+    # landed after the caller had answered 504. So the write (1) matches only while
+    # the server's clock is before the deadline, when the server starts it, and
+    # (2) is an update pipeline: SecantusDB checks ``maxTimeMS`` before each stage
+    # each time it applies it, also after waiting for a lock. Outside a call with a
+    # deadline they are the plain write.
+    @staticmethod
+    def update_in_time(collection, query: dict, update: dict, **kwargs) -> dict | None:
+        """``find_one_and_update``, refused (``Timeout``) once the caller's deadline
+        has passed; None if nothing matches ``query``."""
+        on_time = _on_time()
+        if on_time is None:
+            return collection.find_one_and_update(query, update, **kwargs)
+        expr = {"$and": [query["$expr"], on_time]} if "$expr" in query else on_time
+        try:
+            doc = collection.find_one_and_update({**query, "$expr": expr}, as_pipeline(update),
+                                                 **kwargs)
+        except ExecutionTimeout:
+            raise _late() from None
+        if doc is None and time.time() >= (CALL_DEADLINE.get() or 0):
+            raise _late()  # the server's clock was past it (or nothing matched: no matter)
+        if doc is not None:
+            _landed()
+        return doc
+
+    @staticmethod
+    def insert_in_time(collection, doc: dict) -> None:
+        """``insert_one``, refused (``Timeout``) once the caller's deadline has passed:
+        an upsert of a document with this ``_id`` that matches none (an existing one
+        is a ``DuplicateKeyError``, as with ``insert_one``), replaced with ``doc`` on
+        time and with a string, which the server refuses, late."""
+        on_time = _on_time()
+        if on_time is None:
+            collection.insert_one(doc)
+            return
+        try:
+            collection.update_one(
+                {"_id": doc["_id"], "$expr": {"$eq": [0, 1]}},
+                [{"$replaceWith": {"$cond": [on_time, {"$literal": doc}, "late"]}}], upsert=True)
+        except ExecutionTimeout:
+            raise _late() from None
+        except OperationFailure as exc:
+            if exc.code == NOT_A_DOCUMENT:
+                raise _late() from None
+            raise
+        _landed()
 
     def ping(self) -> float:
         started = time.perf_counter()

@@ -168,9 +168,9 @@ class TaskStore(BaseStore):
         query = {"_id": task_id, "org_id": org_id, "deleted": False, **(expect or {})}
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
-        return self.tasks.find_one_and_update(query, {"$set": {**changes, "updated_at": utcnow()},
-                                                      "$inc": {"version": 1}},
-                                              return_document=ReturnDocument.AFTER)
+        return self.update_in_time(self.tasks, query, {"$set": {**changes, "updated_at": utcnow()},
+                                                       "$inc": {"version": 1}},
+                                   return_document=ReturnDocument.AFTER)
 
     # --- bulk -----------------------------------------------------------------
     def insert_many_idempotent(self, docs: list[dict]) -> set[str]:
@@ -217,7 +217,7 @@ class TaskStore(BaseStore):
             return_document=ReturnDocument.AFTER)
 
     def create_job(self, job: dict) -> None:
-        self.db.jobs.insert_one(job)
+        self.insert_in_time(self.db.jobs, job)
 
     def get_job(self, org_id: str, job_id: str) -> dict | None:
         return self.db.jobs.find_one({"_id": job_id, "org_id": org_id})
@@ -528,7 +528,7 @@ class TaskStore(BaseStore):
         return [{**d, "comments": texts.get(d["_id"], [])} for d in docs]
 
     def add_comment(self, doc: dict) -> dict:
-        self.db.comments.insert_one(doc)
+        self.insert_in_time(self.db.comments, doc)
         return doc
 
     def comments(self, task_id: str, limit: int, after: str | None) -> list[dict]:
