@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import pymongo
 from nameko.extensions import DependencyProvider
@@ -60,25 +61,30 @@ CALL_DEADLINE: ContextVar[float | None] = ContextVar("call_deadline", default=No
 # reach the caller, which waits ``shared.rpc.DEADLINE_MARGIN`` (1 s) longer than the
 # deadline: the call's MongoDB operations get half of it more.
 AFTER_LANDING_S = 0.5
-NOT_A_DOCUMENT = 40228  # a $replaceWith that is not a document: a late fenced insert
+NOT_A_DOCUMENT = 40228  # a $replaceWith that is not a document: a late write (_on_time)
 _PIPELINE_OPERATORS = {"$set", "$inc", "$unset"}
 
 
 def _on_time() -> dict | None:
-    """The server's clock (``$$NOW`` as epoch ms: compared as a date, a date of the
-    command is naive and ``$$NOW`` is not, and SecantusDB matches nothing) before the
-    call's deadline; None outside a call with one."""
+    """The first stage of a write's update pipeline under the caller's deadline: the
+    document unchanged while the server's clock is before it when the server starts
+    the command, else a string, which the server refuses (``NOT_A_DOCUMENT``); None
+    outside a call with a deadline. ``$$NOW`` is compared as epoch ms: compared as a
+    date, SecantusDB's ``$$NOW`` is time-zone aware and a date of the command naive,
+    and nothing matches. Not in the query: an ``$expr`` there makes SecantusDB scan
+    the collection instead of looking the ``_id`` up."""
     deadline = CALL_DEADLINE.get()
     if deadline is None:
         return None
-    return {"$lt": [{"$toLong": "$$NOW"}, int(deadline * 1000)]}
+    before = {"$lt": [{"$toLong": "$$NOW"}, int(deadline * 1000)]}
+    return {"$replaceWith": {"$cond": [before, "$$ROOT", "late"]}}
 
 
-def as_pipeline(update: dict) -> dict | list[dict]:
-    """``$set`` / ``$inc`` / ``$unset`` update as an update pipeline (values as
-    literals); another operator's update as it is."""
+def as_pipeline(update: dict) -> list[dict]:
+    """A ``$set`` / ``$inc`` / ``$unset`` update as an update pipeline (values as
+    literals)."""
     if not set(update) <= _PIPELINE_OPERATORS:
-        return update
+        raise ValueError(f"not as a pipeline: {sorted(set(update) - _PIPELINE_OPERATORS)}")
     stages: list[dict] = []
     if update.get("$set"):
         stages.append({"$set": {k: {"$literal": v} for k, v in update["$set"].items()}})
@@ -92,6 +98,19 @@ def as_pipeline(update: dict) -> dict | list[dict]:
 
 def _late() -> Timeout:
     return Timeout("The caller's deadline passed before this write; nothing was written.")
+
+
+@contextmanager
+def _refused_late() -> Iterator[None]:
+    """The server's refusals of a write under the caller's deadline as a 504."""
+    try:
+        yield
+    except ExecutionTimeout:  # maxTimeMS: applied too long after the server started it
+        raise _late() from None
+    except OperationFailure as exc:
+        if exc.code == NOT_A_DOCUMENT:  # started after the deadline (``_on_time``)
+            raise _late() from None
+        raise
 
 
 def _landed() -> None:
@@ -328,26 +347,20 @@ class BaseStore:
     # starts the command, not from when it was sent, and SecantusDB checks it only
     # every 64 polls of a scan: a write queued behind others, or waiting for a
     # document another transaction holds (the server retries it until that ends),
-    # landed after the caller had answered 504. So the write (1) matches only while
-    # the server's clock is before the deadline, when the server starts it, and
-    # (2) is an update pipeline: SecantusDB checks ``maxTimeMS`` before each stage
-    # each time it applies it, also after waiting for a lock. Outside a call with a
-    # deadline they are the plain write.
+    # landed after the caller had answered 504. So the write is an update pipeline
+    # that (1) starts with a stage the server fails when its clock is past the
+    # deadline as it starts the command, and (2) SecantusDB checks ``maxTimeMS``
+    # before each stage each time it applies it, also after waiting for a lock.
+    # Outside a call with a deadline they are the plain write.
     @staticmethod
     def update_in_time(collection, query: dict, update: dict, **kwargs) -> dict | None:
-        """``find_one_and_update``, refused (``Timeout``) once the caller's deadline
-        has passed; None if nothing matches ``query``."""
+        """``find_one_and_update`` with a ``$set`` / ``$inc`` / ``$unset`` update,
+        refused (``Timeout``) once the caller's deadline has passed."""
         on_time = _on_time()
         if on_time is None:
             return collection.find_one_and_update(query, update, **kwargs)
-        expr = {"$and": [query["$expr"], on_time]} if "$expr" in query else on_time
-        try:
-            doc = collection.find_one_and_update({**query, "$expr": expr}, as_pipeline(update),
-                                                 **kwargs)
-        except ExecutionTimeout:
-            raise _late() from None
-        if doc is None and time.time() >= (CALL_DEADLINE.get() or 0):
-            raise _late()  # the server's clock was past it (or nothing matched: no matter)
+        with _refused_late():
+            doc = collection.find_one_and_update(query, [on_time, *as_pipeline(update)], **kwargs)
         if doc is not None:
             _landed()
         return doc
@@ -355,23 +368,15 @@ class BaseStore:
     @staticmethod
     def insert_in_time(collection, doc: dict) -> None:
         """``insert_one``, refused (``Timeout``) once the caller's deadline has passed:
-        an upsert of a document with this ``_id`` that matches none (an existing one
-        is a ``DuplicateKeyError``, as with ``insert_one``), replaced with ``doc`` on
-        time and with a string, which the server refuses, late."""
+        an upsert of ``doc`` by its ``_id`` matching no document (one with that
+        ``_id`` is a ``DuplicateKeyError``, as with ``insert_one``)."""
         on_time = _on_time()
         if on_time is None:
             collection.insert_one(doc)
             return
-        try:
-            collection.update_one(
-                {"_id": doc["_id"], "$expr": {"$eq": [0, 1]}},
-                [{"$replaceWith": {"$cond": [on_time, {"$literal": doc}, "late"]}}], upsert=True)
-        except ExecutionTimeout:
-            raise _late() from None
-        except OperationFailure as exc:
-            if exc.code == NOT_A_DOCUMENT:
-                raise _late() from None
-            raise
+        with _refused_late():
+            collection.update_one({"_id": doc["_id"], "_never": {"$exists": True}},
+                                  [on_time, {"$replaceWith": {"$literal": doc}}], upsert=True)
         _landed()
 
     def ping(self) -> float:
