@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import pymongo
 from nameko.extensions import DependencyProvider
 from pymongo import IndexModel, UpdateMany, UpdateOne, _csot
-from pymongo.errors import BulkWriteError, DuplicateKeyError, ExecutionTimeout, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+)
 
-from shared.errors import Unavailable
+from shared.errors import Timeout, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +114,9 @@ def write_at_version(collection, _id, fields: dict, **equal) -> dict | None:
     5,000 documents), and so does an update whose filter has more than the id.
     So: read by id (:func:`find_by_id`), then an update pipeline on ``{"_id": _id}``
     alone whose every field changes only while the version is the one read; a
-    concurrent change in between (the version moved) reads again."""
+    concurrent change in between (the version moved) reads again. Under an RPC
+    caller's deadline (``CALL_DEADLINE``) the server refuses it once that has
+    passed (``Timeout``), however long the write waited to be executed."""
     for _attempt in range(WRITE_ATTEMPTS):
         before = find_by_id(collection, _id, **equal)
         if before is None:
@@ -116,10 +126,69 @@ def write_at_version(collection, _id, fields: dict, **equal) -> dict | None:
         stage = {name: {"$cond": [same, {"$literal": value}, f"${name}"]}
                  for name, value in fields.items()}
         stage["version"] = {"$cond": [same, {"$add": [current, 1]}, "$version"]}
-        if collection.update_one({"_id": _id}, [{"$set": stage}]).modified_count == 1:
+        on_time = _on_time()
+        with _refused_late():
+            changed = collection.update_one(
+                {"_id": _id}, [*([on_time] if on_time else []), {"$set": stage}]).modified_count
+        if changed == 1:
+            _landed()
             return before
     raise Unavailable("This is being changed by others right now; try again.",
                       headers={"Retry-After": "1"})
+
+# Writes a caller may have given up on: the deadline (epoch seconds) of the RPC call
+# this green thread serves, set by ``shared.rpc.CallDeadline``. The call's writes go
+# through ``write_at_version`` / ``BaseStore.insert_in_time``, which the server refuses
+# once it has passed, however long the write waited to be executed.
+CALL_DEADLINE: ContextVar[float | None] = ContextVar("call_deadline", default=None)
+# Once one of them has landed, what else the call does must finish and its reply
+# reach the caller, which waits ``shared.rpc.DEADLINE_MARGIN`` (1 s) longer than the
+# deadline: the call's MongoDB operations get half of it more.
+AFTER_LANDING_S = 0.5
+NOT_A_DOCUMENT = 40228  # a $replaceWith that is not a document: a late write (_on_time)
+
+
+def _on_time() -> dict | None:
+    """The first stage of a write's update pipeline under the caller's deadline: the
+    document unchanged while the server's clock is before it when the server starts
+    the command, else a string, which the server refuses (``NOT_A_DOCUMENT``); None
+    outside a call with a deadline. ``$$NOW`` is compared as epoch ms: compared as a
+    date, SecantusDB's ``$$NOW`` is time-zone aware and a date of the command naive,
+    and nothing matches. Not in the query: an ``$expr`` there makes SecantusDB scan
+    the collection instead of looking the ``_id`` up."""
+    deadline = CALL_DEADLINE.get()
+    if deadline is None:
+        return None
+    before = {"$lt": [{"$toLong": "$$NOW"}, int(deadline * 1000)]}
+    return {"$replaceWith": {"$cond": [before, "$$ROOT", "late"]}}
+
+
+def _late() -> Timeout:
+    return Timeout("The caller's deadline passed before this write; nothing was written.")
+
+
+@contextmanager
+def _refused_late() -> Iterator[None]:
+    """The server's refusals of a write under the caller's deadline as a 504."""
+    try:
+        yield
+    except ExecutionTimeout:  # maxTimeMS: applied too long after the server started it
+        raise _late() from None
+    except OperationFailure as exc:
+        if exc.code == NOT_A_DOCUMENT:  # started after the deadline (``_on_time``)
+            raise _late() from None
+        raise
+
+
+def _landed() -> None:
+    """The call's write landed: its other operations are not fenced any more, and
+    get ``AFTER_LANDING_S`` beyond the deadline (``pymongo.timeout``'s own context
+    variable; ``CallDeadline`` restores it when the call ends)."""
+    deadline = CALL_DEADLINE.get()
+    CALL_DEADLINE.set(None)
+    if deadline is not None and _csot.get_timeout() is not None:
+        until = time.monotonic() + deadline - time.time() + AFTER_LANDING_S
+        _csot.DEADLINE.set(max(_csot.get_deadline(), until))
 
 
 def database_name(config: dict, service_name: str) -> str:
@@ -339,6 +408,31 @@ class BaseStore:
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             return ids - {docs[e["index"]]["_id"] for e in errors}
+
+    # Writes under the caller's deadline (``CALL_DEADLINE``). pymongo sends it as
+    # ``maxTimeMS`` (``pymongo.timeout``), but a server counts that from when it
+    # starts the command, not from when it was sent, and SecantusDB checks it only
+    # every 64 polls of a scan: a write queued behind others, or waiting for a
+    # document another transaction holds (the server retries it until that ends),
+    # landed after the caller had answered 504. So the write is an update pipeline
+    # that (1) starts with a stage the server fails when its clock is past the
+    # deadline as it starts the command, and (2) SecantusDB checks ``maxTimeMS``
+    # before each stage each time it applies it, also after waiting for a lock.
+    # Outside a call with a deadline it is the plain write. (``write_at_version``,
+    # the one conditional change of a document, is fenced the same way.)
+    @staticmethod
+    def insert_in_time(collection, doc: dict) -> None:
+        """``insert_one``, refused (``Timeout``) once the caller's deadline has passed:
+        an upsert of ``doc`` by its ``_id`` matching no document (one with that
+        ``_id`` is a ``DuplicateKeyError``, as with ``insert_one``)."""
+        on_time = _on_time()
+        if on_time is None:
+            collection.insert_one(doc)
+            return
+        with _refused_late():
+            collection.update_one({"_id": doc["_id"], "_never": {"$exists": True}},
+                                  [on_time, {"$replaceWith": {"$literal": doc}}], upsert=True)
+        _landed()
 
     def ping(self) -> float:
         started = time.perf_counter()

@@ -5,8 +5,10 @@ The caller's deadline travels with every call (the nameko context header
 ``deadline``, epoch seconds, set by :class:`ServiceRpc` a little before its own
 timeout and never later than a deadline it got itself), and an ``@rpc`` runs
 its MongoDB operations under it (``pymongo.timeout``, :class:`CallDeadline`):
-an operation started after it fails, so a write the caller has given up on
-(a 504 at the gateway) does not land later unseen."""
+an operation started after it fails, and a write made with
+``shared.mongo.write_at_version`` / ``BaseStore.insert_in_time`` is refused by the server when
+it executes it later, so a write the caller has given up on (a 504 at the
+gateway) does not land later unseen."""
 from __future__ import annotations
 
 import inspect
@@ -53,6 +55,7 @@ from nameko.rpc import (
 
 from shared.errors import AppError, Timeout, Unavailable, validation_error
 from shared.events import DEADLINE_KEY, event_queue_type, queue_arguments, record_events
+from shared.mongo import CALL_DEADLINE
 from shared.telemetry import RPC_TIMEOUTS
 
 log = logging.getLogger(__name__)
@@ -328,8 +331,10 @@ rpc = AppRpc.decorator
 class CallDeadline(DependencyProvider):
     """Runs an ``@rpc`` call's MongoDB operations under the caller's deadline
     (``pymongo.timeout``: an operation started after it raises at once, one in
-    flight is cut at it). Left when the method has returned, so recording its
-    events and replying are never cut (``AppRpc.handle_result``)."""
+    flight is cut at it, and the server gets it as ``maxTimeMS``), and makes it
+    the deadline of the call's writes (``shared.mongo.CALL_DEADLINE``: the server
+    refuses one it executes later). Left when the method has returned, so
+    recording its events and replying are never cut (``AppRpc.handle_result``)."""
 
     def setup(self) -> None:
         self.active: dict = {}
@@ -340,11 +345,13 @@ class CallDeadline(DependencyProvider):
             return
         scope = pymongo.timeout(max(0.001, float(deadline) - time.time()))
         scope.__enter__()
+        CALL_DEADLINE.set(float(deadline))
         self.active[worker_ctx] = (scope, float(deadline))
 
     def leave(self, worker_ctx) -> float | None:
         scope, deadline = self.active.pop(worker_ctx, (None, None))
         if scope is not None:
+            CALL_DEADLINE.set(None)
             scope.__exit__(None, None, None)
         return deadline
 

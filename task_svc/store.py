@@ -217,7 +217,7 @@ class TaskStore(BaseStore):
             return_document=ReturnDocument.AFTER)
 
     def create_job(self, job: dict) -> None:
-        self.db.jobs.insert_one(job)
+        self.insert_in_time(self.db.jobs, job)
 
     def get_job(self, org_id: str, job_id: str) -> dict | None:
         return find_by_id(self.db.jobs, job_id, org_id=org_id)
@@ -528,7 +528,7 @@ class TaskStore(BaseStore):
         return [{**d, "comments": texts.get(d["_id"], [])} for d in docs]
 
     def add_comment(self, doc: dict) -> dict:
-        self.db.comments.insert_one(doc)
+        self.insert_in_time(self.db.comments, doc)
         return doc
 
     def comments(self, task_id: str, limit: int, after: str | None) -> list[dict]:

@@ -106,3 +106,93 @@ def test_a_transaction_is_not_retried_once_the_deadline_has_passed(config):
     assert calls == [] and store.db.things.count_documents({}) == 0
     store.run_transaction(write)  # without a deadline: as before
     assert calls == [1] and store.db.things.count_documents({}) == 1
+
+
+# --- a task's status change held up at the server past its deadline ---------------------
+class TaskFront(ServiceBase):
+    """The gateway's part: calls tasks with a deadline (RPC_TIMEOUT) and gives up."""
+    name = "task_front"
+    tasks = ServiceRpc("tasks")
+
+    @rpc
+    def change_status(self, user_id, org_id, task_id, body):
+        return self.tasks.change_status(user_id, org_id, task_id, body)
+
+
+@pytest.fixture
+def task_mesh(container_factory, make_config):
+    from task_svc.service import TaskService
+    from tests.integration.tasks_mesh import FakeEmployees, FakeOrganizations
+
+    config = make_config(RPC_TIMEOUT=1)
+    containers = [container_factory(cls, config)
+                  for cls in (FakeEmployees, FakeOrganizations, TaskService, TaskFront)]
+    for container in containers:
+        container.start()
+    return config, containers[2], containers[3]
+
+
+def commands_done(db, collection: str) -> int:
+    """How many writes to ``collection`` the server has finished (``top`` counts one
+    when it has answered it, whatever the answer): updates and findAndModify commands."""
+    totals = db.client.admin.command("top")["totals"].get(f"{db.name}.{collection}", {})
+    return sum(totals.get(kind, {}).get("count", 0) for kind in ("update", "commands"))
+
+
+def test_a_status_change_held_up_past_its_deadline_at_the_server_is_not_applied(task_mesh):
+    """The write reaches the server on time but waits there for the task's document,
+    which an open transaction holds (the server retries it until that ends): the
+    caller gets its 504 and the server must not apply the write afterwards."""
+    from tests.integration.tasks_mesh import call, database, make_org
+
+    config, tasks, front = task_mesh
+    org, people = make_org({"boss": "manager"})
+    boss = people["boss"]["user_id"]
+    task = call(tasks, "create_task", boss, org, {"title": "Held up"})
+    db = database(config, "tasks")
+    before = db.tasks.find_one({"_id": task["task_id"]})
+    with db.client.start_session() as session:
+        session.start_transaction()
+        db.tasks.update_one({"_id": task["task_id"]}, {"$set": {"held": True}}, session=session)
+        done = commands_done(db, "tasks")
+        with pytest.raises(Timeout):
+            call(front, "change_status", boss, org, task["task_id"], {"status": "in_progress"})
+        session.abort_transaction()  # the document is free: the held write goes on now
+    wait_until(lambda: commands_done(db, "tasks") > done, what="the held write to be answered")
+    assert db.tasks.find_one({"_id": task["task_id"]}) == before
+    history = call(tasks, "task_history", boss, org, task["task_id"], {})["items"]
+    assert [h["field"] for h in history] == ["created"]
+
+
+def test_a_write_the_server_starts_after_the_deadline_is_refused(config):
+    """A write sent on time and started by the server late (queued behind others) is
+    refused by the server's clock; without a call deadline the writes are plain."""
+    import time as _time
+
+    import pymongo
+
+    from shared.mongo import CALL_DEADLINE, BaseStore, write_at_version
+
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    db = client[f"{config['MONGODB_DB_PREFIX']}_late"]
+    db.things.insert_one({"_id": "a", "n": 1})
+    token = CALL_DEADLINE.set(_time.time() - 0.001)  # passed by the time the server runs it
+    try:
+        with pytest.raises(Timeout):
+            write_at_version(db.things, "a", {"n": 2})
+        with pytest.raises(Timeout):
+            BaseStore.insert_in_time(db.things, {"_id": "b"})
+        CALL_DEADLINE.set(_time.time() + 30)
+        assert write_at_version(db.things, "a", {"n": 3}) == {"_id": "a", "n": 1}
+        assert CALL_DEADLINE.get() is None  # landed: the call's other writes are not fenced
+        CALL_DEADLINE.set(_time.time() + 30)
+        BaseStore.insert_in_time(db.things, {"_id": "c", "text": "$not_a_field"})
+        with pytest.raises(pymongo.errors.DuplicateKeyError):
+            CALL_DEADLINE.set(_time.time() + 30)
+            BaseStore.insert_in_time(db.things, {"_id": "c"})
+    finally:
+        CALL_DEADLINE.reset(token)
+    assert list(db.things.find({}, sort=[("_id", 1)])) == [
+        {"_id": "a", "n": 3, "version": 1}, {"_id": "c", "text": "$not_a_field"}]
+    BaseStore.insert_in_time(db.things, {"_id": "d"})  # no deadline: insert_one
+    assert db.things.find_one({"_id": "d"}) == {"_id": "d"}
