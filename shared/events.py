@@ -44,10 +44,12 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   answer users.
 
 * **bulk handlers** (``@handles(..., bulk=True)``: a chunk of a bulk job, hundreds
-  of documents written at once) also share ``EVENT_BULK_CONCURRENCY`` (2) slots
-  per process: the database serves the chunks one after another anyway (SecantusDB
-  is one thread of Python), and eight at once only made each slow enough to
-  outlive its lease and be handled again (every write repeated);
+  of documents written at once) also share ``EVENT_BULK_CONCURRENCY`` slots per
+  process (8: no fewer than the rest by default). On a loaded machine eight
+  chunks at once on SecantusDB can each outlive the lease and be handled again
+  (every write repeated); fewer then finish each in time, at some throughput
+  (SecantusDB's storage works partly in parallel: 2 made bench/bulk_tasks.py 12%
+  slower on a quiet machine);
 
 * **batches** (``@handles(..., batch=N)``, opt-in): the method gets a *list*
   of up to N envelopes that arrived together (at most the prefetch count,
@@ -388,7 +390,7 @@ class ReliableEventHandler(EventHandler):
             "_event_slots", Semaphore(int(config.get("EVENT_CONCURRENCY", 8))))
         if self.bulk:  # and fewer of the bulk handlers, which all share one more semaphore
             self.slots = Slots(self.container.__dict__.setdefault(
-                "_bulk_slots", Semaphore(int(config.get("EVENT_BULK_CONCURRENCY", 2)))),
+                "_bulk_slots", Semaphore(int(config.get("EVENT_BULK_CONCURRENCY", 8)))),
                 self.slots)
         self.publisher = AmqpPublisher(config["AMQP_URI"])
         # bound to the source's events and, for retries and replays, to the
