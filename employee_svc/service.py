@@ -320,7 +320,7 @@ class EmployeeService(base.ServiceBase):
         data = event["data"]
         self.flows.track_task(data["org_id"], data["task_id"], {"employee_id": data.get("assignee_id")})
 
-    @handles("tasks", "task.bulk.assigned")
+    @handles("tasks", "task.bulk.assigned", bulk=True)
     def on_task_bulk_assigned(self, event: dict) -> None:
         data = event["data"]  # a bulk chunk: one write for the tasks, one for the counts
         self.store.add_new_tasks(data["org_id"], data["tasks"])

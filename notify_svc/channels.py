@@ -12,8 +12,9 @@ import logging
 import smtplib
 import ssl
 import uuid
-from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email import quoprimime
+from email.header import Header
+from email.utils import formataddr, make_msgid, parseaddr
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -34,17 +35,52 @@ class Permanent(Exception):
     """Will never succeed (bad address, subscription gone)."""
 
 
+LINE_LIMIT = 78  # header folding and 7bit body lines (RFC 5322's recommended length)
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line: ASCII as it is, other text RFC 2047-encoded (and folded),
+    like ``email.policy.default``; a line break in a value is refused, as there."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"Header values may not contain linefeed or carriage return characters: {name}")
+    if name in ("From", "To") and not value.isascii():  # the display name encoded, not the address
+        value = formataddr(parseaddr(value), charset="utf-8")
+    if value.isascii() and len(name) + len(value) + 2 <= LINE_LIMIT:
+        return f"{name}: {value}\r\n".encode()
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    folded = Header(value, charset, maxlinelen=LINE_LIMIT, header_name=name).encode(linesep="\r\n")
+    return f"{name}: {folded}\r\n".encode()
+
+
+def _part(subtype: str, content: str) -> bytes:
+    """A ``text/<subtype>`` part, 7bit when it can be, else quoted-printable."""
+    lines = content.splitlines()
+    if content.isascii() and all(len(line) <= LINE_LIMIT for line in lines):
+        cte, body = "7bit", "\r\n".join(lines) + "\r\n"
+    else:
+        cte = "quoted-printable"
+        body = quoprimime.body_encode("\n".join(lines).encode().decode("latin-1"),
+                                      LINE_LIMIT - 2, eol="\r\n") + "\r\n"
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}").encode("ascii")
+
+
 def build_message(sender: str, to: str, subject: str, text: str, html: str | None,
-                  message_id: str | None = None) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Message-ID"] = message_id or make_msgid(domain="workforce.local")
-    msg.set_content(text)
-    if html:
-        msg.add_alternative(html, subtype="html")
-    return msg
+                  message_id: str | None = None) -> bytes:
+    """The email as sent (CRLF lines): ``From``, ``To``, ``Subject``, ``Message-ID``, a
+    text part and, with ``html``, a multipart/alternative of both. Written out
+    directly: ``email.message.EmailMessage`` parses every header it is given and
+    again while flattening, ~4 ms a message, more than the SMTP exchange."""
+    head = b"".join([_header("From", sender), _header("To", to), _header("Subject", subject),
+                     _header("Message-ID", message_id or make_msgid(domain="workforce.local")),
+                     b"MIME-Version: 1.0\r\n"])
+    if not html:
+        return head + _part("plain", text)
+    boundary = f"=_{uuid.uuid4().hex}"  # "=_" never occurs in quoted-printable
+    plain, rich = _part("plain", text), _part("html", html)
+    return (head + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+            f"--{boundary}\r\n".encode() + plain + f"\r\n--{boundary}\r\n".encode() + rich
+            + f"\r\n--{boundary}--\r\n".encode())  # a delimiter's CRLF is its own
 
 
 class SmtpSettings:
@@ -87,7 +123,8 @@ class SmtpPool:
         self.opened += 1
         return conn
 
-    def send(self, msg: EmailMessage) -> str:
+    def send(self, sender: str, to: str, data: bytes, subject: str) -> str:
+        """``data`` (``build_message``) from ``sender`` to ``to`` (bare addresses)."""
         self.slots.get()
         conn = None
         try:
@@ -99,7 +136,7 @@ class SmtpPool:
                 try:
                     if conn is None:
                         conn = self._connect()
-                    refused = conn.send_message(msg)
+                    refused = conn.sendmail(sender, [to], data)
                     if refused:
                         raise Permanent(f"refused: {refused}")
                     self.idle.put(conn)
@@ -158,11 +195,11 @@ class FileMailer:
         self.directory = Path(directory)
         self.opened = 0
 
-    def send(self, msg: EmailMessage) -> str:
+    def send(self, sender: str, to: str, data: bytes, subject: str) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{uuid.uuid4().hex}.eml"
-        path.write_bytes(bytes(msg))
-        log.info("mail to %s written to %s: %s", msg["To"], path, msg["Subject"])
+        path.write_bytes(data)
+        log.info("mail to %s written to %s: %s", to, path, subject)
         return f"written {path}"
 
     def close(self) -> None:
@@ -173,6 +210,7 @@ class Mailer(DependencyProvider):
     def setup(self) -> None:
         config = self.container.config
         self.sender = config.get("MAIL_FROM") or "Workforce <no-reply@workforce.local>"
+        self.sender_address = parseaddr(self.sender)[1]
         url = config.get("SMTP_URL")
         self.transport: SmtpPool | FileMailer
         if url:
@@ -196,9 +234,9 @@ class Mailer(DependencyProvider):
 
     def send(self, to: str, name: str | None, subject: str, text: str, html: str | None,
              message_id: str | None = None) -> str:
-        msg = build_message(self.sender, formataddr((name or "", to)), subject, text, html,
-                            message_id)
-        return self.transport.send(msg)
+        data = build_message(self.sender, formataddr((name or "", to)), subject, text, html,
+                             message_id)
+        return self.transport.send(self.sender_address, to, data, subject)
 
 
 class Pusher(DependencyProvider):

@@ -116,7 +116,7 @@ class NotificationService(base.ServiceBase):
     def on_task_assigned(self, events):
         self.notifier.handle_many(events)
 
-    @handles("tasks", "task.bulk.assigned")
+    @handles("tasks", "task.bulk.assigned", bulk=True)
     def on_task_bulk_assigned(self, event):
         self.notifier.handle_bulk(event)
 

@@ -135,8 +135,12 @@ class NotificationStore(BaseStore):
         stale = {"status": "sending", "lease_until": {"$lt": now}}
         self.db.deliveries.update_many(stale, {"$set": {"status": "queued"}})
         due = {"status": {"$in": ["queued", "held"]}, "due_at": {"$lte": now}}
-        ids = [d["_id"] for d in self.db.deliveries.find(due, {"_id": 1})
-               .sort("due_at", ASCENDING).limit(limit)]
+        ids: list[str] = []
+        for status in ("queued", "held"):  # one status each: a range of the (status, due_at)
+            if len(ids) < limit:           # index, where the $in read every held delivery
+                ids += [d["_id"] for d in self.db.deliveries.find(
+                    {"status": status, "due_at": {"$lte": now}}, {"_id": 1})
+                    .sort("due_at", ASCENDING).limit(limit - len(ids))]
         if not ids:
             return []
         claim = {"status": "sending", "lease_until": now + timedelta(seconds=lease_s),

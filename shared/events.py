@@ -43,6 +43,14 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   instead of taking every worker and database slot from the RPCs that
   answer users.
 
+* **bulk handlers** (``@handles(..., bulk=True)``: a chunk of a bulk job, hundreds
+  of documents written at once) also share ``EVENT_BULK_CONCURRENCY`` slots per
+  process (8: no fewer than the rest by default). On a loaded machine eight
+  chunks at once on SecantusDB can each outlive the lease and be handled again
+  (every write repeated); fewer then finish each in time, at some throughput
+  (SecantusDB's storage works partly in parallel: 2 made bench/bulk_tasks.py 12%
+  slower on a quiet machine);
+
 * **batches** (``@handles(..., batch=N)``, opt-in): the method gets a *list*
   of up to N envelopes that arrived together (at most the prefetch count,
   ``max_workers``), claimed and finished in one write each, so a fan-out of
@@ -330,13 +338,35 @@ def dead_letter_queue(queue_name: str, queue_type: str = "classic") -> Queue:
                  queue_arguments=queue_arguments(queue_type) or None)
 
 
+class Slots:
+    """Two semaphores taken as one, ``first`` before ``then`` (a bulk handler's
+    limit, then the process's: waiting for the first holds none of the second)."""
+
+    def __init__(self, first: Semaphore, then: Semaphore):
+        self.first, self.then = first, then
+
+    def acquire(self) -> None:
+        self.first.acquire()
+        try:
+            self.then.acquire()
+        except BaseException:
+            self.first.release()
+            raise
+
+    def release(self) -> None:
+        self.then.release()
+        self.first.release()
+
+
 class ReliableEventHandler(EventHandler):
     """See the module docstring. Always SERVICE_POOL with reliable delivery."""
 
     queue: Any  # a kombu Queue (nameko sets it in setup; kombu sets its attributes dynamically)
 
-    def __init__(self, source_service: str, event_type: str, batch: int = 1, **kwargs):
+    def __init__(self, source_service: str, event_type: str, batch: int = 1, bulk: bool = False,
+                 **kwargs):
         self.batch = max(1, int(batch))
+        self.bulk = bulk
         self._waiting: list[tuple[Any, Any]] = []  # batchable messages not yet claimed
         self._collector = None
         super().__init__(source_service, event_type, handler_type=SERVICE_POOL,
@@ -358,6 +388,10 @@ class ReliableEventHandler(EventHandler):
         # one semaphore per container, shared by all its handlers
         self.slots = self.container.__dict__.setdefault(
             "_event_slots", Semaphore(int(config.get("EVENT_CONCURRENCY", 8))))
+        if self.bulk:  # and fewer of the bulk handlers, which all share one more semaphore
+            self.slots = Slots(self.container.__dict__.setdefault(
+                "_bulk_slots", Semaphore(int(config.get("EVENT_BULK_CONCURRENCY", 8)))),
+                self.slots)
         self.publisher = AmqpPublisher(config["AMQP_URI"])
         # bound to the source's events and, for retries and replays, to the
         # service's own exchange (handlers_exchange), by its name

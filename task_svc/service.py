@@ -242,7 +242,7 @@ class TaskService(base.ServiceBase):
         operator pages; no HTTP route reaches it)."""
         return [schemas.dump_job(j) for j in self.store.running_jobs(min(int(limit), 200))]
 
-    @handles("tasks", "task.bulk.created")
+    @handles("tasks", "task.bulk.created", bulk=True)
     def on_bulk_chunk(self, event: dict) -> None:
         d = event["data"]
         task = schemas.TaskFieldsSchema().load(d["task"])
@@ -286,7 +286,7 @@ class TaskService(base.ServiceBase):
                     "failed": len(errors), "errors": errors[:domain.MAX_ROW_ERRORS]}
         return self.flows.start_import(me, user_id, org_id, rows, valid, errors)
 
-    @handles("tasks", "task.import.created")
+    @handles("tasks", "task.import.created", bulk=True)
     def on_import_chunk(self, event: dict) -> None:
         self.flows.import_chunk(event["data"])
 

@@ -14,6 +14,7 @@ from gateway_svc.problems import from_exception
 from shared import errors
 from shared.events import (
     ReliableEventHandler,
+    Slots,
     dead_letter_queue,
     make_envelope,
     next_step,
@@ -153,6 +154,23 @@ def test_events_beyond_the_concurrency_wait_for_a_finished_one():
     waiting.wait()
     assert handler.container.spawn_worker.call_count == 2
     handler.queue_consumer.ack_message.assert_called_once_with(first)
+
+
+def test_a_bulk_chunk_beyond_the_bulk_slots_waits_without_holding_a_process_slot():
+    process = Semaphore(2)
+    handler = _handler_with(("claimed", 0))
+    handler.slots = Slots(Semaphore(1), process)  # bulk=True: one bulk chunk at once here
+    handler.mongo.store.outbox_add = MagicMock()
+    first, second = MagicMock(headers={}, payload={"event_id": "a"}), MagicMock(headers={})
+    handler._process({"event_id": "a", "data": {}}, first)
+    waiting = eventlet.spawn(handler._process, {"event_id": "b", "data": {}}, second)
+    eventlet.sleep(0)
+    assert handler.container.spawn_worker.call_count == 1  # b waits for the bulk slot
+    assert process.balance == 1  # ... and leaves the other process slot to other events
+    handler.handle_result(first, MagicMock(data={}))
+    waiting.wait()
+    assert handler.container.spawn_worker.call_count == 2
+    assert process.balance == 1  # a's slots were given back, b holds one of each
 
 
 def test_a_skipped_event_gives_its_slot_back():
