@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import os
+import random
 import threading
 import time
 import uuid
@@ -72,14 +73,16 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
-# bcrypt runs in real OS threads (eventlet.tpool), else it blocks the hub.
-# At most BCRYPT_CONCURRENCY at a time (default: one less than the cores) and
-# at a lower OS priority, so a login storm queues logins (cheap greenlets)
-# instead of taking every core from the event loop that answers everything else.
+# bcrypt runs in real OS threads (eventlet.tpool), else it blocks the hub (the
+# bcrypt package releases the GIL while it hashes). At most BCRYPT_CONCURRENCY
+# at a time (default: one less than the cores) and at OS nice BCRYPT_NICE
+# (default 19: it gets a core only when the event loops, RabbitMQ and Redis do
+# not want it), so a login storm queues logins (cheap greenlets) instead of
+# taking every core from the event loop that answers everything else.
 BCRYPT_SLOTS = int(os.environ.get("BCRYPT_CONCURRENCY", 0)) or max(1, (os.cpu_count() or 2) - 1)
 _bcrypt_slots = Semaphore(BCRYPT_SLOTS)
 _thread_state = threading.local()
-BCRYPT_NICE = 5
+BCRYPT_NICE = int(os.environ.get("BCRYPT_NICE", 19))
 
 
 def _in_background(function, *args):
@@ -123,8 +126,10 @@ def admit_bcrypt() -> None:
     the other calls queued behind a storm of sign-ins are reached quickly."""
     wait = _load.expected_wait()
     if wait > _load.max_wait:  # come back when the queue ahead has gone through
+        retry = max(1, math.ceil(wait))
+        retry += random.randint(0, retry)  # spread: shed clients must not all return at once
         raise Unavailable("Too many sign-ins right now; try again in a moment.",
-                          headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                          headers={"Retry-After": str(retry)})
 
 
 def _bcrypt(function, *args):

@@ -100,7 +100,8 @@ def main() -> None:
     port = mesh.free_port()
     env = mesh.base_env(mongo_uri, AMQP_URI=f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
                         GATEWAY_ADDRESS=f"127.0.0.1:{port}", LOG_LEVEL="WARNING",
-                        RATE_LIMIT_AUTH="1000000/60", MONGODB_DB_PREFIX=f"bench{vhost[-8:]}")
+                        RATE_LIMIT_AUTH="1000000/60",
+                        RATE_LIMIT_PUBLIC="1000000/60", MONGODB_DB_PREFIX=f"bench{vhost[-8:]}")
     rounds = int(env.get("BCRYPT_ROUNDS", 12))
     procs = [subprocess.Popen([str(mesh.VENV_BIN / "nameko"), "run", "--config",
                                str(ROOT / "config.yaml"), module], cwd=ROOT, env=env,

@@ -64,3 +64,27 @@ def test_server_failures_count_as_errors_client_errors_do_not():
     assert outcome_of((None, ValueError("x"), None), expected) == "expected_error"
     assert outcome_of((None, Unavailable("x"), None), expected) == "error"
     assert outcome_of((None, KeyError("x"), None), expected) == "error"
+
+
+def _log_line(exc: Exception) -> dict:
+    import json
+    import logging
+
+    from shared.telemetry import JsonFormatter
+    try:
+        raise exc
+    except Exception:
+        record = logging.LogRecord("nameko.containers", logging.WARNING, __file__, 1,
+                                   "(expected) error handling worker %s", ("w",), sys.exc_info())
+    return json.loads(JsonFormatter().format(record))
+
+
+def test_log_line_of_an_app_error_names_it_without_its_stack():
+    line = _log_line(Unavailable("Too many sign-ins right now.", headers={"Retry-After": "3"}))
+    assert line["exc"] == "Unavailable: Too many sign-ins right now."
+
+
+def test_log_line_of_a_bug_keeps_its_traceback():
+    line = _log_line(RuntimeError("boom"))
+    assert line["exc"].startswith("Traceback (most recent call last):")
+    assert line["exc"].endswith("RuntimeError: boom")
