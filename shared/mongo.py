@@ -85,12 +85,6 @@ def find_by_id(collection, _id, projection: dict | None = None, **equal) -> dict
     return doc if doc is not None and holds(doc, equal) else None
 
 
-# reads and writes of one change that concurrent changes may undo: each round has a
-# winner, so n writers of one document need at most n rounds (and a caller's
-# deadline bounds them too)
-WRITE_ATTEMPTS = 100
-
-
 def find_by_ids(collection, ids, projection: dict | None = None, **equal) -> list[dict]:
     """The documents among ``ids`` that :func:`holds` ``equal``, in ``_id`` order: read
     by ``{"_id": {"$in": ids}}`` alone (in :data:`IN_SLICE` lists), for the reason
@@ -101,6 +95,12 @@ def find_by_ids(collection, ids, projection: dict | None = None, **equal) -> lis
     found = [doc for part in id_slices(dict.fromkeys(ids))
              for doc in collection.find({"_id": {"$in": part}}, projection)]
     return sorted((doc for doc in found if holds(doc, equal)), key=lambda doc: doc["_id"])
+
+
+# reads and writes of one change that concurrent changes may undo: each round has a
+# winner, so n writers of one document need at most n rounds (and a caller's
+# deadline bounds them too)
+WRITE_ATTEMPTS = 100
 
 
 def write_at_version(collection, _id, fields: dict, **equal) -> dict | None:
@@ -135,6 +135,7 @@ def write_at_version(collection, _id, fields: dict, **equal) -> dict | None:
             return before
     raise Unavailable("This is being changed by others right now; try again.",
                       headers={"Retry-After": "1"})
+
 
 # Writes a caller may have given up on: the deadline (epoch seconds) of the RPC call
 # this green thread serves, set by ``shared.rpc.CallDeadline``. The call's writes go
