@@ -103,10 +103,12 @@ def find_by_ids(collection, ids, projection: dict | None = None, **equal) -> lis
 WRITE_ATTEMPTS = 100
 
 
-def write_at_version(collection, _id, fields: dict, **equal) -> dict | None:
+def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
+                     **equal) -> dict | None:
     """Set ``fields`` on the document ``_id`` if it :func:`holds` ``equal``, and bump
     its ``version`` (a missing one counts as 0); returns the document as it was
-    just before (None: there is none, or it does not hold ``equal``).
+    just before (None: there is none, or it does not hold ``equal``). ``fields``
+    may be a function of that document (what to set, given what is there).
 
     What ``find_one_and_update({"_id": _id, **equal}, {"$set": fields, "$inc":
     {"version": 1}})`` does, in shapes SecantusDB serves from its primary key: a
@@ -123,8 +125,9 @@ def write_at_version(collection, _id, fields: dict, **equal) -> dict | None:
             return None
         current = {"$ifNull": ["$version", 0]}
         same = {"$eq": [current, before.get("version") or 0]}
+        change = fields(before) if callable(fields) else fields
         stage = {name: {"$cond": [same, {"$literal": value}, f"${name}"]}
-                 for name, value in fields.items()}
+                 for name, value in change.items()}
         stage["version"] = {"$cond": [same, {"$add": [current, 1]}, "$version"]}
         on_time = _on_time()
         with _refused_late():

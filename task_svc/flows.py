@@ -79,9 +79,9 @@ class TaskFlows(Flows):
     def write(self, task: dict, changes: dict, actor: str | None, reason: str | None = None,
                expect: dict | None = None) -> dict | None:
         """Update, record history, drop cached lists; None if ``expect`` no longer holds."""
-        updated = self.store.update(task["org_id"], task["_id"], changes, expect=expect)
+        updated = self.store.update(task["org_id"], task["_id"], changes, expect=expect,
+                                    actor=actor, reason=reason)
         if updated is not None:
-            self.store.add_history(task, domain.diff(task, changes), actor, reason)
             self.invalidate(task["org_id"], task.get("assignee_user_id"),
                              updated.get("assignee_user_id"))
         return updated

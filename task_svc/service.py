@@ -371,7 +371,7 @@ class TaskService(base.ServiceBase):
     def task_history(self, user_id: str, org_id: str, task_id: str, args: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "task.read")
         args = PageArgsSchema().load(args)
-        self.flows.task(org_id, task_id)
+        self.store.flush_history(self.flows.task(org_id, task_id))
         docs = self.store.history(task_id, args["limit"] + 1, decode_key(args["cursor"], 2))
         return page(docs, args["limit"], schemas.dump_history, key=lambda h: (h["at"], h["_id"]))
 

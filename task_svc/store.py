@@ -81,6 +81,22 @@ def _fill_bounds(db) -> None:
         store.bounds(org_id)
 
 
+# a task's last change's history entries, written with it (``TaskStore.update``)
+HISTORY_PENDING = "history_pending"
+
+
+def history_entries(task: dict, changes: list[tuple[str, object, object]], actor: str | None,
+                    reason: str | None, at: datetime, versioned: bool = False) -> list[dict]:
+    """History documents of ``changes`` ((field, old, new)) to ``task``. ``versioned``
+    (a change that bumps the task's version): ids of the task, its next version and
+    the field, so the same change copied twice (from its write and from the task)
+    is one entry."""
+    version = (task.get("version") or 0) + 1
+    return [{"_id": f"{task['_id']}-v{version}-{f}" if versioned else new_id(),
+             "task_id": task["_id"], "org_id": task["org_id"], "field": f, "old": old,
+             "new": new, "actor": actor, "reason": reason, "at": at} for f, old, new in changes]
+
+
 class TaskStore(BaseStore):
     MIGRATIONS = [("0001_task_list_bounds", _fill_bounds)]
     INDEXES = {
@@ -156,8 +172,13 @@ class TaskStore(BaseStore):
     def get(self, org_id: str, task_id: str) -> dict | None:
         return find_by_id(self.tasks, task_id, org_id=org_id, deleted=False)
 
-    def update(self, org_id: str, task_id: str, changes: dict, expect: dict | None = None) -> dict | None:
-        """Apply ``changes``, only if the task still has the values in ``expect``."""
+    def update(self, org_id: str, task_id: str, changes: dict, expect: dict | None = None,
+               actor: str | None = None, reason: str | None = None) -> dict | None:
+        """Apply ``changes``, only if the task still has the values in ``expect``, with
+        the history entries of what they change (``actor``, ``reason``) in the same
+        write (``HISTORY_PENDING``), copied into the history collection after it:
+        a change that lands never goes without its history, also when the call is
+        cut after the write (the caller's deadline) or its process dies."""
         changes = dict(changes)
         if "priority" in changes:
             changes["priority_rank"] = domain.PRIORITY_RANK[changes["priority"]]
@@ -165,12 +186,33 @@ class TaskStore(BaseStore):
             changes["due_sort"] = changes["due_at"] or domain.NO_DUE
             changes["overdue_at"] = None  # a new due date may become overdue again
             self.widen_bounds([{"org_id": org_id, **changes}])
+        at = utcnow()
+        entries: list[dict] = []
+
+        def with_history(task: dict) -> dict:  # the diff from the task as written over
+            entries[:] = history_entries(task, domain.diff(task, changes), actor, reason, at,
+                                         versioned=True)
+            return {**changes, "updated_at": at, HISTORY_PENDING: entries}
+
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
-        if write_at_version(self.tasks, task_id, {**changes, "updated_at": utcnow()},
-                            org_id=org_id, deleted=False, **(expect or {})) is None:
+        before = write_at_version(self.tasks, task_id, with_history, org_id=org_id,
+                                  deleted=False, **(expect or {}))
+        if before is None:
             return None
+        # the entries a change before this one may have left there (its call cut), then ours
+        self.insert_ignoring_duplicates(self.db.history,
+                                        [*before.get(HISTORY_PENDING, []), *entries])
         return self.tasks.find_one({"_id": task_id})  # a later change may show too
+
+    def flush_history(self, task: dict) -> None:
+        """The history entries the task's last change left in it, into the history
+        collection if they are not there yet (that change's call was cut after it)."""
+        pending = task.get(HISTORY_PENDING) or []
+        there = {d["_id"] for d in find_by_ids(self.db.history, [e["_id"] for e in pending],
+                                               {"_id": 1})}
+        self.insert_ignoring_duplicates(self.db.history,
+                                        [e for e in pending if e["_id"] not in there])
 
     # --- bulk -----------------------------------------------------------------
     def insert_many_idempotent(self, docs: list[dict]) -> set[str]:
@@ -479,11 +521,7 @@ class TaskStore(BaseStore):
     def add_history(self, task: dict, changes: list[tuple[str, object, object]], actor: str | None,
                     reason: str | None = None) -> None:
         if changes:
-            at = utcnow()
-            self.db.history.insert_many([
-                {"_id": new_id(), "task_id": task["_id"], "org_id": task["org_id"], "field": f,
-                 "old": old, "new": new, "actor": actor, "reason": reason, "at": at}
-                for f, old, new in changes])
+            self.db.history.insert_many(history_entries(task, changes, actor, reason, utcnow()))
 
     def add_created_history(self, tasks: list[dict], actor: str | None) -> None:
         """One ``created`` entry per new task, at its creation time, holding what it

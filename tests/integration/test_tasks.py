@@ -683,3 +683,31 @@ def test_a_redelivered_last_chunk_finishes_a_job_whose_first_run_died_before_mar
     job = wait_until(lambda: (j := call(tasks, "get_bulk_job", p["boss"]["user_id"], org, job_id))
                      ["status"] == "done" and j, timeout=20, what="the job to be marked done")
     assert (job["total"], job["done"], job["failed"]) == (1, 1, 0)  # counted once, not twice
+
+
+def test_a_change_whose_history_write_fails_after_it_landed_keeps_its_history(mesh):
+    """The history collection refuses writes (a validator: the server fails them) as a
+    status change lands, as when the call is cut after its write: the call fails, but
+    the history entry went in the task's own write and is there once the collection
+    takes writes again, once, and the next change adds only its own."""
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager"})
+    boss = p["boss"]["user_id"]
+    task = call(tasks, "create_task", boss, org, {"title": "Cut short"})
+    db = database(config, "tasks")
+    db.command("collMod", "history", validator={"never": {"$exists": True}})
+    try:
+        with pytest.raises(Exception, match="(?i)validation"):
+            call(tasks, "change_status", boss, org, task["task_id"], {"status": "in_progress"})
+    finally:
+        db.command("collMod", "history", validator={})
+    assert call(tasks, "get_task", boss, org, task["task_id"])["status"] == "in_progress"
+
+    def changes():
+        return [(h["field"], h["old"], h["new"]) for h in
+                call(tasks, "task_history", boss, org, task["task_id"], {})["items"]][1:]
+
+    assert changes() == [("status", "todo", "in_progress")]
+    assert changes() == [("status", "todo", "in_progress")]  # read again: not copied twice
+    call(tasks, "change_status", boss, org, task["task_id"], {"status": "done"})
+    assert changes() == [("status", "todo", "in_progress"), ("status", "in_progress", "done")]
