@@ -23,7 +23,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore, find_by_id, find_by_ids, utcnow
+from shared.mongo import BaseStore, find_by_id, find_by_ids, utcnow, write_at_version
 
 USED_HASHES_KEPT = 100   # rotated-out refresh tokens remembered per session (reuse detection)
 
@@ -115,12 +115,18 @@ class AuthStore(BaseStore):
         """Swap the current token of a live session; None if ``old_hash`` is
         not any live session's current token."""
         now = utcnow()
-        return self.db.refresh_tokens.find_one_and_update(
-            {"token_hash": old_hash, "revoked_at": None, "expires_at": {"$gt": now}},
-            {"$set": {"token_hash": new_hash, "last_used_at": now, "ip": ip,
-                      "user_agent": user_agent},
-             "$push": {"used_hashes": {"$each": [old_hash], "$slice": -USED_HASHES_KEPT}}},
-            return_document=ReturnDocument.AFTER)
+        sessions = self.db.refresh_tokens
+        live = sessions.find_one({"token_hash": old_hash})  # its unique index
+        if live is None or live.get("revoked_at") is not None or live["expires_at"] <= now:
+            return None
+        # written by ``_id`` alone, only while it still holds ``old_hash`` (a findAndModify
+        # scans every session on SecantusDB: 54 ms among 5,000)
+        if write_at_version(sessions, live["_id"], lambda s: {
+                "token_hash": new_hash, "last_used_at": now, "ip": ip, "user_agent": user_agent,
+                "used_hashes": [*s.get("used_hashes", []), old_hash][-USED_HASHES_KEPT:]},
+                token_hash=old_hash, revoked_at=None) is None:
+            return None
+        return sessions.find_one({"_id": live["_id"]})
 
     def session_by_used_hash(self, token_hash: str) -> dict | None:
         return self.db.refresh_tokens.find_one({"used_hashes": token_hash})

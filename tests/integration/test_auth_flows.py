@@ -260,6 +260,16 @@ def test_refresh_rotates_and_reuse_revokes_the_session(api, unique):
     problem(api("POST", "/auth/refresh", json={"refresh_token": "made-up"}), 401)
 
 
+def test_one_refresh_token_sent_twice_at_once_rotates_once(api, unique):
+    """Ten refreshes of one token at the same moment (a client retrying, or a thief
+    racing it): exactly one gets the next token, the others are refused as replays."""
+    first = api.register(f"gus.{unique}@example.com")["refresh_token"]
+    pool = eventlet.GreenPool(10)
+    answers = list(pool.imap(lambda _: api("POST", "/auth/refresh", json={"refresh_token": first}),
+                             range(10)))
+    assert sorted(r.status_code for r in answers) == [200] + [401] * 9
+
+
 def test_logout_kills_the_access_token_at_once(api, unique):
     body = api.register(f"fay.{unique}@example.com")
     token = body["access_token"]
