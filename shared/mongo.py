@@ -104,11 +104,13 @@ WRITE_ATTEMPTS = 100
 
 
 def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
-                     **equal) -> dict | None:
+                     current: dict | None = None, **equal) -> dict | None:
     """Set ``fields`` on the document ``_id`` if it :func:`holds` ``equal``, and bump
     its ``version`` (a missing one counts as 0); returns the document as it was
     just before (None: there is none, or it does not hold ``equal``). ``fields``
     may be a function of that document (what to set, given what is there).
+    ``current``: the document as the caller just read it, tried first instead of
+    reading it again (if it is stale, the version check fails and it is read).
 
     What ``find_one_and_update({"_id": _id, **equal}, {"$set": fields, "$inc":
     {"version": 1}})`` does, in shapes SecantusDB serves from its primary key: a
@@ -120,15 +122,17 @@ def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
     caller's deadline (``CALL_DEADLINE``) the server refuses it once that has
     passed (``Timeout``), however long the write waited to be executed."""
     for _attempt in range(WRITE_ATTEMPTS):
-        before = find_by_id(collection, _id, **equal)
+        before = current if current is not None and holds(current, equal) else \
+            find_by_id(collection, _id, **equal)
+        current = None
         if before is None:
             return None
-        current = {"$ifNull": ["$version", 0]}
-        same = {"$eq": [current, before.get("version") or 0]}
+        stored = {"$ifNull": ["$version", 0]}
+        same = {"$eq": [stored, before.get("version") or 0]}
         change = fields(before) if callable(fields) else fields
         stage = {name: {"$cond": [same, {"$literal": value}, f"${name}"]}
                  for name, value in change.items()}
-        stage["version"] = {"$cond": [same, {"$add": [current, 1]}, "$version"]}
+        stage["version"] = {"$cond": [same, {"$add": [stored, 1]}, "$version"]}
         on_time = _on_time()
         with _refused_late():
             changed = collection.update_one(

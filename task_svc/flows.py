@@ -80,7 +80,7 @@ class TaskFlows(Flows):
                expect: dict | None = None) -> dict | None:
         """Update, record history, drop cached lists; None if ``expect`` no longer holds."""
         updated = self.store.update(task["org_id"], task["_id"], changes, expect=expect,
-                                    actor=actor, reason=reason)
+                                    actor=actor, reason=reason, current=task)
         if updated is not None:
             self.invalidate(task["org_id"], task.get("assignee_user_id"),
                              updated.get("assignee_user_id"))

@@ -173,8 +173,10 @@ class TaskStore(BaseStore):
         return find_by_id(self.tasks, task_id, org_id=org_id, deleted=False)
 
     def update(self, org_id: str, task_id: str, changes: dict, expect: dict | None = None,
-               actor: str | None = None, reason: str | None = None) -> dict | None:
-        """Apply ``changes``, only if the task still has the values in ``expect``, with
+               actor: str | None = None, reason: str | None = None,
+               current: dict | None = None) -> dict | None:
+        """Apply ``changes``, only if the task still has the values in ``expect``
+        (``current``: the task as the caller just read it, not read again), with
         the history entries of what they change (``actor``, ``reason``) in the same
         write (``HISTORY_PENDING``), copied into the history collection after it:
         a change that lands never goes without its history, also when the call is
@@ -196,7 +198,7 @@ class TaskStore(BaseStore):
 
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
-        before = write_at_version(self.tasks, task_id, with_history, org_id=org_id,
+        before = write_at_version(self.tasks, task_id, with_history, current, org_id=org_id,
                                   deleted=False, **(expect or {}))
         if before is None:
             return None
@@ -207,12 +209,8 @@ class TaskStore(BaseStore):
 
     def flush_history(self, task: dict) -> None:
         """The history entries the task's last change left in it, into the history
-        collection if they are not there yet (that change's call was cut after it)."""
-        pending = task.get(HISTORY_PENDING) or []
-        there = {d["_id"] for d in find_by_ids(self.db.history, [e["_id"] for e in pending],
-                                               {"_id": 1})}
-        self.insert_ignoring_duplicates(self.db.history,
-                                        [e for e in pending if e["_id"] not in there])
+        collection where they are not yet (that change's call was cut after it)."""
+        self.insert_ignoring_duplicates(self.db.history, task.get(HISTORY_PENDING) or [])
 
     # --- bulk -----------------------------------------------------------------
     def insert_many_idempotent(self, docs: list[dict]) -> set[str]:

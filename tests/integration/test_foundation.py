@@ -563,4 +563,9 @@ def test_write_at_version_loses_no_concurrent_change_and_refuses_what_does_not_h
     assert write_at_version(things, "t", {"x": 1}, version={"$in": [0, None]}) is None
     assert write_at_version(things, "nope", {"x": 1}) is None
     assert things.find_one({"_id": "t"})["version"] == 20 and "x" not in things.find_one({"_id": "t"})
+    # the caller's copy, read before someone else's change: written over the fresh one
+    stale = things.find_one({"_id": "t"})
+    things.update_one({"_id": "t"}, {"$inc": {"version": 1}})
+    assert write_at_version(things, "t", {"y": 1}, stale)["version"] == 21
+    assert things.find_one({"_id": "t"})["version"] == 22
     client.drop_database(things.database.name)
