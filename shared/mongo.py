@@ -12,9 +12,10 @@ import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pymongo
+from eventlet.event import Event
 from nameko.extensions import DependencyProvider
 from pymongo import IndexModel, UpdateMany, UpdateOne, _csot
 from pymongo.errors import (
@@ -44,6 +45,11 @@ def utcnow() -> datetime:
 # SecantusDB matches every candidate document against the whole ``$in`` list, so
 # one query of n ids costs n * n comparisons: n ids go as n / IN_SLICE queries
 IN_SLICE = 50
+
+
+def aware(at: datetime | None) -> datetime | None:
+    """A stored date as UTC (a client without ``tz_aware`` reads it naive)."""
+    return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
 
 
 def id_slices(ids, size: int = IN_SLICE) -> list[list]:
@@ -203,6 +209,54 @@ def database_name(config: dict, service_name: str) -> str:
     return f"{config.get('MONGODB_DB_PREFIX', 'workforce')}_{service_name}"
 
 
+class GroupWrites:
+    """One write for what many green threads ask at the same moment (group commit).
+
+    ``group(item)`` waits for its item's result. The first caller while nothing is
+    being written writes at once, itself and whatever is waiting; whoever arrives
+    meanwhile waits for the next round, which the first of them writes (every caller
+    writes at most one round, and nothing waits for a round to fill). ``write``
+    takes the round's items and returns their results in order; if it raises, every
+    caller of that round gets the exception."""
+
+    def __init__(self, write: Callable[[list], list]):
+        self.write = write
+        self.waiting: list[tuple[Any, Event]] = []
+        self.busy = False
+
+    def __call__(self, item: Any) -> Any:
+        mine = Event()
+        self.waiting.append((item, mine))
+        if self.busy:
+            role, value = mine.wait()
+            if role == "error":
+                raise value
+            if role == "result":
+                return value
+        self.busy = True  # ours is the round to write ("lead", or no round was running)
+        round_, self.waiting = self.waiting, []
+        try:
+            results = self.write([item for item, _ in round_])
+        except BaseException as exc:  # no caller of the round is left waiting
+            error = exc if isinstance(exc, Exception) else Unavailable("Try again.")
+            for _, event in round_:
+                if event is not mine:
+                    event.send(("error", error))
+            raise
+        else:
+            for (_, event), result in zip(round_, results, strict=True):
+                if event is mine:
+                    value = result
+                else:
+                    event.send(("result", result))
+            return value
+        finally:
+            if self.waiting:
+                self.waiting[0][1].send(("lead", None))
+            else:
+                self.busy = False
+
+
 class BaseStore:
     """A service's collections. Subclasses list ``INDEXES`` as
     ``{collection: [IndexModel, ...]}`` beside the queries that need them."""
@@ -260,69 +314,85 @@ class BaseStore:
         return merged
 
     # Idempotent event handling (shared.events): a handler claims an event id
-    # before running, with a lease so a crashed worker's claim expires.
+    # before running, with a lease so a crashed worker's claim expires. The claims
+    # (and the finishes) of all the process's handlers that wait at the same moment
+    # are one write (``GroupWrites``): under a fan-out, a handful per round trip.
     def claim_event(self, handler: str, event_id: str, lease_ms: int) -> tuple[str, int]:
         """``("claimed", 0)``, ``("done", 0)`` or ``("busy", ms left on the lease)``."""
-        key, now = f"{handler}:{event_id}", datetime.now(timezone.utc)
-        until = now + timedelta(milliseconds=lease_ms)
-        try:
-            self.db.handled_events.insert_one({"_id": key, "state": "processing",
-                                               "lease_until": until, "at": now})
-            return "claimed", 0
-        except DuplicateKeyError:
-            return self._claim_existing(key, now, until)
+        return self._grouped("_claims", self._claim_keys)((f"{handler}:{event_id}", lease_ms))
 
     def claim_events(self, handler: str, event_ids: list[str],
                      lease_ms: int) -> dict[str, tuple[str, int]]:
-        """``claim_event`` for a batch in one write: ``{event id: (state, ms left)}``;
-        only ids seen before cost a look-up of their own."""
+        """``claim_event`` for a batch in one write: ``{event id: (state, ms left)}``."""
+        ids = list(dict.fromkeys(event_ids))
+        states = self._claim_keys([(f"{handler}:{event_id}", lease_ms) for event_id in ids])
+        return dict(zip(ids, states, strict=True))
+
+    def _claim_keys(self, claims: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """The claims of ``(handler:event id, lease ms)`` in one insert; only keys seen
+        before cost a look-up of their own."""
         now = datetime.now(timezone.utc)
-        until = now + timedelta(milliseconds=lease_ms)
-        keys = {f"{handler}:{event_id}": event_id for event_id in event_ids}
-        docs = [{"_id": key, "state": "processing", "lease_until": until, "at": now}
-                for key in keys]
-        states = {event_id: ("claimed", 0) for event_id in event_ids}
+        docs = {key: {"_id": key, "state": "processing", "at": now,
+                      "lease_until": now + timedelta(milliseconds=lease_ms)}
+                for key, lease_ms in claims}
+        states = {key: ("claimed", 0) for key in docs}
         if not docs:
-            return states
+            return []
         try:
-            self.db.handled_events.insert_many(docs, ordered=False)
-            return states
+            self.db.handled_events.insert_many(list(docs.values()), ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
-            seen = [docs[e["index"]]["_id"] for e in errors]
-        for key in seen:
-            states[keys[key]] = self._claim_existing(key, now, until)
-        return states
+            for key in {list(docs)[e["index"]] for e in errors}:
+                states[key] = self._claim_existing(key, now, docs[key]["lease_until"])
+        answers, seen = [], set()
+        for key, lease_ms in claims:  # the same event twice in a round: the second waits
+            answers.append(states[key] if key not in seen else ("busy", lease_ms))
+            seen.add(key)
+        return answers
 
     def _claim_existing(self, key: str, now: datetime, until: datetime) -> tuple[str, int]:
-        """The claim of an event id recorded before: an expired lease is taken over."""
+        """The claim of an event id recorded before: an expired lease is taken over
+        (a write by ``_id`` alone if the lease is still the expired one read)."""
         events = self.db.handled_events
-        if events.find_one_and_update({"_id": key, "state": "processing",
-                                       "lease_until": {"$lt": now}},
-                                      {"$set": {"lease_until": until}}):
-            return "claimed", 0
         doc = events.find_one({"_id": key}) or {}
         if doc.get("state") == "done":
             return "done", 0
-        left = (doc["lease_until"] - now).total_seconds() * 1000 if doc else 0
+        lease = aware(doc.get("lease_until"))
+        if lease is None or lease < now:
+            expired = {"$and": [{"$eq": ["$state", "processing"]},
+                                {"$eq": ["$lease_until", lease]}]}
+            if events.update_one({"_id": key}, [{"$set": {"lease_until": {
+                    "$cond": [expired, {"$literal": until}, "$lease_until"]}}}]).modified_count:
+                return "claimed", 0
+            doc = events.find_one({"_id": key}) or {}
+            if doc.get("state") == "done":
+                return "done", 0
+            lease = aware(doc.get("lease_until"))
+        left = (lease - now).total_seconds() * 1000 if lease else 0
         return "busy", max(1, int(left))
 
     def finish_event(self, handler: str, event_id: str) -> None:
-        self.db.handled_events.update_one(
-            {"_id": f"{handler}:{event_id}"},
-            {"$set": {"state": "done", "at": datetime.now(timezone.utc)},
-             "$unset": {"lease_until": ""}}, upsert=True)
+        self._grouped("_finishes", self._finish_keys)(f"{handler}:{event_id}")
 
     def finish_events(self, handler: str, event_ids: list[str]) -> None:
         """``finish_event`` for a batch, in one write."""
+        self._finish_keys([f"{handler}:{event_id}" for event_id in event_ids])
+
+    def _finish_keys(self, keys: list[str]) -> list[None]:
         at = datetime.now(timezone.utc)
-        if event_ids:
+        if keys:
             self.db.handled_events.bulk_write([UpdateOne(
-                {"_id": f"{handler}:{event_id}"},
-                {"$set": {"state": "done", "at": at}, "$unset": {"lease_until": ""}},
-                upsert=True) for event_id in dict.fromkeys(event_ids)], ordered=False)
+                {"_id": key}, {"$set": {"state": "done", "at": at}, "$unset": {"lease_until": ""}},
+                upsert=True) for key in dict.fromkeys(keys)], ordered=False)
+        return [None] * len(keys)
+
+    def _grouped(self, name: str, write: Callable[[list], list]) -> "GroupWrites":
+        group = self.__dict__.get(name)
+        if group is None:
+            group = self.__dict__[name] = GroupWrites(write)
+        return group
 
     def release_event(self, handler: str, event_id: str) -> None:
         self.db.handled_events.delete_one({"_id": f"{handler}:{event_id}",
@@ -380,13 +450,14 @@ class BaseStore:
         now = datetime.now(timezone.utc)
         cutoff = now - timedelta(seconds=older_than_s)
         claimed = []
+        still = {"$and": [{"$eq": ["$state", "pending"]}, {"$lt": ["$created_at", cutoff]}]}
         for doc in self.db.outbox.find({"state": "pending", "created_at": {"$lt": cutoff}},
-                                       {"_id": 1}).sort("created_at", 1).limit(limit):
-            got = self.db.outbox.find_one_and_update(
-                {"_id": doc["_id"], "state": "pending", "created_at": {"$lt": cutoff}},
-                {"$set": {"created_at": now}})  # re-arms the grace period: the claim
-            if got:
-                claimed.append(got["envelope"])
+                                       {"envelope": 1}).sort("created_at", 1).limit(limit):
+            # re-arms the grace period (the claim) if no other relay did since the read:
+            # by ``_id`` alone (a findAndModify scans the whole outbox on SecantusDB)
+            if self.db.outbox.update_one({"_id": doc["_id"]}, [{"$set": {"created_at": {
+                    "$cond": [still, {"$literal": now}, "$created_at"]}}}]).modified_count:
+                claimed.append(doc["envelope"])
         return claimed
 
     def outbox_backlog(self) -> dict:
@@ -396,8 +467,7 @@ class BaseStore:
                            .sort("created_at", 1).limit(1)), None)
         age = None
         if oldest is not None:
-            created = oldest["created_at"]
-            created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+            created = aware(oldest["created_at"])
             age = round((datetime.now(timezone.utc) - created).total_seconds(), 1)
         return {"pending": pending, "oldest_s": age}
 

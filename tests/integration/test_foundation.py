@@ -524,6 +524,66 @@ def test_health_reports_the_outbox_backlog_events_not_sent_yet(container_factory
     assert db.outbox.count_documents({"state": "sent"}) == 1
 
 
+def test_claims_made_at_the_same_moment_are_one_write_and_each_event_is_claimed_once(config):
+    """The claims (and finishes) of handlers waiting at the same moment go to the server
+    together; each event is still claimed once, and taken over only once its lease ends."""
+    from pymongo import monitoring
+
+    class Inserts(monitoring.CommandListener):
+        count = 0
+
+        def started(self, event):
+            if event.command_name == "insert" and event.command.get("insert") == "handled_events":
+                Inserts.count += 1
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    client = pymongo.MongoClient(config["MONGODB_URI"], event_listeners=[Inserts()], tz_aware=True)
+    store = BaseStore(client[f"{config['MONGODB_DB_PREFIX']}_claims"])
+    pool = eventlet.GreenPool()
+    claims = list(pool.imap(lambda n: store.claim_event(f"svc.on_{n % 3}", f"e{n}", 30_000), range(30)))
+    assert claims == [("claimed", 0)] * 30
+    assert Inserts.count < 10  # 30 claims; the first round alone, then whatever waited
+    again = list(pool.imap(lambda n: store.claim_event("svc.on_0", f"e{n}", 30_000), (0, 0, 3)))
+    assert [state for state, _ in again] == ["busy"] * 3 and all(left > 20_000 for _, left in again)
+    list(pool.imap(lambda n: store.finish_event("svc.on_0", f"e{n}"), (0, 3)))
+    assert store.claim_event("svc.on_0", "e0", 30_000) == ("done", 0)
+    # a lease that ended (its worker died) is taken over by one of two claims, not both
+    store.db.handled_events.update_one({"_id": "svc.on_1:e1"}, {"$set": {
+        "lease_until": datetime(2020, 1, 1, tzinfo=timezone.utc)}})
+    both = list(pool.imap(lambda _: store.claim_event("svc.on_1", "e1", 30_000), range(2)))
+    assert sorted(state for state, _ in both) == ["busy", "claimed"]
+    # and one event delivered twice at once, its two claims in one round: one runs
+    first = eventlet.spawn(store.claim_event, "svc.on_2", "e-first", 30_000)
+    eventlet.sleep(0)  # being written: the next two wait for the next round together
+    twice = list(pool.imap(lambda _: store.claim_event("svc.on_2", "e-twice", 30_000), range(2)))
+    assert first.wait() == ("claimed", 0) and sorted(s for s, _ in twice) == ["busy", "claimed"]
+
+
+def test_two_relays_claim_each_pending_outbox_entry_once(config):
+    """A pending entry past its grace period goes to one relay; one still inside it, or
+    sent, to none (the claim is a write by ``_id`` alone, not a findAndModify)."""
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    store = BaseStore(client[f"{config['MONGODB_DB_PREFIX']}_relays"])
+    old, now = datetime(2020, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)
+    store.db.outbox.insert_many([
+        {"_id": f"old-{n}", "state": "pending", "created_at": old, "envelope": {"event_id": f"old-{n}"}}
+        for n in range(20)] + [
+        {"_id": "fresh", "state": "pending", "created_at": now, "envelope": {"event_id": "fresh"}},
+        {"_id": "sent", "state": "sent", "created_at": old, "envelope": {"event_id": "sent"}}])
+    claimed: list = []
+    pool = eventlet.GreenPool()
+    for _ in range(4):
+        pool.spawn(lambda: claimed.extend(store.outbox_claim_pending(60, 500)))
+    pool.waitall()
+    assert sorted(e["event_id"] for e in claimed) == sorted(f"old-{n}" for n in range(20))
+    assert store.outbox_claim_pending(60, 500) == []  # re-armed: inside the grace period again
+
+
 def test_find_by_id_answers_as_the_query_with_its_conditions_would(config):
     """``find_by_id`` (and ``find_by_ids``) reads by ``_id`` alone (the one shape SecantusDB serves from its
     primary key) and compares the other fields itself: same answers as the query."""

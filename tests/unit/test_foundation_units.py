@@ -191,6 +191,39 @@ def test_an_event_another_worker_holds_comes_back_when_its_lease_ends():
     handler.queue_consumer.ack_message.assert_called_once_with(message)
 
 
+def test_group_writes_write_what_waits_together_and_each_caller_gets_its_own_answer():
+    from shared.mongo import GroupWrites
+
+    rounds = []
+
+    def write(items):
+        rounds.append(list(items))
+        eventlet.sleep(0.01)  # a round trip: callers meanwhile wait for the next round
+        if "bad" in items:
+            raise ValueError("refused")
+        return [item * 2 for item in items]
+
+    group = GroupWrites(write)
+    pool = eventlet.GreenPool()
+    answers = list(pool.imap(group, range(10)))
+    assert answers == [n * 2 for n in range(10)]
+    assert rounds[0] == [0] and sorted(n for r in rounds for n in r) == list(range(10))
+    assert len(rounds) == 2  # the first alone (nothing was waiting), then the other nine
+
+    def call(item):
+        try:
+            return group(item)
+        except ValueError as exc:
+            return str(exc)
+
+    rounds.clear()
+    first = eventlet.spawn(call, 1)
+    eventlet.sleep(0)  # 1 is being written; "bad" and 3 wait for the next round together
+    answers = list(pool.imap(call, ["bad", 3]))
+    assert first.wait() == 2 and answers == ["refused", "refused"] and rounds[1] == ["bad", 3]
+    assert group(4) == 8 and not group.busy  # nothing left hanging
+
+
 def test_trusted_proxies_setting_and_hops():
     from gateway_svc.proxies import TrustedProxies, parse_trusted_proxies
 
