@@ -73,7 +73,7 @@ import traceback
 import uuid
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import pymongo
 from eventlet.semaphore import Semaphore
@@ -148,6 +148,7 @@ class EventBus:
         self.pending: list[dict] = []      # to record and send after the call
         self.in_transaction: list[dict] = []  # written with a transaction, which may not commit
         self.recorded: list[dict] = []     # in the outbox (Events.record)
+        self.carried: list[tuple[str, Any, list[dict]]] = []  # in the documents of a write
 
     def envelope(self, event_type: str, data: dict, **fields: Any) -> dict:
         return make_envelope(event_type, data, producer=self.producer,
@@ -165,6 +166,23 @@ class EventBus:
         else:
             self.pending.append(envelope)
         return envelope
+
+    def capture(self, publish: Callable[[], Any]) -> list[dict]:
+        """The envelopes ``publish()`` publishes, built but neither recorded nor sent:
+        for a write that carries them in its document (``shared.mongo.carrying``),
+        which then hands them to :meth:`carried_by`."""
+        saved, self.pending = self.pending, []
+        try:
+            publish()
+            return self.pending
+        finally:
+            self.pending = saved
+
+    def carried_by(self, collection: str, _id: Any, envelopes: list[dict]) -> None:
+        """``envelopes`` were written in document ``_id`` of ``collection``: recorded
+        already; sent after the call, then taken out of the document."""
+        if envelopes:
+            self.carried.append((collection, _id, envelopes))
 
     def relay(self, older_than_s: float) -> int:
         return self._provider.relay(older_than_s)
@@ -227,20 +245,23 @@ class Events(EventDispatcher):
             committed = self.store.outbox_pending([e["event_id"] for e in bus.in_transaction])
             envelopes = [*(e for e in bus.in_transaction if e["event_id"] in committed),
                          *bus.recorded, *bus.pending]
+            carried = [e for _, _, mine in bus.carried for e in mine]
             if self._redis is not None:  # cached reads of these orgs are now stale
                 self._redis.tools.cache.bump_versions(
                     {org_version_key(self.container.service_name, e["org_id"])
-                     for e in envelopes if e.get("org_id")})
-            self.send(envelopes, self.get_message_headers(worker_ctx))
+                     for e in [*envelopes, *carried] if e.get("org_id")})
+            headers = self.get_message_headers(worker_ctx)
+            self.send(envelopes, headers)
+            self.send_carried(bus.carried, headers)
         except Exception:
             log.exception("publishing the events of %s failed", worker_ctx)
 
     def worker_teardown(self, worker_ctx) -> None:
         self._buses.pop(worker_ctx, None)
 
-    def send(self, envelopes: list[dict], headers: dict | None = None) -> None:
-        """Publish outbox entries and mark them sent. A publish that fails
-        leaves them pending for the relay; it does not fail the call."""
+    def publish_all(self, envelopes: list[dict], headers: dict | None = None) -> list[str]:
+        """Publish; the ids of those that went out. One that fails stops the rest,
+        left pending for the relay; it does not fail the call."""
         sent = []
         try:
             for envelope in envelopes:
@@ -251,19 +272,43 @@ class Events(EventDispatcher):
         except Exception as exc:
             log.warning("could not publish %d events now, the relay will: %s",
                         len(envelopes) - len(sent), exc)
+        return sent
+
+    def send(self, envelopes: list[dict], headers: dict | None = None) -> None:
+        """Publish outbox entries and mark them sent."""
+        sent = self.publish_all(envelopes, headers)
         if sent:
             try:
                 self.store.outbox_mark_sent(sent)
             except Exception as exc:  # the relay may send them again; consumers dedupe
                 log.warning("could not mark %d events sent: %s", len(sent), exc)
 
+    def send_carried(self, carried: list[tuple[str, Any, list[dict]]],
+                     headers: dict | None = None) -> None:
+        """Publish the events documents carry, then take them out of each document."""
+        for collection, _id, envelopes in carried:
+            sent = self.publish_all(envelopes, headers)
+            if sent:
+                try:
+                    self.store.carried_sent(collection, _id, sent)
+                except Exception as exc:  # the relay sends them again; consumers dedupe
+                    log.warning("could not mark %d events sent: %s", len(sent), exc)
+
     def relay(self, older_than_s: float, limit: int = 500) -> int:
-        """Send outbox entries left pending (a crash, a broker outage)."""
+        """Send outbox entries left pending (a crash, a broker outage), and the events
+        of documents that still carry them."""
         envelopes = self.store.outbox_claim_pending(older_than_s, limit)
         if envelopes:
-            self.send(envelopes, {f"nameko.{CORRELATION_KEY}": e.get("correlation_id")
-                                  for e in envelopes[:1] if e.get("correlation_id")})
-        return len(envelopes)
+            self.send(envelopes, relay_headers(envelopes))
+        carried = self.store.carried_pending(older_than_s, limit)
+        for one in carried:
+            self.send_carried([one], relay_headers(one[2]))
+        return len(envelopes) + sum(len(one[2]) for one in carried)
+
+
+def relay_headers(envelopes: list[dict]) -> dict:
+    return {f"nameko.{CORRELATION_KEY}": e.get("correlation_id")
+            for e in envelopes[:1] if e.get("correlation_id")}
 
 
 DEFAULT_RETRY_TIERS_MS = (1000, 5000, 30_000, 120_000)

@@ -11,6 +11,7 @@ import logging
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
@@ -109,6 +110,29 @@ def find_by_ids(collection, ids, projection: dict | None = None, **equal) -> lis
 WRITE_ATTEMPTS = 100
 
 
+@dataclass(frozen=True)
+class Expr:
+    """A field's new value in :func:`write_at_version` given as an aggregation
+    expression of the stored document (not a literal)."""
+    expression: dict
+
+
+# Events a document's write carries (``carrying``): recorded with the change itself, so
+# the call's reply needs no other write after it lands. Sent after the call and taken
+# out (``BaseStore.carried_sent``); the relay sends what a crash left (``carried_pending``).
+CARRIED = "outbox_pending"
+CARRIED_AT = "outbox_at"  # when the oldest of them was written (a sparse index: the relay's)
+
+
+def carrying(envelopes: list[dict], at: datetime) -> dict:
+    """The fields for :func:`write_at_version` that add ``envelopes`` to the document's."""
+    if not envelopes:
+        return {}
+    return {CARRIED: Expr({"$concatArrays": [{"$ifNull": [f"${CARRIED}", []]},
+                                             {"$literal": envelopes}]}),
+            CARRIED_AT: Expr({"$ifNull": [f"${CARRIED_AT}", {"$literal": at}]})}
+
+
 def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
                      current: dict | None = None, **equal) -> dict | None:
     """Set ``fields`` on the document ``_id`` if it :func:`holds` ``equal``, and bump
@@ -117,6 +141,7 @@ def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
     may be a function of that document (what to set, given what is there).
     ``current``: the document as the caller just read it, tried first instead of
     reading it again (if it is stale, the version check fails and it is read).
+    A field's value may be an :class:`Expr` of the stored document.
 
     What ``find_one_and_update({"_id": _id, **equal}, {"$set": fields, "$inc":
     {"version": 1}})`` does, in shapes SecantusDB serves from its primary key: a
@@ -136,7 +161,8 @@ def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
         stored = {"$ifNull": ["$version", 0]}
         same = {"$eq": [stored, before.get("version") or 0]}
         change = fields(before) if callable(fields) else fields
-        stage = {name: {"$cond": [same, {"$literal": value}, f"${name}"]}
+        stage = {name: {"$cond": [same, value.expression if isinstance(value, Expr)
+                                  else {"$literal": value}, f"${name}"]}
                  for name, value in change.items()}
         stage["version"] = {"$cond": [same, {"$add": [stored, 1]}, "$version"]}
         on_time = _on_time()
@@ -460,14 +486,50 @@ class BaseStore:
                 claimed.append(doc["envelope"])
         return claimed
 
+    # collections whose documents carry their changes' events (``carrying``); each has
+    # a sparse index on ``CARRIED_AT``
+    CARRYING: tuple[str, ...] = ()
+
+    def carried_sent(self, collection: str, _id, event_ids: list[str]) -> None:
+        """Take events that went out from the document that carried them (by ``_id``
+        alone; ``CARRIED_AT`` goes with the last)."""
+        left = {"$filter": {"input": {"$ifNull": [f"${CARRIED}", []]},
+                            "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]}}}
+        self.db[collection].update_one({"_id": _id}, [
+            {"$set": {CARRIED: left}},
+            {"$set": {CARRIED_AT: {"$cond": [{"$eq": [{"$size": f"${CARRIED}"}, 0]},
+                                             "$$REMOVE", f"${CARRIED_AT}"]}}}])
+
+    def carried_pending(self, older_than_s: float, limit: int) -> list[tuple[str, object, list]]:
+        """``(collection, _id, envelopes)`` of documents whose events have waited longer
+        than ``older_than_s``, claimed as ``outbox_claim_pending`` claims its entries."""
+        now = datetime.now(timezone.utc)
+        cutoff = now - timedelta(seconds=older_than_s)
+        claimed = []
+        for name in self.CARRYING:
+            collection = self.db[name]
+            for doc in collection.find({CARRIED_AT: {"$lt": cutoff}}, {CARRIED: 1, CARRIED_AT: 1}
+                                       ).sort(CARRIED_AT, 1).limit(limit):
+                same = {"$eq": [f"${CARRIED_AT}", doc[CARRIED_AT]]}
+                if doc.get(CARRIED) and collection.update_one({"_id": doc["_id"]}, [{"$set": {
+                        CARRIED_AT: {"$cond": [same, {"$literal": now}, f"${CARRIED_AT}"]}}}]
+                        ).modified_count:
+                    claimed.append((name, doc["_id"], doc[CARRIED]))
+        return claimed
+
     def outbox_backlog(self) -> dict:
         """Events recorded and not yet sent: how many, and how old the oldest is (s)."""
         pending = self.db.outbox.count_documents({"state": "pending"})
-        oldest = next(iter(self.db.outbox.find({"state": "pending"}, {"created_at": 1})
-                           .sort("created_at", 1).limit(1)), None)
+        oldest = [doc["created_at"] for doc in self.db.outbox.find(
+            {"state": "pending"}, {"created_at": 1}).sort("created_at", 1).limit(1)]
+        for name in self.CARRYING:  # and those documents carry (their index: the relay's)
+            docs = list(self.db[name].find({CARRIED_AT: {"$lt": datetime.max}},
+                                           {CARRIED: 1, CARRIED_AT: 1}))
+            pending += sum(len(doc.get(CARRIED) or []) for doc in docs)
+            oldest += [doc[CARRIED_AT] for doc in docs]
         age = None
-        if oldest is not None:
-            created = aware(oldest["created_at"])
+        if oldest:
+            created = min(aware(at) for at in oldest)
             age = round((datetime.now(timezone.utc) - created).total_seconds(), 1)
         return {"pending": pending, "oldest_s": age}
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -77,33 +77,45 @@ class TaskFlows(Flows):
         return found[0]
 
     def write(self, task: dict, changes: dict, actor: str | None, reason: str | None = None,
-               expect: dict | None = None) -> dict | None:
-        """Update, record history, drop cached lists; None if ``expect`` no longer holds."""
-        updated = self.store.update(task["org_id"], task["_id"], changes, expect=expect,
-                                    actor=actor, reason=reason, current=task)
-        if updated is not None:
-            self.invalidate(task["org_id"], task.get("assignee_user_id"),
-                             updated.get("assignee_user_id"))
+               expect: dict | None = None,
+               publish: Callable[[dict, dict], None] | None = None) -> dict | None:
+        """Update with its history and the events ``publish(before, after)`` publishes,
+        all in the task's one write (``TaskStore.update``), then drop cached lists;
+        None if ``expect`` no longer holds. ``publish`` may run more than once (a
+        concurrent change makes the write read the task again): it only publishes."""
+        def events(before: dict, after: dict) -> list[dict]:
+            return self.events.capture(lambda: publish(before, after)) if publish else []
+
+        written = self.store.update(task["org_id"], task["_id"], changes, expect=expect,
+                                    actor=actor, reason=reason, current=task, events=events)
+        if written is None:
+            return None
+        updated, envelopes = written
+        self.events.carried_by("tasks", task["_id"], envelopes)
+        self.invalidate(task["org_id"], task.get("assignee_user_id"), updated.get("assignee_user_id"))
         return updated
 
     def reassign(self, task: dict, assignee: dict | None, actor: str | None, reason: str,
                   event_id: str | None = None) -> dict | None:
         new_id_ = assignee["employee_id"] if assignee else None
+        def publish(old: dict, now: dict) -> None:
+            if old.get("assignee_id") == new_id_:
+                return
+            if old.get("assignee_id") is None:
+                self.publish_assigned(now, actor, event_id=event_id)
+            else:
+                self.publish(now, "task.reassigned", {
+                    "old_assignee_id": old["assignee_id"], "new_assignee_id": new_id_,
+                    "new_assignee_user_id": now.get("assignee_user_id"), "reason": reason},
+                    actor, event_id=event_id)
+
         with self.redis.lock(f"task:{task['_id']}"):
             updated = self.write(task, {"assignee_id": new_id_,
                                          "assignee_user_id": assignee["user_id"] if assignee else None},
-                                  actor, reason, expect={"assignee_id": task.get("assignee_id")})
-        if updated is None or task.get("assignee_id") == new_id_:
-            return updated
-        if assignee:  # the new assignee watches the task
-            self.watch(task, assignee["user_id"])
-        if task.get("assignee_id") is None:
-            self.publish_assigned(updated, actor, event_id=event_id)
-        else:
-            self.publish(updated, "task.reassigned", {
-                "old_assignee_id": task["assignee_id"], "new_assignee_id": new_id_,
-                "new_assignee_user_id": updated.get("assignee_user_id"), "reason": reason},
-                actor, event_id=event_id)
+                                  actor, reason, expect={"assignee_id": task.get("assignee_id")},
+                                  publish=publish)
+        if updated is not None and assignee and task.get("assignee_id") != new_id_:
+            self.watch(task, assignee["user_id"])  # the new assignee watches the task
         return updated
 
     def hand_over(self, org_id: str, tasks: list[dict], leaving: str, event: dict, reason: str) -> None:
@@ -157,12 +169,15 @@ class TaskFlows(Flows):
             "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
             "changed_by_user_id": actor, "watcher_user_ids": sorted(self.watchers(new))}, actor)
         if new["status"] == "done":
-            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"), 1)
             self.publish(new, "task.completed", {
                 "assignee_id": new.get("assignee_id"), "creator_user_id": new.get("creator_user_id"),
                 "completed_by_user_id": actor}, actor)
-        elif old["status"] == "done":
-            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"), -1)
+
+    def score(self, old: dict, new: dict) -> None:
+        """The leaderboard after a status change: a task done counts, undone no longer."""
+        if (new["status"] == "done") != (old["status"] == "done"):
+            leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"),
+                             1 if new["status"] == "done" else -1)
 
     def publish_comment(self, task: dict, comment: dict) -> None:
         author = comment["author_user_id"]

@@ -79,15 +79,14 @@ class TaskService(base.ServiceBase):
                                                   changes.get("description", task["description"]))
         old_parent = task.get("parent_id")
         with self.flows.parent_checked(org_id, task_id, changes.get("parent_id", UNCHANGED)):
-            updated = self.flows.write(task, changes, user_id, expect=expect_version(if_version)) \
-                if changes else task
+            updated = self.flows.write(
+                task, changes, user_id, expect=expect_version(if_version),
+                publish=lambda _, now: self.flows.publish(now, "task.updated", {
+                    "changes": self.flows.changes_wire(changes)}, user_id)) if changes else task
         if updated is not None and "parent_id" in changes:
             self.flows.recount(org_id, old_parent, updated.get("parent_id"))
         if updated is None and if_version is not None:
             raise PreconditionFailed(STALE)
-        if updated is not None and changes:
-            self.flows.publish(updated, "task.updated", {"changes": self.flows.changes_wire(changes)},
-                               user_id)
         return schemas.dump_task(updated or self.flows.task(org_id, task_id))
 
     @rpc
@@ -97,16 +96,16 @@ class TaskService(base.ServiceBase):
         task = self.flows.task(org_id, task_id)
         domain.require_delete(me, task, self.flows.team(org_id, task.get("team_id")))
         require_version(task, if_version)
-        deleted = self.flows.write(task, {"deleted": True, "deleted_at": utcnow()}, user_id,
-                                   expect=expect_version(if_version))
+        deleted = self.flows.write(
+            task, {"deleted": True, "deleted_at": utcnow()}, user_id, expect=expect_version(if_version),
+            publish=lambda old, _: self.flows.publish(old, "task.deleted", {
+                "assignee_id": old.get("assignee_id"), "status": old["status"]}, user_id))
         if deleted is None and if_version is not None:
             raise PreconditionFailed(STALE)
         if deleted:
             self.flows.detach_deleted(task)
             if task["status"] == "done":
                 leaderboard.incr(self.redis.cache_client, org_id, task.get("assignee_id"), -1)
-            self.flows.publish(task, "task.deleted", {"assignee_id": task.get("assignee_id"),
-                                                 "status": task["status"]}, user_id)
 
     @rpc
     def assign_task(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
@@ -131,11 +130,12 @@ class TaskService(base.ServiceBase):
             done = new == "done"
             updated = self.flows.write(task, {"status": new, "completed_at": utcnow() if done else None,
                                          "completed_by_user_id": user_id if done else None}, user_id,
-                                  expect={"status": task["status"]})
+                                  expect={"status": task["status"]},
+                                  publish=lambda old, now: self.flows.publish_status(old, now, user_id))
         if updated is None:  # deleted or moved by someone else meanwhile
             raise Conflict("The task changed meanwhile; read it again.")
+        self.flows.score(task, updated)
         self.flows.recount(org_id, updated.get("parent_id"))
-        self.flows.publish_status(task, updated, user_id)
         if updated["status"] == "done" and self.flows.spawn_next(updated):
             updated = self.flows.task(org_id, task_id)  # with its link to the next occurrence
         return schemas.dump_task(updated)

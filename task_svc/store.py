@@ -17,6 +17,7 @@ serves each query is named beside it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from bson import ObjectId
@@ -25,7 +26,16 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Conflict
-from shared.mongo import BaseStore, find_by_id, find_by_ids, id_slices, utcnow, write_at_version
+from shared.mongo import (
+    CARRIED_AT,
+    BaseStore,
+    carrying,
+    find_by_id,
+    find_by_ids,
+    id_slices,
+    utcnow,
+    write_at_version,
+)
 from task_svc import domain
 
 
@@ -99,6 +109,7 @@ def history_entries(task: dict, changes: list[tuple[str, object, object]], actor
 
 class TaskStore(BaseStore):
     MIGRATIONS = [("0001_task_list_bounds", _fill_bounds)]
+    CARRYING = ("tasks",)
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
@@ -119,6 +130,9 @@ class TaskStore(BaseStore):
             _ix("overdue_scan", ("overdue_at", A), ("status", A), ("due_at", A)),
             # the children of a parent (subtask lists, progress, the subtree walk)
             _ix("org_parent", ("org_id", A), ("parent_id", A), ("deleted", A)),
+            # the events a change carries until they are sent (shared.mongo.carrying):
+            # the relay's, on the few tasks that have any
+            _ix("carried_at", (CARRIED_AT, A), sparse=True),
         ],
         "history": [_ix("task_at", ("task_id", A), ("at", A))],
         "comments": [_ix("task_comments", ("task_id", A), ("_id", A))],
@@ -174,13 +188,18 @@ class TaskStore(BaseStore):
 
     def update(self, org_id: str, task_id: str, changes: dict, expect: dict | None = None,
                actor: str | None = None, reason: str | None = None,
-               current: dict | None = None) -> dict | None:
+               current: dict | None = None,
+               events: Callable[[dict, dict], list[dict]] | None = None,
+               ) -> tuple[dict, list[dict]] | None:
         """Apply ``changes``, only if the task still has the values in ``expect``
-        (``current``: the task as the caller just read it, not read again), with
-        the history entries of what they change (``actor``, ``reason``) in the same
-        write (``HISTORY_PENDING``), copied into the history collection after it:
-        a change that lands never goes without its history, also when the call is
-        cut after the write (the caller's deadline) or its process dies."""
+        (``current``: the task as the caller just read it, not read again). One write
+        lands the change with what it causes: the history entries of what it changes
+        (``actor``, ``reason``; ``HISTORY_PENDING``) and the envelopes ``events(before,
+        after)`` builds (carried, ``shared.mongo.carrying``). Nothing is written after
+        it, so a change either lands whole before the caller's deadline or not at all.
+        The entries move to the history collection when the next change or a read of
+        the history comes (``flush_history``). Returns the task as written and the
+        envelopes it carries; None if ``expect`` no longer held."""
         changes = dict(changes)
         if "priority" in changes:
             changes["priority_rank"] = domain.PRIORITY_RANK[changes["priority"]]
@@ -189,23 +208,23 @@ class TaskStore(BaseStore):
             changes["overdue_at"] = None  # a new due date may become overdue again
             self.widen_bounds([{"org_id": org_id, **changes}])
         at = utcnow()
-        entries: list[dict] = []
+        written: dict = {}
 
         def with_history(task: dict) -> dict:  # the diff from the task as written over
-            entries[:] = history_entries(task, domain.diff(task, changes), actor, reason, at,
-                                         versioned=True)
-            return {**changes, "updated_at": at, HISTORY_PENDING: entries}
+            self.flush_history(task)  # the last change's entries, before ours replace them
+            fields = {**changes, "updated_at": at, HISTORY_PENDING: history_entries(
+                task, domain.diff(task, changes), actor, reason, at, versioned=True)}
+            after = {**task, **fields, "version": (task.get("version") or 0) + 1}
+            envelopes = events(task, after) if events else []
+            written.update(after=after, envelopes=envelopes)
+            return {**fields, **carrying(envelopes, at)}
 
         # every write bumps ``version`` (the ETag): ``expect={"version": n}`` makes it
         # conditional, race-free (If-Match)
-        before = write_at_version(self.tasks, task_id, with_history, current, org_id=org_id,
-                                  deleted=False, **(expect or {}))
-        if before is None:
+        if write_at_version(self.tasks, task_id, with_history, current, org_id=org_id,
+                            deleted=False, **(expect or {})) is None:
             return None
-        # the entries a change before this one may have left there (its call cut), then ours
-        self.insert_ignoring_duplicates(self.db.history,
-                                        [*before.get(HISTORY_PENDING, []), *entries])
-        return self.tasks.find_one({"_id": task_id})  # a later change may show too
+        return written["after"], written["envelopes"]
 
     def flush_history(self, task: dict) -> None:
         """The history entries the task's last change left in it, into the history

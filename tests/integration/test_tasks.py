@@ -685,11 +685,13 @@ def test_a_redelivered_last_chunk_finishes_a_job_whose_first_run_died_before_mar
     assert (job["total"], job["done"], job["failed"]) == (1, 1, 0)  # counted once, not twice
 
 
-def test_a_change_whose_history_write_fails_after_it_landed_keeps_its_history(mesh):
-    """The history collection refuses writes (a validator: the server fails them) as a
-    status change lands, as when the call is cut after its write: the call fails, but
-    the history entry went in the task's own write and is there once the collection
-    takes writes again, once, and the next change adds only its own."""
+def test_a_change_writes_nothing_after_it_lands_and_its_history_follows(mesh):
+    """A change's history entries and its events go in the task's own write, and
+    nothing is written after it: with the history collection refusing writes (a
+    validator: the server fails them), a status change still lands and is answered;
+    its entry is in the history once the collection takes writes again, once. The
+    next change, which moves the previous one's entries first, is refused before it
+    writes anything."""
     config, tasks, _ = mesh
     org, p = make_org({"boss": "manager"})
     boss = p["boss"]["user_id"]
@@ -697,11 +699,15 @@ def test_a_change_whose_history_write_fails_after_it_landed_keeps_its_history(me
     db = database(config, "tasks")
     db.command("collMod", "history", validator={"never": {"$exists": True}})
     try:
+        moved = call(tasks, "change_status", boss, org, task["task_id"], {"status": "in_progress"})
+        assert moved["status"] == "in_progress" and moved["version"] == task["version"] + 1
         with pytest.raises(Exception, match="(?i)validation"):
-            call(tasks, "change_status", boss, org, task["task_id"], {"status": "in_progress"})
+            call(tasks, "change_status", boss, org, task["task_id"], {"status": "done"})
+        assert call(tasks, "get_task", boss, org, task["task_id"])["status"] == "in_progress"
     finally:
         db.command("collMod", "history", validator={})
-    assert call(tasks, "get_task", boss, org, task["task_id"])["status"] == "in_progress"
+    changed = wait_until(lambda: seen("task.status.changed", task_id=task["task_id"]))
+    assert [e["data"]["new_status"] for e in changed] == ["in_progress"]  # only what landed
 
     def changes():
         return [(h["field"], h["old"], h["new"]) for h in
@@ -711,3 +717,37 @@ def test_a_change_whose_history_write_fails_after_it_landed_keeps_its_history(me
     assert changes() == [("status", "todo", "in_progress")]  # read again: not copied twice
     call(tasks, "change_status", boss, org, task["task_id"], {"status": "done"})
     assert changes() == [("status", "todo", "in_progress"), ("status", "in_progress", "done")]
+
+
+def test_a_changes_events_leave_the_task_once_sent_and_the_relay_sends_what_a_crash_left(
+        container_factory, mesh):
+    """The events a change carries in its task are published after the call and then
+    taken out of the task; those a crash left there (written, never sent) are sent by
+    the relay, once its grace period is over."""
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager"})
+    boss = p["boss"]["user_id"]
+    task = call(tasks, "create_task", boss, org, {"title": "Carried"})
+    call(tasks, "change_status", boss, org, task["task_id"], {"status": "in_progress"})
+    assert wait_until(lambda: seen("task.status.changed", task_id=task["task_id"]))
+    db = database(config, "tasks")
+    wait_until(lambda: "outbox_at" not in db.tasks.find_one({"_id": task["task_id"]}),
+               what="the sent event taken out of the task")
+    assert db.tasks.find_one({"_id": task["task_id"]})["outbox_pending"] == []
+    # what a process that died between its write and the publish leaves behind
+    envelope = {**seen("task.status.changed", task_id=task["task_id"])[0],
+                "event_id": f"orphan-{uuid.uuid4().hex}", "data": {
+                    **seen("task.status.changed", task_id=task["task_id"])[0]["data"],
+                    "new_status": "orphaned"}}
+    db.tasks.update_one({"_id": task["task_id"]}, {"$set": {
+        "outbox_pending": [envelope], "outbox_at": datetime(2020, 1, 1, tzinfo=timezone.utc)}})
+    with_relay = container_factory(TaskService, {**config, "OUTBOX_GRACE_SECONDS": 0.1})
+    with_relay.start()
+    relayed = wait_until(lambda: [e for e in seen("task.status.changed", task_id=task["task_id"])
+                                  if e["event_id"] == envelope["event_id"]], timeout=15,
+                         what="the relayed event")
+    assert relayed[0]["data"]["new_status"] == "orphaned"
+    wait_until(lambda: "outbox_at" not in db.tasks.find_one({"_id": task["task_id"]}),
+               what="the relayed event taken out of the task")
+    health = call(tasks, "health")
+    assert health["outbox"]["pending"] == 0
