@@ -358,9 +358,9 @@ class BaseStore:
         """The claims of ``(handler:event id, lease ms)`` in one insert; only keys seen
         before cost a look-up of their own."""
         now = datetime.now(timezone.utc)
-        docs = {key: {"_id": key, "state": "processing", "at": now,
-                      "lease_until": now + timedelta(milliseconds=lease_ms)}
-                for key, lease_ms in claims}
+        until = {key: now + timedelta(milliseconds=lease_ms) for key, lease_ms in claims}
+        docs = {key: {"_id": key, "state": "processing", "at": now, "lease_until": at}
+                for key, at in until.items()}
         states = {key: ("claimed", 0) for key in docs}
         if not docs:
             return []
@@ -371,7 +371,7 @@ class BaseStore:
             if any(e.get("code") != DUPLICATE_KEY for e in errors):
                 raise
             for key in {list(docs)[e["index"]] for e in errors}:
-                states[key] = self._claim_existing(key, now, docs[key]["lease_until"])
+                states[key] = self._claim_existing(key, now, until[key])
         answers, seen = [], set()
         for key, lease_ms in claims:  # the same event twice in a round: the second waits
             answers.append(states[key] if key not in seen else ("busy", lease_ms))
@@ -529,7 +529,7 @@ class BaseStore:
             oldest += [doc[CARRIED_AT] for doc in docs]
         age = None
         if oldest:
-            created = min(aware(at) for at in oldest)
+            created = min(at if at.tzinfo else at.replace(tzinfo=timezone.utc) for at in oldest)
             age = round((datetime.now(timezone.utc) - created).total_seconds(), 1)
         return {"pending": pending, "oldest_s": age}
 
