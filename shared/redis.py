@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 _MISS = object()
 MAX_MISSED_INVALIDATIONS = 10_000
+# how long the callers that miss one versioned entry wait for the one computing it
+FLIGHT_S = 5.0
 VERSION_TTL = 24 * 3600  # version and generation counters
 
 
@@ -322,11 +324,45 @@ class Cache:
             count_cache(self.service, "hit", key)
             return raw
         count_cache(self.service, "miss", key)
-        value = compute()
-        text = json.dumps(value, default=str)
-        if cache_none or value is not None:
-            self.store_text(full_key, text, ttl)
-        return text
+        return self._compute_once(full_key, compute, ttl, cache_none)
+
+    def _compute_once(self, full_key: str, compute: Callable[[], Any], ttl: int | None,
+                      cache_none: bool) -> str:
+        """A missing versioned entry, computed by one caller at a time across processes
+        (a ``{key}|flight`` lock; no stampede when a bump empties a busy entry): the
+        others wait for its text while the lock lasts, and one of them computes if it
+        goes without one (its computer failed), all within ``FLIGHT_S``. A versioned key
+        names the versions it was computed at, so waiting never answers older data."""
+        flight, leader, raw = f"{full_key}|flight", False, None
+        give_up, pause = time.monotonic() + FLIGHT_S, 0.005
+        try:
+            while not (leader := bool(self.client.set(flight, "1", nx=True,
+                                                      px=int(FLIGHT_S * 1000)))):
+                raw, flying = mget(self.client, [full_key, flight])
+                if raw is not None:
+                    return raw
+                if time.monotonic() > give_up:
+                    break
+                if flying is not None:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
+            raw = self.client.get(full_key)  # one may have landed since our look-up
+        except redis.RedisError as exc:
+            self._failed("cache_flight", exc)
+        try:
+            if raw is not None:
+                return raw
+            value = compute()
+            text = json.dumps(value, default=str)
+            if cache_none or value is not None:
+                self.store_text(full_key, text, ttl)
+            return text
+        finally:
+            if leader:
+                try:
+                    self.client.delete(flight)
+                except redis.RedisError as exc:
+                    self._failed("cache_flight", exc)
 
     def lookup(self, name: str, versions: Iterable[str]) -> tuple[str, str | None]:
         """(the versioned entry's key, its text or None): one script on one node; on a

@@ -430,6 +430,41 @@ def test_cache_tags_invalidate_what_was_cached_under_them(config, unique):
     assert 0 < client.ttl(f"k2:{unique}") <= 300
 
 
+def test_a_missing_versioned_entry_is_computed_once_however_many_callers_miss_it(config, unique):
+    """Forty callers miss the same entry at once (a version bump emptied a busy list):
+    one computes it, the others get its text; when that one fails, one waiter computes
+    in its place, and the rest still get one answer."""
+    cache = Cache(make_client(config), f"test{unique}")
+    version = f"test{unique}:version"
+    computed = []
+
+    def compute(fail=False):
+        computed.append(fail)
+        eventlet.sleep(0.05)  # the RPC behind a miss
+        if fail:
+            raise RuntimeError("the computing call failed")
+        return {"items": [len(computed)]}
+
+    def ask(fail=False):
+        try:
+            return cache.get_or_set_text(f"list:{unique}", lambda: compute(fail), ttl=30,
+                                         versions=[version])
+        except RuntimeError as exc:
+            return str(exc)
+
+    pool = eventlet.GreenPool()
+    answers = list(pool.imap(lambda _: ask(), range(40)))
+    assert computed == [False] and set(answers) == {json.dumps({"items": [1]})}
+
+    cache.bump_versions([version])
+    computed.clear()
+    first = eventlet.spawn(ask, True)  # takes the flight, then fails
+    eventlet.sleep(0.01)
+    answers = list(pool.imap(lambda _: ask(), range(20)))
+    assert first.wait() == "the computing call failed"
+    assert computed == [True, False] and set(answers) == {json.dumps({"items": [2]})}
+
+
 def test_indexes_and_migrations_are_applied_at_start_once(container_factory, make_config):
     def backfill(db):
         db.things.update_many({"size": {"$exists": False}}, {"$set": {"size": 0}})
