@@ -124,10 +124,13 @@ CARRIED = "outbox_pending"
 CARRIED_AT = "outbox_at"  # when the oldest of them was written (a sparse index: the relay's)
 
 
-def carrying(envelopes: list[dict], at: datetime) -> dict:
-    """The fields for :func:`write_at_version` that add ``envelopes`` to the document's."""
+def carrying(envelopes: list[dict], at: datetime, new: bool = False) -> dict:
+    """The fields for :func:`write_at_version` that add ``envelopes`` to the document's
+    (``new``: those of a document about to be inserted)."""
     if not envelopes:
         return {}
+    if new:
+        return {CARRIED: envelopes, CARRIED_AT: at}
     return {CARRIED: Expr({"$concatArrays": [{"$ifNull": [f"${CARRIED}", []]},
                                              {"$literal": envelopes}]}),
             CARRIED_AT: Expr({"$ifNull": [f"${CARRIED_AT}", {"$literal": at}]})}

@@ -179,6 +179,13 @@ class TaskFlows(Flows):
             leaderboard.incr(self.redis.cache_client, new["org_id"], new.get("assignee_id"),
                              1 if new["status"] == "done" else -1)
 
+    def add_comment(self, task: dict, comment: dict) -> dict:
+        """The comment, written with its event in it (``TaskStore.add_comment``)."""
+        envelopes = self.events.capture(lambda: self.publish_comment(task, comment))
+        self.store.add_comment(comment, envelopes)
+        self.events.carried_by("comments", comment["_id"], envelopes)
+        return comment
+
     def publish_comment(self, task: dict, comment: dict) -> None:
         author = comment["author_user_id"]
         watchers = self.watchers(task) - {author}

@@ -298,13 +298,11 @@ class TaskService(base.ServiceBase):
         task = self.flows.task(org_id, task_id)
         mentioned = [e for e in self.flows.employees_in(org_id, data["mentions"])
                      if e.get("status") == "active"]
-        comment = self.store.add_comment({"_id": new_id(), "task_id": task_id, "org_id": org_id,
-                                          "author_user_id": user_id, "body": data["body"],
-                                          "mentions": [e["employee_id"] for e in mentioned],
-                                          "mentioned_user_ids": [e["user_id"] for e in mentioned],
-                                          "created_at": utcnow()})
-        self.flows.watch(task, user_id)
-        self.flows.publish_comment(task, comment)
+        self.flows.watch(task, user_id)  # before: nothing is written after the comment
+        comment = self.flows.add_comment(task, {
+            "_id": new_id(), "task_id": task_id, "org_id": org_id, "author_user_id": user_id,
+            "body": data["body"], "mentions": [e["employee_id"] for e in mentioned],
+            "mentioned_user_ids": [e["user_id"] for e in mentioned], "created_at": utcnow()})
         return schemas.dump_comment(comment)
 
     @rpc

@@ -109,7 +109,7 @@ def history_entries(task: dict, changes: list[tuple[str, object, object]], actor
 
 class TaskStore(BaseStore):
     MIGRATIONS = [("0001_task_list_bounds", _fill_bounds)]
-    CARRYING = ("tasks",)
+    CARRYING = ("tasks", "comments")
     INDEXES = {
         "tasks": [
             # org lists per sort order (sort=created | due | priority)
@@ -135,7 +135,8 @@ class TaskStore(BaseStore):
             _ix("carried_at", (CARRIED_AT, A), sparse=True),
         ],
         "history": [_ix("task_at", ("task_id", A), ("at", A))],
-        "comments": [_ix("task_comments", ("task_id", A), ("_id", A))],
+        "comments": [_ix("task_comments", ("task_id", A), ("_id", A)),
+                     _ix("comment_carried_at", (CARRIED_AT, A), sparse=True)],
         "attachments": [_ix("task_attachments", ("task_id", A), ("_id", A))],
         # the operator console's bulk jobs in progress (jobs, not tasks: cheap)
         "jobs": [_ix("jobs_status", ("status", A), ("created_at", D))],
@@ -582,8 +583,9 @@ class TaskStore(BaseStore):
                     texts[c["task_id"]].append(c.get("body", ""))
         return [{**d, "comments": texts.get(d["_id"], [])} for d in docs]
 
-    def add_comment(self, doc: dict) -> dict:
-        self.insert_in_time(self.db.comments, doc)
+    def add_comment(self, doc: dict, events: list[dict]) -> dict:
+        """Insert the comment carrying its ``events`` (``shared.mongo.carrying``)."""
+        self.insert_in_time(self.db.comments, {**doc, **carrying(events, utcnow(), new=True)})
         return doc
 
     def comments(self, task_id: str, limit: int, after: str | None) -> list[dict]:

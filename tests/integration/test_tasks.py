@@ -734,6 +734,10 @@ def test_a_changes_events_leave_the_task_once_sent_and_the_relay_sends_what_a_cr
     wait_until(lambda: "outbox_at" not in db.tasks.find_one({"_id": task["task_id"]}),
                what="the sent event taken out of the task")
     assert db.tasks.find_one({"_id": task["task_id"]})["outbox_pending"] == []
+    comment = call(tasks, "add_comment", boss, org, task["task_id"], {"body": "carried too"})
+    assert wait_until(lambda: seen("task.comment.added", comment_id=comment["comment_id"]))
+    wait_until(lambda: "outbox_at" not in db.comments.find_one({"_id": comment["comment_id"]}),
+               what="the comment's sent event taken out of it")
     # what a process that died between its write and the publish leaves behind
     envelope = {**seen("task.status.changed", task_id=task["task_id"])[0],
                 "event_id": f"orphan-{uuid.uuid4().hex}", "data": {
