@@ -257,7 +257,11 @@ class GroupWrites:
         mine = Event()
         self.waiting.append((item, mine))
         if self.busy:
-            role, value = mine.wait()
+            try:
+                role, value = mine.wait()
+            except BaseException:  # killed while waiting: the round it was to write goes on
+                self._abandon(mine)
+                raise
             if role == "error":
                 raise value
             if role == "result":
@@ -280,10 +284,18 @@ class GroupWrites:
                     event.send(("result", result))
             return value
         finally:
-            if self.waiting:
-                self.waiting[0][1].send(("lead", None))
-            else:
-                self.busy = False
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self.waiting:
+            self.waiting[0][1].send(("lead", None))
+        else:
+            self.busy = False
+
+    def _abandon(self, mine: Event) -> None:
+        self.waiting = [entry for entry in self.waiting if entry[1] is not mine]
+        if mine.ready() and mine.wait()[0] == "lead":  # it was to write the next round
+            self._hand_over()
 
 
 class BaseStore:

@@ -223,6 +223,15 @@ def test_group_writes_write_what_waits_together_and_each_caller_gets_its_own_ans
     assert first.wait() == 2 and answers == ["refused", "refused"] and rounds[1] == ["bad", 3]
     assert group(4) == 8 and not group.busy  # nothing left hanging
 
+    rounds.clear()  # one killed while it waits (its process stopping): the rest go on
+    first = eventlet.spawn(call, 5)
+    eventlet.sleep(0)
+    doomed, after = eventlet.spawn(call, 6), eventlet.spawn(call, 7)
+    eventlet.sleep(0)
+    doomed.kill()
+    assert first.wait() == 10 and after.wait() == 14 and rounds == [[5], [7]]
+    assert not group.busy
+
 
 def test_trusted_proxies_setting_and_hops():
     from gateway_svc.proxies import TrustedProxies, parse_trusted_proxies
