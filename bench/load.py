@@ -82,8 +82,12 @@ def setup(api, amqp: str, clients: int):
 
     def register(prefix):
         email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
-        r = session.post(f"{api}/auth/register", json={"email": email, "password": PASSWORD,
-                                                       "name": prefix}, timeout=30)
+        for _ in range(20):  # auth sheds sign-ups beyond its bcrypt slots: 503, Retry-After
+            r = session.post(f"{api}/auth/register", json={"email": email, "password": PASSWORD,
+                                                           "name": prefix}, timeout=30)
+            if r.status_code != 503:
+                break
+            time.sleep(float(r.headers.get("Retry-After", 1)))
         r.raise_for_status()
         cli.rpc_call({"AMQP_URI": amqp}, "auth", "confirm_email", r.json()["user"]["user_id"])
         return {**r.json(), "email": email}
