@@ -16,7 +16,7 @@ from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from analytics_svc import domain
-from shared.mongo import DUPLICATE_KEY, BaseStore, id_slices, utcnow
+from shared.mongo import DUPLICATE_KEY, BaseStore, id_slices, set_while, utcnow
 
 FACTS = ("created_at", "status", "started_at", "done_at", "assignee_id", "team_id", "due_at",
          "deleted")
@@ -55,8 +55,10 @@ class AnalyticsStore(BaseStore):
         self._bulk_upsert(adds)
         written = 0
         for ids in id_slices(entries):
-            facts = [UpdateOne({"_id": doc["_id"], "rev": doc["rev"]},
-                               {"$set": domain.derive(doc["log"])})
+            # by _id alone, while the log is the one read (SecantusDB scans every fact
+            # for a filter with more than the _id: docs/stack.md)
+            facts = [UpdateOne({"_id": doc["_id"]}, [set_while({"$eq": ["$rev", doc["rev"]]},
+                                                               domain.derive(doc["log"]))])
                      for doc in self.tasks.find({"_id": {"$in": ids}}, {"log": 1, "rev": 1})]
             if facts:
                 written += self.tasks.bulk_write(facts, ordered=False).modified_count

@@ -136,6 +136,15 @@ def carrying(envelopes: list[dict], at: datetime, new: bool = False) -> dict:
             CARRIED_AT: Expr({"$ifNull": [f"${CARRIED_AT}", {"$literal": at}]})}
 
 
+def set_while(condition: dict, fields: dict) -> dict:
+    """An update pipeline stage that sets ``fields`` (values, or :class:`Expr`) only
+    while ``condition`` (an expression of the stored document) holds: with a filter of
+    ``{"_id": x}`` alone, the conditional write SecantusDB serves from its primary key."""
+    return {"$set": {name: {"$cond": [condition, value.expression if isinstance(value, Expr)
+                                      else {"$literal": value}, f"${name}"]}
+                     for name, value in fields.items()}}
+
+
 def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
                      current: dict | None = None, **equal) -> dict | None:
     """Set ``fields`` on the document ``_id`` if it :func:`holds` ``equal``, and bump
@@ -164,14 +173,11 @@ def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
         stored = {"$ifNull": ["$version", 0]}
         same = {"$eq": [stored, before.get("version") or 0]}
         change = fields(before) if callable(fields) else fields
-        stage = {name: {"$cond": [same, value.expression if isinstance(value, Expr)
-                                  else {"$literal": value}, f"${name}"]}
-                 for name, value in change.items()}
-        stage["version"] = {"$cond": [same, {"$add": [stored, 1]}, "$version"]}
+        stage = set_while(same, {**change, "version": Expr({"$add": [stored, 1]})})
         on_time = _on_time()
         with _refused_late():
             changed = collection.update_one(
-                {"_id": _id}, [*([on_time] if on_time else []), {"$set": stage}]).modified_count
+                {"_id": _id}, [*([on_time] if on_time else []), stage]).modified_count
         if changed == 1:
             _landed()
             return before
@@ -404,8 +410,8 @@ class BaseStore:
         if lease is None or lease < now:
             expired = {"$and": [{"$eq": ["$state", "processing"]},
                                 {"$eq": ["$lease_until", lease]}]}
-            if events.update_one({"_id": key}, [{"$set": {"lease_until": {
-                    "$cond": [expired, {"$literal": until}, "$lease_until"]}}}]).modified_count:
+            if events.update_one({"_id": key}, [set_while(expired, {"lease_until": until})]
+                                 ).modified_count:
                 return "claimed", 0
             doc = events.find_one({"_id": key}) or {}
             if doc.get("state") == "done":
@@ -496,8 +502,8 @@ class BaseStore:
                                        {"envelope": 1}).sort("created_at", 1).limit(limit):
             # re-arms the grace period (the claim) if no other relay did since the read:
             # by ``_id`` alone (a findAndModify scans the whole outbox on SecantusDB)
-            if self.db.outbox.update_one({"_id": doc["_id"]}, [{"$set": {"created_at": {
-                    "$cond": [still, {"$literal": now}, "$created_at"]}}}]).modified_count:
+            if self.db.outbox.update_one({"_id": doc["_id"]},
+                                         [set_while(still, {"created_at": now})]).modified_count:
                 claimed.append(doc["envelope"])
         return claimed
 
@@ -526,9 +532,8 @@ class BaseStore:
             for doc in collection.find({CARRIED_AT: {"$lt": cutoff}}, {CARRIED: 1, CARRIED_AT: 1}
                                        ).sort(CARRIED_AT, 1).limit(limit):
                 same = {"$eq": [f"${CARRIED_AT}", doc[CARRIED_AT]]}
-                if doc.get(CARRIED) and collection.update_one({"_id": doc["_id"]}, [{"$set": {
-                        CARRIED_AT: {"$cond": [same, {"$literal": now}, f"${CARRIED_AT}"]}}}]
-                        ).modified_count:
+                if doc.get(CARRIED) and collection.update_one(
+                        {"_id": doc["_id"]}, [set_while(same, {CARRIED_AT: now})]).modified_count:
                     claimed.append((name, doc["_id"], doc[CARRIED]))
         return claimed
 
