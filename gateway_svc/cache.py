@@ -26,6 +26,8 @@ from werkzeug.wrappers import Response
 
 from shared.redis import RedisTools, org_version_key
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(sort_keys=True) builds one per call
+
 
 def entry_name(key: str) -> str:
     return f"gateway:cache:{key}"
@@ -52,7 +54,8 @@ class CachedRoute:
     ttl: int = 60
 
     def key(self, request, org_id: str) -> str:
-        return f"{self.name}:{org_id}:{json.dumps(request.args.to_dict(), sort_keys=True)}"
+        args = request.args.to_dict() if request.query_string else {}  # parsed only if any
+        return f"{self.name}:{org_id}:{_KEY_JSON.encode(args)}"
 
     def version_keys(self, org_id: str) -> list[str]:
         return [org_version_key(self.scope, org_id)]

@@ -65,11 +65,14 @@ REDIS_ERRORS = Counter("redis_errors_total", "Redis failures tolerated (fail ope
 _cache_log = logging.getLogger("workforce.cache")
 
 
-def count_cache(service: str, result: str, key: str) -> None:
-    """Every cache look-up: the hit/miss/error counter, and a debug line naming the key."""
-    CACHE_REQUESTS.labels(service, result).inc()
-    _cache_log.debug("cache %s %s", result, key,
-                     extra={"fields": {"service": service, "cache": result, "key": key}})
+def count_cache(service: str, result: str, key: str, counter=None) -> None:
+    """Every cache look-up: the hit/miss/error counter (``counter``: that child of
+    ``CACHE_REQUESTS``, resolved once by a caller on a hot path), and a debug line
+    naming the key."""
+    (counter or CACHE_REQUESTS.labels(service, result)).inc()
+    if _cache_log.isEnabledFor(logging.DEBUG):
+        _cache_log.debug("cache %s %s", result, key,
+                         extra={"fields": {"service": service, "cache": result, "key": key}})
 
 
 def current_correlation_id() -> str | None:
