@@ -280,20 +280,29 @@ class TaskStore(BaseStore):
 
     def record_chunk(self, job_id: str, chunk: int, done: int, errors: list[dict]) -> dict | None:
         """Count a chunk once (a redelivered chunk changes nothing) and mark the
-        job done when its last chunk is in. A redelivered chunk still finishes
-        the job: its first run may have died between the two writes."""
-        job = self.db.jobs.find_one_and_update(
-            {"_id": job_id, "chunks_done": {"$ne": chunk}},
-            {"$addToSet": {"chunks_done": chunk},
-             "$inc": {"done": done, "failed": len(errors)},
-             "$push": {"errors": {"$each": errors[:1000]}}, "$set": {"updated_at": utcnow()}},
-            return_document=ReturnDocument.AFTER) or self.db.jobs.find_one({"_id": job_id})
-        if job and job["status"] != "done" and len(job["chunks_done"]) >= job["chunks_total"]:
-            job = self.db.jobs.find_one_and_update(
-                {"_id": job_id, "status": {"$ne": "done"}},
-                {"$set": {"status": "done", "finished_at": utcnow()}},
-                return_document=ReturnDocument.AFTER) or job
-        return job
+        job done in the same write when its last chunk is in (a redelivered chunk
+        still finishes a job left running). One read and one write by ``_id``
+        (``write_at_version``: again on a concurrent chunk), not a findAndModify,
+        which scans every job on SecantusDB."""
+        now = utcnow()
+
+        def counted(job: dict) -> dict:
+            change: dict = {}
+            chunks = job["chunks_done"]
+            if chunk not in chunks:
+                chunks = [*chunks, chunk]
+                change = {"chunks_done": chunks, "done": job["done"] + done,
+                          "failed": job["failed"] + len(errors),
+                          "errors": [*job["errors"], *errors[:1000]], "updated_at": now}
+            if job["status"] != "done" and len(chunks) >= job["chunks_total"]:
+                change.update(status="done", finished_at=now)
+            return change
+
+        job = self.db.jobs.find_one({"_id": job_id})
+        if job is None or not counted(job):
+            return job
+        write_at_version(self.db.jobs, job_id, counted, job)
+        return self.db.jobs.find_one({"_id": job_id})
 
     # --- lists ----------------------------------------------------------------
     @staticmethod

@@ -239,6 +239,29 @@ def test_a_chunk_delivered_twice_creates_no_duplicates(mesh):
     assert (final["done"], final["failed"], final["status"]) == (2, 1, "done")
 
 
+def test_chunks_recorded_at_once_and_again_count_once_and_finish_the_job(mesh):
+    import eventlet
+
+    from task_svc.store import TaskStore
+    config, _, _ = mesh
+    store = TaskStore(database(config, "tasks"))
+    job_id = uuid.uuid4().hex
+    store.create_job({"_id": job_id, "org_id": "o", "status": "running", "total": 30, "done": 0,
+                      "failed": 0, "errors": [], "chunks_total": 3, "chunks_done": [],
+                      "created_by_user_id": "u", "created_at": datetime.now(timezone.utc),
+                      "finished_at": None})
+    error = {"assignee_id": "x", "error": "not an active employee"}
+    pool = eventlet.GreenPool()
+    for chunk in (0, 1, 1, 2, 0, 2, 1):  # redeliveries among them, all at once
+        pool.spawn(store.record_chunk, job_id, chunk, 9, [error])
+    pool.waitall()
+    job = store.get_job("o", job_id)
+    assert sorted(job["chunks_done"]) == [0, 1, 2]
+    assert (job["done"], job["failed"], len(job["errors"]), job["status"]) == (27, 3, 3, "done")
+    assert job["finished_at"] is not None
+    assert store.record_chunk(job_id, 2, 9, [error])["done"] == 27  # once more: nothing
+
+
 def test_a_bulk_task_is_written_with_its_created_entry_which_its_changes_keep(mesh):
     """A chunk writes its tasks' ``created`` entries in the tasks' own insert: the job
     finishes while the history collection refuses every write (a validator), and a
