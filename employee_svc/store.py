@@ -14,7 +14,15 @@ from shared.mongo import BaseStore, find_by_id, find_by_ids, id_slices, write_at
 PUBLIC = {"keywords": 0, "team_ids": 0}
 
 
+def drop_email_index(db) -> None:
+    """The employees' ``email`` index served no query; gone, each employee write (a bulk
+    job's task counts: one per assignee) keeps one index less up to date."""
+    if "email_1" in db.employees.index_information():
+        db.employees.drop_index("email_1")
+
+
 class EmployeeStore(BaseStore):
+    MIGRATIONS = [("0001_drop_employees_email_index", drop_email_index)]
     INDEXES = {
         "employees": [
             IndexModel([("org_id", ASCENDING), ("user_id", ASCENDING)], unique=True),
@@ -24,7 +32,8 @@ class EmployeeStore(BaseStore):
             IndexModel([("org_id", ASCENDING), ("team_ids", ASCENDING), ("_id", ASCENDING)]),
             IndexModel([("org_id", ASCENDING), ("keywords", ASCENDING)]),
             IndexModel([("user_id", ASCENDING)]),
-            IndexModel([("email", ASCENDING)]),
+            # none on email: no query reads employees by it, and every index costs each
+            # write of an employee (a bulk job's task counts rewrite 10,000 of them)
         ],
         "invitations": [
             IndexModel("token_hash", unique=True),

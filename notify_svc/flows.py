@@ -230,12 +230,16 @@ class Notifier(Flows):
                 for plan, doc in items]
         new = self.store.add_notifications(docs)
         fresh = [doc for doc in docs if doc["_id"] in new]
-        for plan, doc in items:
-            if plan.group and doc["_id"] not in new:  # the person's item of this job exists
-                base = {k: v for k, v in doc.items() if k != "_id"}
-                grown = self.store.add_to_group(doc["_id"], base, self._group_task(plan))
-                if len(grown.get("tasks", [])) == 1:
-                    fresh.append(grown)
+        # the person's item of this job exists: this call's tasks go into it, and it is
+        # announced if it holds none but these (a redelivery, or its first tasks here)
+        grown = [(doc["_id"], {k: v for k, v in doc.items() if k != "_id"}, self._group_task(plan))
+                 for plan, doc in items if plan.group and doc["_id"] not in new]
+        ours: dict[str, list] = {}
+        for _id, _, task in grown:
+            ours.setdefault(_id, []).append(task)
+        for _id, doc in self.store.add_to_groups(grown).items():
+            if all(task in ours[_id] for task in doc.get("tasks") or []):
+                fresh.append(doc)
         return fresh
 
     @staticmethod

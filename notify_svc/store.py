@@ -4,11 +4,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateMany
-from pymongo.errors import DuplicateKeyError
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateMany, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from notify_svc import domain
-from shared.mongo import BaseStore, find_by_id, id_slices, utcnow
+from shared.mongo import DUPLICATE_KEY, BaseStore, find_by_id, id_slices, utcnow
 
 
 def drop_clear_secret_links(db) -> None:
@@ -63,17 +63,26 @@ class NotificationStore(BaseStore):
         """Insert in one write (deterministic ids); returns the ids that were new."""
         return self.insert_ignoring_duplicates(self.db.notifications, docs)
 
-    def add_to_group(self, _id: str, base: dict, task: dict) -> dict:
-        """A bulk job's assignments to one person: one item, counting tasks."""
-        for attempt in (1, 2):  # two concurrent upserts: the loser updates
+    def add_to_groups(self, grown: list[tuple[str, dict, dict]]) -> dict[str, dict]:
+        """A bulk job's assignments to people whose item of the job exists already
+        (``[(item id, the item without _id, task)]``: another chunk, or a redelivery):
+        each task added once (``$addToSet``) to the person's one item, in one write by
+        ``_id`` alone (a findAndModify scans the whole collection on SecantusDB: 500 of
+        them for a redelivered chunk read every item 500 times); returns the items."""
+        ops = [UpdateOne({"_id": _id}, {"$setOnInsert": base, "$addToSet": {"tasks": task}},
+                         upsert=True) for _id, base, task in grown]
+        for attempt in (1, 2):  # two concurrent upserts of one item: the loser updates
+            if not ops:
+                break
             try:
-                return self.db.notifications.find_one_and_update(
-                    {"_id": _id}, {"$setOnInsert": base, "$addToSet": {"tasks": task}},
-                    upsert=True, return_document=ReturnDocument.AFTER)
-            except DuplicateKeyError:
-                if attempt == 2:
+                self.db.notifications.bulk_write(ops, ordered=False)
+                break
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if attempt == 2 or any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
-        return {}
+                ops = [ops[e["index"]] for e in errors]
+        return self.get_notifications(list(dict.fromkeys(_id for _id, _, _ in grown)))
 
     def get_notification(self, _id: str) -> dict | None:
         return self.db.notifications.find_one({"_id": _id})

@@ -417,13 +417,13 @@ class TaskFlows(Flows):
         # this row's error now
         items, errors = domain.refer_rows(items, {i["task"]["team_id"]: {} for i in items}, people)
         creator = {"employee_id": d.get("creator_id"), "user_id": d["creator_user_id"]}
-        docs = [self.store.task_document(d["org_id"], i["task"], creator,
-                                         people.get(i["task"].get("assignee_id") or ""),
-                                         job_id=d["job_id"],
-                                         task_id=domain.import_task_id(d["job_id"], i["row"]))
-                for i in items]
-        self.store.insert_many_idempotent(docs)
-        self.store.add_created_history(docs, d["creator_user_id"])
+        docs = self.store.with_created_history([
+            self.store.task_document(d["org_id"], i["task"], creator,
+                                     people.get(i["task"].get("assignee_id") or ""),
+                                     job_id=d["job_id"],
+                                     task_id=domain.import_task_id(d["job_id"], i["row"]))
+            for i in items], d["creator_user_id"])
+        self.store.insert_many_idempotent(docs)  # the tasks with their history, one write
         for doc in docs:  # every one, new or not: derived event ids make a re-run safe
             self.publish_created(doc, d["creator_user_id"], derived_ids=True)
         self.store.record_chunk(d["job_id"], d["chunk"], len(docs), errors)

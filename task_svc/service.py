@@ -249,11 +249,11 @@ class TaskService(base.ServiceBase):
         found = {e["employee_id"]: e for e in self.employees.get_employees(d["org_id"], d["assignee_ids"])}
         valid, errors = domain.split_assignees(d["assignee_ids"], found)
         creator = {"employee_id": d.get("creator_id"), "user_id": d["creator_user_id"]}
-        docs = [self.store.task_document(d["org_id"], task, creator, e, job_id=d["job_id"],
-                                         task_id=domain.bulk_task_id(d["job_id"], e["employee_id"]))
-                for e in valid]
-        self.store.insert_many_idempotent(docs)
-        self.store.add_created_history(docs, d["creator_user_id"])
+        docs = self.store.with_created_history([
+            self.store.task_document(d["org_id"], task, creator, e, job_id=d["job_id"],
+                                     task_id=domain.bulk_task_id(d["job_id"], e["employee_id"]))
+            for e in valid], d["creator_user_id"])
+        self.store.insert_many_idempotent(docs)  # the tasks with their history, one write
         if docs:  # every one, new or not: a deterministic event id makes a re-run safe
             self.events.publish("task.bulk.assigned", schemas.bulk_assigned(d, docs),
                                 org_id=d["org_id"], actor_id=d["creator_user_id"],

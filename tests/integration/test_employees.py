@@ -10,6 +10,7 @@ from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
 from employee_svc.contract import membership_key, membership_tag
+from employee_svc.store import drop_email_index
 from org_svc.domain import personal_org_id
 from shared.errors import (
     Conflict,
@@ -395,6 +396,18 @@ def test_task_counts_follow_task_events_and_survive_redelivery(mesh, unique):
     mesh.emit("tasks", "task.deleted", {"org_id": org_id, "task_id": "t2",
                                         "assignee_id": c["employee_id"], "status": "todo"})
     wait_until(lambda: counts(c) == {"open": 0, "completed": 0})
+
+
+def test_employees_have_no_email_index_and_a_start_drops_an_old_one(mesh):
+    """No query reads employees by email: the index only cost every employee write."""
+    store = mesh.store("employees")
+    assert "email_1" not in store.db.employees.index_information()
+    assert "0001_drop_employees_email_index" in [m["_id"] for m in store.applied_migrations()]
+    store.db.employees.create_index("email")  # as a database from before has it
+    drop_email_index(store.db)
+    indexes = store.db.employees.index_information()
+    assert "email_1" not in indexes and "user_id_1" in indexes
+    drop_email_index(store.db)  # again: nothing to do
 
 
 def test_a_bulk_chunk_counts_each_task_once(mesh, unique):

@@ -393,6 +393,34 @@ def test_a_bulk_chunk_notifies_each_assignee_once_and_a_redelivery_changes_nothi
     assert all(len(smtp_sink.to(f"{u}@example.com")) == 2 for u in people[:2])
 
 
+def test_a_person_in_two_chunks_of_a_job_gets_one_item_with_both_tasks_once(
+        mesh, smtp_sink):  # noqa: F811
+    """The second chunk (and its redelivery, under a new event id) adds its task to the
+    person's item of the job (one write for the chunk), once; one email for both."""
+    mesh.start()
+    ann = uid()
+    register(mesh, ann, f"{ann}@example.com")
+    smtp_sink.wait_for(f"{ann}@example.com")
+    job = uid()
+
+    def chunk(n: int) -> dict:
+        return {"org_id": "o", "job_id": job, "chunk": n, "title": "Fill in the survey",
+                "assigned_by_user_id": "boss", "due_at": None, "priority": "low",
+                "tasks": [{"task_id": f"{job}-t{n}", "assignee_id": "e",
+                           "assignee_user_id": ann}]}
+
+    for n in (0, 1, 1):
+        mesh.emit("tasks", "task.bulk.assigned", chunk(n), org_id="o")
+    db = mesh.db()
+    wait_until(lambda: db.handled_events.count_documents(
+        {"_id": {"$regex": "^notifications.on_task_bulk_assigned:"}, "state": "done"}) >= 3)
+    [item] = [n for n in feed(mesh, ann) if n["kind"] == "task_assigned"]
+    assert sorted(t["task_id"] for t in item["data"]["tasks"]) == [f"{job}-t0", f"{job}-t1"]
+    [mail] = smtp_sink.wait_for(f"{ann}@example.com", 2)[1:]
+    assert mail["Subject"] == "2 tasks assigned to you"
+    assert db.deliveries.count_documents({"group": job}) == 1
+
+
 def test_templates_are_validated_sandboxed_and_used(mesh, smtp_sink, monkeypatch):  # noqa: F811
     import shared.tenancy
     monkeypatch.setattr(shared.tenancy, "cached_membership", lambda r, o, u: {

@@ -239,6 +239,63 @@ def test_a_chunk_delivered_twice_creates_no_duplicates(mesh):
     assert (final["done"], final["failed"], final["status"]) == (2, 1, "done")
 
 
+def test_chunks_recorded_at_once_and_again_count_once_and_finish_the_job(mesh):
+    import eventlet
+
+    from task_svc.store import TaskStore
+    config, _, _ = mesh
+    store = TaskStore(database(config, "tasks"))
+    job_id = uuid.uuid4().hex
+    store.create_job({"_id": job_id, "org_id": "o", "status": "running", "total": 30, "done": 0,
+                      "failed": 0, "errors": [], "chunks_total": 3, "chunks_done": [],
+                      "created_by_user_id": "u", "created_at": datetime.now(timezone.utc),
+                      "finished_at": None})
+    error = {"assignee_id": "x", "error": "not an active employee"}
+    pool = eventlet.GreenPool()
+    for chunk in (0, 1, 1, 2, 0, 2, 1):  # redeliveries among them, all at once
+        pool.spawn(store.record_chunk, job_id, chunk, 9, [error])
+    pool.waitall()
+    job = store.get_job("o", job_id)
+    assert sorted(job["chunks_done"]) == [0, 1, 2]
+    assert (job["done"], job["failed"], len(job["errors"]), job["status"]) == (27, 3, 3, "done")
+    assert job["finished_at"] is not None
+    assert store.record_chunk(job_id, 2, 9, [error])["done"] == 27  # once more: nothing
+
+
+def test_a_bulk_task_is_written_with_its_created_entry_which_its_changes_keep(mesh):
+    """A chunk writes its tasks' ``created`` entries in the tasks' own insert: the job
+    finishes while the history collection refuses every write (a validator), and a
+    change cut after its write (its history write refused too) loses neither entry."""
+    config, tasks, _ = mesh
+    org, p = make_org({"boss": "manager", "a": "member"})
+    boss, a = p["boss"]["user_id"], p["a"]["employee_id"]
+    db = database(config, "tasks")
+    db.command("collMod", "history", validator={"never": {"$exists": True}})
+    try:
+        job = call(tasks, "create_bulk", boss, org,
+                   {"assignee_ids": [a], "task": {"title": "Sign", "priority": "low"}})
+        wait_until(lambda: db.jobs.find_one({"_id": job["job_id"]})["status"] == "done",
+                   what="the job, with the history refusing writes")
+        task_id = f"{job['job_id']}-{a}"
+        with pytest.raises(Exception, match="(?i)validation"):
+            call(tasks, "change_status", boss, org, task_id, {"status": "in_progress"})
+    finally:
+        db.command("collMod", "history", validator={})
+    assert db.history.count_documents({"task_id": task_id}) == 0
+
+    def history():
+        return [(h["field"], h["old"], h["new"], h["actor"]) for h in
+                call(tasks, "task_history", boss, org, task_id, {})["items"]]
+
+    created = ("created", None, {"title": "Sign", "priority": "low", "status": "todo",
+                                 "assignee_id": a}, boss)
+    assert history() == [created, ("status", "todo", "in_progress", boss)]
+    call(tasks, "change_status", boss, org, task_id, {"status": "done"})
+    assert history() == [created, ("status", "todo", "in_progress", boss),
+                         ("status", "in_progress", "done", boss)]
+    assert db.history.count_documents({"task_id": task_id}) == 3
+
+
 def test_employee_removed_hands_open_tasks_to_the_team_leader_or_nobody(mesh):
     config, tasks, teams = mesh
     org, p = make_org({"boss": "manager", "lead": "member", "bob": "member"})
