@@ -372,21 +372,20 @@ class TaskStore(BaseStore):
                 return self._seek(query, pins, {}, "created_at", -1, top, after, order, n)
         # an assignee's tasks window on their own indexes (org_assignee_due by due date,
         # org_assignee oldest first); in priority order they are read whole
-        windowed: tuple | None = ("org_id", "deleted") if "assignee_id" not in query else \
+        pins = ("org_id", "deleted") if "assignee_id" not in query else \
             self.ASSIGNEE_PINS if sort in self.ASSIGNEE_WINDOWED else None
-        segments = self._segments(query, sort, after, windowed) if windowed else None
-        if windowed is None or segments is None:  # one query: every match of the most
-            pins = self._driver(query, self.DRIVERS) or ()  # selective driver, sorted
+        segments = self._segments(query, sort, after, pins) if pins else None
+        if segments is None:  # one query: every match of the most selective driver, sorted
+            pins = self._driver(query, self.DRIVERS) or ()
             past = self._past(field, direction, after)
             return self._read(query, pins, [past] if past else [], order, n)
         docs: list[dict] = []
         for fixed, wfield, wdir, origin in segments:
-            if wfield == "_id" and windowed == self.ASSIGNEE_PINS:  # an assignee's undated
-                past = self._past(field, direction, after)          # tasks: few, one read
-                docs += self._read(query, windowed, [past] if past else [], order, n - len(docs),
-                                   fixed)
+            if wfield == "_id" and pins == self.ASSIGNEE_PINS:  # an assignee's undated tasks:
+                past = self._past(field, direction, after)      # few, one read
+                docs += self._read(query, pins, [past] if past else [], order, n - len(docs), fixed)
             else:
-                docs += self._seek(query, windowed, fixed, wfield, wdir, origin, after, order,
+                docs += self._seek(query, pins, fixed, wfield, wdir, origin, after, order,
                                    n - len(docs))
             if len(docs) >= n:
                 break
