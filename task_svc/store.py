@@ -128,9 +128,6 @@ class TaskStore(BaseStore):
             _ix("org_priority", ("org_id", A), ("deleted", A), ("priority_rank", D), ("_id", D)),
             # filters: assignee_id, team_id, status (+ overdue), labels, q (keywords)
             _ix("org_assignee", ("org_id", A), ("assignee_id", A), ("deleted", A), ("created_at", D)),
-            # an assignee's tasks by due date (sort=due | -due): windows of due_sort within them
-            _ix("org_assignee_due", ("org_id", A), ("assignee_id", A), ("deleted", A),
-                ("due_sort", A), ("_id", A)),
             _ix("org_team", ("org_id", A), ("team_id", A), ("deleted", A), ("created_at", D)),
             _ix("org_status_due", ("org_id", A), ("status", A), ("due_sort", A)),
             _ix("org_labels", ("org_id", A), ("labels", A)),
@@ -370,23 +367,15 @@ class TaskStore(BaseStore):
             if pins is not None:
                 top = after[0] if after else None
                 return self._seek(query, pins, {}, "created_at", -1, top, after, order, n)
-        # an assignee's tasks window on their own indexes (org_assignee_due by due date,
-        # org_assignee oldest first); in priority order they are read whole
-        pins = ("org_id", "deleted") if "assignee_id" not in query else \
-            self.ASSIGNEE_PINS if sort in self.ASSIGNEE_WINDOWED else None
-        segments = self._segments(query, sort, after, pins) if pins else None
+        segments = self._segments(query, sort, after) if "assignee_id" not in query else None
         if segments is None:  # one query: every match of the most selective driver, sorted
             pins = self._driver(query, self.DRIVERS) or ()
             past = self._past(field, direction, after)
             return self._read(query, pins, [past] if past else [], order, n)
         docs: list[dict] = []
         for fixed, wfield, wdir, origin in segments:
-            if wfield == "_id" and pins == self.ASSIGNEE_PINS:  # an assignee's undated tasks:
-                past = self._past(field, direction, after)      # few, one read
-                docs += self._read(query, pins, [past] if past else [], order, n - len(docs), fixed)
-            else:
-                docs += self._seek(query, pins, fixed, wfield, wdir, origin, after, order,
-                                   n - len(docs))
+            docs += self._seek(query, ("org_id", "deleted"), fixed, wfield, wdir, origin, after,
+                               order, n - len(docs))
             if len(docs) >= n:
                 break
         return docs
@@ -398,18 +387,12 @@ class TaskStore(BaseStore):
     # for one-query reads (org_status_due has no "deleted": it stays in the residual)
     DRIVERS = (("org_id", "assignee_id", "deleted"), ("assignee_user_id", "deleted"),
                ("org_id", "team_id", "deleted"), ("org_id", "status"), ("org_id", "deleted"))
-    # an assignee's list in these orders windows within ``ASSIGNEE_PINS``: org_assignee_due
-    # (due_sort then _id after them) and org_assignee (created_at after them)
-    ASSIGNEE_PINS = ("org_id", "assignee_id", "deleted")
-    ASSIGNEE_WINDOWED = ("due", "-due", "-created")
 
-    def _segments(self, query: dict, sort: str, after: tuple | None,
-                  pins: tuple = ("org_id", "deleted")) -> list[tuple] | None:
-        """How an org-wide order (or one within ``pins``) is read: ``(fixed, field,
-        direction, origin)`` parts in order, each windows of ``field`` (within ``pins``
-        and ``fixed`` equalities) growing from ``origin`` (None: from the newest id /
-        the open end), starting from the org's bounds. None: not windowed."""
-        if not all(k in query and self._plain(query[k]) for k in pins):
+    def _segments(self, query: dict, sort: str, after: tuple | None) -> list[tuple] | None:
+        """How an org-wide order is read: ``(fixed, field, direction, origin)`` parts in
+        order, each windows of ``field`` (within ``fixed`` equalities) growing from
+        ``origin`` (None: from the newest id / the open end). None: not windowed."""
+        if not all(k in query and self._plain(query[k]) for k in ("org_id", "deleted")):
             return None
         value, after_id = after if after else (None, None)
         b = self.bounds(query["org_id"])
