@@ -183,6 +183,7 @@ class Notifier(Flows):
         templates: dict = {}
         now = utcnow()
         items, deliveries, pushes = [], [], []
+        rendered_for: dict[str, dict] = {}  # delivery id -> what its email renders too
         for event, plan in pairs:
             org_id = event.get("org_id")
             rec = plan.recipient
@@ -214,12 +215,15 @@ class Notifier(Flows):
             if email and decision.email:
                 deliveries.append(self._delivery(nid, rec.user_id, email, name, plan, org_id,
                                                  locale, decision, user_prefs, now))
+                if not plan.group and not plan.sealed_link and \
+                        plan.kind not in domain.SECRET_LINK_KINDS:  # the same context: once
+                    rendered_for[deliveries[-1]["_id"]] = rendered
             if rec.user_id and decision.push and self.pusher.enabled:
                 pushes.append((nid, rec.user_id, plan.kind, rendered["subject"], plan.link))
         self._announce(self._store_items(items))
         new = self.store.add_deliveries(deliveries)
         self._send_many([d for d in deliveries if d["_id"] in new and d["status"] == "sending"],
-                        templates)
+                        templates, rendered_for)
         for push in pushes:
             self._push(*push)
 
@@ -344,7 +348,9 @@ class Notifier(Flows):
         ).strip()
 
     def _email_content(self, delivery: dict, group: dict | None = None,
-                       template: dict | None = None) -> dict:
+                       template: dict | None = None, rendered: dict | None = None) -> dict:
+        """The email's subject, text and HTML. ``rendered``: the template rendered
+        already with this delivery's context (its in-app item, in the same batch)."""
         context = dict(delivery["context"])
         context.update({"count": 1, "tasks": []})
         sealed = context.pop("sealed_link", None)
@@ -356,8 +362,8 @@ class Notifier(Flows):
             tasks = (group or {}).get("tasks") or []
             context.update({"count": max(1, len(tasks)), "tasks": tasks})
         locale = delivery.get("locale", "en")
-        rendered = self.render(delivery.get("org_id"), delivery["kind"], locale, context,
-                               template)
+        rendered = dict(rendered) if rendered is not None else self.render(
+            delivery.get("org_id"), delivery["kind"], locale, context, template)
         footer = self.footer(context, locale)
         settings = domain.preferences_link(self.config.get("PUBLIC_URL") or "", delivery["kind"])
         if settings:  # every email but a security message: where to turn it off
@@ -367,11 +373,14 @@ class Notifier(Flows):
         rendered["text"] = f"{rendered['text'].rstrip()}\n\n-- \n{footer}\n"
         return rendered
 
-    def _send_many(self, deliveries: list[dict], templates: dict | None = None) -> list[str]:
+    def _send_many(self, deliveries: list[dict], templates: dict | None = None,
+                   rendered_for: dict | None = None) -> list[str]:
         """Send claimed deliveries over the mailer's pooled connections, then record
         every outcome in one write: ``sent``, ``retry`` or ``failed`` each.
         ``templates`` (``{(org, kind, locale): template}``) are those looked up
-        already; the others are looked up once each for the batch."""
+        already; the others are looked up once each for the batch. ``rendered_for``
+        (``{delivery id: rendered}``): templates rendered already for these
+        deliveries' in-app items, with the same context."""
         if not deliveries:
             return []
         groups = self.store.get_notifications(
@@ -384,8 +393,11 @@ class Notifier(Flows):
                                            if key(d) not in (templates or {})),
                      **(templates or {})}
         pool = GreenPool(self.mailer.parallel)
+        rendered_for = rendered_for or {}
         outcomes = list(pool.imap(lambda d: self._attempt(d, groups.get(d["notification_id"]),
-                                                          templates[key(d)]), deliveries))
+                                                          templates[key(d)],
+                                                          rendered_for.get(d["_id"])),
+                                  deliveries))
         done = list(zip(deliveries, outcomes, strict=True))
         self.store.record_attempts([(d["_id"], status, answer, retry_at)
                                     for d, (status, answer, retry_at) in done])
@@ -402,12 +414,12 @@ class Notifier(Flows):
             results.append("retry" if status == "transient" else status)
         return results
 
-    def _attempt(self, delivery: dict, group: dict | None,
-                 template: dict | None = None) -> tuple[str, str, object]:
+    def _attempt(self, delivery: dict, group: dict | None, template: dict | None = None,
+                 rendered: dict | None = None) -> tuple[str, str, object]:
         """One send: ``(status, answer, retry_at)`` for the delivery's record."""
         delivery_id = delivery["_id"]
         try:
-            content = self._email_content(delivery, group, template)
+            content = self._email_content(delivery, group, template, rendered)
             answer = self.mailer.send(delivery["to"], delivery.get("name"), content["subject"],
                                       content["text"], content.get("html"),
                                       message_id=f"<{delivery_id.replace(':', '.')}@workforce.local>")

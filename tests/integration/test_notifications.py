@@ -33,6 +33,11 @@ def make_producer(name: str):
         def emit(self, event_type, data, org_id=None, event_id=None):
             self.events.publish(event_type, data, org_id=org_id, event_id=event_id)
 
+        @rpc
+        def emit_many(self, event_type, datas, org_id=None):
+            for data in datas:
+                self.events.publish(event_type, data, org_id=org_id)
+
     Producer.name = name
     Producer.__name__ = f"Fake{name.title()}"
     return Producer
@@ -64,6 +69,11 @@ def mesh(container_factory, make_config, smtp_sink):  # noqa: F811
             with entrypoint_hook(self.producers[producer], "emit") as emit:
                 emit(event_type, data, org_id, event_id)
 
+        def emit_many(self, producer, event_type, datas, org_id=None):
+            self.emit(producer, "noop.warmup", {})  # the producer's container, started
+            with entrypoint_hook(self.producers[producer], "emit_many") as emit:
+                emit(event_type, datas, org_id)
+
         def call(self, method, *args):
             with entrypoint_hook(self.service, method) as hook:
                 return hook(*args)
@@ -85,6 +95,15 @@ class ReadAllListener:
     @event_handler("notifications", "notification.read.all")
     def on_read_all(self, event):
         ReadAllListener.seen.append(event)
+
+
+class SentListener:
+    name = "sent_listener"
+    seen: list = []
+
+    @event_handler("notifications", "notification.sent")
+    def on_sent(self, event):
+        SentListener.seen.append(event)
 
 
 def uid():
@@ -657,3 +676,41 @@ def test_links_stored_in_clear_before_sealing_are_removed_at_start(make_config, 
     assert db.deliveries.find_one({"_id": "n1:email"})["context"] == {"name": "A"}
     assert "old3" in stored   # not sent yet: it keeps the link its email needs
     client.close()
+
+
+def test_many_assignments_at_once_send_each_email_once_and_publish_each_sent_event(
+        mesh, smtp_sink, container_factory):  # noqa: F811
+    """A fan-out of task.assigned, handled in batches: every email is sent once,
+    and every delivery's notification.sent is published and marked sent in the
+    outbox."""
+    mesh.start()
+    container_factory(SentListener, mesh.config).start()
+    people = [uid() for _ in range(120)]
+    mesh.db().recipients.insert_many([{"_id": u, "email": f"{u}@example.com", "name": u}
+                                      for u in people])
+    mesh.emit_many("tasks", "task.assigned", [
+        {"org_id": "o", "task_id": f"fan-{u}", "title": f"Fan {u}", "assignee_id": "e",
+         "assignee_user_id": u, "assigned_by_user_id": "boss", "due_at": None,
+         "priority": "normal", "job_id": None} for u in people], org_id="o")
+    db = mesh.db()
+    wait_until(lambda: db.deliveries.count_documents(
+        {"user_id": {"$in": people}, "status": "sent"}) == len(people), timeout=60,
+        what="every delivery sent")
+    sent = wait_until(lambda: (lambda got: got if len(got) >= len(people) else None)(
+        [e for e in SentListener.seen if e["data"]["user_id"] in set(people)]),
+        timeout=30, what="a notification.sent per delivery")
+    assert sorted(e["data"]["user_id"] for e in sent) == sorted(people)  # each once
+    assert all(e["data"]["channel"] == "email" and e["data"]["kind"] == "task_assigned"
+               for e in sent)
+    mails = smtp_sink.messages()  # parsed once (120 times 120 took 40 s)
+    for user in people:
+        [mail] = [m for m in mails if f"{user}@example.com" in str(m["To"])]
+        assert mail["Subject"] == f"New task: Fan {user}"  # rendered once for item and email
+        assert f"https://app.test/orgs/o/tasks/fan-{user}" in body_text(mail)
+        assert "Choose which emails you get: https://app.test/" in body_text(mail)
+    wait_until(lambda: db.outbox.count_documents({"envelope.event_type": "notification.sent",
+                                                  "state": "pending"}) == 0,
+               what="the notification.sent outbox entries marked sent")
+    assert db.outbox.count_documents({"envelope.event_type": "notification.sent",
+                                      "envelope.data.user_id": {"$in": people},
+                                      "state": "sent"}) == len(people)
