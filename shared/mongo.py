@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, overload
 
 import pymongo
 from eventlet.event import Event
@@ -48,6 +48,10 @@ def utcnow() -> datetime:
 IN_SLICE = 50
 
 
+@overload
+def aware(at: datetime) -> datetime: ...
+@overload
+def aware(at: None) -> None: ...
 def aware(at: datetime | None) -> datetime | None:
     """A stored date as UTC (a client without ``tz_aware`` reads it naive)."""
     return at.replace(tzinfo=timezone.utc) if at is not None and at.tzinfo is None else at
@@ -549,7 +553,7 @@ class BaseStore:
             oldest += [doc[CARRIED_AT] for doc in docs]
         age = None
         if oldest:
-            created = min(at if at.tzinfo else at.replace(tzinfo=timezone.utc) for at in oldest)
+            created = min(aware(at) for at in oldest)
             age = round((datetime.now(timezone.utc) - created).total_seconds(), 1)
         return {"pending": pending, "oldest_s": age}
 
