@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: lock run test faults unit integration e2e browser browsers bench lint venv clean
+.PHONY: lock run test faults fuzz unit integration e2e browser browsers bench lint venv clean
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' 2>/dev/null || \
@@ -22,11 +22,15 @@ run: $(STAMP)  ## start the whole mesh (Ctrl-C stops it)
 
 test: $(STAMP) browsers  ## unit, integration, e2e and browser tests against real servers
 	$(PY) -m ops.mesh check
-	$(PY) -m pytest -m "not faults" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not faults and not fuzz" $(PYTEST_ARGS)
 
 faults: $(STAMP)  ## the fault layer: outages, RabbitMQ/Redis clusters, SIGKILLed replicas
 	$(PY) -m ops.mesh check
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+fuzz: $(STAMP)  ## the fuzz layer: the gateway fuzzed from its OpenAPI document (schemathesis)
+	$(PY) -m ops.mesh check
+	$(PY) -m pytest -m fuzz $(PYTEST_ARGS)
 
 browsers:  ## Debian's Chromium and its driver for tests/browser (installed once)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

@@ -12,6 +12,7 @@ from gateway_svc.openapi import build_spec
 from gateway_svc.service import GatewayService
 from tests.e2e.test_flows import personal_org, register
 
+pytestmark = pytest.mark.fuzz  # a layer of its own for its length (`make fuzz`; CI runs it)
 SPEC = build_spec(GatewayService)
 schema = schemathesis.openapi.from_dict(SPEC)
 SELF_DESTRUCTIVE = {("DELETE", "/api/v1/users/me"), ("POST", "/api/v1/auth/logout"),
