@@ -236,15 +236,16 @@ class Mesh:
         return [name for name, procs in self.procs.items() if any(p.poll() is not None
                                                                     for p in procs)]
 
-    def last_words(self, lines: int = 40) -> dict[str, str]:
-        """The end of each dead process's log, with its exit code: why it stopped."""
+    def last_words(self, lines: int = 40, of: set[str] | None = None) -> dict[str, str]:
+        """The end of each dead process's log, with its exit code: why it stopped; with
+        ``of``, of those services' processes, running or not (why they do not answer)."""
         words = {}
         for name, procs in self.procs.items():
             for index, proc in enumerate(procs):
-                if proc.poll() is not None:
+                if (proc.poll() is not None) if of is None else (name in of):
                     path = self.log_dir / f"{name}{'-' + str(index) if index else ''}.log"
                     tail = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
-                    words[f"{name}-{index} (exit {proc.returncode})"] = "\n".join(tail)
+                    words[f"{name}-{index} (exit {proc.poll()})"] = "\n".join(tail)
         return words
 
 

@@ -3,6 +3,7 @@ it (ops.mesh), against the test servers. The session's one mesh (the
 ``running_mesh`` and ``mailbox`` fixtures, shared with tests/browser) is in
 tests/conftest.py."""
 import contextlib
+import json
 from pathlib import Path
 
 import requests
@@ -33,13 +34,23 @@ class RunningMesh:
         return rpc_call({"AMQP_URI": self.env["AMQP_URI"]}, service, method, *args, timeout=10)
 
     def wait_healthy(self, timeout=90):
+        last = {}
+
         def healthy():
             try:
-                return self.get("/health").status_code == 200
-            except requests.RequestException:
+                response = self.get("/health")
+            except requests.RequestException as exc:
+                last.update(error=str(exc))
                 return False
+            last.update(status=response.status_code, body=response.text)
+            return response.status_code == 200
 
-        wait_until(healthy, timeout=timeout, interval=0.25, what="the mesh to be healthy")
+        try:
+            wait_until(healthy, timeout=timeout, interval=0.25, what="the mesh to be healthy")
+        except AssertionError as exc:  # which services did not answer, and their logs' ends
+            down = set((json.loads(last["body"]).get("down") or []) if "body" in last else [])
+            raise AssertionError(f"{exc}; last /health: {last}; logs of those down: "
+                                 f"{self.mesh.last_words(30, of=down)}") from exc
 
 
 def _answers(url):
