@@ -121,7 +121,7 @@ class RequestChecks:
         if pat_key:
             args[5] = 1
         if limit is not None:
-            args[:2] = [limit.limit, int(limit.period * 1000)]
+            args[:2] = limit.script_args()
         if membership_key:
             args[3] = 1
             if answer is not None:
@@ -154,7 +154,7 @@ class RequestChecks:
             return [1]
         if limit is None:
             return [0, None]
-        return [0, self._gcra(keys=[rate_key], args=[limit.limit, int(limit.period * 1000)])]
+        return [0, self._gcra(keys=[rate_key], args=limit.script_args())]
 
     def _cached(self, membership_key: str,
                 answer: tuple[str, list[str]] | None) -> tuple[str | None, str | None]:

@@ -419,6 +419,10 @@ class Cache:
 # time" in milliseconds. ``gcra(key, limit, period_ms)`` returns
 # {allowed, remaining, retry_after_ms, reset_after_ms}; other scripts that
 # count a request among other checks (the gateway's) include the function.
+# The key's expiry is at least 1 ms: SET PX 0 is an error, and ``new_tat - now``
+# rounds to 0 when the interval is below the precision of a millisecond clock
+# held in a double (a limit above ~8 million a second); the arguments come from
+# ``Limit.script_args`` (a period of at least 1 ms, else the interval is 0).
 GCRA_FUNCTION = """
 local function gcra(key, limit, period)
   local t = redis.call('TIME')
@@ -431,7 +435,7 @@ local function gcra(key, limit, period)
   if allow_at > now then
     return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
   end
-  redis.call('SET', key, new_tat, 'PX', math.ceil(new_tat - now))
+  redis.call('SET', key, new_tat, 'PX', math.max(1, math.ceil(new_tat - now)))
   local remaining = math.floor((now - allow_at) / interval)
   return {1, remaining, 0, math.ceil(new_tat - now)}
 end
@@ -453,6 +457,11 @@ class Limit:
         if limit <= 0 or seconds <= 0:
             raise ValueError(f"bad rate limit {text!r}")
         return cls(limit, seconds)
+
+    def script_args(self) -> list[int]:
+        """``[limit, period_ms]`` for ``gcra``: a period under 1 ms counts as 1 ms
+        (stricter, never looser; a period of 0 ms would make every interval 0)."""
+        return [self.limit, max(1, round(self.period * 1000))]
 
 
 @dataclass(frozen=True)
@@ -484,7 +493,7 @@ class RateLimiter:
     def hit(self, key: str, limit: Limit) -> Decision:
         """Count one request against ``key``; fails open when Redis is down."""
         try:
-            reply = self._script(keys=[key], args=[limit.limit, int(limit.period * 1000)])
+            reply = self._script(keys=[key], args=limit.script_args())
         except redis.RedisError as exc:
             REDIS_ERRORS.labels(self.service, "ratelimit").inc()
             log.warning("rate limiter unavailable, failing open: %s", exc)

@@ -393,6 +393,34 @@ def test_rate_limiter_admits_exactly_the_limit_under_50_green_threads(config, un
     assert all(d.retry_after > 0 for d in decisions if not d.allowed)
 
 
+@pytest.mark.parametrize("text", ["1/0.0005", "10000000/1"])
+def test_a_limit_past_the_millisecond_clock_decides_instead_of_failing(config, unique, text):
+    """A period under 1 ms, or a limit above ~8 million a second, once made the script
+    set an expiry of 0 ms, which Redis refuses: the anonymous limiter failed open (a
+    Redis error counted) and the gateway's checks answered 503. Now each hit is
+    decided by the script: allowed at first; a period under 1 ms counts as 1 ms, so
+    two hits within one millisecond are limited."""
+    from prometheus_client import REGISTRY
+
+    from gateway_svc.checks import RequestChecks
+
+    client = make_client(config)
+    service = f"test-{unique}"
+    limiter, limit = RateLimiter(client, service), Limit.parse(text)
+    errors = lambda: REGISTRY.get_sample_value(  # noqa: E731
+        "redis_errors_total", {"service": service, "what": "ratelimit"}) or 0.0
+    assert limiter.hit(f"test:rl:{unique}", limit).allowed
+    checked = RequestChecks(client).run({"jti": f"j{unique}"}, f"gateway:rl:{unique}", limit, None)
+    assert checked.decision is not None and checked.decision.allowed  # not a 503
+    if limit.period < 0.001:
+        wait_until(lambda: not limiter.hit(f"test:rl:{unique}", limit).allowed, timeout=10,
+                   interval=0, what="a hit limited within the millisecond of the one before")
+        wait_until(lambda: not RequestChecks(client).run(
+            {"jti": f"j{unique}"}, f"gateway:rl:{unique}", limit, None).decision.allowed,
+            timeout=10, interval=0, what="the gateway's checks limiting a hit")
+    assert errors() == 0.0  # every decision came from the script, none failed open
+
+
 class Lister(ServiceBase):
     name = "lister"
 

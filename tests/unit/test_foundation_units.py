@@ -79,6 +79,11 @@ def test_limit_parsing_and_decision_headers():
     assert not refused.allowed and refused.headers()["Retry-After"] == "2"
 
 
+def test_a_limit_gives_its_script_a_period_of_at_least_one_millisecond():
+    assert Limit.parse("100/60").script_args() == [100, 60000]
+    assert Limit.parse("1/0.0004").script_args() == [1, 1]  # stricter, and never 0
+
+
 def test_app_errors_cross_rpc_with_their_field_errors():
     exc = errors.ValidationFailed("bad", errors={"email": ["Not a valid email address."]})
     back = deserialize(serialize(exc))
