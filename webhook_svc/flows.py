@@ -15,6 +15,7 @@ from shared.errors import NotFound, ValidationFailed, validation_error
 from shared.event_catalogue import CATALOGUE
 from shared.mongo import utcnow
 from shared.outbound import UnsafeUrl
+from shared.redis import org_version_key
 from shared.service import Flows
 from webhook_svc import domain
 from webhook_svc.sender import Sender
@@ -26,10 +27,52 @@ log = logging.getLogger(__name__)
 DELIVERABLE = sorted(spec.name for spec in CATALOGUE
                      if domain.deliverable(spec.name, spec.producer, list(spec.schema().fields)))
 
+# an org's subscriptions stay cached until one of its endpoints changes (a version
+# bump); the TTL only bounds an entry whose bump was lost with Redis
+SUBSCRIPTIONS_TTL = 300
+
+
+def subscriptions_key(org_id: str) -> str:
+    return f"webhooks:subscriptions:{org_id}"
+
 
 class WebhookFlows(Flows):
     uses = ("sender",)
     sender: Sender
+
+    # --- endpoints: every change makes the org's cached subscriptions stale ----------
+    def create(self, org_id: str, data: dict, actor: str) -> dict:
+        endpoint = self.store.create_endpoint(org_id, data, domain.new_secret(), actor)
+        self.changed(org_id)
+        return endpoint
+
+    def update(self, org_id: str, webhook_id: str, changes: dict) -> dict:
+        self.endpoint(org_id, webhook_id)
+        endpoint = self.store.update_endpoint(org_id, webhook_id, changes)
+        if endpoint is None:
+            raise NotFound("Webhook not found.")
+        self.changed(org_id)
+        return endpoint
+
+    def delete(self, org_id: str, webhook_id: str) -> None:
+        if not self.store.delete_endpoint(org_id, webhook_id):
+            raise NotFound("Webhook not found.")
+        self.changed(org_id)
+
+    def changed(self, org_id: str) -> None:
+        """After a write to the org's endpoints (never before: a list read meanwhile
+        would be stored under the new version)."""
+        self.redis.cache.bump_versions([org_version_key(self.name, org_id)])
+
+    def subscriptions(self, org_id: str) -> list[dict]:
+        """The org's enabled endpoints as recording needs them (id, event types; no
+        secret in the cache), from the one cache: an org without endpoints costs
+        no MongoDB read per event."""
+        return self.redis.cache.get_or_set(
+            subscriptions_key(org_id),
+            lambda: [{"_id": e["_id"], "enabled": True, "event_types": e["event_types"]}
+                     for e in self.store.enabled_endpoints(org_id)],
+            SUBSCRIPTIONS_TTL, versions=[org_version_key(self.name, org_id)])
 
     def endpoint(self, org_id: str, webhook_id: str) -> dict:
         endpoint = self.store.get_endpoint(org_id, webhook_id)
@@ -65,7 +108,7 @@ class WebhookFlows(Flows):
                  "event_type": event["event_type"], "payload": domain.payload(event),
                  "state": "pending", "attempts": 0, "next_attempt_at": utcnow(), "log": [],
                  "created_at": utcnow()}
-                for endpoint in self.store.enabled_endpoints(org_id)
+                for endpoint in self.subscriptions(org_id)
                 if domain.wants(endpoint, event["event_type"])]
         self.store.add_deliveries(docs)
         return len(docs)
@@ -104,6 +147,7 @@ class WebhookFlows(Flows):
 
     def _disable(self, endpoint: dict, reason: str) -> None:
         if self.store.disable_endpoint(endpoint["_id"], reason):
+            self.changed(endpoint["org_id"])
             self.events.publish("webhook.endpoint.disabled", {
                 "org_id": endpoint["org_id"], "webhook_id": endpoint["_id"],
                 "url": endpoint["url"], "reason": reason,

@@ -39,8 +39,7 @@ class WebhookService(base.ServiceBase):
     def create_webhook(self, user_id: str, org_id: str, body: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "webhook.manage")
         data = self.flows.valid(schemas.WebhookCreateSchema(), body)
-        endpoint = self.store.create_endpoint(org_id, data, domain.new_secret(), user_id)
-        return schemas.dump_webhook(endpoint, secret=True)
+        return schemas.dump_webhook(self.flows.create(org_id, data, user_id), secret=True)
 
     @rpc
     def list_webhooks(self, user_id: str, org_id: str, args: dict) -> dict:
@@ -58,17 +57,12 @@ class WebhookService(base.ServiceBase):
     def update_webhook(self, user_id: str, org_id: str, webhook_id: str, body: dict) -> dict:
         require_member(self.redis, self.employees, org_id, user_id, "webhook.manage")
         changes = self.flows.valid(schemas.WebhookUpdateSchema(), body)
-        self.flows.endpoint(org_id, webhook_id)
-        endpoint = self.store.update_endpoint(org_id, webhook_id, changes)
-        if endpoint is None:
-            raise NotFound("Webhook not found.")
-        return schemas.dump_webhook(endpoint)
+        return schemas.dump_webhook(self.flows.update(org_id, webhook_id, changes))
 
     @rpc
     def delete_webhook(self, user_id: str, org_id: str, webhook_id: str) -> None:
         require_member(self.redis, self.employees, org_id, user_id, "webhook.manage")
-        if not self.store.delete_endpoint(org_id, webhook_id):
-            raise NotFound("Webhook not found.")
+        self.flows.delete(org_id, webhook_id)
 
     @rpc
     def rotate_secret(self, user_id: str, org_id: str, webhook_id: str) -> dict:

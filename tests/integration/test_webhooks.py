@@ -10,6 +10,8 @@ import time
 import eventlet
 import eventlet.wsgi
 import pytest
+from nameko.testing.services import entrypoint_waiter
+from pymongo import monitoring
 
 from shared.errors import Forbidden, NotFound, ValidationFailed
 from tests.helpers import self_signed, wait_until
@@ -67,6 +69,39 @@ def hooks(container_factory, make_config, tmp_path):
     service.start()
     yield config, service, receiver
     receiver.stop()
+
+
+class EndpointReads(monitoring.CommandListener):
+    """Counts the ``find``s on one database's ``endpoints`` collection, per org filtered
+    on (registered once, before the service's MongoDB client is made)."""
+
+    def __init__(self):
+        self.database, self.counts = None, {}
+
+    def started(self, event):
+        if event.database_name == self.database and event.command_name == "find" \
+                and event.command.get("find") == "endpoints":
+            org = (event.command.get("filter") or {}).get("org_id")
+            self.counts[org] = self.counts.get(org, 0) + 1
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+ENDPOINT_READS = EndpointReads()
+monitoring.register(ENDPOINT_READS)  # a global listener: it sees every client made after this
+
+
+@pytest.fixture
+def counted_hooks(make_config, request):
+    ENDPOINT_READS.counts = {}
+    config, svc, receiver = request.getfixturevalue("hooks")
+    ENDPOINT_READS.database = f"{config['MONGODB_DB_PREFIX']}_webhooks"
+    yield config, svc, receiver, ENDPOINT_READS.counts
+    ENDPOINT_READS.database = None
 
 
 def test_admins_register_only_public_https_endpoints_for_known_events(hooks):
@@ -129,6 +164,45 @@ def test_an_event_is_delivered_once_signed_and_without_secrets(hooks):
         [("succeeded", 1, 200)]
 
 
+def test_an_orgs_endpoints_are_read_once_until_one_of_them_changes(counted_hooks):
+    """An org's subscriptions are cached (webhooks:ver:org:<org> versions them): its
+    events cost no MongoDB read until an endpoint is created, changed or deleted, and
+    each change is seen by the very next event."""
+    config, svc, receiver, reads = counted_hooks
+    org, p = make_org({"boss": "admin"})
+    boss = p["boss"]["user_id"]
+
+    def event(n):
+        with entrypoint_waiter(svc, "on_task_created", timeout=15):
+            dispatch(config, "tasks", "task.created", {"org_id": org, "task_id": f"t-{n}"})
+
+    for n in range(3):
+        event(n)
+    assert reads.get(org) == 1  # three events of an org with no endpoints: one read
+    keep = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/ok?keep",
+                                                   "event_types": ["*"]})
+    gone = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/ok?gone",
+                                                   "event_types": ["task.created"]})
+    later = call(svc, "create_webhook", boss, org, {"url": f"{receiver.base}/ok?later",
+                                                    "event_types": ["task.deleted"]})
+    event(3)  # created after the list was cached: still delivered to
+    wait_until(lambda: len(receiver.to("/ok?keep")) == 1 and len(receiver.to("/ok?gone")) == 1,
+               timeout=10, what="the deliveries to the new endpoints")
+    event(4)
+    assert reads[org] == 2  # read again after the change, once
+    wait_until(lambda: len(receiver.to("/ok?gone")) == 2, timeout=10, what="the second delivery")
+    call(svc, "delete_webhook", boss, org, gone["webhook_id"])
+    call(svc, "update_webhook", boss, org, later["webhook_id"], {"event_types": ["task.created"]})
+    event(5)
+    wait_until(lambda: len(receiver.to("/ok?keep")) == 3 and len(receiver.to("/ok?later")) == 1,
+               timeout=10, what="the deliveries after the changes")
+    deliveries = database(config, "webhooks").deliveries
+    assert deliveries.count_documents({"endpoint_id": gone["webhook_id"]}) == 0  # none recorded
+    assert len(receiver.to("/ok?gone")) == 2
+    assert call(svc, "list_deliveries", boss, org, keep["webhook_id"], {})["items"][0]["state"] \
+        == "succeeded"
+
+
 def test_a_failing_receiver_is_retried_then_recovers_and_a_delivery_can_be_sent_again(hooks):
     config, svc, receiver = hooks
     org, p = make_org({"boss": "admin"})
@@ -178,6 +252,8 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_redirects_are_not_follow
     dispatch(config, "tasks", "task.overdue", {"org_id": org, "task_id": "t-4"})
     wait_until(lambda: len(receiver.to("/redirect")) >= 2, timeout=10, what="the second event")
     assert len(receiver.to("/fail")) == 3
+    # not even recorded: the org's cached subscriptions went stale when it was disabled
+    assert len(call(svc, "list_deliveries", boss, org, hook["webhook_id"], {})["items"]) == 1
     # a 302 is a failure, and its Location (the metadata address) is never requested
     first = call(svc, "list_deliveries", boss, org, moved["webhook_id"], {})["items"][-1]
     assert first["log"][0]["status_code"] == 302
