@@ -69,6 +69,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import time
 import traceback
 import uuid
 from datetime import datetime, timezone
@@ -76,6 +77,7 @@ from functools import partial
 from typing import Any, Callable
 
 import pymongo
+import redis
 from eventlet.semaphore import Semaphore
 from kombu import Exchange, Queue, binding
 from nameko.amqp.publish import Publisher as AmqpPublisher
@@ -98,6 +100,7 @@ DEADLINE_KEY = "deadline"
 CLIENT_IP_KEY = "client_ip"
 ATTEMPT_HEADER = "x-attempt"
 ALONE_HEADER = "x-alone"  # a message of a failed batch: handled by itself from now on
+OUTBOX_RELAY_INTERVAL = 2  # s: ``ServiceBase.relay_outbox``'s timer
 
 
 def derived_event_id(*parts: str) -> str:
@@ -188,6 +191,63 @@ class EventBus:
         return self._provider.relay(older_than_s)
 
 
+class RelayGate:
+    """When the outbox relay reads MongoDB: not on every tick, only when something
+    may be pending. An entry is pending because its direct publish failed, because the
+    call that committed it failed afterwards (it publishes nothing itself), or because
+    a process died between its outbox write and its publish.
+
+    * A publish that fails (here or in the relay itself), or a failed call that
+      committed events (in a transaction, in a document that carries them), sets
+      ``{service}:outbox:unsent:{deployment}`` for ``window_s``, the outbox grace
+      period plus three ticks: every replica's relay reads while it is there, so the
+      entry goes out within a tick of its grace period, whichever replica's timer
+      wins (the one whose broker link failed may have died meanwhile). Each replica
+      sets it as it starts too: a crash may have left entries behind.
+    * Once ``sweep_s`` (``OUTBOX_SWEEP_SECONDS``) have passed without a read, a
+      replica reads anyway (``{service}:outbox:sweep:{deployment}``, set by every
+      read for ``sweep_s``): the safety net for what no one could signal (a replica
+      killed before its publish; Redis down when it failed, beyond the failing
+      replica's own window).
+    * Redis unreachable: read, as a timer runs its tick then.
+
+    That is about two reads a minute per service instead of thirty (one a tick)."""
+
+    def __init__(self, client: redis.Redis, service: str, deployment: str, window_s: float,
+                 sweep_s: float, clock: Callable[[], float] = time.monotonic):
+        self.client = client
+        self.unsent_key = f"{service}:outbox:unsent:{deployment}"
+        self.sweep_key = f"{service}:outbox:sweep:{deployment}"
+        self.window_ms = max(1, int(window_s * 1000))
+        self.sweep_ms = max(1, int(sweep_s * 1000))
+        self._clock = clock
+        self._until = 0.0  # this process reads until then, whatever Redis says
+
+    def open(self) -> None:
+        """Something may be pending: every replica reads for the next window."""
+        self._until = self._clock() + self.window_ms / 1000
+        try:
+            self.client.set(self.unsent_key, "1", px=self.window_ms)
+        except redis.RedisError as exc:
+            log.warning("could not tell the other replicas' relays to read the outbox: %s", exc)
+
+    def should_read(self) -> bool:
+        """Read on this tick? A read for any reason counts as the sweep (it claims
+        whatever is pending): the next is due ``sweep_s`` after it."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.exists(self.unsent_key)
+            pipe.exists(self.sweep_key)
+            unsent, swept = pipe.execute()
+            read = self._clock() < self._until or bool(unsent) or not swept
+            if read:
+                self.client.set(self.sweep_key, "1", px=self.sweep_ms)
+            return read
+        except redis.RedisError as exc:
+            log.warning("outbox relay: Redis unreachable, reading the outbox: %s", exc)
+            return True
+
+
 class Events(EventDispatcher):
     """Publishes enveloped events on ``{service}.events`` through an outbox
     (see :class:`EventBus`)."""
@@ -200,6 +260,18 @@ class Events(EventDispatcher):
         self._mongo = mongo
         self._redis = next((d for d in self.container.dependencies if isinstance(d, Redis)), None)
         self._buses: dict = {}
+        self.gate: RelayGate | None = None  # None: the relay reads on every tick
+
+    def start(self) -> None:
+        super().start()
+        if self._redis is not None:
+            config = self.container.config
+            self.gate = RelayGate(
+                self._redis.tools.client, self.container.service_name,
+                str(config.get("MONGODB_DB_PREFIX", "workforce")),
+                window_s=float(config.get("OUTBOX_GRACE_SECONDS", 5)) + 3 * OUTBOX_RELAY_INTERVAL,
+                sweep_s=float(config.get("OUTBOX_SWEEP_SECONDS", 30)))
+            self.gate.open()  # a crash before this start may have left events
 
     @property
     def store(self):
@@ -231,6 +303,9 @@ class Events(EventDispatcher):
     def worker_result(self, worker_ctx, result=None, exc_info=None) -> None:
         bus = self._buses.get(worker_ctx)
         if bus is None or exc_info is not None:
+            if bus is not None and self.gate is not None and (
+                    bus.in_transaction or bus.recorded or bus.carried):
+                self.gate.open()  # what the failed call committed goes via the relay: soon
             return  # a failed call publishes nothing it buffered; recorded ones go via the relay
         try:  # an exception here would take the whole container down
             if bus.pending:  # not recorded yet (the outbox was unreachable, or no entrypoint asked)
@@ -255,6 +330,8 @@ class Events(EventDispatcher):
             self.send_carried(bus.carried, headers)
         except Exception:
             log.exception("publishing the events of %s failed", worker_ctx)
+            if self.gate is not None:
+                self.gate.open()
 
     def worker_teardown(self, worker_ctx) -> None:
         self._buses.pop(worker_ctx, None)
@@ -272,6 +349,8 @@ class Events(EventDispatcher):
         except Exception as exc:
             log.warning("could not publish %d events now, the relay will: %s",
                         len(envelopes) - len(sent), exc)
+            if self.gate is not None:
+                self.gate.open()
         return sent
 
     def send(self, envelopes: list[dict], headers: dict | None = None) -> None:
@@ -296,13 +375,18 @@ class Events(EventDispatcher):
 
     def relay(self, older_than_s: float, limit: int = 500) -> int:
         """Send outbox entries left pending (a crash, a broker outage), and the events
-        of documents that still carry them."""
+        of documents that still carry them; only when the gate says some may be
+        pending (:class:`RelayGate`)."""
+        if self.gate is not None and not self.gate.should_read():
+            return 0
         envelopes = self.store.outbox_claim_pending(older_than_s, limit)
         if envelopes:
             self.send(envelopes, relay_headers(envelopes))
         carried = self.store.carried_pending(older_than_s, limit)
         for one in carried:
             self.send_carried([one], relay_headers(one[2]))
+        if self.gate is not None and (len(envelopes) >= limit or len(carried) >= limit):
+            self.gate.open()  # more than one batch: read again next tick
         return len(envelopes) + sum(len(one[2]) for one in carried)
 
 

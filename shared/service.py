@@ -9,7 +9,13 @@ from importlib import metadata
 from nameko.dependency_providers import Config
 
 from shared import deadletters
-from shared.events import Events, HandlerBudget, HandlerQueues, event_queue_type
+from shared.events import (
+    OUTBOX_RELAY_INTERVAL,
+    Events,
+    HandlerBudget,
+    HandlerQueues,
+    event_queue_type,
+)
 from shared.mongo import Mongo
 from shared.redis import Redis
 from shared.rpc import CallDeadline, rpc
@@ -23,8 +29,6 @@ def _probe(check) -> dict:
     except Exception as exc:  # health reports failures, it does not raise them
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
-
-OUTBOX_RELAY_INTERVAL = 2
 
 
 def _version() -> str:
