@@ -15,6 +15,11 @@ RabbitMQ, Redis, SecantusDB), each service's peak RSS, and exits 1 when there
 were errors or a check failed.
 
     .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
+
+``--idle SECONDS`` sends no requests: after the mesh has settled (its start-up reads
+done), it counts the MongoDB reads the idle mesh makes over SECONDS (SecantusDB's
+``top``: per collection, reads of any kind and the ``find``s among them) and prints
+them per minute, busiest collections first.
 """
 from __future__ import annotations
 
@@ -200,6 +205,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--idle", type=float, default=0,
+                        help="no load: count an idle mesh's MongoDB reads over this many seconds")
     args = parser.parse_args()
     db_proc, mongo_uri = mesh_mod.start_secantus(":memory:")
     vhost = f"load-{uuid.uuid4().hex[:8]}"
@@ -219,6 +226,9 @@ def main():
     try:
         mesh.start()
         mesh_mod.wait_for(lambda: _healthy(api), 90, "the mesh")
+        if args.idle:
+            idle_reads(mongo_uri, args.idle)
+            return
         org_id, owner, clients = setup(api, amqp, args.clients)
         print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
         meter = cpu_meter(mesh, db_proc)
@@ -247,6 +257,35 @@ def main():
         _delete_vhost(vhost)
     print(f"FAILED: {', '.join(failures)}" if failures else "all checks passed")
     sys.exit(1 if failures else 0)
+
+
+IDLE_SETTLE_S = 40  # past every service's start-up window (the outbox relay reads then)
+
+
+def idle_reads(mongo_uri: str, seconds: float) -> None:
+    """Print the MongoDB reads per minute of a mesh that serves nothing."""
+    client = pymongo.MongoClient(mongo_uri)
+
+    def top() -> dict[str, tuple[int, int]]:
+        return {name: (c["readLock"]["count"], c["queries"]["count"])
+                for name, c in client.admin.command("top")["totals"].items()
+                if isinstance(c, dict) and "readLock" in c}
+
+    time.sleep(IDLE_SETTLE_S)
+    before = top()
+    time.sleep(seconds)
+    after = top()
+    per_min = 60 / seconds
+    rows = sorted(((name, (reads - before.get(name, (0, 0))[0]) * per_min,
+                    (finds - before.get(name, (0, 0))[1]) * per_min)
+                   for name, (reads, finds) in after.items()), key=lambda r: -r[1])
+    total_reads, total_finds = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    print(f"idle mesh over {seconds:g} s (after {IDLE_SETTLE_S} s to settle): "
+          f"{total_reads:.1f} MongoDB reads/min, {total_finds:.1f} of them finds")
+    for name, reads, finds in rows:
+        if reads:
+            print(f"  {name:<40} {reads:7.1f} reads/min  {finds:7.1f} finds/min")
+    client.close()
 
 
 def _healthy(api):
