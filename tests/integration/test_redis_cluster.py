@@ -4,11 +4,12 @@ REDIS_CLUSTER_NODES) against it. The cache, rate-limit, tenancy (the gateway's
 request checks, split per slot on a cluster), sign-in (lockout, logout,
 refresh reuse, 2FA: auth's throttles and blacklists) and websocket (a
 notification published on the cluster reaches the socket; a revoked token
-closes it) tests of the single-node modules run here again with their
-``make_config`` pointed at the cluster (imported below, so their assertions
-are not copied); locks, the request checks against every refusal, the
-services' ACL users, an outage, and pub/sub (a PUBLISH on any node reaches
-the gateway's one subscription) are tested here."""
+closes it) tests of the single-node modules run here again, as do the outbox
+relay's gate (idle, no read; a failed publish relayed by another replica) and the
+rate limits past the millisecond clock, with their ``make_config`` pointed at the
+cluster (imported below, so their assertions are not copied); locks, the request
+checks against every refusal, the services' ACL users, an outage, and pub/sub (a
+PUBLISH on any node reaches the gateway's one subscription) are tested here."""
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ from tests.integration.test_cache_consistency import (  # noqa: F401  run on the
     test_a_read_that_raced_an_invalidation_does_not_store_the_old_value,
 )
 from tests.integration.test_foundation import (  # noqa: F401  run on the cluster
+    test_a_limit_past_the_millisecond_clock_decides_instead_of_failing,
     test_cache_tags_invalidate_what_was_cached_under_them,
     test_publishing_an_org_event_makes_cached_answers_for_that_org_stale,
     test_rate_limiter_admits_exactly_the_limit_under_50_green_threads,
@@ -53,6 +55,9 @@ from tests.integration.test_notifications_gateway import (  # noqa: F401  run on
     stack,
     test_websocket_is_closed_when_its_token_is_revoked,
     test_websocket_real_time_and_catch_up,
+)
+from tests.integration.test_outbox_relay import (  # noqa: F401  run on the cluster
+    test_an_idle_relay_reads_nothing_and_a_failed_publish_goes_out_by_another_replica,
 )
 from tests.smtp_sink import smtp_sink  # noqa: F401  (the stack's fixture)
 
