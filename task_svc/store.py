@@ -451,60 +451,83 @@ class TaskStore(BaseStore):
         pipeline += [{"$sort": dict(order)}, {"$limit": n}]
         return list(self.tasks.aggregate(pipeline))
 
-    # growing windows from the cursor (or the newest / the org's bound); past ~4 years, one
-    # query open on that side. From one second: a busy org (a bulk job adds thousands of
-    # tasks a minute) finds its page in the first windows; a window costs SecantusDB
-    # ~0.07 ms per task in it. An empty window grows 8x; one with k of the n rows wanted
-    # grows by the density it saw (1.5 n / k, 2x to 8x), so a page reads ~1.5x what it needs
+    # windows from the cursor (or now / the org's bound) moving away from it, each reading
+    # only the range past the last (no row is read twice); past ~4 years, the rest of that
+    # side in one query. From one second: a busy org (a bulk job adds thousands of tasks a
+    # minute) finds its page in the first windows; a window costs SecantusDB ~0.07 ms per
+    # task in it. An empty window grows 8x; one with k of the n rows wanted grows by the
+    # density it saw (1.5 n / k, 2x to 8x), so a page reads ~1.5x what it needs
     FIRST_WINDOW = timedelta(seconds=1)
     LAST_WINDOW = timedelta(days=4 * 366)
 
     def _seek(self, query: dict, pins: tuple, fixed: dict, field: str, direction: int,
               origin, after: tuple | None, order: list, n: int) -> list[dict]:
-        """Up to ``n`` of ``query`` in ``order``, read as index ranges of ``field`` (within
-        ``fixed``) moving away from ``origin`` in ``direction`` (windows of ``_id`` use the
-        time its ObjectId carries), each a superset of the last."""
+        """Up to ``n`` of ``query`` in ``order``, read as adjoining index ranges of ``field``
+        (within ``fixed``) moving away from ``origin`` in ``direction`` (None: from now, the
+        newest side left open; windows of ``_id`` use the time its ObjectId carries)."""
         first_field, first_direction = order[0]
         past = self._past(first_field, first_direction, after)
         extra = [past] if past else []
         base = dict(fixed.get(field, {})) if isinstance(fixed.get(field), dict) else {}
         fixed = {k: v for k, v in fixed.items() if k != field}
         if field == "_id":  # ids carry their creation time: windows of it, from the origin
-            t0 = _id_time(origin) if origin else utcnow() + timedelta(minutes=1)
+            t0 = _id_time(origin) if origin else utcnow()
             if t0 is None:  # not an ObjectId: one read
                 return self._read(query, pins, extra, order, n, {**fixed, **({field: base} if base else {})})
-            start: datetime | None = t0
             near = ({"$lte": origin} if origin else {}) if direction == -1 else {"$gte": origin}
 
             def edge(span):
                 return str(ObjectId.from_datetime(t0 - span if direction == -1 else t0 + span))
-        else:
-            start = origin
 
-        def bounded(span) -> dict:
-            if field == "_id":
-                return {**near, "$gte" if direction == -1 else "$lt": edge(span)}
-            try:
-                if start is None:
-                    return _within(utcnow() + timedelta(minutes=1) - span, None)
-                return _within(start - span, start) if direction == -1 else _within(start, start + span)
-            except OverflowError:  # a window past year 1 or 9999: the last, open one
-                return last
+            def window(done, span) -> dict:  # ids in (done, span] away from t0
+                far = {"$gte" if direction == -1 else "$lt": edge(span)}
+                if done is None:
+                    return {**near, **far}
+                return {"$lt" if direction == -1 else "$gte": edge(done), **far}
 
-        if field == "_id":
-            last: dict = near
-        elif start is None:
-            last = {}
+            def rest(done) -> dict:
+                return {"$lt" if direction == -1 else "$gte": edge(done)}
         else:
-            last = _within(None, start) if direction == -1 else _within(start, None)
+            start = origin if origin is not None else utcnow()
+            open_near = origin is None  # from now: rows stamped later (another clock) still count
+
+            def window(done, span) -> dict:  # values in (done, span] away from start
+                if direction == -1:
+                    low = start - span - _MS
+                    high = start + _MS if done is None else start - done
+                    return {"$gt": low} if done is None and open_near else {"$gt": low, "$lt": high}
+                low = start - _MS if done is None else start + done
+                return {"$gt": low, "$lt": start + span + _MS}
+
+            def rest(done) -> dict:
+                if done is None:
+                    return {} if open_near else _within(None, start) if direction == -1 \
+                        else _within(start, None)
+                return {"$lt": start - done} if direction == -1 else {"$gt": start + done}
+
+        def read(bounds: dict, want: int) -> list[dict]:
+            bounds = {**base, **bounds}
+            return self._read(query, pins, extra, order, want,
+                              {**fixed, **({field: bounds} if bounds else {})})
+
+        docs: list[dict] = []
+        done: timedelta | None = None
         span = self.FIRST_WINDOW
         while span <= self.LAST_WINDOW:
-            docs = self._read(query, pins, extra, order, n, {**fixed, field: {**base, **bounded(span)}})
+            try:
+                bounds = window(done, span)
+            except OverflowError:  # a window past year 1 or 9999: the rest, in one read
+                break
+            got = read(bounds, n - len(docs))
+            docs += got
             if len(docs) >= n:
                 return docs
-            span = _grow(span, len(docs), n)
-        last = {**base, **last}
-        return self._read(query, pins, extra, order, n, {**fixed, **({field: last} if last else {})})
+            done, span = span, _grow(span, len(docs), n)  # the density from the origin
+        try:
+            remainder = rest(done)
+        except OverflowError:  # the done side already reaches past year 1 or 9999
+            return docs
+        return docs + read(remainder, n - len(docs))
 
     # --- people leaving, teams going ------------------------------------------
     def open_tasks_of(self, org_id: str, employee_id: str, team_id: str | None = None) -> list[dict]:
