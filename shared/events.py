@@ -74,7 +74,7 @@ import traceback
 import uuid
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import pymongo
 import redis
@@ -250,7 +250,13 @@ class RelayGate:
 
 class Events(EventDispatcher):
     """Publishes enveloped events on ``{service}.events`` through an outbox
-    (see :class:`EventBus`)."""
+    (see :class:`EventBus`). Each event of an org bumps the service's version of it
+    (the gateway's cached answers go stale), except the types in ``unversioned``:
+    changes no cached answer shows."""
+
+    def __init__(self, *args, unversioned: Iterable[str] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.unversioned = frozenset(unversioned)
 
     def setup(self) -> None:
         super().setup()
@@ -324,7 +330,8 @@ class Events(EventDispatcher):
             if self._redis is not None:  # cached reads of these orgs are now stale
                 self._redis.tools.cache.bump_versions(
                     {org_version_key(self.container.service_name, e["org_id"])
-                     for e in [*envelopes, *carried] if e.get("org_id")})
+                     for e in [*envelopes, *carried]
+                    if e.get("org_id") and e["event_type"] not in self.unversioned})
             headers = self.get_message_headers(worker_ctx)
             self.send(envelopes, headers)
             self.send_carried(bus.carried, headers)

@@ -11,7 +11,7 @@ import redis as redis_lib
 
 from shared import service as base
 from shared.errors import Conflict, NotFound, PayloadTooLarge, PreconditionFailed
-from shared.events import handles
+from shared.events import Events, handles
 from shared.mongo import Mongo, utcnow
 from shared.pagination import PageArgsSchema, decode_cursor, decode_key, page, whole
 from shared.rpc import ServiceRpc, rpc
@@ -30,6 +30,8 @@ class TaskService(base.ServiceBase):
     name = "tasks"
 
     store = Mongo(TaskStore)
+    # a comment changes no cached answer (lists show no comments): the org's lists stay
+    events = Events(unversioned=("task.comment.added",))
     files = Files()
     employees = ServiceRpc("employees", methods=("active_org_ids", "get_employees", "get_membership"))
     teams = ServiceRpc("teams", methods=("get_team_briefs",))

@@ -3,6 +3,7 @@ import pytest
 import requests
 
 from gateway_svc.service import GatewayService
+from shared.redis import RedisTools, make_client
 
 ROUTES = [
     ("POST", "/orgs/o1/teams"), ("GET", "/orgs/o1/teams"), ("GET", "/orgs/o1/teams/t1"),
@@ -48,6 +49,7 @@ from tests.integration.tasks_mesh import (  # noqa: E402
     database,
     make_org,
     problem,
+    seen,
     start_api,
 )
 
@@ -186,3 +188,34 @@ def test_deleting_a_team_shows_in_the_gateways_cached_task_list_at_once(api):
     wait_until(lambda: boss.get(f"{o}/tasks").json()["items"][0]["team_id"] is None, timeout=5,
                what="the cached list to show the task without its team")
     assert boss.get(f"{o}/tasks/{task['task_id']}").json()["team_id"] is None
+
+
+def test_a_comment_keeps_the_gateways_cached_task_list_and_a_task_change_does_not(api):
+    config, base, as_user = api
+    org, p = make_org({"boss": "admin", "ann": "member"})
+    boss, ann = as_user(p["boss"]), as_user(p["ann"])
+    o = f"{base}/orgs/{org}"
+    task = boss.post(f"{o}/tasks", json={"title": "before"}).json()
+    k = f"{o}/tasks/{task['task_id']}"
+    wait_until(lambda: seen("task.created", task_id=task["task_id"]), what="the create's events")
+
+    def titles():
+        return [t["title"] for t in boss.get(f"{o}/tasks").json()["items"]]
+    assert titles() == ["before"]  # now in the gateway's cache (60 s)
+    # behind the service's back, and out of its own cache: only the gateway's entry (the
+    # answer with no call to the tasks service) still says "before"
+    database(config, "tasks").tasks.update_one({"_id": task["task_id"]}, {"$set": {"title": "renamed"}})
+    RedisTools(make_client(config), "tasks", 60).cache.invalidate_tags(f"org:{org}")
+    for who in (boss, ann):  # a watcher's comment, then a newcomer's (who then watches)
+        comment = who.post(f"{k}/comments", json={"body": "noted"})
+        assert comment.status_code == 201, comment.text
+        comment_id = comment.json()["comment_id"]
+        wait_until(lambda: seen("task.comment.added", comment_id=comment_id),  # noqa: B023
+                   what="the comment's events (sent after any version bump)")
+        assert titles() == ["before"]
+    watchers = {w["user_id"] for w in boss.get(f"{k}/watchers").json()["items"]}
+    assert watchers == {p["boss"]["user_id"], p["ann"]["user_id"]}
+    assert len(boss.get(f"{k}/comments").json()["items"]) == 2
+    assert boss.post(f"{k}/status", json={"status": "in_progress"}).status_code == 200
+    wait_until(lambda: [(t["title"], t["status"]) for t in boss.get(f"{o}/tasks").json()["items"]]
+               == [("renamed", "in_progress")], timeout=5, what="the list after a task change")
