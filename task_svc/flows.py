@@ -201,8 +201,11 @@ class TaskFlows(Flows):
         return domain.watchers_of(task, commenters)
 
     def watch(self, task: dict, *user_ids: str | None) -> None:
+        """Add watchers; no write when they all watch it already."""
         seed = None if "watcher_user_ids" in task else sorted(self.watchers(task))
-        self.store.add_watchers(task["org_id"], task["_id"], [u for u in user_ids if u], seed)
+        known = set(task.get("watcher_user_ids") or []) if seed is None else set()
+        self.store.add_watchers(task["org_id"], task["_id"],
+                                [u for u in user_ids if u and u not in known], seed)
 
     def unwatch(self, task: dict, user_id: str) -> None:
         seed = None if "watcher_user_ids" in task else sorted(self.watchers(task))
