@@ -475,9 +475,8 @@ class TaskFlows(Flows):
                                           task_id=nid),
                "recurrence": recurrence.successor(task, due),
                "estimate_minutes": task.get("estimate_minutes")}
-        if not self.store.insert_many_idempotent([doc]):
+        if not self.store.insert_many_idempotent(self.store.with_created_history([doc], None)):
             return None  # a replica (or the sweep) made it first
-        self.store.add_created_history([doc], None)
         self.store.update(task["org_id"], task["_id"], {"recurrence.next_task_id": nid})
         self.store.add_history(task, [("recurrence.next_task_id", None, nid)], None, "recurred")
         self.publish_created(doc, None)

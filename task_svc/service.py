@@ -52,10 +52,10 @@ class TaskService(base.ServiceBase):
         doc = self.store.task_document(org_id, data, me, assignee)
         doc.update(self.flows.recurrence_changes(org_id, None, data, doc["_id"]),
                    estimate_minutes=data.get("estimate_minutes"))
+        self.store.with_created_history([doc], user_id)  # its history in its own insert
         with self.flows.parent_checked(org_id, None, data["parent_id"]):
             task = self.store.insert(doc)
         self.flows.recount(org_id, task["parent_id"])
-        self.store.add_created_history([task], user_id)
         self.flows.publish_created(task, user_id)
         return schemas.dump_task(task)
 

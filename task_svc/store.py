@@ -583,18 +583,14 @@ class TaskStore(BaseStore):
         if changes:
             self.db.history.insert_many(history_entries(task, changes, actor, reason, utcnow()))
 
-    def add_created_history(self, tasks: list[dict], actor: str | None) -> None:
-        """One ``created`` entry per new task (:func:`created_entry`), in one write."""
-        self.insert_ignoring_duplicates(self.db.history, [created_entry(t, actor) for t in tasks])
-
     @staticmethod
     def with_created_history(tasks: list[dict], actor: str | None) -> list[dict]:
         """The tasks, each with its ``created`` entry pending in it (``HISTORY_PENDING``):
-        inserted with the task in the task's own write, so a bulk chunk writes its tasks
-        and their history in one insert, not two (10,000 history documents less per
-        10,000-task job). The entry reaches the history collection at the task's first
-        change (``update`` copies it before its own write replaces it) or history read
-        (``flush_history``)."""
+        inserted with the task in the task's own write, so a create (one task, a bulk
+        chunk, an import) writes its tasks and their history in one insert, not two
+        (10,000 history documents less per 10,000-task job). The entry reaches the
+        history collection at the task's first change (``update`` copies it before its
+        own write replaces it) or history read (``flush_history``)."""
         for t in tasks:
             t[HISTORY_PENDING] = [created_entry(t, actor)]
         return tasks
