@@ -341,8 +341,10 @@ class TaskFlows(Flows):
         return [found[i] for i in blocks if i in found], [found[i] for i in blocked_by if i in found]
 
     def require_unblocked(self, task: dict, new_status: str) -> None:
-        if new_status == "done":
-            domain.require_unblocked(new_status, self.link_briefs(task)[1])
+        if new_status == "done":  # the tasks blocking it only (one read of the links)
+            blocked_by = self.store.links_of(task["org_id"], task["_id"], blocks=False)[1]
+            found = self.store.briefs(task["org_id"], blocked_by)
+            domain.require_unblocked(new_status, [found[i] for i in blocked_by if i in found])
 
     def unlink(self, task: dict, other_id: str) -> dict:
         doc = self.store.remove_link_between(task["org_id"], task["_id"], str(other_id))

@@ -123,10 +123,9 @@ class TaskService(base.ServiceBase):
     def change_status(self, user_id: str, org_id: str, task_id: str, body: dict) -> dict:
         me = require_member(self.redis, self.employees, org_id, user_id, "task.read")
         new = schemas.StatusSchema().load(body)["status"]
-        task = self.flows.task(org_id, task_id)
-        domain.require_update(me, task, self.flows.team(org_id, task.get("team_id")))
-        with self.redis.lock(f"task:{task_id}"):
+        with self.redis.lock(f"task:{task_id}"):  # one read, under the lock: checked as written
             task = self.flows.task(org_id, task_id)
+            domain.require_update(me, task, self.flows.team(org_id, task.get("team_id")))
             domain.check_transition(task["status"], new)
             self.flows.require_unblocked(task, new)
             done = new == "done"

@@ -742,13 +742,13 @@ class TaskStore(BaseStore):
                 return doc
         return None
 
-    def links_of(self, org_id: str, task_id: str) -> tuple[list[str], list[str]]:
-        """``(ids it blocks, ids blocking it)``."""
-        blocks = [d["blocked_id"] for d in self.db.links.find(
-            {"org_id": org_id, "blocker_id": task_id}).sort("_id", A).limit(MAX_LINKS)]
+    def links_of(self, org_id: str, task_id: str, blocks: bool = True) -> tuple[list[str], list[str]]:
+        """``(ids it blocks, ids blocking it)``; ``blocks=False``: the first not read (empty)."""
+        ids = [d["blocked_id"] for d in self.db.links.find(
+            {"org_id": org_id, "blocker_id": task_id}).sort("_id", A).limit(MAX_LINKS)] if blocks else []
         blocked_by = [d["blocker_id"] for d in self.db.links.find(
             {"org_id": org_id, "blocked_id": task_id}).sort("_id", A).limit(MAX_LINKS)]
-        return blocks, blocked_by
+        return ids, blocked_by
 
     def blocked_of(self, org_id: str, blockers: list[str]) -> dict[str, list[str]]:
         """The ``blocks`` edges out of each of ``blockers`` (the cycle walk)."""
