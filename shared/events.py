@@ -45,11 +45,10 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
 
 * **bulk handlers** (``@handles(..., bulk=True)``: a chunk of a bulk job, hundreds
   of documents written at once) also share ``EVENT_BULK_CONCURRENCY`` slots per
-  process (8: no fewer than the rest by default). On a loaded machine eight
-  chunks at once on SecantusDB can each outlive the lease and be handled again
-  (every write repeated); fewer then finish each in time, at some throughput
-  (SecantusDB's storage works partly in parallel: 2 made bench/bulk_tasks.py 12%
-  slower on a quiet machine);
+  process (2 by default). Eight chunks at once on SecantusDB queue on its
+  collection locks and can each outlive the lease and be handled again (every
+  write repeated): on 2 cores bench/bulk_tasks.py measured best at 2 (10,000
+  assignees: 59.9 s at 2, 80.2 s at 8);
 
 * **batches** (``@handles(..., batch=N)``, opt-in): the method gets a *list*
   of up to N envelopes that arrived together (at most the prefetch count,
@@ -526,7 +525,7 @@ class ReliableEventHandler(EventHandler):
             "_event_slots", Semaphore(int(config.get("EVENT_CONCURRENCY", 8))))
         if self.bulk:  # and fewer of the bulk handlers, which all share one more semaphore
             self.slots = Slots(self.container.__dict__.setdefault(
-                "_bulk_slots", Semaphore(int(config.get("EVENT_BULK_CONCURRENCY", 8)))),
+                "_bulk_slots", Semaphore(int(config.get("EVENT_BULK_CONCURRENCY", 2)))),
                 self.slots)
         self.publisher = AmqpPublisher(config["AMQP_URI"])
         # bound to the source's events and, for retries and replays, to the
