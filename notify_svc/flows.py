@@ -403,9 +403,7 @@ class Notifier(Flows):
                                     for d, (status, answer, retry_at) in done])
         results = []
         for delivery, (status, answer, retry_at) in done:
-            if status == "sent":
-                self._publish("notification.sent", delivery)
-            elif status == "failed":  # for good: said where operators look, not only as an event
+            if status == "failed":  # for good: said where operators look, not only as an event
                 log.warning("email %s failed for good: %s", delivery["_id"], answer)
                 self._publish("notification.failed", delivery)
             else:
@@ -432,14 +430,25 @@ class Notifier(Flows):
             return "transient", str(exc), utcnow() + timedelta(seconds=delay)
         except Exception as exc:  # Permanent, or a template that no longer renders
             return "failed", f"{type(exc).__name__}: {exc}", None
+        self._publish_sent(delivery)
         return "sent", answer, None
 
+    @staticmethod
+    def _event_of(delivery: dict) -> dict:
+        return {"notification_id": delivery["notification_id"], "user_id": delivery.get("user_id"),
+                "channel": delivery["channel"], "kind": delivery["kind"]}
+
     def _publish(self, event_type: str, delivery: dict) -> None:
-        self.events.publish(event_type, {
-            "notification_id": delivery["notification_id"], "user_id": delivery.get("user_id"),
-            "channel": delivery["channel"], "kind": delivery["kind"]},
-            org_id=delivery.get("org_id"),
-            event_id=domain.notification_id(delivery["_id"], event_type))
+        self.events.publish(event_type, self._event_of(delivery), org_id=delivery.get("org_id"),
+                            event_id=domain.notification_id(delivery["_id"], event_type))
+
+    def _publish_sent(self, delivery: dict) -> None:
+        """``notification.sent`` as soon as the email is out, before its delivery is
+        recorded, with no outbox entry (``EventBus.publish_now`` says why that is safe)."""
+        self.events.publish_now("notification.sent", self._event_of(delivery),
+                                org_id=delivery.get("org_id"),
+                                event_id=domain.notification_id(delivery["_id"],
+                                                                "notification.sent"))
 
     def deliver_due(self, batch: int = 500, max_batches: int = 20) -> int:
         """Due deliveries in claimed batches (a bulk job's held emails arrive by the
@@ -494,9 +503,9 @@ class Notifier(Flows):
                  "$unset": {"digest_id": ""}, "$push": {"attempts": {
                      "at": utcnow(), "status": "transient", "answer": str(exc)[:500]}}})
             return
+        self._publish_sent(digest_delivery)
         self.store.record_attempts([(item["_id"], "sent", f"digest: {answer}", None)
                                     for item in items])
-        self._publish("notification.sent", digest_delivery)
 
     # read state -------------------------------------------------------------
     def mark_read(self, user_id: str, nid: str) -> dict | None:

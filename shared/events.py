@@ -169,6 +169,37 @@ class EventBus:
             self.pending.append(envelope)
         return envelope
 
+    def publish_now(self, event_type: str, data: dict, *, org_id: str | None = None,
+                    actor_id: str | None = None, event_id: str | None = None) -> dict:
+        """Publish at once, with no outbox entry (no write, no mark-sent).
+
+        The outbox exists for events whose loss matters: a state change others
+        must learn of. This is for an event that only *reports* something the
+        service records itself, published *before* that record is written, with
+        an id derived from it (:func:`derived_event_id`). A crash between the
+        two leaves the record undone, so the work is done again and the event
+        published again under the same id (consumers dedupe); only a broker
+        failure at that moment loses one, and that is logged here, not raised
+        (the work it reports is done). Notifications' ``notification.sent`` is
+        one: the delivery's ``sent`` record is the truth, the event tells
+        audit and outside subscribers, and an outbox write and mark for each
+        email were most of what SecantusDB did in a fan-out.
+
+        It does not bump the org's cache versions (``worker_result`` does for
+        ``publish()``): an event whose producer's cached answers it changes
+        goes through ``publish()``."""
+        envelope = self.envelope(event_type, data, org_id=org_id, actor_id=actor_id,
+                                 event_id=event_id)
+        provider = self._provider
+        try:
+            provider.publisher.publish(
+                envelope, exchange=provider.exchange, routing_key=event_type,
+                extra_headers=provider.get_message_headers(self._worker_ctx))
+        except Exception as exc:
+            log.warning("could not publish %s %s (not kept in the outbox): %s",
+                        event_type, envelope["event_id"], exc)
+        return envelope
+
     def capture(self, publish: Callable[[], Any]) -> list[dict]:
         """The envelopes ``publish()`` publishes, built but neither recorded nor sent:
         for a write that carries them in its document (``shared.mongo.carrying``),
