@@ -178,9 +178,11 @@ class EventBus:
         service records itself, published *before* that record is written, with
         an id derived from it (:func:`derived_event_id`). A crash between the
         two leaves the record undone, so the work is done again and the event
-        published again under the same id (consumers dedupe); only a broker
-        failure at that moment loses one, and that is logged here, not raised
-        (the work it reports is done). Notifications' ``notification.sent`` is
+        published again under the same id (consumers dedupe). A publish the
+        broker refuses (or a broker that is down) is not raised (the work it
+        reports is done): the event falls back to ``publish()``, so it is
+        recorded in the outbox after the call and relayed like any other, never
+        lost; the outbox costs only then. Notifications' ``notification.sent`` is
         one: the delivery's ``sent`` record is the truth, the event tells
         audit and outside subscribers, and an outbox write and mark for each
         email were most of what SecantusDB did in a fan-out.
@@ -196,8 +198,9 @@ class EventBus:
                 envelope, exchange=provider.exchange, routing_key=event_type,
                 extra_headers=provider.get_message_headers(self._worker_ctx))
         except Exception as exc:
-            log.warning("could not publish %s %s (not kept in the outbox): %s",
+            log.warning("could not publish %s %s now, through the outbox instead: %s",
                         event_type, envelope["event_id"], exc)
+            self.pending.append(envelope)
         return envelope
 
     def capture(self, publish: Callable[[], Any]) -> list[dict]:

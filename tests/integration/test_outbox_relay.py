@@ -29,6 +29,10 @@ class Sender(ServiceBase):
         self.events.publish("thing.happened", {"key": key})
 
     @rpc
+    def emit_now(self, key):
+        self.events.publish_now("thing.happened", {"key": key})
+
+    @rpc
     def emit_then_fail(self, key):
         """Like auth's unlock link: the event commits with a write, then the call fails
         (and so publishes nothing itself)."""
@@ -153,3 +157,25 @@ def test_an_event_committed_by_a_call_that_then_failed_goes_out_promptly(
         emit("committed-then-failed")
     wait_until(lambda: effects(counter_db, "committed-then-failed") == 1, timeout=20,
                interval=0.1, what="the relay to send the committed event")
+
+
+def test_an_event_published_now_that_the_broker_refused_goes_through_the_outbox(
+        container_factory, make_config):
+    """``publish_now`` writes no outbox entry, unless its publish fails: then the event
+    is recorded after the call and relayed (here by the other replica), not lost."""
+    config, (broken, working), client, unsent, sender_db, counter_db = start(
+        container_factory, make_config, replicas=2, OUTBOX_SWEEP_SECONDS=3600)
+    with entrypoint_hook(working, "emit_now") as emit_now:
+        emit_now("at-once")
+    wait_until(lambda: effects(counter_db, "at-once") == 1, timeout=10, interval=0.1,
+               what="the event published at once")
+    assert sender_db.outbox.count_documents({}) == 0
+
+    events = next(d for d in broken.dependencies if isinstance(d, Events))
+    events.publisher = AmqpPublisher("pyamqp://guest:guest@127.0.0.1:1//", retry=False)
+    with entrypoint_hook(broken, "emit_now") as emit_now:
+        emit_now("refused")
+    assert sender_db.outbox.find_one({"envelope.data.key": "refused"}) is not None
+    broken.kill()
+    wait_until(lambda: effects(counter_db, "refused") == 1, timeout=20, interval=0.1,
+               what="the refused event relayed by the other replica")
