@@ -30,7 +30,6 @@ def _probe(check) -> dict:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-
 def _version() -> str:
     """The mesh's version (pyproject.toml), as installed where this process runs."""
     try:
