@@ -48,7 +48,7 @@ def employee(i: int | str, role: str = "member") -> dict:
     return {"_id": f"emp-{i}", "org_id": ORG, "user_id": user, "email": f"{user}@example.com",
             "name": f"Person {i}", "role": role, "job_title": "bench", "status": "active",
             "email_verified": True, "teams": {}, "team_ids": [],
-            "task_counts": {"open": 0, "completed": 0}, "keywords": [], "org_name": "Bench"}
+            "keywords": [], "org_name": "Bench"}
 
 
 def floor(client: pymongo.MongoClient, n: int) -> float:
@@ -157,8 +157,9 @@ def report(args, floor_s, accepted, times, final, counted, in_app, emails, conne
 
 
 def _counted(employees_db) -> int:
-    rows = list(employees_db.employees.aggregate([
-        {"$match": {"org_id": ORG}}, {"$group": {"_id": None, "n": {"$sum": "$task_counts.open"}}}]))
+    # the counts employee_svc serves (its task_counts collection, "<org>:<employee>")
+    rows = list(employees_db.task_counts.aggregate([
+        {"$match": {"_id": {"$regex": f"^{ORG}:"}}}, {"$group": {"_id": None, "n": {"$sum": "$open"}}}]))
     return rows[0]["n"] if rows else 0
 
 

@@ -48,7 +48,6 @@ def employees(org_id: str, count: int) -> list[dict]:
         docs.append({"_id": uuid.uuid4().hex, "org_id": org_id, "user_id": uuid.uuid4().hex,
                      "email": email, "name": name, "role": ROLES[i % len(ROLES)],
                      "status": "active", "job_title": title, "teams": {}, "team_ids": [],
-                     "task_counts": {"open": 0, "completed": 0},
                      "keywords": domain.keywords(name, email, title),
                      "created_at": utcnow()})
     return docs

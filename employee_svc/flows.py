@@ -54,7 +54,7 @@ class EmployeeFlows(Flows):
                "email": email, "name": user.get("name", ""), "role": body["role"],
                "job_title": body.get("job_title", ""), "status": "active",
                "email_verified": bool(user.get("email_verified")), "teams": {},
-               "team_ids": [], "task_counts": {"open": 0, "completed": 0},
+               "team_ids": [],
                "keywords": domain.keywords(user.get("name", ""), email,
                                            body.get("job_title", "")),
                "created_at": utcnow(), "org_name": org.get("name", "")}

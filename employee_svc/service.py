@@ -75,13 +75,13 @@ class EmployeeService(base.ServiceBase):
     @rpc
     def get_employee_by_user(self, org_id: str, user_id: str) -> dict | None:
         doc = self.store.employee_by_user(org_id, user_id)
-        return dump_employee(doc) if doc else None
+        return self._out(doc) if doc else None
 
     @rpc
     def find_successor(self, org_id: str, exclude_user_id: str) -> dict | None:
         """An active admin (or co-owner) to hand the org to when its owner leaves."""
         doc = self.store.successor(org_id, exclude_user_id)
-        return dump_employee(doc) if doc else None
+        return self._out(doc) if doc else None
 
     @rpc
     def transfer_ownership(self, org_id: str, old_user_id: str, new_user_id: str) -> None:
@@ -94,7 +94,7 @@ class EmployeeService(base.ServiceBase):
         user = {"user_id": data["owner_user_id"], "email": data.get("owner_email") or "",
                 "name": data.get("owner_name") or ""}
         org = {"org_id": data["org_id"], "name": data.get("name", "")}
-        return dump_employee(self.flows.add_user(None, org, user, {"role": "owner", "job_title": ""},
+        return self._out(self.flows.add_user(None, org, user, {"role": "owner", "job_title": ""},
                                            check_limit=False))
 
     @rpc
@@ -112,7 +112,7 @@ class EmployeeService(base.ServiceBase):
         org = self.organizations.get_org(org_id)
         user = self.auth.find_user_by_email(body["email"])
         if domain.may_join(user, body["email"]):
-            return {"status": 201, "employee": dump_employee(self.flows.add_user(actor, org, user, body))}
+            return {"status": 201, "employee": self._out(self.flows.add_user(actor, org, user, body))}
         if user and self.store.is_member(org_id, user["user_id"]):
             raise Conflict("This user is already an employee of the organization.")
         # an unknown or not yet verified address: an invitation, which becomes a
@@ -130,7 +130,7 @@ class EmployeeService(base.ServiceBase):
         org = self.organizations.get_org(org_id)
         user = {"user_id": account["user_id"], "email": account["email"],
                 "name": account.get("name", ""), "email_verified": True}
-        return dump_employee(self.flows.add_user(actor, org, user,
+        return self._out(self.flows.add_user(actor, org, user,
                                                 {"role": role, "job_title": "service account"}))
 
     @rpc
@@ -141,12 +141,12 @@ class EmployeeService(base.ServiceBase):
             org_id, role=query.get("role"), status=query.get("status"),
             team_id=query.get("team_id"), terms=domain.search_terms(query.get("q", "")),
             after=decode_cursor(query.get("cursor")), limit=query["limit"])
-        return page(docs, query["limit"], dump_employee)
+        return page(self.store.with_counts(docs), query["limit"], dump_employee)
 
     @rpc
     def get_employee(self, user_id: str, org_id: str, employee_id: str) -> dict:
         self._member(org_id, user_id, "employee.read")
-        return dump_employee(self.flows.employee(org_id, employee_id))
+        return self._out(self.flows.employee(org_id, employee_id))
 
     @rpc
     def update_employee(self, user_id: str, org_id: str, employee_id: str, body: dict,
@@ -161,7 +161,7 @@ class EmployeeService(base.ServiceBase):
         domain.check_update(actor, target, changes, self.store.owner_count(org_id))
         require_version(target, if_version)
         if not changes:
-            return dump_employee(target)
+            return self._out(target)
         fields = dict(changes)
         if "job_title" in changes:
             fields["keywords"] = domain.keywords(target.get("name", ""), target["email"],
@@ -179,7 +179,7 @@ class EmployeeService(base.ServiceBase):
 
         doc = self.store.run_transaction(write)
         self.flows.invalidate(org_id, doc["user_id"])
-        return dump_employee(doc)
+        return self._out(doc)
 
     @rpc
     def remove_employee(self, user_id: str, org_id: str, employee_id: str,
@@ -249,7 +249,7 @@ class EmployeeService(base.ServiceBase):
         invitation = self.store.invitation_by_token(domain.hash_token(str(token)))
         users = self.auth.get_users([user_id]) if invitation else []
         domain.check_acceptance(invitation, (users or [None])[0], utcnow())
-        return dump_employee(self.flows.join(invitation, users[0]))
+        return self._out(self.flows.join(invitation, users[0]))
 
     # --- events -----------------------------------------------------------------
     @handles("organizations", "organization.created")
@@ -352,6 +352,10 @@ class EmployeeService(base.ServiceBase):
         self.flows.track_task(data["org_id"], data["task_id"], {"state": "deleted"})
 
     # --- helpers (not entrypoints) ----------------------------------------------
+    def _out(self, doc: dict) -> dict:
+        """An employee as answered, with its task counts (kept in their own collection)."""
+        return dump_employee(self.store.with_counts([doc])[0])
+
     def _member(self, org_id: str, user_id: str, action: str | None) -> dict:
         """The caller's membership (404 outside the org, 403 without ``action``),
         read from this service's own cache or store."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateMany
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
@@ -21,8 +21,21 @@ def drop_email_index(db) -> None:
         db.employees.drop_index("email_1")
 
 
+def move_task_counts(db) -> None:
+    """Employees' task counts move to ``task_counts`` (one index, not the employees'
+    eight: a bulk job writes one per assignee). A count written there already wins."""
+    for doc in db.employees.find({"task_counts": {"$exists": True}}, {"org_id": 1, "task_counts": 1}):
+        c = doc.get("task_counts") or {}
+        db.task_counts.update_one(
+            {"_id": f"{doc['org_id']}:{doc['_id']}"},
+            {"$setOnInsert": {"open": c.get("open", 0), "completed": c.get("completed", 0)}},
+            upsert=True)
+    db.employees.update_many({"task_counts": {"$exists": True}}, {"$unset": {"task_counts": ""}})
+
+
 class EmployeeStore(BaseStore):
-    MIGRATIONS = [("0001_drop_employees_email_index", drop_email_index)]
+    MIGRATIONS = [("0001_drop_employees_email_index", drop_email_index),
+                  ("0002_task_counts_own_collection", move_task_counts)]
     INDEXES = {
         "employees": [
             IndexModel([("org_id", ASCENDING), ("user_id", ASCENDING)], unique=True),
@@ -45,6 +58,7 @@ class EmployeeStore(BaseStore):
         # one document per task: which employee holds it and whether it is done;
         # task counts are recomputed from it, so redelivered events count once
         "employee_tasks": [IndexModel([("employee_id", ASCENDING), ("state", ASCENDING)])],
+        # task_counts: {_id: "<org>:<employee>", open, completed}, by _id only
     }
 
     # employees
@@ -292,13 +306,21 @@ class EmployeeStore(BaseStore):
                     {"$group": {"_id": {"employee_id": "$employee_id", "state": "$state"},
                                 "n": {"$sum": 1}}}]):
                 counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
-        alike: dict[tuple, list[str]] = {}
-        for employee_id, c in counts.items():
-            alike.setdefault((c["open"], c["completed"]), []).append(employee_id)
-        if alike:
-            self.db.employees.bulk_write([
-                UpdateMany({"_id": {"$in": part}, "org_id": org_id},
-                           {"$set": {"task_counts": {"open": n_open, "completed": n_done}},
-                            "$inc": {"version": 1}})
-                for (n_open, n_done), same in alike.items() for part in id_slices(same)],
-                ordered=False)
+        if counts:  # their own small collection (one index): not the employee document's eight
+            self.db.task_counts.bulk_write([
+                UpdateOne({"_id": f"{org_id}:{employee_id}"},
+                          {"$set": {"open": c["open"], "completed": c["completed"]}}, upsert=True)
+                for employee_id, c in counts.items()], ordered=False)
+
+    def with_counts(self, docs: list[dict]) -> list[dict]:
+        """``docs`` (employees) with their ``task_counts`` (open/completed, 0 when none
+        was counted yet), read from ``task_counts`` (one query per ``id_slices`` part)."""
+        keys = [f"{d['org_id']}:{d['_id']}" for d in docs]
+        found: dict[str, dict] = {}
+        for part in id_slices(keys):
+            for row in self.db.task_counts.find({"_id": {"$in": part}}):
+                found[row["_id"]] = {"open": row.get("open", 0), "completed": row.get("completed", 0)}
+        for doc, key in zip(docs, keys, strict=True):
+            doc["task_counts"] = found.get(key) or {"open": 0, "completed": 0}
+        return docs
+
