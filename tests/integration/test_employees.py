@@ -10,7 +10,7 @@ from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
 from employee_svc.contract import membership_key, membership_tag
-from employee_svc.store import drop_email_index
+from employee_svc.store import drop_email_index, move_task_counts
 from org_svc.domain import personal_org_id
 from shared.errors import (
     Conflict,
@@ -408,6 +408,33 @@ def test_employees_have_no_email_index_and_a_start_drops_an_old_one(mesh):
     indexes = store.db.employees.index_information()
     assert "email_1" not in indexes and "user_id_1" in indexes
     drop_email_index(store.db)  # again: nothing to do
+
+
+def test_counts_kept_in_the_employee_document_before_move_to_their_collection(mesh, unique):
+    _, org_id, owner = owner_org(mesh, unique)
+    bob, cat = (mesh.register(unique, name=n, publish=False) for n in ("Bob", "Cat"))
+    b, c = add(mesh, owner, org_id, bob), add(mesh, owner, org_id, cat)
+    store = mesh.store("employees")
+    assert "0002_task_counts_own_collection" in [m["_id"] for m in store.applied_migrations()]
+    # as a database from before holds them: in the employee documents
+    store.db.employees.update_one({"_id": b["employee_id"]},
+                                  {"$set": {"task_counts": {"open": 3, "completed": 2}}})
+    store.db.employees.update_one({"_id": c["employee_id"]},
+                                  {"$set": {"task_counts": {"open": 9, "completed": 9}}})
+    # Cat's count was recounted into the new collection already: that one wins
+    store.db.task_counts.update_one({"_id": f"{org_id}:{c['employee_id']}"},
+                                    {"$set": {"open": 1, "completed": 0}}, upsert=True)
+    move_task_counts(store.db)
+    move_task_counts(store.db)  # again: nothing to do
+
+    def counts(employee):
+        return mesh.call("employees", "get_employee", owner["user_id"], org_id,
+                         employee["employee_id"])["task_counts"]
+
+    assert counts(b) == {"open": 3, "completed": 2} and counts(c) == {"open": 1, "completed": 0}
+    assert store.db.employees.count_documents({"task_counts": {"$exists": True}}) == 0
+    listed = mesh.call("employees", "list_employees", owner["user_id"], org_id, {})["items"]
+    assert {e["employee_id"]: e["task_counts"]["open"] for e in listed}[b["employee_id"]] == 3
 
 
 def test_a_bulk_chunk_counts_each_task_once(mesh, unique):
