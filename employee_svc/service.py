@@ -159,6 +159,7 @@ class EmployeeService(base.ServiceBase):
         target = self.flows.employee(org_id, employee_id)
         changes = domain.changes_of(target, body)
         domain.check_update(actor, target, changes, self.store.owner_count(org_id))
+        if_version = self.store.own_version(target, if_version)
         require_version(target, if_version)
         if not changes:
             return self._out(target)
@@ -187,6 +188,7 @@ class EmployeeService(base.ServiceBase):
         actor = self._member(org_id, user_id, "employee.remove")
         target = self.flows.employee(org_id, employee_id)
         domain.check_remove(actor, target, self.store.owner_count(org_id))
+        if_version = self.store.own_version(target, if_version)
         require_version(target, if_version)
         self.flows.remove(target, actor["user_id"], if_version=if_version)
 

@@ -309,18 +309,35 @@ class EmployeeStore(BaseStore):
         if counts:  # their own small collection (one index): not the employee document's eight
             self.db.task_counts.bulk_write([
                 UpdateOne({"_id": f"{org_id}:{employee_id}"},
-                          {"$set": {"open": c["open"], "completed": c["completed"]}}, upsert=True)
+                          {"$set": {"open": c["open"], "completed": c["completed"]},
+                           "$inc": {"version": 1}}, upsert=True)
                 for employee_id, c in counts.items()], ordered=False)
 
     def with_counts(self, docs: list[dict]) -> list[dict]:
-        """``docs`` (employees) with their ``task_counts`` (open/completed, 0 when none
-        was counted yet), read from ``task_counts`` (one query per ``id_slices`` part)."""
+        """``docs`` (employees) as answered: with their ``task_counts`` (open/completed,
+        0 when none was counted yet), read from ``task_counts`` (one query per
+        ``id_slices`` part), and a ``version`` that is the document's plus its counts'
+        (each only grows, so any change of either moves the ETag: no stale 304;
+        :meth:`own_version` turns an If-Match back into the document's)."""
         keys = [f"{d['org_id']}:{d['_id']}" for d in docs]
         found: dict[str, dict] = {}
         for part in id_slices(keys):
             for row in self.db.task_counts.find({"_id": {"$in": part}}):
-                found[row["_id"]] = {"open": row.get("open", 0), "completed": row.get("completed", 0)}
+                found[row["_id"]] = row
         for doc, key in zip(docs, keys, strict=True):
-            doc["task_counts"] = found.get(key) or {"open": 0, "completed": 0}
+            row = found.get(key) or {}
+            doc["task_counts"] = {"open": row.get("open", 0), "completed": row.get("completed", 0)}
+            doc["version"] = (doc.get("version") or 0) + row.get("version", 0)
         return docs
+
+    def own_version(self, doc: dict, answered: int | None) -> int | None:
+        """The employee document's own version behind ``answered`` (a version
+        :meth:`with_counts` gave, from an If-Match; None stays None). Counts that
+        moved on since make it one the document never had: 412, as before counts
+        had their own collection."""
+        if answered is None:
+            return None
+        row = self.db.task_counts.find_one({"_id": f"{doc['org_id']}:{doc['_id']}"},
+                                           {"version": 1}) or {}
+        return answered - row.get("version", 0)
 

@@ -17,6 +17,7 @@ from shared.errors import (
     Forbidden,
     NotFound,
     PlanLimitExceeded,
+    PreconditionFailed,
     RateLimited,
     ValidationFailed,
 )
@@ -273,6 +274,38 @@ def test_role_change_is_seen_by_the_next_request_at_once(mesh, unique):
                   owner_employee["employee_id"], {"role": "admin"})
     with pytest.raises(Conflict):
         mesh.call("employees", "remove_employee", owner["user_id"], org_id, owner_employee["employee_id"])
+
+
+def test_an_employees_version_moves_with_its_task_counts(mesh, unique):
+    """The counts live in their own collection, yet the employee's version (its ETag)
+    moves when they do: no 304 with stale counts, and an If-Match from before the
+    counts changed is refused (412) and writes nothing."""
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob", publish=False)
+    b = add(mesh, owner, org_id, bob)
+
+    def get():
+        return mesh.call("employees", "get_employee", owner["user_id"], org_id, b["employee_id"])
+
+    before = get()
+    mesh.emit("tasks", "task.assigned", {"org_id": org_id, "task_id": "t1", "title": "x",
+                                         "assignee_id": b["employee_id"],
+                                         "assignee_user_id": bob["user_id"]})
+    after = wait_until(lambda: (e := get())["task_counts"]["open"] == 1 and e)
+    assert after["version"] > before["version"]
+    with pytest.raises(PreconditionFailed):
+        mesh.call("employees", "update_employee", owner["user_id"], org_id, b["employee_id"],
+                  {"job_title": "stale"}, if_version=before["version"])
+    assert get()["job_title"] == ""
+    updated = mesh.call("employees", "update_employee", owner["user_id"], org_id,
+                        b["employee_id"], {"job_title": "fresh"}, if_version=after["version"])
+    assert updated["job_title"] == "fresh" and updated["version"] > after["version"]
+    assert updated["task_counts"] == {"open": 1, "completed": 0}
+    with pytest.raises(PreconditionFailed):
+        mesh.call("employees", "remove_employee", owner["user_id"], org_id, b["employee_id"],
+                  if_version=after["version"])
+    mesh.call("employees", "remove_employee", owner["user_id"], org_id, b["employee_id"],
+              if_version=updated["version"])
 
 
 def test_status_change_and_soft_removal(mesh, unique):
