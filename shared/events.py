@@ -193,14 +193,8 @@ class EventBus:
         envelope = self.envelope(event_type, data, org_id=org_id, actor_id=actor_id,
                                  event_id=event_id)
         provider = self._provider
-        try:
-            provider.publisher.publish(
-                envelope, exchange=provider.exchange, routing_key=event_type,
-                extra_headers=provider.get_message_headers(self._worker_ctx))
-        except Exception as exc:
-            log.warning("could not publish %s %s now, through the outbox instead: %s",
-                        event_type, envelope["event_id"], exc)
-            self.pending.append(envelope)
+        if not provider.publish_all([envelope], provider.get_message_headers(self._worker_ctx)):
+            self.pending.append(envelope)  # recorded after the call, then relayed
         return envelope
 
     def capture(self, publish: Callable[[], Any]) -> list[dict]:
