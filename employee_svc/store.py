@@ -21,13 +21,18 @@ def drop_email_index(db) -> None:
         db.employees.drop_index("email_1")
 
 
+def counts_id(org_id: str, employee_id: str) -> str:
+    """An employee's ``task_counts`` document id."""
+    return f"{org_id}:{employee_id}"
+
+
 def move_task_counts(db) -> None:
     """Employees' task counts move to ``task_counts`` (one index, not the employees'
     eight: a bulk job writes one per assignee). A count written there already wins."""
     for doc in db.employees.find({"task_counts": {"$exists": True}}, {"org_id": 1, "task_counts": 1}):
         c = doc.get("task_counts") or {}
         db.task_counts.update_one(
-            {"_id": f"{doc['org_id']}:{doc['_id']}"},
+            {"_id": counts_id(doc["org_id"], doc["_id"])},
             {"$setOnInsert": {"open": c.get("open", 0), "completed": c.get("completed", 0)}},
             upsert=True)
     db.employees.update_many({"task_counts": {"$exists": True}}, {"$unset": {"task_counts": ""}})
@@ -308,7 +313,7 @@ class EmployeeStore(BaseStore):
                 counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
         if counts:  # their own small collection (one index): not the employee document's eight
             self.db.task_counts.bulk_write([
-                UpdateOne({"_id": f"{org_id}:{employee_id}"},
+                UpdateOne({"_id": counts_id(org_id, employee_id)},
                           {"$set": {"open": c["open"], "completed": c["completed"]},
                            "$inc": {"version": 1}}, upsert=True)
                 for employee_id, c in counts.items()], ordered=False)
@@ -319,7 +324,7 @@ class EmployeeStore(BaseStore):
         ``id_slices`` part), and a ``version`` that is the document's plus its counts'
         (each only grows, so any change of either moves the ETag: no stale 304;
         :meth:`own_version` turns an If-Match back into the document's)."""
-        keys = [f"{d['org_id']}:{d['_id']}" for d in docs]
+        keys = [counts_id(d["org_id"], d["_id"]) for d in docs]
         found: dict[str, dict] = {}
         for part in id_slices(keys):
             for row in self.db.task_counts.find({"_id": {"$in": part}}):
@@ -337,7 +342,7 @@ class EmployeeStore(BaseStore):
         had their own collection."""
         if answered is None:
             return None
-        row = self.db.task_counts.find_one({"_id": f"{doc['org_id']}:{doc['_id']}"},
+        row = self.db.task_counts.find_one({"_id": counts_id(doc["org_id"], doc["_id"])},
                                            {"version": 1}) or {}
         return answered - row.get("version", 0)
 
