@@ -16,6 +16,8 @@ were errors or a check failed.
 
     .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
 
+Then the time SecantusDB spent per collection and operation (its ``top``).
+
 ``--idle SECONDS`` sends no requests: after the mesh has settled (its start-up reads
 done), it counts the MongoDB reads the idle mesh makes over SECONDS (SecantusDB's
 ``top``: per collection, reads of any kind and the ``find``s among them) and prints
@@ -232,6 +234,7 @@ def main():
         org_id, owner, clients = setup(api, amqp, args.clients)
         print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
         meter = cpu_meter(mesh, db_proc)
+        db_top = DbTop(mongo_uri)
         stats, errors, error_kinds, limited, writes, elapsed = run(clients, args.seconds, org_id)
         total = sum(len(v) for v in stats.values())
         cpu = meter.per_request(total)  # the background work the run left is not counted
@@ -250,6 +253,7 @@ def main():
         failures = ["errors"] if sum(errors.values()) else []
         config = {"AMQP_URI": amqp, "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": "load"}
         failures += check_consistency(api, owner, org_id, writes, clients, config)
+        db_top.report(total)
         print("peak RSS (MiB):", peak_rss(mesh))
     finally:
         mesh.stop()
@@ -257,6 +261,39 @@ def main():
         _delete_vhost(vhost)
     print(f"FAILED: {', '.join(failures)}" if failures else "all checks passed")
     sys.exit(1 if failures else 0)
+
+
+class DbTop:
+    """SecantusDB's own time (``top``) per collection and operation from here on,
+    printed once the run's background work has drained. It is the time from an
+    operation's start to its end, waits for the server's locks included: where
+    operations queue, not only where its CPU goes (py-spy on its process says that)."""
+    OPS = ("queries", "getmore", "insert", "update", "remove", "commands")
+
+    def __init__(self, mongo_uri: str) -> None:
+        self.client = pymongo.MongoClient(mongo_uri)
+        self.before = self.read()
+
+    def read(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {(name, op): (c[op]["time"], c[op]["count"])
+                for name, c in self.client.admin.command("top")["totals"].items()
+                if isinstance(c, dict) for op in self.OPS if op in c}
+
+    def report(self, requests_made: int, rows: int = 15) -> None:
+        spent = []
+        for key, (time_us, count) in self.read().items():
+            t0, c0 = self.before.get(key, (0, 0))
+            if count > c0:
+                spent.append((time_us - t0, count - c0, key))
+        total = sum(t for t, _, _ in spent) or 1
+        spent.sort(reverse=True)
+        print(f"SecantusDB operations' time (its top: lock waits included) over the run and "
+              f"its drain: {total / 1e6:.1f} s, "
+              f"{total / 1e3 / max(1, requests_made):.1f} ms per request; busiest:")
+        for time_us, count, (name, op) in spent[:rows]:
+            print(f"  {name + ' ' + op:<48} {100 * time_us / total:5.1f}%  {count:7d} ops"
+                  f"  {time_us / 1e3 / count:7.2f} ms/op  {count / max(1, requests_made):6.2f}/request")
+        self.client.close()
 
 
 IDLE_SETTLE_S = 40  # past every service's start-up window (the outbox relay reads then)
