@@ -11,12 +11,11 @@ job finished with exactly one task per assignee; and every event was handled
 letters, no event waiting to be sent in any service's database, one in-app
 notification per bulk-assigned task). Prints the CPU milliseconds each
 request cost every process (read from /proc over the run: gateways, services,
-RabbitMQ, Redis, SecantusDB), each service's peak RSS, and exits 1 when there
+RabbitMQ, Redis, SecantusDB), the time SecantusDB's operations took per
+collection and operation (its ``top``), each service's peak RSS, and exits 1 when there
 were errors or a check failed.
 
     .venv/bin/python bench/load.py [--clients 100] [--seconds 60]
-
-Then the time SecantusDB spent per collection and operation (its ``top``).
 
 ``--idle SECONDS`` sends no requests: after the mesh has settled (its start-up reads
 done), it counts the MongoDB reads the idle mesh makes over SECONDS (SecantusDB's
