@@ -19,11 +19,11 @@ from typing import Iterator
 import eventlet
 from eventlet.semaphore import Semaphore
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from audit_svc import domain
 from shared.errors import Unavailable
-from shared.mongo import BaseStore, utcnow
+from shared.mongo import DUPLICATE_KEY, BaseStore, utcnow
 
 APPEND_ATTEMPTS = 100
 # appends to one org wait for each other within a process (striped by org: bounded
@@ -70,31 +70,59 @@ class AuditStore(BaseStore):
 
     # --- appending -----------------------------------------------------------
     def append(self, entry: dict) -> dict | None:
-        """Put ``entry`` at the end of its org's chain; None if its event is
-        recorded already. Concurrent appenders (workers, replicas) race for the
-        next seq on the ``_id``; a loser reads the new tip and tries again (within
-        one process they take turns per org first: fewer lost races)."""
-        org_id = entry["org_id"]
-        with self._stripes[zlib.crc32(chain_key(org_id).encode()) % LOCK_STRIPES]:
-            return self._append(org_id, entry)
+        """``append_many`` of one entry: its record, or None if its event is
+        recorded already."""
+        return next(iter(self.append_many([entry])), None)
 
-    def _append(self, org_id: str | None, entry: dict) -> dict | None:
+    def append_many(self, entries: list[dict]) -> list[dict]:
+        """Put the entries at the end of their orgs' chains, in order; returns the
+        records written (an event recorded already is left out). Concurrent
+        appenders (workers, replicas) race for the next seqs on the ``_id``; a loser
+        reads the new tip and tries again (within one process they take turns per
+        org first: fewer lost races)."""
+        by_org: dict[str | None, list[dict]] = {}
+        for entry in entries:
+            by_org.setdefault(entry["org_id"], []).append(entry)
+        written: list[dict] = []
+        for org_id, mine in by_org.items():
+            with self._stripes[zlib.crc32(chain_key(org_id).encode()) % LOCK_STRIPES]:
+                written += self._append(org_id, mine)
+        return written
+
+    def _append(self, org_id: str | None, entries: list[dict]) -> list[dict]:
+        left = list({e["event_id"]: e for e in entries}.values())  # each event once, in order
+        written: list[dict] = []
         for attempt in range(APPEND_ATTEMPTS):
             # the head the chain document remembers is the tip, unless a crash came between
             # an insert and its head update: then the insert collides, and the next attempt
             # also reads the newest record
             last = self.last_record(org_id) if attempt else None
             seq, prev_hash = domain.tip(last, self.chain(org_id))
-            record = domain.seal(entry, seq + 1, prev_hash)
-            try:
-                self.records.insert_one(record)
-            except DuplicateKeyError:
-                if self.records.find_one({"event_id": entry["event_id"]}, {"_id": 1}):
-                    return None
+            records = []
+            for entry in left:
+                records.append(domain.seal(entry, seq + 1, prev_hash))
+                seq, prev_hash = records[-1]["seq"], records[-1]["hash"]
+            try:  # in order: what precedes a collision is in the chain, nothing after it
+                self.records.insert_many(records, ordered=True)
+                inserted = len(records)
+            except BulkWriteError as exc:
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+                inserted = int(exc.details.get("nInserted", 0))
+            if inserted:
+                self._advance_head(org_id, records[inserted - 1]["seq"],
+                                   records[inserted - 1]["hash"])
+                written += records[:inserted]
+            left = left[inserted:]
+            if not left:
+                return written
+            # the first one left collided: its event is recorded already, or its seq taken
+            if self.records.find_one({"event_id": left[0]["event_id"]}, {"_id": 1}):
+                left = left[1:]
+                if not left:
+                    return written
+            else:
                 eventlet.sleep(0)  # let the winner finish its head update
-                continue
-            self._advance_head(org_id, record["seq"], record["hash"])
-            return record
         raise Unavailable(f"Could not append to the audit chain of {org_id!r}: "
                           f"{APPEND_ATTEMPTS} concurrent writers got there first.")
 

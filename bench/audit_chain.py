@@ -2,7 +2,9 @@
 the same run: appending a record (read the tip, hash, insert, advance the head)
 against a bare ``insert_one`` of the same document; appends of concurrent
 writers (green threads, as a service's workers are) to ONE org's chain and to
-8 orgs; verifying a chain against merely reading the same records.
+8 orgs; a handler's batches of 50 (``append_many``: one tip read, one ordered
+insert and one head update per batch), alone and raced by a second writer;
+verifying a chain against merely reading the same records.
 
 Prints per-record times and ratios to the baselines, and how many insert
 attempts lost the race (each costs one more tip read and insert). "Racing"
@@ -99,6 +101,17 @@ def main() -> None:
             list(eventlet.GreenPool(writers).imap(target.append, work))
             return per_record(time.perf_counter() - started, len(work)), target.reads - len(work)
 
+        def batched(target: AuditStore, writers: int, size: int = 50) -> tuple[float, float]:
+            """A handler's batches (``append_many``): ms and tip reads per record."""
+            work = entries(uuid.uuid4().hex, n)
+            target.reads = 0
+            started = time.perf_counter()
+            list(eventlet.GreenPool(writers).imap(
+                target.append_many, [work[i:i + size] for i in range(0, n, size)]))
+            return per_record(time.perf_counter() - started, n), target.reads / n
+
+        in_batches, batch_reads = batched(store, writers=1)
+        batches_raced, raced_reads = batched(racing(CountingStore(db)), writers=2)
         one_org, lost_one = concurrent(store, [uuid.uuid4().hex])
         eight_orgs, lost_eight = concurrent(store, [uuid.uuid4().hex for _ in range(8)])
         raced, lost_raced = concurrent(racing(CountingStore(db)), [uuid.uuid4().hex])
@@ -126,6 +139,10 @@ def main() -> None:
         row("append, 2 writers, one org, racing (2 replicas)", two, base_insert,
             f"; {lost_two} lost races ({lost_two / n:.2f} per record)")
         row("append, 8 writers, 8 orgs", eight_orgs, base_insert, f"; {lost_eight} lost races")
+        row("append_many, batches of 50, 1 writer", in_batches, base_insert,
+            f"; {batch_reads:.2f} tip reads per record")
+        row("append_many, batches of 50, racing (2 replicas)", batches_raced, base_insert,
+            f"; {raced_reads:.2f} tip reads per record")
         row("baseline: read the chain", read, read)
         row("verify (read + hash + links)", verify, read, f"; {1000 / verify:,.0f} records/s")
         client.close()

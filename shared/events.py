@@ -790,18 +790,19 @@ class ReliableEventHandler(EventHandler):
 handles = ReliableEventHandler.decorator
 
 
-def handle_each(service_cls, events, method: str, what: str) -> None:
+def handle_each(service_cls, events, method: str, what: str, batch: int = 1) -> None:
     """Give ``service_cls`` one ``@handles`` entrypoint per ``(producer,
     event_type)`` of ``events`` (one durable queue each), named
     ``on_<event_type>``, that passes the envelope to ``service_cls.<method>``:
-    for services that take many events the same way (audit, search, webhooks)."""
+    for services that take many events the same way (audit, search, webhooks).
+    With ``batch`` > 1 the method gets a list of envelopes (``@handles(batch=)``)."""
     for producer, event_type in events:
-        def handle(self, event: dict) -> None:
+        def handle(self, event) -> None:
             getattr(self, method)(event)
 
         handle.__name__ = f"on_{event_type.replace('.', '_')}"
         handle.__doc__ = f"{what} {event_type}."
-        setattr(service_cls, handle.__name__, handles(producer, event_type)(handle))
+        setattr(service_cls, handle.__name__, handles(producer, event_type, batch=batch)(handle))
 
 
 def record_events(container, worker_ctx):

@@ -141,6 +141,38 @@ def test_a_duplicate_event_is_recorded_once_and_two_replicas_keep_one_chain(
     assert verdict["ok"] and verdict["checked"] == 40 and verdict["last_seq"] == 40
 
 
+def test_batches_that_overlap_and_race_append_each_event_once_in_one_unbroken_chain(
+        container_factory, config):
+    """A handler's batch of envelopes (``append_many``): an event recorded already in
+    the middle of a batch, one twice in a batch, and batches of the same events
+    appended by many writers at once still give each event one seq, 1..n."""
+    container_factory(FakeEmployees, config).start()
+    service = container_factory(AuditService, config)
+    service.start()
+    org, _ = make_org({"boss": "owner"})
+    store = AuditStore(database(config, "audit"))
+    events = [make_envelope("task.updated", {"org_id": org, "task_id": f"t-{i}",
+                                             "changes": {"title": str(i)}},
+                            producer="tasks", org_id=org) for i in range(60)]
+    entries = [domain.entry(e, utcnow()) for e in events]
+    first = store.append_many(entries[:5])
+    assert [r["seq"] for r in first] == [1, 2, 3, 4, 5]
+    # recorded already (2, 3) in the middle, and 7 twice in one batch
+    mixed = store.append_many([entries[6], entries[2], entries[7], entries[7], entries[3],
+                               entries[8]])
+    assert [(r["event_id"], r["seq"]) for r in mixed] == [
+        (entries[i]["event_id"], seq) for i, seq in ((6, 6), (7, 7), (8, 8))]
+    batches = [entries[i:i + 10] for i in range(0, 60, 5)]  # each event in two batches
+    written = [r for found in eventlet.GreenPool(12).imap(store.append_many, batches + batches)
+               for r in found]
+    assert len({r["event_id"] for r in written}) == len(written)  # none twice
+    records = _records(config, org)
+    assert sorted(r["event_id"] for r in records) == sorted(e["event_id"] for e in events)
+    assert [r["seq"] for r in records] == list(range(1, 61))
+    verdict = call(service, "verify_chain", org)
+    assert verdict["ok"] and verdict["checked"] == 60 and verdict["last_seq"] == 60
+
+
 def test_a_tampered_record_is_found_at_the_first_break_by_rpc_and_cli(audit, tmp_path):
     config, svc = audit
     org, _ = make_org({"boss": "owner"})
