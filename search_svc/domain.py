@@ -132,6 +132,23 @@ class Change:
 DELETING = {"task.deleted", "employee.removed", "team.deleted"}
 
 
+def merged(changes: list[Change]) -> list[Change]:
+    """A batch's changes with each run of neighbours that do the same to the same
+    type of one org as one (their ids together, each once): one owner call and one
+    index commit instead of one per event. Order is kept, so a deletion and a
+    refresh of one id still happen in the order their events came."""
+    out: list[Change] = []
+    for change in changes:
+        last = out[-1] if out else None
+        if last is not None and (last.org_id, last.type, last.delete, last.clear_org) == (
+                change.org_id, change.type, change.delete, change.clear_org):
+            ids = last.ids + tuple(i for i in change.ids if i not in last.ids)
+            out[-1] = Change(last.org_id, last.type, ids, last.delete, last.clear_org)
+        else:
+            out.append(change)
+    return out
+
+
 def change_for(event: dict) -> Change | None:
     """Events carry ids (and not always the text: a task's description, a team's
     description); the owner is asked for the current state, so a replay, a

@@ -72,9 +72,10 @@ class SearchService(base.ServiceBase):
             flows.rebuild(self.index, self._owners(), None, clear=False)
 
     # --- events consumed: each names what to refresh from its owner ---------------
-    def _on_event(self, event: dict) -> None:
-        change = domain.change_for(event)
-        if change is not None:
+    def _on_events(self, events: list[dict]) -> None:
+        """The events that arrived together, in order (shared.events' batches)."""
+        changes = [c for c in map(domain.change_for, events) if c is not None]
+        for change in domain.merged(changes):
             flows.apply(self.index, self._owners(), change)
 
     # --- helpers -------------------------------------------------------------------
@@ -91,6 +92,7 @@ class SearchService(base.ServiceBase):
                 "team": self.teams.search_documents}
 
 
+BATCH = 50  # events handled together (one owner call and one index commit per run of them)
 CONSUMED = {
     "tasks": ("task.created", "task.updated", "task.assigned", "task.reassigned",
               "task.status.changed", "task.comment.added", "task.bulk.assigned", "task.deleted"),
@@ -101,5 +103,7 @@ CONSUMED = {
 }
 
 
+# in batches: a burst of comments and status changes is one owner call and one commit
 handle_each(SearchService, [(source, event_type) for source, types in CONSUMED.items()
-                            for event_type in types], "_on_event", "Refresh the index after")
+                            for event_type in types], "_on_events", "Refresh the index after",
+            batch=BATCH)

@@ -126,6 +126,25 @@ def test_comments_updates_and_deletes_follow_the_owner_and_replays_change_nothin
     assert call(svc, "index_stats", org)["documents"] == 0
 
 
+def test_a_burst_of_events_handled_in_batches_indexes_every_task_once(search, unique):
+    config, svc = search
+    org, p = make_org({"ann": "member"})
+    ann = p["ann"]["user_id"]
+    tasks = [_task(org, f"b{i}-{unique}", f"Burst{unique} item") for i in range(30)]
+    for task in tasks:
+        dispatch(config, "tasks", "task.created", {"org_id": org, "task_id": task["task_id"],
+                                                   "title": task["title"]})
+    for task in tasks[:5]:  # deleted at the owner, then their deletion and a comment arrive
+        del TASKS[task["task_id"]]
+        dispatch(config, "tasks", "task.deleted", {"org_id": org, "task_id": task["task_id"]})
+        dispatch(config, "tasks", "task.comment.added", {"org_id": org, "task_id": task["task_id"],
+                                                         "comment_id": "c"})
+    expected = sorted(t["task_id"] for t in tasks[5:])
+    wait_until(lambda: sorted(_ids(svc, ann, org, f"burst{unique}", limit=50)) == expected,
+               timeout=20, what="the 25 remaining tasks indexed, the deleted ones not")
+    assert call(svc, "index_stats", org)["documents"] == 25
+
+
 def test_employees_teams_typos_and_the_kinds_asked_for(search, unique):
     config, svc = search
     org, p = make_org({"ann": "member", "grace": "admin"})

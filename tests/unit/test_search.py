@@ -81,6 +81,18 @@ def test_events_name_what_to_refresh_from_its_owner_or_to_delete():
     assert domain.change_for(_event("task.updated", task_id="t")) is None  # no org: nothing
 
 
+def test_a_batch_merges_neighbours_that_do_the_same_and_keeps_the_order():
+    C = domain.Change
+    changes = [C("o", "task", ("a",)), C("o", "task", ("b", "a")), C("o", "task", ("a",), delete=True),
+               C("o", "task", ("c",)), C("p", "task", ("c",)), C("o", "team", ("x",)),
+               C("o", clear_org=True), C("o", clear_org=True), C("o", "task", ("d",))]
+    assert domain.merged(changes) == [
+        C("o", "task", ("a", "b")), C("o", "task", ("a",), delete=True), C("o", "task", ("c",)),
+        C("p", "task", ("c",)), C("o", "team", ("x",)), C("o", clear_org=True),
+        C("o", "task", ("d",))]
+    assert domain.merged([]) == []
+
+
 def test_every_consumed_event_is_in_the_catalogue_with_the_ids_the_rules_read():
     for source, types in CONSUMED.items():
         for event_type in types:
