@@ -182,7 +182,10 @@ class EmployeeFlows(Flows):
 
     def track_task(self, org_id: str, task_id: str, fields: dict) -> None:
         before = self.store.set_task(org_id, task_id, fields) or {}
-        for employee_id in {before.get("employee_id"), fields.get("employee_id")} - {None}:
-            self.store.recount_tasks(org_id, employee_id)
-        self.changed(org_id)
+        # recounted even when nothing moved (a re-run after a crash between the two
+        # writes must still count); the counts are written only when they differ
+        moved = [self.store.recount_tasks(org_id, employee_id) for employee_id in
+                 {before.get("employee_id"), fields.get("employee_id")} - {None}]
+        if any(moved):
+            self.changed(org_id)
 

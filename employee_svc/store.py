@@ -275,10 +275,15 @@ class EmployeeStore(BaseStore):
 
     # task counts
     def set_task(self, org_id: str, task_id: str, fields: dict) -> dict | None:
-        """Upsert the task's holder/state; returns the previous document."""
+        """Upsert the task's holder/state; returns the previous document. Nothing is
+        written when it holds ``fields`` already (a ``task.completed`` after the
+        ``task.status.changed`` to done, a move between two open statuses)."""
         key, tasks = f"{org_id}:{task_id}", self.db.employee_tasks
         for _attempt in (1, 2):  # a concurrent first write: the loser updates
-            before = write_at_version(tasks, key, {"org_id": org_id, **fields})
+            current = find_by_id(tasks, key)
+            if current is not None and all(current.get(k) == v for k, v in fields.items()):
+                return current
+            before = write_at_version(tasks, key, {"org_id": org_id, **fields}, current=current)
             if before is not None:
                 return before
             try:  # assigned: a new task is open, a known one keeps its state
@@ -296,12 +301,12 @@ class EmployeeStore(BaseStore):
             {"_id": f"{org_id}:{t['task_id']}", "org_id": org_id, "employee_id": t["assignee_id"],
              "state": "open"} for t in tasks])
 
-    def recount_tasks(self, org_id: str, employee_id: str) -> None:
-        self.recount_tasks_of(org_id, {employee_id})
+    def recount_tasks(self, org_id: str, employee_id: str) -> bool:
+        return self.recount_tasks_of(org_id, {employee_id})
 
-    def recount_tasks_of(self, org_id: str, employee_ids: set[str]) -> None:
-        """Recompute the task counts of these employees: a few aggregations, and
-        one update per distinct result (most of a bulk chunk's people share one)."""
+    def recount_tasks_of(self, org_id: str, employee_ids: set[str]) -> bool:
+        """Recompute the task counts of these employees (a few aggregations) and
+        write those that differ from what is stored, in one write; True if any did."""
         ids = sorted(i for i in employee_ids if i)
         counts = {i: {"open": 0, "completed": 0} for i in ids}
         for part in id_slices(ids):
@@ -311,12 +316,17 @@ class EmployeeStore(BaseStore):
                     {"$group": {"_id": {"employee_id": "$employee_id", "state": "$state"},
                                 "n": {"$sum": 1}}}]):
                 counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
-        if counts:  # their own small collection (one index): not the employee document's eight
+        stored = {row["_id"]: row for part in id_slices([counts_id(org_id, i) for i in ids])
+                  for row in self.db.task_counts.find({"_id": {"$in": part}})}
+        moved = {i: c for i, c in counts.items()
+                 if {k: stored.get(counts_id(org_id, i), {}).get(k) for k in c} != c}
+        if moved:  # their own small collection (one index): not the employee document's eight
             self.db.task_counts.bulk_write([
                 UpdateOne({"_id": counts_id(org_id, employee_id)},
                           {"$set": {"open": c["open"], "completed": c["completed"]},
                            "$inc": {"version": 1}}, upsert=True)
-                for employee_id, c in counts.items()], ordered=False)
+                for employee_id, c in moved.items()], ordered=False)
+        return bool(moved)
 
     def with_counts(self, docs: list[dict]) -> list[dict]:
         """``docs`` (employees) as answered: with their ``task_counts`` (open/completed,

@@ -308,6 +308,44 @@ def test_an_employees_version_moves_with_its_task_counts(mesh, unique):
               if_version=updated["version"])
 
 
+def test_a_task_event_that_moves_no_count_leaves_the_employees_version(mesh, unique):
+    """``task.completed`` after the ``task.status.changed`` to done, or a move between
+    two open statuses, changes no count: the employee's version (its ETag) stays, so
+    cached copies stay valid; a move that does change a count still moves it."""
+    _, org_id, owner = owner_org(mesh, unique)
+    bob = mesh.register(unique, name="Bob", publish=False)
+    b = add(mesh, owner, org_id, bob)
+    handled = mesh.store("employees").db.handled_events
+
+    def get():
+        return mesh.call("employees", "get_employee", owner["user_id"], org_id, b["employee_id"])
+
+    def emit_and_wait(event_type, data, handler):
+        event_id = mesh.emit("tasks", event_type, {"org_id": org_id, "task_id": "t1", **data})
+        wait_until(lambda: handled.find_one({"_id": f"employees.{handler}:{event_id}",
+                                             "state": "done"}), what=f"{event_type} handled")
+
+    who = {"assignee_id": b["employee_id"]}
+    emit_and_wait("task.assigned", {"title": "x", **who, "assignee_user_id": bob["user_id"]},
+                  "on_task_assigned")
+    emit_and_wait("task.status.changed", {**who, "old_status": "todo", "new_status": "done"},
+                  "on_task_status_changed")
+    done = get()
+    assert done["task_counts"] == {"open": 0, "completed": 1}
+    emit_and_wait("task.completed", who, "on_task_completed")
+    emit_and_wait("task.status.changed", {**who, "old_status": "done", "new_status": "done"},
+                  "on_task_status_changed")
+    assert get()["version"] == done["version"]
+    emit_and_wait("task.status.changed", {**who, "old_status": "done", "new_status": "in_progress"},
+                  "on_task_status_changed")
+    reopened = get()
+    assert reopened["task_counts"] == {"open": 1, "completed": 0}
+    assert reopened["version"] > done["version"]
+    emit_and_wait("task.status.changed", {**who, "old_status": "in_progress", "new_status": "todo"},
+                  "on_task_status_changed")
+    assert get()["version"] == reopened["version"]
+
+
 def test_status_change_and_soft_removal(mesh, unique):
     _, org_id, owner = owner_org(mesh, unique)
     bob = mesh.register(unique, name="Bob", publish=False)
