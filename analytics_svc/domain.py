@@ -67,6 +67,20 @@ def entries(event: dict) -> dict[str, list[dict]]:
     return {task_id: found} if found else {}
 
 
+def entries_by_org(events: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """``{org_id: {task_id: [log entry, ...]}}`` of events that arrived together
+    (a batch), in their order; events without an org or anything counted add nothing."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for event in events:
+        org_id = (event.get("data") or {}).get("org_id") or event.get("org_id")
+        found = entries(event)
+        if org_id and found:
+            tasks = out.setdefault(org_id, {})
+            for task_id, mine in found.items():
+                tasks.setdefault(task_id, []).extend(mine)
+    return out
+
+
 def parse_time(text: str | None) -> datetime | None:
     """An ISO time of an event (``...Z`` or with an offset) as an aware UTC datetime."""
     if not text:

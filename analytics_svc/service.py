@@ -24,6 +24,7 @@ from shared.tenancy import require_member
 
 log = logging.getLogger(__name__)
 
+BATCH = 50  # a task's events handled together: one write of each kind per org per batch
 PERMISSION = "task.stats"  # whoever may read the task stats may read these
 
 
@@ -80,33 +81,33 @@ class AnalyticsService(base.ServiceBase):
                                            ttl=self._ttl(), tags=[f"org:{org_id}"])
 
     # --- the read model, fed by events ------------------------------------------------
-    @handles("tasks", "task.created")
-    def on_task_created(self, event: dict) -> None:
-        self._record(event)
+    @handles("tasks", "task.created", batch=BATCH)
+    def on_task_created(self, events: list[dict]) -> None:
+        self._record(events)
 
     @handles("tasks", "task.bulk.assigned")
-    def on_task_bulk_assigned(self, event: dict) -> None:
-        self._record(event)
+    def on_task_bulk_assigned(self, event: dict) -> None:  # a chunk: hundreds of tasks already
+        self._record([event])
 
-    @handles("tasks", "task.assigned")
-    def on_task_assigned(self, event: dict) -> None:
-        self._record(event)
+    @handles("tasks", "task.assigned", batch=BATCH)
+    def on_task_assigned(self, events: list[dict]) -> None:
+        self._record(events)
 
-    @handles("tasks", "task.reassigned")
-    def on_task_reassigned(self, event: dict) -> None:
-        self._record(event)
+    @handles("tasks", "task.reassigned", batch=BATCH)
+    def on_task_reassigned(self, events: list[dict]) -> None:
+        self._record(events)
 
-    @handles("tasks", "task.updated")
-    def on_task_updated(self, event: dict) -> None:
-        self._record(event)
+    @handles("tasks", "task.updated", batch=BATCH)
+    def on_task_updated(self, events: list[dict]) -> None:
+        self._record(events)
 
-    @handles("tasks", "task.status.changed")
-    def on_task_status_changed(self, event: dict) -> None:
-        self._record(event)
+    @handles("tasks", "task.status.changed", batch=BATCH)
+    def on_task_status_changed(self, events: list[dict]) -> None:
+        self._record(events)
 
-    @handles("tasks", "task.deleted")
-    def on_task_deleted(self, event: dict) -> None:
-        self._record(event)
+    @handles("tasks", "task.deleted", batch=BATCH)
+    def on_task_deleted(self, events: list[dict]) -> None:
+        self._record(events)
 
     @handles("organizations", "organization.settings.updated")
     def on_org_settings_updated(self, event: dict) -> None:
@@ -121,10 +122,9 @@ class AnalyticsService(base.ServiceBase):
         self.redis.cache.invalidate_tags(f"org:{event['data']['org_id']}")
 
     # === helpers (not entrypoints) ============================================================
-    def _record(self, event: dict) -> None:
-        org_id = (event.get("data") or {}).get("org_id") or event.get("org_id")
-        found = domain.entries(event)
-        if org_id and found:
+    def _record(self, events: list[dict]) -> None:
+        """The events' log entries, one write of each kind per org of them."""
+        for org_id, found in domain.entries_by_org(events).items():
             self.store.record(org_id, found)
             self.redis.cache.invalidate_tags(f"org:{org_id}")
 

@@ -216,3 +216,14 @@ def test_throughput_and_workload():
     assert rows == [{"employee_id": "ann", "open": 2, "todo": 1, "in_progress": 1, "overdue": 1},
                     {"employee_id": "bob", "open": 1, "todo": 1, "in_progress": 0, "overdue": 0}]
     assert nobody == {"open": 1, "todo": 1, "in_progress": 0, "overdue": 0}
+
+
+def test_a_batch_of_events_groups_its_entries_by_org_and_task_in_order():
+    other = {**event("o2e", "task.status.changed", "2026-11-02T00:00:00Z", new_status="done"),
+             "data": {"org_id": "o2", "task_id": "t9", "new_status": "done"}}
+    silent = event("x", "task.updated", "2026-11-02T00:00:00Z", changes={"title": "y"})
+    grouped = domain.entries_by_org([HISTORY[0], other, silent, HISTORY[2], HISTORY[3]])
+    assert grouped == {"o1": {"t1": log_of([HISTORY[0], HISTORY[2], HISTORY[3]])},
+                       "o2": domain.entries(other)}
+    assert domain.derive(grouped["o1"]["t1"])["status"] == "done"
+    assert domain.entries_by_org([silent]) == {}
