@@ -98,17 +98,17 @@ class WebhookFlows(Flows):
                 raise ValidationFailed("The URL is not allowed.", errors={"url": [str(exc)]}) from None
         return data
 
-    def record_deliveries(self, event: dict) -> int:
-        """One delivery per enabled endpoint of the event's org that wants it."""
-        org_id = event.get("org_id")
-        if not org_id:
-            return 0
+    def record_deliveries(self, events: list[dict]) -> int:
+        """One delivery per enabled endpoint of each event's org that wants it, in
+        one write (idempotent: an (endpoint, event) pair recorded already is skipped)."""
+        subs = {org: self.subscriptions(org) for org in {e.get("org_id") for e in events} if org}
         docs = [{"_id": new_id(),
-                 "endpoint_id": endpoint["_id"], "org_id": org_id, "event_id": event["event_id"],
-                 "event_type": event["event_type"], "payload": domain.payload(event),
-                 "state": "pending", "attempts": 0, "next_attempt_at": utcnow(), "log": [],
-                 "created_at": utcnow()}
-                for endpoint in self.subscriptions(org_id)
+                 "endpoint_id": endpoint["_id"], "org_id": event["org_id"],
+                 "event_id": event["event_id"], "event_type": event["event_type"],
+                 "payload": domain.payload(event), "state": "pending", "attempts": 0,
+                 "next_attempt_at": utcnow(), "log": [], "created_at": utcnow()}
+                for event in events if event.get("org_id")
+                for endpoint in subs[event["org_id"]]
                 if domain.wants(endpoint, event["event_type"])]
         self.store.add_deliveries(docs)
         return len(docs)

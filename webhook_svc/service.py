@@ -96,12 +96,14 @@ class WebhookService(base.ServiceBase):
         """Send what is due, a batch at a time, several at once."""
         return self.flows.deliver_due()
 
-    def record_deliveries(self, event: dict) -> int:
-        """One delivery per enabled endpoint of the event's org that wants it (the
-        handler of every deliverable event, below)."""
-        return self.flows.record_deliveries(event)
+    def record_deliveries(self, events: list[dict]) -> int:
+        """One delivery per enabled endpoint of each event's org that wants it (the
+        handler of every deliverable event, below, in batches)."""
+        return self.flows.record_deliveries(events)
 
 
-# one durable queue per deliverable event: nothing published is missed
+# one durable queue per deliverable event: nothing published is missed; in batches of
+# up to 50 that arrived together (one deliveries write for them)
 handle_each(WebhookService, [(spec.producer, spec.name) for spec in CATALOGUE
-                             if spec.name in DELIVERABLE], "record_deliveries", "Record the deliveries of")
+                             if spec.name in DELIVERABLE], "record_deliveries",
+            "Record the deliveries of", batch=50)

@@ -164,6 +164,35 @@ def test_an_event_is_delivered_once_signed_and_without_secrets(hooks):
         [("succeeded", 1, 200)]
 
 
+def test_a_burst_of_events_with_redeliveries_makes_one_delivery_per_endpoint_and_event(hooks):
+    """Events handled in batches: 25 at once, five of them twice, two orgs."""
+    config, svc, receiver = hooks
+    org, p = make_org({"boss": "admin"})
+    other_org, q = make_org({"x": "admin"})
+    hook = call(svc, "create_webhook", p["boss"]["user_id"], org,
+                {"url": f"{receiver.base}/burst", "event_types": ["task.updated"]})
+    theirs = call(svc, "create_webhook", q["x"]["user_id"], other_org,
+                  {"url": f"{receiver.base}/burst?other", "event_types": ["task.updated"]})
+    sent = [dispatch(config, "tasks", "task.updated", {"org_id": org if i % 5 else other_org,
+                                                       "task_id": f"t-{i}", "changes": {}})
+            for i in range(25)]
+    for envelope in sent[:5]:
+        dispatch(config, "tasks", "task.updated", envelope["data"], event_id=envelope["event_id"])
+
+    def recorded(endpoint, owner, org_id):
+        return {d["event_id"] for d in call(svc, "list_deliveries", owner, org_id,
+                                            endpoint["webhook_id"], {"limit": 100})["items"]}
+
+    mine = {e["event_id"] for i, e in enumerate(sent) if i % 5}
+    wait_until(lambda: recorded(hook, p["boss"]["user_id"], org) == mine, timeout=20,
+               what="one delivery per event of the org")
+    wait_until(lambda: recorded(theirs, q["x"]["user_id"], other_org) ==
+               {e["event_id"] for e in sent} - mine, timeout=20, what="the other org's")
+    deliveries = database(config, "webhooks").deliveries
+    assert deliveries.count_documents({"endpoint_id": hook["webhook_id"]}) == 20
+    assert deliveries.count_documents({"endpoint_id": theirs["webhook_id"]}) == 5
+
+
 def test_an_orgs_endpoints_are_read_once_until_one_of_them_changes(counted_hooks):
     """An org's subscriptions are cached (webhooks:ver:org:<org> versions them): its
     events cost no MongoDB read until an endpoint is created, changed or deleted, and
