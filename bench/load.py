@@ -332,9 +332,15 @@ def _healthy(api):
 
 
 def pages(api, path, headers, **params):
-    """Every item of a paginated GET (``items`` / ``next_cursor``)."""
+    """Every item of a paginated GET (``items`` / ``next_cursor``); a page answered
+    503/504 (the mesh still busy with the run's background work) is asked again, a
+    few times, as a client would."""
     while True:
-        r = requests.get(f"{api}{path}", params=params, headers=headers, timeout=30)
+        for _ in range(10):
+            r = requests.get(f"{api}{path}", params=params, headers=headers, timeout=30)
+            if r.status_code not in (503, 504):
+                break
+            time.sleep(1)
         r.raise_for_status()
         body = r.json()
         yield from body["items"]
