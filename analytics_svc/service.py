@@ -17,7 +17,7 @@ from analytics_svc import domain, schemas
 from analytics_svc.store import AnalyticsStore, now
 from shared import service as base
 from shared.errors import ValidationFailed
-from shared.events import handles
+from shared.events import handle_each, handles
 from shared.mongo import Mongo
 from shared.rpc import ServiceRpc, rpc
 from shared.tenancy import require_member
@@ -81,33 +81,9 @@ class AnalyticsService(base.ServiceBase):
                                            ttl=self._ttl(), tags=[f"org:{org_id}"])
 
     # --- the read model, fed by events ------------------------------------------------
-    @handles("tasks", "task.created", batch=BATCH)
-    def on_task_created(self, events: list[dict]) -> None:
-        self._record(events)
-
     @handles("tasks", "task.bulk.assigned")
     def on_task_bulk_assigned(self, event: dict) -> None:  # a chunk: hundreds of tasks already
         self._record([event])
-
-    @handles("tasks", "task.assigned", batch=BATCH)
-    def on_task_assigned(self, events: list[dict]) -> None:
-        self._record(events)
-
-    @handles("tasks", "task.reassigned", batch=BATCH)
-    def on_task_reassigned(self, events: list[dict]) -> None:
-        self._record(events)
-
-    @handles("tasks", "task.updated", batch=BATCH)
-    def on_task_updated(self, events: list[dict]) -> None:
-        self._record(events)
-
-    @handles("tasks", "task.status.changed", batch=BATCH)
-    def on_task_status_changed(self, events: list[dict]) -> None:
-        self._record(events)
-
-    @handles("tasks", "task.deleted", batch=BATCH)
-    def on_task_deleted(self, events: list[dict]) -> None:
-        self._record(events)
 
     @handles("organizations", "organization.settings.updated")
     def on_org_settings_updated(self, event: dict) -> None:
@@ -157,3 +133,9 @@ class AnalyticsService(base.ServiceBase):
 
     def _ttl(self) -> int:
         return int(self.config.get("ANALYTICS_CACHE_TTL", 60))
+
+
+# one durable queue per task event it folds (on_task_created, ...), in batches
+handle_each(AnalyticsService, [("tasks", event_type) for event_type in (
+    "task.created", "task.assigned", "task.reassigned", "task.updated", "task.status.changed",
+    "task.deleted")], "_record", "Fold into the read model", batch=BATCH)
