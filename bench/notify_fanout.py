@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--floor", type=int, default=1_000)
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=8, help="EVENT_CONCURRENCY (config.yaml: 8)")
+    parser.add_argument("--prefetch", type=int, default=200,
+                        help="EVENT_BATCH_PREFETCH (config.yaml: 200): what a batch can find waiting")
     args = parser.parse_args()
 
     secantus, mongo_uri = mesh.start_secantus(":memory:")
@@ -111,7 +113,7 @@ def main() -> None:
                   "REDIS_URI": os.environ.get("REDIS_URI", "redis://127.0.0.1:6379/9"),
                   "MONGODB_URI": mongo_uri, "MONGODB_DB_PREFIX": f"b{uuid.uuid4().hex[:8]}",
                   "SMTP_URL": sink.url, "SMTP_POOL_SIZE": 4, "max_workers": args.workers,
-                  "EVENT_CONCURRENCY": args.concurrency,
+                  "EVENT_CONCURRENCY": args.concurrency, "EVENT_BATCH_PREFETCH": args.prefetch,
                   "RPC_TIMEOUT": 2, "PUBLIC_URL": "https://app.bench"}
         container = ServiceContainer(NotificationService, config)
         container.start()

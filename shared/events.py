@@ -51,10 +51,10 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   assignees: 59.9 s at 2, 80.2 s at 8);
 
 * **batches** (``@handles(..., batch=N)``, opt-in): the method gets a *list*
-  of up to N envelopes that arrived together (at most the prefetch count,
-  ``max_workers``), claimed and finished in one write each, so a fan-out of
-  thousands of small events costs a handful of round trips per batch, not per
-  event. Nothing waits for a batch to fill: a batch is what is waiting when a
+  of up to N envelopes that arrived together (their consumer's prefetch is
+  ``EVENT_BATCH_PREFETCH``, :class:`BatchQueueConsumer`), claimed and finished
+  in one write each, so a fan-out of thousands of small events costs a handful
+  of round trips per batch, not per event. Nothing waits for a batch to fill: a batch is what is waiting when a
   slot frees. When a batch fails, each of its messages is tried again alone
   (``x-alone``, after the first retry tier, not counted as an attempt), so one
   poison message is retried and parked by itself and its neighbours are not.
@@ -83,6 +83,7 @@ from nameko.amqp.publish import Publisher as AmqpPublisher
 from nameko.events import SERVICE_POOL, EventDispatcher, EventHandler
 from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider
+from nameko.messaging import QueueConsumer
 
 from shared.mongo import Mongo
 from shared.redis import Redis, org_version_key
@@ -521,6 +522,18 @@ class Slots:
         self.first.release()
 
 
+class BatchQueueConsumer(QueueConsumer):
+    """The consumer of a service's batch handlers (``@handles(batch=N)``): a
+    connection of its own whose prefetch is ``EVENT_BATCH_PREFETCH`` (200) per queue,
+    not nameko's ``max_workers`` (20), which capped what a batch could find waiting
+    (batches of ~5 of a fan-out's thousands). How many run at once is still bounded
+    by the slots (``EVENT_CONCURRENCY``); the rest wait unacked, as in the queue."""
+
+    @property
+    def prefetch_count(self) -> int:
+        return int(self.container.config.get("EVENT_BATCH_PREFETCH", 200))
+
+
 class ReliableEventHandler(EventHandler):
     """See the module docstring. Always SERVICE_POOL with reliable delivery."""
 
@@ -530,6 +543,8 @@ class ReliableEventHandler(EventHandler):
                  **kwargs):
         self.batch = max(1, int(batch))
         self.bulk = bulk
+        if self.batch > 1:
+            self.queue_consumer = BatchQueueConsumer()
         self._waiting: list[tuple[Any, Any]] = []  # batchable messages not yet claimed
         self._collector = None
         super().__init__(source_service, event_type, handler_type=SERVICE_POOL,

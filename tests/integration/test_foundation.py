@@ -236,6 +236,26 @@ def test_a_batch_handler_gets_events_together_and_a_poison_one_is_parked_alone(
                                                          config["EVENT_MAX_ATTEMPTS"] + 1)
 
 
+def test_a_batch_finds_more_waiting_than_the_services_workers(container_factory, config):
+    """A batch handler's consumer has a prefetch of its own (``EVENT_BATCH_PREFETCH``),
+    not ``max_workers``: with 4 workers, a burst is still handled in batches of up to
+    the handler's 10, each event once."""
+    small = {**config, "max_workers": 4, "EVENT_CONCURRENCY": 2}
+    batcher = container_factory(BatchConsumer, small)
+    producer = container_factory(Producer, config)
+    batcher.start()
+    producer.start()
+    db = pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
+        f"{config['MONGODB_DB_PREFIX']}_batcher"]
+    keys = [f"p{i}" for i in range(120)]
+    with entrypoint_hook(producer, "emit_many") as hook:  # published at once
+        hook("thing.happened", [{"key": k} for k in keys])
+    wait_until(lambda: all(effects(db, k) == 1 for k in keys), timeout=30,
+               what="every event of the burst")
+    sizes = [len(call["keys"]) for call in db.calls.find()]
+    assert sum(sizes) == 120 and max(sizes) > 4
+
+
 def run_cli(config, tmp_path, *args):
     """The operator CLI, as a separate process, against this test's broker."""
     path = tmp_path / "config.yaml"
