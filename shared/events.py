@@ -54,8 +54,8 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   of up to N envelopes that arrived together (their consumer's prefetch is
   ``EVENT_BATCH_PREFETCH``, :class:`BatchQueueConsumer`), claimed and finished
   in one write each, so a fan-out of thousands of small events costs a handful
-  of round trips per batch, not per event. Nothing waits for a batch to fill: a batch is what is waiting when a
-  slot frees. When a batch fails, each of its messages is tried again alone
+  of round trips per batch, not per event. Nothing waits for a batch to fill: a
+  batch is what is waiting when a slot frees. When a batch fails, each of its messages is tried again alone
   (``x-alone``, after the first retry tier, not counted as an attempt), so one
   poison message is retried and parked by itself and its neighbours are not.
 
