@@ -72,6 +72,9 @@ class SearchService(base.ServiceBase):
             flows.rebuild(self.index, self._owners(), None, clear=False)
 
     # --- events consumed: each names what to refresh from its owner ---------------
+    def _on_event(self, event: dict) -> None:
+        self._on_events([event])
+
     def _on_events(self, events: list[dict]) -> None:
         """The events that arrived together, in order (shared.events' batches)."""
         changes = [c for c in map(domain.change_for, events) if c is not None]
@@ -103,7 +106,10 @@ CONSUMED = {
 }
 
 
-# in batches: a burst of comments and status changes is one owner call and one commit
+# in batches: a burst of comments and status changes is one owner call and one commit;
+# a bulk chunk (hundreds of tasks, one owner call of its own) is refreshed by itself
 handle_each(SearchService, [(source, event_type) for source, types in CONSUMED.items()
-                            for event_type in types], "_on_events", "Refresh the index after",
-            batch=BATCH)
+                            for event_type in types if event_type != "task.bulk.assigned"],
+            "_on_events", "Refresh the index after", batch=BATCH)
+handle_each(SearchService, [("tasks", "task.bulk.assigned")], "_on_event",
+            "Refresh the index after")
