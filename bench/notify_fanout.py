@@ -40,7 +40,7 @@ from kombu import Connection  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.events import get_event_exchange  # noqa: E402
 
-from bench.common import cpu_seconds  # noqa: E402
+from bench.common import CpuMeter  # noqa: E402
 from notify_svc.channels import build_message  # noqa: E402
 from notify_svc.service import NotificationService  # noqa: E402
 from ops import mesh  # noqa: E402
@@ -80,10 +80,6 @@ def top(client) -> dict[str, int]:
             if isinstance(c, dict) and "total" in c}
 
 
-def cpu(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
@@ -102,11 +98,11 @@ def main() -> None:
                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
     sink = SmtpSink().start()
     container = None
-    pids = {"service": os.getpid(), "sink": sink.proc.pid, "SecantusDB": secantus.pid}
+    pids = {"service": [os.getpid()], "sink": [sink.proc.pid], "SecantusDB": [secantus.pid]}
     try:
-        before = cpu(pids)
+        meter = CpuMeter(pids).start()
         floor_s = floor(sink, args.floor)
-        floor_cpu = {k: v - before[k] for k, v in cpu(pids).items()}
+        floor_ms = meter.per_request(args.floor)  # per email of the floor
         floor_conns = sink.connections()
         floor_files = len(sink.messages())
         config = {"AMQP_URI": f"pyamqp://guest:guest@127.0.0.1:5672/{vhost}",
@@ -132,7 +128,7 @@ def main() -> None:
                 "due_at": None, "priority": "normal", "job_id": None},
                 producer="tasks", org_id="bench")
             envelopes.append(envelope)
-        top_before, cpu_before = top(db.client), cpu(pids)
+        top_before, meter = top(db.client), CpuMeter(pids).start()
         started = time.perf_counter()
         for envelope in envelopes:
             producer.publish(envelope, exchange=exchange, routing_key="task.assigned",
@@ -147,10 +143,11 @@ def main() -> None:
                 stored_s = time.perf_counter() - started
             if sent_s is None and emails_in(sink) >= target_files:
                 sent_s = time.perf_counter() - started
-        run_cpu = {k: v - cpu_before[k] for k, v in cpu(pids).items()}
         top_after = top(db.client)
         stored = db.notifications.estimated_document_count()
         emails = emails_in(sink) - floor_files
+        per = max(1, emails)
+        run_ms = meter.per_request(per)
         elapsed_in_app = stored_s or (time.perf_counter() - started)
         elapsed_mail = sent_s or (time.perf_counter() - started)
         floor_rate = args.floor / floor_s
@@ -165,11 +162,9 @@ def main() -> None:
         print(f"per-message time vs floor: {floor_rate / mail_rate:.2f}x (target <= 2x)")
         print(f"SMTP connections opened by the service: {sink.connections() - floor_conns} "
               f"for {emails} emails")
-        per = max(1, emails)
         print("CPU ms per email:          " + ", ".join(
-            f"{name} {1000 * run_cpu[name] / per:.2f}" for name in pids)
-            + f" (floor: its loop {1000 * floor_cpu['service'] / args.floor:.2f}, "
-            f"sink {1000 * floor_cpu['sink'] / args.floor:.2f})")
+            f"{name} {ms:.2f}" for name, ms in run_ms.items())
+            + f" (floor: its loop {floor_ms['service']:.2f}, sink {floor_ms['sink']:.2f})")
         ops = sorted(((name, count - top_before.get(name, 0)) for name, count in top_after.items()
                       if count > top_before.get(name, 0)), key=lambda r: -r[1])
         print("SecantusDB commands per 100 emails: " + ", ".join(
