@@ -201,14 +201,20 @@ class BatchConsumer(ServiceBase):
         self.store.db.effects.insert_many([{"key": k} for k in keys])
 
 
-def test_a_batch_handler_gets_events_together_and_a_poison_one_is_parked_alone(
-        container_factory, config):
-    batcher = container_factory(BatchConsumer, config)
+def batch_mesh(container_factory, config, batcher_config=None):
+    """A started BatchConsumer (with ``batcher_config``, else ``config``) and
+    Producer, and the batcher's database."""
+    batcher = container_factory(BatchConsumer, batcher_config or config)
     producer = container_factory(Producer, config)
     batcher.start()
     producer.start()
-    db = pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
+    return producer, pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
         f"{config['MONGODB_DB_PREFIX']}_batcher"]
+
+
+def test_a_batch_handler_gets_events_together_and_a_poison_one_is_parked_alone(
+        container_factory, config):
+    producer, db = batch_mesh(container_factory, config)
     with entrypoint_hook(producer, "emit") as hook:
         first = hook("thing.happened", {"key": "b0"})
     wait_until(lambda: effects(db, "b0") == 1, what="the first event")
@@ -240,13 +246,8 @@ def test_a_batch_finds_more_waiting_than_the_services_workers(container_factory,
     """A batch handler's consumer has a prefetch of its own (``EVENT_BATCH_PREFETCH``),
     not ``max_workers``: with 4 workers, a burst is still handled in batches of up to
     the handler's 10, each event once."""
-    small = {**config, "max_workers": 4, "EVENT_CONCURRENCY": 2}
-    batcher = container_factory(BatchConsumer, small)
-    producer = container_factory(Producer, config)
-    batcher.start()
-    producer.start()
-    db = pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
-        f"{config['MONGODB_DB_PREFIX']}_batcher"]
+    producer, db = batch_mesh(container_factory, config,
+                              {**config, "max_workers": 4, "EVENT_CONCURRENCY": 2})
     keys = [f"p{i}" for i in range(120)]
     with entrypoint_hook(producer, "emit_many") as hook:  # published at once
         hook("thing.happened", [{"key": k} for k in keys])
