@@ -316,8 +316,8 @@ class EmployeeStore(BaseStore):
                     {"$group": {"_id": {"employee_id": "$employee_id", "state": "$state"},
                                 "n": {"$sum": 1}}}]):
                 counts[row["_id"]["employee_id"]][row["_id"]["state"]] = row["n"]
-        stored = {row["_id"]: row for part in id_slices([counts_id(org_id, i) for i in ids])
-                  for row in self.db.task_counts.find({"_id": {"$in": part}})}
+        stored = {row["_id"]: row for row in find_by_ids(
+            self.db.task_counts, [counts_id(org_id, i) for i in ids])}
         moved = {i: c for i, c in counts.items()
                  if {k: stored.get(counts_id(org_id, i), {}).get(k) for k in c} != c}
         if moved:  # their own small collection (one index): not the employee document's eight
@@ -330,15 +330,12 @@ class EmployeeStore(BaseStore):
 
     def with_counts(self, docs: list[dict]) -> list[dict]:
         """``docs`` (employees) as answered: with their ``task_counts`` (open/completed,
-        0 when none was counted yet), read from ``task_counts`` (one query per
-        ``id_slices`` part), and a ``version`` that is the document's plus its counts'
+        0 when none was counted yet), read from ``task_counts`` (``find_by_ids``), and
+        a ``version`` that is the document's plus its counts'
         (each only grows, so any change of either moves the ETag: no stale 304;
         :meth:`own_version` turns an If-Match back into the document's)."""
         keys = [counts_id(d["org_id"], d["_id"]) for d in docs]
-        found: dict[str, dict] = {}
-        for part in id_slices(keys):
-            for row in self.db.task_counts.find({"_id": {"$in": part}}):
-                found[row["_id"]] = row
+        found = {row["_id"]: row for row in find_by_ids(self.db.task_counts, keys)}
         for doc, key in zip(docs, keys, strict=True):
             row = found.get(key) or {}
             doc["task_counts"] = {"open": row.get("open", 0), "completed": row.get("completed", 0)}
