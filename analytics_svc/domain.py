@@ -81,6 +81,17 @@ def entries_by_org(events: list[dict]) -> dict[str, dict[str, list[dict]]]:
     return out
 
 
+def with_entries(log: list[dict], found: list[dict]) -> list[dict] | None:
+    """``log`` with the entries of ``found`` it lacks (an event's entry is known by its
+    event id and kind), or None when it has them all (a replayed event)."""
+    seen, added = {(entry["e"], entry["k"]) for entry in log}, []
+    for entry in found:
+        if (entry["e"], entry["k"]) not in seen:
+            seen.add((entry["e"], entry["k"]))
+            added.append(entry)
+    return [*log, *added] if added else None
+
+
 def parse_time(text: str | None) -> datetime | None:
     """An ISO time of an event (``...Z`` or with an offset) as an aware UTC datetime."""
     if not text:

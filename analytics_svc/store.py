@@ -2,10 +2,10 @@
 beside the queries:
 
 * ``tasks``: one document per task (``_id`` = task id): ``log``, what each event
-  said about it (one entry per event id, added with ``$addToSet``, so a replay
-  adds nothing), ``rev`` (bumped on every write) and the facts derived from the
-  whole log (``domain.derive``), written only if ``rev`` has not moved since the
-  log was read: the last writer wins, with every entry in view;
+  said about it (one entry per event id and kind, so a replay adds nothing),
+  ``rev`` (bumped on every write) and the facts derived from the whole log
+  (``domain.derive``), written with the log in one write, only if ``rev`` has not
+  moved since the log was read (else read and written again): every entry stays;
 * ``orgs``: each org's time zone and week start, from its settings events (or
   asked of the organizations service once, when none was seen)."""
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from pymongo import ASCENDING, IndexModel, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from analytics_svc import domain
-from shared.mongo import DUPLICATE_KEY, BaseStore, id_slices, set_while, utcnow
+from shared.errors import Unavailable
+from shared.mongo import WRITE_ATTEMPTS, BaseStore, Expr, find_by_ids, set_while, utcnow
 
 FACTS = ("created_at", "status", "started_at", "done_at", "assignee_id", "team_id", "due_at",
          "deleted")
@@ -43,37 +44,39 @@ class AnalyticsStore(BaseStore):
 
     # --- writes (event handlers) ---------------------------------------------------
     def record(self, org_id: str, entries: dict[str, list[dict]]) -> int:
-        """Add each task's log entries, then write the facts derived from its whole
-        log. Returns how many tasks' facts were written."""
-        if not entries:
-            return 0
-        adds = [UpdateOne({"_id": task_id},
-                          {"$setOnInsert": {"org_id": org_id},
-                           "$addToSet": {"log": {"$each": found}}, "$inc": {"rev": 1}},
-                          upsert=True)
-                for task_id, found in entries.items()]
-        self._bulk_upsert(adds)
-        written = 0
-        for ids in id_slices(entries):
-            # by _id alone, while the log is the one read (SecantusDB scans every fact
-            # for a filter with more than the _id: docs/stack.md)
-            facts = [UpdateOne({"_id": doc["_id"]}, [set_while({"$eq": ["$rev", doc["rev"]]},
-                                                               domain.derive(doc["log"]))])
-                     for doc in self.tasks.find({"_id": {"$in": ids}}, {"log": 1, "rev": 1})]
-            if facts:
-                written += self.tasks.bulk_write(facts, ordered=False).modified_count
-        return written
-
-    def _bulk_upsert(self, writes: list[UpdateOne]) -> None:
-        """Two first events of one task at once: one upsert loses the race on the
-        unique _id; run again, it updates the document the other made."""
-        try:
-            self.tasks.bulk_write(writes, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            self.tasks.bulk_write([writes[e["index"]] for e in errors], ordered=False)
+        """Add each task's log entries (those not in its log yet) and the facts derived
+        from the whole log, in one write per task: one read of the tasks' logs, one
+        insert of the tasks not seen before, one write of the others while their
+        ``rev`` is the one read. A task another writer got to first (it inserted it, or
+        moved its ``rev``) is read and written again. Returns how many tasks were
+        written."""
+        pending, written = dict(entries), 0
+        for _attempt in range(WRITE_ATTEMPTS):
+            known = {doc["_id"]: doc for doc in find_by_ids(self.tasks, pending, {"log": 1, "rev": 1})}
+            new, updates = [], []
+            for task_id, found in pending.items():
+                doc = known.get(task_id)
+                log = domain.with_entries(doc["log"] if doc else [], found)
+                if log is None:  # every entry is there already (a replay)
+                    continue
+                if doc is None:
+                    new.append({"_id": task_id, "org_id": org_id, "log": log, "rev": 1,
+                                **domain.derive(log)})
+                else:  # by _id alone (SecantusDB scans for more: docs/stack.md)
+                    rev = {"$ifNull": ["$rev", 0]}
+                    updates.append((task_id, UpdateOne({"_id": task_id}, [set_while(
+                        {"$eq": [rev, doc.get("rev") or 0]},
+                        {"log": log, "rev": Expr({"$add": [rev, 1]}), **domain.derive(log)})])))
+            inserted = self.insert_ignoring_duplicates(self.tasks, new)
+            modified = self.tasks.bulk_write([u for _, u in updates], ordered=False
+                                             ).modified_count if updates else 0
+            written += len(inserted) + modified
+            if len(inserted) == len(new) and modified == len(updates):
+                return written
+            # some lost a race: read them all again (those written have nothing new)
+            pending = {t: pending[t] for t in [d["_id"] for d in new if d["_id"] not in inserted]
+                       + [task_id for task_id, _ in updates]}
+        raise Unavailable("These tasks are being changed by others right now; try again.")
 
     def forget_org(self, org_id: str) -> None:
         self.tasks.delete_many({"org_id": org_id})

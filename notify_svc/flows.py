@@ -165,7 +165,7 @@ class Notifier(Flows):
         self.handle_many([event])
 
     def handle_many(self, events: list[dict]) -> None:
-        """Events handled together (a batch of ``task.assigned``): one read or
+        """Events handled together (a batch of one task event type): one read or
         write per collection for all of them, as for a bulk chunk."""
         public_url = self.config.get("PUBLIC_URL") or ""
         self._notify([(event, plan) for event in events

@@ -124,25 +124,25 @@ class NotificationService(base.ServiceBase):
     def on_webhook_disabled(self, event):
         self.notifier.handle(event)
 
-    @handles("tasks", "task.reassigned")
-    def on_task_reassigned(self, event):
-        self.notifier.handle(event)
+    @handles("tasks", "task.reassigned", batch=BATCH)
+    def on_task_reassigned(self, events):
+        self.notifier.handle_many(events)
 
-    @handles("tasks", "task.completed")
-    def on_task_completed(self, event):
-        self.notifier.handle(event)
+    @handles("tasks", "task.completed", batch=BATCH)
+    def on_task_completed(self, events):
+        self.notifier.handle_many(events)
 
-    @handles("tasks", "task.overdue")
-    def on_task_overdue(self, event):
-        self.notifier.handle(event)
+    @handles("tasks", "task.overdue", batch=BATCH)
+    def on_task_overdue(self, events):
+        self.notifier.handle_many(events)
 
-    @handles("tasks", "task.status.changed")
-    def on_task_status_changed(self, event):
-        self.notifier.handle(event)
+    @handles("tasks", "task.status.changed", batch=BATCH)
+    def on_task_status_changed(self, events):
+        self.notifier.handle_many(events)
 
-    @handles("tasks", "task.comment.added")
-    def on_task_comment(self, event):
-        self.notifier.handle(event)
+    @handles("tasks", "task.comment.added", batch=BATCH)
+    def on_task_comment(self, events):
+        self.notifier.handle_many(events)
 
     # timers -----------------------------------------------------------------
     @periodic(interval=TICK_SECONDS)

@@ -36,6 +36,7 @@ def mongo_uri():
 
 
 def _create_vhost(name):
+    mesh.ensure_rabbitmq_management()  # a fresh machine's broker may not serve it yet (bench/load.py)
     requests.put(f"{RABBIT_MGMT}/api/vhosts/{name}", auth=RABBIT_AUTH,
                  timeout=10).raise_for_status()
     requests.put(f"{RABBIT_MGMT}/api/permissions/{name}/guest", auth=RABBIT_AUTH, timeout=10,

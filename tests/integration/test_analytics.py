@@ -226,3 +226,37 @@ def test_tenancy_and_bad_input_are_refused(analytics):
     default = call(svc, "summary", boss, org, {})  # the last 12 weeks, to this one
     assert default["period"] == "week" and len(default["periods"]) == 12
 
+
+
+def test_writers_racing_on_the_same_tasks_keep_every_entry(config):
+    """Eight writers (two replicas' batches) record events of the same five tasks at
+    once, from the tasks' first events on: the inserts and the writes that lose
+    a race are read and written again, so every log holds all 32 entries and
+    the facts are those of the whole log (the latest event: done)."""
+    import eventlet
+
+    from analytics_svc import domain
+    from analytics_svc.store import AnalyticsStore
+
+    store = AnalyticsStore(database(config, "analytics"))
+    store.ensure_indexes()
+    org, tasks = f"org-{uuid.uuid4().hex[:6]}", [f"t{i}" for i in range(5)]
+
+    def writer(n):
+        for k in range(4):
+            status = "done" if (n, k) == (7, 3) else "in_progress"
+            batch = [{"event_id": f"w{n}-{k}-{t}", "event_type": "task.status.changed",
+                      "occurred_at": f"2026-11-0{k + 1}T1{n}:00:00.000000Z",
+                      "data": {"org_id": org, "task_id": t, "new_status": status}}
+                     for t in tasks]
+            store.record(org, domain.entries_by_org(batch)[org])
+
+    pool = eventlet.GreenPool()
+    for n in range(8):
+        pool.spawn(writer, n)
+    pool.waitall()
+    for doc in store.tasks.find({"org_id": org}):
+        assert len(doc["log"]) == 32 and len({e["e"] for e in doc["log"]}) == 32
+        assert doc["status"] == "done" and doc["done_at"] is not None
+        assert {k: doc[k] for k in domain.derive(doc["log"])} == domain.derive(doc["log"])
+    assert store.tasks.count_documents({"org_id": org}) == 5
