@@ -22,6 +22,8 @@ from webhook_svc.flows import DELIVERABLE, WebhookFlows
 from webhook_svc.sender import WebhookSender
 from webhook_svc.store import WebhookStore
 
+BATCH = 50  # events handled together: one deliveries insert, subscriptions read once per org
+
 
 class WebhookService(base.ServiceBase):
     name = "webhooks"
@@ -106,4 +108,4 @@ class WebhookService(base.ServiceBase):
 # up to 50 that arrived together (one deliveries write for them)
 handle_each(WebhookService, [(spec.producer, spec.name) for spec in CATALOGUE
                              if spec.name in DELIVERABLE], "record_deliveries",
-            "Record the deliveries of", batch=50)
+            "Record the deliveries of", batch=BATCH)
