@@ -6,6 +6,7 @@ import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.permissions import (
@@ -113,6 +114,32 @@ def check_acceptance(invitation: dict | None, user: dict | None, at: datetime) -
 
 def task_state(status: str | None) -> str:
     return "completed" if status == "done" else "open"
+
+
+class TaskChange(NamedTuple):
+    """What a task event sets on the task's holder document, and the employees it names."""
+    org_id: str
+    task_id: str
+    fields: dict
+    named: frozenset
+
+
+def task_change(event: dict) -> TaskChange:
+    """A ``task.assigned/.reassigned/.completed/.status.changed/.deleted`` envelope as
+    the holder/state it records for its task."""
+    data, kind = event["data"], event["event_type"]
+    if kind == "task.deleted":
+        fields: dict = {"state": "deleted"}
+    elif kind == "task.reassigned":
+        fields = {"employee_id": data.get("new_assignee_id")}
+    else:
+        fields = {"employee_id": data.get("assignee_id")}
+        if kind == "task.completed":
+            fields["state"] = "completed"
+        elif kind == "task.status.changed":
+            fields["state"] = task_state(data.get("new_status"))
+    named = {data.get(k) for k in ("assignee_id", "old_assignee_id", "new_assignee_id")}
+    return TaskChange(data["org_id"], data["task_id"], fields, frozenset(named - {None}))
 
 
 def changes_of(doc: dict, updates: dict) -> dict:

@@ -180,12 +180,19 @@ class EmployeeFlows(Flows):
         if doc is not None:
             self.invalidate(org_id, doc["user_id"])
 
-    def track_task(self, org_id: str, task_id: str, fields: dict) -> None:
-        before = self.store.set_task(org_id, task_id, fields) or {}
-        # recounted even when nothing moved (a re-run after a crash between the two
-        # writes must still count); the counts are written only when they differ
-        moved = [self.store.recount_tasks(org_id, employee_id) for employee_id in
-                 {before.get("employee_id"), fields.get("employee_id")} - {None}]
-        if any(moved):
-            self.changed(org_id)
-
+    def track_tasks(self, events: list[dict]) -> None:
+        """Task events (a batch) into the holders of their tasks, each org's at once
+        (a task's events in order: later fields win); then one recount of every
+        employee held before or named, even when nothing moved (a re-run after a
+        crash between the writes must still count)."""
+        by_org: dict[str, list[domain.TaskChange]] = {}
+        for change in map(domain.task_change, events):
+            by_org.setdefault(change.org_id, []).append(change)
+        for org_id, changes in by_org.items():
+            fields: dict[str, dict] = {}
+            for change in changes:
+                fields.setdefault(change.task_id, {}).update(change.fields)
+            held = self.store.set_tasks(org_id, fields)
+            named = {e for change in changes for e in change.named}
+            if self.store.recount_tasks_of(org_id, held | named):
+                self.changed(org_id)

@@ -19,7 +19,7 @@ from employee_svc.schemas import (
 from employee_svc.store import EmployeeStore
 from shared import service as base
 from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.events import derived_event_id, handles
+from shared.events import derived_event_id, handle_each, handles
 from shared.mongo import Mongo, utcnow
 from shared.pagination import decode_cursor, page
 from shared.rpc import ServiceRpc, rpc
@@ -28,6 +28,8 @@ from shared.timers import periodic
 from shared.versions import STALE, expect_version, require_version
 
 log = logging.getLogger(__name__)
+
+BATCH = 50  # task events handled together: one read, update and insert of holders, one recount
 
 
 class EmployeeService(base.ServiceBase):
@@ -317,11 +319,6 @@ class EmployeeService(base.ServiceBase):
         if data.get("new_leader_id"):
             self.flows.set_team(data["org_id"], data["new_leader_id"], data["team_id"], "leader")
 
-    @handles("tasks", "task.assigned")
-    def on_task_assigned(self, event: dict) -> None:
-        data = event["data"]
-        self.flows.track_task(data["org_id"], data["task_id"], {"employee_id": data.get("assignee_id")})
-
     @handles("tasks", "task.bulk.assigned", bulk=True)
     def on_task_bulk_assigned(self, event: dict) -> None:
         data = event["data"]  # a bulk chunk: one write for the tasks, one for the counts
@@ -329,31 +326,10 @@ class EmployeeService(base.ServiceBase):
         self.store.recount_tasks_of(data["org_id"], {t["assignee_id"] for t in data["tasks"]})
         self.flows.changed(data["org_id"])
 
-    @handles("tasks", "task.reassigned")
-    def on_task_reassigned(self, event: dict) -> None:
-        data = event["data"]
-        self.flows.track_task(data["org_id"], data["task_id"],
-                         {"employee_id": data.get("new_assignee_id")})
-
-    @handles("tasks", "task.completed")
-    def on_task_completed(self, event: dict) -> None:
-        data = event["data"]
-        self.flows.track_task(data["org_id"], data["task_id"],
-                         {"employee_id": data.get("assignee_id"), "state": "completed"})
-
-    @handles("tasks", "task.status.changed")
-    def on_task_status_changed(self, event: dict) -> None:
-        data = event["data"]
-        self.flows.track_task(data["org_id"], data["task_id"],
-                         {"employee_id": data.get("assignee_id"),
-                          "state": domain.task_state(data.get("new_status"))})
-
-    @handles("tasks", "task.deleted")
-    def on_task_deleted(self, event: dict) -> None:
-        data = event["data"]
-        self.flows.track_task(data["org_id"], data["task_id"], {"state": "deleted"})
-
     # --- helpers (not entrypoints) ----------------------------------------------
+    def _track_tasks(self, events: list[dict]) -> None:
+        self.flows.track_tasks(events)
+
     def _out(self, doc: dict) -> dict:
         """An employee as answered, with its task counts (kept in their own collection)."""
         return dump_employee(self.store.with_counts([doc])[0])
@@ -362,3 +338,9 @@ class EmployeeService(base.ServiceBase):
         """The caller's membership (404 outside the org, 403 without ``action``),
         read from this service's own cache or store."""
         return require_member(self.redis, self, org_id, user_id, action)
+
+
+# one durable queue per task event (on_task_assigned, ...), in batches
+handle_each(EmployeeService, [("tasks", event_type) for event_type in (
+    "task.assigned", "task.reassigned", "task.completed", "task.status.changed",
+    "task.deleted")], "_track_tasks", "Track the holder and counts after", batch=BATCH)

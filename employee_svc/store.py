@@ -9,7 +9,15 @@ from pymongo.errors import DuplicateKeyError
 
 from employee_svc.domain import keywords, prefix_regex
 from shared.errors import Unavailable
-from shared.mongo import BaseStore, find_by_id, find_by_ids, id_slices, write_at_version
+from shared.mongo import (
+    WRITE_ATTEMPTS,
+    BaseStore,
+    at_version,
+    find_by_id,
+    find_by_ids,
+    holds,
+    id_slices,
+)
 
 PUBLIC = {"keywords": 0, "team_ids": 0}
 
@@ -274,24 +282,32 @@ class EmployeeStore(BaseStore):
                     .sort("_id", ASCENDING).limit(limit + 1))
 
     # task counts
-    def set_task(self, org_id: str, task_id: str, fields: dict) -> dict | None:
-        """Upsert the task's holder/state; returns the previous document. Nothing is
-        written when it holds ``fields`` already (a ``task.completed`` after the
-        ``task.status.changed`` to done, a move between two open statuses)."""
-        key, tasks = f"{org_id}:{task_id}", self.db.employee_tasks
-        for _attempt in (1, 2):  # a concurrent first write: the loser updates
-            current = find_by_id(tasks, key)
-            if current is not None and all(current.get(k) == v for k, v in fields.items()):
-                return current
-            before = write_at_version(tasks, key, {"org_id": org_id, **fields}, current=current)
-            if before is not None:
-                return before
-            try:  # assigned: a new task is open, a known one keeps its state
-                tasks.insert_one({"_id": key, "state": "open", "org_id": org_id, **fields})
-                return None
-            except DuplicateKeyError:
-                continue
-        raise Unavailable("This task's holder is being changed right now; try again.")
+    def set_tasks(self, org_id: str, changes: dict[str, dict]) -> set[str]:
+        """Record these tasks' holder/state (``{task id: fields}``) in one read, one
+        update of the holders that change (each at the version read) and one insert of
+        the new ones (open); a holder that holds its fields already is not written.
+        What lost a race is read and written again. Returns the employees the holders
+        named before."""
+        tasks = self.db.employee_tasks
+        pending = {f"{org_id}:{task_id}": fields for task_id, fields in changes.items()}
+        held: set[str | None] = set()
+        for _attempt in range(WRITE_ATTEMPTS):
+            found = {doc["_id"]: doc for doc in find_by_ids(tasks, pending)}
+            held.update(doc.get("employee_id") for doc in found.values())
+            updates = {key: UpdateOne({"_id": key}, [at_version(doc, {"org_id": org_id,
+                                                                     **pending[key]})])
+                       for key, doc in found.items() if not holds(doc, pending[key])}
+            # assigned: a new task is open, a known one keeps its state
+            new = [{"_id": key, "state": "open", "org_id": org_id, **fields}
+                   for key, fields in pending.items() if key not in found]
+            redo = {doc["_id"] for doc in new} - self.insert_ignoring_duplicates(tasks, new)
+            if updates and tasks.bulk_write(list(updates.values()), ordered=False
+                                            ).modified_count < len(updates):
+                redo.update(updates)  # which of them lost is not known: all are read again
+            pending = {key: pending[key] for key in redo}
+            if not pending:
+                return {e for e in held if e}
+        raise Unavailable("These tasks' holders are being changed right now; try again.")
 
     def add_new_tasks(self, org_id: str, tasks: list[dict]) -> None:
         """A bulk chunk's new tasks, open, in one write. Insert-only: a task known
@@ -300,9 +316,6 @@ class EmployeeStore(BaseStore):
         self.insert_ignoring_duplicates(self.db.employee_tasks, [
             {"_id": f"{org_id}:{t['task_id']}", "org_id": org_id, "employee_id": t["assignee_id"],
              "state": "open"} for t in tasks])
-
-    def recount_tasks(self, org_id: str, employee_id: str) -> bool:
-        return self.recount_tasks_of(org_id, {employee_id})
 
     def recount_tasks_of(self, org_id: str, employee_ids: set[str]) -> bool:
         """Recompute the task counts of these employees (a few aggregations) and

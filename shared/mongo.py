@@ -149,6 +149,15 @@ def set_while(condition: dict, fields: dict) -> dict:
                      for name, value in fields.items()}}
 
 
+def at_version(before: dict, fields: dict) -> dict:
+    """The update pipeline stage of :func:`write_at_version`: ``fields`` and the next
+    ``version``, set only while the version is ``before``'s (also for ``bulk_write``
+    of ``UpdateOne({"_id": ...}, [stage])``: its ``modified_count`` says how many landed)."""
+    stored = {"$ifNull": ["$version", 0]}
+    same = {"$eq": [stored, before.get("version") or 0]}
+    return set_while(same, {**fields, "version": Expr({"$add": [stored, 1]})})
+
+
 def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
                      current: dict | None = None, **equal) -> dict | None:
     """Set ``fields`` on the document ``_id`` if it :func:`holds` ``equal``, and bump
@@ -174,10 +183,7 @@ def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
         current = None
         if before is None:
             return None
-        stored = {"$ifNull": ["$version", 0]}
-        same = {"$eq": [stored, before.get("version") or 0]}
-        change = fields(before) if callable(fields) else fields
-        stage = set_while(same, {**change, "version": Expr({"$add": [stored, 1]})})
+        stage = at_version(before, fields(before) if callable(fields) else fields)
         on_time = _on_time()
         with _refused_late():
             changed = collection.update_one(

@@ -9,6 +9,7 @@ import pytest
 from nameko.events import event_handler
 from nameko.testing.services import entrypoint_waiter
 
+from employee_svc import store as employee_store
 from employee_svc.contract import membership_key, membership_tag
 from employee_svc.store import drop_email_index, move_task_counts
 from org_svc.domain import personal_org_id
@@ -21,6 +22,7 @@ from shared.errors import (
     RateLimited,
     ValidationFailed,
 )
+from shared.mongo import find_by_ids
 from shared.redis import RedisTools
 from shared.tenancy import require_member
 from tests.helpers import wait_until
@@ -467,6 +469,94 @@ def test_task_counts_follow_task_events_and_survive_redelivery(mesh, unique):
     mesh.emit("tasks", "task.deleted", {"org_id": org_id, "task_id": "t2",
                                         "assignee_id": c["employee_id"], "status": "todo"})
     wait_until(lambda: counts(c) == {"open": 0, "completed": 0})
+
+
+def burst(mesh, event_type, datas, event_ids=None):
+    """``datas`` published together and handled as one batch: the employees' one event
+    slot (``EVENT_CONCURRENCY=1``) is held until all of them wait for it."""
+    container = mesh.containers["employees"]
+    name = f"on_{event_type.replace('.', '_')}"
+    handler = next(e for e in container.entrypoints if getattr(e, "method_name", "") == name)
+    slots = container.__dict__["_event_slots"]
+    slots.acquire()
+    try:
+        ids = mesh.call("tasks", "emit_many", event_type, datas, event_ids)
+        wait_until(lambda: len(handler._waiting) == len(datas), what=f"the {event_type} burst")
+    finally:
+        slots.release()
+    return ids
+
+
+def test_task_events_in_batches_count_each_task_by_its_last_event(container_factory,
+                                                                   make_config, unique):
+    """Bursts of task events of several tasks and employees, each handled as one batch:
+    two events of one task in a batch apply in order (the counts below would differ
+    otherwise), and a replayed event already handled changes nothing."""
+    mesh = Mesh(container_factory, make_config(EVENT_CONCURRENCY=1))
+    _, org_id, owner = owner_org(mesh, unique)
+    b, c, d = (add(mesh, owner, org_id, mesh.register(unique, name=n, publish=False))
+               for n in ("Bob", "Cat", "Dan"))
+
+    def counts():
+        found = {name: mesh.call("employees", "get_employee", owner["user_id"], org_id,
+                                 e["employee_id"])["task_counts"]
+                 for name, e in (("b", b), ("c", c), ("d", d))}
+        return {name: (n["open"], n["completed"]) for name, n in found.items()}
+
+    def task(task_id, **data):
+        return {"org_id": org_id, "task_id": task_id, **data}
+
+    def expect(want):
+        wait_until(lambda: counts() == want, what=f"the counts {want}")
+
+    burst(mesh, "task.assigned", [task(t, assignee_id=e["employee_id"], title="x")
+                                  for t, e in (("t1", b), ("t2", b), ("t3", b), ("t4", c),
+                                               ("t5", b), ("t5", c))])
+    expect({"b": (3, 0), "c": (2, 0), "d": (0, 0)})  # (open, completed)
+    status = [("t1", b, "todo", "done"), ("t1", b, "done", "in_progress"),
+              ("t2", b, "todo", "done"), ("t3", b, "todo", "done"), ("t4", c, "todo", "done")]
+    burst(mesh, "task.status.changed", [task(t, assignee_id=e["employee_id"], old_status=old,
+                                             new_status=new) for t, e, old, new in status])
+    expect({"b": (1, 2), "c": (1, 1), "d": (0, 0)})
+    moves = [("t3", b, d), ("t3", d, c), ("t5", c, d)]
+    moved = burst(mesh, "task.reassigned", [
+        task(t, old_assignee_id=old["employee_id"], new_assignee_id=new["employee_id"])
+        for t, old, new in moves])
+    expect({"b": (1, 1), "c": (0, 2), "d": (1, 0)})
+    # t3 to Dan again, under the id already handled, then t5 to Bob: only the latter counts
+    last = burst(mesh, "task.reassigned", [
+        task("t3", old_assignee_id=b["employee_id"], new_assignee_id=d["employee_id"]),
+        task("t5", old_assignee_id=d["employee_id"], new_assignee_id=b["employee_id"])],
+        [moved[0], None])[1]
+    handled = mesh.store("employees").db.handled_events
+    wait_until(lambda: handled.find_one({"_id": f"employees.on_task_reassigned:{last}",
+                                         "state": "done"}), what="the last burst handled")
+    assert counts() == {"b": (2, 1), "c": (0, 2), "d": (0, 0)}
+
+
+def test_task_holders_that_lost_a_race_are_read_and_written_again(mesh, unique, monkeypatch):
+    """Another replica moves a holder and inserts a new one between the batch's read
+    and its writes: both are read again and written at their new version."""
+    store, org = mesh.store("employees"), f"o-{unique}"
+    tasks = store.db.employee_tasks
+    tasks.insert_one({"_id": f"{org}:t1", "org_id": org, "employee_id": "x", "state": "open"})
+    reads = []
+
+    def racing(collection, ids, *args, **kwargs):
+        found = find_by_ids(collection, ids, *args, **kwargs)
+        if not reads:
+            tasks.update_one({"_id": f"{org}:t1"}, {"$set": {"employee_id": "y"},
+                                                    "$inc": {"version": 1}})
+            tasks.insert_one({"_id": f"{org}:t2", "org_id": org, "employee_id": "y",
+                              "state": "completed"})
+        reads.append(sorted(ids))
+        return found
+
+    monkeypatch.setattr(employee_store, "find_by_ids", racing)
+    held = store.set_tasks(org, {"t1": {"employee_id": "z"}, "t2": {"employee_id": "z"}})
+    assert held == {"x", "y"} and len(reads) == 2
+    assert [(doc["employee_id"], doc["state"]) for doc in find_by_ids(
+        tasks, [f"{org}:t1", f"{org}:t2"])] == [("z", "open"), ("z", "completed")]
 
 
 def test_employees_have_no_email_index_and_a_start_drops_an_old_one(mesh):

@@ -110,6 +110,24 @@ def test_task_state():
     assert emp.task_state("in_progress") == emp.task_state("todo") == "open"
 
 
+def test_task_change_maps_each_task_event_to_its_holder_fields_and_the_employees_named():
+    def change(event_type, **data):
+        return emp.task_change({"event_type": event_type,
+                                "data": {"org_id": "o", "task_id": "t", **data}})
+
+    assert change("task.assigned", assignee_id="a") == ("o", "t", {"employee_id": "a"}, {"a"})
+    assert change("task.reassigned", old_assignee_id="a", new_assignee_id="b") == (
+        "o", "t", {"employee_id": "b"}, {"a", "b"})
+    assert change("task.completed", assignee_id="a").fields == {"employee_id": "a",
+                                                                "state": "completed"}
+    assert change("task.status.changed", assignee_id="a", new_status="done").fields[
+        "state"] == "completed"
+    assert change("task.status.changed", assignee_id=None, new_status="todo") == (
+        "o", "t", {"employee_id": None, "state": "open"}, frozenset())
+    assert change("task.deleted", assignee_id="a", status="todo") == (
+        "o", "t", {"state": "deleted"}, {"a"})
+
+
 def test_employee_input_schemas_refuse_bad_input():
     with pytest.raises(marshmallow.ValidationError):
         EmployeeAddSchema().load({"email": "a@b.io", "role": "god"})

@@ -33,12 +33,21 @@ def test_get_membership_of_a_deleted_org_or_a_stranger_is_none():
     assert service.get_membership("o1", "u2") is None
 
 
-def test_task_assignment_recounts_both_holders():
+def test_a_batch_of_task_events_recounts_the_holders_before_and_everyone_named_once():
     service = worker_factory(EmployeeService)
-    service.store.set_task.return_value = {"employee_id": "old"}
-    service.on_task_reassigned({"data": {"org_id": "o1", "task_id": "t", "new_assignee_id": "new"}})
-    recounted = {c.args[1] for c in service.store.recount_tasks.call_args_list}
-    assert recounted == {"old", "new"}
+    service.store.set_tasks.return_value = {"old"}
+    service.store.recount_tasks_of.return_value = True
+    service.on_task_reassigned([
+        {"event_type": "task.reassigned", "data": {"org_id": "o1", "task_id": "t",
+                                                   "old_assignee_id": "a", "new_assignee_id": "b"}},
+        {"event_type": "task.reassigned", "data": {"org_id": "o1", "task_id": "t",
+                                                   "old_assignee_id": "b", "new_assignee_id": "c"}},
+        {"event_type": "task.reassigned", "data": {"org_id": "o1", "task_id": "u",
+                                                   "new_assignee_id": "a"}}])
+    service.store.set_tasks.assert_called_once_with(
+        "o1", {"t": {"employee_id": "c"}, "u": {"employee_id": "a"}})  # later fields win
+    service.store.recount_tasks_of.assert_called_once_with("o1", {"old", "a", "b", "c"})
+    service.redis.cache.bump_versions.assert_called_once()
 
 
 def test_updating_an_org_drops_its_cached_copy():
