@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError
 
 from analytics_svc import domain
 from shared.errors import Unavailable
-from shared.mongo import WRITE_ATTEMPTS, BaseStore, Expr, find_by_ids, set_while, utcnow
+from shared.mongo import WRITE_ATTEMPTS, BaseStore, at_version, find_by_ids, utcnow
 
 FACTS = ("created_at", "status", "started_at", "done_at", "assignee_id", "team_id", "due_at",
          "deleted")
@@ -63,10 +63,8 @@ class AnalyticsStore(BaseStore):
                     new.append({"_id": task_id, "org_id": org_id, "log": log, "rev": 1,
                                 **domain.derive(log)})
                 else:  # by _id alone (SecantusDB scans for more: docs/stack.md)
-                    rev = {"$ifNull": ["$rev", 0]}
-                    updates.append((task_id, UpdateOne({"_id": task_id}, [set_while(
-                        {"$eq": [rev, doc.get("rev") or 0]},
-                        {"log": log, "rev": Expr({"$add": [rev, 1]}), **domain.derive(log)})])))
+                    updates.append((task_id, UpdateOne({"_id": task_id}, [at_version(
+                        doc, {"log": log, **domain.derive(log)}, version="rev")])))
             inserted = self.insert_ignoring_duplicates(self.tasks, new)
             modified = self.tasks.bulk_write([u for _, u in updates], ordered=False
                                              ).modified_count if updates else 0

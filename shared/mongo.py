@@ -149,13 +149,13 @@ def set_while(condition: dict, fields: dict) -> dict:
                      for name, value in fields.items()}}
 
 
-def at_version(before: dict, fields: dict) -> dict:
+def at_version(before: dict, fields: dict, version: str = "version") -> dict:
     """The update pipeline stage of :func:`write_at_version`: ``fields`` and the next
     ``version``, set only while the version is ``before``'s (also for ``bulk_write``
     of ``UpdateOne({"_id": ...}, [stage])``: its ``modified_count`` says how many landed)."""
-    stored = {"$ifNull": ["$version", 0]}
-    same = {"$eq": [stored, before.get("version") or 0]}
-    return set_while(same, {**fields, "version": Expr({"$add": [stored, 1]})})
+    stored = {"$ifNull": [f"${version}", 0]}
+    same = {"$eq": [stored, before.get(version) or 0]}
+    return set_while(same, {**fields, version: Expr({"$add": [stored, 1]})})
 
 
 def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
