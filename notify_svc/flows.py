@@ -46,6 +46,10 @@ def prefs_key(user_id: str) -> str:
     return f"notifications:prefs:{user_id}"
 
 
+def prefs_tag(user_id: str) -> str:  # invalidated when the user saves preferences
+    return f"prefs:{user_id}"
+
+
 @lru_cache(maxsize=8)
 def default_templates(locale: str) -> dict:
     path = TEMPLATES_DIR / f"{locale}.yaml"
@@ -97,21 +101,21 @@ class Notifier(Flows):
 
     def preferences_of(self, user_ids: list[str]) -> dict[str, dict]:
         """Each user's preferences: one Redis read for all, then one MongoDB read
-        for those not cached (cached for an hour)."""
-        cached = self.redis.cache.get_many([prefs_key(u) for u in user_ids])
-        found = dict(zip(user_ids, cached, strict=True))
-        missing = [u for u, c in found.items() if c is None]
-        if missing:
-            stored = self.store.preferences_of(missing)
-            loaded = {u: stored.get(u) or domain.default_preferences() for u in missing}
-            found.update(loaded)
-            self.redis.cache.set_many({prefs_key(u): p for u, p in loaded.items()}, ttl=3600)
-        return {u: {**domain.default_preferences(), **(p or {})} for u, p in found.items()}
+        for those not cached (cached for an hour, unless they were saved meanwhile)."""
+        def load(keys: list[str]) -> dict[str, dict]:
+            stored = self.store.preferences_of([user_of[key] for key in keys])
+            return {key: stored.get(user_of[key]) or domain.default_preferences() for key in keys}
+
+        user_of = {prefs_key(u): u for u in user_ids}
+        found = self.redis.cache.get_many_or_set({key: prefs_tag(u) for key, u in user_of.items()},
+                                                 load, ttl=3600)
+        return {u: {**domain.default_preferences(), **(found[prefs_key(u)] or {})}
+                for u in user_ids}
 
     def save_preferences(self, user_id: str, prefs: dict) -> dict:
         merged = {**domain.default_preferences(), **prefs}
         self.store.save_preferences(user_id, merged)
-        self.redis.cache.delete(prefs_key(user_id))
+        self.redis.cache.invalidate_tags(prefs_tag(user_id))  # a read in flight stores nothing
         return merged
 
     def org_defaults(self, org_id: str | None) -> dict:

@@ -222,17 +222,35 @@ class Cache:
             count_cache(self.service, "miss" if raw is None else "hit", key)
         return [None if raw is None else json.loads(raw) for raw in raws]
 
-    def set_many(self, values: dict[str, Any], ttl: int | None = None) -> None:
-        """Store untagged values in one round trip."""
-        if not values:
-            return
+    def get_many_or_set(self, tags: dict[str, str], compute: Callable[[list[str]], dict],
+                        ttl: int | None = None) -> dict[str, Any]:
+        """:meth:`get_or_set` for many keys, each cached under one tag (``{key: tag}``):
+        one read for all, ``compute(missing keys)`` (``{key: value}``) once for the misses,
+        stored in one round trip, each only if its tag was not invalidated meanwhile."""
+        found = dict(zip(tags, self.get_many(list(tags)), strict=True))
+        missing = [key for key, value in found.items() if value is None]
+        if not missing:
+            return found
+        generations = self.generations(tags[key] for key in missing)
+        computed = compute(missing)
+        found.update(computed)
+        if generations is None:  # Redis is down: answered, not stored
+            return found
+        ttl = ttl or self.default_ttl
         try:
+            if self.clustered:  # the keys are in several slots: each by itself
+                for key, generation in zip(missing, generations, strict=True):
+                    self.set(key, computed[key], ttl, [tags[key]], [generation])
+                return found
             pipe = self.client.pipeline(transaction=False)
-            for key, value in values.items():
-                pipe.set(key, json.dumps(value, default=str), ex=ttl or self.default_ttl)
+            for key, generation in zip(missing, generations, strict=True):
+                self._set_if_same(keys=[key, self.generation_key(tags[key]), self.tag_key(tags[key])],
+                                  args=[json.dumps(computed[key], default=str), ttl, 1, generation],
+                                  client=pipe)
             pipe.execute()
         except redis.RedisError as exc:
             self._failed("cache_set", exc)
+        return found
 
     def generations(self, tags: Iterable[str]) -> list[str] | None:
         """Read before computing a value to ``set`` under these tags (None: Redis is down)."""

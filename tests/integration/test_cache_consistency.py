@@ -59,6 +59,28 @@ def test_a_repeated_invalidation_is_kept_once(private_redis):
     assert tools.client.mget("tasks:ver:org:a", "tasks:ver:org:b") == ["1", "1"]
 
 
+def test_many_reads_that_raced_an_invalidation_do_not_store_the_old_values(redis_config,
+                                                                           unique):
+    """``get_many_or_set`` (notifications' preferences): a value read while its tag was
+    invalidated (the user saved new preferences meanwhile) is answered but not stored;
+    the others are, and a later read stores the new value."""
+    tools = RedisTools(make_client(redis_config), f"test{unique}", 60)
+    tags = {"prefs:a": "user:a", "prefs:b": "user:b"}
+
+    def slow_read(keys):  # b's change commits while the reader holds its old state
+        tools.cache.invalidate_tags("user:b")
+        return {key: {"email": "old"} for key in keys}
+
+    assert tools.cache.get_many_or_set(tags, slow_read) == {
+        "prefs:a": {"email": "old"}, "prefs:b": {"email": "old"}}
+    assert tools.cache.get_many(["prefs:a", "prefs:b"]) == [{"email": "old"}, None]
+    assert tools.cache.get_many_or_set(tags, lambda keys: {k: {"email": "new"} for k in keys}) \
+        == {"prefs:a": {"email": "old"}, "prefs:b": {"email": "new"}}
+    assert tools.cache.get("prefs:b") == {"email": "new"}
+    tools.cache.invalidate_tags("user:a")
+    assert tools.cache.get("prefs:a") is None
+
+
 def test_a_read_that_raced_an_invalidation_does_not_store_the_old_value(redis_config, unique):
     tools = RedisTools(make_client(redis_config), f"test{unique}", 60)
     reads = []

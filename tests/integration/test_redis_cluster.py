@@ -38,6 +38,7 @@ from tests.integration.test_auth_flows import (  # noqa: F401  run on the cluste
 )
 from tests.integration.test_cache_consistency import (  # noqa: F401  run on the cluster
     test_a_read_that_raced_an_invalidation_does_not_store_the_old_value,
+    test_many_reads_that_raced_an_invalidation_do_not_store_the_old_values,
 )
 from tests.integration.test_foundation import (  # noqa: F401  run on the cluster
     test_a_limit_past_the_millisecond_clock_decides_instead_of_failing,
