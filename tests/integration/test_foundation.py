@@ -648,6 +648,22 @@ def test_claims_made_at_the_same_moment_are_one_write_and_each_event_is_claimed_
     assert first.wait() == ("claimed", 0) and sorted(s for s, _ in twice) == ["busy", "claimed"]
 
 
+def test_a_released_claim_is_taken_over_at_once_and_a_finished_one_stays_done(config):
+    """A failed handler releases its claim (its event is retried, or run alone): the
+    next claim takes it at once, where an unreleased one would wait out its lease;
+    releasing an event that was finished leaves it done (no second run)."""
+    store = BaseStore(pymongo.MongoClient(config["MONGODB_URI"], tz_aware=True)[
+        f"{config['MONGODB_DB_PREFIX']}_release"])
+    assert store.claim_event("svc.on_x", "e1", 30_000) == ("claimed", 0)
+    assert store.claim_event("svc.on_x", "e1", 30_000)[0] == "busy"
+    store.release_event("svc.on_x", "e1")
+    assert store.claim_event("svc.on_x", "e1", 30_000) == ("claimed", 0)
+    assert store.claim_event("svc.on_x", "e1", 30_000)[0] == "busy"  # held again
+    store.finish_event("svc.on_x", "e1")
+    store.release_event("svc.on_x", "e1")
+    assert store.claim_event("svc.on_x", "e1", 30_000) == ("done", 0)
+
+
 def test_two_relays_claim_each_pending_outbox_entry_once(config):
     """A pending entry past its grace period goes to one relay; one still inside it, or
     sent, to none (the claim is a write by ``_id`` alone, not a findAndModify)."""
