@@ -201,7 +201,10 @@ def test_websocket_real_time_and_catch_up(stack, unique):
     assert message["notification"]["title"] == "New task: Live"
     last_id = message["notification"]["id"]
     ws.close()
+    # one after the other: two events emitted in the same instant may be handled
+    # by two workers at once, and have no order between them
     stack.assign(ann, "Missed 1")
+    wait_until(lambda: len(items(stack, ann)) == 2, what="2 items")
     stack.assign(ann, "Missed 2")
     wait_until(lambda: len(items(stack, ann)) == 3, what="3 items")
     ws = connect(stack, ann, last_id=last_id)
