@@ -296,6 +296,11 @@ class DbTop:
         for time_us, count, (name, op) in spent[:rows]:
             print(f"  {name + ' ' + op:<48} {100 * time_us / total:5.1f}%  {count:7d} ops"
                   f"  {time_us / 1e3 / count:7.2f} ms/op  {count / max(1, requests_made):6.2f}/request")
+        by_name: Counter = Counter()  # a collection every service has (handled_events, outbox)
+        for time_us, _, (name, _) in spent:
+            by_name[name.partition(".")[2]] += time_us
+        print("  per collection name, all services together: " + ", ".join(
+            f"{name} {100 * t / total:.1f}%" for name, t in by_name.most_common(6)))
         self.client.close()
 
 
