@@ -81,7 +81,7 @@ class AnalyticsService(base.ServiceBase):
                                            ttl=self._ttl(), tags=[f"org:{org_id}"])
 
     # --- the read model, fed by events ------------------------------------------------
-    @handles("tasks", "task.bulk.assigned")
+    @handles("tasks", "task.bulk.assigned", idempotent=True)
     def on_task_bulk_assigned(self, event: dict) -> None:  # a chunk: hundreds of tasks already
         self._record([event])
 
@@ -135,7 +135,8 @@ class AnalyticsService(base.ServiceBase):
         return int(self.config.get("ANALYTICS_CACHE_TTL", 60))
 
 
-# one durable queue per task event it folds (on_task_created, ...), in batches
+# one durable queue per task event it folds (on_task_created, ...), in batches.
+# Idempotent (no ledger): a task's log keeps each event id once (domain.with_entries).
 handle_each(AnalyticsService, [("tasks", event_type) for event_type in (
     "task.created", "task.assigned", "task.reassigned", "task.updated", "task.status.changed",
-    "task.deleted")], "_record", "Fold into the read model", batch=BATCH)
+    "task.deleted")], "_record", "Fold into the read model", batch=BATCH, idempotent=True)

@@ -70,6 +70,7 @@ class AuditService(base.ServiceBase):
 
 
 # one durable queue per event: a new event is audited from its first day; in batches
-# (a bulk job's thousands of notification.sent: one insert and one head update each)
+# (a bulk job's thousands of notification.sent: one insert and one head update each).
+# Idempotent (no ledger): a record's event id is unique, so an event is recorded once.
 handle_each(AuditService, [(spec.producer, spec.name) for spec in CATALOGUE], "record", "Audit",
-            batch=BATCH)
+            batch=BATCH, idempotent=True)

@@ -107,9 +107,10 @@ CONSUMED = {
 
 
 # in batches: a burst of comments and status changes is one owner call and one commit;
-# a bulk chunk (hundreds of tasks, one owner call of its own) is refreshed by itself
+# a bulk chunk (hundreds of tasks, one owner call of its own) is refreshed by itself.
+# Idempotent (no ledger): every event refreshes documents from their owner.
 handle_each(SearchService, [(source, event_type) for source, types in CONSUMED.items()
                             for event_type in types if event_type != "task.bulk.assigned"],
-            "_on_events", "Refresh the index after", batch=BATCH)
+            "_on_events", "Refresh the index after", batch=BATCH, idempotent=True)
 handle_each(SearchService, [("tasks", "task.bulk.assigned")], "_on_event",
-            "Refresh the index after")
+            "Refresh the index after", idempotent=True)

@@ -12,7 +12,12 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   service's MongoDB (``handled_events``: unique ``_id``, TTL); an id already
   handled is acked and skipped; an id another worker is handling right now
   (a concurrent redelivery) is looked at again when that worker's lease
-  ends, so a crashed worker's claim cannot swallow the event;
+  ends, so a crashed worker's claim cannot swallow the event. A handler
+  idempotent by construction (``@handles(..., idempotent=True)``: a unique key
+  per event in what it writes, or a refresh from the owner) keeps no ledger: a
+  duplicate does its work again and changes nothing, and the claim and finish
+  writes (two per event or batch, in every consuming service: a quarter of
+  SecantusDB's time in bench/load.py) are not made;
 * **retries with back-off**: a failing handler's message is re-published,
   with its attempt count in the ``x-attempt`` header, to the retry queue of a
   small fixed set of delay tiers (``EVENT_RETRY_TIERS_MS``, e.g. 1 s, 5 s, 30 s,
@@ -21,7 +26,10 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   other length (another worker's lease) takes the next tier up, so a handler
   never has more retry queues than tiers;
 * **dead letters**: after ``EVENT_MAX_ATTEMPTS`` attempts the message is
-  parked in ``{queue}.dlq`` with the error, the attempt count and when;
+  parked in ``{queue}.dlq`` with the error, the attempt count and when. A
+  MongoDB that cannot be reached is not the event's fault: such a failure is
+  retried after the first tier and not counted, so an outage parks nothing and
+  every event is handled when the database is back (as a claim that fails);
 * **queue type**: ``EVENT_QUEUE_TYPE=quorum`` declares the handler, retry and
   dead-letter queues as quorum queues (replicated on a RabbitMQ cluster), the
   handler queue with ``x-delivery-limit`` (``EVENT_DELIVERY_LIMIT``): a message
@@ -87,7 +95,13 @@ from nameko.messaging import QueueConsumer
 
 from shared.mongo import Mongo
 from shared.redis import Redis, org_version_key
-from shared.telemetry import CORRELATION_KEY, EVENT_DEAD_LETTERS, EVENT_DUPLICATES, EVENT_RETRIES
+from shared.telemetry import (
+    CORRELATION_KEY,
+    EVENT_DEAD_LETTERS,
+    EVENT_DUPLICATES,
+    EVENT_HANDLED,
+    EVENT_RETRIES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -540,9 +554,10 @@ class ReliableEventHandler(EventHandler):
     queue: Any  # a kombu Queue (nameko sets it in setup; kombu sets its attributes dynamically)
 
     def __init__(self, source_service: str, event_type: str, batch: int = 1, bulk: bool = False,
-                 **kwargs):
+                 idempotent: bool = False, **kwargs):
         self.batch = max(1, int(batch))
         self.bulk = bulk
+        self.idempotent = idempotent  # no handled-events ledger (see the module docstring)
         if self.batch > 1:
             self.queue_consumer = BatchQueueConsumer()
         self._waiting: list[tuple[Any, Any]] = []  # batchable messages not yet claimed
@@ -580,10 +595,10 @@ class ReliableEventHandler(EventHandler):
                                binding(queue.exchange, routing_key=queue.routing_key),
                                binding(handlers_exchange(queue.name), routing_key=queue.name)])
         mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
-        if mongo is None:
+        if mongo is None and not self.idempotent:
             raise RuntimeError(f"{self.handler_key}: @handles needs a Mongo dependency "
-                               "to record handled event ids")
-        self.mongo: Mongo = mongo
+                               "to record handled event ids (or idempotent=True)")
+        self.mongo: Mongo = mongo  # type: ignore[assignment]  # None only when idempotent
 
     @property
     def queue_name(self) -> str:
@@ -632,7 +647,7 @@ class ReliableEventHandler(EventHandler):
         ids = [self._event_id(body) for body, _ in taken]
         try:
             states = self.mongo.store.claim_events(self.handler_key, [i for i in ids if i],
-                                                   self.lease_ms)
+                                                   self.lease_ms) if any(ids) else {}
         except Exception as exc:  # database down: back off, keep the messages
             log.warning("%s: could not claim %d events: %s", self.handler_key, len(taken), exc)
             for _, message in taken:
@@ -673,7 +688,8 @@ class ReliableEventHandler(EventHandler):
                 exc_info = record_events(self.container, worker_ctx)  # before the acks
             if exc_info is None:
                 try:
-                    self.mongo.store.finish_events(self.handler_key, ids)
+                    if ids:
+                        self.mongo.store.finish_events(self.handler_key, ids)
                 except Exception:
                     log.exception("%s: could not record a handled batch; requeueing it",
                                   self.handler_key)
@@ -682,6 +698,7 @@ class ReliableEventHandler(EventHandler):
                     return result, exc_info
                 for _, message, _ in run:
                     self.queue_consumer.ack_message(message)
+                EVENT_HANDLED.labels(self.container.service_name, self.method_name).inc(len(run))
             elif len(run) == 1:
                 _, message, event_id = run[0]
                 self._settle(message, partial(self._retry_or_park, message, exc_info, event_id))
@@ -703,7 +720,10 @@ class ReliableEventHandler(EventHandler):
                                routing_key=queue.name, headers=headers, declare=[queue])
 
     def _event_id(self, body) -> str | None:
-        return body.get("event_id") if isinstance(body, dict) else None
+        """The event id the ledger claims; None without one (an idempotent handler)."""
+        if self.idempotent or not isinstance(body, dict):
+            return None
+        return body.get("event_id")
 
     def _process(self, body, message) -> None:
         self.slots.acquire()  # released by handle_result, or below when no worker runs
@@ -748,6 +768,7 @@ class ReliableEventHandler(EventHandler):
             if exc_info is None:
                 self._settle(message, lambda: event_id and self.mongo.store.finish_event(
                     self.handler_key, event_id))
+                EVENT_HANDLED.labels(self.container.service_name, self.method_name).inc()
             else:
                 self._settle(message, lambda: self._retry_or_park(message, exc_info, event_id))
             return result, exc_info
@@ -776,6 +797,11 @@ class ReliableEventHandler(EventHandler):
     def _retry_or_park(self, message, exc_info, event_id: str | None) -> None:
         if event_id:
             self.mongo.store.release_event(self.handler_key, event_id)
+        if database_unreachable(exc_info[1]):  # not the event's fault: not an attempt
+            log.warning("%s: MongoDB unreachable, trying again in %s ms: %s", self.handler_key,
+                        self.tiers[0], exc_info[1])
+            self._delay(message, self.tiers[0], count=False)
+            return
         attempt = int((message.headers or {}).get(ATTEMPT_HEADER, 1))
         service = self.container.service_name
         if next_step(attempt, self.max_attempts) == "retry":
@@ -805,19 +831,31 @@ class ReliableEventHandler(EventHandler):
 handles = ReliableEventHandler.decorator
 
 
-def handle_each(service_cls, events, method: str, what: str, batch: int = 1) -> None:
+def database_unreachable(exc: BaseException | None) -> bool:
+    """MongoDB could not be reached (no server to select, a connection refused or
+    reset), as opposed to one that answered an error or took too long (a timeout:
+    a handler blocked behind a lock is retried, then parked, as any failure)."""
+    errors = pymongo.errors
+    return isinstance(exc, errors.ConnectionFailure) and not isinstance(
+        exc, (errors.NetworkTimeout, errors.WaitQueueTimeoutError))
+
+
+def handle_each(service_cls, events, method: str, what: str, batch: int = 1,
+                idempotent: bool = False) -> None:
     """Give ``service_cls`` one ``@handles`` entrypoint per ``(producer,
     event_type)`` of ``events`` (one durable queue each), named
     ``on_<event_type>``, that passes the envelope to ``service_cls.<method>``:
     for services that take many events the same way (audit, search, webhooks).
-    With ``batch`` > 1 the method gets a list of envelopes (``@handles(batch=)``)."""
+    With ``batch`` > 1 the method gets a list of envelopes (``@handles(batch=)``);
+    ``idempotent`` handlers keep no ledger (``@handles(idempotent=)``)."""
     for producer, event_type in events:
         def handle(self, event) -> None:
             getattr(self, method)(event)
 
         handle.__name__ = f"on_{event_type.replace('.', '_')}"
         handle.__doc__ = f"{what} {event_type}."
-        setattr(service_cls, handle.__name__, handles(producer, event_type, batch=batch)(handle))
+        setattr(service_cls, handle.__name__, handles(producer, event_type, batch=batch,
+                                                      idempotent=idempotent)(handle))
 
 
 def record_events(container, worker_ctx):

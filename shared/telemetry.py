@@ -56,6 +56,8 @@ EVENT_DEAD_LETTERS = Counter("event_dead_letters_total", "Events parked in a dea
                              ["service", "handler"])
 EVENT_DUPLICATES = Counter("event_duplicates_total", "Redelivered events skipped",
                            ["service", "handler"])
+EVENT_HANDLED = Counter("events_handled_total", "Events whose handler succeeded (acked)",
+                        ["service", "handler"])
 CACHE_REQUESTS = Counter("cache_requests_total", "Cache look-ups", ["service", "result"])
 RPC_TIMEOUTS = Counter("rpc_timeouts_total", "RPC calls that timed out", ["service", "target"])
 REDIS_ERRORS = Counter("redis_errors_total", "Redis failures tolerated (fail open)",

@@ -105,7 +105,8 @@ class WebhookService(base.ServiceBase):
 
 
 # one durable queue per deliverable event: nothing published is missed; in batches of
-# up to 50 that arrived together (one deliveries write for them)
+# up to 50 that arrived together (one deliveries write for them). Idempotent (no
+# ledger): a delivery is unique per endpoint and event.
 handle_each(WebhookService, [(spec.producer, spec.name) for spec in CATALOGUE
                              if spec.name in DELIVERABLE], "record_deliveries",
-            "Record the deliveries of", batch=BATCH)
+            "Record the deliveries of", batch=BATCH, idempotent=True)

@@ -12,6 +12,7 @@ import yaml
 from nameko.rpc import RpcProxy
 from nameko.testing.services import entrypoint_hook
 
+from ops import mesh as mesh_mod
 from shared import deadletters
 from shared.errors import Timeout, Unavailable
 from shared.events import handles
@@ -180,6 +181,53 @@ def test_a_handler_blocked_behind_a_lock_is_parked_in_sight_not_stuck(container_
     assert deadletters.replay_dead_letters(config["AMQP_URI"], [queue]) == 1
     wait_until(lambda: effects(db, "locked") == 1, what="the replayed event handled")
     assert effects(db, "locked") == 1
+
+
+class IdempotentConsumer(ServiceBase):
+    """``@handles(..., idempotent=True)``: one effect per event id by construction
+    (an upsert on it), so no ledger; counts every try in the process."""
+
+    name = "idem"
+    tries: list[str] = []
+
+    @handles("producer", "thing.happened", idempotent=True)
+    def on_thing(self, event):
+        IdempotentConsumer.tries.append(event["event_id"])
+        self.store.db.effects.update_one({"_id": event["event_id"]},
+                                         {"$set": {"key": event["data"]["key"]}}, upsert=True)
+
+
+def test_an_idempotent_handler_keeps_no_ledger_and_waits_out_a_database_outage(
+        container_factory, make_config):
+    """MongoDB down is not the event's fault: the tries are not counted as attempts, so
+    nothing is parked however long it lasts, and the event is handled once it is back."""
+    config = make_config(EVENT_LEASE_MS=300)  # under its lease a try waits that long for a server
+    port = mesh_mod.free_port()
+    down = {**config, "MONGODB_URI": f"mongodb://127.0.0.1:{port}/?directConnection=true"
+                                     "&retryWrites=false"}
+    IdempotentConsumer.tries.clear()
+    container_factory(IdempotentConsumer, down).start()
+    producer = container_factory(Producer, config)
+    producer.start()
+    event = emit(producer, "outage")
+    queue = "evt-producer-thing.happened--idem.on_thing"
+    wait_until(lambda: len(IdempotentConsumer.tries) > 2 * config["EVENT_MAX_ATTEMPTS"],
+               timeout=30, what="more tries than the attempts that park an event")
+    assert deadletters.list_dead_letters(config["AMQP_URI"], [queue]) == []
+    proc, uri = mesh_mod.start_secantus(":memory:", port)
+    try:
+        db = pymongo.MongoClient(uri)[f"{config['MONGODB_DB_PREFIX']}_idem"]
+        wait_until(lambda: db.effects.find_one({"_id": event["event_id"]}), timeout=30,
+                   what="the event handled once the database is back")
+        with entrypoint_hook(producer, "emit") as hook:  # the same event id again
+            hook("thing.happened", {"key": "again"}, event_id=event["event_id"])
+        wait_until(lambda: db.effects.find_one({"key": "again"}), timeout=10,
+                   what="the redelivery handled again (no ledger skips it)")
+        assert db.effects.count_documents({}) == 1
+        assert db.handled_events.count_documents({}) == 0
+        assert deadletters.list_dead_letters(config["AMQP_URI"], [queue]) == []
+    finally:
+        mesh_mod.stop_process(proc)
 
 
 class BatchConsumer(ServiceBase):
