@@ -232,12 +232,19 @@ class Notifier(Flows):
                     rendered_for[deliveries[-1]["_id"]] = rendered
             if rec.user_id and decision.push and self.pusher.enabled:
                 pushes.append((nid, rec.user_id, plan.kind, rendered["subject"], plan.link))
-        self._announce(self._store_items(items))
+        announced = self._store_items(items)
+        self._announce(announced)
         new = self.store.add_deliveries(deliveries)
         self._send_many([d for d in deliveries if d["_id"] in new and d["status"] == "sending"],
                         templates, rendered_for)
+        # pushed with the item or email it goes with, when that is new: an event handled
+        # again (no ledger, see the task handlers) pushes nothing twice
+        planned = {doc["_id"] for _, doc in items} | {d["notification_id"] for d in deliveries}
+        fresh = {doc["_id"] for doc in announced} | {
+            d["notification_id"] for d in deliveries if d["_id"] in new}
         for push in pushes:
-            self._push(*push)
+            if push[0] in fresh or push[0] not in planned:
+                self._push(*push)
 
     def _store_items(self, items: list[tuple[domain.Plan, dict]]) -> list[dict]:
         """Store the in-app items (one write); returns those to announce. A bulk

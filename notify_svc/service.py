@@ -26,7 +26,10 @@ from shared.timers import periodic
 
 TICK_SECONDS = 1
 # task.assigned arrives by the thousand when many tasks are created at once:
-# handled in batches of up to this many (shared.events), one write per collection
+# handled in batches of up to this many (shared.events), one write per collection.
+# The task handlers are idempotent (no ledger): an item and an email are unique per
+# event and person (domain.notification_id), and only new ones are announced, sent
+# or pushed.
 BATCH = 50
 
 
@@ -112,7 +115,7 @@ class NotificationService(base.ServiceBase):
     def on_team_member_added(self, event):
         self.notifier.handle(event)
 
-    @handles("tasks", "task.assigned", batch=BATCH)
+    @handles("tasks", "task.assigned", batch=BATCH, idempotent=True)
     def on_task_assigned(self, events):
         self.notifier.handle_many(events)
 
@@ -124,23 +127,23 @@ class NotificationService(base.ServiceBase):
     def on_webhook_disabled(self, event):
         self.notifier.handle(event)
 
-    @handles("tasks", "task.reassigned", batch=BATCH)
+    @handles("tasks", "task.reassigned", batch=BATCH, idempotent=True)
     def on_task_reassigned(self, events):
         self.notifier.handle_many(events)
 
-    @handles("tasks", "task.completed", batch=BATCH)
+    @handles("tasks", "task.completed", batch=BATCH, idempotent=True)
     def on_task_completed(self, events):
         self.notifier.handle_many(events)
 
-    @handles("tasks", "task.overdue", batch=BATCH)
+    @handles("tasks", "task.overdue", batch=BATCH, idempotent=True)
     def on_task_overdue(self, events):
         self.notifier.handle_many(events)
 
-    @handles("tasks", "task.status.changed", batch=BATCH)
+    @handles("tasks", "task.status.changed", batch=BATCH, idempotent=True)
     def on_task_status_changed(self, events):
         self.notifier.handle_many(events)
 
-    @handles("tasks", "task.comment.added", batch=BATCH)
+    @handles("tasks", "task.comment.added", batch=BATCH, idempotent=True)
     def on_task_comment(self, events):
         self.notifier.handle_many(events)
 

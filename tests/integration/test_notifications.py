@@ -21,7 +21,7 @@ from shared.events import Events
 from shared.mongo import database_name
 from shared.rpc import rpc
 from shared.sealed import seal
-from tests.helpers import wait_until
+from tests.helpers import events_handled, wait_until
 from tests.smtp_sink import body_html, body_text, smtp_sink  # noqa: F401  (fixture)
 
 
@@ -562,6 +562,8 @@ def test_org_defaults_of_the_real_organizations_service_apply_unless_the_user_ch
     from tests.integration.orgs_fakes import Mesh as OrgsMesh  # organizations + employees, real
 
     mesh.start()
+    handlers = ("on_task_overdue", "on_task_reassigned", "on_org_created")
+    marks = {h: events_handled("notifications", h) for h in handlers}
     orgs = OrgsMesh(container_factory, mesh.config)
     ann = orgs.register(unique, name="Ann Quiet", publish=False)
     orgs.emit("auth", "user.updated", {**ann})  # into notifications' recipient directory
@@ -576,9 +578,8 @@ def test_org_defaults_of_the_real_organizations_service_apply_unless_the_user_ch
                                            "new_assignee_user_id": user, "reason": ""})
     wait_until(lambda: {"org_created", "task_overdue", "task_reassigned"} <=
                {n["kind"] for n in feed(mesh, user)}, what="the in-app items (in-app stays on)")
-    wait_until(lambda: mesh.db().handled_events.count_documents(
-        {"_id": {"$regex": "^notifications.on_(task_overdue|task_reassigned|org_created):"},
-         "state": "done"}) == 3, what="the three handlers to finish")
+    wait_until(lambda: all(events_handled("notifications", h) > marks[h] for h in handlers),
+               what="the three handlers to finish")
     [got] = smtp_sink.wait_for(ann["email"])
     assert got["Subject"] == "Task reassigned to you: Org"  # the user's own choice
     assert len(smtp_sink.to(ann["email"])) == 1  # the org turned email off: no overdue, no setup mail

@@ -18,7 +18,7 @@ from py_vapid import Vapid
 from notify_svc.service import NotificationService
 from shared.mongo import Mongo
 from shared.sealed import seal
-from tests.helpers import self_signed, wait_until
+from tests.helpers import events_handled, self_signed, wait_until
 from tests.integration.test_notifications import make_producer
 
 
@@ -122,11 +122,14 @@ def test_push_is_encrypted_signed_and_gone_subscriptions_are_removed(
     # (DNS rebinding): checked again before sending, never contacted, removed
     rebound = private_endpoint.subscription("ok")
     db.push_subscriptions.insert_one({"_id": rebound["endpoint"], **rebound, "user_id": user})
-    with entrypoint_hook(tasks, "emit") as emit:
-        emit("task.assigned", {"org_id": "o", "task_id": "t1", "title": "Pushed",
-                               "assignee_id": "e", "assignee_user_id": user,
-                               "assigned_by_user_id": "x", "due_at": None,
-                               "priority": "high", "job_id": None}, "o")
+    handled = events_handled("notifications", "on_task_assigned")
+    assigned = {"org_id": "o", "task_id": "t1", "title": "Pushed", "assignee_id": "e",
+                "assignee_user_id": user, "assigned_by_user_id": "x", "due_at": None,
+                "priority": "high", "job_id": None}
+    event_id = uuid.uuid4().hex
+    for _ in range(2):  # the same event twice (a redelivery): handled twice, heard once
+        with entrypoint_hook(tasks, "emit") as emit:
+            emit("task.assigned", assigned, "o", event_id)
     key_id, authorization, payload = wait_until(
         lambda: next((r for r in push_endpoint.received if r[2]["kind"] == "task_assigned"), None),
         what="the task's push")
@@ -141,3 +144,8 @@ def test_push_is_encrypted_signed_and_gone_subscriptions_are_removed(
     files = wait_until(lambda: (lambda f: f if len(f) == 2 else None)(
         list((tmp_path / "mail").glob("*.eml"))), what="two .eml files")
     assert any(b"Subject: New task: Pushed" in f.read_bytes() for f in files)
+    wait_until(lambda: events_handled("notifications", "on_task_assigned") >= handled + 2,
+               what="the event handled twice")
+    assert [r[2]["kind"] for r in push_endpoint.received].count("task_assigned") == 1
+    assert db.notifications.count_documents({"user_id": user, "kind": "task_assigned"}) == 1
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 2  # the welcome and the task
