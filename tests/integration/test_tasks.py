@@ -505,16 +505,22 @@ def test_the_overdue_timer_publishes_once_across_two_instances(container_factory
     docs = [TaskStore.task_document(org, {"title": f"late {i}", "priority": "low", "due_at": past},
                                     p["bob"], p["bob"]) for i in range(30)]
     docs[0]["status"] = "done"  # done tasks are never overdue
-    db.tasks.insert_many(docs)
+    docs[1]["status"] = "in_progress"  # open too
+    docs[2]["deleted"] = True  # marked, with no event
+    undated = [TaskStore.task_document(org, {"title": f"some day {i}", "priority": "low"},
+                                       p["bob"], p["bob"]) for i in range(10)]
+    db.tasks.insert_many(docs + undated)
     first.start()
     second.start()
     wait_until(lambda: db.tasks.count_documents({"overdue_at": {"$ne": None}}) == 29, timeout=20)
-    wait_until(lambda: len(seen("task.overdue")) >= 29)
+    wait_until(lambda: len(seen("task.overdue")) >= 28)
     marker = call(first, "health")  # one more round trip: late duplicates would be in by now
     assert marker["ok"]
     ids = [e["data"]["task_id"] for e in seen("task.overdue")]
-    assert len(ids) == 29 and len(set(ids)) == 29
-    assert docs[0]["_id"] not in ids
+    assert len(ids) == 28 and len(set(ids)) == 28
+    assert docs[0]["_id"] not in ids and docs[2]["_id"] not in ids and docs[1]["_id"] in ids
+    assert db.tasks.count_documents({"_id": {"$in": [t["_id"] for t in undated]},
+                                     "overdue_at": None}) == 10
     assert seen("task.overdue")[0]["data"]["assignee_user_id"] == p["bob"]["user_id"]
 
 
