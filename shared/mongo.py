@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 HANDLED_EVENTS_TTL = 7 * 24 * 3600
 OUTBOX_SENT_TTL = 24 * 3600
+# before every date: the start of a date range a query bounds on both sides. SecantusDB
+# walks an open ``$lt``/``$lte`` from the index's first entry, the documents without
+# the date (null sorts before dates) included
+EARLIEST = datetime.min.replace(tzinfo=timezone.utc)
 
 
 def utcnow() -> datetime:

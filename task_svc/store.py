@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from bson import ObjectId
 from bson.errors import InvalidId
@@ -28,6 +28,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Conflict
 from shared.mongo import (
     CARRIED_AT,
+    EARLIEST,
     BaseStore,
     carrying,
     find_by_id,
@@ -41,9 +42,6 @@ from task_svc import domain
 
 def new_id() -> str:
     return str(ObjectId())
-
-
-EARLIEST = datetime.min.replace(tzinfo=timezone.utc)  # before every date (a range's start)
 
 
 def _ix(name: str, *keys, **kw) -> IndexModel:

@@ -289,3 +289,40 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_redirects_are_not_follow
     # an admin turns it on again: a fresh start
     back = call(svc, "update_webhook", boss, org, hook["webhook_id"], {"enabled": True})
     assert back["enabled"] and back["consecutive_failures"] == 0 and back["disabled_reason"] is None
+
+
+def test_senders_racing_for_due_deliveries_claim_each_once(make_config):
+    """Replicas' ticks at once: every due delivery (a stale "sending" one too) is
+    claimed by one of them, oldest first, and nothing not due is."""
+    from datetime import timedelta
+
+    from shared.mongo import utcnow
+    from webhook_svc.store import WebhookStore
+
+    store = WebhookStore(database(make_config(), "webhooks"))
+    store.ensure_indexes()
+    now = utcnow()
+
+    def delivery(n, state, at):
+        return {"_id": f"d{n:03}", "endpoint_id": "e", "event_id": f"ev{n}", "state": state,
+                "next_attempt_at": at, "attempts": 0, "log": []}
+
+    due = [delivery(n, ("pending", "retrying", "sending")[n % 3], now - timedelta(seconds=60 - n))
+           for n in range(45)]
+    later = [delivery(100 + n, "pending", now + timedelta(hours=1)) for n in range(5)]
+    done = [delivery(200 + n, state, None) for n, state in enumerate(("succeeded", "failed"))]
+    store.deliveries.insert_many(due + later + done)
+
+    def claimer(_):
+        got = []
+        while batch := store.claim_due(10, lease_s=60):
+            got.append([d["_id"] for d in batch])
+        return got
+
+    batches = [b for got in eventlet.GreenPool(4).imap(claimer, range(4)) for b in got]
+    claimed = [i for b in batches for i in b]
+    assert sorted(claimed) == sorted(d["_id"] for d in due)  # each once, nothing else
+    rank = {d["_id"]: (WebhookStore.DUE_STATES.index(d["state"]), d["next_attempt_at"])
+            for d in due}
+    assert all(b == sorted(b, key=rank.get) for b in batches)  # per state, oldest first
+    assert store.deliveries.count_documents({"state": "sending"}) == len(due)
