@@ -16,8 +16,8 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   idempotent by construction (``@handles(..., idempotent=True)``: a unique key
   per event in what it writes, or a refresh from the owner) keeps no ledger: a
   duplicate does its work again and changes nothing, and the claim and finish
-  writes (two per event or batch, in every consuming service: a quarter of
-  SecantusDB's time in bench/load.py) are not made;
+  writes (two per event or batch, in every consuming service: 32% of
+  SecantusDB's operation time in bench/load.py) are not made;
 * **retries with back-off**: a failing handler's message is re-published,
   with its attempt count in the ``x-attempt`` header, to the retry queue of a
   small fixed set of delay tiers (``EVENT_RETRY_TIERS_MS``, e.g. 1 s, 5 s, 30 s,
