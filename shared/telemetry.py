@@ -56,7 +56,7 @@ EVENT_DEAD_LETTERS = Counter("event_dead_letters_total", "Events parked in a dea
                              ["service", "handler"])
 EVENT_DUPLICATES = Counter("event_duplicates_total", "Redelivered events skipped",
                            ["service", "handler"])
-EVENT_HANDLED = Counter("events_handled_total", "Events whose handler succeeded (acked)",
+EVENT_HANDLED = Counter("events_handled_total", "Events whose handler ran without error",
                         ["service", "handler"])
 CACHE_REQUESTS = Counter("cache_requests_total", "Cache look-ups", ["service", "result"])
 RPC_TIMEOUTS = Counter("rpc_timeouts_total", "RPC calls that timed out", ["service", "target"])
