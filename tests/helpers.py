@@ -3,6 +3,8 @@ import time
 
 import eventlet
 
+from shared.telemetry import EVENT_HANDLED
+
 
 def wait_until(check, timeout=10.0, interval=0.02, what="condition"):
     """Bounded poll for an asynchronous effect; returns check()'s truthy value."""
@@ -20,7 +22,6 @@ def events_handled(service: str, handler: str | None = None) -> float:
     """How many events the in-process handlers of ``service`` (of ``handler`` only,
     if named) have handled so far (``events_handled_total``): how a test waits for
     the events of a handler that keeps no ledger to say so."""
-    from shared.telemetry import EVENT_HANDLED
     return sum(sample.value for metric in EVENT_HANDLED.collect() for sample in metric.samples
                if sample.name.endswith("_total") and sample.labels["service"] == service
                and handler in (None, sample.labels["handler"]))

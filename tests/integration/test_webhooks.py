@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 
 import eventlet
 import eventlet.wsgi
@@ -14,10 +15,12 @@ from nameko.testing.services import entrypoint_waiter
 from pymongo import monitoring
 
 from shared.errors import Forbidden, NotFound, ValidationFailed
+from shared.mongo import utcnow
 from tests.helpers import self_signed, wait_until
 from tests.integration.tasks_mesh import FakeEmployees, call, database, dispatch, make_org
 from webhook_svc import domain
 from webhook_svc.service import WebhookService
+from webhook_svc.store import WebhookStore
 
 
 class Receiver:
@@ -294,11 +297,6 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_redirects_are_not_follow
 def test_senders_racing_for_due_deliveries_claim_each_once(make_config):
     """Replicas' ticks at once: every due delivery (a stale "sending" one too) is
     claimed by one of them, oldest first, and nothing not due is."""
-    from datetime import timedelta
-
-    from shared.mongo import utcnow
-    from webhook_svc.store import WebhookStore
-
     store = WebhookStore(database(make_config(), "webhooks"))
     store.ensure_indexes()
     now = utcnow()
