@@ -1,14 +1,13 @@
 """The notifications service's MongoDB collections: indexes beside the queries."""
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from notify_svc import domain
-from shared.mongo import DUPLICATE_KEY, BaseStore, find_by_id, id_slices, utcnow
+from shared.mongo import DUPLICATE_KEY, BaseStore, claim_ids, find_by_id, id_slices, utcnow
 
 
 def drop_clear_secret_links(db) -> None:
@@ -152,15 +151,10 @@ class NotificationStore(BaseStore):
                     .sort("due_at", ASCENDING).limit(limit - len(ids))]
         if not ids:
             return []
-        claim = {"status": "sending", "lease_until": now + timedelta(seconds=lease_s),
-                 "claim": uuid.uuid4().hex}
-        parts = id_slices(ids)
-        # _id first: SecantusDB plans by the first clause it can index, and the status
-        # index would hand it every held delivery to match (4 s for 10,000, not 0.1 s)
-        self.db.deliveries.bulk_write([UpdateMany({"_id": {"$in": part}, **due}, {"$set": claim})
-                                       for part in parts], ordered=False)
-        return [d for part in parts for d in self.db.deliveries.find(
-            {"_id": {"$in": part}, "claim": claim["claim"]})]
+        # by _id (claim_ids): the status index would hand SecantusDB every held delivery
+        # to match (4 s for 10,000, not 0.1 s)
+        return claim_ids(self.db.deliveries, ids, due, {
+            "status": "sending", "lease_until": now + timedelta(seconds=lease_s)})
 
     def record_attempts(self, outcomes: list[tuple[str, str, str, datetime | None]]) -> None:
         """``[(delivery id, status, answer, retry_at)]``: one update per distinct

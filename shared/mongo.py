@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -65,6 +66,24 @@ def id_slices(ids, size: int = IN_SLICE) -> list[list]:
     """``ids`` in lists of at most ``size``, for ``$in`` queries (see ``IN_SLICE``)."""
     ids = list(ids)
     return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def claim_ids(collection, ids: list, still: dict, fields: dict) -> list[dict]:
+    """Take the documents ``ids`` that still match ``still`` for this caller: one
+    conditional update per slice of ids setting ``fields`` and a claim id of its own
+    (``_id`` first: SecantusDB plans by the first clause it can index, and another
+    index would hand it every document of its prefix to match), then a read of those
+    that carry the claim id, in the order of ``ids``: a claimer racing for the same
+    ones gets only those it wrote. For queues of due work (deliveries, retries)."""
+    claim = uuid.uuid4().hex
+    parts = id_slices(ids)
+    collection.bulk_write([UpdateMany({"_id": {"$in": part}, **still},
+                                      {"$set": {**fields, "claim": claim}}) for part in parts],
+                          ordered=False)
+    order = {_id: n for n, _id in enumerate(ids)}
+    return sorted((d for part in parts for d in collection.find({"_id": {"$in": part},
+                                                                  "claim": claim})),
+                  key=lambda d: order[d["_id"]])
 
 
 def holds(doc: dict, conditions: dict) -> bool:

@@ -2,14 +2,13 @@
 indexes beside the queries."""
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError
 
-from shared.mongo import EARLIEST, BaseStore, find_by_id, utcnow
+from shared.mongo import EARLIEST, BaseStore, claim_ids, find_by_id, utcnow
 
 
 def new_id() -> str:
@@ -104,8 +103,8 @@ class WebhookStore(BaseStore):
         """Take up to ``limit`` due deliveries; a claim lapses after ``lease_s``
         (a sender that died mid-request), so nothing is stuck in "sending". The ids
         are read per state, each a bounded range of the ``due`` index, then claimed
-        in one conditional write marked with a claim id (a replica racing for the same
-        ones gets those it wrote). A ``find_one_and_update`` per delivery, as before,
+        (``shared.mongo.claim_ids``: a replica racing for the same ones gets those it
+        wrote). A ``find_one_and_update`` per delivery, as before,
         made SecantusDB scan the whole collection, sent ones included, every tick."""
         now = utcnow()
         ids: list[str] = []
@@ -116,15 +115,9 @@ class WebhookStore(BaseStore):
                     {"_id": 1}).sort("next_attempt_at", ASCENDING).limit(limit - len(ids))]
         if not ids:
             return []
-        claim = uuid.uuid4().hex
-        self.deliveries.update_many(
-            {"_id": {"$in": ids}, "state": {"$in": list(self.DUE_STATES)},
-             "next_attempt_at": {"$lte": now}},
-            {"$set": {"state": "sending", "next_attempt_at": now + timedelta(seconds=lease_s),
-                      "claim": claim}})
-        order = {_id: n for n, _id in enumerate(ids)}
-        return sorted(self.deliveries.find({"_id": {"$in": ids}, "claim": claim}),
-                      key=lambda d: order[d["_id"]])
+        return claim_ids(self.deliveries, ids, {"state": {"$in": list(self.DUE_STATES)},
+                                                "next_attempt_at": {"$lte": now}},
+                         {"state": "sending", "next_attempt_at": now + timedelta(seconds=lease_s)})
 
     def record_attempt(self, delivery_id: str, attempt: dict, state: str, next_at) -> None:
         self.deliveries.update_one(
