@@ -392,8 +392,9 @@ class Notifier(Flows):
 
     def _send_many(self, deliveries: list[dict], templates: dict | None = None,
                    rendered_for: dict | None = None) -> list[str]:
-        """Send claimed deliveries over the mailer's pooled connections, then record
-        every outcome in one write: ``sent``, ``retry`` or ``failed`` each.
+        """Send claimed deliveries over the mailer's pooled connections, publish the
+        ``notification.sent`` of those that went out together, then record every
+        outcome in one write: ``sent``, ``retry`` or ``failed`` each.
         ``templates`` (``{(org, kind, locale): template}``) are those looked up
         already; the others are looked up once each for the batch. ``rendered_for``
         (``{delivery id: rendered}``): templates rendered already for these
@@ -416,6 +417,7 @@ class Notifier(Flows):
                                                           rendered_for.get(d["_id"])),
                                   deliveries))
         done = list(zip(deliveries, outcomes, strict=True))
+        self.events.publish_now([self._sent(d) for d, (status, _, _) in done if status == "sent"])
         self.store.record_attempts([(d["_id"], status, answer, retry_at)
                                     for d, (status, answer, retry_at) in done])
         results = []
@@ -447,7 +449,6 @@ class Notifier(Flows):
             return "transient", str(exc), utcnow() + timedelta(seconds=delay)
         except Exception as exc:  # Permanent, or a template that no longer renders
             return "failed", f"{type(exc).__name__}: {exc}", None
-        self._publish_sent(delivery)
         return "sent", answer, None
 
     @staticmethod
@@ -459,13 +460,14 @@ class Notifier(Flows):
         self.events.publish(event_type, self._event_of(delivery), org_id=delivery.get("org_id"),
                             event_id=domain.notification_id(delivery["_id"], event_type))
 
-    def _publish_sent(self, delivery: dict) -> None:
-        """``notification.sent`` as soon as the email is out, before its delivery is
-        recorded, with no outbox entry (``EventBus.publish_now`` says why that is safe)."""
-        self.events.publish_now("notification.sent", self._event_of(delivery),
-                                org_id=delivery.get("org_id"),
-                                event_id=domain.notification_id(delivery["_id"],
-                                                                "notification.sent"))
+    def _sent(self, delivery: dict) -> dict:
+        """The ``notification.sent`` of an email that went out, for
+        ``EventBus.publish_now``: published before the delivery is recorded, with
+        no outbox entry (it says why that is safe)."""
+        return self.events.envelope("notification.sent", self._event_of(delivery),
+                                    org_id=delivery.get("org_id"),
+                                    event_id=domain.notification_id(delivery["_id"],
+                                                                    "notification.sent"))
 
     def deliver_due(self, batch: int = 500, max_batches: int = 20) -> int:
         """Due deliveries in claimed batches (a bulk job's held emails arrive by the
@@ -520,7 +522,7 @@ class Notifier(Flows):
                  "$unset": {"digest_id": ""}, "$push": {"attempts": {
                      "at": utcnow(), "status": "transient", "answer": str(exc)[:500]}}})
             return
-        self._publish_sent(digest_delivery)
+        self.events.publish_now([self._sent(digest_delivery)])
         self.store.record_attempts([(item["_id"], "sent", f"digest: {answer}", None)
                                     for item in items])
 

@@ -93,6 +93,7 @@ from nameko.exceptions import ContainerBeingKilled
 from nameko.extensions import DependencyProvider
 from nameko.messaging import QueueConsumer
 
+from shared.amqp import AmqpLink
 from shared.mongo import Mongo
 from shared.redis import Redis, org_version_key
 from shared.telemetry import (
@@ -184,33 +185,31 @@ class EventBus:
             self.pending.append(envelope)
         return envelope
 
-    def publish_now(self, event_type: str, data: dict, *, org_id: str | None = None,
-                    actor_id: str | None = None, event_id: str | None = None) -> dict:
-        """Publish at once, with no outbox entry (no write, no mark-sent).
+    def publish_now(self, envelopes: list[dict]) -> None:
+        """Publish ``envelopes`` (:meth:`envelope`) at once, together, with no
+        outbox entry (no write, no mark-sent).
 
         The outbox exists for events whose loss matters: a state change others
         must learn of. This is for an event that only *reports* something the
         service records itself, published *before* that record is written, with
         an id derived from it (:func:`derived_event_id`). A crash between the
         two leaves the record undone, so the work is done again and the event
-        published again under the same id (consumers dedupe). A publish the
-        broker refuses (or a broker that is down) is not raised (the work it
-        reports is done): the event falls back to ``publish()``, so it is
-        recorded in the outbox after the call and relayed like any other, never
-        lost; the outbox costs only then. Notifications' ``notification.sent`` is
-        one: the delivery's ``sent`` record is the truth, the event tells
-        audit and outside subscribers, and an outbox write and mark for each
-        email were most of what SecantusDB did in a fan-out.
+        published again under the same id (consumers dedupe). One the broker
+        does not confirm (or a broker that is down) is not raised (the work it
+        reports is done): it falls back to ``publish()``, so it is recorded in
+        the outbox after the call and relayed like any other, never lost; the
+        outbox costs only then. Notifications' ``notification.sent`` is one
+        (a batch's, after its emails went out): the delivery's ``sent`` record
+        is the truth, the event tells audit and outside subscribers, and an
+        outbox write and mark for each email were most of what SecantusDB did
+        in a fan-out.
 
         It does not bump the org's cache versions (``worker_result`` does for
         ``publish()``): an event whose producer's cached answers it changes
         goes through ``publish()``."""
-        envelope = self.envelope(event_type, data, org_id=org_id, actor_id=actor_id,
-                                 event_id=event_id)
         provider = self._provider
-        if not provider.publish_all([envelope], provider.get_message_headers(self._worker_ctx)):
-            self.pending.append(envelope)  # recorded after the call, then relayed
-        return envelope
+        sent = set(provider.publish_all(envelopes, provider.get_message_headers(self._worker_ctx)))
+        self.pending += [e for e in envelopes if e["event_id"] not in sent]  # recorded, relayed
 
     def capture(self, publish: Callable[[], Any]) -> list[dict]:
         """The envelopes ``publish()`` publishes, built but neither recorded nor sent:
@@ -300,8 +299,11 @@ class Events(EventDispatcher):
         super().__init__(*args, **kwargs)
         self.unversioned = frozenset(unversioned)
 
+    link = AmqpLink()
+
     def setup(self) -> None:
         super().setup()
+        self.link.declare(self.exchange)
         mongo = next((d for d in self.container.dependencies if isinstance(d, Mongo)), None)
         if mongo is None:
             raise RuntimeError("Events needs a Mongo dependency for its outbox")
@@ -386,20 +388,26 @@ class Events(EventDispatcher):
         self._buses.pop(worker_ctx, None)
 
     def publish_all(self, envelopes: list[dict], headers: dict | None = None) -> list[str]:
-        """Publish; the ids of those that went out. One that fails stops the rest,
-        left pending for the relay; it does not fail the call."""
-        sent = []
+        """Publish, on the container's :class:`shared.amqp.AmqpLink` (confirmed
+        together); the ids of those the broker confirmed. The others are left
+        pending for the relay; a failure does not fail the call."""
+        if not envelopes:
+            return []
         try:
-            for envelope in envelopes:
-                self.publisher.publish(envelope, exchange=self.exchange,
-                                       routing_key=envelope["event_type"],
-                                       extra_headers=headers or {})
-                sent.append(envelope["event_id"])
-        except Exception as exc:
-            log.warning("could not publish %d events now, the relay will: %s",
-                        len(envelopes) - len(sent), exc)
-            if self.gate is not None:
-                self.gate.open()
+            confirmed = self.link.publish_confirmed(
+                [(envelope, self.exchange.name, envelope["event_type"], headers or {})
+                 for envelope in envelopes], serializer=self.container.serializer)
+        except Exception as exc:  # noqa: BLE001 - the relay sends them
+            log.warning("could not publish %d events now, the relay will: %s", len(envelopes), exc)
+            confirmed = [False] * len(envelopes)
+        else:
+            if not all(confirmed):
+                log.warning("the broker confirmed %d of %d events, the relay sends the others",
+                            sum(confirmed), len(envelopes))
+        sent = [envelope["event_id"] for envelope, ok in zip(envelopes, confirmed, strict=True)
+                if ok]
+        if len(sent) < len(envelopes) and self.gate is not None:
+            self.gate.open()
         return sent
 
     def send(self, envelopes: list[dict], headers: dict | None = None) -> None:

@@ -25,14 +25,10 @@ import pymongo
 import pymongo.errors
 import redis
 from eventlet.event import Event
-from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu import Queue
 from kombu.exceptions import OperationalError
 from nameko.constants import (
-    AMQP_SSL_CONFIG_KEY,
-    AMQP_URI_CONFIG_KEY,
     DEFAULT_SERIALIZER,
-    LOGIN_METHOD_CONFIG_KEY,
-    RPC_EXCHANGE_CONFIG_KEY,
     SERIALIZER_CONFIG_KEY,
 )
 from nameko.exceptions import (
@@ -41,18 +37,17 @@ from nameko.exceptions import (
     deserialize,
     serialize,
 )
-from nameko.extensions import DependencyProvider, SharedExtension
+from nameko.extensions import DependencyProvider
 from nameko.messaging import HeaderEncoder
 from nameko.rpc import (
     RPC_QUEUE_TEMPLATE,
-    RPC_REPLY_QUEUE_TEMPLATE,
-    RPC_REPLY_QUEUE_TTL,
     Rpc,
     RpcConsumer,
     RpcProxy,
     get_rpc_exchange,
 )
 
+from shared.amqp import UNROUTABLE, AmqpLink
 from shared.errors import AppError, Timeout, Unavailable, validation_error
 from shared.events import DEADLINE_KEY, event_queue_type, queue_arguments, record_events
 from shared.mongo import CALL_DEADLINE
@@ -106,143 +101,6 @@ def check_signature(entrypoint, args, kwargs) -> None:
         raise IncorrectSignature(str(exc)) from None
 
 
-TRANSIENT = 1  # delivery mode: RPC requests and replies are never written to disk
-UNROUTABLE = object()  # what a request the broker returned (no queue bound) is answered with
-
-
-class RpcLink(SharedExtension):
-    """One long-lived AMQP connection and channel per container that every RPC
-    request and reply of the container is published on.
-
-    nameko's ``Publisher`` builds a kombu ``Connection``, takes a producer from
-    a pool and waits for a broker confirm on every message; RPC messages need
-    none of that. They are published here *transient* (never written to disk:
-    a request outlives neither its caller's timeout nor a broker restart) and
-    without confirms. A request is ``mandatory``: when no queue is bound to its
-    routing key (the service never ran on this broker) the broker returns it,
-    and the reader of this connection answers the waiting call with
-    :data:`UNROUTABLE` at once (503), as the confirm used to make it fail.
-
-    A container that calls other services (a :class:`ServiceRpc`) gets its
-    replies here too: the same reply queue as nameko's ``ReplyListener``
-    (``rpc.reply-{service}-{uuid}``, bound to its uuid on the RPC exchange,
-    expiring 5 minutes after its last consumer left), consumed on this channel
-    without acks, each reply handed to its waiting call by the reader (no
-    green thread per reply, no ack frame per reply).
-
-    Publishes are serialised by a lock (one writer on the socket); a green
-    thread reads the connection (replies, returned messages, a closed
-    channel). A connection that fails is dropped and opened again on the next
-    publish, which is tried once more (a broker outage is an
-    ``OperationalError``)."""
-
-    def __init__(self):
-        super().__init__()
-        self._conn = None
-        self._producer = None
-        self._lock = eventlet.semaphore.Semaphore()
-        self.reply_events: dict = {}  # correlation id -> the Event its call waits on
-        self.reply_to: str | None = None
-        self._reply_queue: Queue | None = None
-
-    def setup(self) -> None:
-        config = self.container.config
-        self._connect_with = dict(ssl=config.get(AMQP_SSL_CONFIG_KEY),
-                                  login_method=config.get(LOGIN_METHOD_CONFIG_KEY),
-                                  heartbeat=0, connect_timeout=5)
-        self.uri = config[AMQP_URI_CONFIG_KEY]
-        self.rpc_exchange = config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc")
-
-    def listen(self) -> None:
-        """Receive replies (called by every :class:`ServiceRpc` of the container)."""
-        if self._reply_queue is not None:
-            return
-        self.reply_to = str(uuid.uuid4())
-        self._reply_queue = Queue(
-            RPC_REPLY_QUEUE_TEMPLATE.format(self.container.service_name, self.reply_to),
-            exchange=Exchange(self.container.config.get(RPC_EXCHANGE_CONFIG_KEY, "nameko-rpc"),
-                              type="topic", durable=True),
-            routing_key=self.reply_to, queue_arguments={"x-expires": RPC_REPLY_QUEUE_TTL},
-            # transient: a durable classic queue whose cluster node stopped cannot be
-            # declared again on another node ("home node is down"); a transient one is
-            # made there again when the link fails over (calls in flight then time out)
-            durable=False)
-
-    def stop(self) -> None:
-        self._drop()
-
-    def kill(self) -> None:
-        self._drop()
-
-    def _drop(self, conn=None) -> None:
-        if conn is not None and conn is not self._conn:
-            return
-        old, self._conn, self._producer = self._conn, None, None
-        if old is not None:
-            try:
-                old.collect()  # closes the socket without a handshake
-            except Exception:  # noqa: BLE001 - it is being thrown away
-                pass
-
-    def _connect(self) -> None:
-        conn = Connection(self.uri, **self._connect_with)
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                               interval_max=0.2)
-        # py-amqp reads the socket (drain_events(timeout=0)) before every publish
-        # when the broker may send connection.blocked; the reader below handles
-        # those frames, and a second reader on the socket could split a frame
-        conn.connection.client_properties.get("capabilities", {})["connection.blocked"] = False
-        channel = conn.channel()
-        channel.events["basic_return"].add(self._on_return)
-        if self._reply_queue is not None:  # before any request can be answered
-            Consumer(channel, queues=[self._reply_queue], callbacks=[self._on_reply],
-                     no_ack=True, accept=self.container.accept).consume()
-        self._conn, self._producer = conn, Producer(channel, auto_declare=False)
-        self.container.spawn_managed_thread(lambda: self._read(conn), identifier="rpc-link")
-
-    def _read(self, conn) -> None:
-        try:
-            while conn is self._conn:
-                conn.connection.drain_events()
-        except Exception as exc:  # noqa: BLE001 - a lost link is opened again on use
-            if conn is self._conn:
-                log.warning("RPC link lost, reconnecting on the next call: %s", exc)
-                self._drop(conn)
-
-    def _on_reply(self, body, message) -> None:
-        event = self.reply_events.pop(message.properties.get("correlation_id"), None)
-        if event is not None:  # else its caller gave up (timeout)
-            event.send(body)
-
-    def _on_return(self, exc, exchange, routing_key, message) -> None:
-        event = self.reply_events.pop(message.properties.get("correlation_id"), None)
-        if event is not None:
-            event.send(UNROUTABLE)
-
-    def publish(self, body, *, routing_key: str, exchange: str | None = None,
-                **properties) -> None:
-        """``body``: bytes already serialised (``content_type`` in ``properties``)
-        or a value kombu serialises (``serializer``)."""
-        exchange = self.rpc_exchange if exchange is None else exchange
-        with self._lock:
-            for attempt in (1, 2):
-                conn = self._conn
-                try:
-                    if conn is None:
-                        self._connect()
-                        conn = self._conn
-                    self._producer.publish(body, exchange=exchange, routing_key=routing_key,
-                                           delivery_mode=TRANSIENT, retry=False, **properties)
-                    return
-                except Exception as exc:  # noqa: BLE001 - classified below
-                    if conn is not None and not isinstance(
-                            exc, (OSError, *conn.connection_errors, *conn.channel_errors)):
-                        raise  # e.g. a body that does not serialise: the link is fine
-                    self._drop(conn)
-                    if attempt == 2:
-                        raise OperationalError(f"cannot publish to the broker: {exc}") from exc
-
-
 def _serialized(result, exc_info, content_type: str):
     """nameko's reply payload, serialised once (nameko serialises it twice: once
     to check it can be); a result that cannot be is replaced by nameko's
@@ -287,10 +145,10 @@ class AppRpcConsumer(RpcConsumer):
 class AppRpc(Rpc):
     """``@rpc``: AppErrors are expected (logged as such, not sent to Sentry);
     dependency failures are turned into ``Unavailable`` for the caller. Replies
-    go on the container's :class:`RpcLink` (transient, no confirm: a reply lost
+    go on the container's :class:`shared.amqp.AmqpLink` (transient, no confirm: a reply lost
     with a broker is a timeout for the caller)."""
 
-    link = RpcLink()
+    link = AmqpLink()
 
     rpc_consumer = AppRpcConsumer()
 
@@ -385,7 +243,7 @@ class _Method:
 
     def call_async(self, *args, **kwargs) -> "_Reply":
         """Publish the request (nameko's wire format: its reply queue, headers and
-        body) on the container's :class:`RpcLink`."""
+        body) on the container's :class:`shared.amqp.AmqpLink`."""
         provider, worker_ctx = self._provider, self._worker_ctx
         data = worker_ctx.data  # the deadline goes as a header of this call only
         inherited = data.get(DEADLINE_KEY)
@@ -463,13 +321,13 @@ class ServiceRpc(RpcProxy):
     becomes :class:`shared.errors.Unavailable` at once, and so does a broker
     outage. Requests expire in the queue after the same time, so a service
     that comes back does not work through stale calls. Requests and their
-    replies go on the container's :class:`RpcLink` (nameko's wire format, so
+    replies go on the container's :class:`shared.amqp.AmqpLink` (nameko's wire format, so
     nameko's own clients and services still talk to ours).
 
     ``methods``: the only methods of the target this service may call (None:
     all). Its broker user gets exactly these routing keys (shared.access)."""
 
-    link = RpcLink()
+    link = AmqpLink()
     rpc_reply_listener = None  # replies come to the link, not to nameko's ReplyListener
 
     def __init__(self, target_service: str, timeout: float | None = None,

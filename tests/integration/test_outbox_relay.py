@@ -7,9 +7,10 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+import eventlet
 import pymongo
 import pytest
-from nameko.amqp.publish import Publisher as AmqpPublisher
+from kombu import Connection, Exchange, Queue
 from nameko.testing.services import entrypoint_hook
 from pymongo import monitoring
 
@@ -30,7 +31,11 @@ class Sender(ServiceBase):
 
     @rpc
     def emit_now(self, key):
-        self.events.publish_now("thing.happened", {"key": key})
+        self.events.publish_now([self.events.envelope("thing.happened", {"key": key})])
+
+    @rpc
+    def emit_refused_now(self, key):
+        self.events.publish_now([self.events.envelope("thing.refused", {"key": key})])
 
     @rpc
     def emit_then_fail(self, key):
@@ -111,6 +116,12 @@ def relay_ticks(client, config, count):
     wait_until(claimed, timeout=6 * count, interval=0.2, what=f"{count} relay ticks")
 
 
+def unreachable_broker(events: Events) -> None:
+    """The container's AMQP link opens again on a port where no broker listens."""
+    events.link.uri = "pyamqp://guest:guest@127.0.0.1:1//"
+    events.link.stop()  # the open connection is dropped; the next publish fails to open one
+
+
 def effects(db, key):
     doc = db.effects.find_one({"_id": key})
     return doc["n"] if doc else 0
@@ -126,7 +137,7 @@ def test_an_idle_relay_reads_nothing_and_a_failed_publish_goes_out_by_another_re
 
     # the broker is unreachable for one replica: its publish fails after the outbox write
     events = next(d for d in broken.dependencies if isinstance(d, Events))
-    events.publisher = AmqpPublisher("pyamqp://guest:guest@127.0.0.1:1//", retry=False)
+    unreachable_broker(events)
     with entrypoint_hook(broken, "emit") as emit:
         emit("stranded")
     wait_until(lambda: client.exists(unsent), timeout=10, what="the failure signalled")
@@ -172,10 +183,56 @@ def test_an_event_published_now_that_the_broker_refused_goes_through_the_outbox(
     assert sender_db.outbox.count_documents({}) == 0
 
     events = next(d for d in broken.dependencies if isinstance(d, Events))
-    events.publisher = AmqpPublisher("pyamqp://guest:guest@127.0.0.1:1//", retry=False)
+    unreachable_broker(events)
     with entrypoint_hook(broken, "emit_now") as emit_now:
         emit_now("refused")
     assert sender_db.outbox.find_one({"envelope.data.key": "refused"}) is not None
     broken.kill()
     wait_until(lambda: effects(counter_db, "refused") == 1, timeout=20, interval=0.1,
                what="the refused event relayed by the other replica")
+
+
+def test_events_published_together_are_confirmed_each_and_a_refused_one_is_relayed(
+        container_factory, make_config):
+    """The AMQP link publishes a batch at once and waits for the broker's confirms
+    together, while other green threads publish theirs. Each event stands alone:
+    a queue that refuses one (full, ``reject-publish``) fails that one only, and it
+    goes out later through the outbox, not lost."""
+    config, (sender,), client, unsent, sender_db, counter_db = start(
+        container_factory, make_config, OUTBOX_SWEEP_SECONDS=3600)
+    events = next(d for d in sender.dependencies if isinstance(d, Events))
+    with Connection(config["AMQP_URI"]) as conn:
+        full = Queue("relay-full", Exchange("relaysender.events", type="topic", durable=True),
+                     routing_key="thing.refused", durable=True,
+                     queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        full(conn.default_channel).declare()
+
+        def batch(n: int) -> list[dict]:
+            return [make_envelope("thing.happened", {"key": f"b{n}-{i}"}, producer="relaysender")
+                    for i in range(5)]
+
+        batches = [batch(n) for n in range(8)]
+        pool = eventlet.GreenPool(8)
+        results = list(pool.imap(events.publish_all, batches))
+        assert results == [[e["event_id"] for e in b] for b in batches]
+        wait_until(lambda: all(effects(counter_db, f"b{n}-{i}") == 1
+                               for n in range(8) for i in range(5)),
+                   timeout=10, interval=0.1, what="every confirmed event handled")
+
+        ok = make_envelope("thing.happened", {"key": "beside"}, producer="relaysender")
+        refused = make_envelope("thing.refused", {"key": "refused"}, producer="relaysender")
+        assert events.publish_all([ok, refused, ok]) == [ok["event_id"], ok["event_id"]]
+
+        # through publish_now, the refused one is recorded in the outbox after the call
+        with entrypoint_hook(sender, "emit_refused_now") as emit:
+            emit("kept")
+        entry = sender_db.outbox.find_one({"envelope.data.key": "kept"})
+        assert entry is not None and entry["envelope"]["event_type"] == "thing.refused"
+        full(conn.default_channel).delete()  # the queue takes messages again
+    with Connection(config["AMQP_URI"]) as conn:
+        taken = Queue("relay-taken", Exchange("relaysender.events", type="topic", durable=True),
+                      routing_key="thing.refused", durable=True)
+        taken(conn.default_channel).declare()
+        wait_until(lambda: conn.default_channel.queue_declare(
+            "relay-taken", passive=True).message_count >= 1, timeout=20, interval=0.2,
+            what="the refused event relayed")
