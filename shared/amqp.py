@@ -74,8 +74,9 @@ class AmqpLink(SharedExtension):
 
     Publishes are serialised by a lock (one writer on the socket); a green
     thread reads the connection (replies, confirms, returned messages, a
-    closed channel). A connection that fails is dropped, its unconfirmed
-    events counted as not sent, and opened again on the next publish, which
+    closed channel). A connection that fails, or whose broker has not
+    confirmed a batch within :data:`CONFIRM_TIMEOUT`, is dropped, its
+    unconfirmed events counted as not sent, and opened again on the next publish, which
     is tried once more (a broker outage is an ``OperationalError``)."""
 
     def __init__(self):
@@ -236,6 +237,7 @@ class AmqpLink(SharedExtension):
         if not messages:
             return []
         batches: list[_Confirms] = []
+        on: list = []  # the connection each try published on
         built = []  # serialised as kombu's Producer would
         for body, exchange, routing_key, headers in messages:
             content_type, content_encoding, data = kombu.serialization.dumps(body, serializer)
@@ -247,6 +249,7 @@ class AmqpLink(SharedExtension):
         def publish() -> None:  # the whole batch again on a link opened again
             batch = _Confirms(len(messages))
             batches.append(batch)
+            on.append(self._conn)
             if self._confirming is None:
                 raise RuntimeError("no exchange declared for events on this link")
             for index, (message, exchange, routing_key) in enumerate(built):
@@ -259,7 +262,8 @@ class AmqpLink(SharedExtension):
         self._publish(publish)
         batch = batches[-1]
         batch.done.wait(timeout)
-        if batch.left:
-            for tag in [t for t, (b, _) in self._unconfirmed.items() if b is batch]:
-                del self._unconfirmed[tag]  # a confirm that comes later finds nothing
+        if batch.left:  # a broker that does not answer: the link is opened again next time
+            log.warning("the broker confirmed %d of %d events within %s s; reconnecting",
+                        len(messages) - batch.left, len(messages), timeout)
+            self._drop(on[-1])  # which counts the rest as not sent
         return batch.ok
