@@ -20,7 +20,8 @@ were errors or a check failed.
 ``--idle SECONDS`` sends no requests: after the mesh has settled (its start-up reads
 done), it counts the MongoDB reads the idle mesh makes over SECONDS (SecantusDB's
 ``top``: per collection, reads of any kind and the ``find``s among them) and prints
-them per minute, busiest collections first.
+them per minute, busiest collections first. ``--stalls DIR`` watches SecantusDB
+for stalls (bench/stall_watch.py) and names what it was running in each.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.capacity import COSTS_FILE  # noqa: E402
 from bench.common import CpuMeter, server_pids  # noqa: E402
+from bench.stall_watch import StallWatch  # noqa: E402
 from ops import cli  # noqa: E402
 from ops import mesh as mesh_mod  # noqa: E402
 from shared import deadletters  # noqa: E402
@@ -208,6 +210,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--idle", type=float, default=0,
                         help="no load: count an idle mesh's MongoDB reads over this many seconds")
+    parser.add_argument("--stalls", type=Path, default=None, metavar="DIR",
+                        help="watch SecantusDB for stalls over 2 s; py-spy dumps of them "
+                             "into DIR (bench/stall_watch.py)")
     args = parser.parse_args()
     db_proc, mongo_uri = mesh_mod.start_secantus(":memory:")
     vhost = f"load-{uuid.uuid4().hex[:8]}"
@@ -234,6 +239,7 @@ def main():
         print(f"{args.clients} clients, {args.seconds:g} s, mix {MIX}", flush=True)
         meter = cpu_meter(mesh, db_proc)
         db_top = DbTop(mongo_uri)
+        watch = StallWatch(mongo_uri, db_proc.pid, args.stalls).start() if args.stalls else None
         stats, errors, error_kinds, limited, writes, elapsed = run(clients, args.seconds, org_id)
         total = sum(len(v) for v in stats.values())
         cpu = meter.per_request(total)  # the background work the run left is not counted
@@ -257,6 +263,9 @@ def main():
         print(CpuMeter.format(meter.per_request(total)),
               "(over the run, its drain and the checks' reads)")
         db_top.report(total)
+        if watch is not None:
+            watch.stop()
+            watch.report()
         print("peak RSS (MiB):", peak_rss(mesh))
     finally:
         mesh.stop()
