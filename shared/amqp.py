@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import amqp
 import eventlet
@@ -24,6 +24,7 @@ from nameko.extensions import SharedExtension
 from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, RPC_REPLY_QUEUE_TTL
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TRANSIENT = 1  # delivery mode: RPC requests and replies are never written to disk
 PERSISTENT = 2  # events: written to disk by the broker before it confirms them
@@ -197,9 +198,9 @@ class AmqpLink(SharedExtension):
             batch, index = self._unconfirmed.pop(first)
             batch.settle(index, ok)
 
-    def _publish(self, publish) -> None:
+    def _publish(self, publish: Callable[[], T]) -> T:
         """``publish()`` under the lock, on an open link: opened again, and tried
-        once more, when the connection fails."""
+        once more, when the connection fails. Returns what it returned."""
         with self._lock:
             for attempt in (1, 2):
                 conn = self._conn
@@ -207,8 +208,7 @@ class AmqpLink(SharedExtension):
                     if conn is None:
                         self._connect()
                         conn = self._conn
-                    publish()
-                    return
+                    return publish()
                 except Exception as exc:  # noqa: BLE001 - classified below
                     if conn is not None and not isinstance(
                             exc, (OSError, *conn.connection_errors, *conn.channel_errors)):
@@ -216,6 +216,7 @@ class AmqpLink(SharedExtension):
                     self._drop(conn)
                     if attempt == 2:
                         raise OperationalError(f"cannot publish to the broker: {exc}") from exc
+        raise AssertionError("unreachable")  # the second try returns or raises
 
     def publish(self, body, *, routing_key: str, exchange: str | None = None,
                 **properties) -> None:
@@ -236,8 +237,6 @@ class AmqpLink(SharedExtension):
         had not confirmed when the link failed or the time was up."""
         if not messages:
             return []
-        batches: list[_Confirms] = []
-        on: list = []  # the connection each try published on
         built = []  # serialised as kombu's Producer would
         for body, exchange, routing_key, headers in messages:
             content_type, content_encoding, data = kombu.serialization.dumps(body, serializer)
@@ -246,10 +245,8 @@ class AmqpLink(SharedExtension):
                                        application_headers=headers, delivery_mode=PERSISTENT),
                           exchange, routing_key))
 
-        def publish() -> None:  # the whole batch again on a link opened again
+        def publish() -> tuple[_Confirms, Any]:  # the whole batch again on a link opened again
             batch = _Confirms(len(messages))
-            batches.append(batch)
-            on.append(self._conn)
             if self._confirming is None:
                 raise RuntimeError("no exchange declared for events on this link")
             for index, (message, exchange, routing_key) in enumerate(built):
@@ -258,12 +255,12 @@ class AmqpLink(SharedExtension):
                 self._tag = tag
                 self._confirming.basic_publish(message, exchange=exchange,
                                                routing_key=routing_key)
+            return batch, self._conn
 
-        self._publish(publish)
-        batch = batches[-1]
+        batch, conn = self._publish(publish)  # the try that published
         batch.done.wait(timeout)
         if batch.left:  # a broker that does not answer: the link is opened again next time
             log.warning("the broker confirmed %d of %d events within %s s; reconnecting",
                         len(messages) - batch.left, len(messages), timeout)
-            self._drop(on[-1])  # which counts the rest as not sent
+            self._drop(conn)  # which counts the rest as not sent
         return batch.ok
