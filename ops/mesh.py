@@ -125,7 +125,7 @@ def start_secantus(storage: str, port: int | None = None, log_path: Path | None 
         log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen([str(VENV_BIN / "secantusd-py"), "--host", "127.0.0.1", "--port",
-                             str(port), "--storage-path", storage],
+                             str(port), "--storage-path", storage, "--standalone"],
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=_die_with_parent)
     try:
