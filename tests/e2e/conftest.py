@@ -49,8 +49,17 @@ class RunningMesh:
             wait_until(healthy, timeout=timeout, interval=0.25, what="the mesh to be healthy")
         except AssertionError as exc:  # which services did not answer, and their logs' ends
             down = set((json.loads(last["body"]).get("down") or []) if "body" in last else [])
-            raise AssertionError(f"{exc}; last /health: {last}; logs of those down: "
-                                 f"{self.mesh.last_words(30, of=down)}") from exc
+            raise AssertionError(f"{exc}; down: {sorted(down)}; why, as the gateway logged it: "
+                                 f"{self.health_reasons()}; last /health: {last}; logs of those "
+                                 f"down: {self.mesh.last_words(30, of=down)}") from exc
+
+    def health_reasons(self, lines=4):
+        """The gateway's last 'health: X is down: <its report>' log lines."""
+        said = []
+        for path in sorted(self.mesh.log_dir.glob("gateway*.log")):
+            said += [line for line in path.read_text(errors="replace").splitlines()
+                     if "health: " in line]
+        return said[-lines:]
 
 
 def _answers(url):
