@@ -24,6 +24,7 @@ from pymongo.errors import (
     BulkWriteError,
     DuplicateKeyError,
     ExecutionTimeout,
+    NetworkTimeout,
     OperationFailure,
     PyMongoError,
 )
@@ -209,8 +210,8 @@ def write_at_version(collection, _id, fields: dict | Callable[[dict], dict],
         stage = at_version(before, fields(before) if callable(fields) else fields)
         on_time = _on_time()
         with _refused_late():
-            changed = collection.update_one(
-                {"_id": _id}, [*([on_time] if on_time else []), stage]).modified_count
+            changed = _update_known(collection, {"_id": _id}, [*([on_time] if on_time else []), stage],
+                                    _id, version=(before.get("version") or 0) + 1)
         if changed == 1:
             _landed()
             return before
@@ -262,12 +263,40 @@ def _refused_late() -> Iterator[None]:
         raise
 
 
+def _update_known(collection, query: dict, pipeline: list, _id, upsert: bool = False,
+                  **landed) -> int:
+    """``update_one`` (under the caller's deadline) and how many it modified, also when
+    its answer came too late. pymongo stops waiting at the deadline, but the server
+    may have applied the write just before it: its answer then reaches a busy process
+    after the timer fired (eventlet's hub runs timers before it reads sockets). Then a
+    read of ``_id``, with ``AFTER_LANDING_S`` more, says whether it was applied (the
+    document exists and holds ``landed``); if not, the server refuses it from then on
+    (``_on_time``, and the ``maxTimeMS`` it checks once the write has waited for the
+    document, between pipeline stages)."""
+    try:
+        result = collection.update_one(query, pipeline, upsert=upsert)
+        return result.modified_count + (result.upserted_id is not None)
+    except NetworkTimeout:
+        if CALL_DEADLINE.get() is None:
+            raise
+        _more_time()
+        if find_by_id(collection, _id, {"_id": 1}, **landed) is not None:
+            return 1
+        raise _late() from None
+
+
 def _landed() -> None:
     """The call's write landed: its other operations are not fenced any more, and
-    get ``AFTER_LANDING_S`` beyond the deadline (``pymongo.timeout``'s own context
-    variable; ``CallDeadline`` restores it when the call ends)."""
-    deadline = CALL_DEADLINE.get()
+    get ``AFTER_LANDING_S`` beyond the deadline."""
+    _more_time()
     CALL_DEADLINE.set(None)
+
+
+def _more_time() -> None:
+    """The call's MongoDB operations get ``AFTER_LANDING_S`` beyond its deadline
+    (``pymongo.timeout``'s own context variable; ``CallDeadline`` restores it when
+    the call ends)."""
+    deadline = CALL_DEADLINE.get()
     if deadline is not None and _csot.get_timeout() is not None:
         until = time.monotonic() + deadline - time.time() + AFTER_LANDING_S
         _csot.DEADLINE.set(max(_csot.get_deadline(), until))
@@ -627,8 +656,8 @@ class BaseStore:
             collection.insert_one(doc)
             return
         with _refused_late():
-            collection.update_one({"_id": doc["_id"], "_never": {"$exists": True}},
-                                  [on_time, {"$replaceWith": {"$literal": doc}}], upsert=True)
+            _update_known(collection, {"_id": doc["_id"], "_never": {"$exists": True}},
+                          [on_time, {"$replaceWith": {"$literal": doc}}], doc["_id"], upsert=True)
         _landed()
 
     def ping(self) -> float:

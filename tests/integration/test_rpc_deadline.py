@@ -196,3 +196,52 @@ def test_a_write_the_server_starts_after_the_deadline_is_refused(config):
         {"_id": "a", "n": 3, "version": 1}, {"_id": "c", "text": "$not_a_field"}]
     BaseStore.insert_in_time(db.things, {"_id": "d"})  # no deadline: insert_one
     assert db.things.find_one({"_id": "d"}) == {"_id": "d"}
+
+
+class LateAnswers:
+    """A collection whose ``update_one`` answers after pymongo stopped waiting: the
+    server applies it (``applied``) or never gets it, and the caller sees pymongo's
+    ``NetworkTimeout`` either way (a busy process whose timer fired first)."""
+
+    def __init__(self, collection, applied: bool):
+        self.collection, self.applied = collection, applied
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+    def update_one(self, *args, **kwargs):
+        import pymongo.errors
+
+        if self.applied:
+            self.collection.update_one(*args, **kwargs)
+        raise pymongo.errors.NetworkTimeout("127.0.0.1:27017: timed out")
+
+
+def test_a_write_applied_whose_answer_came_too_late_counts_as_written(config):
+    """The gateway must not answer 504 for a write that landed: when pymongo gave up
+    waiting, a read of the document says whether the server applied it."""
+    import time as _time
+
+    import pymongo
+
+    from shared.mongo import CALL_DEADLINE, BaseStore, write_at_version
+
+    client = pymongo.MongoClient(config["MONGODB_URI"])
+    db = client[f"{config['MONGODB_DB_PREFIX']}_lateanswer"]
+    db.things.insert_one({"_id": "a", "n": 1, "version": 4})
+    token = CALL_DEADLINE.set(_time.time() + 30)
+    try:
+        with pymongo.timeout(30):
+            assert write_at_version(LateAnswers(db.things, True), "a", {"n": 2})["n"] == 1
+            assert CALL_DEADLINE.get() is None  # landed: what the call does next is not fenced
+            CALL_DEADLINE.set(_time.time() + 30)
+            with pytest.raises(Timeout):  # never applied: a 504, and nothing changed
+                write_at_version(LateAnswers(db.things, False), "a", {"n": 3})
+            BaseStore.insert_in_time(LateAnswers(db.things, True), {"_id": "b"})
+            CALL_DEADLINE.set(_time.time() + 30)
+            with pytest.raises(Timeout):
+                BaseStore.insert_in_time(LateAnswers(db.things, False), {"_id": "c"})
+    finally:
+        CALL_DEADLINE.reset(token)
+    assert list(db.things.find({}, sort=[("_id", 1)])) == [
+        {"_id": "a", "n": 2, "version": 5}, {"_id": "b"}]
