@@ -170,9 +170,12 @@ class Notifier(Flows):
 
     def handle_many(self, events: list[dict]) -> None:
         """Events handled together (a batch of one task event type): one read or
-        write per collection for all of them, as for a bulk chunk."""
+        write per collection for all of them, as for a bulk chunk. An event the batch
+        holds twice (a redelivery beside its first copy) is handled once: both copies
+        would find their item and email new, and push and send twice."""
         public_url = self.config.get("PUBLIC_URL") or ""
-        self._notify([(event, plan) for event in events
+        once = {event["event_id"]: event for event in events}.values()
+        self._notify([(event, plan) for event in once
                       for plan in domain.plans_for(event, public_url)])
 
     def handle_bulk(self, event: dict) -> None:
