@@ -170,12 +170,10 @@ class Notifier(Flows):
 
     def handle_many(self, events: list[dict]) -> None:
         """Events handled together (a batch of one task event type): one read or
-        write per collection for all of them, as for a bulk chunk. An event the batch
-        holds twice (a redelivery beside its first copy) is handled once: both copies
-        would find their item and email new, and push and send twice."""
+        write per collection for all of them, as for a bulk chunk (each event once:
+        ``shared.events`` acks a redelivered copy that arrives in its first's batch)."""
         public_url = self.config.get("PUBLIC_URL") or ""
-        once = {event["event_id"]: event for event in events}.values()
-        self._notify([(event, plan) for event in once
+        self._notify([(event, plan) for event in events
                       for plan in domain.plans_for(event, public_url)])
 
     def handle_bulk(self, event: dict) -> None:
@@ -240,13 +238,17 @@ class Notifier(Flows):
         new = self.store.add_deliveries(deliveries)
         self._send_many([d for d in deliveries if d["_id"] in new and d["status"] == "sending"],
                         templates, rendered_for)
-        # pushed with the item or email it goes with, when that is new: an event handled
-        # again (no ledger, see the task handlers) pushes nothing twice
-        planned = {doc["_id"] for _, doc in items} | {d["notification_id"] for d in deliveries}
-        fresh = {doc["_id"] for doc in announced} | {
-            d["notification_id"] for d in deliveries if d["_id"] in new}
+        # pushed when the one record it goes with is new: the in-app item, else the email
+        # (else always). An event handled again (no ledger, see the task handlers), also
+        # by two workers at once, pushes nothing twice: each of them may find one of the
+        # two records new, but only one finds the record that decides.
+        with_item, fresh_items = {doc["_id"] for _, doc in items}, {doc["_id"] for doc in announced}
+        emailed = {d["notification_id"] for d in deliveries}
+        fresh_emails = {d["notification_id"] for d in deliveries if d["_id"] in new}
         for push in pushes:
-            if push[0] in fresh or push[0] not in planned:
+            nid = push[0]
+            if (nid in fresh_items) if nid in with_item else (nid in fresh_emails
+                                                              or nid not in emailed):
                 self._push(*push)
 
     def _store_items(self, items: list[tuple[domain.Plan, dict]]) -> list[dict]:

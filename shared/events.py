@@ -66,6 +66,8 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
   batch is what is waiting when a slot frees. When a batch fails, each of its messages is tried again alone
   (``x-alone``, after the first retry tier, not counted as an attempt), so one
   poison message is retried and parked by itself and its neighbours are not.
+  A batch holds each event once: a redelivered copy that arrives beside its
+  first copy is acked as a duplicate (with or without the ledger).
 
 The original message is acked only once its successor (retry or dead letter)
 is safely published; if that publish fails it is requeued instead, so nothing
@@ -652,6 +654,7 @@ class ReliableEventHandler(EventHandler):
         """Claim the batch's event ids in one write, settle duplicates and those
         another worker holds, and run one worker for the rest; the slot is
         released by ``handle_batch_result``, or here when no worker runs."""
+        taken = self._once_each(taken)
         ids = [self._event_id(body) for body, _ in taken]
         try:
             states = self.mongo.store.claim_events(self.handler_key, [i for i in ids if i],
@@ -687,6 +690,23 @@ class ReliableEventHandler(EventHandler):
                     self.mongo.store.release_event(self.handler_key, event_id)
                 self.queue_consumer.requeue_message(message)
             self.slots.release()
+
+    def _once_each(self, taken: list) -> list:
+        """The batch with one message per event id. A redelivered copy can arrive in
+        the batch of its first copy: the ledger's one claim would hand both to the
+        handler (and a handler without a ledger finds its writes new for both), so
+        the later copy is acked here as a duplicate; the first carries the event on,
+        also into its retries."""
+        seen, once = set(), []
+        for body, message in taken:
+            event_id = body.get("event_id") if isinstance(body, dict) else None
+            if event_id is not None and event_id in seen:
+                EVENT_DUPLICATES.labels(self.container.service_name, self.method_name).inc()
+                self.queue_consumer.ack_message(message)
+                continue
+            seen.add(event_id)
+            once.append((body, message))
+        return once
 
     def handle_batch_result(self, run: list, worker_ctx, result=None, exc_info=None):
         try:

@@ -3,7 +3,7 @@ import time
 
 import eventlet
 
-from shared.telemetry import EVENT_HANDLED
+from shared.telemetry import EVENT_DUPLICATES, EVENT_HANDLED
 
 
 def wait_until(check, timeout=10.0, interval=0.02, what="condition"):
@@ -20,9 +20,12 @@ def wait_until(check, timeout=10.0, interval=0.02, what="condition"):
 
 def events_handled(service: str, handler: str | None = None) -> float:
     """How many events the in-process handlers of ``service`` (of ``handler`` only,
-    if named) have handled so far (``events_handled_total``): how a test waits for
-    the events of a handler that keeps no ledger to say so."""
-    return sum(sample.value for metric in EVENT_HANDLED.collect() for sample in metric.samples
+    if named) have settled so far: handled (``events_handled_total``) or skipped as
+    a copy of one (``event_duplicates_total``: a redelivery in its first's batch, or
+    found done by the ledger). How a test waits for the events of a handler that
+    keeps no ledger to say so."""
+    return sum(sample.value for counter in (EVENT_HANDLED, EVENT_DUPLICATES)
+               for metric in counter.collect() for sample in metric.samples
                if sample.name.endswith("_total") and sample.labels["service"] == service
                and handler in (None, sample.labels["handler"]))
 
