@@ -9,6 +9,10 @@
       membership and the answer in the one Redis call of gateway_svc.checks, and
       the hit answered before any worker starts (bench/bench_services.py). (c) is
       anonymous and has no rate limit, so (d) does more checks than (c).
+  (e) the floor of (c) and (d): an HTTP GET that eventlet's WSGI server, as the
+      gateway runs it (gateway_svc.http.NoDelayProtocol), answers with a constant
+      from a bare WSGI function (no nameko, no werkzeug, no Redis). Each gateway
+      process serves on one core, so (e)/(c) is as high as d/c can go.
 
 Prints p50/p99 latency (sequential calls), throughput (CONCURRENCY client
 threads) and the CPU milliseconds each call cost the serving processes (read
@@ -16,7 +20,7 @@ from /proc over the throughput run: the echo server or the nameko services
 process, RabbitMQ, Redis; the clients are not counted; what each spends
 idle in the 2 s before, as a shared broker serves others too, is taken
 off) for each, and the
-ratios b/a, c/a (p50) and d/c (throughput). Targets: c/a <= 2.5 at p50;
+ratios b/a, c/a (p50), d/c and e/c (throughput). Targets: c/a <= 2.5 at p50;
 d >= 4x the throughput of c.
 
     .venv/bin/python bench/rpc_roundtrip.py [--calls 1000] [--seconds 5]
@@ -65,6 +69,23 @@ with Consumer(conn.channel(), queues=[queue], callbacks=[on_request], accept=["j
     print("ready", flush=True)
     while True:
         conn.drain_events()
+"""
+
+WSGI_SERVER = r"""
+import sys
+import eventlet
+eventlet.monkey_patch()
+from eventlet import wsgi
+sys.path.insert(0, sys.argv[2])
+from gateway_svc.http import NoDelayProtocol
+BODY = b'{"value": "pong"}'
+HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]
+def app(environ, start_response):
+    start_response("200 OK", HEADERS)
+    return [BODY]
+sock = eventlet.listen(("127.0.0.1", int(sys.argv[1])))
+print("ready", flush=True)
+wsgi.server(sock, app, protocol=NoDelayProtocol, log_output=False)
 """
 
 
@@ -170,7 +191,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5)
     args = parser.parse_args()
-    port = mesh.free_port()
+    port, floor_port = mesh.free_port(), mesh.free_port()
     # (d)'s caller: a real access token and the active membership the employees service
     # caches, and a default rate limit no run reaches (every call is counted, none refused;
     # the limit over an hour: GCRA needs an emission interval of at least 1 ms)
@@ -195,13 +216,16 @@ def main() -> None:
                           str(ROOT / "config.yaml"), "bench.bench_services"], cwd=ROOT, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True),
+        subprocess.Popen([sys.executable, "-c", WSGI_SERVER, str(floor_port), str(ROOT)],
+                         stdout=subprocess.PIPE, start_new_session=True),
     ]
     try:
         procs[0].stdout.readline()
+        procs[2].stdout.readline()
         mesh.wait_for(lambda: mesh.port_open("127.0.0.1", port), 30, "bench gateway")
         time.sleep(1)  # let the RPC consumers attach
         for warm in (KombuClient(), nameko_client(), http_client(port, "/api/v1/bench/rpc"),
-                     http_client(port, cached_path, auth)):
+                     http_client(port, cached_path, auth), http_client(floor_port, "/")):
             timed(warm, 50)
         print(f"{args.calls} sequential calls each; throughput with {CONCURRENCY} client "
               f"threads for {args.seconds:g} s; 2-core machine shared by client and servers\n")
@@ -220,8 +244,13 @@ def main() -> None:
                       timed(http_client(port, cached_path, auth), args.calls),
                       throughput(lambda: http_client(port, cached_path, auth), args.seconds,
                                  nameko_meter))
+        e = summarise("(e) HTTP GET, eventlet's WSGI server alone",
+                      timed(http_client(floor_port, "/"), args.calls),
+                      throughput(lambda: http_client(floor_port, "/"), args.seconds,
+                                 CpuMeter({"wsgi server": [procs[2].pid], **shared})))
         print(f"\nb/a p50 {b['p50'] / a['p50']:.2f}   c/a p50 {c['p50'] / a['p50']:.2f} "
-              f"(target <= 2.5)   d/c throughput {d['rps'] / c['rps']:.2f} (target >= 4)")
+              f"(target <= 2.5)   d/c throughput {d['rps'] / c['rps']:.2f} (target >= 4; "
+              f"e/c {e['rps'] / c['rps']:.2f}: as high as d/c can go)")
     finally:
         for proc in procs:
             mesh.stop_process(proc)
