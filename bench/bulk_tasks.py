@@ -16,7 +16,7 @@ a bulk job wait ``NOTIFY_BULK_WINDOW_SECONDS`` (5 s) to gather a person's
 tasks of the job into one message; that wait is part of the figure.
 
     .venv/bin/python -m bench.bulk_tasks [--n 10000] [--chunk 500] [--deadline 170]
-        [--bulk-concurrency 2]
+        [--bulk-concurrency 1]
 
 When something is not complete by the deadline it says where the missing
 ones are: the notifications service's deliveries by status, its claims of the
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=DEADLINE_S,
                         help="seconds to wait for everything (default %(default)s)")
     parser.add_argument("--bulk-concurrency", type=int, default=None,
-                        help="EVENT_BULK_CONCURRENCY of every service (config.yaml's default: 2)")
+                        help="EVENT_BULK_CONCURRENCY of every service (config.yaml's default: 1)")
     args = parser.parse_args()
     services = ["gateway_svc.service", "task_svc.service", "employee_svc.service",
                 "notify_svc.service"]
