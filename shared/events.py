@@ -53,12 +53,9 @@ SERVICE_POOL queue (nameko's naming) and adds what nameko lacks (docs/stack.md):
 
 * **bulk handlers** (``@handles(..., bulk=True)``: a chunk of a bulk job, hundreds
   of documents written at once) also share ``EVENT_BULK_CONCURRENCY`` slots per
-  process (1 by default). Eight chunks at once on SecantusDB queue on its
-  collection locks and can each outlive the lease and be handled again (every
-  write repeated): on 2 cores bench/bulk_tasks.py measured 59.9 s at 2 and
-  80.2 s at 8 (10,000 assignees), then 55.6-59.2 s at 1 against 61.4-72.0 s at 2;
-  and bench/load.py, whose bulk chunks held SecantusDB while users' requests
-  waited, 72 req/s with no error at 1 against 41-42 req/s with 58-81 504s at 2;
+  process (1 by default). More chunks at once queue on SecantusDB's collection
+  locks, hold users' requests behind them and can outlive the lease and be
+  handled again (every write repeated); docs/developing.md has the figures;
 
 * **batches** (``@handles(..., batch=N)``, opt-in): the method gets a *list*
   of up to N envelopes that arrived together (their consumer's prefetch is
